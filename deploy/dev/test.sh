@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what is missing (the pinned nats-server), then every
+# test, the slow fault/cluster ones included. CI calls exactly this (.ci/run).
+#
+#   ./deploy/dev/test.sh            # everything (what CI runs)
+#   ./deploy/dev/test.sh --quick    # skip the tests marked slow (#[ignore = "slow: ..."])
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "test.sh: cargo is not on PATH; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+NATS_SERVER_BIN="$("$root/deploy/dev/install-nats-server.sh")"
+export NATS_SERVER_BIN
+echo "test.sh: using $("$NATS_SERVER_BIN" --version) at $NATS_SERVER_BIN"
+
+start=$(date +%s)
+# --locked: CI builds exactly what Cargo.lock says.
+cargo build --locked --workspace --all-targets
+cargo test --locked --workspace --no-fail-fast
+if [[ "${1:-}" != "--quick" ]]; then
+  echo "test.sh: slow tests (fault, cluster, load)"
+  cargo test --locked --workspace --no-fail-fast -- --ignored
+fi
+echo "test.sh: done in $(( $(date +%s) - start )) s"

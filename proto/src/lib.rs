@@ -1,0 +1,32 @@
+//! Shirase change-notice protocol (知らせ, "notice").
+//!
+//! A notice tells a consumer system (利用側) *that* a provider system (提供側) changed data
+//! behind one of its standard PULL API interfaces, and *when*; it never carries the data
+//! itself and never personal data. This crate is the wire contract shared by the relay, the
+//! agent and any provider that writes notices itself.
+//!
+//! Module map:
+//! - [`notice`]: the CloudEvents 1.0 notice type and its typed fields (newtypes).
+//! - [`validate`]: validation of untrusted bytes into a [`Notice`], returning every violation
+//!   with its JSON Pointer path; batch limits; the personal-data (個人番号) guard.
+//! - [`check_digit`]: the JIS X 0402 municipality-code and individual-number check digits.
+//! - [`subject`]: NATS subject mapping both ways, stream/consumer/bucket names.
+//! - `publish` (feature `nats`): a publisher helper for providers that speak NATS directly.
+//!
+//! Invariant: without the `nats` feature this crate does no I/O and uses no async runtime.
+
+pub mod check_digit;
+pub mod notice;
+pub mod subject;
+pub mod validate;
+
+#[cfg(feature = "nats")]
+pub mod publish;
+
+pub use notice::{
+    AtenaNo, BusinessId, ChangeKind, InterfaceId, InterfaceVersion, Keys, MunicipalityCode,
+    Notice, NoticeData, NoticeId, OffsetTimestamp, ParseError, Sequence, Source, EVENT_TYPE,
+    SPEC_VERSION,
+};
+pub use subject::{Severity, SubjectError, SubjectKind, SubscriberId};
+pub use validate::{parse_notice, parse_payload, Limits, Payload, PayloadError, Rule, Violation};

@@ -1,0 +1,10 @@
+//! Shirase's test support, reference provider and benchmarks.
+//!
+//! Module map:
+//! - [`harness`]: launches real `nats-server` processes (single server with JetStream on a random
+//!   port and a temp store, restart on the same port and store, a 3-node cluster on loopback),
+//!   cleaned up on `Drop`. Never a mock of NATS.
+//!
+//! The integration tests live in `tests/it/` (one binary, one module per area).
+
+pub mod harness;
