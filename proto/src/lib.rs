@@ -11,11 +11,14 @@
 //!   with its JSON Pointer path; batch limits; the personal-data (個人番号) guard.
 //! - [`check_digit`]: the JIS X 0402 municipality-code and individual-number check digits.
 //! - [`subject`]: NATS subject mapping both ways, stream/consumer/bucket names.
+//! - [`maintenance`]: a provider's maintenance calendar (windows like `24:00-27:00` in Japan time,
+//!   day types, national holidays); pure, queried with instants.
 //! - `publish` (feature `nats`): a publisher helper for providers that speak NATS directly.
 //!
 //! Invariant: without the `nats` feature this crate does no I/O and uses no async runtime.
 
 pub mod check_digit;
+pub mod maintenance;
 pub mod notice;
 pub mod subject;
 pub mod validate;
