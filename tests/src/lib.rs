@@ -4,7 +4,10 @@
 //! - [`harness`]: launches real `nats-server` processes (single server with JetStream on a random
 //!   port and a temp store, restart on the same port and store, a 3-node cluster on loopback),
 //!   cleaned up on `Drop`. Never a mock of NATS.
+//! - [`provider_sim`]: `provider-sim`, the reference PULL API simulator (docs/pull-api.md): a
+//!   seeded population, history rows, a change generator that emits notices, fault injection.
 //!
 //! The integration tests live in `tests/it/` (one binary, one module per area).
 
 pub mod harness;
+pub mod provider_sim;
