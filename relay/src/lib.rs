@@ -1,2 +1,34 @@
-//! Shirase relay (skeleton): the HTTP ingest, provisioning and operator tools land with the
-//! relay issue. Nothing here works yet, and the binary says so.
+//! Shirase relay: validates, authorizes and publishes change notices into NATS JetStream, and
+//! provisions the JetStream state the topology needs.
+//!
+//! Module map:
+//! - [`config`]: layered configuration (embedded defaults → file → `SHIRASE_*` env), validated
+//!   into typed topology with errors naming the field path.
+//! - [`topology`]: the desired JetStream state derived from the configuration.
+//! - [`provision`]: diff of desired vs actual state, create-or-update, dry-run, refusal of
+//!   changes JetStream cannot make in place.
+//! - [`nats_auth`]: nats-server authorization generated from the topology.
+//! - [`connection`]: connecting to NATS with the relay's identity.
+//! - [`auth`]: provider bearer-token authentication (hashes, constant-time compare).
+//! - [`publisher`]: publishing notices with `Nats-Msg-Id`, bounded retries, concurrency.
+//! - [`ingest`]: `POST /v1/notices` and its response bodies.
+//! - [`api_error`]: the error type every handler answers with.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`serve`]: `run(config, listener, shutdown)`, health, readiness, metrics routes.
+//!
+//! Invariant: only the relay creates streams, consumers and buckets (in [`provision`]).
+
+pub mod api_error;
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod ingest;
+pub mod metrics;
+pub mod nats_auth;
+pub mod provision;
+pub mod publisher;
+pub mod serve;
+pub mod topology;
+
+pub use config::Config;
+pub use serve::run;

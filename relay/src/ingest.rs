@@ -1,0 +1,302 @@
+//! `POST /v1/notices`: authenticated HTTP ingest of one notice or a batch.
+//!
+//! Order of checks: credentials (401) → content type (415) → body size (413) → JSON and shape
+//! (400/413/422 for the whole body) → per notice: validation (422), authorization (403),
+//! publish with `Nats-Msg-Id` = id and wait for the PubAck (202, or 503 + `Retry-After`).
+//!
+//! # Bodies
+//!
+//! Single notice (a JSON object) accepted, HTTP 202:
+//! `{"id": "<uuid>", "status": 202, "stream_seq": 17, "duplicate": false}`
+//! (`duplicate: true` when JetStream already had this id: the notice is stored once).
+//! Any failure uses the [`crate::api_error`] shape: `{"error": {"status", "code", "message", "violations"}}`.
+//!
+//! Batch (a JSON array), one result per item in order, HTTP 202 when all were accepted, the
+//! common status when all items failed the same way (422, 403, 503), else 207:
+//! ```json
+//! {"accepted": 1, "duplicates": 0, "rejected": 1, "failed": 1,
+//!  "results": [
+//!   {"index": 0, "id": "…", "status": 202, "stream_seq": 18, "duplicate": false},
+//!   {"index": 1, "id": "…", "status": 422, "error": {"status": 422, "code": "invalid_notice",
+//!     "message": "…", "violations": [{"path": "/1/data/provider", "rule": "format", "message": "…"}]}},
+//!   {"index": 2, "id": "…", "status": 503, "error": {"status": 503, "code": "unavailable", "message": "…"}}]}
+//! ```
+//! Violation paths in a batch are JSON Pointers into the whole body (`/1/data/provider`).
+//! `rejected` counts 4xx items (fix them), `failed` counts 503 items (re-send those ids after
+//! `Retry-After`; a re-send is de-duplicated).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::Serialize;
+use shirase_proto::{BusinessId, Limits, Notice, Payload, PayloadError, Rule, Violation, parse_payload};
+
+use crate::api_error::{ApiError, ErrorBody, Forbidden};
+use crate::serve::AppState;
+
+/// Result of one notice.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ItemResult {
+    /// Position in the batch (absent for a single notice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// Notice id, when the item had a readable one.
+    pub id: Option<String>,
+    /// HTTP status of this item.
+    pub status: u16,
+    /// Stream sequence (accepted items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_seq: Option<u64>,
+    /// Whether JetStream already had the id (accepted items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<bool>,
+    /// Why the item was not accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// The batch answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchResponse {
+    /// Items stored (including duplicates).
+    pub accepted: usize,
+    /// Accepted items that were duplicates.
+    pub duplicates: usize,
+    /// Items refused with a 4xx status.
+    pub rejected: usize,
+    /// Items that got 503: re-send them.
+    pub failed: usize,
+    /// One per item, in order.
+    pub results: Vec<ItemResult>,
+}
+
+/// The ingest router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.http.body_limit_bytes;
+    Router::new()
+        .route("/v1/notices", post(post_notices))
+        // One byte over the limit is enough to know the body is too large.
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn content_type_ok(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "application/cloudevents+json" | "application/cloudevents-batch+json" => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json (or application/cloudevents+json, application/cloudevents-batch+json), got {:?}",
+            ct.chars().take(80).collect::<String>()
+        ))),
+    }
+}
+
+fn payload_error(e: PayloadError) -> ApiError {
+    let v = vec![Violation { path: String::new(), rule: e.rule(), message: e.to_string() }];
+    match e {
+        PayloadError::TooLarge { .. } | PayloadError::TooMany { .. } => ApiError::TooLarge(e.to_string(), v),
+        PayloadError::Syntax(_) => ApiError::BadRequest(e.to_string(), v),
+        PayloadError::Shape | PayloadError::Empty => ApiError::Unprocessable(e.to_string(), v),
+    }
+}
+
+/// Whether `provider` may publish `notice` under this topology.
+fn authorize(state: &AppState, provider: BusinessId, notice: &Notice) -> Result<(), ApiError> {
+    let d = &notice.data;
+    if d.provider != provider {
+        return Err(ApiError::Forbidden(
+            Forbidden::WrongProvider,
+            format!("your credentials are provider {provider}'s; data.provider is {}", d.provider),
+        ));
+    }
+    if d.municipality_code != state.config.municipality {
+        return Err(ApiError::Forbidden(
+            Forbidden::WrongMunicipality,
+            format!(
+                "this relay serves municipality {}; data.municipality_code is {}",
+                state.config.municipality, d.municipality_code
+            ),
+        ));
+    }
+    let mut known = state.config.interface(&d.interface_id).peekable();
+    if known.peek().is_none() {
+        return Err(ApiError::Forbidden(
+            Forbidden::UnknownInterface,
+            format!("interface {} is not configured for provider {provider}", d.interface_id),
+        ));
+    }
+    if !known.any(|i| i.version == d.interface_version) {
+        return Err(ApiError::Forbidden(
+            Forbidden::UnknownInterfaceVersion,
+            format!("interface {} is not configured at version {}", d.interface_id, d.interface_version),
+        ));
+    }
+    Ok(())
+}
+
+fn unavailable(state: &AppState, id: &str) -> ApiError {
+    ApiError::Unavailable(
+        format!("JetStream did not acknowledge notice {id}; re-send it with the same id after Retry-After"),
+        state.config.http.retry_after,
+    )
+}
+
+async fn post_notices(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match handle(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            state.metrics.reject(e.code(), 1);
+            e.into_response()
+        }
+    }
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let provider = state.auth.authenticate(headers).map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+    content_type_ok(headers)?;
+    let limit = state.config.http.body_limit_bytes;
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(
+                format!("body is larger than the limit of {limit} bytes (split the batch)"),
+                vec![Violation { path: String::new(), rule: Rule::TooLarge, message: format!("limit is {limit} bytes") }],
+            )
+        } else {
+            ApiError::BadRequest(format!("could not read the body: {}", r.body_text()), vec![])
+        }
+    })?;
+    let limits = Limits {
+        max_batch_bytes: limit,
+        max_batch_notices: state.config.http.max_batch_notices,
+        ..Limits::default()
+    };
+    match parse_payload(&bytes, &limits).map_err(payload_error)? {
+        Payload::Single(Err(violations)) => Err(ApiError::Unprocessable(
+            format!("the notice has {} problem(s); see violations", violations.len()),
+            violations,
+        )),
+        Payload::Single(Ok(notice)) => {
+            authorize(state, provider, &notice)?;
+            let id = notice.id.to_string();
+            match state.publisher.publish(&notice).await {
+                Ok(s) => Ok((
+                    StatusCode::ACCEPTED,
+                    Json(ItemResult {
+                        index: None,
+                        id: Some(id),
+                        status: 202,
+                        stream_seq: Some(s.stream_seq),
+                        duplicate: Some(s.duplicate),
+                        error: None,
+                    }),
+                )
+                    .into_response()),
+                Err(f) if f.transient => {
+                    tracing::warn!(notice = %id, attempts = f.attempts, error = %f.last, "publish failed; answering 503");
+                    Err(unavailable(state, &id))
+                }
+                Err(f) => Err(ApiError::Internal(f.to_string())),
+            }
+        }
+        Payload::Batch(items) => Ok(batch(state, provider, &bytes, items).await),
+    }
+}
+
+/// The id of a batch item that failed validation, when it has a string `id`.
+fn raw_ids(bytes: &[u8]) -> Vec<Option<String>> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    v.as_array()
+        .map(|a| a.iter().map(|i| i.get("id").and_then(|x| x.as_str()).map(|s| s.chars().take(64).collect())).collect())
+        .unwrap_or_default()
+}
+
+async fn batch(
+    state: &AppState,
+    provider: BusinessId,
+    bytes: &[u8],
+    items: Vec<Result<Notice, Vec<Violation>>>,
+) -> Response {
+    let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
+    let mut to_publish: Vec<(usize, &Notice)> = Vec::new();
+    let mut ids: Option<Vec<Option<String>>> = None;
+    for (index, item) in items.iter().enumerate() {
+        let mut r = ItemResult { index: Some(index), id: None, status: 0, stream_seq: None, duplicate: None, error: None };
+        match item {
+            Err(violations) => {
+                let ids = ids.get_or_insert_with(|| raw_ids(bytes));
+                r.id = ids.get(index).cloned().flatten();
+                let violations: Vec<Violation> = violations
+                    .iter()
+                    .map(|v| Violation { path: format!("/{index}{}", v.path), rule: v.rule, message: v.message.clone() })
+                    .collect();
+                let e = ApiError::Unprocessable(format!("notice {index} has {} problem(s)", violations.len()), violations);
+                state.metrics.reject(e.code(), 1);
+                r.status = 422;
+                r.error = Some(e.body());
+            }
+            Ok(notice) => {
+                r.id = Some(notice.id.to_string());
+                match authorize(state, provider, notice) {
+                    Err(e) => {
+                        state.metrics.reject(e.code(), 1);
+                        r.status = e.body().status;
+                        r.error = Some(e.body());
+                    }
+                    Ok(()) => to_publish.push((index, notice)),
+                }
+            }
+        }
+        results.push(r);
+    }
+
+    let notices: Vec<&Notice> = to_publish.iter().map(|(_, n)| *n).collect();
+    let outcomes = state.publisher.publish_all(&notices).await;
+    let mut failed_logged = 0usize;
+    for ((index, notice), outcome) in to_publish.iter().zip(outcomes) {
+        let r = &mut results[*index];
+        match outcome {
+            Ok(s) => {
+                r.status = 202;
+                r.stream_seq = Some(s.stream_seq);
+                r.duplicate = Some(s.duplicate);
+            }
+            Err(f) => {
+                let e = if f.transient { unavailable(state, &notice.id.to_string()) } else { ApiError::Internal(f.to_string()) };
+                if failed_logged == 0 {
+                    tracing::warn!(notice = %notice.id, attempts = f.attempts, error = %f.last, "batch item not acknowledged");
+                }
+                failed_logged += 1;
+                state.metrics.reject(e.code(), 1);
+                r.status = e.body().status;
+                r.error = Some(e.body());
+            }
+        }
+    }
+
+    let accepted = results.iter().filter(|r| r.status == 202).count();
+    let duplicates = results.iter().filter(|r| r.duplicate == Some(true)).count();
+    let failed = results.iter().filter(|r| r.status >= 500).count();
+    let rejected = results.len() - accepted - failed;
+    let first = results.first().map(|r| r.status).unwrap_or(202);
+    let status = if results.iter().all(|r| r.status == first) { first } else { 207 };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MULTI_STATUS);
+    let any_503 = results.iter().any(|r| r.status == 503);
+    let mut resp = (status, Json(BatchResponse { accepted, duplicates, rejected, failed, results })).into_response();
+    if any_503 {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(state.config.http.retry_after.as_secs().max(1)));
+    }
+    resp
+}

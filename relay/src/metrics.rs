@@ -1,0 +1,81 @@
+//! Prometheus metrics of the relay (`/metrics`), with prometheus-client.
+//!
+//! Labels carry ids (provider business id, reason) only, never notice contents.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label: the provider's business id.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    /// 業務ID.
+    pub provider: String,
+}
+
+/// Label: why a notice or request was rejected.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Reason code (as in the error body's `code`).
+    pub reason: String,
+}
+
+/// The relay's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Notices stored (or found stored) in JetStream, per provider.
+    pub accepted: Family<ProviderLabel, Counter>,
+    /// Accepted notices JetStream reported as duplicates, per provider.
+    pub duplicates: Family<ProviderLabel, Counter>,
+    /// Rejected notices or requests, per reason.
+    pub rejected: Family<ReasonLabel, Counter>,
+    /// Seconds from first publish attempt to PubAck (including retries).
+    pub publish_latency: Histogram,
+    /// Publishes waiting for a PubAck.
+    pub in_flight: Gauge,
+    /// Publish attempts retried after a transient JetStream error.
+    pub publish_retries: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("shirase_relay");
+        let accepted = Family::<ProviderLabel, Counter>::default();
+        let duplicates = Family::<ProviderLabel, Counter>::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let publish_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let in_flight = Gauge::default();
+        let publish_retries = Counter::default();
+        registry.register("notices_accepted", "Notices acknowledged by JetStream", accepted.clone());
+        registry.register("notices_duplicate", "Accepted notices whose id JetStream had already stored", duplicates.clone());
+        registry.register("notices_rejected", "Rejected notices or requests, by reason", rejected.clone());
+        registry.register("publish_duration_seconds", "Time from publish to PubAck, retries included", publish_latency.clone());
+        registry.register("publish_in_flight", "Publishes waiting for a PubAck", in_flight.clone());
+        registry.register("publish_retries", "Publish attempts retried after a transient JetStream error", publish_retries.clone());
+        Self { registry, accepted, duplicates, rejected, publish_latency, in_flight, publish_retries }
+    }
+
+    /// Count a rejection.
+    pub fn reject(&self, reason: &str, n: u64) {
+        self.rejected.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc_by(n);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}

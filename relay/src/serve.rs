@@ -1,0 +1,101 @@
+//! The relay's HTTP server: ingest, health, readiness and metrics.
+//!
+//! [`run`] takes its listener and a shutdown token so tests bind port 0 and stop it when they
+//! want. On shutdown the server stops accepting connections, lets in-flight requests (and so
+//! their publishes) finish, flushes the NATS connection and returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use shirase_proto::subject::NOTICE_STREAM;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::connection::{self, ConnectError};
+use crate::metrics::Metrics;
+use crate::publisher::Publisher;
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// Provider credentials.
+    pub auth: Authenticator,
+    /// Publishes notices.
+    pub publisher: Publisher,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The NATS client (for readiness).
+    pub client: async_nats::Client,
+    /// JetStream (for readiness).
+    pub js: async_nats::jetstream::Context,
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// NATS connection setup failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Build the state: connect to NATS (in the background if it is down) and set up publishing.
+pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
+    let client = connection::connect_lazily(&config.nats).await?;
+    let js = async_nats::jetstream::ContextBuilder::new().timeout(config.nats.publish_timeout).build(client.clone());
+    let metrics = Arc::new(Metrics::new());
+    let publisher = Publisher::new(js.clone(), config.nats.publish_attempts, metrics.clone());
+    let auth = Authenticator::from_config(&config);
+    Ok(Arc::new(AppState { config, auth, publisher, metrics, client, js }))
+}
+
+/// All routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    let ops = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    crate::ingest::router(state).merge(ops)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if state.client.connection_state() != async_nats::connection::State::Connected {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not connected to NATS\n".to_owned());
+    }
+    match tokio::time::timeout(Duration::from_secs(2), state.js.get_stream(NOTICE_STREAM)).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("stream {NOTICE_STREAM} not available: {e}\n")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "JetStream did not answer within 2s\n".to_owned()),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+/// Serve until `shutdown` is cancelled, then finish in-flight requests and return.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let state = state(config).await?;
+    let client = state.client.clone();
+    tracing::info!(addr = %listener.local_addr()?, "shirase-relay serving");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    // Requests have all been answered; make sure nothing we wrote is left in the client buffer.
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+    tracing::info!("shirase-relay stopped");
+    Ok(())
+}
