@@ -1,2 +1,35 @@
-//! Shirase subscriber kit (skeleton): the agent lands with the agent issue. Nothing here works
-//! yet, and the binary says so.
+//! Shirase subscriber kit: the agent that turns change notices into coalesced PULL API calls.
+//! Embed it in a Rust consumer system (implement [`sink::Sink`]) or run the `shirase-agent`
+//! binary.
+//!
+//! Module map:
+//! - [`config`]: layered, validated configuration (`agent.default.toml` → file → `SHIRASE_*`).
+//! - [`agent`]: the loop: fetch → coalesce → pull → sink → checkpoint → ack; [`run`].
+//! - [`coalesce`]: one plan per interface per batch (FROM/TO, keyed pulls, bisection points).
+//! - [`coverage`]: which notices a pull satisfied.
+//! - [`pull_client`]: the provider's PULL API (OAuth2 client_secret_jwt, outcome classes).
+//! - [`limiter`]: per-provider concurrency and request-rate limits.
+//! - [`checkpoint`]: compare-and-set checkpoints in the JetStream KV bucket.
+//! - [`sink`]: JSON Lines files, HTTP POST, command, and the embedding trait.
+//! - [`dlq`]: dead letters of permanent failures.
+//! - [`alert`]: alerts (エラー通知) to `shirase.alert.<severity>.agent`.
+//! - [`metrics`]: Prometheus metrics.
+//!
+//! Invariants: the agent never creates streams, consumers or buckets (only the relay does);
+//! it acks a notice only after the sink accepted the data and the checkpoint was stored; it
+//! never logs row contents.
+
+pub mod agent;
+pub mod alert;
+pub mod checkpoint;
+pub mod coalesce;
+pub mod config;
+pub mod coverage;
+pub mod dlq;
+pub mod limiter;
+pub mod metrics;
+pub mod pull_client;
+pub mod sink;
+
+pub use agent::{Agent, AgentError, AgentErrorKind, run};
+pub use config::{Config, ConfigError};

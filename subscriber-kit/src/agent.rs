@@ -1,0 +1,837 @@
+//! The agent loop, one worker per (subscriber, provider) durable consumer:
+//!
+//! fetch a batch → group by interface → coalesce into one plan each → pull (bisecting the
+//! FROM–TO window on E0004 or a bare 503, bounded depth) → sink → checkpoint compare-and-set →
+//! ack the covered notices; nak the uncovered ones with a delay; nak failures with backoff
+//! (honouring `Retry-After`); dead-letter and terminate permanent failures.
+//!
+//! Invariants:
+//! - A notice is acked only after the sink accepted the data and the checkpoint was stored.
+//!   Acks happen in one place ([`apply`]), after all work of the batch is done; work that is
+//!   cut short (shutdown grace over, task aborted) never reaches it.
+//! - The agent never creates streams, consumers or buckets: it waits for the relay's
+//!   provisioning and re-binds to the consumer after it is deleted or the server restarts.
+//! - Row contents are never logged; logs carry counts, ids and interface ids.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, message::Message};
+use futures::StreamExt;
+use jiff::Timestamp;
+use shirase_proto::subject::{SubjectKind, parse_subject};
+use shirase_proto::{BusinessId, InterfaceId, Notice, Severity};
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::Alerter;
+use crate::checkpoint::Checkpoints;
+use crate::coalesce::{self, PlanInput, PlanSettings, PullKind};
+use crate::config::{Config, ProviderConfig};
+use crate::coverage::Reach;
+use crate::dlq::{self, DeadLetter};
+use crate::limiter::Limiter;
+use crate::metrics::{IfaceLabels, Metrics, ProviderLabels};
+use crate::pull_client::{Outcome, PullClient, PullRequest, Row};
+use crate::sink::{Delivery, Record, Sink};
+
+/// What stopped the agent from starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentErrorKind {
+    /// NATS connection options (credentials file).
+    Nats,
+    /// A provider's client (secret file, TLS backend).
+    Client,
+    /// The sink could not be built.
+    Sink,
+    /// The HTTP listener.
+    Http,
+}
+
+/// The agent could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentError {
+    kind: AgentErrorKind,
+    message: String,
+}
+
+impl AgentError {
+    fn new(kind: AgentErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+    /// What failed.
+    pub fn kind(&self) -> AgentErrorKind {
+        self.kind
+    }
+}
+
+/// A configured agent: the config, its sink and its metrics. Build it, keep
+/// [`Agent::metrics`] if you want to read them, then [`Agent::run`].
+#[derive(Debug)]
+pub struct Agent {
+    cfg: Arc<Config>,
+    sink: Arc<dyn Sink>,
+    metrics: Arc<Metrics>,
+    secrets: HashMap<BusinessId, Vec<u8>>,
+}
+
+impl Agent {
+    /// An agent with the sink named in the configuration.
+    pub fn new(config: Config) -> Result<Self, AgentError> {
+        let sink = crate::sink::from_config(&config.sink).map_err(|e| AgentError::new(AgentErrorKind::Sink, e.to_string()))?;
+        Ok(Self::with_sink(config, Arc::from(sink)))
+    }
+
+    /// An agent delivering to an embedded sink.
+    pub fn with_sink(config: Config, sink: Arc<dyn Sink>) -> Self {
+        Self { cfg: Arc::new(config), sink, metrics: Arc::new(Metrics::new()), secrets: HashMap::new() }
+    }
+
+    /// Use `secret` for `provider` instead of reading `client_secret_file` (embedding, tests).
+    pub fn with_client_secret(mut self, provider: BusinessId, secret: Vec<u8>) -> Self {
+        self.secrets.insert(provider, secret);
+        self
+    }
+
+    /// The agent's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Run until `shutdown` is cancelled. `listener` serves `/healthz` and `/metrics` (when
+    /// `None`, `http.listen` from the config is bound, if set). Returns after in-flight work
+    /// finished or was nak'ed.
+    pub async fn run(self, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> Result<(), AgentError> {
+        let cfg = self.cfg.clone();
+        let mut clients = Vec::new();
+        for p in &cfg.providers {
+            let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
+            let c = match self.secrets.get(&p.business_id) {
+                Some(s) => PullClient::with_secret(p.clone(), s.clone(), limiter),
+                None => PullClient::new(p.clone(), limiter),
+            }
+            .map_err(|e| AgentError::new(AgentErrorKind::Client, e.to_string()))?;
+            clients.push(Arc::new(c));
+        }
+        let listener = match listener {
+            Some(l) => Some(l),
+            None => match cfg.http_listen() {
+                Some(a) => Some(
+                    tokio::net::TcpListener::bind(a)
+                        .await
+                        .map_err(|e| AgentError::new(AgentErrorKind::Http, format!("binding http.listen {a}: {e}")))?,
+                ),
+                None => None,
+            },
+        };
+        let mut opts = async_nats::ConnectOptions::new()
+            .name(format!("shirase-agent-{}", cfg.subscriber))
+            .retry_on_initial_connect()
+            .max_reconnects(None);
+        if !cfg.nats.creds_file.is_empty() {
+            opts = opts
+                .credentials_file(&cfg.nats.creds_file)
+                .await
+                .map_err(|e| AgentError::new(AgentErrorKind::Nats, format!("nats.creds_file {}: {e}", cfg.nats.creds_file)))?;
+        }
+        let client = opts
+            .connect(cfg.nats.urls.clone())
+            .await
+            .map_err(|e| AgentError::new(AgentErrorKind::Nats, format!("nats.urls: {e}")))?;
+        let js = jetstream::new(client.clone());
+        let alerter = Arc::new(Alerter::new(js.clone(), cfg.subscriber.to_string(), Duration::from_secs(300)));
+
+        let tracker = tokio_util::task::TaskTracker::new();
+        if let Some(l) = listener {
+            let m = self.metrics.clone();
+            let c = client.clone();
+            let stop = shutdown.clone();
+            tracker.spawn(async move { serve_http(l, m, c, stop).await });
+        }
+        for c in clients {
+            let w = Worker {
+                cfg: cfg.clone(),
+                js: js.clone(),
+                client: c,
+                sink: self.sink.clone(),
+                metrics: self.metrics.clone(),
+                alerter: alerter.clone(),
+                last_seq: std::sync::Mutex::new(HashMap::new()),
+                connect_failures: AtomicU32::new(0),
+                first_failure: std::sync::Mutex::new(HashMap::new()),
+            };
+            let stop = shutdown.clone();
+            tracker.spawn(async move { w.run(stop).await });
+        }
+        tracker.close();
+        tracker.wait().await;
+        // Acks and naks are plain publishes: flush them before the connection goes away.
+        let _ = client.flush().await;
+        tracing::info!("agent stopped");
+        Ok(())
+    }
+}
+
+/// Build an [`Agent`] from `config` (sink from the config) and run it. See [`Agent::run`].
+pub async fn run(config: Config, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> Result<(), AgentError> {
+    Agent::new(config)?.run(listener, shutdown).await
+}
+
+async fn serve_http(l: tokio::net::TcpListener, m: Arc<Metrics>, c: async_nats::Client, stop: CancellationToken) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            get(move || {
+                let c = c.clone();
+                async move {
+                    if c.connection_state() == async_nats::connection::State::Connected {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "nats disconnected")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        m.encode(),
+                    )
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(l, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+        tracing::error!("http listener failed: {e}");
+    }
+}
+
+/// What to do with one delivered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Ack,
+    Nak(Duration),
+    Term,
+}
+
+struct Item {
+    idx: usize,
+    notice: Notice,
+    replay: bool,
+    delivered: u64,
+    raw: serde_json::Value,
+}
+
+struct Worker {
+    cfg: Arc<Config>,
+    js: jetstream::Context,
+    client: Arc<PullClient>,
+    sink: Arc<dyn Sink>,
+    metrics: Arc<Metrics>,
+    alerter: Arc<Alerter>,
+    // Per-interface highest sequence seen by this process, for gap detection.
+    last_seq: std::sync::Mutex<HashMap<InterfaceId, u64>>,
+    connect_failures: AtomicU32,
+    // Notice id → first failure time, for the dead letter's `first_failure`.
+    first_failure: std::sync::Mutex<HashMap<String, Timestamp>>,
+}
+
+async fn sleep_or_cancel(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.cancelled() => false,
+    }
+}
+
+impl Worker {
+    fn provider(&self) -> &ProviderConfig {
+        self.client.config()
+    }
+
+    fn labels(&self, i: &InterfaceId) -> IfaceLabels {
+        IfaceLabels { provider: self.provider().business_id.to_string(), interface: i.to_string() }
+    }
+
+    fn backoff(&self, attempt: u64) -> Duration {
+        let r = &self.cfg.retry;
+        let exp = attempt.saturating_sub(1).min(20) as u32;
+        Duration::from_millis(r.base_ms.saturating_mul(1u64 << exp).min(r.max_ms))
+    }
+
+    async fn run(self, stop: CancellationToken) {
+        let name = shirase_proto::subject::consumer_name(&self.cfg.subscriber, &self.provider().business_id);
+        let plabels = ProviderLabels { provider: self.provider().business_id.to_string() };
+        let mut attempt = 0u64;
+        'bind: while !stop.is_cancelled() {
+            let consumer: PullConsumer = match self
+                .js
+                .get_consumer_from_stream(&name, shirase_proto::subject::NOTICE_STREAM)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(consumer = %name, attempt, "consumer not available (waiting for the relay's provisioning or the server): {e}");
+                    if attempt == 10 {
+                        self.alert(Severity::Warning, "consumer_missing", None, format!("durable consumer {name} is not available; run `shirase-relay provision` or check the NATS servers")).await;
+                    }
+                    if !sleep_or_cancel(self.backoff(attempt), &stop).await {
+                        break 'bind;
+                    }
+                    continue;
+                }
+            };
+            if attempt > 0 {
+                self.metrics.resubscribes.get_or_create(&plabels).inc();
+                tracing::info!(consumer = %name, "bound to consumer");
+            }
+            attempt = 0;
+            let mut last_delivery = tokio::time::Instant::now();
+            while !stop.is_cancelled() {
+                let fetched = tokio::select! {
+                    _ = stop.cancelled() => break 'bind,
+                    r = self.fetch(&consumer) => r,
+                };
+                let msgs = match fetched {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(consumer = %name, "fetch failed, re-binding: {e}");
+                        attempt = 1;
+                        if !sleep_or_cancel(self.backoff(attempt), &stop).await {
+                            break 'bind;
+                        }
+                        continue 'bind;
+                    }
+                };
+                if msgs.is_empty() {
+                    // Idle: check the consumer still exists (deleted → re-bind) and run the
+                    // watchdog on its pending count.
+                    let mut c = consumer.clone();
+                    match c.info().await {
+                        Ok(info) => {
+                            let stalled = info.num_pending > 0
+                                && last_delivery.elapsed() >= Duration::from_secs(self.cfg.watchdog.stalled_after_secs);
+                            self.metrics.consumer_stalled.get_or_create(&plabels).set(i64::from(stalled));
+                            if stalled {
+                                self.alert(
+                                    Severity::Warning,
+                                    "consumer_stalled",
+                                    None,
+                                    format!("{} notices pending on {name} but none delivered for {} s", info.num_pending, last_delivery.elapsed().as_secs()),
+                                )
+                                .await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(consumer = %name, "consumer info failed, re-binding: {e}");
+                            attempt = 1;
+                            if !sleep_or_cancel(self.backoff(attempt), &stop).await {
+                                break 'bind;
+                            }
+                            continue 'bind;
+                        }
+                    }
+                    continue;
+                }
+                last_delivery = tokio::time::Instant::now();
+                self.metrics.consumer_stalled.get_or_create(&plabels).set(0);
+                self.handle_batch(msgs, &stop).await;
+            }
+        }
+    }
+
+    async fn fetch(&self, consumer: &PullConsumer) -> Result<Vec<Message>, String> {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(self.cfg.batch.size)
+            .expires(Duration::from_millis(self.cfg.batch.max_wait_ms))
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => out.push(m),
+                // Keep what arrived: those messages are ours until acked or nak'ed.
+                Err(e) if out.is_empty() => return Err(e.to_string()),
+                Err(e) => {
+                    tracing::debug!("fetch ended early: {e}");
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Process one batch with progress heartbeats, under the shutdown grace rule, then apply
+    /// the decisions.
+    async fn handle_batch(&self, msgs: Vec<Message>, stop: &CancellationToken) {
+        let work = self.process(&msgs);
+        tokio::pin!(work);
+        let grace = Duration::from_millis(self.cfg.shutdown.grace_ms);
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.tick().await;
+        let stop_after_grace = async {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(stop_after_grace);
+        let decisions = loop {
+            tokio::select! {
+                d = &mut work => break Some(d),
+                _ = tick.tick() => {
+                    // Long pulls (bisection, 30 s provider timeouts) must not let ack_wait
+                    // expire and hand the notices to another replica meanwhile.
+                    for m in &msgs {
+                        let _ = m.ack_with(AckKind::Progress).await;
+                    }
+                }
+                _ = &mut stop_after_grace => break None,
+            }
+        };
+        match decisions {
+            Some(d) => self.apply(&msgs, d).await,
+            None => {
+                tracing::warn!(notices = msgs.len(), "shutdown grace over: handing in-flight notices back");
+                for m in &msgs {
+                    let _ = m.ack_with(AckKind::Nak(None)).await;
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, msgs: &[Message], decisions: Vec<Decision>) {
+        for (m, d) in msgs.iter().zip(decisions) {
+            let kind = match d {
+                Decision::Ack => AckKind::Ack,
+                Decision::Nak(delay) => AckKind::Nak(Some(delay)),
+                Decision::Term => AckKind::Term,
+            };
+            if let Err(e) = m.ack_with(kind).await {
+                // The server will redeliver after ack_wait; the work is idempotent.
+                tracing::warn!("ack/nak failed: {e}");
+            }
+        }
+    }
+
+    /// Decide every message of the batch. Does not ack anything itself.
+    async fn process(&self, msgs: &[Message]) -> Vec<Decision> {
+        let mut decisions = vec![Decision::Nak(self.backoff(1)); msgs.len()];
+        let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
+        for (idx, m) in msgs.iter().enumerate() {
+            let delivered = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+            let replay = matches!(parse_subject(&m.subject), Ok(SubjectKind::Replay { .. }));
+            let notice = match shirase_proto::parse_notice(&m.payload, &shirase_proto::Limits::default()) {
+                Ok(n) => n,
+                Err(v) => {
+                    // The relay validated it, so this is not a notice at all: it can never
+                    // succeed. Term it and tell the operators (subject only, no payload).
+                    tracing::error!(subject = %m.subject, violations = v.len(), "undecodable message on the notice stream");
+                    self.alert(Severity::Warning, "undecodable_notice", None, format!("undecodable message on {} terminated", m.subject)).await;
+                    decisions[idx] = Decision::Term;
+                    continue;
+                }
+            };
+            let raw = serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null);
+            let iface = notice.data.interface_id;
+            self.metrics.notices_received.get_or_create(&self.labels(&iface)).inc();
+            groups.entry(iface).or_default().push(Item { idx, notice, replay, delivered, raw });
+        }
+        let futs = groups.into_iter().map(|(iface, items)| self.process_interface(iface, items));
+        for results in futures::future::join_all(futs).await {
+            for (idx, d) in results {
+                decisions[idx] = d;
+            }
+        }
+        decisions
+    }
+
+    async fn process_interface(&self, iface: InterfaceId, items: Vec<Item>) -> Vec<(usize, Decision)> {
+        let labels = self.labels(&iface);
+        let Some(icfg) = self.provider().interface(&iface).cloned() else {
+            let reason = format!("interface {iface} is not configured for this agent (providers.interfaces)");
+            return self.dead_letter_all(&iface, &items, &reason, None, None, None).await;
+        };
+        if items.iter().any(|it| it.notice.data.municipality_code != self.cfg.municipality) {
+            let reason = format!("notice for a municipality other than {}", self.cfg.municipality);
+            return self.dead_letter_all(&iface, &items, &reason, None, None, None).await;
+        }
+        let gap = self.detect_gap(&iface, &items);
+
+        let kv = match self.js.get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET).await {
+            Ok(kv) => Checkpoints::new(kv, self.cfg.subscriber.clone(), self.cfg.municipality),
+            Err(e) => {
+                tracing::warn!(interface = %iface, "checkpoint bucket unavailable: {e}");
+                return self.nak_all(&labels, &items);
+            }
+        };
+        let checkpoint = match kv.get(&iface).await {
+            Ok(c) => c.map(|c| c.updated_at),
+            Err(e) => {
+                tracing::warn!(interface = %iface, "reading checkpoint: {e}");
+                return self.nak_all(&labels, &items);
+            }
+        };
+        let now = Timestamp::now();
+        if let Some(c) = checkpoint {
+            self.metrics.checkpoint_age_seconds.get_or_create(&labels).set(now.duration_since(c).as_secs_f64());
+        }
+        let inputs: Vec<PlanInput> = items
+            .iter()
+            .map(|it| PlanInput {
+                updated_at: it.notice.data.updated_at.instant(),
+                change: it.notice.data.change,
+                keys: it.notice.data.keys.as_ref().map(|k| k.atena_no.clone()).unwrap_or_default(),
+                replay: it.replay,
+            })
+            .collect();
+        let settings = PlanSettings { overlap: self.cfg.overlap(), keyed_pull_max_keys: icfg.keyed_pull_max_keys, gap };
+        let plan = coalesce::plan(&inputs, checkpoint, now, settings);
+
+        // Pull.
+        let mut rows: Vec<Row> = Vec::new();
+        let mut window_reach: Option<Reach> = None;
+        let mut keyed_reach: Option<Reach> = None;
+        if let Some(pull) = &plan.pull {
+            let result = match &pull.kind {
+                PullKind::Window { from, to } => self.pull_window(&iface, *from, *to).await.map(|r| (r, true)),
+                PullKind::Keyed { from, keys } => {
+                    let req = PullRequest { interface: iface, from: Some(*from), to: None, keys: keys.clone() };
+                    match self.request(&req).await {
+                        Outcome::Data(r) => Ok((r, false)),
+                        // Too many rows for the keys: fall back to the window.
+                        Outcome::TooMany | Outcome::TimeoutSplit { .. } => {
+                            let p = coalesce::plan(&inputs, checkpoint, now, PlanSettings { keyed_pull_max_keys: 0, ..settings });
+                            match p.pull.map(|p| p.kind) {
+                                Some(PullKind::Window { from, to }) => self.pull_window(&iface, from, to).await.map(|r| (r, true)),
+                                _ => Err(Failure::Outcome(Outcome::TooMany)),
+                            }
+                        }
+                        o => Err(Failure::Outcome(o)),
+                    }
+                }
+            };
+            match result {
+                Ok((r, window)) => {
+                    let reach = Reach::of(&r);
+                    if window {
+                        window_reach = Some(reach);
+                    } else {
+                        keyed_reach = Some(reach);
+                    }
+                    rows = r;
+                }
+                Err(f) => {
+                    let covers: Vec<&Item> = pull.covers.iter().map(|&i| &items[i]).collect();
+                    let mut out = self.on_failure(&iface, &covers, f).await;
+                    // Notices that needed no pull are still done.
+                    for &i in &plan.already_covered {
+                        out.push((items[i].idx, Decision::Ack));
+                    }
+                    // Tombstones wait for the next round with the failed ones.
+                    for &i in &plan.tombstones {
+                        out.push((items[i].idx, Decision::Nak(self.backoff(items[i].delivered))));
+                    }
+                    self.count(&labels, &out);
+                    return out;
+                }
+            }
+        }
+
+        // Sink: rows, then tombstones.
+        let mut records: Vec<Record> = rows.iter().cloned().map(Record::Row).collect();
+        for &i in &plan.tombstones {
+            let n = &items[i].notice;
+            records.push(Record::Tombstone {
+                notice_id: n.id.to_string(),
+                atena_no: n.data.keys.as_ref().map(|k| k.atena_no.iter().map(|a| a.to_string()).collect()).unwrap_or_default(),
+                updated_at: n.data.updated_at.clone(),
+            });
+        }
+        if !records.is_empty() {
+            let d = Delivery { interface: iface, provider: self.provider().business_id, pulled_at: now, records };
+            if let Err(e) = self.sink.deliver(&d).await {
+                tracing::warn!(interface = %iface, rows = d.records.len(), "sink refused: {e}");
+                return self.nak_all(&labels, &items);
+            }
+            self.metrics.rows_delivered.get_or_create(&labels).inc_by(d.records.len() as u64);
+        }
+
+        // Checkpoint: only a window pull proves everything up to its max row was received.
+        if let Some(max) = window_reach.as_ref().and_then(|r| r.max)
+            && let Err(e) = kv.advance(&iface, max).await
+        {
+            tracing::warn!(interface = %iface, "storing checkpoint: {e}");
+            return self.nak_all(&labels, &items);
+        }
+
+        // Decide.
+        let mut out = Vec::with_capacity(items.len());
+        for &i in plan.tombstones.iter().chain(&plan.already_covered) {
+            out.push((items[i].idx, Decision::Ack));
+        }
+        if let Some(pull) = &plan.pull {
+            for &i in &pull.covers {
+                let it = &items[i];
+                let ts = it.notice.data.updated_at.instant();
+                let covered = match (&window_reach, &keyed_reach) {
+                    (Some(r), _) => r.covers_window(ts),
+                    (None, Some(r)) => r.covers_keys(ts, it.notice.data.keys.iter().flat_map(|k| k.atena_no.iter().map(|a| a.as_str()))),
+                    (None, None) => false,
+                };
+                if covered {
+                    out.push((it.idx, Decision::Ack));
+                } else {
+                    self.metrics.uncovered.get_or_create(&labels).inc();
+                    if it.delivered >= self.cfg.coverage.uncovered_alert_after {
+                        self.alert(
+                            Severity::Warning,
+                            "uncovered",
+                            Some(&iface),
+                            format!("notice {} (updated_at {}) is still not covered by the PULL API after {} deliveries; the provider's API may read a lagging replica", it.notice.id, it.notice.data.updated_at, it.delivered),
+                        )
+                        .await;
+                    }
+                    out.push((it.idx, Decision::Nak(Duration::from_millis(self.cfg.coverage.uncovered_retry_delay_ms))));
+                }
+            }
+        }
+        let oldest = items.iter().filter(|it| out.iter().any(|(i, d)| *i == it.idx && *d == Decision::Ack)).map(|it| it.notice.time.instant()).min();
+        if let Some(t) = oldest {
+            self.metrics.lag_seconds.get_or_create(&labels).set(Timestamp::now().duration_since(t).as_secs_f64());
+        }
+        tracing::debug!(interface = %iface, notices = items.len(), rows = rows.len(), "batch done");
+        self.count(&labels, &out);
+        out
+    }
+
+    fn count(&self, labels: &IfaceLabels, out: &[(usize, Decision)]) {
+        for (_, d) in out {
+            match d {
+                Decision::Ack => self.metrics.acked.get_or_create(labels).inc(),
+                Decision::Nak(_) => self.metrics.naked.get_or_create(labels).inc(),
+                Decision::Term => self.metrics.dead_lettered.get_or_create(labels).inc(),
+            };
+        }
+    }
+
+    fn nak_all(&self, labels: &IfaceLabels, items: &[Item]) -> Vec<(usize, Decision)> {
+        let out: Vec<_> = items.iter().map(|it| (it.idx, Decision::Nak(self.backoff(it.delivered)))).collect();
+        self.count(labels, &out);
+        out
+    }
+
+    fn detect_gap(&self, iface: &InterfaceId, items: &[Item]) -> bool {
+        let mut seqs: Vec<u64> = items.iter().filter(|it| !it.replay).map(|it| it.notice.sequence.0).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut last = self.last_seq.lock().unwrap_or_else(|e| e.into_inner());
+        let mut missing = 0u64;
+        let mut prev = last.get(iface).copied();
+        for s in seqs {
+            if let Some(p) = prev
+                && s > p + 1
+            {
+                missing += s - p - 1;
+            }
+            prev = Some(prev.map_or(s, |p| p.max(s)));
+        }
+        if let Some(p) = prev {
+            last.insert(*iface, p);
+        }
+        drop(last);
+        if missing > 0 {
+            self.metrics.sequence_gaps.get_or_create(&self.labels(iface)).inc_by(missing);
+            tracing::info!(interface = %iface, missing, "sequence gap: forcing a differential pull");
+        }
+        missing > 0
+    }
+
+    async fn request(&self, req: &PullRequest) -> Outcome {
+        let o = self.client.pull(req).await;
+        self.metrics
+            .pulls
+            .get_or_create(&crate::metrics::PullLabels {
+                provider: self.provider().business_id.to_string(),
+                interface: req.interface.to_string(),
+                outcome: o.label().into(),
+            })
+            .inc();
+        match &o {
+            Outcome::Connect(_) => {
+                let n = self.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= self.cfg.retry.connect_alert_after {
+                    self.alert(
+                        Severity::Critical,
+                        "provider_unreachable",
+                        None,
+                        format!("{n} consecutive failures to reach the PULL API of provider {}: check the provider's operating status", self.provider().business_id),
+                    )
+                    .await;
+                }
+            }
+            _ => self.connect_failures.store(0, Ordering::Relaxed),
+        }
+        o
+    }
+
+    /// Pull `[from, to)`, bisecting on E0004 / bare 503 down to `bisect_max_depth`. Windows
+    /// run in time order; any failure discards the partial result (it is pulled again).
+    async fn pull_window(&self, iface: &InterfaceId, from: Timestamp, to: Timestamp) -> Result<Vec<Row>, Failure> {
+        let mut rows = Vec::new();
+        let mut stack = vec![(from, to, 0u32)];
+        while let Some((f, t, depth)) = stack.pop() {
+            let req = PullRequest { interface: *iface, from: Some(f), to: Some(t), keys: vec![] };
+            match self.request(&req).await {
+                Outcome::Data(r) => rows.extend(r),
+                o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
+                    match (depth < self.cfg.pull.bisect_max_depth).then(|| coalesce::bisect(f, t)).flatten() {
+                        Some(mid) => {
+                            stack.push((mid, t, depth + 1));
+                            stack.push((f, mid, depth + 1));
+                        }
+                        None => return Err(Failure::BisectExhausted { last: o, from: f, to: t }),
+                    }
+                }
+                o => return Err(Failure::Outcome(o)),
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn on_failure(&self, iface: &InterfaceId, covers: &[&Item], f: Failure) -> Vec<(usize, Decision)> {
+        let nak = |d: &dyn Fn(&Item) -> Duration| covers.iter().map(|it| (it.idx, Decision::Nak(d(it)))).collect::<Vec<_>>();
+        match f {
+            Failure::Outcome(Outcome::Transient { retry_after, code }) => {
+                tracing::info!(interface = %iface, code = code.as_deref().unwrap_or("-"), "transient provider error");
+                nak(&|it| retry_after.unwrap_or_else(|| self.backoff(it.delivered)))
+            }
+            Failure::Outcome(Outcome::TimeoutSplit { retry_after }) => nak(&|it| retry_after.unwrap_or_else(|| self.backoff(it.delivered))),
+            Failure::Outcome(Outcome::Connect(reason)) => {
+                tracing::warn!(interface = %iface, "provider unreachable: {reason}");
+                nak(&|it| self.backoff(it.delivered))
+            }
+            Failure::Outcome(Outcome::Maintenance { retry_after }) => {
+                let d = retry_after.unwrap_or(Duration::from_millis(self.cfg.retry.max_ms));
+                // Keep every interface of this provider away until the window ends.
+                self.client.limiter().close_until(tokio::time::Instant::now() + d);
+                tracing::info!(interface = %iface, secs = d.as_secs(), "provider in maintenance");
+                nak(&|_| d)
+            }
+            Failure::Outcome(Outcome::Unauthorized { message }) => {
+                self.alert(
+                    Severity::Critical,
+                    "unauthorized",
+                    Some(iface),
+                    format!("provider {} refused our credentials ({message}); check providers.client_id / client_secret_file", self.provider().business_id),
+                )
+                .await;
+                nak(&|_| Duration::from_millis(self.cfg.retry.max_ms))
+            }
+            Failure::Outcome(Outcome::Permanent { status, code, message }) => {
+                let reason = format!("the PULL API refused the request permanently ({status} {})", code.as_deref().unwrap_or("-"));
+                self.alert(Severity::Warning, "permanent_error", Some(iface), format!("{reason}: {message}; notices dead-lettered")).await;
+                self.dead_letter(iface, covers, &reason, Some(status), code, Some(message)).await
+            }
+            Failure::BisectExhausted { last, from, to } => {
+                let reason = format!(
+                    "bisection depth {} exhausted at window [{}, {}) with {}",
+                    self.cfg.pull.bisect_max_depth,
+                    shirase_proto::OffsetTimestamp::from_instant_jst(from),
+                    shirase_proto::OffsetTimestamp::from_instant_jst(to),
+                    last.label()
+                );
+                self.alert(Severity::Warning, "bisect_exhausted", Some(iface), format!("{reason}; raise the provider's threshold or pull.bisect_max_depth; notices dead-lettered")).await;
+                let status = match last {
+                    Outcome::TooMany => Some(400),
+                    _ => Some(503),
+                };
+                self.dead_letter(iface, covers, &reason, status, None, None).await
+            }
+            // Data and TooMany never reach here as failures of a window.
+            Failure::Outcome(o) => nak(&|it| {
+                let _ = &o;
+                self.backoff(it.delivered)
+            }),
+        }
+    }
+
+    async fn dead_letter_all(
+        &self,
+        iface: &InterfaceId,
+        items: &[Item],
+        reason: &str,
+        status: Option<u16>,
+        code: Option<String>,
+        message: Option<String>,
+    ) -> Vec<(usize, Decision)> {
+        let refs: Vec<&Item> = items.iter().collect();
+        self.alert(Severity::Warning, "dead_letter", Some(iface), format!("{reason}; {} notices dead-lettered", items.len())).await;
+        let out = self.dead_letter(iface, &refs, reason, status, code, message).await;
+        self.count(&self.labels(iface), &out);
+        out
+    }
+
+    async fn dead_letter(
+        &self,
+        iface: &InterfaceId,
+        items: &[&Item],
+        reason: &str,
+        status: Option<u16>,
+        code: Option<String>,
+        message: Option<String>,
+    ) -> Vec<(usize, Decision)> {
+        let mut out = Vec::new();
+        let now = Timestamp::now();
+        for it in items {
+            let id = it.notice.id.to_string();
+            let first = *self.first_failure.lock().unwrap_or_else(|e| e.into_inner()).entry(id.clone()).or_insert(now);
+            let dl = DeadLetter {
+                subscriber: self.cfg.subscriber.to_string(),
+                interface_id: iface.to_string(),
+                reason: reason.to_owned(),
+                http_status: status,
+                code: code.clone(),
+                message: message.clone(),
+                attempts: it.delivered,
+                first_failure: shirase_proto::OffsetTimestamp::from_instant_jst(first).to_string(),
+                last_failure: shirase_proto::OffsetTimestamp::from_instant_jst(now).to_string(),
+                notice: it.raw.clone(),
+            };
+            let subject = shirase_proto::subject::dlq_subject(&self.cfg.subscriber, &it.notice.data.municipality_code, &it.notice.data.provider, iface);
+            match dlq::publish(&self.js, subject, &id, &dl).await {
+                Ok(()) => {
+                    self.first_failure.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    out.push((it.idx, Decision::Term));
+                }
+                Err(e) => {
+                    tracing::error!(notice = %id, "{e}; keeping the notice");
+                    out.push((it.idx, Decision::Nak(self.backoff(it.delivered))));
+                }
+            }
+        }
+        out
+    }
+
+    async fn alert(&self, sev: Severity, code: &str, iface: Option<&InterfaceId>, message: String) {
+        let p = self.provider().business_id.to_string();
+        let i = iface.map(|i| i.to_string());
+        if self.alerter.raise(sev, code, Some(&p), i.as_deref(), message).await {
+            self.metrics.alerts.get_or_create(&crate::metrics::CodeLabels { code: code.into() }).inc();
+        }
+    }
+}
+
+/// Why a planned pull produced no rows.
+#[derive(Debug)]
+enum Failure {
+    Outcome(Outcome),
+    BisectExhausted { last: Outcome, from: Timestamp, to: Timestamp },
+}

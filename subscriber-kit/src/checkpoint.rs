@@ -1,0 +1,140 @@
+//! Checkpoints in the JetStream KV bucket `shirase_checkpoints` (created by the relay's
+//! provisioning, never by the agent), keyed by `checkpoint_key(subscriber, municipality,
+//! interface)`.
+//!
+//! A checkpoint is the largest DB update timestamp actually received by a window pull — never
+//! the wall clock — and it never moves backwards: [`Checkpoints::advance`] is a compare-and-set
+//! loop on the entry's revision that keeps the larger value when agent replicas race.
+
+use async_nats::jetstream::kv;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use shirase_proto::{InterfaceId, MunicipalityCode, OffsetTimestamp, SubscriberId};
+
+/// What a checkpoint operation failed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointErrorKind {
+    /// The KV bucket could not be read or written.
+    Store,
+    /// The stored value is not a checkpoint (someone wrote something else under the key).
+    Corrupt,
+    /// Too many compare-and-set conflicts in a row.
+    Contended,
+}
+
+/// A checkpoint read or write failed.
+#[derive(Debug, thiserror::Error)]
+#[error("checkpoint {key}: {message}")]
+pub struct CheckpointError {
+    kind: CheckpointErrorKind,
+    key: String,
+    message: String,
+}
+
+impl CheckpointError {
+    /// What failed.
+    pub fn kind(&self) -> CheckpointErrorKind {
+        self.kind
+    }
+}
+
+/// The stored JSON value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stored {
+    /// The checkpoint: largest DB update timestamp received, as RFC 3339 (+09:00).
+    pub updated_at: OffsetTimestamp,
+    /// When it was stored (wall clock, for the checkpoint-age view).
+    pub stored_at: OffsetTimestamp,
+}
+
+/// A checkpoint as read, with the KV revision to compare against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The checkpoint instant.
+    pub updated_at: Timestamp,
+    /// KV revision of the entry.
+    pub revision: u64,
+}
+
+/// The checkpoints of one subscriber in one municipality.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    kv: kv::Store,
+    subscriber: SubscriberId,
+    municipality: MunicipalityCode,
+}
+
+const MAX_CAS_ATTEMPTS: usize = 16;
+
+impl Checkpoints {
+    /// Wrap the bucket.
+    pub fn new(kv: kv::Store, subscriber: SubscriberId, municipality: MunicipalityCode) -> Self {
+        Self { kv, subscriber, municipality }
+    }
+
+    /// The key of `interface`.
+    pub fn key(&self, interface: &InterfaceId) -> String {
+        shirase_proto::subject::checkpoint_key(&self.subscriber, &self.municipality, interface)
+    }
+
+    fn err(&self, kind: CheckpointErrorKind, key: &str, message: impl Into<String>) -> CheckpointError {
+        CheckpointError { kind, key: key.to_owned(), message: message.into() }
+    }
+
+    /// The stored checkpoint, if any. A deleted or purged key reads as none (an operator's
+    /// reset), with the revision kept for the next compare-and-set.
+    pub async fn get(&self, interface: &InterfaceId) -> Result<Option<Checkpoint>, CheckpointError> {
+        Ok(self.entry(interface).await?.1)
+    }
+
+    async fn entry(&self, interface: &InterfaceId) -> Result<(String, Option<Checkpoint>, Option<u64>), CheckpointError> {
+        let key = self.key(interface);
+        let e = self
+            .kv
+            .entry(key.clone())
+            .await
+            .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
+        let Some(e) = e else { return Ok((key, None, None)) };
+        if e.operation != kv::Operation::Put {
+            return Ok((key, None, Some(e.revision)));
+        }
+        let s: Stored = serde_json::from_slice(&e.value)
+            .map_err(|x| self.err(CheckpointErrorKind::Corrupt, &key, format!("value is not a checkpoint: {x}")))?;
+        Ok((key, Some(Checkpoint { updated_at: s.updated_at.instant(), revision: e.revision }), Some(e.revision)))
+    }
+
+    /// Move the checkpoint of `interface` up to `to`, never down. Returns the value stored
+    /// afterwards (which is larger than `to` when another replica got further first).
+    pub async fn advance(&self, interface: &InterfaceId, to: Timestamp) -> Result<Timestamp, CheckpointError> {
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let (key, current, revision) = self.entry(interface).await?;
+            if let Some(c) = &current
+                && c.updated_at >= to
+            {
+                return Ok(c.updated_at);
+            }
+            let value = serde_json::to_vec(&Stored {
+                updated_at: OffsetTimestamp::from_instant_jst(to),
+                stored_at: OffsetTimestamp::from_instant_jst(Timestamp::now()),
+            })
+            .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
+            let res = match revision {
+                Some(rev) => self.kv.update(&key, value.into(), rev).await.map_err(|e| match e.kind() {
+                    kv::UpdateErrorKind::WrongLastRevision => None,
+                    _ => Some(e.to_string()),
+                }),
+                None => self.kv.create(&key, value.into()).await.map_err(|e| match e.kind() {
+                    kv::CreateErrorKind::AlreadyExists => None,
+                    _ => Some(e.to_string()),
+                }),
+            };
+            match res {
+                Ok(_) => return Ok(to),
+                // Another replica wrote first: read again and keep the larger value.
+                Err(None) => continue,
+                Err(Some(m)) => return Err(self.err(CheckpointErrorKind::Store, &key, m)),
+            }
+        }
+        Err(self.err(CheckpointErrorKind::Contended, &self.key(interface), "too many compare-and-set conflicts"))
+    }
+}

@@ -1,0 +1,289 @@
+//! Coalescing: the notices of one fetched batch that concern one interface become one plan —
+//! at most one PULL request (before bisection) however many notices there are.
+//!
+//! Rules (SPEC.md 5, DOMAIN.md 1.2.8):
+//! - `delete` notices become tombstones: a pull cannot return a deleted row.
+//! - A fresh notice whose `updated_at` is at or below the stored checkpoint is already
+//!   covered: the checkpoint is the largest DB update timestamp a window pull actually
+//!   received, and window pulls chain without holes (each starts at or below the previous
+//!   checkpoint), so that pull's rows reached the notice. It needs no new request; this is what
+//!   keeps a burst of notices at a handful of pulls.
+//! - The rest share one pull. A window pull asks `[FROM, TO)` with
+//!   FROM = min(checkpoint, oldest replayed notice) − overlap, or, without a checkpoint,
+//!   oldest notice − overlap; TO = now, or just past the newest notice if the provider's clock
+//!   runs ahead of ours. A replayed notice (operator replay) is never "already covered": the
+//!   operator asked for that range again.
+//! - A keyed pull (addressee numbers) replaces the window when the interface allows it, every
+//!   notice in the pull names its keys, the distinct keys are at most `keyed_pull_max_keys`,
+//!   no sequence gap was seen and no replay is involved. A keyed pull sees only those keys, so
+//!   it never moves the checkpoint.
+//!
+//! Everything here is pure and deterministic (the caller passes `now`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use shirase_proto::{AtenaNo, ChangeKind};
+
+/// What the planner needs to know of one notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanInput {
+    /// DB update timestamp of the change.
+    pub updated_at: Timestamp,
+    /// Kind of change.
+    pub change: ChangeKind,
+    /// Addressee numbers named by the notice (may be empty).
+    pub keys: Vec<AtenaNo>,
+    /// Came from the subscriber's replay subject.
+    pub replay: bool,
+}
+
+/// Settings of the planner for one interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanSettings {
+    /// Overlap subtracted from FROM.
+    pub overlap: Duration,
+    /// Keyed pull threshold (0 = never).
+    pub keyed_pull_max_keys: usize,
+    /// A sequence gap was detected for this interface: force a window pull.
+    pub gap: bool,
+}
+
+/// The request part of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullKind {
+    /// Differential pull `[from, to)`.
+    Window {
+        /// Inclusive lower bound.
+        from: Timestamp,
+        /// Exclusive upper bound.
+        to: Timestamp,
+    },
+    /// Pull by addressee numbers, narrowed to `updated_at >= from`.
+    Keyed {
+        /// Inclusive lower bound.
+        from: Timestamp,
+        /// Distinct keys, sorted.
+        keys: Vec<AtenaNo>,
+    },
+}
+
+/// One planned request and the notices (indices into the input) it must cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPull {
+    /// What to ask.
+    pub kind: PullKind,
+    /// Indices of the notices this pull must cover.
+    pub covers: Vec<usize>,
+}
+
+/// The plan for one interface of one batch. Every input index appears in exactly one of
+/// `tombstones`, `already_covered` or `pull.covers`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// `delete` notices: deliver tombstones.
+    pub tombstones: Vec<usize>,
+    /// Notices covered by the stored checkpoint.
+    pub already_covered: Vec<usize>,
+    /// The request, if any notice needs one.
+    pub pull: Option<PlannedPull>,
+}
+
+fn minus(t: Timestamp, d: Duration) -> Timestamp {
+    let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+    t.checked_sub(d).unwrap_or(Timestamp::MIN)
+}
+
+/// Plan the pull of one interface's notices.
+pub fn plan(notices: &[PlanInput], checkpoint: Option<Timestamp>, now: Timestamp, s: PlanSettings) -> Plan {
+    let mut p = Plan::default();
+    let mut need: Vec<usize> = Vec::new();
+    for (i, n) in notices.iter().enumerate() {
+        if n.change == ChangeKind::Delete {
+            p.tombstones.push(i);
+        } else if !n.replay && checkpoint.is_some_and(|c| n.updated_at <= c) {
+            p.already_covered.push(i);
+        } else {
+            need.push(i);
+        }
+    }
+    if need.is_empty() {
+        return p;
+    }
+    let oldest = need.iter().map(|&i| notices[i].updated_at).min().unwrap_or(now);
+    let newest = need.iter().map(|&i| notices[i].updated_at).max().unwrap_or(now);
+    let oldest_replay = need.iter().filter(|&&i| notices[i].replay).map(|&i| notices[i].updated_at).min();
+    let base = match (checkpoint, oldest_replay) {
+        (Some(c), Some(r)) => c.min(r),
+        (Some(c), None) => c,
+        (None, _) => oldest,
+    };
+    let from = minus(base, s.overlap);
+    let keys: BTreeSet<AtenaNo> = need.iter().flat_map(|&i| notices[i].keys.iter().copied()).collect();
+    let keyed = s.keyed_pull_max_keys > 0
+        && !s.gap
+        && oldest_replay.is_none()
+        && need.iter().all(|&i| !notices[i].keys.is_empty())
+        && keys.len() <= s.keyed_pull_max_keys;
+    let kind = if keyed {
+        PullKind::Keyed { from: minus(oldest, s.overlap), keys: keys.into_iter().collect() }
+    } else {
+        // TO is exclusive: it must lie past the newest notice even if our clock is behind the
+        // provider's, or that notice could never be covered.
+        let past_newest = newest.checked_add(SignedDuration::from_micros(1)).unwrap_or(newest);
+        PullKind::Window { from, to: now.max(past_newest) }
+    };
+    p.pull = Some(PlannedPull { kind, covers: need });
+    p
+}
+
+/// The midpoint of `[from, to)` for bisection, or `None` when the window is too narrow to
+/// split (under 2 µs; the provider's timestamps have microsecond precision).
+pub fn bisect(from: Timestamp, to: Timestamp) -> Option<Timestamp> {
+    let span = to.duration_since(from);
+    if span < SignedDuration::from_micros(2) {
+        return None;
+    }
+    let half = SignedDuration::from_nanos_i128(span.as_nanos() / 2);
+    // Round to whole microseconds so the query string stays in the provider's precision.
+    let mid = from.checked_add(half).ok()?;
+    let micros = mid.as_microsecond();
+    let mid = Timestamp::from_microsecond(micros).ok()?;
+    (mid > from && mid < to).then_some(mid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+    fn n(s: i64) -> PlanInput {
+        PlanInput { updated_at: ts(s), change: ChangeKind::Update, keys: vec![], replay: false }
+    }
+    fn key(k: u64) -> AtenaNo {
+        format!("{k:015}").parse().unwrap()
+    }
+    const S: PlanSettings = PlanSettings { overlap: Duration::from_secs(600), keyed_pull_max_keys: 0, gap: false };
+
+    #[test]
+    fn many_notices_one_window_from_checkpoint_minus_overlap() {
+        let notices: Vec<_> = (0..500).map(|i| n(1000 + i)).collect();
+        let p = plan(&notices, Some(ts(900)), ts(2000), S);
+        let pull = p.pull.unwrap();
+        assert_eq!(pull.kind, PullKind::Window { from: ts(300), to: ts(2000) });
+        assert_eq!(pull.covers.len(), 500);
+        assert!(p.tombstones.is_empty() && p.already_covered.is_empty());
+    }
+
+    #[test]
+    fn without_checkpoint_from_is_oldest_notice_minus_overlap() {
+        let p = plan(&[n(50), n(10), n(30)], None, ts(100), S);
+        assert_eq!(p.pull.unwrap().kind, PullKind::Window { from: ts(10 - 600), to: ts(100) });
+    }
+
+    #[test]
+    fn notices_at_or_below_checkpoint_need_no_pull_but_replays_do() {
+        let mut r = n(100);
+        r.replay = true;
+        let p = plan(&[n(100), n(200)], Some(ts(200)), ts(300), S);
+        assert_eq!(p.already_covered, vec![0, 1]);
+        assert!(p.pull.is_none());
+        let p = plan(&[n(150), r], Some(ts(200)), ts(300), S);
+        assert_eq!(p.already_covered, vec![0]);
+        assert_eq!(p.pull.unwrap().kind, PullKind::Window { from: ts(100 - 600), to: ts(300) });
+    }
+
+    #[test]
+    fn deletes_become_tombstones() {
+        let mut d = n(10);
+        d.change = ChangeKind::Delete;
+        let p = plan(&[d, n(20)], None, ts(30), S);
+        assert_eq!(p.tombstones, vec![0]);
+        assert_eq!(p.pull.unwrap().covers, vec![1]);
+    }
+
+    #[test]
+    fn to_lies_past_a_notice_from_a_clock_ahead_of_ours() {
+        let p = plan(&[n(500)], None, ts(100), S);
+        let PullKind::Window { to, .. } = p.pull.unwrap().kind else { panic!() };
+        assert!(to > ts(500));
+    }
+
+    #[test]
+    fn keyed_pull_only_when_all_notices_have_few_keys_and_no_gap() {
+        let s = PlanSettings { keyed_pull_max_keys: 3, ..S };
+        let mut a = n(10);
+        a.keys = vec![key(2), key(1)];
+        let mut b = n(20);
+        b.keys = vec![key(1)];
+        let p = plan(&[a.clone(), b.clone()], Some(ts(0)), ts(30), s);
+        assert_eq!(p.pull.unwrap().kind, PullKind::Keyed { from: ts(10 - 600), keys: vec![key(1), key(2)] });
+        // A gap forces the window.
+        let p = plan(&[a.clone(), b.clone()], Some(ts(0)), ts(30), PlanSettings { gap: true, ..s });
+        assert!(matches!(p.pull.unwrap().kind, PullKind::Window { .. }));
+        // A notice without keys forces the window.
+        let p = plan(&[a.clone(), n(15)], Some(ts(0)), ts(30), s);
+        assert!(matches!(p.pull.unwrap().kind, PullKind::Window { .. }));
+        // Too many keys.
+        let mut c = n(25);
+        c.keys = vec![key(3), key(4)];
+        let p = plan(&[a, b, c], Some(ts(0)), ts(30), s);
+        assert!(matches!(p.pull.unwrap().kind, PullKind::Window { .. }));
+    }
+
+    #[test]
+    fn bisect_halves_and_stops_at_microseconds() {
+        assert_eq!(bisect(ts(0), ts(10)), Some(ts(5)));
+        let a = Timestamp::from_microsecond(1_000_000).unwrap();
+        assert_eq!(bisect(a, Timestamp::from_microsecond(1_000_001).unwrap()), None);
+        assert_eq!(bisect(a, Timestamp::from_microsecond(1_000_002).unwrap()), Some(Timestamp::from_microsecond(1_000_001).unwrap()));
+    }
+
+    proptest! {
+        #[test]
+        fn every_notice_is_planned_exactly_once_and_windows_contain_what_they_cover(
+            secs in proptest::collection::vec((0i64..10_000, 0u8..3, any::<bool>()), 1..200),
+            cp in proptest::option::of(0i64..10_000),
+            now in 0i64..12_000,
+        ) {
+            let notices: Vec<PlanInput> = secs.iter().map(|&(s, k, r)| PlanInput {
+                updated_at: ts(s),
+                change: [ChangeKind::Update, ChangeKind::Retroactive, ChangeKind::Delete][k as usize],
+                keys: vec![],
+                replay: r,
+            }).collect();
+            let p = plan(&notices, cp.map(ts), ts(now), S);
+            let mut seen: Vec<usize> = p.tombstones.iter().chain(&p.already_covered).copied().collect();
+            if let Some(pull) = &p.pull {
+                seen.extend(&pull.covers);
+                let PullKind::Window { from, to } = pull.kind else { panic!("no keys, so a window") };
+                for &i in &pull.covers {
+                    prop_assert!(from <= notices[i].updated_at && notices[i].updated_at < to);
+                }
+                if let Some(c) = cp {
+                    // Windows chain: FROM never above the checkpoint.
+                    prop_assert!(from <= ts(c));
+                }
+            }
+            seen.sort();
+            prop_assert_eq!(seen, (0..notices.len()).collect::<Vec<_>>());
+            for &i in &p.already_covered {
+                prop_assert!(!notices[i].replay && Some(notices[i].updated_at) <= cp.map(ts));
+            }
+        }
+
+        #[test]
+        fn bisect_midpoint_is_strictly_inside(a in 0i64..1_000_000_000, len in 0i64..1_000_000_000) {
+            let from = Timestamp::from_microsecond(1_700_000_000_000_000 + a).unwrap();
+            let to = Timestamp::from_microsecond(1_700_000_000_000_000 + a + len).unwrap();
+            match bisect(from, to) {
+                Some(m) => prop_assert!(from < m && m < to),
+                None => prop_assert!(len < 2),
+            }
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The provider's PULL API client (docs/pull-api.md): GET with a query string, OAuth 2.0
+//! client_credentials with a client_secret_jwt assertion (RFC 7523, HS256), a token cache
+//! refreshed before expiry and once on a 401, and the outcome classes of SPEC.md section 5.
+//!
+//! Row contents are personal data: this module never logs them (counts and ids only).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use shirase_proto::{AtenaNo, InterfaceId, OffsetTimestamp};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::ProviderConfig;
+use crate::limiter::Limiter;
+
+/// What to ask the provider for. Bounds are `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// Interface id.
+    pub interface: InterfaceId,
+    /// Inclusive lower bound of the DB update timestamp.
+    pub from: Option<Timestamp>,
+    /// Exclusive upper bound.
+    pub to: Option<Timestamp>,
+    /// Addressee numbers (keyed pull); empty = none.
+    pub keys: Vec<AtenaNo>,
+}
+
+/// One row as the provider returned it. `raw` is the whole row object (personal data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Addressee number, when the row has one.
+    pub atena_no: Option<String>,
+    /// History number (履歴番号), when present.
+    pub history_no: Option<u64>,
+    /// The row's DB update timestamp: what checkpoints and coverage are computed from.
+    pub updated_at: Timestamp,
+    /// The row as received.
+    pub raw: serde_json::Value,
+}
+
+/// The outcome classes of a PULL request (docs/pull-api.md, "agent's outcome class").
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// 200: the rows.
+    Data(Vec<Row>),
+    /// 503 with a JSON body (E0503 or another code), or another 5xx: retry with backoff.
+    Transient {
+        /// Error code from the body.
+        code: Option<String>,
+        /// `Retry-After`, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// 503 without a body: the provider's 30 s processing timeout. Retry with a smaller window.
+    TimeoutSplit {
+        /// `Retry-After`, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// 400 `E0004`: too many rows (or no condition). Bisect the window.
+    TooMany,
+    /// 503 `E0900`: the provider is in maintenance.
+    Maintenance {
+        /// `Retry-After`, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// 400 other than `E0004` (or another 4xx): will not succeed by retrying; dead letter.
+    Permanent {
+        /// HTTP status.
+        status: u16,
+        /// Error code from the body.
+        code: Option<String>,
+        /// The provider's message (names the parameter; never personal data by contract).
+        message: String,
+    },
+    /// 401 even after one token refresh, or the token endpoint refused the assertion.
+    Unauthorized {
+        /// What the provider said.
+        message: String,
+    },
+    /// The provider could not be reached (connect error, client timeout, broken response).
+    Connect(String),
+}
+
+impl Outcome {
+    /// A short label for metrics: `data`, `transient`, `timeout_split`, `too_many`,
+    /// `maintenance`, `permanent`, `unauthorized`, `connect`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Data(_) => "data",
+            Outcome::Transient { .. } => "transient",
+            Outcome::TimeoutSplit { .. } => "timeout_split",
+            Outcome::TooMany => "too_many",
+            Outcome::Maintenance { .. } => "maintenance",
+            Outcome::Permanent { .. } => "permanent",
+            Outcome::Unauthorized { .. } => "unauthorized",
+            Outcome::Connect(_) => "connect",
+        }
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The client secret file could not be read.
+    #[error("providers[{provider}].client_secret_file {path}: {source}")]
+    Secret {
+        /// Business id.
+        provider: String,
+        /// The file.
+        path: String,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// reqwest could not build a client (TLS backend missing).
+    #[error("building the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    value: String,
+    refresh_at: Instant,
+}
+
+#[derive(Debug, Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    jti: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DataBody {
+    rows: Vec<serde_json::Value>,
+}
+
+/// A PULL API client of one provider. Share it through `Arc` between that provider's interfaces.
+#[derive(Debug)]
+pub struct PullClient {
+    http: reqwest::Client,
+    cfg: ProviderConfig,
+    secret: Vec<u8>,
+    token: Mutex<Option<CachedToken>>,
+    limiter: Arc<Limiter>,
+}
+
+impl PullClient {
+    /// Build the client, reading the secret from `client_secret_file`.
+    pub fn new(cfg: ProviderConfig, limiter: Arc<Limiter>) -> Result<Self, ClientError> {
+        let secret = std::fs::read(&cfg.client_secret_file).map_err(|source| ClientError::Secret {
+            provider: cfg.business_id.to_string(),
+            path: cfg.client_secret_file.display().to_string(),
+            source,
+        })?;
+        let secret = trim_newline(secret);
+        Self::with_secret(cfg, secret, limiter)
+    }
+
+    /// Build the client with the secret given directly (embedding, tests).
+    pub fn with_secret(cfg: ProviderConfig, secret: Vec<u8>, limiter: Arc<Limiter>) -> Result<Self, ClientError> {
+        ensure_crypto_provider();
+        let http = reqwest::Client::builder().timeout(cfg.timeout()).build()?;
+        Ok(Self { http, cfg, secret, token: Mutex::new(None), limiter })
+    }
+
+    /// The provider's limiter.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
+    /// The provider's settings.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.cfg
+    }
+
+    /// Run one request and classify the answer. Takes a limiter slot for each HTTP request
+    /// (token requests included).
+    pub async fn pull(&self, req: &PullRequest) -> Outcome {
+        let token = match self.token(false).await {
+            Ok(t) => t,
+            Err(o) => return o,
+        };
+        match self.get(req, &token).await {
+            Err(o) => o,
+            Ok(GetResult::Unauthorized) => {
+                // The token may have been revoked or the provider restarted: refresh once.
+                let token = match self.token(true).await {
+                    Ok(t) => t,
+                    Err(o) => return o,
+                };
+                match self.get(req, &token).await {
+                    Err(o) => o,
+                    Ok(GetResult::Unauthorized) => {
+                        Outcome::Unauthorized { message: "401 after a token refresh".into() }
+                    }
+                    Ok(GetResult::Done(o)) => o,
+                }
+            }
+            Ok(GetResult::Done(o)) => o,
+        }
+    }
+
+    fn url(&self, interface: &InterfaceId) -> String {
+        format!("{}/api/{}", self.cfg.pull_api_base_url.trim_end_matches('/'), interface)
+    }
+
+    async fn get(&self, req: &PullRequest, token: &str) -> Result<GetResult, Outcome> {
+        let p = &self.cfg.params;
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(f) = req.from {
+            q.push((&p.updated_from, OffsetTimestamp::from_instant_jst(f).to_string()));
+        }
+        if let Some(t) = req.to {
+            q.push((&p.updated_to, OffsetTimestamp::from_instant_jst(t).to_string()));
+        }
+        if !req.keys.is_empty() {
+            let keys: Vec<&str> = req.keys.iter().map(|k| k.as_str()).collect();
+            q.push((&p.atena_no, keys.join(",")));
+        }
+        let _permit = self.limiter.acquire().await;
+        let resp = self
+            .http
+            .get(self.url(&req.interface))
+            .query(&q)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
+        let body = resp.bytes().await.map_err(|e| Outcome::Connect(connect_reason(&e)))?;
+        if status == 401 {
+            return Ok(GetResult::Unauthorized);
+        }
+        Ok(GetResult::Done(classify(status, retry_after, &body)))
+    }
+
+    /// A valid access token: the cached one unless it is due for refresh or `force`.
+    async fn token(&self, force: bool) -> Result<String, Outcome> {
+        let mut slot = self.token.lock().await;
+        if !force
+            && let Some(t) = slot.as_ref()
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.value.clone());
+        }
+        let assertion = self.assertion().map_err(|m| Outcome::Unauthorized { message: m })?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion.as_str()),
+            ("client_id", self.cfg.client_id.as_str()),
+        ];
+        let _permit = self.limiter.acquire().await;
+        let resp = self
+            .http
+            .post(&self.cfg.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
+        let status = resp.status().as_u16();
+        let ra = retry_after(resp.headers());
+        let body = resp.bytes().await.map_err(|e| Outcome::Connect(connect_reason(&e)))?;
+        match status {
+            200 => {
+                let t: TokenResponse = serde_json::from_slice(&body)
+                    .map_err(|e| Outcome::Connect(format!("token endpoint answered 200 with an unreadable body: {e}")))?;
+                let lifetime = Duration::from_secs(t.expires_in.unwrap_or(300).max(1));
+                // Refresh when 80% of the lifetime has passed, so a request never carries a
+                // token that expires on the way.
+                let refresh_at = Instant::now() + lifetime.mul_f64(0.8);
+                *slot = Some(CachedToken { value: t.access_token.clone(), refresh_at });
+                Ok(t.access_token)
+            }
+            400 | 401 | 403 => {
+                *slot = None;
+                let e: Option<ErrorBody> = serde_json::from_slice(&body).ok();
+                let message = e
+                    .map(|e| format!("{} {}", e.error.unwrap_or_default(), e.error_description.unwrap_or_default()))
+                    .unwrap_or_default();
+                Err(Outcome::Unauthorized { message: format!("token endpoint {status}: {}", message.trim()) })
+            }
+            _ => Err(classify(status, ra, &body)),
+        }
+    }
+
+    fn assertion(&self) -> Result<String, String> {
+        let now = Timestamp::now().as_second();
+        let claims = Claims {
+            iss: &self.cfg.client_id,
+            sub: &self.cfg.client_id,
+            aud: &self.cfg.token_url,
+            exp: now + 120,
+            iat: now,
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&self.secret),
+        )
+        .map_err(|e| format!("signing the client assertion: {e}"))
+    }
+}
+
+/// reqwest is built without a TLS crypto provider (the workspace picks ring once). A binary
+/// installs it at start; an embedding application may not have, and reqwest would panic, so
+/// install ring here if nothing is installed yet (a no-op otherwise).
+pub(crate) fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+enum GetResult {
+    Unauthorized,
+    Done(Outcome),
+}
+
+fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        v.pop();
+    }
+    v
+}
+
+fn connect_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "client timeout (no answer within providers.timeout_ms)".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        format!("request failed: {e}")
+    }
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Classify a non-401 answer. Pure, so every row of the docs/pull-api.md table is unit-tested.
+pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
+    let err = || serde_json::from_slice::<ErrorBody>(body).ok();
+    match status {
+        200 => match parse_rows(body) {
+            Ok(rows) => Outcome::Data(rows),
+            Err(m) => Outcome::Connect(format!("200 with an unreadable body: {m}")),
+        },
+        503 if body.iter().all(u8::is_ascii_whitespace) => Outcome::TimeoutSplit { retry_after },
+        503 => match err() {
+            Some(e) if e.code.as_deref() == Some("E0900") => Outcome::Maintenance { retry_after },
+            Some(e) => Outcome::Transient { code: e.code, retry_after },
+            None => Outcome::Transient { code: None, retry_after },
+        },
+        400 => match err() {
+            Some(e) if e.code.as_deref() == Some("E0004") => Outcome::TooMany,
+            Some(e) => Outcome::Permanent { status, code: e.code, message: e.message.unwrap_or_default() },
+            None => Outcome::Permanent { status, code: None, message: "400 without a JSON body".into() },
+        },
+        401 => Outcome::Unauthorized { message: "401".into() },
+        s if s >= 500 => Outcome::Transient { code: err().and_then(|e| e.code), retry_after },
+        s => {
+            let e = err();
+            Outcome::Permanent {
+                status: s,
+                code: e.as_ref().and_then(|e| e.code.clone()),
+                message: e.and_then(|e| e.message).unwrap_or_else(|| format!("unexpected HTTP status {s}")),
+            }
+        }
+    }
+}
+
+fn parse_rows(body: &[u8]) -> Result<Vec<Row>, String> {
+    let b: DataBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    b.rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let ts = raw
+                .get("updated_at")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| format!("/rows/{i}/updated_at is missing"))?;
+            let updated_at = ts
+                .parse::<OffsetTimestamp>()
+                .map_err(|e| format!("/rows/{i}/updated_at: {e}"))?
+                .instant();
+            let atena_no = raw.get("atena_no").and_then(|v| v.as_str()).map(str::to_owned);
+            let history_no = raw.get("history_no").and_then(|v| v.as_u64());
+            Ok(Row { atena_no, history_no, updated_at, raw })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_classes_follow_the_contract_table() {
+        let ra = Some(Duration::from_secs(7));
+        assert_eq!(classify(400, None, br#"{"code":"E0004","message":"narrow"}"#), Outcome::TooMany);
+        assert_eq!(
+            classify(400, None, br#"{"code":"E0001","message":"updated_from is malformed"}"#),
+            Outcome::Permanent { status: 400, code: Some("E0001".into()), message: "updated_from is malformed".into() }
+        );
+        assert_eq!(
+            classify(503, ra, br#"{"code":"E0503","message":"x"}"#),
+            Outcome::Transient { code: Some("E0503".into()), retry_after: ra }
+        );
+        assert_eq!(classify(503, ra, br#"{"code":"E0900","message":"m"}"#), Outcome::Maintenance { retry_after: ra });
+        assert_eq!(classify(503, None, b""), Outcome::TimeoutSplit { retry_after: None });
+        assert_eq!(classify(502, None, b"<html>"), Outcome::Transient { code: None, retry_after: None });
+        assert!(matches!(classify(404, None, b""), Outcome::Permanent { status: 404, .. }));
+    }
+
+    #[test]
+    fn rows_are_parsed_with_their_timestamps() {
+        let body = br#"{"interface_id":"001o05-00","count":1,"rows":[{"atena_no":"000000000012345","history_no":3,"latest":true,"updated_at":"2026-11-25T10:15:30.123456+09:00","change":"update","record":{}}]}"#;
+        let Outcome::Data(rows) = classify(200, None, body) else { panic!("not data") };
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].atena_no.as_deref(), Some("000000000012345"));
+        assert_eq!(rows[0].history_no, Some(3));
+        assert_eq!(rows[0].updated_at, "2026-11-25T01:15:30.123456Z".parse::<Timestamp>().unwrap());
+        let bad = br#"{"rows":[{"atena_no":"1"}]}"#;
+        assert_eq!(classify(200, None, bad), Outcome::Connect("200 with an unreadable body: /rows/0/updated_at is missing".into()));
+    }
+
+    #[test]
+    fn assertion_carries_the_rfc7523_claims() {
+        let cfg = crate::config::Config::from_toml_str(
+            r#"subscriber="tax"
+municipality="131016"
+[sink]
+kind="file"
+dir="/tmp"
+[[providers]]
+business_id="001"
+pull_api_base_url="http://127.0.0.1:1"
+token_url="http://127.0.0.1:1/oauth/token"
+client_id="tax-agent"
+client_secret_file="/nonexistent"
+[[providers.interfaces]]
+id="001o05-00"
+version="1.0"
+"#,
+        )
+        .unwrap();
+        let c = PullClient::with_secret(cfg.providers[0].clone(), b"s3cret".to_vec(), Arc::new(Limiter::new(1, 1.0))).unwrap();
+        let jwt = c.assertion().unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.set_audience(&["http://127.0.0.1:1/oauth/token"]);
+        v.set_issuer(&["tax-agent"]);
+        let d = jsonwebtoken::decode::<serde_json::Value>(&jwt, &jsonwebtoken::DecodingKey::from_secret(b"s3cret"), &v).unwrap();
+        assert_eq!(d.claims["sub"], "tax-agent");
+        let jti = d.claims["jti"].as_str().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(jti).unwrap().get_version_num(), 7);
+        assert!(d.claims["exp"].as_i64().unwrap() - d.claims["iat"].as_i64().unwrap() <= 300);
+        assert_ne!(c.assertion().unwrap(), jwt, "jti must be fresh each time");
+    }
+}

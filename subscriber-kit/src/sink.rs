@@ -1,0 +1,338 @@
+//! Sinks: where pulled rows and tombstones go before the checkpoint may move.
+//!
+//! A sink accepts a [`Delivery`] as a whole or fails; notices are acked only after it accepted.
+//! - [`FileSink`]: JSON Lines, one file per interface, one `write` per delivery, fsync'd before
+//!   returning. A crash mid-write can leave a partial last line, which a reader skips; the
+//!   delivery was not accepted, so it is pulled again.
+//! - [`HttpSink`]: POST of the delivery as JSON Lines to the consumer's import endpoint; 2xx =
+//!   accepted.
+//! - [`CommandSink`]: writes the delivery to a batch file and runs a program with its path
+//!   (job-management tools, ジョブ管理ツール); exit status 0 = accepted.
+//! - [`Sink`]: the trait for embedding the kit in a Rust consumer.
+
+use std::fmt::Debug;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use serde::Serialize;
+use shirase_proto::{BusinessId, InterfaceId, OffsetTimestamp};
+
+use crate::config::SinkConfig;
+use crate::pull_client::Row;
+
+/// One thing delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A row the PULL API returned.
+    Row(Row),
+    /// A `delete` notice: the rows are gone, so the notice itself is delivered.
+    Tombstone {
+        /// The notice id.
+        notice_id: String,
+        /// Addressee numbers named by the notice.
+        atena_no: Vec<String>,
+        /// DB update timestamp of the deletion, as the provider wrote it.
+        updated_at: OffsetTimestamp,
+    },
+}
+
+/// What one interface's pull produced, delivered as a unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Interface id.
+    pub interface: InterfaceId,
+    /// Providing business.
+    pub provider: BusinessId,
+    /// When the pull ran.
+    pub pulled_at: Timestamp,
+    /// Rows, then tombstones.
+    pub records: Vec<Record>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum LineKind<'a> {
+    Row { row: &'a serde_json::Value },
+    Tombstone { notice_id: &'a str, atena_no: &'a [String], updated_at: &'a str, change: &'static str },
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    interface_id: &'a str,
+    provider: &'a str,
+    pulled_at: String,
+    #[serde(flatten)]
+    kind: LineKind<'a>,
+}
+
+impl Delivery {
+    /// The delivery as JSON Lines: each line carries `interface_id`, `provider`, `pulled_at`,
+    /// `kind` (`row` | `tombstone`) and the row (or the tombstone's fields).
+    pub fn to_json_lines(&self) -> Vec<u8> {
+        let pulled_at = OffsetTimestamp::from_instant_jst(self.pulled_at).to_string();
+        let mut out = Vec::new();
+        for r in &self.records {
+            let kind = match r {
+                Record::Row(row) => LineKind::Row { row: &row.raw },
+                Record::Tombstone { notice_id, atena_no, updated_at } => LineKind::Tombstone {
+                    notice_id,
+                    atena_no,
+                    updated_at: updated_at.as_str(),
+                    change: "delete",
+                },
+            };
+            let line = Line {
+                interface_id: self.interface.as_str(),
+                provider: self.provider.as_str(),
+                pulled_at: pulled_at.clone(),
+                kind,
+            };
+            // Serializing strings and JSON values cannot fail.
+            if serde_json::to_writer(&mut out, &line).is_ok() {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+}
+
+/// What a sink failed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// Local I/O (file, spool, spawn).
+    Io,
+    /// The consumer's endpoint or program refused the delivery.
+    Refused,
+}
+
+/// A sink did not accept a delivery.
+#[derive(Debug, thiserror::Error)]
+#[error("sink: {message}")]
+pub struct SinkError {
+    kind: SinkErrorKind,
+    message: String,
+}
+
+impl SinkError {
+    /// Build an error (for embedded sinks).
+    pub fn new(kind: SinkErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+    /// What failed.
+    pub fn kind(&self) -> SinkErrorKind {
+        self.kind
+    }
+}
+
+/// Where deliveries go. Implement it to embed the kit in a Rust consumer system. `deliver`
+/// must return `Ok` only once the data is durable on the consumer's side.
+pub trait Sink: Send + Sync + Debug {
+    /// Accept the delivery as a whole, or fail.
+    fn deliver<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// Build the sink a configuration names.
+pub fn from_config(c: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match c {
+        SinkConfig::File { dir } => Box::new(FileSink::new(dir.clone())?),
+        SinkConfig::Http { url, timeout_ms } => Box::new(HttpSink::new(url.clone(), Duration::from_millis(*timeout_ms))?),
+        SinkConfig::Command { program, args, spool_dir } => {
+            let spool = if spool_dir.as_os_str().is_empty() { std::env::temp_dir() } else { spool_dir.clone() };
+            Box::new(CommandSink { program: program.clone(), args: args.clone(), spool_dir: spool })
+        }
+    })
+}
+
+/// JSON Lines files, `<dir>/<interface id>.jsonl`.
+#[derive(Debug)]
+pub struct FileSink {
+    dir: PathBuf,
+    // Serializes appends within the process; across processes each delivery is one
+    // O_APPEND write, which the kernel does not interleave on a local file system.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl FileSink {
+    /// Create the directory if missing.
+    pub fn new(dir: PathBuf) -> Result<Self, SinkError> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("creating sink.dir {}: {e}", dir.display())))?;
+        Ok(Self { dir, lock: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The file of `interface`.
+    pub fn path(&self, interface: &InterfaceId) -> PathBuf {
+        self.dir.join(format!("{interface}.jsonl"))
+    }
+}
+
+impl Sink for FileSink {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let bytes = d.to_json_lines();
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            let path = self.path(&d.interface);
+            let _g = self.lock.lock().await;
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+                f.write_all(&bytes)?;
+                f.sync_data()
+            })
+            .await
+            .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("file sink task: {e}")))?
+            .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("appending to {}: {e}", self.path(&d.interface).display())))
+        })
+    }
+}
+
+/// POST to the consumer's import endpoint.
+#[derive(Debug)]
+pub struct HttpSink {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl HttpSink {
+    /// A sink posting to `url`.
+    pub fn new(url: String, timeout: Duration) -> Result<Self, SinkError> {
+        crate::pull_client::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("building the sink's HTTP client: {e}")))?;
+        Ok(Self { url, http })
+    }
+}
+
+impl Sink for HttpSink {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let resp = self
+                .http
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+                .header("Shirase-Interface", d.interface.as_str())
+                .body(d.to_json_lines())
+                .send()
+                .await
+                .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("POST to sink.url failed: {e}")))?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(SinkError::new(SinkErrorKind::Refused, format!("sink.url answered {}", resp.status())))
+            }
+        })
+    }
+}
+
+/// Runs a program with the batch file's path.
+#[derive(Debug)]
+pub struct CommandSink {
+    program: PathBuf,
+    args: Vec<String>,
+    spool_dir: PathBuf,
+}
+
+impl CommandSink {
+    /// A sink running `program args... <batch file>` with batch files in `spool_dir`.
+    pub fn new(program: PathBuf, args: Vec<String>, spool_dir: PathBuf) -> Self {
+        Self { program, args, spool_dir }
+    }
+}
+
+impl Sink for CommandSink {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let io = |what: &str, e: std::io::Error| SinkError::new(SinkErrorKind::Io, format!("{what}: {e}"));
+            std::fs::create_dir_all(&self.spool_dir).map_err(|e| io("creating sink.spool_dir", e))?;
+            let name = format!("shirase-{}-{}.jsonl", d.interface, uuid::Uuid::now_v7());
+            let path = self.spool_dir.join(name);
+            let bytes = d.to_json_lines();
+            let p2 = path.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut f = std::fs::File::create(&p2)?;
+                f.write_all(&bytes)?;
+                f.sync_all()
+            })
+            .await
+            .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("command sink task: {e}")))?
+            .map_err(|e| io("writing the batch file", e))?;
+            let status = tokio::process::Command::new(&self.program)
+                .args(&self.args)
+                .arg(&path)
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(|e| io(&format!("running sink.program {}", self.program.display()), e));
+            let _ = std::fs::remove_file(&path);
+            let status = status?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(SinkError::new(SinkErrorKind::Refused, format!("sink.program exited with {status}")))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery() -> Delivery {
+        Delivery {
+            interface: "001o05-00".parse().unwrap(),
+            provider: "001".parse().unwrap(),
+            pulled_at: "2026-11-25T01:00:00Z".parse().unwrap(),
+            records: vec![
+                Record::Row(Row {
+                    atena_no: Some("000000000000001".into()),
+                    history_no: Some(2),
+                    updated_at: "2026-11-25T00:59:00Z".parse().unwrap(),
+                    raw: serde_json::json!({"atena_no":"000000000000001","history_no":2,"updated_at":"2026-11-25T09:59:00+09:00"}),
+                }),
+                Record::Tombstone {
+                    notice_id: "n1".into(),
+                    atena_no: vec!["000000000000009".into()],
+                    updated_at: "2026-11-25T09:59:30+09:00".parse().unwrap(),
+                },
+            ],
+        }
+    }
+
+    #[tokio::test]
+    async fn file_sink_appends_lines_with_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileSink::new(dir.path().into()).unwrap();
+        s.deliver(&delivery()).await.unwrap();
+        s.deliver(&delivery()).await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("001o05-00.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0]["kind"], "row");
+        assert_eq!(lines[0]["interface_id"], "001o05-00");
+        assert_eq!(lines[0]["provider"], "001");
+        assert_eq!(lines[0]["pulled_at"], "2026-11-25T10:00:00+09:00");
+        assert_eq!(lines[0]["row"]["history_no"], 2);
+        assert_eq!(lines[1]["kind"], "tombstone");
+        assert_eq!(lines[1]["change"], "delete");
+        assert_eq!(lines[1]["atena_no"][0], "000000000000009");
+    }
+
+    #[tokio::test]
+    async fn command_sink_exit_status_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("copy");
+        let ok = CommandSink::new("/bin/sh".into(), vec!["-c".into(), format!("cp \"$0\" {}", out.display())], dir.path().join("spool"));
+        ok.deliver(&delivery()).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
+        let refuse = CommandSink::new("/bin/sh".into(), vec!["-c".into(), "exit 3".into()], dir.path().join("spool"));
+        assert_eq!(refuse.deliver(&delivery()).await.unwrap_err().kind(), SinkErrorKind::Refused);
+        assert_eq!(std::fs::read_dir(dir.path().join("spool")).unwrap().count(), 0, "batch files are removed");
+    }
+}
