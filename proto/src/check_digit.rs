@@ -79,6 +79,24 @@ pub fn find_individual_numbers(s: &str) -> Vec<std::ops::Range<usize>> {
     found
 }
 
+/// `s` with every run [`find_individual_numbers`] reports replaced by twelve `*`, so error
+/// messages that quote input never repeat an individual number back (and into logs).
+pub fn redact_individual_numbers(s: &str) -> std::borrow::Cow<'_, str> {
+    let found = find_individual_numbers(s);
+    if found.is_empty() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    for r in found {
+        out.push_str(&s[last..r.start]);
+        out.push_str("************");
+        last = r.end;
+    }
+    out.push_str(&s[last..]);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -385,28 +385,40 @@ impl FromStr for OffsetTimestamp {
             ))
         };
         // RFC 3339 profile: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM). Checked by hand
-        // because jiff also accepts forms (lowercase t, space separator, bracketed zones) that
-        // other languages' parsers do not.
+        // because jiff also accepts forms (lowercase t, space separator, bracketed zones, leap
+        // seconds, offsets past 23:59) that other languages' parsers and the JSON Schema's
+        // pattern do not; the two must agree.
         let b = s.as_bytes();
-        if b.len() < 20 || b.len() > 35 {
-            return Err(bad(""));
+        if b.len() > 35 {
+            return Err(bad(" (at most 35 characters)"));
         }
-        let shape_ok = b[..4].iter().all(u8::is_ascii_digit)
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        let num = |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+        let shape_ok = b.len() >= 19
+            && digits(0..4)
             && b[4] == b'-'
-            && b[5..7].iter().all(u8::is_ascii_digit)
+            && digits(5..7)
             && b[7] == b'-'
-            && b[8..10].iter().all(u8::is_ascii_digit)
+            && digits(8..10)
             && b[10] == b'T'
-            && b[11..13].iter().all(u8::is_ascii_digit)
+            && digits(11..13)
             && b[13] == b':'
-            && b[14..16].iter().all(u8::is_ascii_digit)
+            && digits(14..16)
             && b[16] == b':'
-            && b[17..19].iter().all(u8::is_ascii_digit);
+            && digits(17..19);
         if !shape_ok {
             return Err(bad(""));
         }
+        if !(1..=12).contains(&num(5..7))
+            || !(1..=31).contains(&num(8..10))
+            || num(11..13) > 23
+            || num(14..16) > 59
+            || num(17..19) > 59
+        {
+            return Err(bad(" (month 01-12, day 01-31, hour 00-23, minute and second 00-59)"));
+        }
         let mut i = 19;
-        if b[i] == b'.' {
+        if b.get(i) == Some(&b'.') {
             let start = i + 1;
             i = start;
             while i < b.len() && b[i].is_ascii_digit() {
@@ -417,14 +429,19 @@ impl FromStr for OffsetTimestamp {
             }
         }
         let tail = &b[i..];
+        if tail.is_empty() {
+            return Err(bad(" (the UTC offset is missing: append +09:00 for JST, or Z)"));
+        }
         let offset_ok = tail == b"Z"
             || (tail.len() == 6
                 && (tail[0] == b'+' || tail[0] == b'-')
-                && tail[1..3].iter().all(u8::is_ascii_digit)
+                && digits(i + 1..i + 3)
                 && tail[3] == b':'
-                && tail[4..6].iter().all(u8::is_ascii_digit));
+                && digits(i + 4..i + 6)
+                && num(i + 1..i + 3) <= 23
+                && num(i + 4..i + 6) <= 59);
         if !offset_ok {
-            return Err(bad(" (the offset is missing or malformed)"));
+            return Err(bad(" (the offset must be Z or +HH:MM / -HH:MM)"));
         }
         let instant: jiff::Timestamp = s.parse().map_err(|_| bad(" (no such date or time)"))?;
         Ok(Self { raw: s.to_owned(), instant })
@@ -569,6 +586,8 @@ impl Notice {
     }
 }
 
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
+/// The first 64 characters of `s` for an error message, with any individual number (個人番号)
+/// masked: messages end up in logs and HTTP answers, and must never repeat personal data.
+pub(crate) fn truncate(s: &str) -> String {
+    check_digit::redact_individual_numbers(s).chars().take(64).collect()
 }

@@ -57,7 +57,7 @@ impl FromStr for SubscriberId {
             return Err(ParseError {
                 message: format!(
                     "subscriber id must be 1 to 32 characters of a-z, 0-9 and '-', starting with a letter (e.g. delinquency), got {:?}",
-                    s.chars().take(64).collect::<String>()
+                    crate::notice::truncate(s)
                 ),
             });
         }
