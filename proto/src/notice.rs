@@ -591,3 +591,6 @@ impl Notice {
 pub(crate) fn truncate(s: &str) -> String {
     check_digit::redact_individual_numbers(s).chars().take(64).collect()
 }
+
+#[cfg(test)]
+mod tests;

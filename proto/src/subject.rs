@@ -279,3 +279,6 @@ pub fn parse_subject(subject: &str) -> Result<SubjectKind, SubjectError> {
         _ => Err(SubjectError::UnknownPrefix(subject.to_owned())),
     }
 }
+
+#[cfg(test)]
+mod tests;
