@@ -607,6 +607,42 @@ fn random_config() -> impl Strategy<Value = Config> {
     })
 }
 
+/// Configs with no care for overlaps: each day type and each extra gets its own band, and
+/// extras land on any day of a three-week stretch around the new year (where the instants of
+/// [`new_year_instant`] are), cancelled or not. Many are invalid.
+fn free_config() -> impl Strategy<Value = Config> {
+    let day = (0i64..21).prop_map(|n| date(2026, 12, 20).checked_add(jiff::Span::new().days(n)).unwrap());
+    let band = || (0u16..1440).prop_flat_map(windows_in);
+    (
+        band(),
+        band(),
+        band(),
+        prop::collection::vec((day.clone(), band()), 0..4),
+        prop::collection::btree_set(day.clone(), 0..3),
+        prop::collection::btree_set(day, 0..3),
+    )
+        .prop_map(|(weekday, holiday_open, holiday_closed, extras, cancel, open_dates)| Config {
+            weekday,
+            holiday_open,
+            holiday_closed,
+            holiday_open_dates: open_dates.iter().map(Date::to_string).collect(),
+            extra: extras
+                .into_iter()
+                .filter(|(_, w)| !w.is_empty())
+                .map(|(d, windows)| ExtraWindows { date: d.to_string(), windows })
+                .collect(),
+            cancel: cancel.iter().map(Date::to_string).collect(),
+            ..Config::default()
+        })
+}
+
+fn new_year_instant() -> impl Strategy<Value = Timestamp> {
+    let base = jst("2026-12-19T00:00").as_second();
+    (0i64..24 * 1440, prop_oneof![Just(0i64), Just(-1), 0i64..60_000_000_000]).prop_map(move |(minute, nanos)| {
+        Timestamp::from_nanosecond(i128::from(base + minute * 60) * 1_000_000_000 + i128::from(nanos)).unwrap()
+    })
+}
+
 fn hand_configs() -> impl Strategy<Value = Config> {
     prop_oneof![
         Just(Config::default()),
@@ -685,6 +721,15 @@ proptest! {
     #[test]
     fn hand_calendars_agree_with_next_windows(config in hand_configs(), t in instant(), lookback in 0i64..4 * 1440) {
         check_agreement(&cal(config), t, lookback)?;
+    }
+
+    #[test]
+    fn free_calendars_are_rejected_or_consistent(config in free_config(), t in new_year_instant(), lookback in 0i64..4 * 1440) {
+        match Calendar::new(&config) {
+            // Only overlaps can be wrong with these configs.
+            Err(e) => prop_assert_eq!(e.kind(), ConfigErrorKind::Overlap, "{}", e),
+            Ok(c) => check_agreement(&c, t, lookback)?,
+        }
     }
 
     #[test]
