@@ -1,3 +1,11 @@
 //! Integration tests against real nats-server processes. One binary, one module per area.
 
 mod nats_harness;
+mod provider_sim;
+mod relay_ingest;
+mod relay_nats_auth;
+mod relay_provision;
+mod relay_restart;
+mod relay_support;
+mod agent_support;
+mod agent_e2e;
