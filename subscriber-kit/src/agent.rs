@@ -293,6 +293,10 @@ impl Worker {
                 tracing::info!(consumer = %name, "bound to consumer");
             }
             attempt = 0;
+            let mut max_deliver = {
+                let mut c = consumer.clone();
+                c.info().await.map(|i| i.config.max_deliver).unwrap_or(-1)
+            };
             let mut last_delivery = tokio::time::Instant::now();
             while !stop.is_cancelled() {
                 let fetched = tokio::select! {
@@ -316,6 +320,7 @@ impl Worker {
                     let mut c = consumer.clone();
                     match c.info().await {
                         Ok(info) => {
+                            max_deliver = info.config.max_deliver;
                             let stalled = info.num_pending > 0
                                 && last_delivery.elapsed() >= Duration::from_secs(self.cfg.watchdog.stalled_after_secs);
                             self.metrics.consumer_stalled.get_or_create(&plabels).set(i64::from(stalled));
@@ -342,7 +347,7 @@ impl Worker {
                 }
                 last_delivery = tokio::time::Instant::now();
                 self.metrics.consumer_stalled.get_or_create(&plabels).set(0);
-                self.handle_batch(msgs, &stop).await;
+                self.handle_batch(msgs, max_deliver, &stop).await;
             }
         }
     }
@@ -372,8 +377,8 @@ impl Worker {
 
     /// Process one batch with progress heartbeats, under the shutdown grace rule, then apply
     /// the decisions.
-    async fn handle_batch(&self, msgs: Vec<Message>, stop: &CancellationToken) {
-        let work = self.process(&msgs);
+    async fn handle_batch(&self, msgs: Vec<Message>, max_deliver: i64, stop: &CancellationToken) {
+        let work = self.process(&msgs, max_deliver);
         tokio::pin!(work);
         let grace = Duration::from_millis(self.cfg.shutdown.grace_ms);
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -422,7 +427,7 @@ impl Worker {
     }
 
     /// Decide every message of the batch. Does not ack anything itself.
-    async fn process(&self, msgs: &[Message]) -> Vec<Decision> {
+    async fn process(&self, msgs: &[Message], max_deliver: i64) -> Vec<Decision> {
         let mut decisions = vec![Decision::Nak(self.backoff(1)); msgs.len()];
         let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
         for (idx, m) in msgs.iter().enumerate() {
@@ -444,7 +449,7 @@ impl Worker {
             self.metrics.notices_received.get_or_create(&self.labels(&iface)).inc();
             groups.entry(iface).or_default().push(Item { idx, notice, replay, delivered, raw });
         }
-        let futs = groups.into_iter().map(|(iface, items)| self.process_interface(iface, items));
+        let futs = groups.into_iter().map(|(iface, items)| self.process_interface(iface, items, max_deliver));
         for results in futures::future::join_all(futs).await {
             for (idx, d) in results {
                 decisions[idx] = d;
@@ -453,15 +458,41 @@ impl Worker {
         decisions
     }
 
-    async fn process_interface(&self, iface: InterfaceId, items: Vec<Item>) -> Vec<(usize, Decision)> {
+    /// Decide one interface's notices; a nak on the consumer's last allowed delivery becomes a
+    /// dead letter, because JetStream would otherwise drop the notice silently.
+    async fn process_interface(&self, iface: InterfaceId, items: Vec<Item>, max_deliver: i64) -> Vec<(usize, Decision)> {
+        let mut out = self.decide_interface(iface, &items).await;
+        if max_deliver <= 0 {
+            return out;
+        }
+        let last: Vec<&Item> = items
+            .iter()
+            .filter(|it| it.delivered >= max_deliver as u64)
+            .filter(|it| out.iter().any(|(i, d)| *i == it.idx && matches!(d, Decision::Nak(_))))
+            .collect();
+        if last.is_empty() {
+            return out;
+        }
+        let reason = format!("still failing at the consumer's last delivery (max_deliver {max_deliver})");
+        self.alert(Severity::Warning, "max_deliver", Some(&iface), format!("{} notices {reason}; dead-lettered", last.len())).await;
+        let dl = self.dead_letter(&iface, &last, &reason, None, None, None).await;
+        for (idx, d) in dl {
+            if let Some(slot) = out.iter_mut().find(|(i, _)| *i == idx) {
+                slot.1 = d;
+            }
+        }
+        out
+    }
+
+    async fn decide_interface(&self, iface: InterfaceId, items: &[Item]) -> Vec<(usize, Decision)> {
         let labels = self.labels(&iface);
         let Some(icfg) = self.provider().interface(&iface).cloned() else {
             let reason = format!("interface {iface} is not configured for this agent (providers.interfaces)");
-            return self.dead_letter_all(&iface, &items, &reason, None, None, None).await;
+            return self.dead_letter_all(&iface, items, &reason, None, None, None).await;
         };
         if items.iter().any(|it| it.notice.data.municipality_code != self.cfg.municipality) {
             let reason = format!("notice for a municipality other than {}", self.cfg.municipality);
-            return self.dead_letter_all(&iface, &items, &reason, None, None, None).await;
+            return self.dead_letter_all(&iface, items, &reason, None, None, None).await;
         }
         let gap = self.detect_gap(&iface, &items);
 
@@ -469,14 +500,14 @@ impl Worker {
             Ok(kv) => Checkpoints::new(kv, self.cfg.subscriber.clone(), self.cfg.municipality),
             Err(e) => {
                 tracing::warn!(interface = %iface, "checkpoint bucket unavailable: {e}");
-                return self.nak_all(&labels, &items);
+                return self.nak_all(&labels, items);
             }
         };
         let checkpoint = match kv.get(&iface).await {
             Ok(c) => c.map(|c| c.updated_at),
             Err(e) => {
                 tracing::warn!(interface = %iface, "reading checkpoint: {e}");
-                return self.nak_all(&labels, &items);
+                return self.nak_all(&labels, items);
             }
         };
         let now = Timestamp::now();
@@ -559,7 +590,7 @@ impl Worker {
             let d = Delivery { interface: iface, provider: self.provider().business_id, pulled_at: now, records };
             if let Err(e) = self.sink.deliver(&d).await {
                 tracing::warn!(interface = %iface, rows = d.records.len(), "sink refused: {e}");
-                return self.nak_all(&labels, &items);
+                return self.nak_all(&labels, items);
             }
             self.metrics.rows_delivered.get_or_create(&labels).inc_by(d.records.len() as u64);
         }
@@ -569,7 +600,7 @@ impl Worker {
             && let Err(e) = kv.advance(&iface, max).await
         {
             tracing::warn!(interface = %iface, "storing checkpoint: {e}");
-            return self.nak_all(&labels, &items);
+            return self.nak_all(&labels, items);
         }
 
         // Decide.
