@@ -68,10 +68,13 @@ struct IssOnly {
     iss: Option<String>,
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> (StatusCode, String, Response) {
+/// A refused token request: status, the reason (for the log) and the answer. Boxed: it is big.
+type Refusal = Box<(StatusCode, String, Response)>;
+
+fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Refusal {
     let description = description.into();
     let body = json!({"error": error, "error_description": description});
-    (status, description, (status, axum::Json(body)).into_response())
+    Box::new((status, description, (status, axum::Json(body)).into_response()))
 }
 
 pub(crate) async fn token(
@@ -81,7 +84,8 @@ pub(crate) async fn token(
     let started = Instant::now();
     let (status, outcome, code, resp) = match issue(&s, form) {
         Ok(resp) => (StatusCode::OK, Outcome::TokenIssued, None, resp),
-        Err((status, why, resp)) => {
+        Err(refusal) => {
+            let (status, why, resp) = *refusal;
             tracing::info!(status = status.as_u16(), reason = %why, "token request refused");
             let outcome = if status == StatusCode::SERVICE_UNAVAILABLE {
                 if s.faults().maintenance { Outcome::Maintenance } else { Outcome::Error }
@@ -98,15 +102,15 @@ pub(crate) async fn token(
 fn issue(
     s: &Shared,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Result<Response, (StatusCode, String, Response)> {
+) -> Result<Response, Refusal> {
     let faults = s.faults();
     if faults.maintenance {
         let r = super::api::maintenance_response(s);
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "maintenance".into(), r));
+        return Err(Box::new((StatusCode::SERVICE_UNAVAILABLE, "maintenance".into(), r)));
     }
     if faults.outage {
         let r = super::api::api_error(StatusCode::SERVICE_UNAVAILABLE, "E0503", "provider unavailable (outage)");
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "outage".into(), r));
+        return Err(Box::new((StatusCode::SERVICE_UNAVAILABLE, "outage".into(), r)));
     }
     let bad_request = |d: String| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", d);
     let refused = |d: String| oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", d);

@@ -368,7 +368,7 @@ impl Db {
                 }
             }
         }
-        hits.sort_by(|(ka, va), (kb, vb)| (va.at, ka.0, ka.1).cmp(&(vb.at, kb.0, kb.1)));
+        hits.sort_by_key(|(k, v)| (v.at, k.0, k.1));
         Ok(hits.into_iter().filter_map(|(k, v)| t.row_out(k, v)).collect())
     }
 
