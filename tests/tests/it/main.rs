@@ -1,5 +1,6 @@
 //! Integration tests against real nats-server processes. One binary, one module per area.
 
+mod deploy_files;
 mod nats_harness;
 mod provider_sim;
 mod relay_ingest;
@@ -9,3 +10,5 @@ mod relay_restart;
 mod relay_support;
 mod agent_support;
 mod agent_e2e;
+mod agent_burst;
+mod agent_faults;
