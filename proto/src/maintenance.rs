@@ -325,7 +325,8 @@ impl fmt::Display for Window {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtraWindows {
-    /// The business day, `YYYY-MM-DD` (quoted in TOML).
+    /// The business day, `YYYY-MM-DD` (a TOML date, quoted or bare).
+    #[serde(deserialize_with = "date_text")]
     pub date: String,
     /// Its extra windows, written like the regular ones.
     pub windows: Vec<String>,
@@ -356,16 +357,58 @@ pub struct Config {
     /// Windows of a holiday-closed day (休日閉庁日). Default `["24:00-27:00"]`.
     pub holiday_closed: Vec<String>,
     /// Holidays on which the office opens (`YYYY-MM-DD`): these are `holiday_open`.
+    #[serde(deserialize_with = "date_texts")]
     pub holiday_open_dates: Vec<String>,
     /// Further closed days (`YYYY-MM-DD`): municipal closures, or a national holiday the
     /// built-in table does not know yet.
+    #[serde(deserialize_with = "date_texts")]
     pub holiday_closed_dates: Vec<String>,
     /// Treat 12/29–1/3 (年末年始) as `holiday_closed`, the municipal custom. Default `true`.
     pub year_end_closure: bool,
     /// One-off windows per business day.
     pub extra: Vec<ExtraWindows>,
     /// Business days whose regular windows do not happen (`YYYY-MM-DD`).
+    #[serde(deserialize_with = "date_texts")]
     pub cancel: Vec<String>,
+}
+
+/// The key under which the `toml` crate (and figment's TOML provider) hands a bare TOML date
+/// to serde: a one-entry map `{ "$__toml_private_datetime": "2026-12-02" }`.
+const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
+
+/// A date as text, from a string or a bare TOML date; validated later by [`Calendar::new`],
+/// which names the field.
+#[derive(Debug)]
+struct DateText(String);
+
+impl<'de> Deserialize<'de> for DateText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DateText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a date written YYYY-MM-DD")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DateText, E> {
+                Ok(DateText(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DateText, A::Error> {
+                match map.next_key::<String>()? {
+                    Some(k) if k == TOML_DATETIME_KEY => Ok(DateText(map.next_value()?)),
+                    _ => Err(serde::de::Error::custom("expected a date written YYYY-MM-DD, got a table")),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn date_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    DateText::deserialize(d).map(|t| t.0)
+}
+
+fn date_texts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Vec::<DateText>::deserialize(d).map(|v| v.into_iter().map(|t| t.0).collect())
 }
 
 impl Default for Config {
@@ -471,13 +514,15 @@ fn parse_windows(field: &str, raw: &[String]) -> Result<Vec<WindowSpec>, ConfigE
 }
 
 fn parse_date(field: &str, raw: &str) -> Result<Date, ConfigError> {
-    raw.trim().parse::<Date>().map_err(|e| {
-        ConfigError::new(
-            field,
-            ConfigErrorKind::Date,
-            format!("{raw:?} is not a date written YYYY-MM-DD (e.g. 2026-12-27): {e}"),
-        )
-    })
+    let err = |why: String| {
+        ConfigError::new(field, ConfigErrorKind::Date, format!("{raw:?} is not a date written YYYY-MM-DD (e.g. 2026-12-27){why}"))
+    };
+    let date = raw.trim().parse::<Date>().map_err(|e| err(format!(": {e}")))?;
+    // jiff also reads the date part of a date-time; a time here is a mistake, not a detail.
+    if date.to_string() != raw.trim() {
+        return Err(err(String::new()));
+    }
+    Ok(date)
 }
 
 fn parse_dates(field: &str, raw: &[String]) -> Result<BTreeSet<Date>, ConfigError> {
@@ -769,7 +814,7 @@ mod tests {
         assert!(!w.crosses_midnight());
         assert_eq!(spec("9:05-47:59").unwrap().to_string(), "09:05-47:59");
         assert_eq!(spec(" 23:00 - 27:00 ").unwrap().to_string(), "23:00-27:00");
-        assert_eq!(spec("22:00-24:00").unwrap().crosses_midnight(), false);
+        assert!(!spec("22:00-24:00").unwrap().crosses_midnight());
     }
 
     #[test]

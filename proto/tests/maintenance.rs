@@ -5,6 +5,9 @@
 //!
 //! Instants are built from explicit `+09:00` civil times, never from the host's zone.
 
+// Helpers outside #[test] fns panic on purpose: a broken fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use jiff::Timestamp;
 use jiff::civil::{Date, date};
 use proptest::prelude::*;
@@ -318,6 +321,20 @@ fn config_embeds_in_toml_per_provider() {
     let empty: Config = toml::from_str("").unwrap();
     assert_eq!(empty, Config::default());
     assert_eq!(empty.weekday, ["24:00-27:00"]);
+
+    // Bare TOML dates work as well as quoted ones; a bare date-time is refused by name.
+    let bare: Config = toml::from_str(
+        "cancel = [2026-12-02]\nholiday_open_dates = [2026-12-27]\nextra = [{ date = 2026-12-01, windows = [\"12:00-13:00\"] }]",
+    )
+    .unwrap();
+    assert_eq!((bare.cancel.as_slice(), bare.holiday_open_dates.as_slice()), (&["2026-12-02".to_owned()][..], &["2026-12-27".to_owned()][..]));
+    assert_eq!(bare.extra[0].date, "2026-12-01");
+    let c = cal(bare);
+    assert_eq!(c.is_in_maintenance(jst("2026-12-03T01:00")), None);
+    let e = Calendar::new(&toml::from_str::<Config>("cancel = [2026-12-02T10:00:00]").unwrap()).unwrap_err();
+    assert_eq!((e.kind(), e.field()), (ConfigErrorKind::Date, "cancel[0]"));
+    let e = toml::from_str::<Config>("cancel = [{ day = 2 }]").unwrap_err();
+    assert!(e.to_string().contains("YYYY-MM-DD"), "{e}");
 
     let unknown = toml::from_str::<Config>("weekdays = [\"24:00-27:00\"]").unwrap_err();
     assert!(unknown.to_string().contains("weekdays"), "{unknown}");
