@@ -293,9 +293,9 @@ impl Worker {
                 tracing::info!(consumer = %name, "bound to consumer");
             }
             attempt = 0;
-            let mut max_deliver = {
+            let (mut max_deliver, mut ack_wait) = {
                 let mut c = consumer.clone();
-                c.info().await.map(|i| i.config.max_deliver).unwrap_or(-1)
+                c.info().await.map(|i| (i.config.max_deliver, i.config.ack_wait)).unwrap_or((-1, Duration::from_secs(30)))
             };
             let mut last_delivery = tokio::time::Instant::now();
             while !stop.is_cancelled() {
@@ -321,6 +321,7 @@ impl Worker {
                     match c.info().await {
                         Ok(info) => {
                             max_deliver = info.config.max_deliver;
+                            ack_wait = info.config.ack_wait;
                             let stalled = info.num_pending > 0
                                 && last_delivery.elapsed() >= Duration::from_secs(self.cfg.watchdog.stalled_after_secs);
                             self.metrics.consumer_stalled.get_or_create(&plabels).set(i64::from(stalled));
@@ -347,7 +348,7 @@ impl Worker {
                 }
                 last_delivery = tokio::time::Instant::now();
                 self.metrics.consumer_stalled.get_or_create(&plabels).set(0);
-                self.handle_batch(msgs, max_deliver, &stop).await;
+                self.handle_batch(msgs, max_deliver, ack_wait, &stop).await;
             }
         }
     }
@@ -377,11 +378,12 @@ impl Worker {
 
     /// Process one batch with progress heartbeats, under the shutdown grace rule, then apply
     /// the decisions.
-    async fn handle_batch(&self, msgs: Vec<Message>, max_deliver: i64, stop: &CancellationToken) {
+    async fn handle_batch(&self, msgs: Vec<Message>, max_deliver: i64, ack_wait: Duration, stop: &CancellationToken) {
         let work = self.process(&msgs, max_deliver);
         tokio::pin!(work);
         let grace = Duration::from_millis(self.cfg.shutdown.grace_ms);
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        // Three heartbeats per ack_wait, so one lost heartbeat never causes a redelivery.
+        let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(500)));
         tick.tick().await;
         let stop_after_grace = async {
             stop.cancelled().await;
@@ -525,6 +527,8 @@ impl Worker {
             .collect();
         let settings = PlanSettings { overlap: self.cfg.overlap(), keyed_pull_max_keys: icfg.keyed_pull_max_keys, gap };
         let plan = coalesce::plan(&inputs, checkpoint, now, settings);
+        let mut hints: Vec<Timestamp> = inputs.iter().map(|i| i.updated_at).collect();
+        hints.sort_unstable();
 
         // Pull.
         let mut rows: Vec<Row> = Vec::new();
@@ -532,7 +536,7 @@ impl Worker {
         let mut keyed_reach: Option<Reach> = None;
         if let Some(pull) = &plan.pull {
             let result = match &pull.kind {
-                PullKind::Window { from, to } => self.pull_window(&iface, *from, *to).await.map(|r| (r, true)),
+                PullKind::Window { from, to } => self.pull_window(&iface, *from, *to, &hints).await.map(|r| (r, true)),
                 PullKind::Keyed { from, keys } => {
                     let req = PullRequest { interface: iface, from: Some(*from), to: None, keys: keys.clone() };
                     match self.request(&req).await {
@@ -541,7 +545,7 @@ impl Worker {
                         Outcome::TooMany | Outcome::TimeoutSplit { .. } => {
                             let p = coalesce::plan(&inputs, checkpoint, now, PlanSettings { keyed_pull_max_keys: 0, ..settings });
                             match p.pull.map(|p| p.kind) {
-                                Some(PullKind::Window { from, to }) => self.pull_window(&iface, from, to).await.map(|r| (r, true)),
+                                Some(PullKind::Window { from, to }) => self.pull_window(&iface, from, to, &hints).await.map(|r| (r, true)),
                                 _ => Err(Failure::Outcome(Outcome::TooMany)),
                             }
                         }
@@ -715,7 +719,7 @@ impl Worker {
 
     /// Pull `[from, to)`, bisecting on E0004 / bare 503 down to `bisect_max_depth`. Windows
     /// run in time order; any failure discards the partial result (it is pulled again).
-    async fn pull_window(&self, iface: &InterfaceId, from: Timestamp, to: Timestamp) -> Result<Vec<Row>, Failure> {
+    async fn pull_window(&self, iface: &InterfaceId, from: Timestamp, to: Timestamp, hints: &[Timestamp]) -> Result<Vec<Row>, Failure> {
         let mut rows = Vec::new();
         let mut stack = vec![(from, to, 0u32)];
         while let Some((f, t, depth)) = stack.pop() {
@@ -723,7 +727,7 @@ impl Worker {
             match self.request(&req).await {
                 Outcome::Data(r) => rows.extend(r),
                 o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
-                    match (depth < self.cfg.pull.bisect_max_depth).then(|| coalesce::bisect(f, t)).flatten() {
+                    match (depth < self.cfg.pull.bisect_max_depth).then(|| coalesce::split_point(f, t, hints)).flatten() {
                         Some(mid) => {
                             stack.push((mid, t, depth + 1));
                             stack.push((f, mid, depth + 1));

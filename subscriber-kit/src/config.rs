@@ -309,8 +309,8 @@ impl Config {
         if self.batch.max_wait_ms == 0 || self.batch.max_wait_ms > 60_000 {
             return Err(ConfigError::invalid("batch.max_wait_ms", "must be 1..=60000"));
         }
-        if self.pull.bisect_max_depth > 20 {
-            return Err(ConfigError::invalid("pull.bisect_max_depth", "must be 0..=20"));
+        if self.pull.bisect_max_depth > 32 {
+            return Err(ConfigError::invalid("pull.bisect_max_depth", "must be 0..=32"));
         }
         if self.retry.base_ms == 0 || self.retry.max_ms < self.retry.base_ms {
             return Err(ConfigError::invalid("retry.max_ms", "retry.base_ms must be > 0 and retry.max_ms >= retry.base_ms"));
@@ -436,6 +436,18 @@ version = "1.0"
         match e {
             ConfigError::Invalid { field, .. } => field,
             ConfigError::Parse(m) => format!("parse: {m}"),
+        }
+    }
+
+    #[test]
+    fn dev_configs_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev");
+        for (f, sub, providers) in [("agent.toml", "tax", 1), ("agent-tax.toml", "tax", 1), ("agent-delinquency.toml", "delinquency", 2)] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            let c = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!(c.subscriber.as_str(), sub, "{f}");
+            assert_eq!(c.providers.len(), providers, "{f}");
+            assert_eq!(c.municipality.as_str(), "131016");
         }
     }
 
