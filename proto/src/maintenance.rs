@@ -40,6 +40,23 @@
 //! Per date, `cancel` drops that business day's regular windows and `extra` adds one-off
 //! windows; a date both cancelled and given extra windows has exactly its extra windows.
 //!
+//! # Example
+//!
+//! ```
+//! use shirase_proto::maintenance::{Calendar, Config, DayType};
+//!
+//! let calendar = Calendar::new(&Config::default())?;
+//! // Wednesday 2026-05-06 is a substitute holiday (振替休日); its 24:00-27:00 is Thursday
+//! // 00:00–03:00 Japan time.
+//! let t: jiff::Timestamp = "2026-05-07T01:30+09:00".parse()?;
+//! let window = calendar.is_in_maintenance(t).expect("inside the window");
+//! assert_eq!(window.business_day, jiff::civil::date(2026, 5, 6));
+//! assert_eq!(window.day_type, DayType::HolidayClosed);
+//! assert_eq!(calendar.current_window_end(t), Some("2026-05-07T03:00+09:00".parse()?));
+//! assert_eq!(calendar.next_windows(t, 3).len(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Invariants
 //!
 //! [`Calendar::new`] rejects any configuration in which two windows could overlap, within a
