@@ -614,3 +614,64 @@ async fn admin_endpoints_drive_faults_and_bursts_and_the_log_holds_counts_not_co
     assert_eq!(counters["rows_returned"].as_u64(), Some(n));
     assert_eq!(counters["changes_committed"], 5);
 }
+
+#[tokio::test]
+async fn background_generator_commits_at_its_rate_with_notices() {
+    let mut c = base_config();
+    c.change_rate = 200.0;
+    let sim = start(c).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.h.changes().len() < 50 {
+        assert!(Instant::now() < deadline, "the generator committed only {}", sim.h.changes().len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let changes = sim.h.changes();
+    let notices = sim.h.notices();
+    assert!(notices.len() >= changes.len());
+    for (c, n) in changes.iter().zip(&notices) {
+        assert_eq!(c.notice_id, n.id);
+        assert_eq!(c.updated_at, n.data.updated_at.as_str());
+    }
+    // Strictly increasing DB timestamps across interfaces, commit after commit.
+    assert!(changes.windows(2).all(|w| w[0].updated_at < w[1].updated_at));
+    let kinds: BTreeSet<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
+    assert!(kinds.contains("update"), "{kinds:?}");
+    sim.h.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), sim.h.stopped()).await.expect("stops on shutdown");
+    let after = sim.h.changes().len();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sim.h.changes().len(), after, "no commits after shutdown");
+}
+
+#[tokio::test]
+async fn binary_prints_its_url_serves_and_exits_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provider-sim"))
+        .args(["--listen", "127.0.0.1:0", "--business", "010", "--population", "50", "--client", "delinquency=s3cret"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let http = reqwest::Client::new();
+    let r = http.post(format!("{url}/admin/changes")).json(&json!({"count": 3})).send().await.unwrap();
+    let changes: Vec<Value> = r.json().await.unwrap();
+    assert!(changes.iter().all(|c| c["interface_id"] == "010o01-00"));
+    let counters: Value = http.get(format!("{url}/admin/counters")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(counters["changes_committed"], 3);
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "provider-sim did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
