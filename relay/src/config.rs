@@ -134,6 +134,8 @@ pub struct RawNats {
     pub publish_timeout: String,
     /// Attempts per notice.
     pub publish_attempts: u32,
+    /// Try each HTTP batch as one JetStream atomic batch.
+    pub atomic_batches: bool,
 }
 
 /// `[stream]` as written.
@@ -288,6 +290,9 @@ pub struct NatsConfig {
     pub publish_timeout: Duration,
     /// Attempts per notice.
     pub publish_attempts: u32,
+    /// Try each HTTP batch as one JetStream atomic batch (ADR-50) before falling back to
+    /// per-notice publishing; provisioning then sets `allow_atomic` on the notice stream.
+    pub atomic_batches: bool,
 }
 
 /// Storage of the streams.
@@ -670,6 +675,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 nkey_seed_file: raw.nats.nkey_seed_file.map(|f| rebase(f, base_dir)),
                 publish_timeout,
                 publish_attempts: raw.nats.publish_attempts,
+                atomic_batches: raw.nats.atomic_batches,
             },
             stream: StreamConfig {
                 replicas: raw.stream.replicas,

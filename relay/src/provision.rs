@@ -225,6 +225,7 @@ pub fn diff_stream(actual: &stream::Config, desired: &stream::Config) -> Change 
     d.duration("duplicate_window", actual.duplicate_window, desired.duplicate_window);
     d.field("discard", actual.discard, desired.discard, true);
     d.field("allow_direct", actual.allow_direct, desired.allow_direct, true);
+    d.field("allow_atomic", actual.allow_atomic_publish, desired.allow_atomic_publish, true);
     d.field("description", actual.description.clone(), desired.description.clone(), true);
     d.change()
 }

@@ -39,8 +39,11 @@ pub struct PublishFailure {
 /// Publishes notices.
 #[derive(Debug, Clone)]
 pub struct Publisher {
+    client: async_nats::Client,
     js: jetstream::Context,
     attempts: u32,
+    timeout: Duration,
+    atomic: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -59,10 +62,20 @@ fn transient(kind: PublishErrorKind) -> bool {
 }
 
 impl Publisher {
-    /// A publisher over `js` (whose timeout is the PubAck timeout) trying each notice up to
-    /// `attempts` times.
-    pub fn new(js: jetstream::Context, attempts: u32, metrics: Arc<Metrics>) -> Self {
-        Self { js, attempts: attempts.max(1), metrics }
+    /// A publisher on `client` trying each notice up to `attempts` times, waiting `timeout`
+    /// for each PubAck. With `atomic`, a batch is first tried as one JetStream atomic batch
+    /// (see [`Publisher::publish_all`]).
+    pub fn new(client: async_nats::Client, attempts: u32, timeout: Duration, atomic: bool, metrics: Arc<Metrics>) -> Self {
+        let js = jetstream::ContextBuilder::new().timeout(timeout).build(client.clone());
+        Self { client, js, attempts: attempts.max(1), timeout, atomic, metrics }
+    }
+
+    fn record(&self, notice: &Notice, stored: &Stored) {
+        let label = ProviderLabel { provider: notice.data.provider.to_string() };
+        self.metrics.accepted.get_or_create(&label).inc();
+        if stored.duplicate {
+            self.metrics.duplicates.get_or_create(&label).inc();
+        }
     }
 
     /// Publish one notice and wait for its PubAck, retrying transient errors with the same id.
@@ -101,18 +114,111 @@ impl Publisher {
         self.metrics.in_flight.dec();
         self.metrics.publish_latency.observe(started.elapsed().as_secs_f64());
         if let Ok(s) = &result {
-            let label = ProviderLabel { provider: notice.data.provider.to_string() };
-            self.metrics.accepted.get_or_create(&label).inc();
-            if s.duplicate {
-                self.metrics.duplicates.get_or_create(&label).inc();
-            }
+            self.record(notice, s);
         }
         result
     }
 
-    /// Publish several notices concurrently (all sent before any PubAck is awaited); one
-    /// result per notice, in order.
+    /// Publish several notices; one result per notice, in order.
+    ///
+    /// Normally every notice is published concurrently (all sent before any PubAck is
+    /// awaited). With atomic batches on, the notices first go as one JetStream atomic batch,
+    /// which costs one PubAck (and with `sync_interval: always` one fsync) for the whole batch.
+    /// JetStream refuses a whole atomic batch when any `Nats-Msg-Id` in it is already stored,
+    /// so a refused or unanswered batch falls back to per-notice publishing with the same
+    /// ids: per-notice de-duplication (`duplicate: true`) is kept either way.
     pub async fn publish_all(&self, notices: &[&Notice]) -> Vec<Result<Stored, PublishFailure>> {
+        if self.atomic && notices.len() > 1 && notices.len() <= 1000 {
+            let started = Instant::now();
+            self.metrics.in_flight.inc_by(notices.len() as i64);
+            let res = publish_atomic(&self.client, notices, self.timeout).await;
+            self.metrics.in_flight.dec_by(notices.len() as i64);
+            match res {
+                Ok(ack) if ack.count == notices.len() as u64 && ack.last_seq >= ack.count => {
+                    let first = ack.last_seq + 1 - ack.count;
+                    let elapsed = started.elapsed().as_secs_f64();
+                    return notices
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| {
+                            let s = Stored { stream_seq: first + i as u64, duplicate: false };
+                            self.record(n, &s);
+                            self.metrics.publish_latency.observe(elapsed);
+                            Ok(s)
+                        })
+                        .collect();
+                }
+                Ok(ack) => tracing::warn!(count = ack.count, "atomic batch stored an unexpected count; publishing per notice"),
+                Err(e) => tracing::debug!(error = %e, "atomic batch not committed; publishing per notice"),
+            }
+        }
         futures::future::join_all(notices.iter().map(|n| self.publish(n))).await
     }
+}
+
+/// The PubAck of a committed atomic batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtomicAck {
+    /// Sequence of the batch's last message.
+    pub last_seq: u64,
+    /// Messages stored.
+    pub count: u64,
+}
+
+/// Why an atomic batch was not committed. Nothing of the batch is stored in either case
+/// (except after [`AtomicError::Unknown`], where the commit may or may not have happened).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AtomicError {
+    /// JetStream refused the batch (e.g. a duplicate `Nats-Msg-Id` inside it, atomic publish
+    /// not enabled on the stream, too many batches in flight).
+    #[error("JetStream refused the atomic batch: {description} (err_code {err_code})")]
+    Refused {
+        /// JetStream's error code.
+        err_code: u64,
+        /// JetStream's description.
+        description: String,
+    },
+    /// No answer to the commit (timeout, connection loss): the outcome is unknown.
+    #[error("atomic batch commit got no answer: {0}")]
+    Unknown(String),
+}
+
+/// Publish `notices` as one JetStream atomic batch (ADR-50, nats-server ≥ 2.12, stream with
+/// `allow_atomic`): every message carries `Nats-Batch-Id` and `Nats-Batch-Sequence` besides
+/// its `Nats-Msg-Id`; the last one carries `Nats-Batch-Commit: 1` and is sent as a request
+/// whose answer is the batch's only PubAck. At most 1,000 notices.
+pub async fn publish_atomic(
+    client: &async_nats::Client,
+    notices: &[&Notice],
+    timeout: Duration,
+) -> Result<AtomicAck, AtomicError> {
+    let batch_id = uuid::Uuid::now_v7().simple().to_string();
+    let last = notices.len().saturating_sub(1);
+    for (i, n) in notices.iter().enumerate() {
+        let mut h = shirase_proto::publish::headers(n);
+        h.insert("Nats-Batch-Id", batch_id.as_str());
+        h.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+        let payload: bytes::Bytes = n.to_json().into();
+        if i < last {
+            client.publish_with_headers(n.subject(), h, payload).await.map_err(|e| AtomicError::Unknown(e.to_string()))?;
+            continue;
+        }
+        h.insert("Nats-Batch-Commit", "1");
+        let reply = tokio::time::timeout(timeout, client.request_with_headers(n.subject(), h, payload))
+            .await
+            .map_err(|_| AtomicError::Unknown(format!("no PubAck within {timeout:?}")))?
+            .map_err(|e| AtomicError::Unknown(e.to_string()))?;
+        let resp: jetstream::response::Response<jetstream::publish::PublishAck> =
+            serde_json::from_slice(&reply.payload).map_err(|e| AtomicError::Unknown(format!("unreadable PubAck: {e}")))?;
+        return match resp {
+            jetstream::response::Response::Ok(ack) => {
+                Ok(AtomicAck { last_seq: ack.sequence, count: ack.batch_size.unwrap_or(notices.len() as u64) })
+            }
+            jetstream::response::Response::Err { error } => Err(AtomicError::Refused {
+                err_code: error.error_code().0,
+                description: error.to_string(),
+            }),
+        };
+    }
+    Err(AtomicError::Unknown("empty batch".into()))
 }

@@ -55,7 +55,13 @@ pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
     let client = connection::connect_lazily(&config.nats).await?;
     let js = async_nats::jetstream::ContextBuilder::new().timeout(config.nats.publish_timeout).build(client.clone());
     let metrics = Arc::new(Metrics::new());
-    let publisher = Publisher::new(js.clone(), config.nats.publish_attempts, metrics.clone());
+    let publisher = Publisher::new(
+        client.clone(),
+        config.nats.publish_attempts,
+        config.nats.publish_timeout,
+        config.nats.atomic_batches,
+        metrics.clone(),
+    );
     let auth = Authenticator::from_config(&config);
     Ok(Arc::new(AppState { config, auth, publisher, metrics, client, js }))
 }

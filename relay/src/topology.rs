@@ -58,6 +58,7 @@ pub fn notice_stream(config: &Config) -> stream::Config {
         // Operators replay by sequence and the agent reads single messages: direct gets avoid
         // the stream leader for reads.
         allow_direct: true,
+        allow_atomic_publish: config.nats.atomic_batches,
         ..Default::default()
     }
 }
