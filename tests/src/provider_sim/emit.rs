@@ -45,33 +45,40 @@ pub(crate) async fn run(
                 }
             };
             while let Some(batch) = next_batch(&mut rx, &shutdown).await {
-                let n = batch.len() as u64;
-                let body = batch_json(&batch);
+                let mut pending = batch;
                 let mut backoff = BACKOFF_MIN;
                 loop {
+                    let n = pending.len() as u64;
                     let res = client
                         .post(&endpoint)
                         .bearer_auth(token.expose())
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(body.clone())
+                        .body(batch_json(&pending))
                         .send()
                         .await;
                     let wait = match res {
                         Ok(r) if r.status().is_success() => {
-                            stats.delivered.fetch_add(n, Ordering::Relaxed);
+                            // 202 (all stored) or 207 (per-item results): re-send only the
+                            // items that failed transiently, give up on the refused ones.
+                            let after = retry_after(Some(r.headers()));
                             let body: serde_json::Value = r.json().await.unwrap_or_default();
-                            stats.duplicate.fetch_add(count_duplicates(&body), Ordering::Relaxed);
-                            break;
+                            let outcome = per_item(&body, pending.len());
+                            stats.delivered.fetch_add(outcome.stored, Ordering::Relaxed);
+                            stats.duplicate.fetch_add(outcome.duplicates, Ordering::Relaxed);
+                            if !outcome.refused.is_empty() {
+                                stats.failed.fetch_add(outcome.refused.len() as u64, Ordering::Relaxed);
+                                tracing::error!(notices = outcome.refused.len(), "relay refused notices in a batch; not retried");
+                            }
+                            pending = outcome.retry.iter().filter_map(|i| pending.get(*i).cloned()).collect();
+                            if pending.is_empty() {
+                                break;
+                            }
+                            tracing::warn!(notices = pending.len(), "relay could not store some notices yet; re-sending them with the same ids");
+                            after.unwrap_or(backoff)
                         }
                         Ok(r) if r.status().is_server_error() || r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                            let after = r
-                                .headers()
-                                .get(reqwest::header::RETRY_AFTER)
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.trim().parse::<u64>().ok())
-                                .map(Duration::from_secs);
                             tracing::warn!(status = r.status().as_u16(), notices = n, "relay refused the batch for now; retrying with the same ids");
-                            after.unwrap_or(backoff)
+                            retry_after(Some(r.headers())).unwrap_or(backoff)
                         }
                         Ok(r) => {
                             let status = r.status().as_u16();
@@ -90,7 +97,7 @@ pub(crate) async fn run(
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     tokio::select! {
                         () = shutdown.cancelled() => {
-                            tracing::warn!(notices = n + rx.len() as u64, "shutdown: notices not delivered to the relay");
+                            tracing::warn!(notices = pending.len() + rx.len(), "shutdown: notices not delivered to the relay");
                             return;
                         }
                         () = tokio::time::sleep(wait) => {}
@@ -165,14 +172,69 @@ fn batch_json(batch: &[Notice]) -> Vec<u8> {
     serde_json::to_vec(batch).unwrap_or_default()
 }
 
-/// How many `"duplicate": true` members the relay's answer holds (single or per-item results).
-fn count_duplicates(v: &serde_json::Value) -> u64 {
-    match v {
-        serde_json::Value::Object(m) => {
-            let own = u64::from(m.get("duplicate") == Some(&serde_json::Value::Bool(true)));
-            own + m.values().map(count_duplicates).sum::<u64>()
+/// `Retry-After` in seconds, if the answer carried one.
+fn retry_after(headers: Option<&reqwest::header::HeaderMap>) -> Option<Duration> {
+    headers?
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// What a 2xx relay answer says about each notice of the batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PerItem {
+    stored: u64,
+    duplicates: u64,
+    /// Indexes to re-send (503 items).
+    retry: Vec<usize>,
+    /// Indexes refused for good (4xx items).
+    refused: Vec<usize>,
+}
+
+/// Read the relay's batch answer (`results[i].status`, `.duplicate`); an answer without
+/// per-item results means every notice was stored.
+fn per_item(body: &serde_json::Value, sent: usize) -> PerItem {
+    let mut out = PerItem::default();
+    let Some(results) = body.get("results").and_then(|r| r.as_array()) else {
+        out.stored = sent as u64;
+        out.duplicates = u64::from(body.get("duplicate") == Some(&serde_json::Value::Bool(true)));
+        return out;
+    };
+    for (pos, item) in results.iter().enumerate() {
+        let index = item.get("index").and_then(serde_json::Value::as_u64).map_or(pos, |i| i as usize);
+        match item.get("status").and_then(serde_json::Value::as_u64).unwrap_or(0) {
+            200..=299 => {
+                out.stored += 1;
+                if item.get("duplicate") == Some(&serde_json::Value::Bool(true)) {
+                    out.duplicates += 1;
+                }
+            }
+            400..=499 => out.refused.push(index),
+            _ => out.retry.push(index),
         }
-        serde_json::Value::Array(a) => a.iter().map(count_duplicates).sum(),
-        _ => 0,
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn per_item_results_split_into_stored_retry_and_refused() {
+        let body = json!({"accepted": 2, "duplicates": 1, "rejected": 1, "failed": 1, "results": [
+            {"index": 0, "status": 202, "duplicate": false},
+            {"index": 1, "status": 422},
+            {"index": 2, "status": 503},
+            {"index": 3, "status": 202, "duplicate": true}]});
+        assert_eq!(per_item(&body, 4), PerItem { stored: 2, duplicates: 1, retry: vec![2], refused: vec![1] });
+        let single = json!({"id": "x", "status": 202, "duplicate": true});
+        assert_eq!(per_item(&single, 1), PerItem { stored: 1, duplicates: 1, ..Default::default() });
     }
 }

@@ -504,11 +504,12 @@ async fn every_committed_change_is_published_to_jetstream_as_a_valid_notice() {
     assert_eq!(seqs.values().map(Vec::len).sum::<usize>(), 50);
 }
 
-/// A stand-in for the relay's `POST /v1/notices` that refuses the first batch with 503, so the
-/// simulator's retry (same ids) is observable. Only the HTTP contract is imitated; the real relay
-/// is tested against real JetStream in its own crate.
+/// A stand-in for the relay's `POST /v1/notices` (its documented batch answers) that refuses the
+/// first batch with 503 and the first item of the second with a per-item 503 in a 207, so the
+/// simulator's re-sends (same ids) are observable. Only the HTTP contract is imitated; the real
+/// relay is tested against real JetStream in its own tests.
 #[tokio::test]
-async fn relay_target_gets_batches_and_a_503_is_retried_with_the_same_ids() {
+async fn relay_target_gets_batches_and_503s_are_re_sent_with_the_same_ids() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let seen: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
     let seen2 = seen.clone();
@@ -520,15 +521,23 @@ async fn relay_target_gets_batches_and_a_503_is_retried_with_the_same_ids() {
                 let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
                 let items: Vec<Value> = serde_json::from_slice(&body).unwrap();
                 let ids: Vec<String> = items.iter().map(|n| n["id"].as_str().unwrap().to_owned()).collect();
-                let first = {
+                let nth = {
                     let mut s = seen.lock().unwrap();
-                    s.push((auth, ids));
-                    s.len() == 1
+                    s.push((auth, ids.clone()));
+                    s.len()
                 };
-                if first {
-                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], String::new())
-                } else {
-                    (axum::http::StatusCode::ACCEPTED, [("retry-after", "0")], "{}".to_owned())
+                use axum::http::StatusCode as S;
+                match nth {
+                    1 => (S::SERVICE_UNAVAILABLE, [("retry-after", "0")], String::new()),
+                    2 => {
+                        let results: Vec<Value> = ids
+                            .iter()
+                            .enumerate()
+                            .map(|(i, id)| json!({"index": i, "id": id, "status": if i == 0 { 503 } else { 202 }}))
+                            .collect();
+                        (S::MULTI_STATUS, [("retry-after", "0")], json!({"results": results}).to_string())
+                    }
+                    _ => (S::ACCEPTED, [("retry-after", "0")], "{}".to_owned()),
                 }
             }
         }),
@@ -553,11 +562,15 @@ async fn relay_target_gets_batches_and_a_503_is_retried_with_the_same_ids() {
     assert!(seen.iter().all(|(auth, _)| auth == "Bearer provider-001-token"));
     assert!(seen.iter().all(|(_, ids)| ids.len() <= 100), "batches of at most 100");
     assert_eq!(seen[1].1, seen[0].1, "the refused batch is re-sent with the same ids");
-    let delivered: Vec<String> = seen[1..].iter().flat_map(|(_, ids)| ids.clone()).collect();
-    let want: Vec<String> = committed.iter().map(|c| c.notice_id.to_string()).collect();
-    assert_eq!(delivered, want, "every notice once after the retry, in commit order");
+    assert_eq!(seen[2].1, vec![seen[1].1[0].clone()], "only the item that got a 503 is re-sent");
+    let mut stored: Vec<String> = seen[1].1[1..].to_vec();
+    stored.extend(seen[2..].iter().flat_map(|(_, ids)| ids.clone()));
+    stored.sort();
+    let mut want: Vec<String> = committed.iter().map(|c| c.notice_id.to_string()).collect();
+    want.sort();
+    assert_eq!(stored, want, "every notice stored exactly once after the re-sends");
     let c = sim.h.counters();
-    assert_eq!((c.notices_delivered, c.notice_retries, c.notices_failed), (250, 1, 0));
+    assert_eq!((c.notices_delivered, c.notice_retries, c.notices_failed), (250, 2, 0));
 }
 
 #[tokio::test]
