@@ -16,6 +16,40 @@
 //! - `publish` (feature `nats`): a publisher helper for providers that speak NATS directly.
 //!
 //! Invariant: without the `nats` feature this crate does no I/O and uses no async runtime.
+//!
+//! The JSON Schema `schema/notice.v1.json` (for producers in other languages) and the golden
+//! examples in `examples/` are kept in agreement with [`validate`] by `tests/schema.rs`.
+//!
+//! # Example
+//!
+//! Build a notice, serialize it, and validate the bytes the way the relay does:
+//!
+//! ```
+//! use shirase_proto::{parse_notice, ChangeKind, Limits, Notice, Rule, Sequence};
+//!
+//! # fn main() -> Result<(), shirase_proto::ParseError> {
+//! let notice = Notice::new(
+//!     "131016".parse()?,                     // municipality (Chiyoda, Tokyo)
+//!     "001o05-00".parse()?,                  // interface id (連携ID)
+//!     "1.0".parse()?,                        // interface version (版数)
+//!     Sequence(42),
+//!     "2026-11-25T10:15:30.123+09:00".parse()?, // DB update timestamp
+//!     ChangeKind::Update,
+//!     None,
+//! );
+//! assert_eq!(notice.subject(), "shirase.notice.131016.001.001o05-00");
+//!
+//! let bytes = notice.to_json();
+//! assert_eq!(parse_notice(&bytes, &Limits::default()), Ok(notice));
+//!
+//! // Every violation is reported, each with its JSON Pointer and rule.
+//! let bad = br#"{"specversion": "1.0", "data": {"updated_at": "2026-11-25T10:15:30"}}"#;
+//! let violations = parse_notice(bad, &Limits::default()).unwrap_err();
+//! assert!(violations.iter().any(|v| v.path == "/data/updated_at" && v.rule == Rule::Format));
+//! assert!(violations.iter().any(|v| v.path == "/id" && v.rule == Rule::Required));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod check_digit;
 pub mod maintenance;

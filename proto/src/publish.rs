@@ -4,6 +4,32 @@
 //! waits for JetStream's PubAck, and returns the stream sequence and whether JetStream had seen
 //! the id before (inside the stream's duplicate window). Re-sending after a timeout with the same
 //! notice is therefore safe.
+//!
+//! It lives behind the `nats` feature so that `shirase-proto` itself stays free of I/O and of
+//! an async runtime; enable it with `shirase-proto = { ..., features = ["nats"] }`.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use shirase_proto::{ChangeKind, Notice, Sequence};
+//!
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let js = async_nats::jetstream::new(client);
+//! let notice = Notice::new(
+//!     "131016".parse()?,
+//!     "001o05-00".parse()?,
+//!     "1.0".parse()?,
+//!     Sequence(42),
+//!     "2026-11-25T10:15:30+09:00".parse()?,
+//!     ChangeKind::Update,
+//!     None,
+//! );
+//! let published = shirase_proto::publish::publish(&js, &notice).await?;
+//! // Re-sending the same notice (same id) after a timeout stores nothing new.
+//! let again = shirase_proto::publish::publish(&js, &notice).await?;
+//! assert!(again.duplicate && again.sequence == published.sequence);
+//! # Ok(())
+//! # }
+//! ```
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
@@ -53,4 +79,27 @@ pub async fn publish(js: &jetstream::Context, notice: &Notice) -> Result<Publish
         .await
         .map_err(wrap)?;
     Ok(Published { stream: ack.stream, sequence: ack.sequence, duplicate: ack.duplicate })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notice::{ChangeKind, Sequence};
+
+    #[test]
+    fn headers_carry_the_notice_id_and_the_cloudevents_content_type() {
+        let n = Notice::new(
+            "131016".parse().unwrap(),
+            "001o05-00".parse().unwrap(),
+            "1.0".parse().unwrap(),
+            Sequence(1),
+            "2026-11-25T10:15:30+09:00".parse().unwrap(),
+            ChangeKind::Update,
+            None,
+        );
+        let h = headers(&n);
+        let id = n.id.to_string();
+        assert_eq!(h.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str()), Some(id.as_str()));
+        assert_eq!(h.get("Content-Type").map(|v| v.as_str()), Some("application/cloudevents+json"));
+    }
 }
