@@ -421,7 +421,12 @@ impl Check<'_> {
         match s.parse::<T>() {
             Ok(t) => Some(t),
             Err(e) => {
-                self.push(path, Rule::Format, format!("{}: {}", f.name, e.message));
+                // Newtype messages that already start with the member's name ("sequence must
+                // be ...") need no prefix; the others ("interface id (連携ID) must ...") say
+                // which member through it.
+                let short = f.name.rsplit('.').next().unwrap_or(f.name);
+                let message = if e.message.starts_with(&format!("{short} ")) { e.message } else { format!("{}: {}", f.name, e.message) };
+                self.push(path, Rule::Format, message);
                 None
             }
         }
@@ -481,7 +486,14 @@ impl Check<'_> {
     }
 
     fn keys(&mut self, value: &Value) -> Option<Keys> {
-        let obj = self.object(value, "/data/keys", "data.keys (omit it when there are no keys)")?;
+        let Value::Object(obj) = value else {
+            self.push(
+                "/data/keys",
+                Rule::Type,
+                format!("data.keys must be an object, got {} (omit data.keys when there are no keys)", json_type(value)),
+            );
+            return None;
+        };
         self.unknown_members(obj, "/data/keys", "data.keys (only whitelisted key names exist)", &KEYS_MEMBERS);
         let path = "/data/keys/atena_no";
         let Some(list) = obj.get("atena_no") else {

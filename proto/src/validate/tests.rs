@@ -745,3 +745,19 @@ fn batch_item_size_is_its_own_bytes() {
     assert_eq!(vs.iter().map(|x| x.rule).collect::<Vec<_>>(), [Rule::TooLarge]);
     assert!(vs[0].message.starts_with(&format!("notice is {} bytes", padded.len())));
 }
+
+#[test]
+fn format_messages_name_the_member_once() {
+    assert_eq!(
+        message(&with("/id", json!("00000000-0000-0000-0000-000000000000")), "/id"),
+        "id must not be the nil or max UUID"
+    );
+    assert!(message(&with("/time", json!("2026-11-25T10:15:31+0900")), "/time").starts_with("time: timestamp must be RFC 3339"));
+    assert!(
+        message(&with("/data/interface_version", json!("v1")), "/data/interface_version")
+            .starts_with("data.interface_version: interface version (版数) must be")
+    );
+    let mut v = valid();
+    v["data"]["keys"] = json!(null);
+    assert_eq!(message(&v, "/data/keys"), "data.keys must be an object, got null (omit data.keys when there are no keys)");
+}
