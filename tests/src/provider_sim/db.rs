@@ -543,8 +543,7 @@ mod tests {
     use super::*;
 
     fn db(population: usize) -> (Db, Timestamp) {
-        let mut c = Config::default();
-        c.population = population;
+        let c = Config { population, ..Config::default() };
         let now: Timestamp = "2026-11-25T01:00:00Z".parse().unwrap();
         (Db::generate(&c, now), now)
     }

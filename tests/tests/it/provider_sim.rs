@@ -2,6 +2,9 @@
 //! for real), the data endpoint's semantics and error codes, injected faults, the replica-lag
 //! view, the admin endpoints, and notice emission to real JetStream and to a relay endpoint.
 
+// Test helpers (not only #[test] fns) may unwrap: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -511,7 +514,9 @@ async fn every_committed_change_is_published_to_jetstream_as_a_valid_notice() {
 #[tokio::test]
 async fn relay_target_gets_batches_and_503s_are_re_sent_with_the_same_ids() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let seen: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+    // (Authorization header, notice ids) per request received.
+    type Seen = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+    let seen: Seen = Arc::default();
     let seen2 = seen.clone();
     let app = axum::Router::new().route(
         "/v1/notices",
