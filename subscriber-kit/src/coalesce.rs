@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(split_point(ts(0), ts(102), &hints), Some(ts(101)));
         // Only the lowest hint inside: it equals from after one split, so halve time.
         assert_eq!(split_point(ts(100), ts(101), &hints), Some(Timestamp::from_microsecond(ts(100).as_microsecond() + 500_000).unwrap()));
+        // No notice inside (past the newest, or in the overlap before them): halve.
         assert_eq!(split_point(ts(200), ts(400), &hints), Some(ts(300)));
+        // Before the notices (the overlap): halve.
+        assert_eq!(split_point(ts(0), ts(100), &hints), Some(ts(50)));
     }
 
     proptest! {

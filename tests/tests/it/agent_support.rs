@@ -29,6 +29,7 @@ pub struct Env {
     pub nats: NatsServer,
     pub js: jetstream::Context,
     pub sim: SimHandle,
+    #[allow(dead_code)]
     pub sim_stop: CancellationToken,
     pub dir: tempfile::TempDir,
 }
@@ -37,6 +38,10 @@ pub struct Env {
 pub async fn provision(url: &str) -> jetstream::Context {
     let mut c = shirase_relay::Config::load(Some(&workspace_root().join("deploy/dev/relay.toml"))).unwrap();
     c.nats.urls = vec![url.to_owned()];
+    // Short ack_wait so a killed agent's notices come back within the test's patience.
+    for sub in &mut c.subscribers {
+        sub.ack_wait = Duration::from_secs(5);
+    }
     let client = async_nats::connect(url).await.unwrap();
     let js = jetstream::new(client);
     let desired = shirase_relay::topology::desired(&c);
@@ -70,7 +75,12 @@ impl Env {
     /// appended at the top level (before the provider tables) and `provider_extra` inside
     /// `[[providers]]`.
     pub fn agent_config(&self, extra: &str, provider_extra: &str) -> Config {
-        let toml = format!(
+        Config::from_toml_str(&self.agent_toml(extra, provider_extra)).unwrap()
+    }
+
+    /// The TOML text of [`Env::agent_config`].
+    pub fn agent_toml(&self, extra: &str, provider_extra: &str) -> String {
+        format!(
             r#"
 subscriber = "tax"
 municipality = "131016"
@@ -99,8 +109,7 @@ version = "1.0"
             base = self.sim.base_url(),
             token = self.sim.token_url(),
             secret = self.dir.path().join("secret").display(),
-        );
-        Config::from_toml_str(&toml).unwrap()
+        )
     }
 
     /// Every (atena_no, history_no) the simulator created by update/retroactive changes.

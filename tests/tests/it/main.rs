@@ -1,5 +1,6 @@
 //! Integration tests against real nats-server processes. One binary, one module per area.
 
+mod demo_script;
 mod deploy_files;
 mod nats_harness;
 mod provider_sim;
@@ -12,3 +13,5 @@ mod agent_support;
 mod agent_e2e;
 mod agent_burst;
 mod agent_faults;
+mod agent_crash;
+mod agent_replicas;
