@@ -618,6 +618,51 @@ fn nats_helm_values_keep_three_replicas_file_storage_sync_always_tls_and_the_gen
 }
 
 // ---------------------------------------------------------------------------------------------
+// systemd units (`systemd-analyze verify` is run by hand, see deploy/README.md)
+
+/// `Key=value` lines of a unit file (all occurrences).
+fn unit_values(text: &str, key: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('=').map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn systemd_units_are_hardened_restart_on_failure_and_point_at_the_right_files() {
+    let dir = deploy().join("systemd");
+    for unit in ["nats-server.service", "shirase-relay.service", "shirase-agent@.service"] {
+        let text = read(&dir.join(unit));
+        for (key, want) in [
+            ("Restart", "on-failure"),
+            ("NoNewPrivileges", "yes"),
+            ("ProtectSystem", "strict"),
+            ("PrivateTmp", "yes"),
+            ("ProtectHome", "yes"),
+            ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+            ("CapabilityBoundingSet", ""),
+            ("WantedBy", "multi-user.target"),
+        ] {
+            assert_eq!(unit_values(&text, key), [want], "{unit}: {key}");
+        }
+        let user = unit_values(&text, "DynamicUser") == ["yes"] || !unit_values(&text, "User").is_empty();
+        assert!(user, "{unit}: runs as a dedicated or dynamic user");
+    }
+    // nats-server may write only its store, which is cluster.conf's store_dir.
+    let nats = read(&dir.join("nats-server.service"));
+    assert_eq!(unit_values(&nats, "ReadWritePaths"), ["/var/lib/nats"]);
+    assert!(read(&deploy().join("nats/cluster.conf")).contains("store_dir: \"/var/lib/nats/jetstream\""));
+    assert!(unit_values(&nats, "ExecStart")[0].contains("--config ${NATS_NODE_CONF}"));
+    let relay = read(&dir.join("shirase-relay.service"));
+    assert_eq!(unit_values(&relay, "EnvironmentFile"), ["-/etc/shirase/relay.env"]);
+    assert_eq!(unit_values(&relay, "ExecStartPre"), ["/usr/local/bin/shirase-relay provision --config /etc/shirase/relay.toml"]);
+    assert_eq!(unit_values(&relay, "ExecStart"), ["/usr/local/bin/shirase-relay serve --config /etc/shirase/relay.toml"]);
+    let agent = read(&dir.join("shirase-agent@.service"));
+    assert_eq!(unit_values(&agent, "EnvironmentFile"), ["-/etc/shirase/agent-%i.env"]);
+    assert_eq!(unit_values(&agent, "ExecStart"), ["/usr/local/bin/shirase-agent --config /etc/shirase/agent-%i.toml --json-logs"]);
+    assert_eq!(unit_values(&agent, "StateDirectory"), ["shirase-agent/%i"]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // NATS configurations
 
 /// Test PKI: a CA and one server certificate for the cluster names and 127.0.0.1, with
