@@ -11,6 +11,9 @@
 //! - the NATS cluster configurations pass the real `nats-server -t` check (with certificates
 //!   generated here by rcgen) and, in the slow test, form a 3-node JetStream cluster on loopback.
 
+// Helpers outside #[test] fns are test code too: a failed setup step should stop the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
