@@ -75,6 +75,7 @@ rm -rf "${data:?}/nats" "$data/logs" "$data/tax" "$data/delinquency" "$data/summ
 mkdir -p "$data/nats" "$data/logs"
 pids=()
 names=()
+export NO_COLOR=1 # plain log files
 start() { # start NAME COMMAND... : run in the background, log to <data>/logs/NAME.log
   local name="$1"; shift
   "$@" >"$data/logs/$name.log" 2>&1 &
@@ -141,9 +142,10 @@ start nats-server "$nats_bin" -c "$data/nats-server.conf"
 wait_http nats-server http://127.0.0.1:8222/healthz
 say "nats-server $("$nats_bin" --version | sed 's/^nats-server: //') up: nats://127.0.0.1:4222"
 
-"$bin_dir/shirase-relay" provision --config deploy/dev/relay.toml >"$data/logs/provision.log" 2>&1 \
+"$bin_dir/shirase-relay" provision --config deploy/dev/relay.toml >"$data/logs/provision.plan" 2>"$data/logs/provision.log" \
   || { cat "$data/logs/provision.log" >&2; die "provisioning failed"; }
-say "provisioned: $(grep -c . "$data/logs/provision.log") lines of plan in $data/logs/provision.log"
+say "provisioned (shirase-relay provision --config deploy/dev/relay.toml):"
+sed 's/^/demo:     /' "$data/logs/provision.plan"
 
 start relay "$bin_dir/shirase-relay" serve --config deploy/dev/relay.toml
 wait_http relay http://127.0.0.1:8080/readyz
