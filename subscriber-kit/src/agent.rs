@@ -496,7 +496,7 @@ impl Worker {
             let reason = format!("notice for a municipality other than {}", self.cfg.municipality);
             return self.dead_letter_all(&iface, items, &reason, None, None, None).await;
         }
-        let gap = self.detect_gap(&iface, &items);
+        let gap = self.detect_gap(&iface, items);
 
         let kv = match self.js.get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET).await {
             Ok(kv) => Checkpoints::new(kv, self.cfg.subscriber.clone(), self.cfg.municipality),

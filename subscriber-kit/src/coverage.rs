@@ -43,7 +43,7 @@ impl Reach {
         let mut any = false;
         for k in keys {
             any = true;
-            if !self.per_key.get(k).is_some_and(|t| *t >= updated_at) {
+            if self.per_key.get(k).is_none_or(|t| *t < updated_at) {
                 return false;
             }
         }
@@ -82,7 +82,7 @@ mod tests {
         assert!(r.covers_keys(t(10), ["a"]));
         assert!(!r.covers_keys(t(15), ["a"]), "a's row predates the change");
         assert!(!r.covers_keys(t(10), ["a", "c"]));
-        assert!(r.covers_keys(t(20), ["a", "b"]) == false);
+        assert!(!r.covers_keys(t(20), ["a", "b"]), "a predates 20");
         assert!(r.covers_keys(t(10), ["a", "b"]));
     }
 }
