@@ -224,7 +224,7 @@ def live_line(t: float, sc: Scenario) -> str:
     pull_txt = f"ok {ok}" + "".join(f" {k} {v}" for k, v in sorted(failed.items()))
     return (
         f"[{int(t):3d}s] notices in 001:{notices['001']:<4d} 010:{notices['010']:<4d}"
-        f"| pulls {pull_txt:<34s}"
+        f"| pulls {pull_txt:<38s}"
         f"| rows tax {rows['tax']:<5d} delinquency {rows['delinquency']:<5d}"
         f"| pending {pend['tax']}/{pend['delinquency']:<4d}"
         f"| lag {lag:5.1f}s "
