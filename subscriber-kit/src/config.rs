@@ -1,5 +1,10 @@
 //! Agent configuration: `agent.default.toml` (embedded, commented) → the user's file →
-//! `SHIRASE_*` environment variables, then validation with errors that name the field.
+//! `SHIRASE_AGENT__*` environment variables, then validation with errors that name the field.
+//!
+//! The environment prefix is [`ENV_PREFIX`] (`SHIRASE_AGENT__`, with `__` separating nested
+//! keys: `SHIRASE_AGENT__BATCH__SIZE=500`), not plain `SHIRASE_`: the agent often shares its
+//! environment with `SHIRASE_LOG`, the relay's own variables or a wrapper's, and those must
+//! not be read as agent settings (unknown keys are rejected).
 //!
 //! Durations are integers with their unit in the key name (`*_ms`, `*_secs`) so a TOML file
 //! stays unambiguous without a duration syntax.
@@ -12,6 +17,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use shirase_proto::{BusinessId, InterfaceId, InterfaceVersion, MunicipalityCode, SubscriberId};
+
+/// Prefix of the environment variables that override the configuration.
+pub const ENV_PREFIX: &str = "SHIRASE_AGENT__";
 
 /// The embedded defaults, also shipped as documentation.
 pub const DEFAULT_TOML: &str = include_str!("agent.default.toml");
@@ -270,7 +278,8 @@ impl ProviderConfig {
 }
 
 impl Config {
-    /// Load defaults → `file` (if given) → `SHIRASE_*` env, then validate.
+    /// Load defaults → `file` (if given) → `SHIRASE_AGENT__*` env ([`ENV_PREFIX`]), then
+    /// validate. Other `SHIRASE_*` variables are ignored.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(f) = file {
@@ -279,7 +288,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("SHIRASE_").split("__"));
+        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
         Self::from_figment(fig)
     }
 
@@ -476,5 +485,24 @@ version = "1.0"
         let bad = MIN.replace("131016", "131017");
         let m = Config::from_toml_str(&bad).unwrap_err().to_string();
         assert!(m.contains("municipality"), "{m}");
+    }
+
+    #[test]
+    fn env_overrides_use_the_agent_prefix_and_ignore_other_shirase_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("agent.toml", MIN)?;
+            jail.set_env("SHIRASE_FOO", "1");
+            jail.set_env("SHIRASE_LOG", "debug");
+            jail.set_env("SHIRASE_LOG_FORMAT", "json");
+            jail.set_env("SHIRASE_BATCH__SIZE", "7");
+            jail.set_env("SHIRASE_AGENT__BATCH__SIZE", "500");
+            let c = Config::load(Some(Path::new("agent.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.batch.size, 500, "SHIRASE_AGENT__BATCH__SIZE applies, SHIRASE_BATCH__SIZE does not");
+            // An unknown key under the agent prefix is still an error naming it.
+            jail.set_env("SHIRASE_AGENT__BATCHH__SIZE", "1");
+            let e = Config::load(Some(Path::new("agent.toml"))).unwrap_err().to_string();
+            assert!(e.contains("batchh"), "{e}");
+            Ok(())
+        });
     }
 }

@@ -3,7 +3,8 @@
 //! binary.
 //!
 //! Module map:
-//! - [`config`]: layered, validated configuration (`agent.default.toml` → file → `SHIRASE_*`).
+//! - [`config`]: layered, validated configuration (`agent.default.toml` → file → `SHIRASE_AGENT__*`
+//!   environment variables, e.g. `SHIRASE_AGENT__BATCH__SIZE=500`).
 //! - [`agent`]: the loop: fetch → coalesce → pull → sink → checkpoint → ack; [`run`].
 //! - [`coalesce`]: one plan per interface per batch (FROM/TO, keyed pulls, bisection points).
 //! - [`coverage`]: which notices a pull satisfied.
