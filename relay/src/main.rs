@@ -89,8 +89,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let c = Config::load(Some(&config))?;
             let d = shirase_relay::topology::desired(&c);
             println!(
-                "ok: municipality {}, {} provider(s), {} interface(s), {} subscriber(s) -> {} stream(s), {} consumer(s), {} bucket(s)",
+                "ok: municipality {}, listen {}, nats {}, {} provider(s), {} interface(s), {} subscriber(s) -> {} stream(s), {} consumer(s), {} bucket(s)",
                 c.municipality,
+                c.http.listen,
+                c.nats.urls.join(","),
                 c.providers.len(),
                 c.interfaces.len(),
                 c.subscribers.len(),

@@ -58,6 +58,10 @@ struct Options {
     messages: usize,
     /// Messages per measurement with `sync_interval: always`.
     messages_sync: usize,
+    /// Notices per HTTP request (and per atomic batch).
+    http_batch: usize,
+    /// HTTP requests (and atomic batches) in flight.
+    http_concurrency: usize,
 }
 
 type ScenarioFn = fn(Options) -> Pin<Box<dyn Future<Output = anyhow::Result<Report>>>>;
@@ -67,7 +71,7 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[("ingest", |o| Box::pin(ingest(o)))];
 fn usage() -> String {
     let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
     format!(
-        "usage: shirase-bench <scenario>|all [--messages N] [--messages-sync N]\nscenarios: {}",
+        "usage: shirase-bench <scenario>|all [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N]\nscenarios: {}",
         names.join(", ")
     )
 }
@@ -75,17 +79,22 @@ fn usage() -> String {
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut opts = Options { messages: 100_000, messages_sync: 10_000 };
+    let mut opts = Options { messages: 100_000, messages_sync: 10_000, http_batch: 128, http_concurrency: 4 };
     let mut which = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
-            "--messages" | "--messages-sync" => {
-                let Some(n) = args.get(i + 1).and_then(|v| v.parse().ok()) else {
-                    eprintln!("{} needs a number\n{}", args[i], usage());
+            "--messages" | "--messages-sync" | "--http-batch" | "--http-concurrency" => {
+                let Some(n) = args.get(i + 1).and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0) else {
+                    eprintln!("{} needs a positive number\n{}", args[i], usage());
                     return ExitCode::from(2);
                 };
-                if args[i] == "--messages" { opts.messages = n } else { opts.messages_sync = n }
+                match args[i].as_str() {
+                    "--messages" => opts.messages = n,
+                    "--messages-sync" => opts.messages_sync = n,
+                    "--http-batch" => opts.http_batch = n.min(1000),
+                    _ => opts.http_concurrency = n,
+                }
                 i += 1;
             }
             "-h" | "--help" => {
@@ -162,8 +171,6 @@ fn write_json(r: &Report) -> anyhow::Result<()> {
 // ingest
 
 const IN_FLIGHT: usize = 512;
-const HTTP_BATCH: usize = 128;
-const ATOMIC_BATCH: usize = 128;
 
 fn bench_config(url: &str) -> anyhow::Result<Config> {
     let mut c = Config::load(Some(&harness::workspace_root().join("deploy/dev/relay.toml")))?;
@@ -232,13 +239,13 @@ async fn raw_publish(js: &jetstream::Context, notices: &[Notice]) -> anyhow::Res
     Ok(start.elapsed())
 }
 
-/// Raw atomic batches of ATOMIC_BATCH, IN_FLIGHT / ATOMIC_BATCH batches concurrently.
-async fn raw_atomic(client: &async_nats::Client, notices: &[Notice]) -> anyhow::Result<Duration> {
+/// Raw atomic batches of `http_batch`, `http_concurrency` batches concurrently.
+async fn raw_atomic(client: &async_nats::Client, notices: &[Notice], o: &Options) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let chunks: Vec<Vec<&Notice>> = notices.chunks(ATOMIC_BATCH).map(|c| c.iter().collect()).collect();
+    let chunks: Vec<Vec<&Notice>> = notices.chunks(o.http_batch).map(|c| c.iter().collect()).collect();
     let mut pending = FuturesUnordered::new();
     for chunk in &chunks {
-        if pending.len() >= IN_FLIGHT / ATOMIC_BATCH {
+        if pending.len() >= o.http_concurrency {
             if let Some(r) = pending.next().await {
                 r?;
             }
@@ -251,10 +258,10 @@ async fn raw_atomic(client: &async_nats::Client, notices: &[Notice]) -> anyhow::
     Ok(start.elapsed())
 }
 
-/// HTTP batches of HTTP_BATCH through the relay, IN_FLIGHT / HTTP_BATCH requests concurrently.
-async fn http_ingest(base: &str, token: &str, notices: &[Notice]) -> anyhow::Result<Duration> {
+/// HTTP batches of `http_batch` through the relay, `http_concurrency` requests concurrently.
+async fn http_ingest(base: &str, token: &str, notices: &[Notice], o: &Options) -> anyhow::Result<Duration> {
     let bodies: Vec<Vec<u8>> = notices
-        .chunks(HTTP_BATCH)
+        .chunks(o.http_batch)
         .map(|c| serde_json::to_vec(&c.iter().collect::<Vec<_>>()))
         .collect::<Result<_, _>>()?;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
@@ -262,7 +269,7 @@ async fn http_ingest(base: &str, token: &str, notices: &[Notice]) -> anyhow::Res
     let start = Instant::now();
     let mut pending = FuturesUnordered::new();
     for body in bodies {
-        if pending.len() >= IN_FLIGHT / HTTP_BATCH {
+        if pending.len() >= o.http_concurrency {
             if let Some(r) = pending.next().await {
                 let () = r?;
             }
@@ -357,8 +364,8 @@ async fn ingest(opts: Options) -> anyhow::Result<Report> {
     let mut summary = serde_json::Map::new();
     summary.insert("notice_bytes".into(), size.into());
     summary.insert("in_flight".into(), IN_FLIGHT.into());
-    summary.insert("http_batch".into(), HTTP_BATCH.into());
-    summary.insert("atomic_batch".into(), ATOMIC_BATCH.into());
+    summary.insert("http_batch".into(), opts.http_batch.into());
+    summary.insert("http_concurrency".into(), opts.http_concurrency.into());
     for (sync_always, label, n) in [(false, "default", opts.messages), (true, "always", opts.messages_sync)] {
         let server = NatsServer::start_with(harness::Config { sync_always, ..harness::Config::default() })?;
         let mut config = bench_config(&server.url())?;
@@ -386,23 +393,23 @@ async fn ingest(opts: Options) -> anyhow::Result<Report> {
 
         let relay = start_relay(config.clone()).await?;
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
-        let http = http_ingest(&relay.base, &token, &notices).await?;
+        let http = http_ingest(&relay.base, &token, &notices, &opts).await?;
         let got = stored(&js).await?;
-        rows.push(row("relay HTTP batch ingest", label, n, http, format!("batches of {HTTP_BATCH}, {} concurrent; stored {got}", IN_FLIGHT / HTTP_BATCH)));
+        rows.push(row("relay HTTP batch ingest", label, n, http, format!("batches of {}, {} concurrent; stored {got}", opts.http_batch, opts.http_concurrency)));
         relay.shutdown.cancel();
         relay.task.await??;
         purge(&js).await?;
 
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
-        let atomic = raw_atomic(&client, &notices).await?;
+        let atomic = raw_atomic(&client, &notices, &opts).await?;
         let got = stored(&js).await?;
-        rows.push(row("raw atomic batch publish", label, n, atomic, format!("batches of {ATOMIC_BATCH}, {} concurrent; stored {got}", IN_FLIGHT / ATOMIC_BATCH)));
+        rows.push(row("raw atomic batch publish", label, n, atomic, format!("batches of {}, {} concurrent; stored {got}", opts.http_batch, opts.http_concurrency)));
         purge(&js).await?;
 
         config.nats.atomic_batches = true;
         let relay = start_relay(config.clone()).await?;
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
-        let http_atomic = http_ingest(&relay.base, &token, &notices).await?;
+        let http_atomic = http_ingest(&relay.base, &token, &notices, &opts).await?;
         let got = stored(&js).await?;
         rows.push(row("relay HTTP batch ingest (atomic)", label, n, http_atomic, format!("nats.atomic_batches = true; stored {got}")));
         relay.shutdown.cancel();

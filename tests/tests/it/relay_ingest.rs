@@ -274,3 +274,41 @@ async fn shutdown_finishes_in_flight_publishes() {
     relay.task.await.unwrap().unwrap();
     assert_eq!(read_stream(&js).await.len(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_batches_keep_per_notice_dedup() {
+    let server = shirase_tests::harness::NatsServer::start().unwrap();
+    let mut config = dev_config(&server.url());
+    config.nats.atomic_batches = true;
+    let js = provision(&config).await;
+    assert!(js.get_stream("SHIRASE_NOTICES").await.unwrap().cached_info().config.allow_atomic_publish);
+    let relay = TestRelay::start(config).await;
+
+    let first: Vec<Value> = (0..10).map(|i| json(&notice("001o05-00", i))).collect();
+    let (s, _, b) = relay.post(&token_001(), &Value::Array(first.clone())).await;
+    assert_eq!(s, 202, "{b}");
+    let seqs: Vec<u64> = b["results"].as_array().unwrap().iter().map(|r| r["stream_seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    // The sequences the relay derived from the batch PubAck are the real ones.
+    let stored = read_stream(&js).await;
+    for (item, (id, _, seq)) in first.iter().zip(&stored) {
+        assert_eq!(item["id"].as_str().unwrap(), id);
+        assert_eq!(b["results"].as_array().unwrap().iter().find(|r| r["id"] == item["id"]).unwrap()["stream_seq"], *seq);
+    }
+
+    // Two new notices around an already stored one: JetStream refuses the atomic batch, the
+    // relay falls back to per-notice publishing.
+    let fresh: Vec<Value> = (10..12).map(|i| json(&notice("001o05-00", i))).collect();
+    let mixed = json!([fresh[0], first[3], fresh[1]]);
+    let (s, _, b) = relay.post(&token_001(), &mixed).await;
+    assert_eq!(s, 202, "{b}");
+    let r = b["results"].as_array().unwrap();
+    assert_eq!(r[0]["duplicate"], false);
+    assert_eq!(r[1]["duplicate"], true);
+    assert_eq!(r[1]["stream_seq"], 4);
+    assert_eq!(r[2]["duplicate"], false);
+    assert_eq!(b["duplicates"], 1);
+    let ids: Vec<String> = read_stream(&js).await.into_iter().map(|m| m.0).collect();
+    assert_eq!(ids.len(), 12, "each id exactly once");
+    relay.stop().await;
+}
