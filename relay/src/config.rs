@@ -532,10 +532,10 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
     for (i, rp) in raw.providers.iter().enumerate() {
         let path = format!("providers[{i}]");
         let b = p.parse::<BusinessId>(&format!("{path}.business_id"), &rp.business_id);
-        if let Some(b) = b {
-            if !seen.insert(b) {
-                p.push(format!("{path}.business_id"), format!("provider {b} is listed twice"));
-            }
+        if let Some(b) = b
+            && !seen.insert(b)
+        {
+            p.push(format!("{path}.business_id"), format!("provider {b} is listed twice"));
         }
         if rp.name.trim().is_empty() {
             p.push(format!("{path}.name"), "must not be empty");
@@ -606,7 +606,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 p.push(format!("{path}.provider"), format!("no provider with business_id {provider} is configured"));
             }
             if interfaces.iter().any(|x| x.id == id && x.version == version) {
-                p.push(format!("{path}"), format!("interface {id} version {version} is listed twice"));
+                p.push(path.clone(), format!("interface {id} version {version} is listed twice"));
             }
             interfaces.push(Interface { id, version, provider });
         }
@@ -616,10 +616,10 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
     for (i, rs) in raw.subscribers.iter().enumerate() {
         let path = format!("subscribers[{i}]");
         let id = p.parse::<SubscriberId>(&format!("{path}.id"), &rs.id);
-        if let Some(id) = &id {
-            if subscribers.iter().any(|s| &s.id == id) {
-                p.push(format!("{path}.id"), format!("subscriber {id} is listed twice"));
-            }
+        if let Some(id) = &id
+            && subscribers.iter().any(|s| &s.id == id)
+        {
+            p.push(format!("{path}.id"), format!("subscriber {id} is listed twice"));
         }
         let mut ifs = Vec::new();
         if rs.interfaces.is_empty() {

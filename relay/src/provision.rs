@@ -181,9 +181,9 @@ fn server(what: impl Into<String>) -> impl FnOnce(async_nats::Error) -> Provisio
 
 fn dur(d: Duration) -> String {
     let s = d.as_secs();
-    if s > 0 && s % 86_400 == 0 {
+    if s > 0 && s.is_multiple_of(86_400) {
         format!("{}d", s / 86_400)
-    } else if s > 0 && s % 3_600 == 0 {
+    } else if s > 0 && s.is_multiple_of(3_600) {
         format!("{}h", s / 3_600)
     } else {
         format!("{:?}", d)

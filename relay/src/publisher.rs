@@ -134,8 +134,8 @@ impl Publisher {
             let res = publish_atomic(&self.client, notices, self.timeout).await;
             self.metrics.in_flight.dec_by(notices.len() as i64);
             match res {
-                Ok(ack) if ack.count == notices.len() as u64 && ack.last_seq >= ack.count => {
-                    let first = ack.last_seq + 1 - ack.count;
+                Ok(AtomicAck { last_seq, count: Some(count) }) if count == notices.len() as u64 && last_seq >= count => {
+                    let first = last_seq + 1 - count;
                     let elapsed = started.elapsed().as_secs_f64();
                     return notices
                         .iter()
@@ -148,7 +148,10 @@ impl Publisher {
                         })
                         .collect();
                 }
-                Ok(ack) => tracing::warn!(count = ack.count, "atomic batch stored an unexpected count; publishing per notice"),
+                // A server without atomic batches stores the messages one by one and answers
+                // the last with a plain PubAck: the per-notice pass below finds them all as
+                // duplicates and reports their real sequences.
+                Ok(ack) => tracing::warn!(count = ?ack.count, "atomic batch PubAck without the expected count; publishing per notice"),
                 Err(e) => tracing::debug!(error = %e, "atomic batch not committed; publishing per notice"),
             }
         }
@@ -161,8 +164,9 @@ impl Publisher {
 pub struct AtomicAck {
     /// Sequence of the batch's last message.
     pub last_seq: u64,
-    /// Messages stored.
-    pub count: u64,
+    /// Messages stored, as the PubAck reports it (`None` from a server that does not know
+    /// atomic batches and stored the messages one by one).
+    pub count: Option<u64>,
 }
 
 /// Why an atomic batch was not committed. Nothing of the batch is stored in either case
@@ -212,7 +216,7 @@ pub async fn publish_atomic(
             serde_json::from_slice(&reply.payload).map_err(|e| AtomicError::Unknown(format!("unreadable PubAck: {e}")))?;
         return match resp {
             jetstream::response::Response::Ok(ack) => {
-                Ok(AtomicAck { last_seq: ack.sequence, count: ack.batch_size.unwrap_or(notices.len() as u64) })
+                Ok(AtomicAck { last_seq: ack.sequence, count: ack.batch_size })
             }
             jetstream::response::Response::Err { error } => Err(AtomicError::Refused {
                 err_code: error.error_code().0,

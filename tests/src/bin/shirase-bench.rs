@@ -145,7 +145,7 @@ fn main() -> ExitCode {
 
 fn print_table(r: &Report) {
     println!("\n== {} ==", r.scenario);
-    println!("{:<34} {:<8} {:>9} {:>8} {:>12}  {}", "measurement", "sync", "messages", "seconds", "msgs/s", "note");
+    println!("{:<34} {:<8} {:>9} {:>8} {:>12}  note", "measurement", "sync", "messages", "seconds", "msgs/s");
     for row in &r.rows {
         println!(
             "{:<34} {:<8} {:>9} {:>8.2} {:>12.0}  {}",
@@ -226,10 +226,10 @@ async fn raw_publish(js: &jetstream::Context, notices: &[Notice]) -> anyhow::Res
     let start = Instant::now();
     let mut pending = FuturesUnordered::new();
     for (subject, headers, payload) in msgs {
-        if pending.len() >= IN_FLIGHT {
-            if let Some(r) = pending.next().await {
-                r?;
-            }
+        if pending.len() >= IN_FLIGHT
+            && let Some(r) = pending.next().await
+        {
+            r?;
         }
         pending.push(js.publish_with_headers(subject, headers, payload).await?.into_future());
     }
@@ -245,10 +245,10 @@ async fn raw_atomic(client: &async_nats::Client, notices: &[Notice], o: &Options
     let chunks: Vec<Vec<&Notice>> = notices.chunks(o.http_batch).map(|c| c.iter().collect()).collect();
     let mut pending = FuturesUnordered::new();
     for chunk in &chunks {
-        if pending.len() >= o.http_concurrency {
-            if let Some(r) = pending.next().await {
-                r?;
-            }
+        if pending.len() >= o.http_concurrency
+            && let Some(r) = pending.next().await
+        {
+            r?;
         }
         pending.push(shirase_relay::publisher::publish_atomic(client, chunk, Duration::from_secs(30)));
     }
@@ -269,10 +269,10 @@ async fn http_ingest(base: &str, token: &str, notices: &[Notice], o: &Options) -
     let start = Instant::now();
     let mut pending = FuturesUnordered::new();
     for body in bodies {
-        if pending.len() >= o.http_concurrency {
-            if let Some(r) = pending.next().await {
-                let () = r?;
-            }
+        if pending.len() >= o.http_concurrency
+            && let Some(r) = pending.next().await
+        {
+            let () = r?;
         }
         let req = http.post(&url).bearer_auth(token).header("content-type", "application/json").body(body);
         pending.push(async move {
@@ -304,10 +304,10 @@ async fn start_relay(config: Config) -> anyhow::Result<Relay> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status().as_u16() == 200 {
-                break;
-            }
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().as_u16() == 200
+        {
+            break;
         }
         if Instant::now() > deadline {
             bail!("relay not ready within 20 s");

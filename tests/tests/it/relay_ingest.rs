@@ -1,5 +1,6 @@
 //! HTTP ingest against a real nats-server: acceptance, dedup, batches, bad input, auth, 403s,
 //! 503 while JetStream is down, health/readiness/metrics, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 
@@ -62,7 +63,12 @@ async fn a_mixed_batch_gets_207_with_per_item_results_and_valid_items_are_publis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uniform_batches_get_202_or_422() {
-    let (_server, js, relay) = setup().await;
+    // Per-notice pipelined publishing (the atomic path has its own test).
+    let server = shirase_tests::harness::NatsServer::start().unwrap();
+    let mut config = dev_config(&server.url());
+    config.nats.atomic_batches = false;
+    let js = provision(&config).await;
+    let relay = TestRelay::start(config).await;
     let all: Vec<Value> = (0..50).map(|i| json(&notice("001o05-00", i))).collect();
     let (status, _, body) = relay.post(&token_001(), &Value::Array(all)).await;
     assert_eq!(status, 202, "{body}");

@@ -1,5 +1,6 @@
 //! The NATS authorization generated from the topology, loaded by a real nats-server: providers
 //! publish only their own subjects, subscribers use only their own consumers and checkpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! `provision` against a real nats-server: creates everything, is idempotent, dry-run changes
 //! nothing, updates in place, refuses fields JetStream cannot change.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 

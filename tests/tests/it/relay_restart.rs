@@ -1,4 +1,5 @@
 //! No loss and no duplicates across a nats-server restart in the middle of HTTP ingest.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Shared setup of the relay tests: a real nats-server, the dev topology provisioned, the relay
 //! serving on 127.0.0.1 port 0 in-process, and a reqwest client.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::HashMap;
 use std::time::Duration;
