@@ -161,6 +161,8 @@ impl Agent {
                 last_seq: std::sync::Mutex::new(HashMap::new()),
                 connect_failures: AtomicU32::new(0),
                 first_failure: std::sync::Mutex::new(HashMap::new()),
+                recent_rows: std::sync::Mutex::new(HashMap::new()),
+                last_overlap: std::sync::Mutex::new(HashMap::new()),
             };
             let stop = shutdown.clone();
             tracker.spawn(async move { w.run(stop).await });
@@ -241,7 +243,17 @@ struct Worker {
     connect_failures: AtomicU32,
     // Notice id → first failure time, for the dead letter's `first_failure`.
     first_failure: std::sync::Mutex<HashMap<String, Timestamp>>,
+    // Per interface: DB timestamps of rows received by recent window pulls (sorted, pruned to
+    // the overlap below the checkpoint). They say how many rows an overlap re-read will meet,
+    // so the window can be cut before the provider refuses it.
+    recent_rows: std::sync::Mutex<HashMap<InterfaceId, Vec<Timestamp>>>,
+    // Per interface: when this process last re-read the overlap below the checkpoint.
+    last_overlap: std::sync::Mutex<HashMap<InterfaceId, tokio::time::Instant>>,
 }
+
+/// Most row timestamps remembered per interface for cutting overlap re-reads (16 bytes each);
+/// beyond it the oldest are forgotten and bisection handles what they would have told.
+const RECENT_ROWS_CAP: usize = 200_000;
 
 async fn sleep_or_cancel(d: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
@@ -431,6 +443,8 @@ impl Worker {
     /// Decide every message of the batch. Does not ack anything itself.
     async fn process(&self, msgs: &[Message], max_deliver: i64) -> Vec<Decision> {
         let mut decisions = vec![Decision::Nak(self.backoff(1)); msgs.len()];
+        // `pending` of the last message: notices still waiting on the consumer after this batch.
+        let more_pending = msgs.last().and_then(|m| m.info().ok()).is_some_and(|i| i.pending > 0);
         let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
         for (idx, m) in msgs.iter().enumerate() {
             let delivered = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
@@ -451,7 +465,7 @@ impl Worker {
             self.metrics.notices_received.get_or_create(&self.labels(&iface)).inc();
             groups.entry(iface).or_default().push(Item { idx, notice, replay, delivered, raw });
         }
-        let futs = groups.into_iter().map(|(iface, items)| self.process_interface(iface, items, max_deliver));
+        let futs = groups.into_iter().map(|(iface, items)| self.process_interface(iface, items, max_deliver, more_pending));
         for results in futures::future::join_all(futs).await {
             for (idx, d) in results {
                 decisions[idx] = d;
@@ -462,8 +476,8 @@ impl Worker {
 
     /// Decide one interface's notices; a nak on the consumer's last allowed delivery becomes a
     /// dead letter, because JetStream would otherwise drop the notice silently.
-    async fn process_interface(&self, iface: InterfaceId, items: Vec<Item>, max_deliver: i64) -> Vec<(usize, Decision)> {
-        let mut out = self.decide_interface(iface, &items).await;
+    async fn process_interface(&self, iface: InterfaceId, items: Vec<Item>, max_deliver: i64, more_pending: bool) -> Vec<(usize, Decision)> {
+        let mut out = self.decide_interface(iface, &items, more_pending).await;
         if max_deliver <= 0 {
             return out;
         }
@@ -486,7 +500,7 @@ impl Worker {
         out
     }
 
-    async fn decide_interface(&self, iface: InterfaceId, items: &[Item]) -> Vec<(usize, Decision)> {
+    async fn decide_interface(&self, iface: InterfaceId, items: &[Item], more_pending: bool) -> Vec<(usize, Decision)> {
         let labels = self.labels(&iface);
         let Some(icfg) = self.provider().interface(&iface).cloned() else {
             let reason = format!("interface {iface} is not configured for this agent (providers.interfaces)");
@@ -525,10 +539,29 @@ impl Worker {
                 replay: it.replay,
             })
             .collect();
-        let settings = PlanSettings { overlap: self.cfg.overlap(), keyed_pull_max_keys: icfg.keyed_pull_max_keys, gap };
+        // The overlap below the checkpoint is re-read at most once per
+        // `pull.overlap_reread_secs` of a continuous run: between re-reads the windows chain
+        // from the checkpoint itself (still without holes), so a burst delivered in many
+        // batches does not re-read all its earlier rows in every batch.
+        let reread = checkpoint.is_none()
+            || self
+                .last_overlap
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&iface)
+                .is_none_or(|t| t.elapsed() >= self.cfg.overlap_reread());
+        let overlap = if reread { self.cfg.overlap() } else { Duration::ZERO };
+        let settings = PlanSettings { overlap, keyed_pull_max_keys: icfg.keyed_pull_max_keys, gap, more_pending };
         let plan = coalesce::plan(&inputs, checkpoint, now, settings);
         let mut hints: Vec<Timestamp> = inputs.iter().map(|i| i.updated_at).collect();
         hints.sort_unstable();
+        // Where the rows are, for cutting windows: each notice may bring 2 rows (its own and the
+        // previous latest row it demotes), each row already received 1.
+        let mut points: Vec<(Timestamp, u64)> = hints.iter().map(|t| (*t, 2)).collect();
+        points.extend(self.recent_rows.lock().unwrap_or_else(|e| e.into_inner()).get(&iface).into_iter().flatten().map(|t| (*t, 1)));
+        points.sort_unstable();
+        let budget = 2 * self.cfg.pull.max_notices_per_window as u64;
+        let windows = |from: Timestamp, to: Timestamp| coalesce::cut_windows(from, to, &points, budget);
 
         // Pull.
         let mut rows: Vec<Row> = Vec::new();
@@ -536,7 +569,7 @@ impl Worker {
         let mut keyed_reach: Option<Reach> = None;
         if let Some(pull) = &plan.pull {
             let result = match &pull.kind {
-                PullKind::Window { from, to } => self.pull_window(&iface, *from, *to, &hints).await.map(|r| (r, true)),
+                PullKind::Window { from, to } => self.pull_window(&iface, windows(*from, *to), &hints).await.map(|r| (r, true)),
                 PullKind::Keyed { from, keys } => {
                     let req = PullRequest { interface: iface, from: Some(*from), to: None, keys: keys.clone() };
                     match self.request(&req).await {
@@ -545,7 +578,7 @@ impl Worker {
                         Outcome::TooMany | Outcome::TimeoutSplit { .. } => {
                             let p = coalesce::plan(&inputs, checkpoint, now, PlanSettings { keyed_pull_max_keys: 0, ..settings });
                             match p.pull.map(|p| p.kind) {
-                                Some(PullKind::Window { from, to }) => self.pull_window(&iface, from, to, &hints).await.map(|r| (r, true)),
+                                Some(PullKind::Window { from, to }) => self.pull_window(&iface, windows(from, to), &hints).await.map(|r| (r, true)),
                                 _ => Err(Failure::Outcome(Outcome::TooMany)),
                             }
                         }
@@ -605,6 +638,12 @@ impl Worker {
         {
             tracing::warn!(interface = %iface, "storing checkpoint: {e}");
             return self.nak_all(&labels, items);
+        }
+        if window_reach.is_some() {
+            if reread && !overlap.is_zero() {
+                self.last_overlap.lock().unwrap_or_else(|e| e.into_inner()).insert(iface, tokio::time::Instant::now());
+            }
+            self.remember_rows(&iface, &rows, window_reach.as_ref().and_then(|r| r.max));
         }
 
         // Decide.
@@ -717,11 +756,30 @@ impl Worker {
         o
     }
 
-    /// Pull `[from, to)`, bisecting on E0004 / bare 503 down to `bisect_max_depth`. Windows
-    /// run in time order; any failure discards the partial result (it is pulled again).
-    async fn pull_window(&self, iface: &InterfaceId, from: Timestamp, to: Timestamp, hints: &[Timestamp]) -> Result<Vec<Row>, Failure> {
+    /// Remember the DB timestamps of rows a window pull received, pruned to the overlap below
+    /// the newest one.
+    fn remember_rows(&self, iface: &InterfaceId, rows: &[Row], max: Option<Timestamp>) {
+        let mut all = self.recent_rows.lock().unwrap_or_else(|e| e.into_inner());
+        let v = all.entry(*iface).or_default();
+        v.extend(rows.iter().map(|r| r.updated_at));
+        v.sort_unstable();
+        if let Some(m) = max.or(v.last().copied()) {
+            let floor = m.checked_sub(jiff::SignedDuration::try_from(self.cfg.overlap()).unwrap_or(jiff::SignedDuration::MAX)).unwrap_or(Timestamp::MIN);
+            let keep = v.partition_point(|t| *t < floor);
+            v.drain(..keep);
+        }
+        if v.len() > RECENT_ROWS_CAP {
+            let extra = v.len() - RECENT_ROWS_CAP;
+            v.drain(..extra);
+        }
+    }
+
+    /// Pull the consecutive `windows` (planned by [`coalesce::cut_windows`]), bisecting a piece
+    /// on E0004 / bare 503 down to `bisect_max_depth`. Pieces run in time order; any failure
+    /// discards the partial result (it is pulled again).
+    async fn pull_window(&self, iface: &InterfaceId, windows: Vec<(Timestamp, Timestamp)>, hints: &[Timestamp]) -> Result<Vec<Row>, Failure> {
         let mut rows = Vec::new();
-        let mut stack = vec![(from, to, 0u32)];
+        let mut stack: Vec<(Timestamp, Timestamp, u32)> = windows.into_iter().rev().map(|(f, t)| (f, t, 0u32)).collect();
         while let Some((f, t, depth)) = stack.pop() {
             let req = PullRequest { interface: *iface, from: Some(f), to: Some(t), keys: vec![] };
             match self.request(&req).await {

@@ -106,6 +106,11 @@ pub struct PullConfig {
     pub overlap_secs: u64,
     /// Deepest bisection of a window.
     pub bisect_max_depth: u32,
+    /// Most notices planned into one window request (see agent.default.toml for why it is
+    /// half the provider's row threshold).
+    pub max_notices_per_window: usize,
+    /// Shortest time between two re-reads of the overlap during a continuous run, seconds.
+    pub overlap_reread_secs: u64,
 }
 
 /// Retry and backoff.
@@ -318,6 +323,9 @@ impl Config {
         if self.batch.max_wait_ms == 0 || self.batch.max_wait_ms > 60_000 {
             return Err(ConfigError::invalid("batch.max_wait_ms", "must be 1..=60000"));
         }
+        if !(1..=1_000_000).contains(&self.pull.max_notices_per_window) {
+            return Err(ConfigError::invalid("pull.max_notices_per_window", "must be 1..=1000000 (about half the provider's row threshold)"));
+        }
         if self.pull.bisect_max_depth > 32 {
             return Err(ConfigError::invalid("pull.bisect_max_depth", "must be 0..=32"));
         }
@@ -394,6 +402,12 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Shortest time between overlap re-reads: `pull.overlap_reread_secs`, at most half the
+    /// overlap so that a late row is always caught by some re-read.
+    pub fn overlap_reread(&self) -> Duration {
+        Duration::from_secs(self.pull.overlap_reread_secs.min(self.pull.overlap_secs / 2))
     }
 
     /// Overlap as a duration.
