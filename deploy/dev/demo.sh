@@ -166,11 +166,11 @@ wait_http provider-001 http://127.0.0.1:9001/admin/counters
 wait_http provider-010 http://127.0.0.1:9010/admin/counters
 say "provider-sims up: 001 resident registry http://127.0.0.1:9001, 010 resident tax http://127.0.0.1:9010"
 
-# The dev agent configs write to ./demo-data/<subscriber>; SHIRASE_SINK__DIR follows --data-dir.
+# The dev agent configs write to ./demo-data/<subscriber>; SHIRASE_AGENT__SINK__DIR follows --data-dir.
 # A shorter retry ceiling than the default 60 s keeps the outage recovery visible in a minute.
-start agent-tax env SHIRASE_SINK__DIR="$data/tax" SHIRASE_RETRY__MAX_MS=4000 \
+start agent-tax env SHIRASE_AGENT__SINK__DIR="$data/tax" SHIRASE_AGENT__RETRY__MAX_MS=4000 \
   "$bin_dir/shirase-agent" --config deploy/dev/agent-tax.toml
-start agent-delinquency env SHIRASE_SINK__DIR="$data/delinquency" SHIRASE_RETRY__MAX_MS=4000 \
+start agent-delinquency env SHIRASE_AGENT__SINK__DIR="$data/delinquency" SHIRASE_AGENT__RETRY__MAX_MS=4000 \
   "$bin_dir/shirase-agent" --config deploy/dev/agent-delinquency.toml
 wait_http agent-tax http://127.0.0.1:9464/healthz
 wait_http agent-delinquency http://127.0.0.1:9465/healthz
