@@ -5,6 +5,17 @@
 //! ack the covered notices; nak the uncovered ones with a delay; nak failures with backoff
 //! (honouring `Retry-After`); dead-letter and terminate permanent failures.
 //!
+//! Maintenance ([`crate::maintenance`]): inside a provider's window (its calendar, or an E0900
+//! answer) the worker fetches nothing and no request leaves ([`Worker::request`] refuses before
+//! the token cache is touched). Notices already in hand are handed back with a nak delayed to
+//! the window end ([`Decision::Wait`]). Such naks never fire the "last delivery → dead letter"
+//! rule. JetStream counts them as deliveries all the same (`max_deliver` applies to every
+//! redelivery), so the agent keeps maintenance from spending that budget: it does not fetch
+//! during a window (zero deliveries), a notice in hand at a window's start spends one delivery
+//! per window, and a notice already at the consumer's last delivery is not nak'ed at all: it
+//! is held (progress heartbeats keep it ours) until the window ends and then processed, since
+//! a nak would make JetStream drop it silently.
+//!
 //! Invariants:
 //! - A notice is acked only after the sink accepted the data and the checkpoint was stored.
 //!   Acks happen in one place ([`apply`]), after all work of the batch is done; work that is
@@ -32,6 +43,7 @@ use crate::config::{Config, ProviderConfig};
 use crate::coverage::Reach;
 use crate::dlq::{self, DeadLetter};
 use crate::limiter::Limiter;
+use crate::maintenance::{Clock, Guard, SystemClock};
 use crate::metrics::{IfaceLabels, Metrics, ProviderLabels};
 use crate::pull_client::{Outcome, PullClient, PullRequest, Row};
 use crate::sink::{Delivery, Record, Sink};
@@ -75,6 +87,7 @@ pub struct Agent {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     secrets: HashMap<BusinessId, Vec<u8>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Agent {
@@ -86,7 +99,14 @@ impl Agent {
 
     /// An agent delivering to an embedded sink.
     pub fn with_sink(config: Config, sink: Arc<dyn Sink>) -> Self {
-        Self { cfg: Arc::new(config), sink, metrics: Arc::new(Metrics::new()), secrets: HashMap::new() }
+        Self { cfg: Arc::new(config), sink, metrics: Arc::new(Metrics::new()), secrets: HashMap::new(), clock: Arc::new(SystemClock) }
+    }
+
+    /// Read "now" for maintenance decisions from `clock` instead of the system clock (tests,
+    /// drills). DB timestamps and checkpoints never use it.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Use `secret` for `provider` instead of reading `client_secret_file` (embedding, tests).
@@ -106,7 +126,17 @@ impl Agent {
     pub async fn run(self, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> Result<(), AgentError> {
         let cfg = self.cfg.clone();
         let mut clients = Vec::new();
+        let mut guards = Vec::new();
         for p in &cfg.providers {
+            let calendar = if p.enforce_maintenance {
+                Some(
+                    shirase_proto::maintenance::Calendar::new(&p.maintenance)
+                        .map_err(|e| AgentError::new(AgentErrorKind::Client, format!("providers {}: {e}", p.business_id)))?,
+                )
+            } else {
+                None
+            };
+            guards.push(Arc::new(Guard::new(calendar, self.clock.clone())));
             let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
             let c = match self.secrets.get(&p.business_id) {
                 Some(s) => PullClient::with_secret(p.clone(), s.clone(), limiter),
@@ -150,8 +180,10 @@ impl Agent {
             let stop = shutdown.clone();
             tracker.spawn(async move { serve_http(l, m, c, stop).await });
         }
-        for c in clients {
+        for (c, guard) in clients.into_iter().zip(guards) {
             let w = Worker {
+                guard,
+                stop: shutdown.clone(),
                 cfg: cfg.clone(),
                 js: js.clone(),
                 client: c,
@@ -220,6 +252,8 @@ async fn serve_http(l: tokio::net::TcpListener, m: Arc<Metrics>, c: async_nats::
 enum Decision {
     Ack,
     Nak(Duration),
+    /// Nak until a maintenance window ends: not a failure, never dead-lettered.
+    Wait(Duration),
     Term,
 }
 
@@ -232,6 +266,8 @@ struct Item {
 }
 
 struct Worker {
+    guard: Arc<Guard>,
+    stop: CancellationToken,
     cfg: Arc<Config>,
     js: jetstream::Context,
     client: Arc<PullClient>,
@@ -311,6 +347,18 @@ impl Worker {
             };
             let mut last_delivery = tokio::time::Instant::now();
             while !stop.is_cancelled() {
+                // Inside a maintenance window: fetch nothing (no delivery is spent), send nothing.
+                if let Some(wait) = self.guard.remaining() {
+                    self.metrics.in_maintenance.get_or_create(&plabels).set(1);
+                    tracing::info!(consumer = %name, secs = wait.as_secs(), "provider in maintenance: not fetching until the window ends");
+                    if !sleep_or_cancel(wait, &stop).await {
+                        break 'bind;
+                    }
+                    // The watchdog must not count the window as a stall.
+                    last_delivery = tokio::time::Instant::now();
+                    continue;
+                }
+                self.metrics.in_maintenance.get_or_create(&plabels).set(0);
                 let fetched = tokio::select! {
                     _ = stop.cancelled() => break 'bind,
                     r = self.fetch(&consumer) => r,
@@ -430,7 +478,7 @@ impl Worker {
         for (m, d) in msgs.iter().zip(decisions) {
             let kind = match d {
                 Decision::Ack => AckKind::Ack,
-                Decision::Nak(delay) => AckKind::Nak(Some(delay)),
+                Decision::Nak(delay) | Decision::Wait(delay) => AckKind::Nak(Some(delay)),
                 Decision::Term => AckKind::Term,
             };
             if let Err(e) = m.ack_with(kind).await {
@@ -481,6 +529,23 @@ impl Worker {
         if max_deliver <= 0 {
             return out;
         }
+        // A maintenance nak on the consumer's last delivery would make JetStream drop the
+        // notice: hold the batch instead (handle_batch keeps sending progress heartbeats; the
+        // worker would not fetch during the window anyway) and decide again when it ends.
+        while let Some(wait) = items
+            .iter()
+            .filter(|it| it.delivered >= max_deliver as u64)
+            .find_map(|it| out.iter().find_map(|(i, d)| match d {
+                Decision::Wait(w) if *i == it.idx => Some(*w),
+                _ => None,
+            }))
+        {
+            tracing::info!(interface = %iface, secs = wait.as_secs(), "holding notices at their last delivery until the maintenance window ends");
+            if !sleep_or_cancel(wait, &self.stop).await {
+                return out;
+            }
+            out = self.decide_interface(iface, &items, more_pending).await;
+        }
         let last: Vec<&Item> = items
             .iter()
             .filter(|it| it.delivered >= max_deliver as u64)
@@ -502,6 +567,11 @@ impl Worker {
 
     async fn decide_interface(&self, iface: InterfaceId, items: &[Item], more_pending: bool) -> Vec<(usize, Decision)> {
         let labels = self.labels(&iface);
+        if let Some(wait) = self.guard.remaining() {
+            let out: Vec<_> = items.iter().map(|it| (it.idx, Decision::Wait(wait))).collect();
+            self.count(&labels, &out);
+            return out;
+        }
         let Some(icfg) = self.provider().interface(&iface).cloned() else {
             let reason = format!("interface {iface} is not configured for this agent (providers.interfaces)");
             return self.dead_letter_all(&iface, items, &reason, None, None, None).await;
@@ -603,9 +673,15 @@ impl Worker {
                     for &i in &plan.already_covered {
                         out.push((items[i].idx, Decision::Ack));
                     }
-                    // Tombstones wait for the next round with the failed ones.
+                    // Tombstones wait for the next round with the failed ones (until the end of
+                    // a maintenance window, if that is what stopped the pull).
+                    let wait = out.iter().find_map(|(_, d)| match d {
+                        Decision::Wait(w) => Some(*w),
+                        _ => None,
+                    });
                     for &i in &plan.tombstones {
-                        out.push((items[i].idx, Decision::Nak(self.backoff(items[i].delivered))));
+                        let d = wait.map_or_else(|| Decision::Nak(self.backoff(items[i].delivered)), Decision::Wait);
+                        out.push((items[i].idx, d));
                     }
                     self.count(&labels, &out);
                     return out;
@@ -691,6 +767,10 @@ impl Worker {
             match d {
                 Decision::Ack => self.metrics.acked.get_or_create(labels).inc(),
                 Decision::Nak(_) => self.metrics.naked.get_or_create(labels).inc(),
+                Decision::Wait(_) => {
+                    self.metrics.naked.get_or_create(labels).inc();
+                    self.metrics.maintenance_deferred.get_or_create(labels).inc()
+                }
                 Decision::Term => self.metrics.dead_lettered.get_or_create(labels).inc(),
             };
         }
@@ -729,6 +809,11 @@ impl Worker {
     }
 
     async fn request(&self, req: &PullRequest) -> Outcome {
+        // Checked before every request (bisection can run into a window's start); the token
+        // request happens inside `pull`, so it is not sent either.
+        if let Some(wait) = self.guard.remaining() {
+            return Outcome::Maintenance { retry_after: Some(wait) };
+        }
         let o = self.client.pull(req).await;
         self.metrics
             .pulls
@@ -812,11 +897,12 @@ impl Worker {
                 nak(&|it| self.backoff(it.delivered))
             }
             Failure::Outcome(Outcome::Maintenance { retry_after }) => {
-                let d = retry_after.unwrap_or(Duration::from_millis(self.cfg.retry.max_ms));
-                // Keep every interface of this provider away until the window ends.
+                // The provider's own signal (E0900), or the calendar caught by `request`: keep
+                // every interface of this provider away until the window ends.
+                let d = self.guard.announce(retry_after.unwrap_or(Duration::from_millis(self.cfg.retry.max_ms)));
                 self.client.limiter().close_until(tokio::time::Instant::now() + d);
                 tracing::info!(interface = %iface, secs = d.as_secs(), "provider in maintenance");
-                nak(&|_| d)
+                covers.iter().map(|it| (it.idx, Decision::Wait(d))).collect()
             }
             Failure::Outcome(Outcome::Unauthorized { message }) => {
                 self.alert(

@@ -223,6 +223,18 @@ pub struct ProviderConfig {
     /// Interfaces read from this provider.
     #[serde(default)]
     pub interfaces: Vec<InterfaceConfig>,
+    /// The provider's maintenance calendar (`[providers.maintenance]`, same format as the
+    /// relay's); default: the standard's baseline `24:00-27:00` for every day type.
+    #[serde(default)]
+    pub maintenance: shirase_proto::maintenance::Config,
+    /// Never send a request inside a window of `maintenance` (default `true`). `false` only
+    /// for tests and drills; E0900 answers are honoured either way.
+    #[serde(default = "default_true")]
+    pub enforce_maintenance: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_timeout_ms() -> u64 {
@@ -382,6 +394,9 @@ impl Config {
                 if v.is_empty() {
                     return Err(ConfigError::invalid(f(name), "must not be empty"));
                 }
+            }
+            if let Err(e) = shirase_proto::maintenance::Calendar::new(&p.maintenance) {
+                return Err(ConfigError::invalid(format!("providers[{pi}].maintenance.{}", e.field()), e.to_string()));
             }
             if p.interfaces.is_empty() {
                 return Err(ConfigError::invalid(f("interfaces"), "configure at least one [[providers.interfaces]] entry"));

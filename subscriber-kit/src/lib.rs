@@ -10,6 +10,7 @@
 //! - [`coverage`]: which notices a pull satisfied.
 //! - [`pull_client`]: the provider's PULL API (OAuth2 client_secret_jwt, outcome classes).
 //! - [`limiter`]: per-provider concurrency and request-rate limits.
+//! - [`maintenance`]: no request to a provider inside its maintenance window; the [`maintenance::Clock`].
 //! - [`checkpoint`]: compare-and-set checkpoints in the JetStream KV bucket.
 //! - [`sink`]: JSON Lines files, HTTP POST, command, and the embedding trait.
 //! - [`dlq`]: dead letters of permanent failures.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod coverage;
 pub mod dlq;
 pub mod limiter;
+pub mod maintenance;
 pub mod metrics;
 pub mod pull_client;
 pub mod sink;

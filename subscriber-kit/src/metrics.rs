@@ -74,6 +74,10 @@ pub struct Metrics {
     pub resubscribes: Family<ProviderLabels, Counter>,
     /// Alerts raised.
     pub alerts: Family<CodeLabels, Counter>,
+    /// 1 while the provider is in maintenance (calendar or E0900): no requests, no fetches.
+    pub in_maintenance: Family<ProviderLabels, Gauge>,
+    /// Notices handed back until a maintenance window ends (not counted as failures).
+    pub maintenance_deferred: Family<IfaceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -101,6 +105,8 @@ impl Metrics {
             consumer_stalled: Family::default(),
             resubscribes: Family::default(),
             alerts: Family::default(),
+            in_maintenance: Family::default(),
+            maintenance_deferred: Family::default(),
         };
         registry.register("notices_received", "Notices fetched from the consumer", m.notices_received.clone());
         registry.register("pulls", "PULL requests by outcome", m.pulls.clone());
@@ -115,6 +121,8 @@ impl Metrics {
         registry.register("consumer_stalled", "1 while notices are pending but none are delivered", m.consumer_stalled.clone());
         registry.register("resubscribes", "Re-subscriptions after consumer or server loss", m.resubscribes.clone());
         registry.register("alerts", "Alerts raised", m.alerts.clone());
+        registry.register("in_maintenance", "1 while the provider is in a maintenance window", m.in_maintenance.clone());
+        registry.register("notices_maintenance_deferred", "Notices handed back until a maintenance window ends", m.maintenance_deferred.clone());
         Metrics { registry, ..m }
     }
 

@@ -15,3 +15,4 @@ mod agent_burst;
 mod agent_faults;
 mod agent_crash;
 mod agent_replicas;
+mod agent_maintenance;
