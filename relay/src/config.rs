@@ -772,6 +772,41 @@ interfaces = ["001o05-00"]
     }
 
     #[test]
+    fn layers_are_defaults_then_file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("relay.toml", &format!("{MINIMAL}\n[http]\nlisten = \"127.0.0.1:9000\"\nretry_after_secs = 7\n"))?;
+            jail.set_env("SHIRASE_HTTP__LISTEN", "127.0.0.1:9999");
+            jail.set_env("SHIRASE_STREAM__MAX_AGE", "3d");
+            // Unrelated SHIRASE_* variables (the agent's, the log filter) are not config errors.
+            jail.set_env("SHIRASE_LOG", "debug");
+            let c = Config::load(Some(Path::new("relay.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.http.listen.to_string(), "127.0.0.1:9999", "env beats the file");
+            assert_eq!(c.http.retry_after, Duration::from_secs(7), "the file beats the defaults");
+            assert_eq!(c.stream.max_age, Duration::from_secs(3 * 86_400));
+            assert_eq!(c.stream.duplicate_window, Duration::from_secs(7_200), "defaults fill the rest");
+            jail.set_env("SHIRASE_HTTP__BODY_LIMIT_BYTES", "12");
+            let e = Config::load(Some(Path::new("relay.toml"))).unwrap_err();
+            assert_eq!(e.problems[0].path, "http.body_limit_bytes");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn token_files_are_read_relative_to_the_config_and_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.token"), "# DEV ONLY\nabcdefghijklmnop-dev-token\n").unwrap();
+        let text = MINIMAL.replace(
+            "credentials = { token_sha256 = [\"0000000000000000000000000000000000000000000000000000000000000000\"] }",
+            "credentials = { token_file = \"p.token\" }",
+        );
+        let c = Config::from_toml_str(&text, Some(dir.path())).unwrap();
+        assert_eq!(c.providers[0].token_hashes, vec![token_digest("abcdefghijklmnop-dev-token")]);
+        assert!(!format!("{:?}", c.providers[0]).contains("abcdefghijklmnop"));
+        let e = Config::from_toml_str(&text, Some(Path::new("/nonexistent"))).unwrap_err();
+        assert_eq!(e.problems[0].path, "providers[0].credentials.token_file");
+    }
+
+    #[test]
     fn subscriber_interfaces_must_exist() {
         let text = MINIMAL.replace("interfaces = [\"001o05-00\"]", "interfaces = [\"001o06-00\"]");
         let e = Config::from_toml_str(&text, None).unwrap_err();

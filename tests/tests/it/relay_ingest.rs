@@ -318,3 +318,30 @@ async fn atomic_batches_keep_per_notice_dedup() {
     assert_eq!(ids.len(), 12, "each id exactly once");
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jetstream_timeout_gives_503_and_the_resend_is_stored_once() {
+    let server = shirase_tests::harness::NatsServer::start().unwrap();
+    let mut config = dev_config(&server.url());
+    config.nats.publish_timeout = Duration::from_millis(500);
+    config.nats.publish_attempts = 2;
+    let js = provision(&config).await;
+    let relay = TestRelay::start(config).await;
+    // A frozen server keeps its sockets: publishes are sent but never acknowledged.
+    server.pause();
+    let n = notice("001o05-00", 1);
+    let (s, h, b) = relay.post(&token_001(), &json(&n)).await;
+    server.resume();
+    assert_eq!(s, 503, "{b}");
+    assert_eq!(h.get("retry-after").map(String::as_str), Some("1"));
+    // The frozen server may still store the unacknowledged publishes once it runs again; the
+    // re-send is then a duplicate. Either way the notice is stored exactly once.
+    let (s, _, b) = relay.post(&token_001(), &json(&n)).await;
+    assert_eq!(s, 202, "{b}");
+    let ids: Vec<String> = read_stream(&js).await.into_iter().map(|m| m.0).collect();
+    assert_eq!(ids, vec![n.id.to_string()]);
+    let text = relay.http.get(format!("{}/metrics", relay.base)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("shirase_relay_publish_retries_total 1"), "{text}");
+    assert!(text.contains("shirase_relay_notices_rejected_total{reason=\"unavailable\"} 1"), "{text}");
+    relay.stop().await;
+}
