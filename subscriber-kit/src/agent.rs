@@ -156,20 +156,32 @@ impl Agent {
                 None => None,
             },
         };
-        let mut opts = async_nats::ConnectOptions::new()
-            .name(format!("shirase-agent-{}", cfg.subscriber))
-            .retry_on_initial_connect()
-            .max_reconnects(None);
-        if !cfg.nats.creds_file.is_empty() {
-            opts = opts
-                .credentials_file(&cfg.nats.creds_file)
-                .await
-                .map_err(|e| AgentError::new(AgentErrorKind::Nats, format!("nats.creds_file {}: {e}", cfg.nats.creds_file)))?;
-        }
-        let client = opts
-            .connect(cfg.nats.urls.clone())
-            .await
-            .map_err(|e| AgentError::new(AgentErrorKind::Nats, format!("nats.urls: {e}")))?;
+        // The first connection is tried in a loop of our own (not retry_on_initial_connect) so
+        // that a refused identity (wrong seed, unknown user) stops the agent with a message
+        // instead of retrying forever in silence; an unreachable server is retried.
+        let mut attempt = 0u32;
+        let client = loop {
+            match connect_options(&cfg).await?.connect(cfg.nats.urls.clone()).await {
+                Ok(c) => break c,
+                Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication) => {
+                    return Err(AgentError::new(
+                        AgentErrorKind::Nats,
+                        format!("the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.creds_file against the server's authorization"),
+                    ));
+                }
+                Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::Tls) => {
+                    return Err(AgentError::new(AgentErrorKind::Nats, format!("TLS with the NATS server failed ({e}): check nats.tls_ca_file / nats.tls_cert_file / nats.tls_key_file")));
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(attempt, "connecting to nats.urls: {e}; retrying");
+                    let d = Duration::from_millis((250u64 << attempt.min(5)).min(5_000));
+                    if !sleep_or_cancel(d, &shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        };
         let js = jetstream::new(client.clone());
         let alerter = Arc::new(Alerter::new(js.clone(), cfg.subscriber.to_string(), Duration::from_secs(300)));
 
@@ -206,6 +218,31 @@ impl Agent {
         tracing::info!("agent stopped");
         Ok(())
     }
+}
+
+/// NATS connection options from `[nats]`: identity (creds file or nkey seed), TLS, and
+/// endless reconnection once connected.
+async fn connect_options(cfg: &Config) -> Result<async_nats::ConnectOptions, AgentError> {
+    let nats = |m: String| AgentError::new(AgentErrorKind::Nats, m);
+    let n = &cfg.nats;
+    let mut opts = async_nats::ConnectOptions::new().name(format!("shirase-agent-{}", cfg.subscriber)).max_reconnects(None);
+    if !n.creds_file.is_empty() {
+        opts = opts.credentials_file(&n.creds_file).await.map_err(|e| nats(format!("nats.creds_file {}: {e}", n.creds_file)))?;
+    }
+    if !n.nkey_seed_file.is_empty() {
+        let seed = std::fs::read_to_string(&n.nkey_seed_file).map_err(|e| nats(format!("nats.nkey_seed_file {}: {e}", n.nkey_seed_file)))?;
+        opts = opts.nkey(seed.trim().to_owned());
+    }
+    if !n.tls_ca_file.is_empty() {
+        opts = opts.add_root_certificates(n.tls_ca_file.clone().into());
+    }
+    if !n.tls_cert_file.is_empty() {
+        opts = opts.add_client_certificate(n.tls_cert_file.clone().into(), n.tls_key_file.clone().into());
+    }
+    if n.tls_required {
+        opts = opts.require_tls(true);
+    }
+    Ok(opts)
 }
 
 /// Build an [`Agent`] from `config` (sink from the config) and run it. See [`Agent::run`].

@@ -86,6 +86,22 @@ pub struct NatsConfig {
     /// Optional `.creds` file; empty = none.
     #[serde(default)]
     pub creds_file: String,
+    /// Optional file holding this subscriber's NATS nkey seed (`SU...`); empty = none. Not
+    /// together with `creds_file`.
+    #[serde(default)]
+    pub nkey_seed_file: String,
+    /// CA certificate (PEM) that signed the servers' certificates; empty = system roots.
+    #[serde(default)]
+    pub tls_ca_file: String,
+    /// Client certificate (PEM) for mutual TLS; needs `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: String,
+    /// Private key (PEM) of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: String,
+    /// Refuse to talk to a server without TLS.
+    #[serde(default)]
+    pub tls_required: bool,
 }
 
 /// Batching.
@@ -328,6 +344,24 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.nats.urls.is_empty() {
             return Err(ConfigError::invalid("nats.urls", "give at least one server URL"));
+        }
+        let n = &self.nats;
+        if !n.creds_file.is_empty() && !n.nkey_seed_file.is_empty() {
+            return Err(ConfigError::invalid("nats.nkey_seed_file", "give either nats.creds_file or nats.nkey_seed_file, not both"));
+        }
+        if n.tls_cert_file.is_empty() != n.tls_key_file.is_empty() {
+            return Err(ConfigError::invalid("nats.tls_key_file", "nats.tls_cert_file and nats.tls_key_file go together (client certificate and its key)"));
+        }
+        for (name, f) in [
+            ("nats.creds_file", &n.creds_file),
+            ("nats.nkey_seed_file", &n.nkey_seed_file),
+            ("nats.tls_ca_file", &n.tls_ca_file),
+            ("nats.tls_cert_file", &n.tls_cert_file),
+            ("nats.tls_key_file", &n.tls_key_file),
+        ] {
+            if !f.is_empty() && !Path::new(f).is_file() {
+                return Err(ConfigError::invalid(name, format!("file {f} does not exist or is not a file")));
+            }
         }
         if !(1..=10_000).contains(&self.batch.size) {
             return Err(ConfigError::invalid("batch.size", "must be 1..=10000"));

@@ -52,8 +52,12 @@ pub async fn provision(url: &str) -> jetstream::Context {
 impl Env {
     /// Start everything; `tune` adjusts the simulator's config (threshold, timeout...).
     pub async fn start(tune: impl FnOnce(&mut provider_sim::Config)) -> Env {
+        Self::start_on(NatsServer::start().unwrap(), tune).await
+    }
+
+    /// [`Env::start`] on a server the test configured (authorization...).
+    pub async fn start_on(nats: NatsServer, tune: impl FnOnce(&mut provider_sim::Config)) -> Env {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let nats = NatsServer::start().unwrap();
         let js = provision(&nats.url()).await;
         let mut sc = provider_sim::Config::for_business("001".parse().unwrap()).with_client(CLIENT, SECRET);
         sc.population = 500;

@@ -16,3 +16,4 @@ mod agent_faults;
 mod agent_crash;
 mod agent_replicas;
 mod agent_maintenance;
+mod agent_nats;
