@@ -17,3 +17,4 @@ mod agent_crash;
 mod agent_replicas;
 mod agent_maintenance;
 mod agent_nats;
+mod agent_sink;
