@@ -168,10 +168,17 @@ say "provider-sims up: 001 resident registry http://127.0.0.1:9001, 010 resident
 
 # The dev agent configs write to ./demo-data/<subscriber>; SHIRASE_AGENT__SINK__DIR follows --data-dir.
 # A shorter retry ceiling than the default 60 s keeps the outage recovery visible in a minute.
+# The demo compresses the maintenance window into seconds through the simulator (503 E0900), so
+# the agents' own 24:00-27:00 calendar is switched off here: otherwise a demo started between
+# 00:00 and 03:00 JST would (correctly) make no pulls at all until 03:00.
+for sub in tax delinquency; do
+  sed 's/^\[\[providers\]\]$/[[providers]]\nenforce_maintenance = false/' \
+    "deploy/dev/agent-$sub.toml" > "$data/agent-$sub.toml"
+done
 start agent-tax env SHIRASE_AGENT__SINK__DIR="$data/tax" SHIRASE_AGENT__RETRY__MAX_MS=4000 \
-  "$bin_dir/shirase-agent" --config deploy/dev/agent-tax.toml
+  "$bin_dir/shirase-agent" --config "$data/agent-tax.toml"
 start agent-delinquency env SHIRASE_AGENT__SINK__DIR="$data/delinquency" SHIRASE_AGENT__RETRY__MAX_MS=4000 \
-  "$bin_dir/shirase-agent" --config deploy/dev/agent-delinquency.toml
+  "$bin_dir/shirase-agent" --config "$data/agent-delinquency.toml"
 wait_http agent-tax http://127.0.0.1:9464/healthz
 wait_http agent-delinquency http://127.0.0.1:9465/healthz
 say "agents up: tax (reads 001o05-00), delinquency (reads 001o05-00 and 010o01-00)"
