@@ -18,3 +18,4 @@ mod agent_replicas;
 mod agent_maintenance;
 mod agent_nats;
 mod agent_sink;
+mod agent_e2e_relay;
