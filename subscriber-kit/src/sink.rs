@@ -3,7 +3,8 @@
 //! A sink accepts a [`Delivery`] as a whole or fails; notices are acked only after it accepted.
 //! - [`FileSink`]: JSON Lines, one file per interface, one `write` per delivery, fsync'd before
 //!   returning. A crash mid-write can leave a partial last line, which a reader skips; the
-//!   delivery was not accepted, so it is pulled again.
+//!   delivery was not accepted, so it is pulled again. The next delivery starts on a new line
+//!   (it ends the partial one first), so the partial line never swallows an accepted row.
 //! - [`HttpSink`]: POST of the delivery as JSON Lines to the consumer's import endpoint; 2xx =
 //!   accepted.
 //! - [`CommandSink`]: writes the delivery to a batch file and runs a program with its path
@@ -11,7 +12,7 @@
 //! - [`Sink`]: the trait for embedding the kit in a Rust consumer.
 
 use std::fmt::Debug;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -172,14 +173,24 @@ impl FileSink {
 impl Sink for FileSink {
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let bytes = d.to_json_lines();
+            let mut bytes = d.to_json_lines();
             if bytes.is_empty() {
                 return Ok(());
             }
             let path = self.path(&d.interface);
             let _g = self.lock.lock().await;
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+                let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+                let len = f.metadata()?.len();
+                if len > 0 {
+                    // Reads follow the seek; O_APPEND writes still go to the end.
+                    let mut last = [0u8; 1];
+                    f.seek(std::io::SeekFrom::Start(len - 1))?;
+                    f.read_exact(&mut last)?;
+                    if last[0] != b'\n' {
+                        bytes.insert(0, b'\n');
+                    }
+                }
                 f.write_all(&bytes)?;
                 f.sync_data()
             })
@@ -322,6 +333,23 @@ mod tests {
         assert_eq!(lines[1]["kind"], "tombstone");
         assert_eq!(lines[1]["change"], "delete");
         assert_eq!(lines[1]["atena_no"][0], "000000000000009");
+    }
+
+    #[tokio::test]
+    async fn file_sink_starts_a_new_line_after_a_partial_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileSink::new(dir.path().into()).unwrap();
+        s.deliver(&delivery()).await.unwrap();
+        // A crash in the middle of the next write.
+        let path = dir.path().join("001o05-00.jsonl");
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"kind\":\"row\",\"interf").unwrap();
+        drop(f);
+        s.deliver(&delivery()).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert_eq!(parsed.len(), 4, "every accepted record is a readable line");
     }
 
     #[tokio::test]
