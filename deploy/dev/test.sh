@@ -18,11 +18,20 @@ export NATS_SERVER_BIN
 echo "test.sh: using $("$NATS_SERVER_BIN" --version) at $NATS_SERVER_BIN"
 
 start=$(date +%s)
-# --locked: CI builds exactly what Cargo.lock says.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set -o pipefail
+rc=0
+# --locked: CI builds exactly what Cargo.lock says. The binaries are built first because some
+# tests run them as child processes (kill -9, SIGTERM).
 cargo build --locked --workspace --all-targets
-cargo test --locked --workspace --no-fail-fast
+cargo test --locked --workspace --no-fail-fast 2>&1 | tee -a "$log" || rc=$?
 if [[ "${1:-}" != "--quick" ]]; then
   echo "test.sh: slow tests (fault, cluster, load)"
-  cargo test --locked --workspace --no-fail-fast -- --ignored
+  cargo test --locked --workspace --no-fail-fast -- --ignored 2>&1 | tee -a "$log" || rc=$?
 fi
-echo "test.sh: done in $(( $(date +%s) - start )) s"
+# One closing line over both passes (cargo's own last line is often a crate with 0 doc tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "test.sh: %d passed, %d failed\n", p, f }' "$log"
+echo "test.sh: done in $(( $(date +%s) - start )) s (exit $rc)"
+exit "$rc"

@@ -15,6 +15,8 @@
 //! - [`api_error`]: the error type every handler answers with.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`serve`]: `run(config, listener, shutdown)`, health, readiness, metrics routes.
+//! - [`scheduler`]: pauses consumers during providers' maintenance windows.
+//! - [`lease`]: the KV lease that makes one relay replica the scheduler.
 //!
 //! Invariant: only the relay creates streams, consumers and buckets (in [`provision`]).
 
@@ -23,10 +25,12 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod ingest;
+pub mod lease;
 pub mod metrics;
 pub mod nats_auth;
 pub mod provision;
 pub mod publisher;
+pub mod scheduler;
 pub mod serve;
 pub mod topology;
 

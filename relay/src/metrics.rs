@@ -39,6 +39,12 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Publish attempts retried after a transient JetStream error.
     pub publish_retries: Counter,
+    /// 1 while this replica holds the maintenance scheduler's lease.
+    pub maintenance_leader: Gauge,
+    /// 1 while a provider is in a maintenance window (as seen by the lease holder).
+    pub maintenance_paused: Family<ProviderLabel, Gauge>,
+    /// Consumer pause requests sent for maintenance, per provider.
+    pub maintenance_pause_requests: Family<ProviderLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,7 +69,24 @@ impl Metrics {
         registry.register("publish_duration_seconds", "Time from publish to PubAck, retries included", publish_latency.clone());
         registry.register("publish_in_flight", "Publishes waiting for a PubAck", in_flight.clone());
         registry.register("publish_retries", "Publish attempts retried after a transient JetStream error", publish_retries.clone());
-        Self { registry, accepted, duplicates, rejected, publish_latency, in_flight, publish_retries }
+        let maintenance_leader = Gauge::default();
+        let maintenance_paused = Family::<ProviderLabel, Gauge>::default();
+        let maintenance_pause_requests = Family::<ProviderLabel, Counter>::default();
+        registry.register("maintenance_leader", "1 while this replica holds the maintenance scheduler lease", maintenance_leader.clone());
+        registry.register("maintenance_in_window", "1 while the provider is in a maintenance window", maintenance_paused.clone());
+        registry.register("maintenance_pause_requests", "Consumer pause requests sent for maintenance", maintenance_pause_requests.clone());
+        Self {
+            registry,
+            accepted,
+            duplicates,
+            rejected,
+            publish_latency,
+            in_flight,
+            publish_retries,
+            maintenance_leader,
+            maintenance_paused,
+            maintenance_pause_requests,
+        }
     }
 
     /// Count a rejection.

@@ -98,8 +98,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
     let state = state(config).await?;
     let client = state.client.clone();
+    let scheduler = state.config.maintenance.enabled.then(|| {
+        crate::scheduler::spawn(state.config.clone(), state.js.clone(), state.metrics.clone(), shutdown.child_token())
+    });
     tracing::info!(addr = %listener.local_addr()?, "shirase-relay serving");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    if let Some(task) = scheduler {
+        // The scheduler's token is a child of `shutdown`: it is stopping too; let it release
+        // its lease so another replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     // Requests have all been answered; make sure nothing we wrote is left in the client buffer.
     let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
     tracing::info!("shirase-relay stopped");

@@ -32,7 +32,7 @@ pub struct Desired {
     pub streams: Vec<stream::Config>,
     /// Consumers on `SHIRASE_NOTICES`.
     pub consumers: Vec<ConsumerSpec>,
-    /// KV buckets (checkpoints).
+    /// KV buckets (checkpoints, leases).
     pub buckets: Vec<kv::Config>,
 }
 
@@ -129,6 +129,17 @@ pub fn desired(config: &Config) -> Desired {
         bucket: CHECKPOINT_BUCKET.to_owned(),
         description: "Shirase agent checkpoints (max DB update timestamp received per subscriber and interface)".into(),
         history: config.stream.checkpoint_history,
+        storage: st,
+        num_replicas: replicas,
+        ..Default::default()
+    },
+    // Leader leases (crate::lease): one value per lease, expiring with the bucket's max_age
+    // unless its holder renews it.
+    kv::Config {
+        bucket: crate::lease::LEASE_BUCKET.to_owned(),
+        description: "Shirase relay leases (the maintenance scheduler's leader)".into(),
+        history: 1,
+        max_age: config.maintenance.lease_ttl,
         storage: st,
         num_replicas: replicas,
         ..Default::default()

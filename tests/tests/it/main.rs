@@ -19,3 +19,4 @@ mod agent_maintenance;
 mod agent_nats;
 mod agent_sink;
 mod agent_e2e_relay;
+mod maintenance_scheduler;
