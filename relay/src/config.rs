@@ -105,6 +105,9 @@ pub struct RawConfig {
     /// Subscribers (利用側).
     #[serde(default)]
     pub subscribers: Vec<RawSubscriber>,
+    /// Operator API credentials (`[[operators]]`, roles `operator` and `viewer`).
+    #[serde(default)]
+    pub operators: Vec<crate::operator::config::RawOperator>,
 }
 
 /// `[http]` as written.
@@ -268,6 +271,8 @@ pub struct Config {
     pub interfaces: Vec<Interface>,
     /// Subscribers.
     pub subscribers: Vec<Subscriber>,
+    /// Operators of the operator API.
+    pub operators: Vec<crate::operator::config::Operator>,
 }
 
 /// Validated `[http]`.
@@ -680,6 +685,9 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         }
     }
 
+    let (operators, operator_problems) = crate::operator::config::validate(&raw.operators, base_dir);
+    p.0.extend(operator_problems);
+
     match (municipality, listen) {
         (Some(municipality), Some(listen)) if p.0.is_empty() => Ok(Config {
             municipality,
@@ -711,6 +719,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
             providers,
             interfaces,
             subscribers,
+            operators,
         }),
         _ => Err(ConfigError { kind: ConfigErrorKind::Invalid, problems: p.0 }),
     }

@@ -15,6 +15,7 @@
 //! - [`api_error`]: the error type every handler answers with.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`serve`]: `run(config, listener, shutdown)`, health, readiness, metrics routes.
+//! - [`operator`]: operator API (`/v1/ops/`), status page (`/status`), CLI client, audit.
 //! - [`scheduler`]: pauses consumers during providers' maintenance windows.
 //! - [`lease`]: the KV lease that makes one relay replica the scheduler.
 //!
@@ -28,6 +29,7 @@ pub mod ingest;
 pub mod lease;
 pub mod metrics;
 pub mod nats_auth;
+pub mod operator;
 pub mod provision;
 pub mod publisher;
 pub mod scheduler;

@@ -50,6 +50,249 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Operator: consumers, checkpoints, maintenance windows, dead letters, alerts.
+    Status {
+        #[command(flatten)]
+        ops: OpsArgs,
+    },
+    /// Operator: re-deliver stored notices of a time or sequence range to one subscriber.
+    Replay {
+        #[command(flatten)]
+        ops: OpsArgs,
+        /// Subscriber to re-deliver to.
+        #[arg(long)]
+        subscriber: String,
+        /// Only this provider (業務ID).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only this interface (連携ID).
+        #[arg(long)]
+        interface: Option<String>,
+        /// Notices stored at or after this time (RFC 3339).
+        #[arg(long)]
+        from_time: Option<String>,
+        /// Notices stored before this time (RFC 3339).
+        #[arg(long)]
+        to_time: Option<String>,
+        /// From this stream sequence.
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Up to this stream sequence (inclusive).
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// Idempotency key (default: derived from the parameters); reuse it to retry safely.
+        #[arg(long)]
+        replay_id: Option<String>,
+        /// Count what would be replayed; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Operator: rewind a subscriber's checkpoint so its agent re-pulls from that time.
+    Resync {
+        #[command(flatten)]
+        ops: OpsArgs,
+        /// Subscriber.
+        #[arg(long)]
+        subscriber: String,
+        /// Interface (連携ID).
+        #[arg(long)]
+        interface: String,
+        /// New checkpoint (RFC 3339).
+        #[arg(long)]
+        to: String,
+    },
+    /// Operator: dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Operator: pause a (subscriber, provider) consumer.
+    Pause {
+        #[command(flatten)]
+        ops: OpsArgs,
+        /// Subscriber.
+        #[arg(long)]
+        subscriber: String,
+        /// Provider (業務ID).
+        #[arg(long)]
+        provider: String,
+        /// Pause until (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Pause for a duration ("2h", "30m").
+        #[arg(long = "for")]
+        for_: Option<String>,
+        /// Why (shown in status).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Operator: resume a paused consumer.
+    Resume {
+        #[command(flatten)]
+        ops: OpsArgs,
+        /// Subscriber.
+        #[arg(long)]
+        subscriber: String,
+        /// Provider (業務ID).
+        #[arg(long)]
+        provider: String,
+    },
+}
+
+/// How operator commands reach the relay.
+#[derive(Debug, Clone, clap::Args)]
+struct OpsArgs {
+    /// The relay's base URL.
+    #[arg(long, env = "SHIRASE_OPS_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// File holding the operator's bearer token.
+    #[arg(long, env = "SHIRASE_OPS_TOKEN_FILE")]
+    token_file: PathBuf,
+    /// Print JSON (for scripts) instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct DlqSelect {
+    /// Only this subscriber.
+    #[arg(long)]
+    subscriber: Option<String>,
+    /// Only this provider.
+    #[arg(long)]
+    provider: Option<String>,
+    /// Only this interface.
+    #[arg(long)]
+    interface: Option<String>,
+    /// Only this dead letter (its sequence in SHIRASE_DLQ).
+    #[arg(long)]
+    seq: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead letters (reason, HTTP status, attempts, first/last failure).
+    List {
+        #[command(flatten)]
+        ops: OpsArgs,
+        #[command(flatten)]
+        select: DlqSelect,
+    },
+    /// Show one dead letter with its whole body.
+    Show {
+        #[command(flatten)]
+        ops: OpsArgs,
+        /// Its sequence in SHIRASE_DLQ.
+        seq: u64,
+    },
+    /// Re-deliver matching dead letters to their subscriber (as replays), then delete them.
+    Redrive {
+        #[command(flatten)]
+        ops: OpsArgs,
+        #[command(flatten)]
+        select: DlqSelect,
+    },
+    /// Delete matching dead letters for good.
+    Purge {
+        #[command(flatten)]
+        ops: OpsArgs,
+        #[command(flatten)]
+        select: DlqSelect,
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn select_json(s: &DlqSelect, yes: bool) -> serde_json::Value {
+    let mut v = serde_json::json!({ "subscriber": s.subscriber, "provider": s.provider, "interface": s.interface, "seq": s.seq, "yes": yes });
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|_, x| !x.is_null());
+    }
+    v
+}
+
+fn print(json: bool, v: &serde_json::Value, table: impl FnOnce(&serde_json::Value) -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        print!("{}", table(v));
+    }
+}
+
+async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
+    use shirase_relay::operator::client::{self, Client};
+    let obj = client::render_object;
+    let (ops, result, render): (OpsArgs, _, fn(&serde_json::Value) -> String) = match command {
+        Command::Status { ops } => {
+            let c = Client::new(&ops.url, &ops.token_file)?;
+            (ops, c.get("/v1/ops/status", &[]).await, client::render_status)
+        }
+        Command::Replay { ops, subscriber, provider, interface, from_time, to_time, from_seq, to_seq, replay_id, dry_run } => {
+            let c = Client::new(&ops.url, &ops.token_file)?;
+            let mut body = serde_json::json!({
+                "subscriber": subscriber, "provider": provider, "interface": interface, "from_time": from_time,
+                "to_time": to_time, "from_seq": from_seq, "to_seq": to_seq, "replay_id": replay_id, "dry_run": dry_run,
+            });
+            if let Some(o) = body.as_object_mut() {
+                o.retain(|_, x| !x.is_null());
+            }
+            (ops, c.post("/v1/ops/replay", &body).await, obj)
+        }
+        Command::Resync { ops, subscriber, interface, to } => {
+            let c = Client::new(&ops.url, &ops.token_file)?;
+            let body = serde_json::json!({ "subscriber": subscriber, "interface": interface, "to": to });
+            (ops, c.post("/v1/ops/resync", &body).await, obj)
+        }
+        Command::Pause { ops, subscriber, provider, until, for_, reason } => {
+            let c = Client::new(&ops.url, &ops.token_file)?;
+            let mut body = serde_json::json!({ "subscriber": subscriber, "provider": provider, "until": until, "for": for_, "reason": reason });
+            if let Some(o) = body.as_object_mut() {
+                o.retain(|_, x| !x.is_null());
+            }
+            (ops, c.post("/v1/ops/pause", &body).await, obj)
+        }
+        Command::Resume { ops, subscriber, provider } => {
+            let c = Client::new(&ops.url, &ops.token_file)?;
+            let body = serde_json::json!({ "subscriber": subscriber, "provider": provider });
+            (ops, c.post("/v1/ops/resume", &body).await, obj)
+        }
+        Command::Dlq { command } => match command {
+            DlqCommand::List { ops, select } => {
+                let c = Client::new(&ops.url, &ops.token_file)?;
+                let q: Vec<(&str, String)> = [("subscriber", select.subscriber), ("provider", select.provider), ("interface", select.interface)]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect();
+                let r = match select.seq {
+                    Some(seq) => c.get(&format!("/v1/ops/dlq/{seq}"), &[]).await.map(|v| serde_json::Value::Array(vec![v])),
+                    None => c.get("/v1/ops/dlq", &q).await,
+                };
+                (ops, r, client::render_dlq)
+            }
+            DlqCommand::Show { ops, seq } => {
+                let c = Client::new(&ops.url, &ops.token_file)?;
+                (ops, c.get(&format!("/v1/ops/dlq/{seq}"), &[]).await, |v: &serde_json::Value| {
+                    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+                })
+            }
+            DlqCommand::Redrive { ops, select } => {
+                let c = Client::new(&ops.url, &ops.token_file)?;
+                (ops, c.post("/v1/ops/dlq/redrive", &select_json(&select, false)).await, obj)
+            }
+            DlqCommand::Purge { ops, select, yes } => {
+                if !yes {
+                    anyhow::bail!("purge deletes dead letters for good; add --yes to confirm (see them first with `dlq list`)");
+                }
+                let c = Client::new(&ops.url, &ops.token_file)?;
+                (ops, c.post("/v1/ops/dlq/purge", &select_json(&select, true)).await, obj)
+            }
+        },
+        _ => unreachable!("run_ops is called with operator commands only"),
+    };
+    let v = result?;
+    print(ops.json, &v, render);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(format: LogFormat) {
@@ -85,6 +328,12 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        c @ (Command::Status { .. }
+        | Command::Replay { .. }
+        | Command::Resync { .. }
+        | Command::Dlq { .. }
+        | Command::Pause { .. }
+        | Command::Resume { .. }) => run_ops(c).await,
         Command::CheckConfig { config } => {
             let c = Config::load(Some(&config))?;
             let d = shirase_relay::topology::desired(&c);

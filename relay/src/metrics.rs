@@ -23,6 +23,80 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Labels: one consumer.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabel {
+    /// Subscriber id.
+    pub subscriber: String,
+    /// Provider business id.
+    pub provider: String,
+}
+
+/// Labels: one checkpoint.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckpointLabel {
+    /// Subscriber id.
+    pub subscriber: String,
+    /// Interface id.
+    pub interface: String,
+}
+
+/// Label: a subscriber.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubscriberLabel {
+    /// Subscriber id.
+    pub subscriber: String,
+}
+
+/// Labels: an operator action and its result.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    /// `replay`, `resync`, ...
+    pub action: String,
+    /// `ok`, `error`, `denied`.
+    pub result: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Gauges refreshed from the operator status on every scrape, and operator action counts.
+#[derive(Debug, Default, Clone)]
+pub struct OperatorMetrics {
+    /// Notices not yet delivered, per consumer.
+    pub consumer_pending: Family<ConsumerLabel, Gauge>,
+    /// Delivered but not acked, per consumer.
+    pub consumer_ack_pending: Family<ConsumerLabel, Gauge>,
+    /// Redelivered and not acked, per consumer.
+    pub consumer_redelivered: Family<ConsumerLabel, Gauge>,
+    /// Age of the oldest unacked notice (0 when none), per consumer.
+    pub consumer_oldest_pending_seconds: Family<ConsumerLabel, FloatGauge>,
+    /// 1 while the consumer is paused (operator or maintenance).
+    pub consumer_paused: Family<ConsumerLabel, Gauge>,
+    /// Now minus the stored checkpoint, per subscriber and interface.
+    pub checkpoint_age_seconds: Family<CheckpointLabel, FloatGauge>,
+    /// Dead letters in SHIRASE_DLQ, per subscriber.
+    pub dlq_messages: Family<SubscriberLabel, Gauge>,
+    /// Operator actions by result.
+    pub operator_actions: Family<ActionLabel, Counter>,
+}
+
+impl OperatorMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register("consumer_pending", "Notices not yet delivered, per consumer", self.consumer_pending.clone());
+        registry.register("consumer_ack_pending", "Notices delivered but not acked, per consumer", self.consumer_ack_pending.clone());
+        registry.register("consumer_redelivered", "Notices redelivered and not yet acked, per consumer", self.consumer_redelivered.clone());
+        registry.register(
+            "consumer_oldest_pending_seconds",
+            "Age of the oldest notice not yet acked (0 when none), per consumer",
+            self.consumer_oldest_pending_seconds.clone(),
+        );
+        registry.register("consumer_paused", "1 while the consumer is paused (by an operator or for maintenance)", self.consumer_paused.clone());
+        registry.register("checkpoint_age_seconds", "Now minus the stored checkpoint, per subscriber and interface", self.checkpoint_age_seconds.clone());
+        registry.register("dlq_messages", "Dead letters in SHIRASE_DLQ, per subscriber", self.dlq_messages.clone());
+        registry.register("operator_actions", "Operator actions by result", self.operator_actions.clone());
+    }
+}
+
 /// The relay's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -39,6 +113,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Publish attempts retried after a transient JetStream error.
     pub publish_retries: Counter,
+    /// Consumer, checkpoint and dead-letter gauges; operator actions.
+    pub operator: OperatorMetrics,
     /// 1 while this replica holds the maintenance scheduler's lease.
     pub maintenance_leader: Gauge,
     /// 1 while a provider is in a maintenance window (as seen by the lease holder).
@@ -69,6 +145,8 @@ impl Metrics {
         registry.register("publish_duration_seconds", "Time from publish to PubAck, retries included", publish_latency.clone());
         registry.register("publish_in_flight", "Publishes waiting for a PubAck", in_flight.clone());
         registry.register("publish_retries", "Publish attempts retried after a transient JetStream error", publish_retries.clone());
+        let operator = OperatorMetrics::default();
+        operator.register(&mut registry);
         let maintenance_leader = Gauge::default();
         let maintenance_paused = Family::<ProviderLabel, Gauge>::default();
         let maintenance_pause_requests = Family::<ProviderLabel, Counter>::default();
@@ -86,6 +164,7 @@ impl Metrics {
             maintenance_leader,
             maintenance_paused,
             maintenance_pause_requests,
+            operator,
         }
     }
 

@@ -73,7 +73,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    crate::ingest::router(state).merge(ops)
+    crate::ingest::router(state.clone()).merge(ops).merge(crate::operator::router(state))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -88,6 +88,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    crate::operator::api::refresh_metrics(&state).await;
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.encode(),

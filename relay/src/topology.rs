@@ -28,7 +28,7 @@ pub struct ConsumerSpec {
 /// Everything provisioning creates.
 #[derive(Debug, Clone)]
 pub struct Desired {
-    /// `SHIRASE_NOTICES`, `SHIRASE_DLQ`, `SHIRASE_ALERTS`.
+    /// `SHIRASE_NOTICES`, `SHIRASE_DLQ`, `SHIRASE_ALERTS`, `SHIRASE_AUDIT`.
     pub streams: Vec<stream::Config>,
     /// Consumers on `SHIRASE_NOTICES`.
     pub consumers: Vec<ConsumerSpec>,
@@ -91,6 +91,7 @@ pub fn desired(config: &Config) -> Desired {
             allow_direct: true,
             ..Default::default()
         },
+        crate::operator::audit::stream_config(config),
     ];
 
     let mut consumers = Vec::new();

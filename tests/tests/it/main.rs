@@ -20,3 +20,6 @@ mod agent_nats;
 mod agent_sink;
 mod agent_e2e_relay;
 mod maintenance_scheduler;
+mod operator_support;
+mod operator_api;
+mod operator_page;

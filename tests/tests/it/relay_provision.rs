@@ -20,7 +20,8 @@ async fn provision_creates_the_topology_then_finds_nothing_to_do() {
 
     let dry = provision(&js, &want, true).await.unwrap();
     assert!(dry.items.iter().all(|i| i.change == Change::Create), "{dry}");
-    assert_eq!(dry.items.len(), 3 + 3 + 1, "{dry}");
+    // Streams: notices, DLQ, alerts, audit; 3 consumers; buckets: checkpoints, leases.
+    assert_eq!(dry.items.len(), 4 + 3 + 2, "{dry}");
     assert!(js.get_stream("SHIRASE_NOTICES").await.is_err(), "dry run must change nothing");
 
     let first = provision(&js, &want, false).await.unwrap();

@@ -1,0 +1,230 @@
+//! The CLI side of the operator tools: an HTTP client of the operator API and the tables it
+//! prints. The CLI talks to the relay (`--url`, `--token-file`) rather than to NATS directly, so
+//! it needs no NATS credentials, every action runs the same validation and lands in the same
+//! audit stream with the operator's name, and viewers stay read-only.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// What went wrong talking to the operator API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientErrorKind {
+    /// The token file could not be read.
+    Token,
+    /// The relay could not be reached.
+    Transport,
+    /// The relay answered with an error (4xx/5xx).
+    Api,
+}
+
+/// An operator API call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ClientError {
+    kind: ClientErrorKind,
+    /// For a person (the relay's message, naming the field, when it answered).
+    pub message: String,
+    /// HTTP status, when the relay answered.
+    pub status: Option<u16>,
+}
+
+impl ClientError {
+    /// The kind.
+    pub fn kind(&self) -> ClientErrorKind {
+        self.kind
+    }
+}
+
+/// A client of one relay's operator API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `url` is the relay's base URL (`http://127.0.0.1:8080`); the token is the first
+    /// non-comment line of `token_file`.
+    pub fn new(url: &str, token_file: &Path) -> Result<Self, ClientError> {
+        let text = std::fs::read_to_string(token_file).map_err(|e| ClientError {
+            kind: ClientErrorKind::Token,
+            message: format!("--token-file {}: {e}", token_file.display()),
+            status: None,
+        })?;
+        let token = super::config::token_in(&text).ok_or_else(|| ClientError {
+            kind: ClientErrorKind::Token,
+            message: format!("--token-file {} holds no token (one line, at least 16 characters)", token_file.display()),
+            status: None,
+        })?;
+        Ok(Self::with_token(url, token))
+    }
+
+    /// A client with a token in hand.
+    pub fn with_token(url: &str, token: &str) -> Self {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap_or_default();
+        Self { base: url.trim_end_matches('/').to_owned(), token: token.to_owned(), http }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| ClientError {
+            kind: ClientErrorKind::Transport,
+            message: format!("cannot reach the relay at {}: {e}", self.base),
+            status: None,
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            let msg = v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string());
+            return Err(ClientError { kind: ClientErrorKind::Api, message: format!("relay answered {status}: {msg}"), status: Some(status) });
+        }
+        Ok(v)
+    }
+
+    /// `GET path` with `query`.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+}
+
+fn s(v: &Value, p: &str) -> String {
+    match v.pointer(p) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(x)) => x.clone(),
+        Some(x) => x.to_string(),
+    }
+}
+
+/// A plain text table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(x) = w.get_mut(i) {
+                *x = (*x).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w.get(i).copied().unwrap_or(0).saturating_sub(c.chars().count());
+            out.push_str(c);
+            if i + 1 < cells.len() {
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    out
+}
+
+fn age(v: &Value, p: &str) -> String {
+    match v.pointer(p).and_then(Value::as_f64) {
+        None => "-".into(),
+        Some(x) if x < 120.0 => format!("{x:.0}s"),
+        Some(x) if x < 7200.0 => format!("{:.0}m", x / 60.0),
+        Some(x) => format!("{:.1}h", x / 3600.0),
+    }
+}
+
+/// The status as tables.
+pub fn render_status(v: &Value) -> String {
+    let mut out = format!("municipality {}  at {}\n\nCONSUMERS\n", s(v, "/municipality"), s(v, "/generated_at"));
+    let empty = Vec::new();
+    let rows: Vec<Vec<String>> = v["consumers"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|c| {
+            let state = if c["paused"].as_bool() == Some(true) {
+                format!("paused until {} ({})", s(c, "/paused_until"), s(c, "/pause_reason"))
+            } else if c["exists"].as_bool() == Some(true) {
+                "active".into()
+            } else {
+                "MISSING (run provision)".into()
+            };
+            let cps: Vec<String> = c["checkpoints"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .map(|k| format!("{}={}", s(k, "/interface"), s(k, "/updated_at")))
+                .collect();
+            vec![
+                s(c, "/name"),
+                s(c, "/pending"),
+                s(c, "/ack_pending"),
+                s(c, "/redelivered"),
+                age(c, "/oldest_pending_age_secs"),
+                s(c, "/last_delivery"),
+                state,
+                cps.join(" "),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["CONSUMER", "PENDING", "ACK_PENDING", "REDELIVERED", "OLDEST", "LAST_DELIVERY", "STATE", "CHECKPOINTS"], &rows));
+    out.push_str("\nPROVIDERS\n");
+    let rows: Vec<Vec<String>> = v["providers"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|p| {
+            let next = p["windows"].as_array().and_then(|w| w.first()).map(|w| format!("{} .. {}", s(w, "/start"), s(w, "/end")));
+            vec![
+                s(p, "/business_id"),
+                s(p, "/name"),
+                if p["in_maintenance"].as_bool() == Some(true) { "maintenance".into() } else { "open".into() },
+                next.unwrap_or_else(|| "-".into()),
+                s(p, "/last_alert/code"),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["PROVIDER", "NAME", "STATE", "NEXT_WINDOW", "LAST_ALERT"], &rows));
+    out.push_str(&format!("\nDEAD LETTERS: {}\n", s(v, "/dlq/total")));
+    out.push_str(&render_dlq(v.get("dlq").and_then(|d| d.get("latest")).unwrap_or(&Value::Null)));
+    out
+}
+
+/// Dead letters as a table.
+pub fn render_dlq(v: &Value) -> String {
+    let empty = Vec::new();
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|e| {
+            vec![
+                s(e, "/seq"),
+                s(e, "/subscriber"),
+                s(e, "/interface"),
+                s(e, "/http_status"),
+                s(e, "/code"),
+                s(e, "/attempts"),
+                s(e, "/first_failure"),
+                s(e, "/last_failure"),
+                s(e, "/reason"),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "SUBSCRIBER", "INTERFACE", "HTTP", "CODE", "ATTEMPTS", "FIRST_FAILURE", "LAST_FAILURE", "REASON"], &rows)
+}
+
+/// An action's result as `key: value` lines.
+pub fn render_object(v: &Value) -> String {
+    match v.as_object() {
+        Some(o) => o.iter().map(|(k, x)| format!("{k}: {}\n", if let Value::String(t) = x { t.clone() } else { x.to_string() })).collect(),
+        None => format!("{v}\n"),
+    }
+}

@@ -1,0 +1,111 @@
+//! `[[operators]]`: who may call the operator API, with which role.
+//!
+//! Stored like providers' credentials: SHA-256 digests of bearer tokens (`token_sha256`), or a
+//! dev token file that is hashed at load time. The plain token never stays in memory.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::{FieldProblem, RawCredentials, token_digest};
+
+/// What an operator may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything: status, replay, resync, dead letters, pause/resume.
+    Operator,
+    /// Read-only: status, dead-letter list and show.
+    Viewer,
+}
+
+/// `[[operators]]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperator {
+    /// Name recorded as the actor in the audit stream.
+    pub name: String,
+    /// `operator` or `viewer`.
+    pub role: String,
+    /// Bearer token digests or a dev token file.
+    pub credentials: RawCredentials,
+}
+
+/// A validated operator credential.
+#[derive(Clone)]
+pub struct Operator {
+    /// Actor name for the audit stream.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// SHA-256 digests of accepted tokens.
+    pub token_hashes: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Operator {
+    // Token digests stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Operator({}, {:?}, {} digest(s))", self.name, self.role, self.token_hashes.len())
+    }
+}
+
+/// Validate `[[operators]]`; problems name their field (`operators[1].role`).
+pub fn validate(raw: &[RawOperator], base_dir: Option<&Path>) -> (Vec<Operator>, Vec<FieldProblem>) {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let mut push = |path: String, message: String| problems.push(FieldProblem { path, message });
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("operators[{i}]");
+        let name_ok = (1..=64).contains(&r.name.len())
+            && r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'@');
+        if !name_ok {
+            push(format!("{path}.name"), "must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_', '.', '@'".into());
+        }
+        if raw[..i].iter().any(|o| o.name == r.name) {
+            push(format!("{path}.name"), format!("operator {:?} is listed twice", r.name));
+        }
+        let role = match r.role.as_str() {
+            "operator" => Some(Role::Operator),
+            "viewer" => Some(Role::Viewer),
+            other => {
+                push(format!("{path}.role"), format!("must be \"operator\" or \"viewer\", got {other:?}"));
+                None
+            }
+        };
+        let mut token_hashes = Vec::new();
+        for (j, h) in r.credentials.token_sha256.iter().enumerate() {
+            match hex::decode(h).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+                Some(d) => token_hashes.push(d),
+                None => push(format!("{path}.credentials.token_sha256[{j}]"), "must be 64 hex digits (sha256sum of the token)".into()),
+            }
+        }
+        if let Some(f) = &r.credentials.token_file {
+            let full = match base_dir {
+                Some(d) if f.is_relative() => d.join(f),
+                _ => f.clone(),
+            };
+            match std::fs::read_to_string(&full) {
+                Ok(text) => match token_in(&text) {
+                    Some(t) => token_hashes.push(token_digest(t)),
+                    None => push(
+                        format!("{path}.credentials.token_file"),
+                        format!("{} holds no token (one line, at least 16 characters)", full.display()),
+                    ),
+                },
+                Err(e) => push(format!("{path}.credentials.token_file"), format!("cannot read {}: {e}", full.display())),
+            }
+        }
+        if token_hashes.is_empty() {
+            push(format!("{path}.credentials"), "set token_sha256 (list of hex digests) or token_file".into());
+        }
+        if let Some(role) = role {
+            out.push(Operator { name: r.name.clone(), role, token_hashes });
+        }
+    }
+    (out, problems)
+}
+
+/// The first line that is neither empty nor a `#` comment, if it is long enough to be a token.
+pub fn token_in(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).filter(|t| t.len() >= 16)
+}
