@@ -24,7 +24,7 @@ pub const DEFAULT_TOML: &str = include_str!("../relay.default.toml");
 
 /// Top-level keys an environment variable may set. Other `SHIRASE_*` variables (the agent's,
 /// `SHIRASE_LOG`) are ignored instead of failing the unknown-field check.
-const ENV_KEYS: &[&str] = &["municipality_code", "http", "nats", "stream", "nats_auth", "maintenance"];
+const ENV_KEYS: &[&str] = &["municipality_code", "http", "nats", "stream", "nats_auth"];
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +93,6 @@ pub struct RawConfig {
     /// NATS authorization generation settings.
     #[serde(default)]
     pub nats_auth: RawNatsAuth,
-    /// Maintenance scheduler settings.
-    #[serde(default)]
-    pub maintenance: crate::scheduler::RawSchedulerConfig,
     /// Providers (提供側).
     #[serde(default)]
     pub providers: Vec<RawProvider>,
@@ -105,9 +102,6 @@ pub struct RawConfig {
     /// Subscribers (利用側).
     #[serde(default)]
     pub subscribers: Vec<RawSubscriber>,
-    /// Operator API credentials (`[[operators]]`, roles `operator` and `viewer`).
-    #[serde(default)]
-    pub operators: Vec<crate::operator::config::RawOperator>,
 }
 
 /// `[http]` as written.
@@ -136,6 +130,18 @@ pub struct RawNats {
     /// Optional nkey seed file.
     #[serde(default)]
     pub nkey_seed_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the servers' certificates.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Refuse to talk to a server without TLS.
+    #[serde(default)]
+    pub tls_required: bool,
     /// PubAck timeout.
     pub publish_timeout: String,
     /// Attempts per notice.
@@ -188,8 +194,7 @@ pub struct RawProvider {
     /// Public nkey for direct NATS publishing (optional).
     #[serde(default)]
     pub nats_nkey: Option<String>,
-    /// Maintenance calendar (`[providers.maintenance]`, [`shirase_proto::maintenance::Config`]);
-    /// absent = the standard's baseline. Validated into [`Provider::maintenance`].
+    /// Maintenance calendar; kept as written until the maintenance scheduler interprets it.
     #[serde(default)]
     pub maintenance: Option<serde_json::Value>,
 }
@@ -263,16 +268,12 @@ pub struct Config {
     pub stream: StreamConfig,
     /// Public nkey of the relay identity, for `--emit-nats-auth`.
     pub relay_nkey: Option<String>,
-    /// The maintenance scheduler.
-    pub maintenance: crate::scheduler::SchedulerConfig,
     /// Providers.
     pub providers: Vec<Provider>,
     /// Interfaces.
     pub interfaces: Vec<Interface>,
     /// Subscribers.
     pub subscribers: Vec<Subscriber>,
-    /// Operators of the operator API.
-    pub operators: Vec<crate::operator::config::Operator>,
 }
 
 /// Validated `[http]`.
@@ -297,6 +298,14 @@ pub struct NatsConfig {
     pub credentials_file: Option<PathBuf>,
     /// nkey seed file.
     pub nkey_seed_file: Option<PathBuf>,
+    /// CA certificate (PEM) trusted for the servers' certificates; `None` = system roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS (always together with `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Refuse a server that does not offer TLS.
+    pub tls_required: bool,
     /// PubAck timeout per attempt.
     pub publish_timeout: Duration,
     /// Attempts per notice.
@@ -347,8 +356,8 @@ pub struct Provider {
     pub token_hashes: Vec<[u8; 32]>,
     /// Public nkey for direct NATS publishing.
     pub nats_nkey: Option<String>,
-    /// The validated maintenance calendar (the baseline 24:00-27:00 when none is configured).
-    pub maintenance: shirase_proto::maintenance::Calendar,
+    /// Maintenance calendar placeholder.
+    pub maintenance: Option<serde_json::Value>,
 }
 
 impl fmt::Debug for Provider {
@@ -509,6 +518,14 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
     if raw.nats.publish_attempts == 0 || raw.nats.publish_attempts > 20 {
         p.push("nats.publish_attempts", "must be between 1 and 20");
     }
+    if raw.nats.credentials_file.is_some() && raw.nats.nkey_seed_file.is_some() {
+        p.push("nats.nkey_seed_file", "give either nats.credentials_file or nats.nkey_seed_file, not both");
+    }
+    if raw.nats.tls_cert_file.is_some() != raw.nats.tls_key_file.is_some() {
+        p.push("nats.tls_key_file", "nats.tls_cert_file and nats.tls_key_file go together (client certificate and its key)");
+    }
+    // The files themselves are read when connecting (a container mounts them at run time, so
+    // a configuration check on another host must not require them); errors there name the field.
 
     if !(1..=5).contains(&raw.stream.replicas) {
         p.push("stream.replicas", "must be 1 to 5 (1 for dev, 3 or 5 in a cluster)");
@@ -586,34 +603,20 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         if let Some(k) = &rp.nats_nkey {
             check_nkey(&mut p, &format!("{path}.nats_nkey"), k);
         }
-        let calendar = match rp.maintenance.clone().map(serde_json::from_value::<shirase_proto::maintenance::Config>) {
-            None => shirase_proto::maintenance::Calendar::new(&Default::default()).map_err(|e| (e.field().to_owned(), e.to_string())),
-            Some(Ok(c)) => shirase_proto::maintenance::Calendar::new(&c).map_err(|e| (e.field().to_owned(), e.to_string())),
-            Some(Err(e)) => Err((String::new(), e.to_string())),
-        };
-        let calendar = match calendar {
-            Ok(c) => Some(c),
-            Err((field, message)) => {
-                let at = if field.is_empty() { format!("{path}.maintenance") } else { format!("{path}.maintenance.{field}") };
-                p.push(at, message);
-                None
-            }
-        };
-        if let (Some(business_id), Some(calendar)) = (b, calendar) {
+        if let Some(business_id) = b {
             providers.push(Provider {
                 business_id,
                 name: rp.name.clone(),
                 pull_api_base_url: rp.pull_api_base_url.clone(),
                 token_hashes,
                 nats_nkey: rp.nats_nkey.clone(),
-                maintenance: calendar,
+                maintenance: rp.maintenance.clone(),
             });
         }
     }
     if raw.providers.is_empty() {
         p.push("providers", "at least one provider is required");
     }
-    let maintenance = crate::scheduler::SchedulerConfig::validate(&raw.maintenance, &mut |path, msg| p.push(path, msg));
 
     let mut interfaces: Vec<Interface> = Vec::new();
     for (i, ri) in raw.interfaces.iter().enumerate() {
@@ -685,9 +688,6 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         }
     }
 
-    let (operators, operator_problems) = crate::operator::config::validate(&raw.operators, base_dir);
-    p.0.extend(operator_problems);
-
     match (municipality, listen) {
         (Some(municipality), Some(listen)) if p.0.is_empty() => Ok(Config {
             municipality,
@@ -701,6 +701,10 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 urls: raw.nats.urls,
                 credentials_file: raw.nats.credentials_file.map(|f| rebase(f, base_dir)),
                 nkey_seed_file: raw.nats.nkey_seed_file.map(|f| rebase(f, base_dir)),
+                tls_ca_file: raw.nats.tls_ca_file.map(|f| rebase(f, base_dir)),
+                tls_cert_file: raw.nats.tls_cert_file.map(|f| rebase(f, base_dir)),
+                tls_key_file: raw.nats.tls_key_file.map(|f| rebase(f, base_dir)),
+                tls_required: raw.nats.tls_required,
                 publish_timeout,
                 publish_attempts: raw.nats.publish_attempts,
                 atomic_batches: raw.nats.atomic_batches,
@@ -715,11 +719,9 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 checkpoint_history: raw.stream.checkpoint_history,
             },
             relay_nkey: raw.nats_auth.relay_nkey,
-            maintenance,
             providers,
             interfaces,
             subscribers,
-            operators,
         }),
         _ => Err(ConfigError { kind: ConfigErrorKind::Invalid, problems: p.0 }),
     }

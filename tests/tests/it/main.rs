@@ -23,3 +23,4 @@ mod maintenance_scheduler;
 mod operator_support;
 mod operator_api;
 mod operator_page;
+mod security_nats_tls;
