@@ -24,7 +24,7 @@ pub const DEFAULT_TOML: &str = include_str!("../relay.default.toml");
 
 /// Top-level keys an environment variable may set. Other `SHIRASE_*` variables (the agent's,
 /// `SHIRASE_LOG`) are ignored instead of failing the unknown-field check.
-const ENV_KEYS: &[&str] = &["municipality_code", "http", "nats", "stream", "nats_auth"];
+const ENV_KEYS: &[&str] = &["municipality_code", "http", "nats", "stream", "nats_auth", "maintenance"];
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,9 @@ pub struct RawConfig {
     /// NATS authorization generation settings.
     #[serde(default)]
     pub nats_auth: RawNatsAuth,
+    /// Maintenance scheduler settings.
+    #[serde(default)]
+    pub maintenance: crate::scheduler::RawSchedulerConfig,
     /// Providers (提供側).
     #[serde(default)]
     pub providers: Vec<RawProvider>,
@@ -102,6 +105,9 @@ pub struct RawConfig {
     /// Subscribers (利用側).
     #[serde(default)]
     pub subscribers: Vec<RawSubscriber>,
+    /// Operator API credentials (`[[operators]]`, roles `operator` and `viewer`).
+    #[serde(default)]
+    pub operators: Vec<crate::operator::config::RawOperator>,
 }
 
 /// `[http]` as written.
@@ -194,7 +200,8 @@ pub struct RawProvider {
     /// Public nkey for direct NATS publishing (optional).
     #[serde(default)]
     pub nats_nkey: Option<String>,
-    /// Maintenance calendar; kept as written until the maintenance scheduler interprets it.
+    /// Maintenance calendar (`[providers.maintenance]`, [`shirase_proto::maintenance::Config`]);
+    /// absent = the standard's baseline. Validated into [`Provider::maintenance`].
     #[serde(default)]
     pub maintenance: Option<serde_json::Value>,
 }
@@ -268,12 +275,16 @@ pub struct Config {
     pub stream: StreamConfig,
     /// Public nkey of the relay identity, for `--emit-nats-auth`.
     pub relay_nkey: Option<String>,
+    /// The maintenance scheduler.
+    pub maintenance: crate::scheduler::SchedulerConfig,
     /// Providers.
     pub providers: Vec<Provider>,
     /// Interfaces.
     pub interfaces: Vec<Interface>,
     /// Subscribers.
     pub subscribers: Vec<Subscriber>,
+    /// Operators of the operator API.
+    pub operators: Vec<crate::operator::config::Operator>,
 }
 
 /// Validated `[http]`.
@@ -356,8 +367,8 @@ pub struct Provider {
     pub token_hashes: Vec<[u8; 32]>,
     /// Public nkey for direct NATS publishing.
     pub nats_nkey: Option<String>,
-    /// Maintenance calendar placeholder.
-    pub maintenance: Option<serde_json::Value>,
+    /// The validated maintenance calendar (the baseline 24:00-27:00 when none is configured).
+    pub maintenance: shirase_proto::maintenance::Calendar,
 }
 
 impl fmt::Debug for Provider {
@@ -603,20 +614,34 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         if let Some(k) = &rp.nats_nkey {
             check_nkey(&mut p, &format!("{path}.nats_nkey"), k);
         }
-        if let Some(business_id) = b {
+        let calendar = match rp.maintenance.clone().map(serde_json::from_value::<shirase_proto::maintenance::Config>) {
+            None => shirase_proto::maintenance::Calendar::new(&Default::default()).map_err(|e| (e.field().to_owned(), e.to_string())),
+            Some(Ok(c)) => shirase_proto::maintenance::Calendar::new(&c).map_err(|e| (e.field().to_owned(), e.to_string())),
+            Some(Err(e)) => Err((String::new(), e.to_string())),
+        };
+        let calendar = match calendar {
+            Ok(c) => Some(c),
+            Err((field, message)) => {
+                let at = if field.is_empty() { format!("{path}.maintenance") } else { format!("{path}.maintenance.{field}") };
+                p.push(at, message);
+                None
+            }
+        };
+        if let (Some(business_id), Some(calendar)) = (b, calendar) {
             providers.push(Provider {
                 business_id,
                 name: rp.name.clone(),
                 pull_api_base_url: rp.pull_api_base_url.clone(),
                 token_hashes,
                 nats_nkey: rp.nats_nkey.clone(),
-                maintenance: rp.maintenance.clone(),
+                maintenance: calendar,
             });
         }
     }
     if raw.providers.is_empty() {
         p.push("providers", "at least one provider is required");
     }
+    let maintenance = crate::scheduler::SchedulerConfig::validate(&raw.maintenance, &mut |path, msg| p.push(path, msg));
 
     let mut interfaces: Vec<Interface> = Vec::new();
     for (i, ri) in raw.interfaces.iter().enumerate() {
@@ -688,6 +713,9 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         }
     }
 
+    let (operators, operator_problems) = crate::operator::config::validate(&raw.operators, base_dir);
+    p.0.extend(operator_problems);
+
     match (municipality, listen) {
         (Some(municipality), Some(listen)) if p.0.is_empty() => Ok(Config {
             municipality,
@@ -719,9 +747,11 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 checkpoint_history: raw.stream.checkpoint_history,
             },
             relay_nkey: raw.nats_auth.relay_nkey,
+            maintenance,
             providers,
             interfaces,
             subscribers,
+            operators,
         }),
         _ => Err(ConfigError { kind: ConfigErrorKind::Invalid, problems: p.0 }),
     }
