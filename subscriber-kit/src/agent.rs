@@ -45,6 +45,7 @@ use crate::dlq::{self, DeadLetter};
 use crate::limiter::Limiter;
 use crate::maintenance::{Clock, Guard, SystemClock};
 use crate::metrics::{IfaceLabels, Metrics, ProviderLabels};
+use crate::watchdog::{ConsumerState, Watchdog};
 use crate::pull_client::{Outcome, PullClient, PullRequest, Row};
 use crate::sink::{Delivery, Record, Sink};
 
@@ -291,6 +292,9 @@ enum Decision {
     Nak(Duration),
     /// Nak until a maintenance window ends: not a failure, never dead-lettered.
     Wait(Duration),
+    /// Nak because the provider's data does not show the notice yet (uncovered): not a
+    /// failure, so the watchdog does not count the delay as a stall.
+    Later(Duration),
     Term,
 }
 
@@ -382,7 +386,8 @@ impl Worker {
                 let mut c = consumer.clone();
                 c.info().await.map(|i| (i.config.max_deliver, i.config.ack_wait)).unwrap_or((-1, Duration::from_secs(30)))
             };
-            let mut last_delivery = tokio::time::Instant::now();
+            let mut watchdog = Watchdog::new(Duration::from_secs(self.cfg.watchdog.stalled_after_secs), tokio::time::Instant::now());
+            let mut last_check = tokio::time::Instant::now();
             while !stop.is_cancelled() {
                 // Inside a maintenance window: fetch nothing (no delivery is spent), send nothing.
                 if let Some(wait) = self.guard.remaining() {
@@ -392,7 +397,7 @@ impl Worker {
                         break 'bind;
                     }
                     // The watchdog must not count the window as a stall.
-                    last_delivery = tokio::time::Instant::now();
+                    watchdog.progressed(tokio::time::Instant::now());
                     continue;
                 }
                 self.metrics.in_maintenance.get_or_create(&plabels).set(0);
@@ -411,27 +416,44 @@ impl Worker {
                         continue 'bind;
                     }
                 };
-                if msgs.is_empty() {
-                    // Idle: check the consumer still exists (deleted → re-bind) and run the
-                    // watchdog on its pending count.
+                // Idle: check the consumer still exists (deleted → re-bind) and run the watchdog.
+                // Busy: run the watchdog at most once a second (a backlog in an outage never
+                // leaves the fetch empty, and that is exactly when it must look).
+                let idle = msgs.is_empty();
+                if !idle {
+                    self.handle_batch(msgs, max_deliver, ack_wait, &stop, &mut watchdog).await;
+                }
+                if idle || last_check.elapsed() >= Duration::from_secs(1) {
+                    last_check = tokio::time::Instant::now();
                     let mut c = consumer.clone();
                     match c.info().await {
                         Ok(info) => {
                             max_deliver = info.config.max_deliver;
                             ack_wait = info.config.ack_wait;
-                            let stalled = info.num_pending > 0
-                                && last_delivery.elapsed() >= Duration::from_secs(self.cfg.watchdog.stalled_after_secs);
-                            self.metrics.consumer_stalled.get_or_create(&plabels).set(i64::from(stalled));
-                            if stalled {
+                            let state = ConsumerState {
+                                pending: info.num_pending,
+                                ack_pending: info.num_ack_pending as u64,
+                                ack_floor: info.ack_floor.consumer_sequence,
+                            };
+                            let stalled = watchdog.check(state, tokio::time::Instant::now());
+                            self.metrics.consumer_stalled.get_or_create(&plabels).set(i64::from(stalled.is_some()));
+                            if let Some(idle_for) = stalled {
                                 self.alert(
                                     Severity::Warning,
                                     "consumer_stalled",
                                     None,
-                                    format!("{} notices pending on {name} but none delivered for {} s", info.num_pending, last_delivery.elapsed().as_secs()),
+                                    format!(
+                                        "{} notices unfinished on {name} ({} never delivered, {} delivered and not acked) but none finished for {} s: check the provider's PULL API, the sink and the agent's log",
+                                        state.pending + state.ack_pending,
+                                        state.pending,
+                                        state.ack_pending,
+                                        idle_for.as_secs()
+                                    ),
                                 )
                                 .await;
                             }
                         }
+                        Err(e) if !idle => tracing::debug!(consumer = %name, "consumer info failed: {e}"),
                         Err(e) => {
                             tracing::warn!(consumer = %name, "consumer info failed, re-binding: {e}");
                             attempt = 1;
@@ -441,11 +463,7 @@ impl Worker {
                             continue 'bind;
                         }
                     }
-                    continue;
                 }
-                last_delivery = tokio::time::Instant::now();
-                self.metrics.consumer_stalled.get_or_create(&plabels).set(0);
-                self.handle_batch(msgs, max_deliver, ack_wait, &stop).await;
             }
         }
     }
@@ -475,7 +493,7 @@ impl Worker {
 
     /// Process one batch with progress heartbeats, under the shutdown grace rule, then apply
     /// the decisions.
-    async fn handle_batch(&self, msgs: Vec<Message>, max_deliver: i64, ack_wait: Duration, stop: &CancellationToken) {
+    async fn handle_batch(&self, msgs: Vec<Message>, max_deliver: i64, ack_wait: Duration, stop: &CancellationToken, watchdog: &mut Watchdog) {
         let work = self.process(&msgs, max_deliver);
         tokio::pin!(work);
         let grace = Duration::from_millis(self.cfg.shutdown.grace_ms);
@@ -501,7 +519,7 @@ impl Worker {
             }
         };
         match decisions {
-            Some(d) => self.apply(&msgs, d).await,
+            Some(d) => self.apply(&msgs, d, watchdog).await,
             None => {
                 tracing::warn!(notices = msgs.len(), "shutdown grace over: handing in-flight notices back");
                 for m in &msgs {
@@ -511,16 +529,23 @@ impl Worker {
         }
     }
 
-    async fn apply(&self, msgs: &[Message], decisions: Vec<Decision>) {
+    /// Send the decisions; tells the watchdog what they mean.
+    async fn apply(&self, msgs: &[Message], decisions: Vec<Decision>, watchdog: &mut Watchdog) {
+        let now = tokio::time::Instant::now();
         for (m, d) in msgs.iter().zip(decisions) {
             let kind = match d {
                 Decision::Ack => AckKind::Ack,
-                Decision::Nak(delay) | Decision::Wait(delay) => AckKind::Nak(Some(delay)),
+                Decision::Nak(delay) | Decision::Wait(delay) | Decision::Later(delay) => AckKind::Nak(Some(delay)),
                 Decision::Term => AckKind::Term,
             };
-            if let Err(e) = m.ack_with(kind).await {
+            match m.ack_with(kind).await {
+                Ok(()) => match d {
+                    Decision::Ack | Decision::Term => watchdog.progressed(now),
+                    Decision::Wait(delay) | Decision::Later(delay) => watchdog.parked(now + delay),
+                    Decision::Nak(_) => {}
+                },
                 // The server will redeliver after ack_wait; the work is idempotent.
-                tracing::warn!("ack/nak failed: {e}");
+                Err(e) => tracing::warn!("ack/nak failed: {e}"),
             }
         }
     }
@@ -586,7 +611,7 @@ impl Worker {
         let last: Vec<&Item> = items
             .iter()
             .filter(|it| it.delivered >= max_deliver as u64)
-            .filter(|it| out.iter().any(|(i, d)| *i == it.idx && matches!(d, Decision::Nak(_))))
+            .filter(|it| out.iter().any(|(i, d)| *i == it.idx && matches!(d, Decision::Nak(_) | Decision::Later(_))))
             .collect();
         if last.is_empty() {
             return out;
@@ -786,7 +811,7 @@ impl Worker {
                         )
                         .await;
                     }
-                    out.push((it.idx, Decision::Nak(Duration::from_millis(self.cfg.coverage.uncovered_retry_delay_ms))));
+                    out.push((it.idx, Decision::Later(Duration::from_millis(self.cfg.coverage.uncovered_retry_delay_ms))));
                 }
             }
         }
@@ -803,7 +828,7 @@ impl Worker {
         for (_, d) in out {
             match d {
                 Decision::Ack => self.metrics.acked.get_or_create(labels).inc(),
-                Decision::Nak(_) => self.metrics.naked.get_or_create(labels).inc(),
+                Decision::Nak(_) | Decision::Later(_) => self.metrics.naked.get_or_create(labels).inc(),
                 Decision::Wait(_) => {
                     self.metrics.naked.get_or_create(labels).inc();
                     self.metrics.maintenance_deferred.get_or_create(labels).inc()

@@ -16,6 +16,7 @@
 //! - [`dlq`]: dead letters of permanent failures.
 //! - [`alert`]: alerts (エラー通知) to `shirase.alert.<severity>.agent`.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`watchdog`]: when unfinished notices count as a stalled consumer.
 //!
 //! Invariants: the agent never creates streams, consumers or buckets (only the relay does);
 //! it acks a notice only after the sink accepted the data and the checkpoint was stored; it
@@ -33,6 +34,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod pull_client;
 pub mod sink;
+pub mod watchdog;
 
 pub use agent::{Agent, AgentError, AgentErrorKind, run};
 pub use config::{Config, ConfigError};

@@ -19,6 +19,8 @@ mod agent_maintenance;
 mod agent_nats;
 mod agent_sink;
 mod agent_e2e_relay;
+mod agent_watchdog;
+mod agent_process;
 mod maintenance_scheduler;
 mod operator_support;
 mod operator_api;
