@@ -26,3 +26,4 @@ mod operator_support;
 mod operator_api;
 mod operator_page;
 mod security_nats_tls;
+mod operator_agent;
