@@ -17,6 +17,17 @@ NATS_SERVER_BIN="$("$root/deploy/dev/install-nats-server.sh")"
 export NATS_SERVER_BIN
 echo "test.sh: using $("$NATS_SERVER_BIN" --version) at $NATS_SERVER_BIN"
 
+# Headless Chromium for the status page test (operator_page); Debian's package. The test itself
+# fails with a message naming this step when Chromium is missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing chromium (apt-get) for the status page test"
+    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "test.sh: chromium could not be installed; the status page test will fail" >&2
+  else
+    echo "test.sh: chromium is not installed (run: sudo apt-get install -y chromium); the status page test will fail" >&2
+  fi
+fi
+
 start=$(date +%s)
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
