@@ -205,6 +205,7 @@ impl Agent {
                 alerter: alerter.clone(),
                 last_seq: std::sync::Mutex::new(HashMap::new()),
                 connect_failures: AtomicU32::new(0),
+                outage: crate::outage::OutageTracker::new(Duration::from_secs(cfg.outage.alert_after_secs)),
                 first_failure: std::sync::Mutex::new(HashMap::new()),
                 recent_rows: std::sync::Mutex::new(HashMap::new()),
                 last_overlap: std::sync::Mutex::new(HashMap::new()),
@@ -318,6 +319,8 @@ struct Worker {
     // Per-interface highest sequence seen by this process, for gap detection.
     last_seq: std::sync::Mutex<HashMap<InterfaceId, u64>>,
     connect_failures: AtomicU32,
+    // Continuous failure of the provider, for the operating-status alert and recovery message.
+    outage: crate::outage::OutageTracker,
     // Notice id → first failure time, for the dead letter's `first_failure`.
     first_failure: std::sync::Mutex<HashMap<String, Timestamp>>,
     // Per interface: DB timestamps of rows received by recent window pulls (sorted, pruned to
@@ -608,6 +611,16 @@ impl Worker {
             }
             out = self.decide_interface(iface, &items, more_pending).await;
         }
+        // A provider outage never dead-letters: hold notices at their last delivery (progress
+        // heartbeats keep them ours) and try again while the provider keeps failing.
+        while self.outage.failing()
+            && items.iter().any(|it| it.delivered >= max_deliver as u64 && out.iter().any(|(i, d)| *i == it.idx && matches!(d, Decision::Nak(_))))
+        {
+            if !sleep_or_cancel(Duration::from_millis(self.cfg.retry.max_ms), &self.stop).await {
+                return out;
+            }
+            out = self.decide_interface(iface, &items, more_pending).await;
+        }
         let last: Vec<&Item> = items
             .iter()
             .filter(|it| it.delivered >= max_deliver as u64)
@@ -874,6 +887,7 @@ impl Worker {
         // Checked before every request (bisection can run into a window's start); the token
         // request happens inside `pull`, so it is not sent either.
         if let Some(wait) = self.guard.remaining() {
+            self.outage.in_maintenance();
             return Outcome::Maintenance { retry_after: Some(wait) };
         }
         let o = self.client.pull(req).await;
@@ -885,22 +899,54 @@ impl Worker {
                 outcome: o.label().into(),
             })
             .inc();
-        match &o {
-            Outcome::Connect(_) => {
-                let n = self.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= self.cfg.retry.connect_alert_after {
-                    self.alert(
-                        Severity::Critical,
-                        "provider_unreachable",
-                        None,
-                        format!("{n} consecutive failures to reach the PULL API of provider {}: check the provider's operating status", self.provider().business_id),
-                    )
-                    .await;
-                }
-            }
-            _ => self.connect_failures.store(0, Ordering::Relaxed),
-        }
+        self.track_outage(&o).await;
         o
+    }
+
+    /// Feed the outage tracker; raise its one alert and its one recovery message. The alert
+    /// bypasses the alerter's repeat suppression: the tracker already says it exactly once.
+    async fn track_outage(&self, o: &Outcome) {
+        let p = self.provider().business_id.to_string();
+        let now = tokio::time::Instant::now();
+        let event = match o {
+            Outcome::Connect(_) | Outcome::Transient { .. } | Outcome::TimeoutSplit { .. } => {
+                if matches!(o, Outcome::Connect(_)) {
+                    self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                self.outage.failure(now)
+            }
+            Outcome::Maintenance { .. } => {
+                self.outage.in_maintenance();
+                crate::outage::OutageEvent::None
+            }
+            _ => {
+                self.connect_failures.store(0, Ordering::Relaxed);
+                self.outage.success(now)
+            }
+        };
+        let (sev, code, message, runbook) = match event {
+            crate::outage::OutageEvent::None => return,
+            crate::outage::OutageEvent::Alert { failing_for } => (
+                Severity::Critical,
+                "provider_unreachable",
+                format!(
+                    "check the operating status of provider {p}: its PULL API has failed for {} s outside its maintenance windows ({} connection failures in a row, last: {}); notices wait in JetStream",
+                    failing_for.as_secs(),
+                    self.connect_failures.load(Ordering::Relaxed),
+                    o.label()
+                ),
+                "Ask the provider's vendor about its operating status (稼働状況). Nothing is lost: notices wait in JetStream and the agent pulls them when the provider answers; a recovery message follows.",
+            ),
+            crate::outage::OutageEvent::Recovered { lasted } => (
+                Severity::Info,
+                "provider_recovered",
+                format!("provider {p} answers again after {} s; the agent is catching up", lasted.as_secs()),
+                "Nothing to do; watch num_pending of the consumer go back to 0.",
+            ),
+        };
+        if self.alerter.raise_now(sev, code, Some(&p), None, message, Some(runbook.into())).await {
+            self.metrics.alerts.get_or_create(&crate::metrics::CodeLabels { code: code.into() }).inc();
+        }
     }
 
     /// Remember the DB timestamps of rows a window pull received, pruned to the overlap below

@@ -32,6 +32,10 @@ pub struct Alert {
     pub interface_id: Option<String>,
     /// When (RFC 3339).
     pub time: String,
+    /// What an operator should do, when the component knows better than the notifier's
+    /// built-in hints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
 }
 
 /// Publishes alerts with de-duplication.
@@ -69,6 +73,32 @@ impl Alerter {
             }
             last.insert(dedup, now);
         }
+        self.publish(severity, code, provider, interface, message, None).await
+    }
+
+    /// Send an alert now, without the repeat suppression (for callers that already decide
+    /// "exactly once", like the outage tracker). Returns whether it was published.
+    pub async fn raise_now(
+        &self,
+        severity: Severity,
+        code: &str,
+        provider: Option<&str>,
+        interface: Option<&str>,
+        message: String,
+        runbook: Option<String>,
+    ) -> bool {
+        self.publish(severity, code, provider, interface, message, runbook).await
+    }
+
+    async fn publish(
+        &self,
+        severity: Severity,
+        code: &str,
+        provider: Option<&str>,
+        interface: Option<&str>,
+        message: String,
+        runbook: Option<String>,
+    ) -> bool {
         tracing::warn!(code, provider, interface, severity = severity.as_str(), "alert: {message}");
         let alert = Alert {
             severity,
@@ -79,6 +109,7 @@ impl Alerter {
             provider: provider.map(str::to_owned),
             interface_id: interface.map(str::to_owned),
             time: OffsetTimestamp::from_instant_jst(jiff::Timestamp::now()).to_string(),
+            runbook,
         };
         let subject = shirase_proto::subject::alert_subject(severity, "agent");
         let Ok(body) = serde_json::to_vec(&alert) else { return false };

@@ -62,6 +62,8 @@ pub struct Config {
     pub pull: PullConfig,
     /// Retry and backoff.
     pub retry: RetryConfig,
+    /// Outage alerting (`[outage]`).
+    pub outage: OutageConfig,
     /// Coverage (uncovered notices).
     pub coverage: CoverageConfig,
     /// Stalled-consumer watchdog.
@@ -137,8 +139,17 @@ pub struct RetryConfig {
     pub base_ms: u64,
     /// Backoff cap, milliseconds.
     pub max_ms: u64,
-    /// Consecutive connection failures before the operating-status alert.
+    /// Accepted for compatibility and unused: the operating-status alert is time-based
+    /// ([`OutageConfig`]).
     pub connect_alert_after: u32,
+}
+
+/// `[outage]`: when a failing provider becomes an operating-status alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutageConfig {
+    /// Continuous failure (outside maintenance windows) before the one alert, seconds.
+    pub alert_after_secs: u64,
 }
 
 /// Coverage settings.

@@ -38,3 +38,4 @@ pub mod watchdog;
 
 pub use agent::{Agent, AgentError, AgentErrorKind, run};
 pub use config::{Config, ConfigError};
+pub mod outage;
