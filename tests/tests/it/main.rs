@@ -27,3 +27,5 @@ mod operator_api;
 mod operator_page;
 mod security_nats_tls;
 mod operator_agent;
+mod fault_support;
+mod fault_cluster;
