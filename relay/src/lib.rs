@@ -18,6 +18,7 @@
 //! - [`operator`]: operator API (`/v1/ops/`), status page (`/status`), CLI client, audit.
 //! - [`scheduler`]: pauses consumers during providers' maintenance windows.
 //! - [`lease`]: the KV lease that makes one relay replica the scheduler.
+//! - [`notifier`]: the error notification function (alerts by e-mail, webhook, command).
 //!
 //! Invariant: only the relay creates streams, consumers and buckets (in [`provision`]).
 
@@ -29,6 +30,7 @@ pub mod ingest;
 pub mod lease;
 pub mod metrics;
 pub mod nats_auth;
+pub mod notifier;
 pub mod operator;
 pub mod provision;
 pub mod publisher;

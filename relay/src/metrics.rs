@@ -76,6 +76,9 @@ pub struct OperatorMetrics {
     pub checkpoint_age_seconds: Family<CheckpointLabel, FloatGauge>,
     /// Dead letters in SHIRASE_DLQ, per subscriber.
     pub dlq_messages: Family<SubscriberLabel, Gauge>,
+    /// 1 while the provider's calendar says it is in a maintenance window (every replica
+    /// computes it on each scrape, whether or not it holds the scheduler's lease).
+    pub provider_in_maintenance: Family<ProviderLabel, Gauge>,
     /// Operator actions by result.
     pub operator_actions: Family<ActionLabel, Counter>,
 }
@@ -93,6 +96,11 @@ impl OperatorMetrics {
         registry.register("consumer_paused", "1 while the consumer is paused (by an operator or for maintenance)", self.consumer_paused.clone());
         registry.register("checkpoint_age_seconds", "Now minus the stored checkpoint, per subscriber and interface", self.checkpoint_age_seconds.clone());
         registry.register("dlq_messages", "Dead letters in SHIRASE_DLQ, per subscriber", self.dlq_messages.clone());
+        registry.register(
+            "provider_in_maintenance",
+            "1 while the provider's calendar says it is in a maintenance window",
+            self.provider_in_maintenance.clone(),
+        );
         registry.register("operator_actions", "Operator actions by result", self.operator_actions.clone());
     }
 }

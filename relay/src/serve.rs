@@ -102,11 +102,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let scheduler = state.config.maintenance.enabled.then(|| {
         crate::scheduler::spawn(state.config.clone(), state.js.clone(), state.metrics.clone(), shutdown.child_token())
     });
+    let notifier = (state.config.notifier.enabled)
+        .then(|| crate::notifier::spawn(state.config.notifier.clone(), state.js.clone(), shutdown.child_token()));
     tracing::info!(addr = %listener.local_addr()?, "shirase-relay serving");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
     if let Some(task) = scheduler {
         // The scheduler's token is a child of `shutdown`: it is stopping too; let it release
         // its lease so another replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    if let Some(task) = notifier {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     // Requests have all been answered; make sure nothing we wrote is left in the client buffer.

@@ -197,6 +197,11 @@ pub fn refresh_gauges(app: &AppState, st: &status::Status) {
             }
         }
     }
+    for p in &st.providers {
+        m.provider_in_maintenance
+            .get_or_create(&crate::metrics::ProviderLabel { provider: p.business_id.clone() })
+            .set(i64::from(p.in_maintenance));
+    }
     for s in &app.config.subscribers {
         let n = st.dlq.per_subscriber.get(s.id.as_str()).copied().unwrap_or(0);
         m.dlq_messages.get_or_create(&SubscriberLabel { subscriber: s.id.to_string() }).set(n as i64);

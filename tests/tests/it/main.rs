@@ -29,3 +29,4 @@ mod security_nats_tls;
 mod operator_agent;
 mod fault_support;
 mod fault_cluster;
+mod operator_metrics;
