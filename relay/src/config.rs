@@ -24,7 +24,7 @@ pub const DEFAULT_TOML: &str = include_str!("../relay.default.toml");
 
 /// Top-level keys an environment variable may set. Other `SHIRASE_*` variables (the agent's,
 /// `SHIRASE_LOG`) are ignored instead of failing the unknown-field check.
-const ENV_KEYS: &[&str] = &["municipality_code", "http", "nats", "stream", "nats_auth", "maintenance"];
+const ENV_KEYS: &[&str] = &["municipality_code", "http", "nats", "stream", "nats_auth", "maintenance", "notifier"];
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,9 @@ pub struct RawConfig {
     /// Maintenance scheduler settings.
     #[serde(default)]
     pub maintenance: crate::scheduler::RawSchedulerConfig,
+    /// The error notification function (`[notifier]`).
+    #[serde(default)]
+    pub notifier: crate::notifier::RawNotifierConfig,
     /// Providers (提供側).
     #[serde(default)]
     pub providers: Vec<RawProvider>,
@@ -277,6 +280,8 @@ pub struct Config {
     pub relay_nkey: Option<String>,
     /// The maintenance scheduler.
     pub maintenance: crate::scheduler::SchedulerConfig,
+    /// The error notification function.
+    pub notifier: crate::notifier::NotifierConfig,
     /// Providers.
     pub providers: Vec<Provider>,
     /// Interfaces.
@@ -642,6 +647,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         p.push("providers", "at least one provider is required");
     }
     let maintenance = crate::scheduler::SchedulerConfig::validate(&raw.maintenance, &mut |path, msg| p.push(path, msg));
+    let notifier = crate::notifier::NotifierConfig::validate(&raw.notifier, base_dir, &mut |path, msg| p.push(path, msg));
 
     let mut interfaces: Vec<Interface> = Vec::new();
     for (i, ri) in raw.interfaces.iter().enumerate() {
@@ -748,6 +754,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
             },
             relay_nkey: raw.nats_auth.relay_nkey,
             maintenance,
+            notifier,
             providers,
             interfaces,
             subscribers,
