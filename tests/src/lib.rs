@@ -9,5 +9,6 @@
 //!
 //! The integration tests live in `tests/it/` (one binary, one module per area).
 
+pub mod bench;
 pub mod harness;
 pub mod provider_sim;

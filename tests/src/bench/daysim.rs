@@ -1,0 +1,337 @@
+//! `daysim`: one virtual day of resident changes for a city of 300,000, delivered by polling
+//! (every 5 min and every 1 min), by one pull per notice, and by Shirase's coalescing.
+//!
+//! The provider-sim runs on its manual clock: the benchmark advances it to each event's instant
+//! and commits the changes there, so every DB update timestamp is the virtual time of the
+//! change. Every strategy's requests are real HTTP requests (the agent's own `PullClient`,
+//! OAuth included) against that simulator, issued in time order at their virtual instants, so
+//! provider requests and rows transferred are counted by the simulator, and rows missed are
+//! computed from what each strategy received.
+//!
+//! Shirase is **modelled** from the agent's coalescing rules, not run: the real agent's batch
+//! wait runs on tokio's real clock, which the virtual day cannot drive. The model: a fetch
+//! waits `batch.max_wait_ms` (1 s) on a grid while idle and returns early once `batch.size`
+//! (1,000) notices arrived; each batch makes one window pull per interface with notices, cut
+//! into windows of at most `max_notices_per_window` (500) notices; FROM = checkpoint (the
+//! newest row's timestamp received), or checkpoint − overlap (600 s) when the last overlap
+//! re-read was more than `overlap_reread_secs` (60 s) ago; TO = the batch end. Freshness =
+//! batch end − change instant (request latency, milliseconds, is left out for every strategy).
+//! Notices reach the agent at the change instant (relay + JetStream ≈ ms, see `latency`).
+//!
+//! The day (JST): counter hours 08:30–17:15 with morning (09:30–11:00) and afternoon
+//! (13:30–15:30) peaks, 1,400 changes; a night batch at 02:00–02:20 of 6,000 changes; a
+//! retroactive correction burst of 1,500 changes in one minute at 16:00; 2 interfaces.
+//! The E0004 threshold is raised to 100,000 rows so the pollers need no bisection.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use jiff::{SignedDuration, Timestamp};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use shirase_proto::{ChangeKind, InterfaceId};
+use shirase_subscriber_kit::limiter::Limiter;
+use shirase_subscriber_kit::pull_client::{Outcome, PullClient, PullRequest};
+use tokio_util::sync::CancellationToken;
+
+use super::{CLIENT, Options, Report, interfaces, percentiles_ms, round};
+use crate::provider_sim::{self, ChangeSpec, ClockMode, InterfaceSpec, ProviderSim};
+
+const SECRET: &str = "bench-only-secret-daysim";
+const DAY: i64 = 86_400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    /// A change on interface index `.0` of kind retroactive (`true`) or update.
+    Change(usize, bool),
+    /// A poll of interface `.1` by poller `.0` (0 = 5 min, 1 = 1 min).
+    Poll(usize, usize),
+}
+
+/// Change instants (seconds into the day) with their interface and kind.
+fn day_plan(seed: u64) -> Vec<(f64, Ev)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    // Counter hours: a base rate plus two peaks (rejection sampling on the rate curve).
+    let rate = |s: f64| -> f64 {
+        let h = s / 3600.0;
+        if !(8.5..17.25).contains(&h) {
+            0.0
+        } else if (9.5..11.0).contains(&h) || (13.5..15.5).contains(&h) {
+            3.0
+        } else {
+            1.0
+        }
+    };
+    let mut n = 0;
+    while n < 1_400 {
+        let s = rng.random_range(8.5 * 3600.0..17.25 * 3600.0);
+        if rng.random_range(0.0..3.0) < rate(s) {
+            out.push((s, Ev::Change(rng.random_range(0..2), rng.random_bool(0.1))));
+            n += 1;
+        }
+    }
+    for _ in 0..6_000 {
+        out.push((rng.random_range(2.0 * 3600.0..2.0 * 3600.0 + 1200.0), Ev::Change(rng.random_range(0..2), false)));
+    }
+    for _ in 0..1_500 {
+        out.push((rng.random_range(16.0 * 3600.0..16.0 * 3600.0 + 60.0), Ev::Change(0, true)));
+    }
+    out
+}
+
+struct Strategy {
+    name: &'static str,
+    requests: u64,
+    rows: u64,
+    got: Vec<BTreeSet<(String, u64)>>,
+    freshness: Vec<Duration>,
+}
+
+impl Strategy {
+    fn new(name: &'static str, ifaces: usize) -> Self {
+        Self { name, requests: 0, rows: 0, got: vec![BTreeSet::new(); ifaces], freshness: Vec::new() }
+    }
+}
+
+async fn pull(client: &PullClient, iface: InterfaceId, from: Timestamp, to: Timestamp, s: &mut Strategy, i: usize) -> anyhow::Result<Vec<Timestamp>> {
+    s.requests += 1;
+    match client.pull(&PullRequest { interface: iface, from: Some(from), to: Some(to), keys: vec![] }).await {
+        Outcome::Data(rows) => {
+            s.rows += rows.len() as u64;
+            let mut ts = Vec::with_capacity(rows.len());
+            for r in rows {
+                if let (Some(a), Some(h)) = (r.atena_no, r.history_no) {
+                    s.got[i].insert((a, h));
+                }
+                ts.push(r.updated_at);
+            }
+            Ok(ts)
+        }
+        other => bail!("{}: pull of {iface} [{from}, {to}) answered {other:?}", s.name),
+    }
+}
+
+/// Run the scenario.
+pub async fn run(_o: Options) -> anyhow::Result<Report> {
+    let wall = Instant::now();
+    let ifaces: Vec<InterfaceId> = interfaces(2);
+    // Midnight JST of a fixed day, so runs are comparable.
+    let day0: Timestamp = "2026-11-24T15:00:00Z".parse()?;
+    let mut sc = provider_sim::Config::for_business("001".parse()?).with_client(CLIENT, SECRET);
+    sc.interfaces = ifaces.iter().map(|i| InterfaceSpec::v1(*i)).collect();
+    sc.population = 300_000;
+    sc.row_threshold = 100_000;
+    sc.request_log_capacity = 1_000;
+    sc.token_lifetime = Duration::from_secs(3600);
+    sc.clock = ClockMode::Manual(day0);
+    let stop = CancellationToken::new();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sim = ProviderSim::start(sc, l, stop.clone()).await?;
+    let pcfg: shirase_subscriber_kit::config::ProviderConfig = toml_provider(sim.base_url(), sim.token_url())?;
+    let client = PullClient::with_secret(pcfg, SECRET.as_bytes().to_vec(), Arc::new(Limiter::new(4, 100_000.0)))?;
+
+    let mut plan = day_plan(7);
+    for (p, period) in [(0usize, 300i64), (1, 60)] {
+        for k in 1..=DAY / period {
+            for i in 0..ifaces.len() {
+                plan.push(((k * period) as f64, Ev::Poll(p, i)));
+            }
+        }
+    }
+    plan.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let at = |s: f64| day0 + SignedDuration::from_micros((s * 1e6) as i64);
+
+    let mut strategies = vec![
+        Strategy::new("poll every 5 min", ifaces.len()),
+        Strategy::new("poll every 1 min", ifaces.len()),
+        Strategy::new("one pull per notice", ifaces.len()),
+        Strategy::new("shirase coalescing (modelled)", ifaces.len()),
+    ];
+    let mut last_poll = [[day0; 2]; 2];
+    // Committed (iface, atena, history) → commit instant; the freshness references.
+    let mut committed: Vec<HashMap<(String, u64), Timestamp>> = vec![HashMap::new(); ifaces.len()];
+    // Shirase model state.
+    let (batch_size, wait, per_window, overlap, reread) = (1000usize, 1.0f64, 500usize, 600i64, 60i64);
+    let mut pending: Vec<(Timestamp, usize)> = Vec::new();
+    let mut window_end = 0.0f64;
+    let mut checkpoint: Vec<Option<Timestamp>> = vec![None; ifaces.len()];
+    let mut last_reread: Vec<Option<Timestamp>> = vec![None; ifaces.len()];
+    let mut shirase_seen: Vec<HashMap<(String, u64), Timestamp>> = vec![HashMap::new(); ifaces.len()];
+
+    let mut idx = 0;
+    while idx < plan.len() {
+        let (s, ev) = plan[idx];
+        // Close Shirase batches that end before this event.
+        while !pending.is_empty() && window_end <= s {
+            let end = at(window_end);
+            advance_to(&sim, end);
+            run_batch(&client, &ifaces, &mut pending, end, &mut checkpoint, &mut last_reread, (per_window, overlap, reread), &mut strategies[3], &mut shirase_seen).await?;
+            window_end += wait;
+        }
+        if pending.is_empty() && window_end <= s {
+            // Idle fetches: the grid continues; the next window containing `s` ends at:
+            window_end += ((s - window_end) / wait).floor() * wait + wait;
+        }
+        let t = at(s);
+        advance_to(&sim, t);
+        match ev {
+            Ev::Change(i, retro) => {
+                let kind = if retro { ChangeKind::Retroactive } else { ChangeKind::Update };
+                let c = sim.commit_changes(ChangeSpec::new(1).interface(ifaces[i]).kind(kind))?;
+                for c in c {
+                    let ts: Timestamp = c.updated_at.parse::<shirase_proto::OffsetTimestamp>()?.instant();
+                    committed[i].insert((c.atena_no.to_string(), u64::from(c.history_no)), ts);
+                    // (b) one pull per notice, right away.
+                    let to = ts + SignedDuration::from_micros(1);
+                    pull(&client, ifaces[i], ts, to, &mut strategies[2], i).await?;
+                    strategies[2].freshness.push(Duration::ZERO);
+                    pending.push((ts, i));
+                }
+                if pending.len() >= batch_size {
+                    // A full fetch returns at once; the next fetch starts now.
+                    run_batch(&client, &ifaces, &mut pending, t, &mut checkpoint, &mut last_reread, (per_window, overlap, reread), &mut strategies[3], &mut shirase_seen).await?;
+                    window_end = s + wait;
+                }
+            }
+            Ev::Poll(p, i) => {
+                let from = last_poll[p][i];
+                let before: BTreeSet<(String, u64)> = strategies[p].got[i].clone();
+                pull(&client, ifaces[i], from, t, &mut strategies[p], i).await?;
+                let fresh: Vec<Duration> = strategies[p].got[i]
+                    .difference(&before)
+                    .filter_map(|k| committed[i].get(k))
+                    .map(|c| Duration::from_micros((t.as_microsecond() - c.as_microsecond()).max(0) as u64))
+                    .collect();
+                strategies[p].freshness.extend(fresh);
+                last_poll[p][i] = t;
+            }
+        }
+        idx += 1;
+    }
+    while !pending.is_empty() {
+        let end = at(window_end);
+        advance_to(&sim, end);
+        run_batch(&client, &ifaces, &mut pending, end, &mut checkpoint, &mut last_reread, (per_window, overlap, reread), &mut strategies[3], &mut shirase_seen).await?;
+        window_end += wait;
+    }
+    for i in 0..ifaces.len() {
+        for (k, seen) in &shirase_seen[i] {
+            if let Some(c) = committed[i].get(k) {
+                strategies[3].freshness.push(Duration::from_micros((seen.as_microsecond() - c.as_microsecond()).max(0) as u64));
+            }
+        }
+    }
+    let total_changes: usize = committed.iter().map(HashMap::len).sum();
+    let mut rows = Vec::new();
+    for st in &mut strategies {
+        let missed: usize = (0..ifaces.len()).map(|i| committed[i].keys().filter(|k| !st.got[i].contains(*k)).count()).sum();
+        let (p50, p99, max) = percentiles_ms(&mut st.freshness);
+        rows.push(json!({
+            "strategy": st.name, "requests_per_day": st.requests, "rows_transferred": st.rows,
+            "freshness_p50_s": round(p50 / 1000.0), "freshness_p99_s": round(p99 / 1000.0), "freshness_max_s": round(max / 1000.0),
+            "rows_missed": missed,
+        }));
+    }
+    stop.cancel();
+    sim.stopped().await;
+    let req = |i: usize| rows[i]["requests_per_day"].as_f64().unwrap_or(f64::NAN);
+    let p99 = |i: usize| rows[i]["freshness_p99_s"].as_f64().unwrap_or(f64::NAN);
+    let summary = json!({
+        "changes": total_changes,
+        "interfaces": ifaces.len(),
+        "population": 300_000,
+        "shirase": "modelled from the agent's coalescing rules (batch.size 1000, max_wait 1 s, max_notices_per_window 500, overlap 600 s re-read every 60 s); its pulls are real requests to the simulator",
+        "requests_ratio_1min_poll_to_shirase": round(req(1) / req(3)),
+        "freshness_p99_ratio_5min_poll_to_shirase": round(p99(0) / p99(3)),
+        "wall_seconds": round(wall.elapsed().as_secs_f64()),
+    });
+    Ok(Report::new("daysim", rows, summary))
+}
+
+fn advance_to(sim: &provider_sim::SimHandle, t: Timestamp) {
+    let now = sim.now();
+    if t > now {
+        let d = t.as_microsecond() - now.as_microsecond();
+        sim.advance_clock(Duration::from_micros(d as u64));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_batch(
+    client: &PullClient,
+    ifaces: &[InterfaceId],
+    pending: &mut Vec<(Timestamp, usize)>,
+    end: Timestamp,
+    checkpoint: &mut [Option<Timestamp>],
+    last_reread: &mut [Option<Timestamp>],
+    (per_window, overlap, reread): (usize, i64, i64),
+    st: &mut Strategy,
+    seen: &mut [HashMap<(String, u64), Timestamp>],
+) -> anyhow::Result<()> {
+    let batch = std::mem::take(pending);
+    for (i, iface) in ifaces.iter().enumerate() {
+        let mut ts: Vec<Timestamp> = batch.iter().filter(|(_, j)| *j == i).map(|(t, _)| *t).collect();
+        if ts.is_empty() {
+            continue;
+        }
+        ts.sort_unstable();
+        let base = checkpoint[i].unwrap_or(ts[0]).min(ts[0]);
+        let due = last_reread[i].is_none_or(|r| end.duration_since(r).as_secs() >= reread);
+        let from = if due {
+            last_reread[i] = Some(end);
+            base - SignedDuration::from_secs(overlap)
+        } else {
+            base
+        };
+        let to = end.max(ts[ts.len() - 1] + SignedDuration::from_micros(1));
+        // Cut points so no window holds more than `per_window` notices.
+        let mut bounds = vec![from];
+        let mut k = per_window;
+        while k < ts.len() {
+            if ts[k] > *bounds.last().unwrap_or(&from) {
+                bounds.push(ts[k]);
+            }
+            k += per_window;
+        }
+        bounds.push(to);
+        let before: BTreeSet<(String, u64)> = st.got[i].clone();
+        for w in bounds.windows(2) {
+            let got = pull(client, *iface, w[0], w[1], st, i).await?;
+            if let Some(m) = got.into_iter().max() {
+                checkpoint[i] = Some(checkpoint[i].map_or(m, |c| c.max(m)));
+            }
+        }
+        for k in st.got[i].difference(&before) {
+            seen[i].entry(k.clone()).or_insert(end);
+        }
+    }
+    Ok(())
+}
+
+fn toml_provider(base: &str, token: &str) -> anyhow::Result<shirase_subscriber_kit::config::ProviderConfig> {
+    let s = format!(
+        r#"
+subscriber = "daysim"
+municipality = "131016"
+[sink]
+kind = "file"
+dir = "/nonexistent-daysim"
+[[providers]]
+business_id = "001"
+pull_api_base_url = "{base}"
+token_url = "{token}"
+client_id = "{CLIENT}"
+client_secret_file = "/nonexistent-daysim-secret"
+enforce_maintenance = false
+[[providers.interfaces]]
+id = "001o05-00"
+version = "1.0"
+"#
+    );
+    let c = shirase_subscriber_kit::Config::from_toml_str(&s)?;
+    c.providers.into_iter().next().ok_or_else(|| anyhow::anyhow!("no provider in the generated config"))
+}
