@@ -7,7 +7,7 @@
 //! token is never accepted here. Every change (replay, resync, redrive, purge, pause, resume),
 //! and every refused attempt, is written to the `SHIRASE_AUDIT` stream.
 //!
-//! - [`config`]: `[[operators]]`.
+//! - [`config`]: the `operators` tables of relay.toml.
 //! - [`auth`]: bearer tokens → [`auth::Actor`].
 //! - [`error`]: [`error::OpsError`], answered in the relay's error shape.
 //! - [`api`]: the routes.

@@ -113,7 +113,7 @@ pub fn subscriber_subjects(
         .iter()
         .filter(|i| provider.is_none_or(|p| i.business_id() == p))
         .filter(|i| interface.as_ref().is_none_or(|x| *i == x))
-        .map(|i| (i.business_id(), i.clone()))
+        .map(|i| (i.business_id(), *i))
         .collect();
     if picked.is_empty() {
         let field = if interface.is_some() { "interface" } else { "provider" };

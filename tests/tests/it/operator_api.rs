@@ -209,3 +209,51 @@ async fn pause_and_resume_show_in_status_with_the_reason() {
     assert_eq!(actions, ["\"pause\":\"ok\"", "\"pause\":\"error\"", "\"resume\":\"ok\""]);
     relay.stop().await;
 }
+
+/// Run the `shirase-relay` binary with `args`; (exit success, stdout, stderr).
+async fn cli(args: &[&str]) -> (bool, String, String) {
+    let bin = crate::fault_support::built_binary("shirase-relay");
+    let out = tokio::process::Command::new(bin).args(args).output().await.unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn the_cli_prints_tables_and_json_and_names_what_to_fix() {
+    let (_server, js, relay) = setup().await;
+    let creds = shirase_tests::harness::workspace_root().join("deploy/dev/credentials");
+    let op = creds.join("operator.token").display().to_string();
+    let viewer = creds.join("operator-viewer.token").display().to_string();
+    post_notices(&relay, "001o05-00", 1..3).await;
+
+    let (ok, out, err) = cli(&["status", "--url", &relay.base, "--token-file", &viewer]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("CONSUMER") && out.contains("tax_001") && out.contains("delinquency_010"), "{out}");
+    let (ok, out, err) = cli(&["status", "--json", "--url", &relay.base, "--token-file", &viewer]).await;
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let tax = v["consumers"].as_array().unwrap().iter().find(|c| c["name"] == "tax_001").unwrap();
+    assert_eq!(tax["pending"], 2, "{tax}");
+
+    let (ok, out, err) = cli(&["replay", "--url", &relay.base, "--token-file", &op, "--subscriber", "tax", "--from-seq", "1", "--json"]).await;
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["matched"].as_u64(), v["published"].as_u64()), (Some(2), Some(2)), "{v}");
+    assert_eq!(pending(&js, "tax_001").await, 4);
+
+    let (ok, _, err) = cli(&["replay", "--url", &relay.base, "--token-file", &viewer, "--subscriber", "tax", "--from-seq", "1"]).await;
+    assert!(!ok);
+    assert!(err.contains("403") && err.contains("viewer"), "{err}");
+    let (ok, _, err) = cli(&["replay", "--url", &relay.base, "--token-file", &op, "--subscriber", "tax", "--from-time", "last week"]).await;
+    assert!(!ok);
+    assert!(err.contains("from_time"), "{err}");
+    let (ok, _, err) = cli(&["dlq", "purge", "--url", &relay.base, "--token-file", &op, "--subscriber", "tax"]).await;
+    assert!(!ok);
+    assert!(err.contains("--yes"), "{err}");
+    let (ok, _, err) = cli(&["status", "--url", &relay.base, "--token-file", "/nonexistent/token"]).await;
+    assert!(!ok);
+    assert!(err.contains("--token-file /nonexistent/token"), "{err}");
+    let (ok, out, err) = cli(&["dlq", "list", "--url", &relay.base, "--token-file", &viewer]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("SEQ"), "{out}");
+    relay.stop().await;
+}
