@@ -298,6 +298,12 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHIRASE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // async-nats logs every message it reads, payload included, at TRACE; notices carry
+    // addressee numbers (宛名番号), so it is capped at DEBUG whatever SHIRASE_LOG asks for.
+    let filter = match "async_nats=debug".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

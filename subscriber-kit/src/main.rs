@@ -22,6 +22,9 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // async-nats logs every message it reads, payload included, at TRACE; notices carry
+    // addressee numbers (宛名番号), so it is capped at DEBUG whatever RUST_LOG asks for.
+    let filter = filter.add_directive("async_nats=debug".parse()?);
     if cli.json_logs {
         tracing_subscriber::fmt().with_env_filter(filter).json().init();
     } else {

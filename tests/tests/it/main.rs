@@ -30,3 +30,4 @@ mod operator_agent;
 mod fault_support;
 mod fault_cluster;
 mod operator_metrics;
+mod security_logs;
