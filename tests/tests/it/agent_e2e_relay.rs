@@ -3,6 +3,7 @@
 //! sha256), the relay publishes into a JetStream provisioned by `shirase_relay::provision`,
 //! and two agents (`tax`, `delinquency`), both reading 001o05-00, pull and deliver into their
 //! own file sinks. Nobody subscribes to 001o06-00: its notices are stored but reach no sink.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

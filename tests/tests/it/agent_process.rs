@@ -5,6 +5,7 @@
 //!
 //! The binary is the one `cargo build` put next to the test executable (`target/debug`);
 //! `./deploy/dev/test.sh` builds every binary before the tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

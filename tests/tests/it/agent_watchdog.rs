@@ -3,6 +3,7 @@
 //! provider outage that keeps every notice unfinished fires the metric and the alert and
 //! clears when deliveries resume, and a notice deliberately parked with a nak delay (not
 //! covered yet) is no stall while its redelivery is in the future.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::time::Duration;
 
