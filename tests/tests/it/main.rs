@@ -31,3 +31,4 @@ mod fault_support;
 mod fault_cluster;
 mod operator_metrics;
 mod security_logs;
+mod security_nats_permissions;
