@@ -109,3 +109,58 @@ pub fn validate(raw: &[RawOperator], base_dir: Option<&Path>) -> (Vec<Operator>,
 pub fn token_in(text: &str) -> Option<&str> {
     text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).filter(|t| t.len() >= 16)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::RawCredentials;
+
+    fn raw(name: &str, role: &str, digests: Vec<String>) -> RawOperator {
+        RawOperator { name: name.into(), role: role.into(), credentials: RawCredentials { token_sha256: digests, token_file: None } }
+    }
+
+    #[test]
+    fn problems_name_the_field_and_good_entries_validate() {
+        let good = hex::encode(token_digest("operator-token-0123456789"));
+        let (ops, problems) = validate(
+            &[
+                raw("alice", "operator", vec![good.clone()]),
+                raw("bob", "admin", vec![good.clone()]),
+                raw("alice", "viewer", vec!["abc".into()]),
+                raw("carol", "viewer", vec![]),
+            ],
+            None,
+        );
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["operators[1].role", "operators[2].name", "operators[2].credentials.token_sha256[0]", "operators[2].credentials", "operators[3].credentials"]
+        );
+        assert_eq!(ops[0].role, Role::Operator);
+        assert_eq!(ops[0].token_hashes, vec![token_digest("operator-token-0123456789")]);
+        assert!(!format!("{:?}", ops[0]).contains(&good), "digests stay out of Debug");
+    }
+
+    #[test]
+    fn tokens_map_to_their_operator_and_role() {
+        use axum::http::{HeaderMap, header::AUTHORIZATION};
+        let (ops, _) = validate(
+            &[
+                raw("alice", "operator", vec![hex::encode(token_digest("alice-token-0123456789"))]),
+                raw("vera", "viewer", vec![hex::encode(token_digest("vera-token-0123456789"))]),
+            ],
+            None,
+        );
+        let auth = super::super::auth::OperatorAuth::new(&ops);
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, "Bearer vera-token-0123456789".parse().unwrap());
+        let a = auth.authenticate(&h).unwrap();
+        assert_eq!((a.name.as_str(), a.role), ("vera", Role::Viewer));
+        assert!(a.require_operator("replay").unwrap_err().message.contains("viewer role"));
+        h.insert(AUTHORIZATION, "Bearer alice-token-0123456789".parse().unwrap());
+        assert!(auth.authenticate(&h).unwrap().require_operator("replay").is_ok());
+        h.insert(AUTHORIZATION, "Bearer alice-token-0123456780".parse().unwrap());
+        assert_eq!(auth.authenticate(&h).unwrap_err().kind(), super::super::error::OpsErrorKind::Unauthenticated);
+    }
+}

@@ -244,3 +244,19 @@ pub async fn run(js: &jetstream::Context, plan: &Plan) -> Result<ReplayResult, O
     );
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_derived_replay_id_depends_on_the_range_not_on_dry_run() {
+        let a = ReplayRequest { subscriber: "tax".into(), from_seq: Some(1), ..Default::default() };
+        let dry = ReplayRequest { dry_run: true, ..a.clone() };
+        let other = ReplayRequest { from_seq: Some(2), ..a.clone() };
+        assert_eq!(derived_id(&a), derived_id(&dry));
+        assert_ne!(derived_id(&a), derived_id(&other));
+        assert!(derived_id(&a).starts_with('r') && derived_id(&a).len() == 17);
+    }
+}
