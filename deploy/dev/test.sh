@@ -28,6 +28,14 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# Python's aiosmtpd: the real SMTP server the notifier's e-mail test sends to (pinned; installed
+# into .tools/python, found by the test through PYTHONPATH).
+if ! PYTHONPATH="$root/.tools/python" python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "test.sh: installing aiosmtpd==1.4.6 into .tools/python"
+  python3 -m pip install --quiet --target "$root/.tools/python" aiosmtpd==1.4.6 \
+    || echo "test.sh: aiosmtpd could not be installed; the notifier e-mail tests will fail" >&2
+fi
+
 start=$(date +%s)
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -32,3 +32,4 @@ mod fault_cluster;
 mod operator_metrics;
 mod security_logs;
 mod security_nats_permissions;
+mod notifier_delivery;
