@@ -161,6 +161,10 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
                     cs.pause_reason = info.config.metadata.get(META_REASON).cloned();
                     cs.paused_by = info.config.metadata.get(META_BY).cloned();
                     cs.paused_at = info.config.metadata.get(META_AT).cloned();
+                    // No operator reason: the maintenance scheduler paused it for the window.
+                    if cs.pause_reason.is_none() && p.maintenance.is_in_maintenance(now).is_some() {
+                        cs.pause_reason = Some("maintenance window (scheduler)".to_owned());
+                    }
                 }
                 if cs.pending + cs.ack_pending > 0 {
                     let from = info.ack_floor.stream_sequence + 1;

@@ -257,3 +257,40 @@ async fn the_cli_prints_tables_and_json_and_names_what_to_fix() {
     assert!(out.starts_with("SEQ"), "{out}");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_consumer_paused_by_the_maintenance_scheduler_says_so_in_status() {
+    let server = shirase_tests::harness::NatsServer::start().unwrap();
+    let mut config = dev_config(&server.url());
+    // Provider 010 is in maintenance all day, every day (so the test does not depend on the hour).
+    let all_day = vec!["00:00-24:00".to_owned()];
+    let cal = shirase_proto::maintenance::Config {
+        weekday: all_day.clone(),
+        holiday_open: all_day.clone(),
+        holiday_closed: all_day,
+        year_end_closure: false,
+        ..Default::default()
+    };
+    config.providers[1].maintenance = shirase_proto::maintenance::Calendar::new(&cal).unwrap();
+    let js = provision(&config).await;
+    let relay = TestRelay::start(config).await;
+    // Paused the way the scheduler pauses: no operator metadata.
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let body = serde_json::to_vec(&json!({ "pause_until": until.to_string() })).unwrap();
+    let answer = client.request("$JS.API.CONSUMER.PAUSE.SHIRASE_NOTICES.delinquency_010", body.into()).await.unwrap();
+    let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["paused"], true, "{answer}");
+    drop(js);
+    let (s, st) = Ops::viewer(&relay.base).get("/v1/ops/status").await;
+    assert_eq!(s, 200);
+    let c = st["consumers"].as_array().unwrap().iter().find(|c| c["name"] == "delinquency_010").unwrap();
+    assert_eq!(c["paused"], true, "{c}");
+    assert_eq!(c["pause_reason"], "maintenance window (scheduler)");
+    assert_eq!(c["paused_by"], Value::Null);
+    let p = st["providers"].as_array().unwrap().iter().find(|p| p["business_id"] == "010").unwrap();
+    assert_eq!(p["in_maintenance"], true, "{p}");
+    let p1 = st["providers"].as_array().unwrap().iter().find(|p| p["business_id"] == "001").unwrap();
+    assert!(!p1["windows"].as_array().unwrap().is_empty(), "the baseline window is within any 24 hours: {p1}");
+    relay.stop().await;
+}
