@@ -31,12 +31,22 @@ fn js_short(client: async_nats::Client) -> jetstream::Context {
     jetstream::ContextBuilder::new().timeout(Duration::from_secs(1)).build(client)
 }
 
-/// Whether a core subscription on `subject` receives anything within 1 s after `publish` runs.
-async fn hears(client: &async_nats::Client, subject: &str, publish: impl std::future::Future<Output = ()>) -> bool {
+/// Whether a core subscription of `client` on `subject` receives anything while `publisher`
+/// publishes on each of `to` (three rounds, 500 ms each, so a slow subscription set-up cannot
+/// pass for a refusal).
+async fn hears(client: &async_nats::Client, subject: &str, publisher: &async_nats::Client, to: &[&str]) -> bool {
     let mut sub = client.subscribe(subject.to_owned()).await.unwrap();
     client.flush().await.unwrap();
-    publish.await;
-    tokio::time::timeout(Duration::from_secs(1), sub.next()).await.is_ok_and(|m| m.is_some())
+    for _ in 0..3 {
+        for t in to {
+            publisher.publish((*t).to_owned(), "x".into()).await.unwrap();
+        }
+        publisher.flush().await.unwrap();
+        if tokio::time::timeout(Duration::from_millis(500), sub.next()).await.is_ok_and(|m| m.is_some()) {
+            return true;
+        }
+    }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,12 +73,8 @@ async fn generated_permissions_refuse_reading_what_is_not_yours() {
     assert!(akv.get("delinquency.131016.001o05-00").await.unwrap().is_some());
 
     // The listening probe works where it is allowed (the relay identity may read everything).
-    let (admin_sub, admin_pub) = (connect(&url, &relay_id).await, admin_client.clone());
-    let heard = hears(&admin_sub, "shirase.replay.>", async move {
-        admin_pub.publish("shirase.replay.delinquency.131016.001.001o05-00", "x".into()).await.unwrap();
-        admin_pub.flush().await.unwrap();
-    })
-    .await;
+    let admin_sub = connect(&url, &relay_id).await;
+    let heard = hears(&admin_sub, "shirase.replay.>", &admin_client, &["shirase.replay.delinquency.131016.001.001o05-00"]).await;
     assert!(heard, "the probe hears an allowed subject");
 
     // Provider 001: no consumer info, no consumer creation, no listening to notices.
@@ -83,12 +89,7 @@ async fn generated_permissions_refuse_reading_what_is_not_yours() {
     )
     .await;
     assert!(!matches!(pcreate, Ok(Ok(ref m)) if String::from_utf8_lossy(&m.payload).contains("\"name\"")), "a provider created a consumer");
-    let admin_pub = admin_client.clone();
-    let heard = hears(&pclient, "shirase.notice.>", async move {
-        admin_pub.publish("shirase.notice.131016.010.010o01-00", "x".into()).await.unwrap();
-        admin_pub.flush().await.unwrap();
-    })
-    .await;
+    let heard = hears(&pclient, "shirase.notice.>", &admin_client, &["shirase.notice.131016.010.010o01-00"]).await;
     assert!(!heard, "a provider listened to notices");
 
     // Subscriber tax: another subscriber's checkpoint is unreadable...
@@ -98,22 +99,11 @@ async fn generated_permissions_refuse_reading_what_is_not_yours() {
     assert!(!matches!(tkv.get("delinquency.131016.001o05-00").await, Ok(Some(_))), "tax read delinquency's checkpoint");
     // ...replay subjects (the relay re-delivers on shirase.replay.<subscriber>...) are not heard...
     for subject in ["shirase.replay.>", "shirase.replay.delinquency.>", "shirase.replay.tax.>"] {
-        let admin_pub = admin_client.clone();
-        let heard = hears(&tclient, subject, async move {
-            admin_pub.publish("shirase.replay.delinquency.131016.001.001o05-00", "x".into()).await.unwrap();
-            admin_pub.publish("shirase.replay.tax.131016.001.001o05-00", "x".into()).await.unwrap();
-            admin_pub.flush().await.unwrap();
-        })
-        .await;
+        let heard = hears(&tclient, subject, &admin_client, &["shirase.replay.delinquency.131016.001.001o05-00", "shirase.replay.tax.131016.001.001o05-00"]).await;
         assert!(!heard, "tax listened to {subject}");
     }
     // ...nor another's dead letters...
-    let admin_pub = admin_client.clone();
-    let heard = hears(&tclient, "shirase.dlq.delinquency.>", async move {
-        admin_pub.publish("shirase.dlq.delinquency.131016.001.001o05-00", "x".into()).await.unwrap();
-        admin_pub.flush().await.unwrap();
-    })
-    .await;
+    let heard = hears(&tclient, "shirase.dlq.delinquency.>", &admin_client, &["shirase.dlq.delinquency.131016.001.001o05-00"]).await;
     assert!(!heard, "tax listened to delinquency's dead letters");
     // ...and it cannot make itself a consumer over the whole stream (which would read every
     // subscriber's notices).
