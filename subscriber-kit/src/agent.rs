@@ -206,11 +206,16 @@ impl Agent {
                 last_seq: std::sync::Mutex::new(HashMap::new()),
                 connect_failures: AtomicU32::new(0),
                 outage: crate::outage::OutageTracker::new(Duration::from_secs(cfg.outage.alert_after_secs)),
+                gapped: std::sync::Mutex::new(Vec::new()),
+                gap_seen: tokio::sync::Notify::new(),
                 first_failure: std::sync::Mutex::new(HashMap::new()),
                 recent_rows: std::sync::Mutex::new(HashMap::new()),
                 last_overlap: std::sync::Mutex::new(HashMap::new()),
             };
             let stop = shutdown.clone();
+            let w = Arc::new(w);
+            let (sw, sweep_stop) = (w.clone(), shutdown.clone());
+            tracker.spawn(async move { crate::sweep::run(sw, sweep_stop).await });
             tracker.spawn(async move { w.run(stop).await });
         }
         tracker.close();
@@ -307,7 +312,7 @@ struct Item {
     raw: serde_json::Value,
 }
 
-struct Worker {
+pub(crate) struct Worker {
     guard: Arc<Guard>,
     stop: CancellationToken,
     cfg: Arc<Config>,
@@ -321,6 +326,10 @@ struct Worker {
     connect_failures: AtomicU32,
     // Continuous failure of the provider, for the operating-status alert and recovery message.
     outage: crate::outage::OutageTracker,
+    // Interfaces with a sequence gap, waiting for the sweeper's immediate sweep.
+    gapped: std::sync::Mutex<Vec<InterfaceId>>,
+    // Wakes the sweeper when a gap is seen.
+    pub(crate) gap_seen: tokio::sync::Notify,
     // Notice id → first failure time, for the dead letter's `first_failure`.
     first_failure: std::sync::Mutex<HashMap<String, Timestamp>>,
     // Per interface: DB timestamps of rows received by recent window pulls (sorted, pruned to
@@ -330,6 +339,10 @@ struct Worker {
     // Per interface: when this process last re-read the overlap below the checkpoint.
     last_overlap: std::sync::Mutex<HashMap<InterfaceId, tokio::time::Instant>>,
 }
+
+/// The index of a sweep's synthetic item (no real message has it): never counted as a notice,
+/// never dead-lettered.
+const SWEEP_IDX: usize = usize::MAX;
 
 /// Most row timestamps remembered per interface for cutting overlap re-reads (16 bytes each);
 /// beyond it the oldest are forgotten and bisection handles what they would have told.
@@ -357,7 +370,7 @@ impl Worker {
         Duration::from_millis(r.base_ms.saturating_mul(1u64 << exp).min(r.max_ms))
     }
 
-    async fn run(self, stop: CancellationToken) {
+    async fn run(self: Arc<Self>, stop: CancellationToken) {
         let name = shirase_proto::subject::consumer_name(&self.cfg.subscriber, &self.provider().business_id);
         let plabels = ProviderLabels { provider: self.provider().business_id.to_string() };
         let mut attempt = 0u64;
@@ -838,7 +851,8 @@ impl Worker {
     }
 
     fn count(&self, labels: &IfaceLabels, out: &[(usize, Decision)]) {
-        for (_, d) in out {
+        // A sweep's synthetic item is not a notice: it is counted as a sweep only.
+        for (_, d) in out.iter().filter(|(i, _)| *i != SWEEP_IDX) {
             match d {
                 Decision::Ack => self.metrics.acked.get_or_create(labels).inc(),
                 Decision::Nak(_) | Decision::Later(_) => self.metrics.naked.get_or_create(labels).inc(),
@@ -878,7 +892,14 @@ impl Worker {
         drop(last);
         if missing > 0 {
             self.metrics.sequence_gaps.get_or_create(&self.labels(iface)).inc_by(missing);
-            tracing::info!(interface = %iface, missing, "sequence gap: forcing a differential pull");
+            tracing::info!(interface = %iface, missing, "sequence gap: forcing a differential pull and a sweep");
+            {
+                let mut g = self.gapped.lock().unwrap_or_else(|e| e.into_inner());
+                if !g.contains(iface) {
+                    g.push(*iface);
+                }
+            }
+            self.gap_seen.notify_one();
         }
         missing > 0
     }
@@ -901,6 +922,42 @@ impl Worker {
             .inc();
         self.track_outage(&o).await;
         o
+    }
+
+    /// Sweep one interface (issue 5 item 6): a differential pull from its checkpoint (minus
+    /// the overlap) to now, delivered to the sink and checkpointed (CAS) exactly like a
+    /// notice-triggered pull, so changes whose notices were never published still arrive.
+    /// It runs as a synthetic replay item through [`Worker::decide_interface`]: replay keeps it
+    /// out of gap detection and forces a window pull (never keyed). Returns whether it pulled.
+    pub(crate) async fn sweep(&self, iface: InterfaceId) -> bool {
+        if self.guard.remaining().is_some() {
+            return false;
+        }
+        let Some(icfg) = self.provider().interface(&iface).cloned() else { return false };
+        let at = shirase_proto::OffsetTimestamp::from_instant_jst(Timestamp::now());
+        let notice = Notice::new(self.cfg.municipality, iface, icfg.version, shirase_proto::Sequence(0), at, shirase_proto::ChangeKind::Update, None);
+        let item = Item { idx: SWEEP_IDX, notice, replay: true, delivered: 1, raw: serde_json::Value::Null };
+        let out = self.decide_interface(iface, std::slice::from_ref(&item), false).await;
+        let ok = matches!(out.first(), Some((_, Decision::Ack | Decision::Later(_))));
+        if ok {
+            self.metrics.sweeps.get_or_create(&self.labels(&iface)).inc();
+        }
+        ok
+    }
+
+    /// `sweep.interval_secs` (0 = gap-triggered sweeps only).
+    pub(crate) fn sweep_interval_secs(&self) -> u64 {
+        self.cfg.sweep.interval_secs
+    }
+
+    /// The interfaces this worker's provider serves.
+    pub(crate) fn interfaces(&self) -> Vec<InterfaceId> {
+        self.provider().interfaces.iter().map(|i| i.id).collect()
+    }
+
+    /// Interfaces whose notices showed a sequence gap since the last call.
+    pub(crate) fn take_gaps(&self) -> Vec<InterfaceId> {
+        std::mem::take(&mut *self.gapped.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Feed the outage tracker; raise its one alert and its one recovery message. The alert
@@ -1078,6 +1135,11 @@ impl Worker {
         let mut out = Vec::new();
         let now = Timestamp::now();
         for it in items {
+            // A sweep's synthetic item is no notice: nothing to dead-letter (the alert says why).
+            if it.idx == SWEEP_IDX {
+                out.push((it.idx, Decision::Nak(Duration::ZERO)));
+                continue;
+            }
             let id = it.notice.id.to_string();
             let first = *self.first_failure.lock().unwrap_or_else(|e| e.into_inner()).entry(id.clone()).or_insert(now);
             let dl = DeadLetter {

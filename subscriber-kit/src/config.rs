@@ -64,6 +64,8 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Outage alerting (`[outage]`).
     pub outage: OutageConfig,
+    /// Scheduled sweeps (`[sweep]`).
+    pub sweep: SweepConfig,
     /// Coverage (uncovered notices).
     pub coverage: CoverageConfig,
     /// Stalled-consumer watchdog.
@@ -142,6 +144,15 @@ pub struct RetryConfig {
     /// Accepted for compatibility and unused: the operating-status alert is time-based
     /// ([`OutageConfig`]).
     pub connect_alert_after: u32,
+}
+
+/// `[sweep]`: differential pulls from the checkpoint on a schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// Seconds between two sweeps of every interface; 0 = no scheduled sweep (gaps still
+    /// trigger one).
+    pub interval_secs: u64,
 }
 
 /// `[outage]`: when a failing provider becomes an operating-status alert.

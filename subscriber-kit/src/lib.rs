@@ -39,3 +39,4 @@ pub mod watchdog;
 pub use agent::{Agent, AgentError, AgentErrorKind, run};
 pub use config::{Config, ConfigError};
 pub mod outage;
+pub mod sweep;

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub uncovered: Family<IfaceLabels, Counter>,
     /// Missing sequence numbers seen.
     pub sequence_gaps: Family<IfaceLabels, Counter>,
+    /// Sweeps (differential pulls from the checkpoint) completed, scheduled or after a gap.
+    pub sweeps: Family<IfaceLabels, Counter>,
     /// Seconds between the stored checkpoint and now, at the last pull.
     pub checkpoint_age_seconds: Family<IfaceLabels, Gauge<f64, AtomicU64>>,
     /// Seconds between a notice's `time` and its ack (last acked batch, oldest notice).
@@ -100,6 +102,7 @@ impl Metrics {
             dead_lettered: Family::default(),
             uncovered: Family::default(),
             sequence_gaps: Family::default(),
+            sweeps: Family::default(),
             checkpoint_age_seconds: Family::default(),
             lag_seconds: Family::default(),
             consumer_stalled: Family::default(),
@@ -116,6 +119,7 @@ impl Metrics {
         registry.register("notices_dead_lettered", "Notices dead-lettered and terminated", m.dead_lettered.clone());
         registry.register("notices_uncovered", "Notices a pull did not cover yet", m.uncovered.clone());
         registry.register("sequence_gaps", "Missing notice sequence numbers seen", m.sequence_gaps.clone());
+        registry.register("sweeps", "Differential pulls from the checkpoint (scheduled, or after a sequence gap)", m.sweeps.clone());
         registry.register("checkpoint_age_seconds", "Now minus the stored checkpoint", m.checkpoint_age_seconds.clone());
         registry.register("lag_seconds", "Notice time to ack, oldest of the last batch", m.lag_seconds.clone());
         registry.register("consumer_stalled", "1 while notices are pending but none are delivered", m.consumer_stalled.clone());

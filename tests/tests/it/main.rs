@@ -33,3 +33,4 @@ mod operator_metrics;
 mod security_logs;
 mod security_nats_permissions;
 mod notifier_delivery;
+mod sweep;

@@ -1,0 +1,46 @@
+//! The sweep (issue 5 item 6): each provider worker pulls every interface differentially from
+//! its checkpoint on a schedule (`sweep.interval_secs`, hourly by default), so changes whose
+//! notices were never published still arrive; a sequence gap seen in the notices triggers an
+//! immediate sweep of that interface.
+//!
+//! A sweep is an ordinary window pull ([`crate::agent`]'s `Worker::sweep`): it goes through the
+//! provider's rate limiter, never runs inside a maintenance window (it is skipped and the next
+//! tick tries again), and delivers rows with the same sink + checkpoint compare-and-swap as a
+//! notice-triggered pull, so running next to notice processing is safe (at least once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::Worker;
+
+/// Sweep `w`'s interfaces every `sweep.interval_secs`, and at once after a sequence gap.
+pub(crate) async fn run(w: Arc<Worker>, stop: CancellationToken) {
+    let secs = w.sweep_interval_secs();
+    // No schedule: sleep "forever" (a year) and only answer gaps.
+    let every = Duration::from_secs(if secs == 0 { 365 * 86_400 } else { secs });
+    let mut next = tokio::time::Instant::now() + every;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {
+                for iface in w.interfaces() {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    if !w.sweep(iface).await {
+                        tracing::info!(interface = %iface, "sweep skipped or failed (maintenance, provider error); next one in {} s", every.as_secs());
+                    }
+                }
+                next = tokio::time::Instant::now() + every;
+            }
+            _ = w.gap_seen.notified() => {
+                for iface in w.take_gaps() {
+                    tracing::info!(interface = %iface, "sweeping after a sequence gap");
+                    w.sweep(iface).await;
+                }
+            }
+        }
+    }
+}
