@@ -34,3 +34,4 @@ mod security_logs;
 mod security_nats_permissions;
 mod notifier_delivery;
 mod sweep;
+mod security_relay_http;
