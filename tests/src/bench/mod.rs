@@ -58,7 +58,7 @@ impl Default for Options {
             http_batch: 128,
             http_concurrency: 4,
             full: false,
-            seconds: 8,
+            seconds: 5,
             max_wait_ms: 20,
         }
     }
@@ -315,7 +315,8 @@ impl Env {
             &relay_toml(&urls, &ifaces, if o.cluster { 3 } else { 1 }, o.ack_wait_secs),
             None,
         )?;
-        let client = async_nats::connect(urls.join(",")).await?;
+        let addrs = urls.iter().map(|u| u.parse::<async_nats::ServerAddr>()).collect::<Result<Vec<_>, _>>()?;
+        let client = async_nats::connect(addrs).await?;
         let js = jetstream::new(client);
         // A fresh cluster may still be electing its meta leader.
         let deadline = Instant::now() + Duration::from_secs(30);
