@@ -388,6 +388,26 @@ mod tests {
     }
 
     #[test]
+    fn provider_calendars_are_validated_with_the_field_path_and_default_to_the_baseline() {
+        let base = r#"
+municipality_code = "131016"
+[[providers]]
+business_id = "001"
+name = "p"
+pull_api_base_url = "http://127.0.0.1:9000"
+credentials = { token_sha256 = ["0000000000000000000000000000000000000000000000000000000000000000"] }
+"#;
+        let c = Config::from_toml_str(base, None).unwrap();
+        let t: Timestamp = "2026-05-12T01:00+09:00".parse().unwrap();
+        assert_eq!(c.providers[0].maintenance.current_window_end(t), Some("2026-05-12T03:00+09:00".parse().unwrap()), "baseline");
+        let bad = format!("{base}[providers.maintenance]\nweekday = [\"23:00-03:00\"]\n");
+        let e = Config::from_toml_str(&bad, None).unwrap_err();
+        assert!(e.problems.iter().any(|p| p.path == "providers[0].maintenance.weekday[0]"), "{e}");
+        let e = Config::from_toml_str(&format!("{base}[maintenance]\nlease_ttl = \"1s\"\n"), None).unwrap_err();
+        assert!(e.problems.iter().any(|p| p.path == "maintenance.lease_ttl"), "{e}");
+    }
+
+    #[test]
     fn config_errors_name_the_field() {
         let mut problems = Vec::new();
         let raw = RawSchedulerConfig { tick: "soon".into(), lease_ttl: "1s".into(), ..Default::default() };
