@@ -48,6 +48,8 @@ pub struct Options {
     pub seconds: u64,
     /// latency: the agent's `batch.max_wait_ms`.
     pub max_wait_ms: u64,
+    /// daysim: the modelled agent's batch wait, seconds.
+    pub daysim_wait_s: u64,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             full: false,
             seconds: 5,
             max_wait_ms: 20,
+            daysim_wait_s: 1,
         }
     }
 }

@@ -22,7 +22,7 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 fn usage() -> String {
     let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
     format!(
-        "usage: shirase-bench <scenario>|all [--full] [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N] [--seconds N] [--max-wait-ms N]\nscenarios: {}\n--full runs the issue's full sizes (1,000,000 backlogs), longer than 2 minutes per scenario",
+        "usage: shirase-bench <scenario>|all [--full] [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N] [--seconds N] [--max-wait-ms N] [--daysim-wait-s N]\nscenarios: {}\n--full runs the issue's full sizes (1,000,000 backlogs), longer than 2 minutes per scenario",
         names.join(", ")
     )
 }
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
-            "--messages" | "--messages-sync" | "--http-batch" | "--http-concurrency" | "--seconds" | "--max-wait-ms" => {
+            "--messages" | "--messages-sync" | "--http-batch" | "--http-concurrency" | "--seconds" | "--max-wait-ms" | "--daysim-wait-s" => {
                 let Some(n) = args.get(i + 1).and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0) else {
                     eprintln!("{} needs a positive number\n{}", args[i], usage());
                     return ExitCode::from(2);
@@ -52,6 +52,7 @@ fn main() -> ExitCode {
                     "--http-batch" => opts.http_batch = n.min(1000),
                     "--seconds" => opts.seconds = n as u64,
                     "--max-wait-ms" => opts.max_wait_ms = n as u64,
+                    "--daysim-wait-s" => opts.daysim_wait_s = n as u64,
                     _ => opts.http_concurrency = n,
                 }
                 i += 1;
