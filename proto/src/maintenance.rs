@@ -77,6 +77,45 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use holidays::{COVERED_YEARS, Holiday, HolidayName, national_holiday};
 
+/// Where maintenance decisions read "now". Both the relay's scheduler and the agent's
+/// self-enforcement take one, so tests and drills can put "now" inside a window; it is never
+/// used for DB timestamps or checkpoints.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current instant.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// The system clock shifted by a fixed offset: it runs at real speed from a chosen instant
+/// (tests and drills start it a few seconds before or inside a window).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: jiff::SignedDuration,
+}
+
+impl OffsetClock {
+    /// A clock that reads `at` now and advances in real time.
+    pub fn starting_at(at: Timestamp) -> Self {
+        Self { offset: at.duration_since(Timestamp::now()) }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        let n = Timestamp::now();
+        n.checked_add(self.offset).unwrap_or(n)
+    }
+}
+
 /// The time zone every civil time of a calendar is in.
 pub const TIME_ZONE: &str = "Asia/Tokyo";
 

@@ -13,42 +13,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use shirase_proto::maintenance::Calendar;
 
-/// Where the agent reads "now" for maintenance decisions.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// The current instant.
-    fn now(&self) -> Timestamp;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
-
-/// The system clock shifted by a fixed offset: it runs at real speed from a chosen instant.
-/// Tests use it to start a few seconds before a window ends.
-#[derive(Debug, Clone, Copy)]
-pub struct OffsetClock {
-    offset: SignedDuration,
-}
-
-impl OffsetClock {
-    /// A clock that reads `at` now and advances in real time.
-    pub fn starting_at(at: Timestamp) -> Self {
-        Self { offset: at.duration_since(Timestamp::now()) }
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> Timestamp {
-        let n = Timestamp::now();
-        n.checked_add(self.offset).unwrap_or(n)
-    }
-}
+pub use shirase_proto::maintenance::{Clock, OffsetClock, SystemClock};
 
 /// One provider's maintenance state: its calendar (if enforced) and the end of a window the
 /// provider announced itself (E0900).
