@@ -181,6 +181,10 @@ async fn agent_sends_no_pull_while_paused_and_delivers_everything_after_the_wind
     }
     assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 40);
     assert_eq!(agent.metrics.iface(&agent.metrics.dead_lettered, "001", IFACE), 0);
+    // The backlog drained within the provider's concurrency limit (the default, 2): the
+    // simulator's request log (arrival + duration of each PULL) is the witness.
+    let peak = shirase_tests::bench::peak_in_flight(&env.sim);
+    assert!((1..=2).contains(&peak), "peak concurrent PULL requests {peak}; configured concurrency is 2");
     agent.stop().await;
     stop.cancel();
     sched_task.await.unwrap();
