@@ -365,7 +365,8 @@ def print_summary(res: dict, data_dir: str, elapsed_catch_up: float | None) -> N
     print(f"  simulators  {SIMS['001']}/admin/requests  {SIMS['010']}/admin/counters")
     print(f"  logs        {os.path.join(data_dir, 'logs')}/")
     print(f"  summary     {os.path.join(data_dir, 'summary.json')}")
-    print("  status page, replay, resync: not yet available (operator tools are still being built)")
+    print(f"  status page {RELAY}/status  (token: deploy/dev/credentials/operator.token; --keep-running keeps it up)")
+    print("  operators   shirase-relay status|replay|resync|dlq --token-file deploy/dev/credentials/operator.token")
 
 
 def main() -> int:
