@@ -15,7 +15,11 @@ pub fn municipality_check_digit(first5: &str) -> Option<u8> {
     }
     // Weights 6,5,4,3,2 from the left; r = sum mod 11; the check digit is the last digit of
     // 11 - r (so r = 0 gives 1 and r = 1 gives 0).
-    let sum: u32 = b.iter().zip([6u32, 5, 4, 3, 2]).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    let sum: u32 = b
+        .iter()
+        .zip([6u32, 5, 4, 3, 2])
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
     Some(((11 - sum % 11) % 10) as u8)
 }
 
@@ -119,6 +123,9 @@ mod tests {
         assert!(is_individual_number("123456789018"));
         assert!(!is_individual_number("123456789012"));
         assert_eq!(find_individual_numbers("x123456789018y"), vec![1..13]);
-        assert!(find_individual_numbers("1234567890123").is_empty(), "13-digit run is not a 12-digit number");
+        assert!(
+            find_individual_numbers("1234567890123").is_empty(),
+            "13-digit run is not a 12-digit number"
+        );
     }
 }

@@ -61,9 +61,9 @@ pub mod validate;
 pub mod publish;
 
 pub use notice::{
-    AtenaNo, BusinessId, ChangeKind, InterfaceId, InterfaceVersion, Keys, MunicipalityCode,
-    Notice, NoticeData, NoticeId, OffsetTimestamp, ParseError, Sequence, Source, EVENT_TYPE,
-    SPEC_VERSION,
+    AtenaNo, BusinessId, ChangeKind, EVENT_TYPE, InterfaceId, InterfaceVersion, Keys,
+    MunicipalityCode, Notice, NoticeData, NoticeId, OffsetTimestamp, ParseError, SPEC_VERSION,
+    Sequence, Source,
 };
 pub use subject::{Severity, SubjectError, SubjectKind, SubscriberId};
-pub use validate::{parse_notice, parse_payload, Limits, Payload, PayloadError, Rule, Violation};
+pub use validate::{Limits, Payload, PayloadError, Rule, Violation, parse_notice, parse_payload};

@@ -105,7 +105,9 @@ pub struct OffsetClock {
 impl OffsetClock {
     /// A clock that reads `at` now and advances in real time.
     pub fn starting_at(at: Timestamp) -> Self {
-        Self { offset: at.duration_since(Timestamp::now()) }
+        Self {
+            offset: at.duration_since(Timestamp::now()),
+        }
     }
 }
 
@@ -145,7 +147,11 @@ pub enum DayType {
 
 impl DayType {
     /// All three, in config order.
-    pub const ALL: [DayType; 3] = [DayType::Weekday, DayType::HolidayOpen, DayType::HolidayClosed];
+    pub const ALL: [DayType; 3] = [
+        DayType::Weekday,
+        DayType::HolidayOpen,
+        DayType::HolidayClosed,
+    ];
 
     /// The config/wire name: `weekday`, `holiday_open` or `holiday_closed`.
     pub fn as_str(self) -> &'static str {
@@ -210,7 +216,10 @@ pub struct WindowSpec {
 
 impl WindowSpec {
     /// The baseline window `24:00-27:00`.
-    pub const BASELINE: WindowSpec = WindowSpec { start: 24 * 60, end: 27 * 60 };
+    pub const BASELINE: WindowSpec = WindowSpec {
+        start: 24 * 60,
+        end: 27 * 60,
+    };
 
     /// A window from minute `start` to minute `end` of the business day (e.g. 1440–1620 for
     /// `24:00-27:00`).
@@ -236,7 +245,11 @@ impl WindowSpec {
             } else {
                 String::new()
             };
-            let what = if end == start { "is empty: its end is not after its start" } else { "ends before it starts" };
+            let what = if end == start {
+                "is empty: its end is not after its start"
+            } else {
+                "ends before it starts"
+            };
             return Err(WindowParseError {
                 kind: WindowErrorKind::EndNotAfterStart,
                 message: format!("window \"{spec}\" {what}{hint}"),
@@ -448,10 +461,15 @@ impl<'de> Deserialize<'de> for DateText {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DateText, E> {
                 Ok(DateText(v.to_owned()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DateText, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<DateText, A::Error> {
                 match map.next_key::<String>()? {
                     Some(k) if k == TOML_DATETIME_KEY => Ok(DateText(map.next_value()?)),
-                    _ => Err(serde::de::Error::custom("expected a date written YYYY-MM-DD, got a table")),
+                    _ => Err(serde::de::Error::custom(
+                        "expected a date written YYYY-MM-DD, got a table",
+                    )),
                 }
             }
         }
@@ -512,7 +530,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(field: impl Into<String>, kind: ConfigErrorKind, message: impl Into<String>) -> Self {
-        Self { field: field.into(), kind, message: message.into() }
+        Self {
+            field: field.into(),
+            kind,
+            message: message.into(),
+        }
     }
 
     /// What is wrong, for callers that branch on it.
@@ -552,14 +574,20 @@ fn type_index(t: DayType) -> usize {
 fn parse_windows(field: &str, raw: &[String]) -> Result<Vec<WindowSpec>, ConfigError> {
     let mut specs: Vec<(usize, WindowSpec)> = Vec::with_capacity(raw.len());
     for (i, s) in raw.iter().enumerate() {
-        let spec: WindowSpec = s
-            .parse()
-            .map_err(|e: WindowParseError| ConfigError::new(format!("{field}[{i}]"), ConfigErrorKind::Window(e.kind()), e.message))?;
+        let spec: WindowSpec = s.parse().map_err(|e: WindowParseError| {
+            ConfigError::new(
+                format!("{field}[{i}]"),
+                ConfigErrorKind::Window(e.kind()),
+                e.message,
+            )
+        })?;
         if let Some((j, other)) = specs.iter().find(|(_, o)| o.overlaps_shifted(spec, 0)) {
             return Err(ConfigError::new(
                 format!("{field}[{i}]"),
                 ConfigErrorKind::Overlap,
-                format!("window {spec} overlaps {field}[{j}] {other}; windows of one day must not overlap (merge them)"),
+                format!(
+                    "window {spec} overlaps {field}[{j}] {other}; windows of one day must not overlap (merge them)"
+                ),
             ));
         }
         specs.push((i, spec));
@@ -571,9 +599,16 @@ fn parse_windows(field: &str, raw: &[String]) -> Result<Vec<WindowSpec>, ConfigE
 
 fn parse_date(field: &str, raw: &str) -> Result<Date, ConfigError> {
     let err = |why: String| {
-        ConfigError::new(field, ConfigErrorKind::Date, format!("{raw:?} is not a date written YYYY-MM-DD (e.g. 2026-12-27){why}"))
+        ConfigError::new(
+            field,
+            ConfigErrorKind::Date,
+            format!("{raw:?} is not a date written YYYY-MM-DD (e.g. 2026-12-27){why}"),
+        )
     };
-    let date = raw.trim().parse::<Date>().map_err(|e| err(format!(": {e}")))?;
+    let date = raw
+        .trim()
+        .parse::<Date>()
+        .map_err(|e| err(format!(": {e}")))?;
     // jiff also reads the date part of a date-time; a time here is a mistake, not a detail.
     if date.to_string() != raw.trim() {
         return Err(err(String::new()));
@@ -594,7 +629,11 @@ impl Calendar {
     /// could overlap, a date listed as both holiday-open and holiday-closed, an empty `extra`.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         let tz = TimeZone::get(TIME_ZONE).map_err(|e| {
-            ConfigError::new("(time zone)", ConfigErrorKind::TimeZone, format!("{TIME_ZONE} is not in the bundled tz database: {e}"))
+            ConfigError::new(
+                "(time zone)",
+                ConfigErrorKind::TimeZone,
+                format!("{TIME_ZONE} is not in the bundled tz database: {e}"),
+            )
         })?;
         let regular = [
             parse_windows("weekday", &config.weekday)?,
@@ -623,8 +662,12 @@ impl Calendar {
         }
 
         let holiday_open_dates = parse_dates("holiday_open_dates", &config.holiday_open_dates)?;
-        let holiday_closed_dates = parse_dates("holiday_closed_dates", &config.holiday_closed_dates)?;
-        if let Some(d) = holiday_open_dates.intersection(&holiday_closed_dates).next() {
+        let holiday_closed_dates =
+            parse_dates("holiday_closed_dates", &config.holiday_closed_dates)?;
+        if let Some(d) = holiday_open_dates
+            .intersection(&holiday_closed_dates)
+            .next()
+        {
             let i = config
                 .holiday_closed_dates
                 .iter()
@@ -663,8 +706,11 @@ impl Calendar {
             }
             let field = format!("extra[{i}].windows");
             let specs = parse_windows(&field, &e.windows)?;
-            let day_regular: Vec<WindowSpec> =
-                if cal.cancel.contains(&date) { Vec::new() } else { cal.regular[type_index(cal.day_type(date))].clone() };
+            let day_regular: Vec<WindowSpec> = if cal.cancel.contains(&date) {
+                Vec::new()
+            } else {
+                cal.regular[type_index(cal.day_type(date))].clone()
+            };
             let existing = cal.extra.entry(date).or_default();
             for (j, spec) in specs.iter().enumerate() {
                 if let Some(o) = existing.iter().find(|o| o.overlaps_shifted(*spec, 0)) {
@@ -691,7 +737,9 @@ impl Calendar {
             extra_fields.push((date, field));
         }
         for (date, field) in &extra_fields {
-            let (Ok(prev), Ok(next)) = (date.yesterday(), date.tomorrow()) else { continue };
+            let (Ok(prev), Ok(next)) = (date.yesterday(), date.tomorrow()) else {
+                continue;
+            };
             for (a_day, b_day) in [(prev, *date), (*date, next)] {
                 for a in cal.specs_of(a_day) {
                     for (b, _) in cal.specs_of(b_day) {
@@ -751,7 +799,11 @@ impl Calendar {
     fn specs_of(&self, day: Date) -> Vec<(WindowSpec, WindowOrigin)> {
         let mut specs: Vec<(WindowSpec, WindowOrigin)> = Vec::new();
         if !self.cancel.contains(&day) {
-            specs.extend(self.regular[type_index(self.day_type(day))].iter().map(|s| (*s, WindowOrigin::Regular)));
+            specs.extend(
+                self.regular[type_index(self.day_type(day))]
+                    .iter()
+                    .map(|s| (*s, WindowOrigin::Regular)),
+            );
         }
         if let Some(extra) = self.extra.get(&day) {
             specs.extend(extra.iter().map(|s| (*s, WindowOrigin::Extra)));
@@ -761,10 +813,23 @@ impl Calendar {
     }
 
     fn instant(&self, day: Date, minutes: u16) -> Option<Timestamp> {
-        let day = if minutes >= MINUTES_PER_DAY { day.tomorrow().ok()? } else { day };
+        let day = if minutes >= MINUTES_PER_DAY {
+            day.tomorrow().ok()?
+        } else {
+            day
+        };
         let m = minutes % MINUTES_PER_DAY;
         // Both fit i8: m / 60 < 24 and m % 60 < 60.
-        let dt = DateTime::new(day.year(), day.month(), day.day(), (m / 60) as i8, (m % 60) as i8, 0, 0).ok()?;
+        let dt = DateTime::new(
+            day.year(),
+            day.month(),
+            day.day(),
+            (m / 60) as i8,
+            (m % 60) as i8,
+            0,
+            0,
+        )
+        .ok()?;
         self.tz.to_timestamp(dt).ok()
     }
 
@@ -815,7 +880,9 @@ impl Calendar {
             return out;
         }
         let today = self.tz.to_datetime(t).date();
-        let Ok(mut day) = today.yesterday() else { return out };
+        let Ok(mut day) = today.yesterday() else {
+            return out;
+        };
         let mut pending: Vec<Window> = Vec::new();
         let mut last_found = day;
         loop {
@@ -908,7 +975,11 @@ mod tests {
         assert_eq!(cal.day_type(d(2026, 6, 16)), DayType::Weekday);
         assert_eq!(cal.day_type(d(2026, 12, 29)), DayType::HolidayClosed); // Tuesday, 年末年始
         assert_eq!(cal.day_type(d(2027, 1, 4)), DayType::Weekday);
-        let no_closure = Calendar::new(&Config { year_end_closure: false, ..Config::default() }).unwrap();
+        let no_closure = Calendar::new(&Config {
+            year_end_closure: false,
+            ..Config::default()
+        })
+        .unwrap();
         assert_eq!(no_closure.day_type(d(2026, 12, 29)), DayType::Weekday);
         assert_eq!(no_closure.day_type(d(2027, 1, 1)), DayType::HolidayClosed); // 元日
     }

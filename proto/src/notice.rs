@@ -29,7 +29,9 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -188,7 +190,9 @@ impl FromStr for InterfaceVersion {
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let parts: Vec<&str> = s.split('.').collect();
         let ok = (1..=3).contains(&parts.len())
-            && parts.iter().all(|p| (1..=3).contains(&p.len()) && all_ascii_digits(p));
+            && parts
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && all_ascii_digits(p));
         if !ok {
             return Err(ParseError::new(format!(
                 "interface version (版数) must be 1 to 3 dot-separated numbers of up to 3 digits (e.g. 1.0), got {:?}",
@@ -328,7 +332,10 @@ impl FromStr for Source {
         };
         let rest = s.strip_prefix("urn:jp:lg:").ok_or_else(bad)?;
         let (m, b) = rest.split_once(':').ok_or_else(bad)?;
-        Ok(Self { municipality: m.parse()?, provider: b.parse()? })
+        Ok(Self {
+            municipality: m.parse()?,
+            provider: b.parse()?,
+        })
     }
 }
 
@@ -371,7 +378,9 @@ impl PartialOrd for OffsetTimestamp {
 }
 impl Ord for OffsetTimestamp {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.instant.cmp(&other.instant).then_with(|| self.raw.cmp(&other.raw))
+        self.instant
+            .cmp(&other.instant)
+            .then_with(|| self.raw.cmp(&other.raw))
     }
 }
 
@@ -393,7 +402,8 @@ impl FromStr for OffsetTimestamp {
             return Err(bad(" (at most 35 characters)"));
         }
         let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-        let num = |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+        let num =
+            |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
         let shape_ok = b.len() >= 19
             && digits(0..4)
             && b[4] == b'-'
@@ -415,7 +425,9 @@ impl FromStr for OffsetTimestamp {
             || num(14..16) > 59
             || num(17..19) > 59
         {
-            return Err(bad(" (month 01-12, day 01-31, hour 00-23, minute and second 00-59)"));
+            return Err(bad(
+                " (month 01-12, day 01-31, hour 00-23, minute and second 00-59)",
+            ));
         }
         let mut i = 19;
         if b.get(i) == Some(&b'.') {
@@ -430,7 +442,9 @@ impl FromStr for OffsetTimestamp {
         }
         let tail = &b[i..];
         if tail.is_empty() {
-            return Err(bad(" (the UTC offset is missing: append +09:00 for JST, or Z)"));
+            return Err(bad(
+                " (the UTC offset is missing: append +09:00 for JST, or Z)",
+            ));
         }
         let offset_ok = tail == b"Z"
             || (tail.len() == 6
@@ -444,7 +458,10 @@ impl FromStr for OffsetTimestamp {
             return Err(bad(" (the offset must be Z or +HH:MM / -HH:MM)"));
         }
         let instant: jiff::Timestamp = s.parse().map_err(|_| bad(" (no such date or time)"))?;
-        Ok(Self { raw: s.to_owned(), instant })
+        Ok(Self {
+            raw: s.to_owned(),
+            instant,
+        })
     }
 }
 
@@ -552,7 +569,10 @@ impl Notice {
         Notice {
             specversion: SPEC_VERSION.to_owned(),
             id: NoticeId::new_v7(),
-            source: Source { municipality, provider },
+            source: Source {
+                municipality,
+                provider,
+            },
             event_type: EVENT_TYPE.to_owned(),
             time: OffsetTimestamp::from_instant_jst(jiff::Timestamp::now()),
             subject: interface_id,
@@ -589,7 +609,10 @@ impl Notice {
 /// The first 64 characters of `s` for an error message, with any individual number (個人番号)
 /// masked: messages end up in logs and HTTP answers, and must never repeat personal data.
 pub(crate) fn truncate(s: &str) -> String {
-    check_digit::redact_individual_numbers(s).chars().take(64).collect()
+    check_digit::redact_individual_numbers(s)
+        .chars()
+        .take(64)
+        .collect()
 }
 
 #[cfg(test)]

@@ -64,21 +64,31 @@ pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 /// Headers a notice is published with: `Nats-Msg-Id` and `Content-Type`.
 pub fn headers(notice: &Notice) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(async_nats::header::NATS_MESSAGE_ID, notice.id.to_string().as_str());
+    h.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        notice.id.to_string().as_str(),
+    );
     h.insert("Content-Type", CONTENT_TYPE);
     h
 }
 
 /// Publish one notice and wait for its PubAck.
 pub async fn publish(js: &jetstream::Context, notice: &Notice) -> Result<Published, PublishError> {
-    let wrap = |source| PublishError { id: notice.id.to_string(), source };
+    let wrap = |source| PublishError {
+        id: notice.id.to_string(),
+        source,
+    };
     let ack = js
         .publish_with_headers(notice.subject(), headers(notice), notice.to_json().into())
         .await
         .map_err(wrap)?
         .await
         .map_err(wrap)?;
-    Ok(Published { stream: ack.stream, sequence: ack.sequence, duplicate: ack.duplicate })
+    Ok(Published {
+        stream: ack.stream,
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    })
 }
 
 #[cfg(test)]
@@ -99,7 +109,14 @@ mod tests {
         );
         let h = headers(&n);
         let id = n.id.to_string();
-        assert_eq!(h.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str()), Some(id.as_str()));
-        assert_eq!(h.get("Content-Type").map(|v| v.as_str()), Some("application/cloudevents+json"));
+        assert_eq!(
+            h.get(async_nats::header::NATS_MESSAGE_ID)
+                .map(|v| v.as_str()),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            h.get("Content-Type").map(|v| v.as_str()),
+            Some("application/cloudevents+json")
+        );
     }
 }

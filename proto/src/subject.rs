@@ -52,7 +52,8 @@ impl FromStr for SubscriberId {
         let b = s.as_bytes();
         let ok = (1..=32).contains(&b.len())
             && b[0].is_ascii_lowercase()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
         if !ok {
             return Err(ParseError {
                 message: format!(
@@ -89,12 +90,22 @@ pub fn notice_subject(m: &MunicipalityCode, b: &BusinessId, i: &InterfaceId) -> 
 }
 
 /// The subject a notice replayed for `subscriber` is published on.
-pub fn replay_subject(s: &SubscriberId, m: &MunicipalityCode, b: &BusinessId, i: &InterfaceId) -> String {
+pub fn replay_subject(
+    s: &SubscriberId,
+    m: &MunicipalityCode,
+    b: &BusinessId,
+    i: &InterfaceId,
+) -> String {
     format!("{REPLAY_PREFIX}.{s}.{m}.{b}.{i}")
 }
 
 /// The subject a dead letter of `subscriber` is published on.
-pub fn dlq_subject(s: &SubscriberId, m: &MunicipalityCode, b: &BusinessId, i: &InterfaceId) -> String {
+pub fn dlq_subject(
+    s: &SubscriberId,
+    m: &MunicipalityCode,
+    b: &BusinessId,
+    i: &InterfaceId,
+) -> String {
     format!("{DLQ_PREFIX}.{s}.{m}.{b}.{i}")
 }
 
@@ -218,12 +229,20 @@ pub fn parse_subject(subject: &str) -> Result<SubjectKind, SubjectError> {
     if tokens.len() < 2 || tokens[0] != "shirase" {
         return Err(SubjectError::UnknownPrefix(subject.to_owned()));
     }
-    let tok_err = |e: ParseError| SubjectError::Token { subject: subject.to_owned(), message: e.message };
+    let tok_err = |e: ParseError| SubjectError::Token {
+        subject: subject.to_owned(),
+        message: e.message,
+    };
     let count = |kind: &'static str, want: usize| -> Result<(), SubjectError> {
         if tokens.len() == want {
             Ok(())
         } else {
-            Err(SubjectError::TokenCount { subject: subject.to_owned(), kind, got: tokens.len(), want })
+            Err(SubjectError::TokenCount {
+                subject: subject.to_owned(),
+                kind,
+                got: tokens.len(),
+                want,
+            })
         }
     };
     let mbi = |t: &[&str]| -> Result<(MunicipalityCode, BusinessId, InterfaceId), SubjectError> {
@@ -239,17 +258,35 @@ pub fn parse_subject(subject: &str) -> Result<SubjectKind, SubjectError> {
         "notice" => {
             count("notice", 5)?;
             let (municipality, provider, interface) = mbi(&tokens[2..])?;
-            Ok(SubjectKind::Notice { municipality, provider, interface })
+            Ok(SubjectKind::Notice {
+                municipality,
+                provider,
+                interface,
+            })
         }
         "replay" | "dlq" => {
-            let kind = if tokens[1] == "replay" { "replay" } else { "dlq" };
+            let kind = if tokens[1] == "replay" {
+                "replay"
+            } else {
+                "dlq"
+            };
             count(kind, 6)?;
             let subscriber: SubscriberId = tokens[2].parse().map_err(tok_err)?;
             let (municipality, provider, interface) = mbi(&tokens[3..])?;
             Ok(if kind == "replay" {
-                SubjectKind::Replay { subscriber, municipality, provider, interface }
+                SubjectKind::Replay {
+                    subscriber,
+                    municipality,
+                    provider,
+                    interface,
+                }
             } else {
-                SubjectKind::Dlq { subscriber, municipality, provider, interface }
+                SubjectKind::Dlq {
+                    subscriber,
+                    municipality,
+                    provider,
+                    interface,
+                }
             })
         }
         "alert" => {
@@ -261,20 +298,28 @@ pub fn parse_subject(subject: &str) -> Result<SubjectKind, SubjectError> {
                 other => {
                     return Err(SubjectError::Token {
                         subject: subject.to_owned(),
-                        message: format!("severity must be critical, warning or info, got {other:?}"),
+                        message: format!(
+                            "severity must be critical, warning or info, got {other:?}"
+                        ),
                     });
                 }
             };
             let c = tokens[3];
             let ok = (1..=32).contains(&c.len())
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if !ok {
                 return Err(SubjectError::Token {
                     subject: subject.to_owned(),
-                    message: format!("component must be 1 to 32 characters of a-z, 0-9 and '-', got {c:?}"),
+                    message: format!(
+                        "component must be 1 to 32 characters of a-z, 0-9 and '-', got {c:?}"
+                    ),
                 });
             }
-            Ok(SubjectKind::Alert { severity, component: c.to_owned() })
+            Ok(SubjectKind::Alert {
+                severity,
+                component: c.to_owned(),
+            })
         }
         _ => Err(SubjectError::UnknownPrefix(subject.to_owned())),
     }

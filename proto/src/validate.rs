@@ -36,9 +36,9 @@ use serde_json::{Map, Value};
 
 use crate::check_digit;
 use crate::notice::{
-    AtenaNo, BusinessId, ChangeKind, InterfaceId, InterfaceVersion, Keys, MunicipalityCode, Notice,
-    NoticeData, NoticeId, OffsetTimestamp, ParseError, Sequence, Source, EVENT_TYPE, MAX_KEYS,
-    SPEC_VERSION,
+    AtenaNo, BusinessId, ChangeKind, EVENT_TYPE, InterfaceId, InterfaceVersion, Keys, MAX_KEYS,
+    MunicipalityCode, Notice, NoticeData, NoticeId, OffsetTimestamp, ParseError, SPEC_VERSION,
+    Sequence, Source,
 };
 
 /// The only accepted `datacontenttype`, when present.
@@ -159,13 +159,21 @@ impl Violation {
             Cow::Borrowed(_) => path,
             Cow::Owned(masked) => masked,
         };
-        Self { path, rule, message }
+        Self {
+            path,
+            rule,
+            message,
+        }
     }
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() { "(notice)" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "(notice)"
+        } else {
+            &self.path
+        };
         write!(f, "{path}: {} ({})", self.message, self.rule)
     }
 }
@@ -217,8 +225,12 @@ fn decode(bytes: &[u8]) -> Result<Value, String> {
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, String> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("not UTF-8: invalid byte sequence at byte offset {}", e.valid_up_to()))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8: invalid byte sequence at byte offset {}",
+            e.valid_up_to()
+        )
+    })?;
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
@@ -254,7 +266,9 @@ fn compact_len(value: &Value) -> usize {
             Value::Object(map) => {
                 stack.extend(map.values());
                 // Braces, a colon per member, commas between members.
-                2 + map.len() + map.len().saturating_sub(1) + map.keys().map(|k| string_len(k)).sum::<usize>()
+                2 + map.len()
+                    + map.len().saturating_sub(1)
+                    + map.keys().map(|k| string_len(k)).sum::<usize>()
             }
         });
     }
@@ -262,7 +276,9 @@ fn compact_len(value: &Value) -> usize {
 }
 
 fn string_len(s: &str) -> usize {
-    serde_json::to_string(s).map(|q| q.len()).unwrap_or(s.len() + 2)
+    serde_json::to_string(s)
+        .map(|q| q.len())
+        .unwrap_or(s.len() + 2)
 }
 
 /// RFC 6901 escaping of one reference token.
@@ -294,13 +310,34 @@ struct Field {
     hint: &'static str,
 }
 
-const TOP_MEMBERS: [&str; 9] =
-    ["specversion", "id", "source", "type", "time", "subject", "sequence", "datacontenttype", "data"];
-const DATA_MEMBERS: [&str; 7] =
-    ["interface_id", "interface_version", "municipality_code", "provider", "updated_at", "change", "keys"];
+const TOP_MEMBERS: [&str; 9] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "sequence",
+    "datacontenttype",
+    "data",
+];
+const DATA_MEMBERS: [&str; 7] = [
+    "interface_id",
+    "interface_version",
+    "municipality_code",
+    "provider",
+    "updated_at",
+    "change",
+    "keys",
+];
 const KEYS_MEMBERS: [&str; 1] = ["atena_no"];
 
-const SPECVERSION: Field = Field { name: "specversion", min: 3, max: 3, hint: "the CloudEvents version, \"1.0\"" };
+const SPECVERSION: Field = Field {
+    name: "specversion",
+    min: 3,
+    max: 3,
+    hint: "the CloudEvents version, \"1.0\"",
+};
 const ID: Field = Field {
     name: "id",
     min: 36,
@@ -313,24 +350,42 @@ const SOURCE: Field = Field {
     max: 20,
     hint: "urn:jp:lg:<municipality code>:<business id>, e.g. urn:jp:lg:131016:001",
 };
-const TYPE: Field = Field { name: "type", min: 23, max: 23, hint: "the event type \"jp.lg.shirase.change.v1\"" };
+const TYPE: Field = Field {
+    name: "type",
+    min: 23,
+    max: 23,
+    hint: "the event type \"jp.lg.shirase.change.v1\"",
+};
 const TIME: Field = Field {
     name: "time",
     min: 20,
     max: 35,
     hint: "when the notice was emitted, RFC 3339 with offset, e.g. 2026-11-25T10:15:30+09:00",
 };
-const SUBJECT: Field = Field { name: "subject", min: 9, max: 9, hint: "the interface id (連携ID), e.g. 001o05-00" };
+const SUBJECT: Field = Field {
+    name: "subject",
+    min: 9,
+    max: 9,
+    hint: "the interface id (連携ID), e.g. 001o05-00",
+};
 const SEQUENCE: Field = Field {
     name: "sequence",
     min: 20,
     max: 20,
     hint: "the per-interface counter as 20 zero-padded digits, e.g. 00000000000000000042",
 };
-const DATACONTENTTYPE: Field =
-    Field { name: "datacontenttype", min: 16, max: 16, hint: "\"application/json\" (or omit it)" };
-const INTERFACE_ID: Field =
-    Field { name: "data.interface_id", min: 9, max: 9, hint: "the interface id (連携ID) NNNoNN-NN, e.g. 001o05-00" };
+const DATACONTENTTYPE: Field = Field {
+    name: "datacontenttype",
+    min: 16,
+    max: 16,
+    hint: "\"application/json\" (or omit it)",
+};
+const INTERFACE_ID: Field = Field {
+    name: "data.interface_id",
+    min: 9,
+    max: 9,
+    hint: "the interface id (連携ID) NNNoNN-NN, e.g. 001o05-00",
+};
 const INTERFACE_VERSION: Field = Field {
     name: "data.interface_version",
     min: 1,
@@ -343,17 +398,30 @@ const MUNICIPALITY_CODE: Field = Field {
     max: 6,
     hint: "the 6-digit municipality code with JIS X 0402 check digit, e.g. 131016",
 };
-const PROVIDER: Field =
-    Field { name: "data.provider", min: 3, max: 3, hint: "the providing business id (業務ID), 3 digits, e.g. 001" };
+const PROVIDER: Field = Field {
+    name: "data.provider",
+    min: 3,
+    max: 3,
+    hint: "the providing business id (業務ID), 3 digits, e.g. 001",
+};
 const UPDATED_AT: Field = Field {
     name: "data.updated_at",
     min: 20,
     max: 35,
     hint: "the DB update timestamp, RFC 3339 with offset, e.g. 2026-11-25T10:15:30.123+09:00",
 };
-const CHANGE: Field = Field { name: "data.change", min: 6, max: 11, hint: "one of update, retroactive, delete" };
-const ATENA_NO: Field =
-    Field { name: "data.keys.atena_no[]", min: 15, max: 15, hint: "an addressee number (宛名番号), 15 digits, zero-padded" };
+const CHANGE: Field = Field {
+    name: "data.change",
+    min: 6,
+    max: 11,
+    hint: "one of update, retroactive, delete",
+};
+const ATENA_NO: Field = Field {
+    name: "data.keys.atena_no[]",
+    min: 15,
+    max: 15,
+    hint: "an addressee number (宛名番号), 15 digits, zero-padded",
+};
 
 /// The walk's state: the violations found so far.
 struct Check<'l> {
@@ -367,14 +435,23 @@ impl Check<'_> {
     }
 
     /// Report members of `obj` not in `known`.
-    fn unknown_members(&mut self, obj: &Map<String, Value>, parent: &str, where_: &str, known: &[&str]) {
+    fn unknown_members(
+        &mut self,
+        obj: &Map<String, Value>,
+        parent: &str,
+        where_: &str,
+        known: &[&str],
+    ) {
         for key in obj.keys() {
             if !known.contains(&key.as_str()) {
                 let shown = crate::notice::truncate(key);
                 self.push(
                     format!("{parent}/{}", escape(key)),
                     Rule::UnknownField,
-                    format!("unknown member {shown:?} in {where_}; the members are {}", known.join(", ")),
+                    format!(
+                        "unknown member {shown:?} in {where_}; the members are {}",
+                        known.join(", ")
+                    ),
                 );
             }
         }
@@ -390,15 +467,33 @@ impl Check<'_> {
     ) -> Option<T> {
         let path = format!("{parent}/{key}");
         let Some(value) = obj.get(key) else {
-            self.push(path, Rule::Required, format!("{} is required: {}", f.name, f.hint));
+            self.push(
+                path,
+                Rule::Required,
+                format!("{} is required: {}", f.name, f.hint),
+            );
             return None;
         };
         self.parse_value(value, &path, f)
     }
 
-    fn parse_value<T: FromStr<Err = ParseError>>(&mut self, value: &Value, path: &str, f: &Field) -> Option<T> {
+    fn parse_value<T: FromStr<Err = ParseError>>(
+        &mut self,
+        value: &Value,
+        path: &str,
+        f: &Field,
+    ) -> Option<T> {
         let Value::String(s) = value else {
-            self.push(path, Rule::Type, format!("{} must be a string ({}), got {}", f.name, f.hint, json_type(value)));
+            self.push(
+                path,
+                Rule::Type,
+                format!(
+                    "{} must be a string ({}), got {}",
+                    f.name,
+                    f.hint,
+                    json_type(value)
+                ),
+            );
             return None;
         };
         let n = s.chars().count();
@@ -415,7 +510,11 @@ impl Check<'_> {
                 Some(Err(e)) => e.message,
                 _ => f.hint.to_owned(),
             };
-            self.push(path, Rule::Format, format!("{} must be {bounds} long, got {n}: {detail}", f.name));
+            self.push(
+                path,
+                Rule::Format,
+                format!("{} must be {bounds} long, got {n}: {detail}", f.name),
+            );
             return None;
         }
         match s.parse::<T>() {
@@ -425,7 +524,11 @@ impl Check<'_> {
                 // be ...") need no prefix; the others ("interface id (連携ID) must ...") say
                 // which member through it.
                 let short = f.name.rsplit('.').next().unwrap_or(f.name);
-                let message = if e.message.starts_with(&format!("{short} ")) { e.message } else { format!("{}: {}", f.name, e.message) };
+                let message = if e.message.starts_with(&format!("{short} ")) {
+                    e.message
+                } else {
+                    format!("{}: {}", f.name, e.message)
+                };
                 self.push(path, Rule::Format, message);
                 None
             }
@@ -433,31 +536,64 @@ impl Check<'_> {
     }
 
     /// A member with one allowed value. `Some(())` when present and right, `None` otherwise.
-    fn constant(&mut self, obj: &Map<String, Value>, key: &str, f: &Field, want: &str, required: bool) -> Option<()> {
+    fn constant(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        f: &Field,
+        want: &str,
+        required: bool,
+    ) -> Option<()> {
         let path = format!("/{key}");
         let Some(value) = obj.get(key) else {
             if required {
-                self.push(path, Rule::Required, format!("{} is required: {}", f.name, f.hint));
+                self.push(
+                    path,
+                    Rule::Required,
+                    format!("{} is required: {}", f.name, f.hint),
+                );
             }
             return None;
         };
         let Value::String(s) = value else {
-            self.push(path, Rule::Type, format!("{} must be a string ({}), got {}", f.name, f.hint, json_type(value)));
+            self.push(
+                path,
+                Rule::Type,
+                format!(
+                    "{} must be a string ({}), got {}",
+                    f.name,
+                    f.hint,
+                    json_type(value)
+                ),
+            );
             return None;
         };
         if s != want {
             let shown = crate::notice::truncate(s);
-            self.push(path, Rule::Constant, format!("{} must be {want:?}, got {shown:?}", f.name));
+            self.push(
+                path,
+                Rule::Constant,
+                format!("{} must be {want:?}, got {shown:?}", f.name),
+            );
             return None;
         }
         Some(())
     }
 
-    fn object<'v>(&mut self, value: &'v Value, path: &str, what: &str) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        path: &str,
+        what: &str,
+    ) -> Option<&'v Map<String, Value>> {
         match value {
             Value::Object(map) => Some(map),
             other => {
-                self.push(path, Rule::Type, format!("{what} must be an object, got {}", json_type(other)));
+                self.push(
+                    path,
+                    Rule::Type,
+                    format!("{what} must be an object, got {}", json_type(other)),
+                );
                 None
             }
         }
@@ -466,11 +602,23 @@ impl Check<'_> {
     fn change(&mut self, obj: &Map<String, Value>) -> Option<ChangeKind> {
         let path = "/data/change";
         let Some(value) = obj.get("change") else {
-            self.push(path, Rule::Required, format!("{} is required: {}", CHANGE.name, CHANGE.hint));
+            self.push(
+                path,
+                Rule::Required,
+                format!("{} is required: {}", CHANGE.name, CHANGE.hint),
+            );
             return None;
         };
         let Value::String(s) = value else {
-            self.push(path, Rule::Type, format!("data.change must be a string ({}), got {}", CHANGE.hint, json_type(value)));
+            self.push(
+                path,
+                Rule::Type,
+                format!(
+                    "data.change must be a string ({}), got {}",
+                    CHANGE.hint,
+                    json_type(value)
+                ),
+            );
             return None;
         };
         match s.as_str() {
@@ -479,7 +627,13 @@ impl Check<'_> {
             "delete" => Some(ChangeKind::Delete),
             other => {
                 let shown = crate::notice::truncate(other);
-                self.push(path, Rule::Format, format!("data.change must be one of update, retroactive, delete, got {shown:?}"));
+                self.push(
+                    path,
+                    Rule::Format,
+                    format!(
+                        "data.change must be one of update, retroactive, delete, got {shown:?}"
+                    ),
+                );
                 None
             }
         }
@@ -490,18 +644,33 @@ impl Check<'_> {
             self.push(
                 "/data/keys",
                 Rule::Type,
-                format!("data.keys must be an object, got {} (omit data.keys when there are no keys)", json_type(value)),
+                format!(
+                    "data.keys must be an object, got {} (omit data.keys when there are no keys)",
+                    json_type(value)
+                ),
             );
             return None;
         };
-        self.unknown_members(obj, "/data/keys", "data.keys (only whitelisted key names exist)", &KEYS_MEMBERS);
+        self.unknown_members(
+            obj,
+            "/data/keys",
+            "data.keys (only whitelisted key names exist)",
+            &KEYS_MEMBERS,
+        );
         let path = "/data/keys/atena_no";
         let Some(list) = obj.get("atena_no") else {
             self.push(path, Rule::Required, "data.keys.atena_no is required when data.keys is present: a list of addressee numbers (宛名番号)");
             return None;
         };
         let Value::Array(items) = list else {
-            self.push(path, Rule::Type, format!("data.keys.atena_no must be an array of addressee numbers, got {}", json_type(list)));
+            self.push(
+                path,
+                Rule::Type,
+                format!(
+                    "data.keys.atena_no must be an array of addressee numbers, got {}",
+                    json_type(list)
+                ),
+            );
             return None;
         };
         let mut ok = true;
@@ -531,8 +700,10 @@ impl Check<'_> {
         let obj = self.object(value, "/data", "data")?;
         self.unknown_members(obj, "/data", "data", &DATA_MEMBERS);
         let interface_id = self.parsed::<InterfaceId>(obj, "/data", "interface_id", &INTERFACE_ID);
-        let interface_version = self.parsed::<InterfaceVersion>(obj, "/data", "interface_version", &INTERFACE_VERSION);
-        let municipality_code = self.parsed::<MunicipalityCode>(obj, "/data", "municipality_code", &MUNICIPALITY_CODE);
+        let interface_version =
+            self.parsed::<InterfaceVersion>(obj, "/data", "interface_version", &INTERFACE_VERSION);
+        let municipality_code =
+            self.parsed::<MunicipalityCode>(obj, "/data", "municipality_code", &MUNICIPALITY_CODE);
         let provider = self.parsed::<BusinessId>(obj, "/data", "provider", &PROVIDER);
         let updated_at = self.parsed::<OffsetTimestamp>(obj, "/data", "updated_at", &UPDATED_AT);
         let change = self.change(obj);
@@ -565,7 +736,12 @@ impl Check<'_> {
 
     fn notice(&mut self, value: &Value) -> Option<Notice> {
         let obj = self.object(value, "", "a notice")?;
-        self.unknown_members(obj, "", "the notice (CloudEvents extensions other than sequence are not accepted)", &TOP_MEMBERS);
+        self.unknown_members(
+            obj,
+            "",
+            "the notice (CloudEvents extensions other than sequence are not accepted)",
+            &TOP_MEMBERS,
+        );
         let specversion = self.constant(obj, "specversion", &SPECVERSION, SPEC_VERSION, true);
         let id = self.parsed::<NoticeId>(obj, "", "id", &ID);
         let source = self.parsed::<Source>(obj, "", "source", &SOURCE);
@@ -576,7 +752,13 @@ impl Check<'_> {
         let datacontenttype = match obj.get("datacontenttype") {
             None => Some(None),
             Some(_) => self
-                .constant(obj, "datacontenttype", &DATACONTENTTYPE, DATA_CONTENT_TYPE, false)
+                .constant(
+                    obj,
+                    "datacontenttype",
+                    &DATACONTENTTYPE,
+                    DATA_CONTENT_TYPE,
+                    false,
+                )
                 .map(|()| Some(DATA_CONTENT_TYPE.to_owned())),
         };
         let data = match obj.get("data") {
@@ -588,11 +770,20 @@ impl Check<'_> {
         };
         // Cross-field rules, each only when both sides parsed (otherwise the format violation
         // already says what to fix).
-        let data_interface = obj.get("data").and_then(|d| d.get("interface_id")).and_then(Value::as_str);
-        if let (Some(s), Some(i)) = (&subject, data_interface.and_then(|i| i.parse::<InterfaceId>().ok()))
-            && *s != i
+        let data_interface = obj
+            .get("data")
+            .and_then(|d| d.get("interface_id"))
+            .and_then(Value::as_str);
+        if let (Some(s), Some(i)) = (
+            &subject,
+            data_interface.and_then(|i| i.parse::<InterfaceId>().ok()),
+        ) && *s != i
         {
-            self.push("/subject", Rule::Inconsistent, format!("subject is {s} but data.interface_id is {i}; they must be equal"));
+            self.push(
+                "/subject",
+                Rule::Inconsistent,
+                format!("subject is {s} but data.interface_id is {i}; they must be equal"),
+            );
         }
         if let Some(src) = &source {
             let data_obj = obj.get("data");
@@ -600,7 +791,10 @@ impl Check<'_> {
                 .and_then(|d| d.get("municipality_code"))
                 .and_then(Value::as_str)
                 .and_then(|m| m.parse::<MunicipalityCode>().ok());
-            let p = data_obj.and_then(|d| d.get("provider")).and_then(Value::as_str).and_then(|p| p.parse::<BusinessId>().ok());
+            let p = data_obj
+                .and_then(|d| d.get("provider"))
+                .and_then(Value::as_str)
+                .and_then(|p| p.parse::<BusinessId>().ok());
             if let Some(m) = m
                 && m != src.municipality
             {
@@ -616,7 +810,10 @@ impl Check<'_> {
                 self.push(
                     "/source",
                     Rule::Inconsistent,
-                    format!("source names business id {} but data.provider is {p}; they must be equal", src.provider),
+                    format!(
+                        "source names business id {} but data.provider is {p}; they must be equal",
+                        src.provider
+                    ),
                 );
             }
         }
@@ -663,7 +860,11 @@ impl Check<'_> {
                     for (k, item) in map.iter().rev() {
                         let child = format!("{path}/{}", escape(k));
                         if !check_digit::find_individual_numbers(k).is_empty() {
-                            self.push(child.clone(), Rule::PersonalData, format!("this member name {WHY}"));
+                            self.push(
+                                child.clone(),
+                                Rule::PersonalData,
+                                format!("this member name {WHY}"),
+                            );
                         }
                         stack.push((child, item));
                     }
@@ -676,7 +877,10 @@ impl Check<'_> {
 
 /// Validate `value` as a notice whose size is `size` bytes.
 fn check_sized(value: &Value, size: usize, limits: &Limits) -> Result<Notice, Vec<Violation>> {
-    let mut check = Check { limits, out: Vec::new() };
+    let mut check = Check {
+        limits,
+        out: Vec::new(),
+    };
     if size > limits.max_notice_bytes {
         check.out.push(too_large(size, limits));
     }
@@ -689,7 +893,11 @@ fn check_sized(value: &Value, size: usize, limits: &Limits) -> Result<Notice, Ve
             if out.is_empty() {
                 // Unreachable by construction: every `None` above pushed a violation. Kept so
                 // that a future slip refuses the notice rather than accepting it.
-                out.push(Violation::new("", Rule::Format, "the notice could not be read"));
+                out.push(Violation::new(
+                    "",
+                    Rule::Format,
+                    "the notice could not be read",
+                ));
             }
             // Stable: violations at one path keep the walk's order.
             out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -783,30 +991,39 @@ impl PayloadError {
 /// gets its own result, in order; an item's size is its bytes as written in the body.
 pub fn parse_payload(bytes: &[u8], limits: &Limits) -> Result<Payload, PayloadError> {
     if bytes.len() > limits.max_batch_bytes {
-        return Err(PayloadError::TooLarge { bytes: bytes.len(), limit: limits.max_batch_bytes });
+        return Err(PayloadError::TooLarge {
+            bytes: bytes.len(),
+            limit: limits.max_batch_bytes,
+        });
     }
     let text = utf8(bytes).map_err(PayloadError::Syntax)?;
     match text.trim_start().as_bytes().first() {
         Some(b'{') => {
-            let value: Value = serde_json::from_str(text).map_err(|e| PayloadError::Syntax(json_error(&e)))?;
+            let value: Value =
+                serde_json::from_str(text).map_err(|e| PayloadError::Syntax(json_error(&e)))?;
             Ok(Payload::Single(check_sized(&value, bytes.len(), limits)))
         }
         Some(b'[') => {
             // Raw items first: their count is checked before any is parsed, and each item's
             // size is its own bytes as received.
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| PayloadError::Syntax(json_error(&e)))?;
+            let items: Vec<&RawValue> =
+                serde_json::from_str(text).map_err(|e| PayloadError::Syntax(json_error(&e)))?;
             if items.is_empty() {
                 return Err(PayloadError::Empty);
             }
             if items.len() > limits.max_batch_notices {
-                return Err(PayloadError::TooMany { count: items.len(), limit: limits.max_batch_notices });
+                return Err(PayloadError::TooMany {
+                    count: items.len(),
+                    limit: limits.max_batch_notices,
+                });
             }
             let mut results = Vec::with_capacity(items.len());
             for (i, raw) in items.iter().enumerate() {
                 // Capturing a raw item does not apply serde_json's depth limit; parsing it does.
                 // A body that is not JSON we can read is refused as a whole, like any other.
-                let value: Value = serde_json::from_str(raw.get())
-                    .map_err(|e| PayloadError::Syntax(format!("{} (in batch item {i})", json_error(&e))))?;
+                let value: Value = serde_json::from_str(raw.get()).map_err(|e| {
+                    PayloadError::Syntax(format!("{} (in batch item {i})", json_error(&e)))
+                })?;
                 results.push(check_sized(&value, raw.get().len(), limits));
             }
             Ok(Payload::Batch(results))

@@ -10,7 +10,7 @@ mod common;
 use proptest::prelude::*;
 use serde_json::Value;
 use shirase_proto::validate::check_value;
-use shirase_proto::{parse_notice, parse_payload, Limits, Notice, Payload, Rule, Violation};
+use shirase_proto::{Limits, Notice, Payload, Rule, Violation, parse_notice, parse_payload};
 
 /// Invariants every refusal keeps, whatever the input: a non-empty list, sorted by path, each
 /// path a JSON Pointer that resolves in `value` (the member itself, or for `Required` its
@@ -28,8 +28,15 @@ fn well_formed(violations: &[Violation], value: Option<&Value>) {
             if v.path.contains("************") {
                 continue;
             }
-            let target = if v.rule == Rule::Required { v.path.rsplit_once('/').unwrap().0 } else { v.path.as_str() };
-            assert!(value.pointer(target).is_some(), "{v:?} does not resolve in {value}");
+            let target = if v.rule == Rule::Required {
+                v.path.rsplit_once('/').unwrap().0
+            } else {
+                v.path.as_str()
+            };
+            assert!(
+                value.pointer(target).is_some(),
+                "{v:?} does not resolve in {value}"
+            );
         }
     }
 }
@@ -210,11 +217,17 @@ proptest! {
 fn hundred_thousand_nested_arrays_are_a_clean_syntax_error() {
     let depth = 100_000;
     let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-    let big = Limits { max_notice_bytes: 1 << 20, ..Limits::default() };
+    let big = Limits {
+        max_notice_bytes: 1 << 20,
+        ..Limits::default()
+    };
     let vs = parse_notice(body.as_bytes(), &big).unwrap_err();
     assert_eq!(vs.len(), 1);
     assert_eq!(vs[0].rule, Rule::Syntax);
     let err = parse_payload(body.as_bytes(), &big).unwrap_err();
     assert_eq!(err.rule(), Rule::Syntax);
-    assert!(err.to_string().contains("nested more than 127 levels"), "{err}");
+    assert!(
+        err.to_string().contains("nested more than 127 levels"),
+        "{err}"
+    );
 }

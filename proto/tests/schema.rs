@@ -19,17 +19,38 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use serde_json::Value;
-use shirase_proto::{parse_notice, Limits, Rule};
+use shirase_proto::{Limits, Rule, parse_notice};
 
 /// Invalid examples the schema cannot refuse: file name → why.
 const SCHEMA_CANNOT_EXPRESS: &[(&str, &str)] = &[
-    ("bad-municipality-check-digit.json", "JIS X 0402 check digit"),
-    ("bad-sequence-overflow.json", "sequence above u64::MAX (20 digits fit the pattern)"),
-    ("inconsistent-subject.json", "subject = data.interface_id is a cross-member rule"),
-    ("inconsistent-provider.json", "data.provider = interface business id is a cross-member rule"),
-    ("inconsistent-source-municipality.json", "source = data.municipality_code is a cross-member rule"),
-    ("inconsistent-source-provider.json", "source = data.provider is a cross-member rule"),
-    ("oversized.json", "size in bytes as received (whitespace) is not a JSON value property"),
+    (
+        "bad-municipality-check-digit.json",
+        "JIS X 0402 check digit",
+    ),
+    (
+        "bad-sequence-overflow.json",
+        "sequence above u64::MAX (20 digits fit the pattern)",
+    ),
+    (
+        "inconsistent-subject.json",
+        "subject = data.interface_id is a cross-member rule",
+    ),
+    (
+        "inconsistent-provider.json",
+        "data.provider = interface business id is a cross-member rule",
+    ),
+    (
+        "inconsistent-source-municipality.json",
+        "source = data.municipality_code is a cross-member rule",
+    ),
+    (
+        "inconsistent-source-provider.json",
+        "source = data.provider is a cross-member rule",
+    ),
+    (
+        "oversized.json",
+        "size in bytes as received (whitespace) is not a JSON value property",
+    ),
 ];
 
 /// The rule an invalid example's file name announces, and rules it may break on the way.
@@ -45,7 +66,11 @@ fn announced(file: &str) -> (Rule, &'static [Rule]) {
         ("oversized", Rule::TooLarge, &[]),
         ("too-many-", Rule::TooMany, &[]),
         // An individual number can only appear where something else is wrong too.
-        ("personal-data-", Rule::PersonalData, &[Rule::UnknownField, Rule::Format]),
+        (
+            "personal-data-",
+            Rule::PersonalData,
+            &[Rule::UnknownField, Rule::Format],
+        ),
         ("inconsistent-", Rule::Inconsistent, &[]),
     ];
     table
@@ -62,8 +87,14 @@ fn dir() -> PathBuf {
 fn schema() -> jsonschema::Validator {
     let text = std::fs::read_to_string(dir().join("schema/notice.v1.json")).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
-    assert!(jsonschema::meta::is_valid(&schema), "the schema is not a valid JSON Schema");
-    jsonschema::draft202012::options().should_validate_formats(true).build(&schema).unwrap()
+    assert!(
+        jsonschema::meta::is_valid(&schema),
+        "the schema is not a valid JSON Schema"
+    );
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap()
 }
 
 /// Whether the schema accepts these bytes (bytes that are not JSON are refused by any validator).
@@ -76,7 +107,12 @@ fn examples(kind: &str) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -92,7 +128,10 @@ fn valid_examples_pass_both() {
             panic!("{name}: Rust refuses: {vs:?}");
         }
         let value: Value = serde_json::from_slice(bytes).unwrap();
-        let errors: Vec<String> = v.iter_errors(&value).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        let errors: Vec<String> = v
+            .iter_errors(&value)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{name}: schema refuses: {errors:?}");
     }
 }
@@ -102,15 +141,26 @@ fn invalid_examples_are_refused_with_the_rule_their_name_announces() {
     let invalid = examples("invalid");
     for (name, bytes) in &invalid {
         let (rule, extra) = announced(name);
-        let vs = parse_notice(bytes, &Limits::default()).err().unwrap_or_else(|| panic!("{name}: Rust accepts it"));
-        assert!(vs.iter().any(|x| x.rule == rule), "{name}: expected {rule}, got {vs:?}");
+        let vs = parse_notice(bytes, &Limits::default())
+            .err()
+            .unwrap_or_else(|| panic!("{name}: Rust accepts it"));
+        assert!(
+            vs.iter().any(|x| x.rule == rule),
+            "{name}: expected {rule}, got {vs:?}"
+        );
         for x in &vs {
-            assert!(x.rule == rule || extra.contains(&x.rule), "{name}: breaks more than {rule}: {x:?}");
+            assert!(
+                x.rule == rule || extra.contains(&x.rule),
+                "{name}: breaks more than {rule}: {x:?}"
+            );
         }
     }
     // Every rule has at least one invalid example.
     for rule in Rule::ALL {
-        assert!(invalid.iter().any(|(name, _)| announced(name).0 == rule), "no invalid example for {rule}");
+        assert!(
+            invalid.iter().any(|(name, _)| announced(name).0 == rule),
+            "no invalid example for {rule}"
+        );
     }
 }
 
@@ -127,11 +177,17 @@ fn schema_and_rust_agree_on_invalid_examples_except_the_listed_rules() {
                 schema_accepts(&v, bytes),
                 "{name} is listed as inexpressible ({why}) but the schema refuses it: update SCHEMA_CANNOT_EXPRESS"
             ),
-            None => assert!(!schema_accepts(&v, bytes), "{name}: Rust refuses it but the schema accepts it"),
+            None => assert!(
+                !schema_accepts(&v, bytes),
+                "{name}: Rust refuses it but the schema accepts it"
+            ),
         }
     }
     for (name, why) in SCHEMA_CANNOT_EXPRESS {
-        assert!(invalid.iter().any(|(n, _)| n == name), "listed example {name} ({why}) does not exist");
+        assert!(
+            invalid.iter().any(|(n, _)| n == name),
+            "listed example {name} ({why}) does not exist"
+        );
     }
 }
 
@@ -160,7 +216,9 @@ const TWEAK_CHARS: &str = "0159aAfgoOTtZz.:-+_ /\n０";
 fn rust_only_rule(message: &str, rule: Rule) -> bool {
     rule == Rule::Inconsistent
         || (rule == Rule::Format
-            && (message.contains("check digit") || message.contains("larger than 18446744073709551615") || message.contains("no such date or time")))
+            && (message.contains("check digit")
+                || message.contains("larger than 18446744073709551615")
+                || message.contains("no such date or time")))
 }
 
 proptest! {

@@ -78,13 +78,40 @@ impl ApiError {
     /// Status and body of this error.
     pub fn body(&self) -> ErrorBody {
         let (status, code, message, violations) = match self {
-            ApiError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, "unauthenticated", m.clone(), vec![]),
-            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m.clone(), vec![]),
-            ApiError::TooLarge(m, v) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.clone(), v.clone()),
-            ApiError::BadRequest(m, v) => (StatusCode::BAD_REQUEST, "malformed", m.clone(), v.clone()),
-            ApiError::Unprocessable(m, v) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_notice", m.clone(), v.clone()),
+            ApiError::Unauthenticated(m) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                m.clone(),
+                vec![],
+            ),
+            ApiError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m.clone(),
+                vec![],
+            ),
+            ApiError::TooLarge(m, v) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                m.clone(),
+                v.clone(),
+            ),
+            ApiError::BadRequest(m, v) => {
+                (StatusCode::BAD_REQUEST, "malformed", m.clone(), v.clone())
+            }
+            ApiError::Unprocessable(m, v) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_notice",
+                m.clone(),
+                v.clone(),
+            ),
             ApiError::Forbidden(f, m) => (StatusCode::FORBIDDEN, f.code(), m.clone(), vec![]),
-            ApiError::Unavailable(m, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone(), vec![]),
+            ApiError::Unavailable(m, _) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                m.clone(),
+                vec![],
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -92,7 +119,12 @@ impl ApiError {
                 vec![],
             ),
         };
-        ErrorBody { status: status.as_u16(), code, message, violations }
+        ErrorBody {
+            status: status.as_u16(),
+            code,
+            message,
+            violations,
+        }
     }
 
     /// The metrics reason of this error.
@@ -116,10 +148,16 @@ impl IntoResponse for ApiError {
         let mut resp = (status, Json(Envelope { error: body })).into_response();
         match &self {
             ApiError::Unavailable(_, after) => {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(after.as_secs().max(1)),
+                );
             }
             ApiError::Unauthenticated(_) => {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"shirase\""));
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"shirase\""),
+                );
             }
             _ => {}
         }

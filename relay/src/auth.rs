@@ -70,7 +70,10 @@ impl Authenticator {
             found |= hit;
         }
         if bool::from(found) {
-            self.entries.get(index as usize).map(|(_, b)| *b).ok_or(AuthError::Invalid)
+            self.entries
+                .get(index as usize)
+                .map(|(_, b)| *b)
+                .ok_or(AuthError::Invalid)
         } else {
             Err(AuthError::Invalid)
         }
@@ -86,11 +89,17 @@ mod tests {
         let t1 = "dev-token-provider-001-aaaaaaaa";
         let t2 = "dev-token-provider-010-bbbbbbbb";
         let a = Authenticator {
-            entries: vec![(token_digest(t1), "001".parse().unwrap()), (token_digest(t2), "010".parse().unwrap())],
+            entries: vec![
+                (token_digest(t1), "001".parse().unwrap()),
+                (token_digest(t2), "010".parse().unwrap()),
+            ],
         };
         assert_eq!(a.authenticate_token(t1).unwrap().as_str(), "001");
         assert_eq!(a.authenticate_token(t2).unwrap().as_str(), "010");
-        assert_eq!(a.authenticate_token("dev-token-provider-010-bbbbbbbc"), Err(AuthError::Invalid));
+        assert_eq!(
+            a.authenticate_token("dev-token-provider-010-bbbbbbbc"),
+            Err(AuthError::Invalid)
+        );
         let mut h = HeaderMap::new();
         assert_eq!(a.authenticate(&h), Err(AuthError::Missing));
         h.insert(AUTHORIZATION, "Basic abc".parse().unwrap());

@@ -24,7 +24,15 @@ pub const DEFAULT_TOML: &str = include_str!("../relay.default.toml");
 
 /// Top-level keys an environment variable may set. Other `SHIRASE_*` variables (the agent's,
 /// `SHIRASE_LOG`) are ignored instead of failing the unknown-field check.
-const ENV_KEYS: &[&str] = &["municipality_code", "http", "nats", "stream", "nats_auth", "maintenance", "notifier"];
+const ENV_KEYS: &[&str] = &[
+    "municipality_code",
+    "http",
+    "nats",
+    "stream",
+    "nats_auth",
+    "maintenance",
+    "notifier",
+];
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +67,23 @@ impl ConfigError {
     }
 
     fn load(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind: ConfigErrorKind::Load, problems: vec![FieldProblem { path: path.into(), message: message.into() }] }
+        Self {
+            kind: ConfigErrorKind::Load,
+            problems: vec![FieldProblem {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid relay configuration ({} problem(s)):", self.problems.len())?;
+        write!(
+            f,
+            "invalid relay configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
         for p in &self.problems {
             if p.path.is_empty() {
                 write!(f, "\n  - {}", p.message)?;
@@ -383,7 +401,10 @@ impl fmt::Debug for Provider {
             .field("business_id", &self.business_id)
             .field("name", &self.name)
             .field("pull_api_base_url", &self.pull_api_base_url)
-            .field("token_hashes", &format_args!("[{} digest(s)]", self.token_hashes.len()))
+            .field(
+                "token_hashes",
+                &format_args!("[{} digest(s)]", self.token_hashes.len()),
+            )
             .field("nats_nkey", &self.nats_nkey)
             .finish()
     }
@@ -423,15 +444,18 @@ impl Config {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(f) = file {
             if !f.is_file() {
-                return Err(ConfigError::load("", format!("config file {} does not exist", f.display())));
+                return Err(ConfigError::load(
+                    "",
+                    format!("config file {} does not exist", f.display()),
+                ));
             }
             fig = fig.merge(Toml::file_exact(f));
         }
-        fig = fig.merge(
-            Env::prefixed("SHIRASE_")
-                .split("__")
-                .filter(|k| ENV_KEYS.iter().any(|top| k.as_str().to_ascii_lowercase().starts_with(top))),
-        );
+        fig = fig.merge(Env::prefixed("SHIRASE_").split("__").filter(|k| {
+            ENV_KEYS
+                .iter()
+                .any(|top| k.as_str().to_ascii_lowercase().starts_with(top))
+        }));
         Self::from_figment(fig, file.and_then(Path::parent))
     }
 
@@ -445,9 +469,15 @@ impl Config {
         let raw: RawConfig = fig.extract().map_err(|e| {
             let problems = e
                 .into_iter()
-                .map(|e| FieldProblem { path: e.path.join("."), message: e.kind.to_string() })
+                .map(|e| FieldProblem {
+                    path: e.path.join("."),
+                    message: e.kind.to_string(),
+                })
                 .collect();
-            ConfigError { kind: ConfigErrorKind::Load, problems }
+            ConfigError {
+                kind: ConfigErrorKind::Load,
+                problems,
+            }
         })?;
         validate(raw, base_dir)
     }
@@ -478,7 +508,10 @@ struct Problems(Vec<FieldProblem>);
 
 impl Problems {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldProblem { path: path.into(), message: message.into() });
+        self.0.push(FieldProblem {
+            path: path.into(),
+            message: message.into(),
+        });
     }
     fn parse<T: std::str::FromStr>(&mut self, path: &str, value: &str) -> Option<T>
     where
@@ -506,20 +539,32 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
     let municipality = match &raw.municipality_code {
         Some(m) => p.parse::<MunicipalityCode>("municipality_code", m),
         None => {
-            p.push("municipality_code", "required: the 6-digit code of the municipality (e.g. 131016)");
+            p.push(
+                "municipality_code",
+                "required: the 6-digit code of the municipality (e.g. 131016)",
+            );
             None
         }
     };
 
     let listen = raw.http.listen.parse::<SocketAddr>().ok();
     if listen.is_none() {
-        p.push("http.listen", format!("{:?} is not an address:port (e.g. 127.0.0.1:8080)", raw.http.listen));
+        p.push(
+            "http.listen",
+            format!(
+                "{:?} is not an address:port (e.g. 127.0.0.1:8080)",
+                raw.http.listen
+            ),
+        );
     }
     if raw.http.body_limit_bytes < 1024 {
         p.push("http.body_limit_bytes", "must be at least 1024");
     }
     if raw.http.max_batch_notices == 0 || raw.http.max_batch_notices > 1000 {
-        p.push("http.max_batch_notices", "must be between 1 and 1000 (the protocol's batch limit)");
+        p.push(
+            "http.max_batch_notices",
+            "must be between 1 and 1000 (the protocol's batch limit)",
+        );
     }
 
     if raw.nats.urls.is_empty() {
@@ -527,7 +572,10 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
     }
     for (i, u) in raw.nats.urls.iter().enumerate() {
         if u.parse::<async_nats::ServerAddr>().is_err() {
-            p.push(format!("nats.urls[{i}]"), format!("{u:?} is not a NATS URL (e.g. nats://127.0.0.1:4222)"));
+            p.push(
+                format!("nats.urls[{i}]"),
+                format!("{u:?} is not a NATS URL (e.g. nats://127.0.0.1:4222)"),
+            );
         }
     }
     let publish_timeout = p.duration("nats.publish_timeout", &raw.nats.publish_timeout);
@@ -535,30 +583,48 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         p.push("nats.publish_attempts", "must be between 1 and 20");
     }
     if raw.nats.credentials_file.is_some() && raw.nats.nkey_seed_file.is_some() {
-        p.push("nats.nkey_seed_file", "give either nats.credentials_file or nats.nkey_seed_file, not both");
+        p.push(
+            "nats.nkey_seed_file",
+            "give either nats.credentials_file or nats.nkey_seed_file, not both",
+        );
     }
     if raw.nats.tls_cert_file.is_some() != raw.nats.tls_key_file.is_some() {
-        p.push("nats.tls_key_file", "nats.tls_cert_file and nats.tls_key_file go together (client certificate and its key)");
+        p.push(
+            "nats.tls_key_file",
+            "nats.tls_cert_file and nats.tls_key_file go together (client certificate and its key)",
+        );
     }
     // The files themselves are read when connecting (a container mounts them at run time, so
     // a configuration check on another host must not require them); errors there name the field.
 
     if !(1..=5).contains(&raw.stream.replicas) {
-        p.push("stream.replicas", "must be 1 to 5 (1 for dev, 3 or 5 in a cluster)");
+        p.push(
+            "stream.replicas",
+            "must be 1 to 5 (1 for dev, 3 or 5 in a cluster)",
+        );
     }
     let max_age = p.duration("stream.max_age", &raw.stream.max_age);
     let duplicate_window = p.duration("stream.duplicate_window", &raw.stream.duplicate_window);
     if duplicate_window > max_age {
-        p.push("stream.duplicate_window", "must not be longer than stream.max_age");
+        p.push(
+            "stream.duplicate_window",
+            "must not be longer than stream.max_age",
+        );
     }
     if duplicate_window < Duration::from_secs(60) {
-        p.push("stream.duplicate_window", "must be at least 1m so a provider's retry is de-duplicated");
+        p.push(
+            "stream.duplicate_window",
+            "must be at least 1m so a provider's retry is de-duplicated",
+        );
     }
     let storage = match raw.stream.storage.as_str() {
         "file" => Storage::File,
         "memory" => Storage::Memory,
         other => {
-            p.push("stream.storage", format!("must be \"file\" or \"memory\", got {other:?}"));
+            p.push(
+                "stream.storage",
+                format!("must be \"file\" or \"memory\", got {other:?}"),
+            );
             Storage::File
         }
     };
@@ -579,17 +645,28 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         if let Some(b) = b
             && !seen.insert(b)
         {
-            p.push(format!("{path}.business_id"), format!("provider {b} is listed twice"));
+            p.push(
+                format!("{path}.business_id"),
+                format!("provider {b} is listed twice"),
+            );
         }
         if rp.name.trim().is_empty() {
             p.push(format!("{path}.name"), "must not be empty");
         }
-        if !(rp.pull_api_base_url.starts_with("http://") || rp.pull_api_base_url.starts_with("https://")) {
-            p.push(format!("{path}.pull_api_base_url"), "must be an http:// or https:// URL");
+        if !(rp.pull_api_base_url.starts_with("http://")
+            || rp.pull_api_base_url.starts_with("https://"))
+        {
+            p.push(
+                format!("{path}.pull_api_base_url"),
+                "must be an http:// or https:// URL",
+            );
         }
         let mut token_hashes = Vec::new();
         for (j, h) in rp.credentials.token_sha256.iter().enumerate() {
-            match hex::decode(h).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+            match hex::decode(h)
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            {
                 Some(d) => token_hashes.push(d),
                 None => p.push(
                     format!("{path}.credentials.token_sha256[{j}]"),
@@ -607,27 +684,46 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                     Some(t) => token_hashes.push(token_digest(t)),
                     None => p.push(
                         format!("{path}.credentials.token_file"),
-                        format!("{} holds no token (one line, at least 16 characters)", full.display()),
+                        format!(
+                            "{} holds no token (one line, at least 16 characters)",
+                            full.display()
+                        ),
                     ),
                 },
-                Err(e) => p.push(format!("{path}.credentials.token_file"), format!("cannot read {}: {e}", full.display())),
+                Err(e) => p.push(
+                    format!("{path}.credentials.token_file"),
+                    format!("cannot read {}: {e}", full.display()),
+                ),
             }
         }
         if token_hashes.is_empty() {
-            p.push(format!("{path}.credentials"), "set token_sha256 (list of hex digests) or token_file");
+            p.push(
+                format!("{path}.credentials"),
+                "set token_sha256 (list of hex digests) or token_file",
+            );
         }
         if let Some(k) = &rp.nats_nkey {
             check_nkey(&mut p, &format!("{path}.nats_nkey"), k);
         }
-        let calendar = match rp.maintenance.clone().map(serde_json::from_value::<shirase_proto::maintenance::Config>) {
-            None => shirase_proto::maintenance::Calendar::new(&Default::default()).map_err(|e| (e.field().to_owned(), e.to_string())),
-            Some(Ok(c)) => shirase_proto::maintenance::Calendar::new(&c).map_err(|e| (e.field().to_owned(), e.to_string())),
+        let calendar = match rp
+            .maintenance
+            .clone()
+            .map(serde_json::from_value::<shirase_proto::maintenance::Config>)
+        {
+            None => shirase_proto::maintenance::Calendar::new(&Default::default())
+                .map_err(|e| (e.field().to_owned(), e.to_string())),
+            Some(Ok(c)) => shirase_proto::maintenance::Calendar::new(&c)
+                .map_err(|e| (e.field().to_owned(), e.to_string())),
             Some(Err(e)) => Err((String::new(), e.to_string())),
         };
         let calendar = match calendar {
             Ok(c) => Some(c),
             Err((field, message)) => {
-                let at = if field.is_empty() { format!("{path}.maintenance") } else { format!("{path}.maintenance.{field}") };
+                let at = if field.is_empty() {
+                    format!("{path}.maintenance")
+                } else {
+                    format!("{path}.maintenance.{field}")
+                };
                 p.push(at, message);
                 None
             }
@@ -646,8 +742,14 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
     if raw.providers.is_empty() {
         p.push("providers", "at least one provider is required");
     }
-    let maintenance = crate::scheduler::SchedulerConfig::validate(&raw.maintenance, &mut |path, msg| p.push(path, msg));
-    let notifier = crate::notifier::NotifierConfig::validate(&raw.notifier, base_dir, &mut |path, msg| p.push(path, msg));
+    let maintenance =
+        crate::scheduler::SchedulerConfig::validate(&raw.maintenance, &mut |path, msg| {
+            p.push(path, msg)
+        });
+    let notifier =
+        crate::notifier::NotifierConfig::validate(&raw.notifier, base_dir, &mut |path, msg| {
+            p.push(path, msg)
+        });
 
     let mut interfaces: Vec<Interface> = Vec::new();
     for (i, ri) in raw.interfaces.iter().enumerate() {
@@ -659,15 +761,31 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
             if id.business_id() != provider {
                 p.push(
                     format!("{path}.provider"),
-                    format!("interface {id} belongs to business {}, not {provider}", id.business_id()),
+                    format!(
+                        "interface {id} belongs to business {}, not {provider}",
+                        id.business_id()
+                    ),
                 );
             } else if !providers.iter().any(|pr| pr.business_id == provider) {
-                p.push(format!("{path}.provider"), format!("no provider with business_id {provider} is configured"));
+                p.push(
+                    format!("{path}.provider"),
+                    format!("no provider with business_id {provider} is configured"),
+                );
             }
-            if interfaces.iter().any(|x| x.id == id && x.version == version) {
-                p.push(path.clone(), format!("interface {id} version {version} is listed twice"));
+            if interfaces
+                .iter()
+                .any(|x| x.id == id && x.version == version)
+            {
+                p.push(
+                    path.clone(),
+                    format!("interface {id} version {version} is listed twice"),
+                );
             }
-            interfaces.push(Interface { id, version, provider });
+            interfaces.push(Interface {
+                id,
+                version,
+                provider,
+            });
         }
     }
 
@@ -678,11 +796,17 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         if let Some(id) = &id
             && subscribers.iter().any(|s| &s.id == id)
         {
-            p.push(format!("{path}.id"), format!("subscriber {id} is listed twice"));
+            p.push(
+                format!("{path}.id"),
+                format!("subscriber {id} is listed twice"),
+            );
         }
         let mut ifs = Vec::new();
         if rs.interfaces.is_empty() {
-            p.push(format!("{path}.interfaces"), "list at least one interface id");
+            p.push(
+                format!("{path}.interfaces"),
+                "list at least one interface id",
+            );
         }
         for (j, s) in rs.interfaces.iter().enumerate() {
             let ipath = format!("{path}.interfaces[{j}]");
@@ -699,7 +823,10 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
             p.push(format!("{path}.ack_wait"), "must be at least 1s");
         }
         if rs.max_deliver < 1 && rs.max_deliver != -1 {
-            p.push(format!("{path}.max_deliver"), "must be at least 1 (or -1 for unlimited)");
+            p.push(
+                format!("{path}.max_deliver"),
+                "must be at least 1 (or -1 for unlimited)",
+            );
         }
         if rs.max_ack_pending < 1 {
             p.push(format!("{path}.max_ack_pending"), "must be at least 1");
@@ -719,7 +846,8 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         }
     }
 
-    let (operators, operator_problems) = crate::operator::config::validate(&raw.operators, base_dir);
+    let (operators, operator_problems) =
+        crate::operator::config::validate(&raw.operators, base_dir);
     p.0.extend(operator_problems);
 
     match (municipality, listen) {
@@ -760,7 +888,10 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
             subscribers,
             operators,
         }),
-        _ => Err(ConfigError { kind: ConfigErrorKind::Invalid, problems: p.0 }),
+        _ => Err(ConfigError {
+            kind: ConfigErrorKind::Invalid,
+            problems: p.0,
+        }),
     }
 }
 
@@ -772,7 +903,10 @@ fn rebase(f: PathBuf, base_dir: Option<&Path>) -> PathBuf {
 }
 
 fn check_nkey(p: &mut Problems, path: &str, k: &str) {
-    let ok = k.len() == 56 && k.starts_with('U') && k.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+    let ok = k.len() == 56
+        && k.starts_with('U')
+        && k.bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
     if !ok {
         p.push(path, "must be a public user nkey (56 characters starting with U, from `nk -gen user -pubout`)");
     }
@@ -780,7 +914,10 @@ fn check_nkey(p: &mut Problems, path: &str, k: &str) {
 
 /// The token in a dev token file: the first line that is not empty and not a `#` comment.
 fn token_from_file(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).filter(|t| t.len() >= 16)
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|t| t.len() >= 16)
 }
 
 /// SHA-256 of a bearer token, the form credentials are stored and compared in.
@@ -825,7 +962,13 @@ interfaces = ["001o05-00"]
         let e = Config::from_toml_str(&text, None).unwrap_err();
         assert_eq!(e.kind(), ConfigErrorKind::Invalid);
         let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
-        for want in ["providers[0].business_id", "providers[1].business_id", "providers[1].name", "providers[1].pull_api_base_url", "providers[1].credentials"] {
+        for want in [
+            "providers[0].business_id",
+            "providers[1].business_id",
+            "providers[1].name",
+            "providers[1].pull_api_base_url",
+            "providers[1].credentials",
+        ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
         assert!(e.to_string().contains("providers[1].business_id"));
@@ -833,26 +976,46 @@ interfaces = ["001o05-00"]
 
     #[test]
     fn unknown_fields_and_bad_durations_are_refused() {
-        let e = Config::from_toml_str(&format!("{MINIMAL}\n[stream]\nmax_agee = \"1d\"\n"), None).unwrap_err();
+        let e = Config::from_toml_str(&format!("{MINIMAL}\n[stream]\nmax_agee = \"1d\"\n"), None)
+            .unwrap_err();
         assert_eq!(e.kind(), ConfigErrorKind::Load);
         assert!(e.to_string().contains("max_agee"), "{e}");
-        let e = Config::from_toml_str(&format!("{MINIMAL}\n[stream]\nduplicate_window = \"soon\"\n"), None).unwrap_err();
+        let e = Config::from_toml_str(
+            &format!("{MINIMAL}\n[stream]\nduplicate_window = \"soon\"\n"),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.problems[0].path, "stream.duplicate_window");
     }
 
     #[test]
     fn layers_are_defaults_then_file_then_environment() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("relay.toml", &format!("{MINIMAL}\n[http]\nlisten = \"127.0.0.1:9000\"\nretry_after_secs = 7\n"))?;
+            jail.create_file(
+                "relay.toml",
+                &format!("{MINIMAL}\n[http]\nlisten = \"127.0.0.1:9000\"\nretry_after_secs = 7\n"),
+            )?;
             jail.set_env("SHIRASE_HTTP__LISTEN", "127.0.0.1:9999");
             jail.set_env("SHIRASE_STREAM__MAX_AGE", "3d");
             // Unrelated SHIRASE_* variables (the agent's, the log filter) are not config errors.
             jail.set_env("SHIRASE_LOG", "debug");
             let c = Config::load(Some(Path::new("relay.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(c.http.listen.to_string(), "127.0.0.1:9999", "env beats the file");
-            assert_eq!(c.http.retry_after, Duration::from_secs(7), "the file beats the defaults");
+            assert_eq!(
+                c.http.listen.to_string(),
+                "127.0.0.1:9999",
+                "env beats the file"
+            );
+            assert_eq!(
+                c.http.retry_after,
+                Duration::from_secs(7),
+                "the file beats the defaults"
+            );
             assert_eq!(c.stream.max_age, Duration::from_secs(3 * 86_400));
-            assert_eq!(c.stream.duplicate_window, Duration::from_secs(7_200), "defaults fill the rest");
+            assert_eq!(
+                c.stream.duplicate_window,
+                Duration::from_secs(7_200),
+                "defaults fill the rest"
+            );
             jail.set_env("SHIRASE_HTTP__BODY_LIMIT_BYTES", "12");
             let e = Config::load(Some(Path::new("relay.toml"))).unwrap_err();
             assert_eq!(e.problems[0].path, "http.body_limit_bytes");
@@ -863,13 +1026,20 @@ interfaces = ["001o05-00"]
     #[test]
     fn token_files_are_read_relative_to_the_config_and_hashed() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("p.token"), "# DEV ONLY\nabcdefghijklmnop-dev-token\n").unwrap();
+        std::fs::write(
+            dir.path().join("p.token"),
+            "# DEV ONLY\nabcdefghijklmnop-dev-token\n",
+        )
+        .unwrap();
         let text = MINIMAL.replace(
             "credentials = { token_sha256 = [\"0000000000000000000000000000000000000000000000000000000000000000\"] }",
             "credentials = { token_file = \"p.token\" }",
         );
         let c = Config::from_toml_str(&text, Some(dir.path())).unwrap();
-        assert_eq!(c.providers[0].token_hashes, vec![token_digest("abcdefghijklmnop-dev-token")]);
+        assert_eq!(
+            c.providers[0].token_hashes,
+            vec![token_digest("abcdefghijklmnop-dev-token")]
+        );
         assert!(!format!("{:?}", c.providers[0]).contains("abcdefghijklmnop"));
         let e = Config::from_toml_str(&text, Some(Path::new("/nonexistent"))).unwrap_err();
         assert_eq!(e.problems[0].path, "providers[0].credentials.token_file");
@@ -877,7 +1047,10 @@ interfaces = ["001o05-00"]
 
     #[test]
     fn subscriber_interfaces_must_exist() {
-        let text = MINIMAL.replace("interfaces = [\"001o05-00\"]", "interfaces = [\"001o06-00\"]");
+        let text = MINIMAL.replace(
+            "interfaces = [\"001o05-00\"]",
+            "interfaces = [\"001o06-00\"]",
+        );
         let e = Config::from_toml_str(&text, None).unwrap_err();
         assert_eq!(e.problems[0].path, "subscribers[0].interfaces[0]");
     }
@@ -886,6 +1059,11 @@ interfaces = ["001o05-00"]
     fn interface_must_belong_to_its_provider() {
         let text = MINIMAL.replace("provider = \"001\"", "provider = \"010\"");
         let e = Config::from_toml_str(&text, None).unwrap_err();
-        assert!(e.problems.iter().any(|p| p.path == "interfaces[0].provider"), "{e}");
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.path == "interfaces[0].provider"),
+            "{e}"
+        );
     }
 }

@@ -58,12 +58,17 @@ pub async fn options(config: &NatsConfig) -> Result<ConnectOptions, ConnectError
     if let Some(f) = &config.credentials_file {
         opts = ConnectOptions::with_credentials_file(f.clone())
             .await
-            .map_err(|source| ConnectError::Credentials { path: f.display().to_string(), source })?
+            .map_err(|source| ConnectError::Credentials {
+                path: f.display().to_string(),
+                source,
+            })?
             .name("shirase-relay");
     }
     if let Some(f) = &config.nkey_seed_file {
-        let seed = std::fs::read_to_string(f)
-            .map_err(|source| ConnectError::Credentials { path: f.display().to_string(), source })?;
+        let seed = std::fs::read_to_string(f).map_err(|source| ConnectError::Credentials {
+            path: f.display().to_string(),
+            source,
+        })?;
         opts = opts.nkey(seed.trim().to_owned());
     }
     for (field, f) in [
@@ -74,7 +79,10 @@ pub async fn options(config: &NatsConfig) -> Result<ConnectOptions, ConnectError
         if let Some(f) = f
             && !f.is_file()
         {
-            return Err(ConnectError::TlsFile { field, path: f.display().to_string() });
+            return Err(ConnectError::TlsFile {
+                field,
+                path: f.display().to_string(),
+            });
         }
     }
     if let Some(ca) = &config.tls_ca_file {
@@ -111,11 +119,13 @@ fn classify(config: &NatsConfig, source: async_nats::ConnectError) -> ConnectErr
             fields: TLS_FIELDS,
             source,
         },
-        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => ConnectError::Refused {
-            urls,
-            fields: "nats.nkey_seed_file / nats.credentials_file against the server's authorization",
-            source,
-        },
+        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+            ConnectError::Refused {
+                urls,
+                fields: "nats.nkey_seed_file / nats.credentials_file against the server's authorization",
+                source,
+            }
+        }
         _ => ConnectError::Connect { urls, source },
     }
 }
@@ -123,7 +133,9 @@ fn classify(config: &NatsConfig, source: async_nats::ConnectError) -> ConnectErr
 /// Connect, failing if no server answers (provisioning, tools).
 pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, ConnectError> {
     let opts = options(config).await?;
-    opts.connect(addrs(config)).await.map_err(|e| classify(config, e))
+    opts.connect(addrs(config))
+        .await
+        .map_err(|e| classify(config, e))
 }
 
 /// Connect in the background (serving): the relay starts, answers `/readyz` with 503 and
@@ -138,7 +150,9 @@ pub async fn connect_lazily(config: &NatsConfig) -> Result<async_nats::Client, C
         },
     }
     let opts = options(config).await?.retry_on_initial_connect();
-    opts.connect(addrs(config)).await.map_err(|e| classify(config, e))
+    opts.connect(addrs(config))
+        .await
+        .map_err(|e| classify(config, e))
 }
 
 /// The configured URLs as server addresses (validated when the configuration was loaded).

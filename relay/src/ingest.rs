@@ -28,15 +28,17 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 use serde::Serialize;
-use shirase_proto::{BusinessId, Limits, Notice, Payload, PayloadError, Rule, Violation, parse_payload};
+use shirase_proto::{
+    BusinessId, Limits, Notice, Payload, PayloadError, Rule, Violation, parse_payload,
+};
 
 use crate::api_error::{ApiError, ErrorBody, Forbidden};
 use crate::serve::AppState;
@@ -88,10 +90,20 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 fn content_type_ok(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
-        "application/json" | "application/cloudevents+json" | "application/cloudevents-batch+json" => Ok(()),
+        "application/json"
+        | "application/cloudevents+json"
+        | "application/cloudevents-batch+json" => Ok(()),
         _ => Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/json (or application/cloudevents+json, application/cloudevents-batch+json), got {:?}",
             ct.chars().take(80).collect::<String>()
@@ -100,9 +112,15 @@ fn content_type_ok(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn payload_error(e: PayloadError) -> ApiError {
-    let v = vec![Violation { path: String::new(), rule: e.rule(), message: e.to_string() }];
+    let v = vec![Violation {
+        path: String::new(),
+        rule: e.rule(),
+        message: e.to_string(),
+    }];
     match e {
-        PayloadError::TooLarge { .. } | PayloadError::TooMany { .. } => ApiError::TooLarge(e.to_string(), v),
+        PayloadError::TooLarge { .. } | PayloadError::TooMany { .. } => {
+            ApiError::TooLarge(e.to_string(), v)
+        }
         PayloadError::Syntax(_) => ApiError::BadRequest(e.to_string(), v),
         PayloadError::Shape | PayloadError::Empty => ApiError::Unprocessable(e.to_string(), v),
     }
@@ -114,7 +132,10 @@ fn authorize(state: &AppState, provider: BusinessId, notice: &Notice) -> Result<
     if d.provider != provider {
         return Err(ApiError::Forbidden(
             Forbidden::WrongProvider,
-            format!("your credentials are provider {provider}'s; data.provider is {}", d.provider),
+            format!(
+                "your credentials are provider {provider}'s; data.provider is {}",
+                d.provider
+            ),
         ));
     }
     if d.municipality_code != state.config.municipality {
@@ -130,13 +151,19 @@ fn authorize(state: &AppState, provider: BusinessId, notice: &Notice) -> Result<
     if known.peek().is_none() {
         return Err(ApiError::Forbidden(
             Forbidden::UnknownInterface,
-            format!("interface {} is not configured for provider {provider}", d.interface_id),
+            format!(
+                "interface {} is not configured for provider {provider}",
+                d.interface_id
+            ),
         ));
     }
     if !known.any(|i| i.version == d.interface_version) {
         return Err(ApiError::Forbidden(
             Forbidden::UnknownInterfaceVersion,
-            format!("interface {} is not configured at version {}", d.interface_id, d.interface_version),
+            format!(
+                "interface {} is not configured at version {}",
+                d.interface_id, d.interface_version
+            ),
         ));
     }
     Ok(())
@@ -144,7 +171,9 @@ fn authorize(state: &AppState, provider: BusinessId, notice: &Notice) -> Result<
 
 fn unavailable(state: &AppState, id: &str) -> ApiError {
     ApiError::Unavailable(
-        format!("JetStream did not acknowledge notice {id}; re-send it with the same id after Retry-After"),
+        format!(
+            "JetStream did not acknowledge notice {id}; re-send it with the same id after Retry-After"
+        ),
         state.config.http.retry_after,
     )
 }
@@ -163,18 +192,32 @@ async fn post_notices(
     }
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let provider = state.auth.authenticate(headers).map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let provider = state
+        .auth
+        .authenticate(headers)
+        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
     content_type_ok(headers)?;
     let limit = state.config.http.body_limit_bytes;
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(
                 format!("body is larger than the limit of {limit} bytes (split the batch)"),
-                vec![Violation { path: String::new(), rule: Rule::TooLarge, message: format!("limit is {limit} bytes") }],
+                vec![Violation {
+                    path: String::new(),
+                    rule: Rule::TooLarge,
+                    message: format!("limit is {limit} bytes"),
+                }],
             )
         } else {
-            ApiError::BadRequest(format!("could not read the body: {}", r.body_text()), vec![])
+            ApiError::BadRequest(
+                format!("could not read the body: {}", r.body_text()),
+                vec![],
+            )
         }
     })?;
     let limits = Limits {
@@ -184,7 +227,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Result<Bytes, Bytes
     };
     match parse_payload(&bytes, &limits).map_err(payload_error)? {
         Payload::Single(Err(violations)) => Err(ApiError::Unprocessable(
-            format!("the notice has {} problem(s); see violations", violations.len()),
+            format!(
+                "the notice has {} problem(s); see violations",
+                violations.len()
+            ),
             violations,
         )),
         Payload::Single(Ok(notice)) => {
@@ -218,7 +264,15 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Result<Bytes, Bytes
 fn raw_ids(bytes: &[u8]) -> Vec<Option<String>> {
     let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
     v.as_array()
-        .map(|a| a.iter().map(|i| i.get("id").and_then(|x| x.as_str()).map(|s| s.chars().take(64).collect())).collect())
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    i.get("id")
+                        .and_then(|x| x.as_str())
+                        .map(|s| s.chars().take(64).collect())
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -232,16 +286,30 @@ async fn batch(
     let mut to_publish: Vec<(usize, &Notice)> = Vec::new();
     let mut ids: Option<Vec<Option<String>>> = None;
     for (index, item) in items.iter().enumerate() {
-        let mut r = ItemResult { index: Some(index), id: None, status: 0, stream_seq: None, duplicate: None, error: None };
+        let mut r = ItemResult {
+            index: Some(index),
+            id: None,
+            status: 0,
+            stream_seq: None,
+            duplicate: None,
+            error: None,
+        };
         match item {
             Err(violations) => {
                 let ids = ids.get_or_insert_with(|| raw_ids(bytes));
                 r.id = ids.get(index).cloned().flatten();
                 let violations: Vec<Violation> = violations
                     .iter()
-                    .map(|v| Violation { path: format!("/{index}{}", v.path), rule: v.rule, message: v.message.clone() })
+                    .map(|v| Violation {
+                        path: format!("/{index}{}", v.path),
+                        rule: v.rule,
+                        message: v.message.clone(),
+                    })
                     .collect();
-                let e = ApiError::Unprocessable(format!("notice {index} has {} problem(s)", violations.len()), violations);
+                let e = ApiError::Unprocessable(
+                    format!("notice {index} has {} problem(s)", violations.len()),
+                    violations,
+                );
                 state.metrics.reject(e.code(), 1);
                 r.status = 422;
                 r.error = Some(e.body());
@@ -273,7 +341,11 @@ async fn batch(
                 r.duplicate = Some(s.duplicate);
             }
             Err(f) => {
-                let e = if f.transient { unavailable(state, &notice.id.to_string()) } else { ApiError::Internal(f.to_string()) };
+                let e = if f.transient {
+                    unavailable(state, &notice.id.to_string())
+                } else {
+                    ApiError::Internal(f.to_string())
+                };
                 if failed_logged == 0 {
                     tracing::warn!(notice = %notice.id, attempts = f.attempts, error = %f.last, "batch item not acknowledged");
                 }
@@ -290,13 +362,29 @@ async fn batch(
     let failed = results.iter().filter(|r| r.status >= 500).count();
     let rejected = results.len() - accepted - failed;
     let first = results.first().map(|r| r.status).unwrap_or(202);
-    let status = if results.iter().all(|r| r.status == first) { first } else { 207 };
+    let status = if results.iter().all(|r| r.status == first) {
+        first
+    } else {
+        207
+    };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MULTI_STATUS);
     let any_503 = results.iter().any(|r| r.status == 503);
-    let mut resp = (status, Json(BatchResponse { accepted, duplicates, rejected, failed, results })).into_response();
+    let mut resp = (
+        status,
+        Json(BatchResponse {
+            accepted,
+            duplicates,
+            rejected,
+            failed,
+            results,
+        }),
+    )
+        .into_response();
     if any_503 {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(state.config.http.retry_after.as_secs().max(1)));
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(state.config.http.retry_after.as_secs().max(1)),
+        );
     }
     resp
 }

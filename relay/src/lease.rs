@@ -61,14 +61,24 @@ pub struct Lease {
 
 impl Lease {
     /// Open the lease `key` in `bucket` for the replica `holder` (a unique id per process).
-    pub async fn open(js: &jetstream::Context, bucket: &str, key: &str, holder: String) -> Result<Self, LeaseError> {
+    pub async fn open(
+        js: &jetstream::Context,
+        bucket: &str,
+        key: &str,
+        holder: String,
+    ) -> Result<Self, LeaseError> {
         let store = js.get_key_value(bucket).await.map_err(|e| LeaseError {
             kind: LeaseErrorKind::NoBucket,
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             message: format!("{e}; run `shirase-relay provision` to create it"),
         })?;
-        Ok(Self { store, bucket: bucket.to_owned(), key: key.to_owned(), holder })
+        Ok(Self {
+            store,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            holder,
+        })
     }
 
     /// This replica's id.
@@ -77,23 +87,44 @@ impl Lease {
     }
 
     fn server(&self, e: impl std::fmt::Display) -> LeaseError {
-        LeaseError { kind: LeaseErrorKind::Server, bucket: self.bucket.clone(), key: self.key.clone(), message: e.to_string() }
+        LeaseError {
+            kind: LeaseErrorKind::Server,
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            message: e.to_string(),
+        }
     }
 
     /// Acquire the lease if it is free, renew it if this replica holds it. Returns whether
     /// this replica holds it now.
     pub async fn try_acquire(&self) -> Result<bool, LeaseError> {
-        let entry = self.store.entry(self.key.as_str()).await.map_err(|e| self.server(e))?;
+        let entry = self
+            .store
+            .entry(self.key.as_str())
+            .await
+            .map_err(|e| self.server(e))?;
         let live = entry.filter(|e| e.operation == kv::Operation::Put);
         match live {
-            None => match self.store.create(self.key.as_str(), self.holder.clone().into_bytes().into()).await {
+            None => match self
+                .store
+                .create(self.key.as_str(), self.holder.clone().into_bytes().into())
+                .await
+            {
                 Ok(_) => Ok(true),
                 // Someone else created it between our read and our write.
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
                 Err(e) => Err(self.server(e)),
             },
             Some(e) if e.value.as_ref() == self.holder.as_bytes() => {
-                match self.store.update(self.key.as_str(), self.holder.clone().into_bytes().into(), e.revision).await {
+                match self
+                    .store
+                    .update(
+                        self.key.as_str(),
+                        self.holder.clone().into_bytes().into(),
+                        e.revision,
+                    )
+                    .await
+                {
                     Ok(_) => Ok(true),
                     Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
                     Err(err) => Err(self.server(err)),
@@ -110,7 +141,10 @@ impl Lease {
             && e.operation == kv::Operation::Put
             && e.value.as_ref() == self.holder.as_bytes()
         {
-            let _ = self.store.delete_expect_revision(self.key.as_str(), Some(e.revision)).await;
+            let _ = self
+                .store
+                .delete_expect_revision(self.key.as_str(), Some(e.revision))
+                .await;
         }
     }
 }

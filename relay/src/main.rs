@@ -12,7 +12,13 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "shirase-relay", version)]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "SHIRASE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SHIRASE_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -226,9 +232,24 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
     let (ops, result, render): (OpsArgs, _, fn(&serde_json::Value) -> String) = match command {
         Command::Status { ops } => {
             let c = Client::new(&ops.url, &ops.token_file)?;
-            (ops, c.get("/v1/ops/status", &[]).await, client::render_status)
+            (
+                ops,
+                c.get("/v1/ops/status", &[]).await,
+                client::render_status,
+            )
         }
-        Command::Replay { ops, subscriber, provider, interface, from_time, to_time, from_seq, to_seq, replay_id, dry_run } => {
+        Command::Replay {
+            ops,
+            subscriber,
+            provider,
+            interface,
+            from_time,
+            to_time,
+            from_seq,
+            to_seq,
+            replay_id,
+            dry_run,
+        } => {
             let c = Client::new(&ops.url, &ops.token_file)?;
             let mut body = serde_json::json!({
                 "subscriber": subscriber, "provider": provider, "interface": interface, "from_time": from_time,
@@ -239,12 +260,25 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
             }
             (ops, c.post("/v1/ops/replay", &body).await, obj)
         }
-        Command::Resync { ops, subscriber, interface, to } => {
+        Command::Resync {
+            ops,
+            subscriber,
+            interface,
+            to,
+        } => {
             let c = Client::new(&ops.url, &ops.token_file)?;
-            let body = serde_json::json!({ "subscriber": subscriber, "interface": interface, "to": to });
+            let body =
+                serde_json::json!({ "subscriber": subscriber, "interface": interface, "to": to });
             (ops, c.post("/v1/ops/resync", &body).await, obj)
         }
-        Command::Pause { ops, subscriber, provider, until, for_, reason } => {
+        Command::Pause {
+            ops,
+            subscriber,
+            provider,
+            until,
+            for_,
+            reason,
+        } => {
             let c = Client::new(&ops.url, &ops.token_file)?;
             let mut body = serde_json::json!({ "subscriber": subscriber, "provider": provider, "until": until, "for": for_, "reason": reason });
             if let Some(o) = body.as_object_mut() {
@@ -252,7 +286,11 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
             }
             (ops, c.post("/v1/ops/pause", &body).await, obj)
         }
-        Command::Resume { ops, subscriber, provider } => {
+        Command::Resume {
+            ops,
+            subscriber,
+            provider,
+        } => {
             let c = Client::new(&ops.url, &ops.token_file)?;
             let body = serde_json::json!({ "subscriber": subscriber, "provider": provider });
             (ops, c.post("/v1/ops/resume", &body).await, obj)
@@ -260,32 +298,55 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => match command {
             DlqCommand::List { ops, select } => {
                 let c = Client::new(&ops.url, &ops.token_file)?;
-                let q: Vec<(&str, String)> = [("subscriber", select.subscriber), ("provider", select.provider), ("interface", select.interface)]
-                    .into_iter()
-                    .filter_map(|(k, v)| v.map(|v| (k, v)))
-                    .collect();
+                let q: Vec<(&str, String)> = [
+                    ("subscriber", select.subscriber),
+                    ("provider", select.provider),
+                    ("interface", select.interface),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
                 let r = match select.seq {
-                    Some(seq) => c.get(&format!("/v1/ops/dlq/{seq}"), &[]).await.map(|v| serde_json::Value::Array(vec![v])),
+                    Some(seq) => c
+                        .get(&format!("/v1/ops/dlq/{seq}"), &[])
+                        .await
+                        .map(|v| serde_json::Value::Array(vec![v])),
                     None => c.get("/v1/ops/dlq", &q).await,
                 };
                 (ops, r, client::render_dlq)
             }
             DlqCommand::Show { ops, seq } => {
                 let c = Client::new(&ops.url, &ops.token_file)?;
-                (ops, c.get(&format!("/v1/ops/dlq/{seq}"), &[]).await, |v: &serde_json::Value| {
-                    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
-                })
+                (
+                    ops,
+                    c.get(&format!("/v1/ops/dlq/{seq}"), &[]).await,
+                    |v: &serde_json::Value| {
+                        serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+                    },
+                )
             }
             DlqCommand::Redrive { ops, select } => {
                 let c = Client::new(&ops.url, &ops.token_file)?;
-                (ops, c.post("/v1/ops/dlq/redrive", &select_json(&select, false)).await, obj)
+                (
+                    ops,
+                    c.post("/v1/ops/dlq/redrive", &select_json(&select, false))
+                        .await,
+                    obj,
+                )
             }
             DlqCommand::Purge { ops, select, yes } => {
                 if !yes {
-                    anyhow::bail!("purge deletes dead letters for good; add --yes to confirm (see them first with `dlq list`)");
+                    anyhow::bail!(
+                        "purge deletes dead letters for good; add --yes to confirm (see them first with `dlq list`)"
+                    );
                 }
                 let c = Client::new(&ops.url, &ops.token_file)?;
-                (ops, c.post("/v1/ops/dlq/purge", &select_json(&select, true)).await, obj)
+                (
+                    ops,
+                    c.post("/v1/ops/dlq/purge", &select_json(&select, true))
+                        .await,
+                    obj,
+                )
             }
         },
         _ => unreachable!("run_ops is called with operator commands only"),
@@ -304,7 +365,9 @@ fn init_tracing(format: LogFormat) {
         Ok(cap) => filter.add_directive(cap),
         Err(_) => filter,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -357,11 +420,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Provision { config, dry_run, emit_nats_auth } => {
+        Command::Provision {
+            config,
+            dry_run,
+            emit_nats_auth,
+        } => {
             let c = Config::load(Some(&config))?;
             if let Some(file) = &emit_nats_auth {
                 let text = shirase_relay::nats_auth::emit(&c)?;
-                std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?;
+                std::fs::write(file, text)
+                    .with_context(|| format!("writing {}", file.display()))?;
                 println!("wrote NATS authorization to {}", file.display());
             }
             let client = shirase_relay::connection::connect(&c.nats).await?;

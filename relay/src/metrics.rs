@@ -85,23 +85,51 @@ pub struct OperatorMetrics {
 
 impl OperatorMetrics {
     fn register(&self, registry: &mut Registry) {
-        registry.register("consumer_pending", "Notices not yet delivered, per consumer", self.consumer_pending.clone());
-        registry.register("consumer_ack_pending", "Notices delivered but not acked, per consumer", self.consumer_ack_pending.clone());
-        registry.register("consumer_redelivered", "Notices redelivered and not yet acked, per consumer", self.consumer_redelivered.clone());
+        registry.register(
+            "consumer_pending",
+            "Notices not yet delivered, per consumer",
+            self.consumer_pending.clone(),
+        );
+        registry.register(
+            "consumer_ack_pending",
+            "Notices delivered but not acked, per consumer",
+            self.consumer_ack_pending.clone(),
+        );
+        registry.register(
+            "consumer_redelivered",
+            "Notices redelivered and not yet acked, per consumer",
+            self.consumer_redelivered.clone(),
+        );
         registry.register(
             "consumer_oldest_pending_seconds",
             "Age of the oldest notice not yet acked (0 when none), per consumer",
             self.consumer_oldest_pending_seconds.clone(),
         );
-        registry.register("consumer_paused", "1 while the consumer is paused (by an operator or for maintenance)", self.consumer_paused.clone());
-        registry.register("checkpoint_age_seconds", "Now minus the stored checkpoint, per subscriber and interface", self.checkpoint_age_seconds.clone());
-        registry.register("dlq_messages", "Dead letters in SHIRASE_DLQ, per subscriber", self.dlq_messages.clone());
+        registry.register(
+            "consumer_paused",
+            "1 while the consumer is paused (by an operator or for maintenance)",
+            self.consumer_paused.clone(),
+        );
+        registry.register(
+            "checkpoint_age_seconds",
+            "Now minus the stored checkpoint, per subscriber and interface",
+            self.checkpoint_age_seconds.clone(),
+        );
+        registry.register(
+            "dlq_messages",
+            "Dead letters in SHIRASE_DLQ, per subscriber",
+            self.dlq_messages.clone(),
+        );
         registry.register(
             "provider_in_maintenance",
             "1 while the provider's calendar says it is in a maintenance window",
             self.provider_in_maintenance.clone(),
         );
-        registry.register("operator_actions", "Operator actions by result", self.operator_actions.clone());
+        registry.register(
+            "operator_actions",
+            "Operator actions by result",
+            self.operator_actions.clone(),
+        );
     }
 }
 
@@ -147,20 +175,56 @@ impl Metrics {
         let publish_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let in_flight = Gauge::default();
         let publish_retries = Counter::default();
-        registry.register("notices_accepted", "Notices acknowledged by JetStream", accepted.clone());
-        registry.register("notices_duplicate", "Accepted notices whose id JetStream had already stored", duplicates.clone());
-        registry.register("notices_rejected", "Rejected notices or requests, by reason", rejected.clone());
-        registry.register("publish_duration_seconds", "Time from publish to PubAck, retries included", publish_latency.clone());
-        registry.register("publish_in_flight", "Publishes waiting for a PubAck", in_flight.clone());
-        registry.register("publish_retries", "Publish attempts retried after a transient JetStream error", publish_retries.clone());
+        registry.register(
+            "notices_accepted",
+            "Notices acknowledged by JetStream",
+            accepted.clone(),
+        );
+        registry.register(
+            "notices_duplicate",
+            "Accepted notices whose id JetStream had already stored",
+            duplicates.clone(),
+        );
+        registry.register(
+            "notices_rejected",
+            "Rejected notices or requests, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "publish_duration_seconds",
+            "Time from publish to PubAck, retries included",
+            publish_latency.clone(),
+        );
+        registry.register(
+            "publish_in_flight",
+            "Publishes waiting for a PubAck",
+            in_flight.clone(),
+        );
+        registry.register(
+            "publish_retries",
+            "Publish attempts retried after a transient JetStream error",
+            publish_retries.clone(),
+        );
         let operator = OperatorMetrics::default();
         operator.register(&mut registry);
         let maintenance_leader = Gauge::default();
         let maintenance_paused = Family::<ProviderLabel, Gauge>::default();
         let maintenance_pause_requests = Family::<ProviderLabel, Counter>::default();
-        registry.register("maintenance_leader", "1 while this replica holds the maintenance scheduler lease", maintenance_leader.clone());
-        registry.register("maintenance_in_window", "1 while the provider is in a maintenance window", maintenance_paused.clone());
-        registry.register("maintenance_pause_requests", "Consumer pause requests sent for maintenance", maintenance_pause_requests.clone());
+        registry.register(
+            "maintenance_leader",
+            "1 while this replica holds the maintenance scheduler lease",
+            maintenance_leader.clone(),
+        );
+        registry.register(
+            "maintenance_in_window",
+            "1 while the provider is in a maintenance window",
+            maintenance_paused.clone(),
+        );
+        registry.register(
+            "maintenance_pause_requests",
+            "Consumer pause requests sent for maintenance",
+            maintenance_pause_requests.clone(),
+        );
         Self {
             registry,
             accepted,
@@ -178,7 +242,11 @@ impl Metrics {
 
     /// Count a rejection.
     pub fn reject(&self, reason: &str, n: u64) {
-        self.rejected.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc_by(n);
+        self.rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// The text exposition format.

@@ -55,7 +55,14 @@ pub struct RawNotifierConfig {
 
 impl Default for RawNotifierConfig {
     fn default() -> Self {
-        Self { enabled: true, group_window: "10m".into(), max_per_hour: 30, email: None, webhook: None, command: None }
+        Self {
+            enabled: true,
+            group_window: "10m".into(),
+            max_per_hour: 30,
+            email: None,
+            webhook: None,
+            command: None,
+        }
     }
 }
 
@@ -205,7 +212,11 @@ pub struct NotifierConfig {
 
 impl NotifierConfig {
     /// Validate, reporting each problem with its field path through `problem`.
-    pub(crate) fn validate(raw: &RawNotifierConfig, base_dir: Option<&std::path::Path>, problem: &mut dyn FnMut(String, String)) -> Self {
+    pub(crate) fn validate(
+        raw: &RawNotifierConfig,
+        base_dir: Option<&std::path::Path>,
+        problem: &mut dyn FnMut(String, String),
+    ) -> Self {
         let dur = |field: &str, v: &str, problem: &mut dyn FnMut(String, String)| {
             parse_duration(v).unwrap_or_else(|e| {
                 problem(format!("notifier.{field}"), e);
@@ -226,21 +237,34 @@ impl NotifierConfig {
                 "tls" => SmtpSecurity::Tls,
                 "none" => SmtpSecurity::None,
                 other => {
-                    problem("notifier.email.security".into(), format!("must be \"starttls\", \"tls\" or \"none\", got {other:?}"));
+                    problem(
+                        "notifier.email.security".into(),
+                        format!("must be \"starttls\", \"tls\" or \"none\", got {other:?}"),
+                    );
                     SmtpSecurity::StartTls
                 }
             };
             if e.to.is_empty() {
-                problem("notifier.email.to".into(), "list at least one recipient".into());
+                problem(
+                    "notifier.email.to".into(),
+                    "list at least one recipient".into(),
+                );
             }
             for (i, a) in e.to.iter().chain(std::iter::once(&e.from)).enumerate() {
                 if a.parse::<lettre::message::Mailbox>().is_err() {
-                    let field = if i < e.to.len() { format!("notifier.email.to[{i}]") } else { "notifier.email.from".into() };
+                    let field = if i < e.to.len() {
+                        format!("notifier.email.to[{i}]")
+                    } else {
+                        "notifier.email.from".into()
+                    };
                     problem(field, format!("{a:?} is not an e-mail address"));
                 }
             }
             if e.username.is_some() != e.password_file.is_some() {
-                problem("notifier.email.password_file".into(), "username and password_file go together".into());
+                problem(
+                    "notifier.email.password_file".into(),
+                    "username and password_file go together".into(),
+                );
             }
             EmailConfig {
                 smtp_host: e.smtp_host.clone(),
@@ -255,20 +279,44 @@ impl NotifierConfig {
         });
         let webhook = raw.webhook.as_ref().map(|w| {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                problem("notifier.webhook.url".into(), "must be an http:// or https:// URL".into());
+                problem(
+                    "notifier.webhook.url".into(),
+                    "must be an http:// or https:// URL".into(),
+                );
             }
             if w.attempts == 0 {
-                problem("notifier.webhook.attempts".into(), "must be at least 1".into());
+                problem(
+                    "notifier.webhook.attempts".into(),
+                    "must be at least 1".into(),
+                );
             }
-            WebhookConfig { url: w.url.clone(), attempts: w.attempts.max(1), timeout: dur("webhook.timeout", &w.timeout, problem) }
+            WebhookConfig {
+                url: w.url.clone(),
+                attempts: w.attempts.max(1),
+                timeout: dur("webhook.timeout", &w.timeout, problem),
+            }
         });
         let command = raw.command.as_ref().map(|c| {
             if c.program.trim().is_empty() {
-                problem("notifier.command.program".into(), "must name a program".into());
+                problem(
+                    "notifier.command.program".into(),
+                    "must name a program".into(),
+                );
             }
-            CommandConfig { program: c.program.clone(), args: c.args.clone(), timeout: dur("command.timeout", &c.timeout, problem) }
+            CommandConfig {
+                program: c.program.clone(),
+                args: c.args.clone(),
+                timeout: dur("command.timeout", &c.timeout, problem),
+            }
         });
-        Self { enabled: raw.enabled, group_window, max_per_hour: raw.max_per_hour.max(1), email, webhook, command }
+        Self {
+            enabled: raw.enabled,
+            group_window,
+            max_per_hour: raw.max_per_hour.max(1),
+            email,
+            webhook,
+            command,
+        }
     }
 }
 
@@ -335,7 +383,9 @@ pub struct Grouper {
 
 impl std::fmt::Debug for Grouper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Grouper").field("groups", &self.groups.len()).finish()
+        f.debug_struct("Grouper")
+            .field("groups", &self.groups.len())
+            .finish()
     }
 }
 
@@ -375,14 +425,24 @@ impl Grouper {
     }
 
     fn budget(&mut self, now: Instant, max_per_hour: u32) -> bool {
-        while self.sent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600)) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
+        {
             self.sent.pop_front();
         }
         self.sent.len() < max_per_hour as usize
     }
 
     /// An alert arrived: returns the delivery to make now, if any.
-    pub fn offer(&mut self, alert: &Value, now: Instant, window: Duration, max_per_hour: u32) -> Option<Delivery> {
+    pub fn offer(
+        &mut self,
+        alert: &Value,
+        now: Instant,
+        window: Duration,
+        max_per_hour: u32,
+    ) -> Option<Delivery> {
         let key = Self::key(alert);
         let d = delivery_of(alert);
         let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
@@ -411,7 +471,9 @@ impl Grouper {
         let keys: Vec<String> = self
             .groups
             .iter()
-            .filter(|(_, g)| g.unsent > 0 && g.last_sent.is_none_or(|t| now.duration_since(t) >= window))
+            .filter(|(_, g)| {
+                g.unsent > 0 && g.last_sent.is_none_or(|t| now.duration_since(t) >= window)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
@@ -422,7 +484,11 @@ impl Grouper {
             out.extend(self.take(&k, now));
         }
         // Forget quiet groups so the map does not grow forever.
-        self.groups.retain(|_, g| g.unsent > 0 || g.last_sent.is_none_or(|t| now.duration_since(t) < window * 2));
+        self.groups.retain(|_, g| {
+            g.unsent > 0
+                || g.last_sent
+                    .is_none_or(|t| now.duration_since(t) < window * 2)
+        });
         out
     }
 
@@ -469,8 +535,16 @@ impl NotifyError {
     pub fn kind(&self) -> NotifyErrorKind {
         self.kind
     }
-    fn new(kind: NotifyErrorKind, what: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Self { kind, what: what.into(), message: message.to_string() }
+    fn new(
+        kind: NotifyErrorKind,
+        what: impl Into<String>,
+        message: impl std::fmt::Display,
+    ) -> Self {
+        Self {
+            kind,
+            what: what.into(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -488,11 +562,21 @@ impl Notifier {
     /// A notifier for `config`.
     pub fn new(config: NotifierConfig) -> Self {
         let http = reqwest::Client::builder().build().unwrap_or_default();
-        Self { config, http, grouper: std::sync::Mutex::new(Grouper::default()), delivered: Arc::default() }
+        Self {
+            config,
+            http,
+            grouper: std::sync::Mutex::new(Grouper::default()),
+            delivered: Arc::default(),
+        }
     }
 
     fn count(&self, sink: &'static str) {
-        *self.delivered.lock().unwrap_or_else(|e| e.into_inner()).entry(sink).or_insert(0) += 1;
+        *self
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(sink)
+            .or_insert(0) += 1;
     }
 
     /// Deliver `d` to every configured sink; failures are logged (and returned) per sink.
@@ -528,14 +612,31 @@ impl Notifier {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(500u64 << attempt.min(6))).await;
             }
-            match self.http.post(&w.url).timeout(w.timeout).json(d).send().await {
+            match self
+                .http
+                .post(&w.url)
+                .timeout(w.timeout)
+                .json(d)
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 Ok(r) => last = format!("HTTP {}", r.status()),
                 Err(e) => last = e.to_string(),
             }
-            tracing::warn!(attempt = attempt + 1, "webhook delivery failed: {last}; retrying");
+            tracing::warn!(
+                attempt = attempt + 1,
+                "webhook delivery failed: {last}; retrying"
+            );
         }
-        Err(NotifyError::new(NotifyErrorKind::Webhook, format!("notifier.webhook.url {} after {} attempts", w.url, w.attempts), last))
+        Err(NotifyError::new(
+            NotifyErrorKind::Webhook,
+            format!(
+                "notifier.webhook.url {} after {} attempts",
+                w.url, w.attempts
+            ),
+            last,
+        ))
     }
 
     /// Handle one alert body: group it, deliver what is due.
@@ -545,7 +646,12 @@ impl Notifier {
             .grouper
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .offer(alert, now, self.config.group_window, self.config.max_per_hour);
+            .offer(
+                alert,
+                now,
+                self.config.group_window,
+                self.config.max_per_hour,
+            );
         if let Some(d) = d {
             self.deliver(&d).await;
         }
@@ -553,22 +659,29 @@ impl Notifier {
 
     /// Deliver groups whose window has passed.
     pub async fn flush_due(&self) {
-        let due = self
-            .grouper
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .due(Instant::now(), self.config.group_window, self.config.max_per_hour);
+        let due = self.grouper.lock().unwrap_or_else(|e| e.into_inner()).due(
+            Instant::now(),
+            self.config.group_window,
+            self.config.max_per_hour,
+        );
         for d in due {
             self.deliver(&d).await;
         }
     }
 
     /// Read `SHIRASE_ALERTS` through the durable consumer until `shutdown`.
-    pub async fn run(self, js: jetstream::Context, shutdown: CancellationToken) -> Result<(), NotifyError> {
-        let stream = js
-            .get_stream(ALERT_STREAM)
-            .await
-            .map_err(|e| NotifyError::new(NotifyErrorKind::Server, format!("stream {ALERT_STREAM} (run `shirase-relay provision`)"), e))?;
+    pub async fn run(
+        self,
+        js: jetstream::Context,
+        shutdown: CancellationToken,
+    ) -> Result<(), NotifyError> {
+        let stream = js.get_stream(ALERT_STREAM).await.map_err(|e| {
+            NotifyError::new(
+                NotifyErrorKind::Server,
+                format!("stream {ALERT_STREAM} (run `shirase-relay provision`)"),
+                e,
+            )
+        })?;
         let c: consumer::PullConsumer = stream
             .get_or_create_consumer(
                 CONSUMER,
@@ -582,7 +695,13 @@ impl Notifier {
                 },
             )
             .await
-            .map_err(|e| NotifyError::new(NotifyErrorKind::Server, format!("consumer {ALERT_STREAM}/{CONSUMER}"), e))?;
+            .map_err(|e| {
+                NotifyError::new(
+                    NotifyErrorKind::Server,
+                    format!("consumer {ALERT_STREAM}/{CONSUMER}"),
+                    e,
+                )
+            })?;
         let mut messages = c
             .stream()
             .heartbeat(Duration::from_secs(5))
@@ -590,7 +709,9 @@ impl Notifier {
             .messages()
             .await
             .map_err(|e| NotifyError::new(NotifyErrorKind::Server, "reading alerts", e))?;
-        let mut flush = tokio::time::interval(Duration::from_secs(1).min(self.config.group_window.max(Duration::from_millis(100))));
+        let mut flush = tokio::time::interval(
+            Duration::from_secs(1).min(self.config.group_window.max(Duration::from_millis(100))),
+        );
         tracing::info!("notifier reading {ALERT_STREAM}");
         loop {
             tokio::select! {
@@ -614,7 +735,11 @@ impl Notifier {
 
 /// Start the notifier of a serving relay in the background (retrying until the alert stream
 /// exists).
-pub fn spawn(config: NotifierConfig, js: jetstream::Context, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    config: NotifierConfig,
+    js: jetstream::Context,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let n = Notifier::new(config.clone());
@@ -637,7 +762,11 @@ fn email_text(d: &Delivery) -> (String, String) {
         d.code,
         d.provider.as_deref().unwrap_or("-"),
         d.subscriber.as_deref().unwrap_or("-"),
-        if d.count > 1 { format!(" (x{})", d.count) } else { String::new() }
+        if d.count > 1 {
+            format!(" (x{})", d.count)
+        } else {
+            String::new()
+        }
     );
     let body = format!(
         "{}\n\nseverity:   {}\ncomponent:  {}\ncode:       {}\nprovider:   {}\nsubscriber: {}\ninterface:  {}\nfirst seen: {}\nlast seen:  {}\ncount:      {}\n\nrunbook: {}\n",
@@ -660,13 +789,16 @@ async fn send_email(e: &EmailConfig, d: &Delivery) -> Result<(), NotifyError> {
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let err = |what: &str, m: &dyn std::fmt::Display| NotifyError::new(NotifyErrorKind::Email, what, m);
+    let err =
+        |what: &str, m: &dyn std::fmt::Display| NotifyError::new(NotifyErrorKind::Email, what, m);
     let (subject, body) = email_text(d);
     let mut b = Message::builder()
         .from(e.from.parse().map_err(|x| err("notifier.email.from", &x))?)
         .subject(subject);
     for (i, t) in e.to.iter().enumerate() {
-        b = b.to(t.parse().map_err(|x| err(&format!("notifier.email.to[{i}]"), &x))?);
+        b = b.to(t
+            .parse()
+            .map_err(|x| err(&format!("notifier.email.to[{i}]"), &x))?);
     }
     let msg = b.body(body).map_err(|x| err("building the e-mail", &x))?;
     let tls = match e.security {
@@ -675,10 +807,16 @@ async fn send_email(e: &EmailConfig, d: &Delivery) -> Result<(), NotifyError> {
             let mut p = TlsParameters::builder(e.smtp_host.clone());
             if let Some(ca) = &e.ca_file {
                 let pem = std::fs::read(ca).map_err(|x| err("notifier.email.ca_file", &x))?;
-                p = p.add_root_certificate(Certificate::from_pem(&pem).map_err(|x| err("notifier.email.ca_file", &x))?);
+                p = p.add_root_certificate(
+                    Certificate::from_pem(&pem).map_err(|x| err("notifier.email.ca_file", &x))?,
+                );
             }
             let p = p.build().map_err(|x| err("SMTP TLS parameters", &x))?;
-            if s == SmtpSecurity::Tls { Tls::Wrapper(p) } else { Tls::Required(p) }
+            if s == SmtpSecurity::Tls {
+                Tls::Wrapper(p)
+            } else {
+                Tls::Required(p)
+            }
         }
     };
     let mut t = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(e.smtp_host.clone())
@@ -697,7 +835,13 @@ async fn send_email(e: &EmailConfig, d: &Delivery) -> Result<(), NotifyError> {
 }
 
 async fn run_command(c: &CommandConfig, d: &Delivery) -> Result<(), NotifyError> {
-    let err = |m: &dyn std::fmt::Display| NotifyError::new(NotifyErrorKind::Command, format!("notifier.command.program {}", c.program), m);
+    let err = |m: &dyn std::fmt::Display| {
+        NotifyError::new(
+            NotifyErrorKind::Command,
+            format!("notifier.command.program {}", c.program),
+            m,
+        )
+    };
     let body = serde_json::to_vec(d).map_err(|e| err(&e))?;
     let mut child = tokio::process::Command::new(&c.program)
         .args(&c.args)
@@ -715,7 +859,10 @@ async fn run_command(c: &CommandConfig, d: &Delivery) -> Result<(), NotifyError>
         Ok(Ok(s)) if s.success() => Ok(()),
         Ok(Ok(s)) => Err(err(&format!("exited with {s}"))),
         Ok(Err(e)) => Err(err(&e)),
-        Err(_) => Err(err(&format!("did not finish within {:?}; killed", c.timeout))),
+        Err(_) => Err(err(&format!(
+            "did not finish within {:?}; killed",
+            c.timeout
+        ))),
     }
 }
 
@@ -733,19 +880,48 @@ mod tests {
         let mut g = Grouper::default();
         let t0 = Instant::now();
         let w = Duration::from_secs(600);
-        let first = g.offer(&alert("provider_unreachable", "001"), t0, w, 100).unwrap();
-        assert_eq!((first.count, first.severity.as_str(), first.component.as_str()), (1, "critical", "agent"));
-        assert!(first.runbook.contains("operating status"), "{}", first.runbook);
+        let first = g
+            .offer(&alert("provider_unreachable", "001"), t0, w, 100)
+            .unwrap();
+        assert_eq!(
+            (
+                first.count,
+                first.severity.as_str(),
+                first.component.as_str()
+            ),
+            (1, "critical", "agent")
+        );
+        assert!(
+            first.runbook.contains("operating status"),
+            "{}",
+            first.runbook
+        );
         for i in 1..=4 {
-            assert!(g.offer(&alert("provider_unreachable", "001"), t0 + Duration::from_secs(i), w, 100).is_none(), "grouped");
+            assert!(
+                g.offer(
+                    &alert("provider_unreachable", "001"),
+                    t0 + Duration::from_secs(i),
+                    w,
+                    100
+                )
+                .is_none(),
+                "grouped"
+            );
         }
-        assert!(g.offer(&alert("provider_unreachable", "010"), t0, w, 100).is_some(), "another provider: another key");
+        assert!(
+            g.offer(&alert("provider_unreachable", "010"), t0, w, 100)
+                .is_some(),
+            "another provider: another key"
+        );
         assert!(g.due(t0 + Duration::from_secs(599), w, 100).is_empty());
         let due = g.due(t0 + Duration::from_secs(600), w, 100);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].count, 4, "the four repeats in one summary");
         assert_eq!(due[0].first_seen, "2026-05-12T10:00:00+09:00");
-        assert!(g.due(t0 + Duration::from_secs(1300), w, 100).is_empty(), "nothing new: nothing sent");
+        assert!(
+            g.due(t0 + Duration::from_secs(1300), w, 100).is_empty(),
+            "nothing new: nothing sent"
+        );
     }
 
     #[test]
@@ -755,10 +931,19 @@ mod tests {
         let w = Duration::from_secs(1);
         assert!(g.offer(&alert("a", "001"), t0, w, 2).is_some());
         assert!(g.offer(&alert("b", "001"), t0, w, 2).is_some());
-        assert!(g.offer(&alert("c", "001"), t0, w, 2).is_none(), "over 2 per hour");
-        assert!(g.due(t0 + Duration::from_secs(60), w, 2).is_empty(), "still over budget");
+        assert!(
+            g.offer(&alert("c", "001"), t0, w, 2).is_none(),
+            "over 2 per hour"
+        );
+        assert!(
+            g.due(t0 + Duration::from_secs(60), w, 2).is_empty(),
+            "still over budget"
+        );
         let later = g.due(t0 + Duration::from_secs(3600), w, 2);
-        assert_eq!(later.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(
+            later.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(),
+            ["c"]
+        );
     }
 
     #[test]
@@ -771,8 +956,18 @@ mod tests {
         .unwrap();
         let mut paths = Vec::new();
         NotifierConfig::validate(&raw, None, &mut |p, _| paths.push(p));
-        for want in ["notifier.group_window", "notifier.max_per_hour", "notifier.email.security", "notifier.email.to", "notifier.email.from", "notifier.webhook.url"] {
-            assert!(paths.iter().any(|p| p == want), "{want} missing from {paths:?}");
+        for want in [
+            "notifier.group_window",
+            "notifier.max_per_hour",
+            "notifier.email.security",
+            "notifier.email.to",
+            "notifier.email.from",
+            "notifier.webhook.url",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "{want} missing from {paths:?}"
+            );
         }
     }
 }

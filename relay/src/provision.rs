@@ -9,9 +9,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::consumer::{self, IntoConsumerConfig};
 use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
-use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{self, kv, stream};
 use futures::TryStreamExt;
 use shirase_proto::subject::NOTICE_STREAM;
@@ -89,7 +89,9 @@ pub struct Plan {
 impl Plan {
     /// Whether applying the plan changes nothing.
     pub fn is_noop(&self) -> bool {
-        self.items.iter().all(|i| matches!(i.change, Change::Unchanged | Change::Extra))
+        self.items
+            .iter()
+            .all(|i| matches!(i.change, Change::Unchanged | Change::Extra))
     }
 
     /// Fields JetStream cannot change in place, with their resource.
@@ -97,7 +99,11 @@ impl Plan {
         self.items
             .iter()
             .flat_map(|i| match &i.change {
-                Change::Update(fs) => fs.iter().filter(|f| !f.in_place).map(|f| (&i.resource, f)).collect(),
+                Change::Update(fs) => fs
+                    .iter()
+                    .filter(|f| !f.in_place)
+                    .map(|f| (&i.resource, f))
+                    .collect(),
                 _ => Vec::new(),
             })
             .collect()
@@ -110,11 +116,17 @@ impl fmt::Display for Plan {
             match &item.change {
                 Change::Create => writeln!(f, "+ {} (create)", item.resource)?,
                 Change::Unchanged => writeln!(f, "= {} (unchanged)", item.resource)?,
-                Change::Extra => writeln!(f, "? {} (not in the topology; left alone)", item.resource)?,
+                Change::Extra => {
+                    writeln!(f, "? {} (not in the topology; left alone)", item.resource)?
+                }
                 Change::Update(fields) => {
                     writeln!(f, "~ {} (update)", item.resource)?;
                     for c in fields {
-                        let note = if c.in_place { "" } else { "   <- JetStream cannot change this in place" };
+                        let note = if c.in_place {
+                            ""
+                        } else {
+                            "   <- JetStream cannot change this in place"
+                        };
                         writeln!(f, "    {}: {} -> {}{note}", c.field, c.current, c.desired)?;
                     }
                 }
@@ -154,7 +166,9 @@ pub enum ProvisionError {
 }
 
 fn unchangeable_message(v: &[(Resource, FieldChange)]) -> String {
-    let mut s = String::from("refusing to provision: JetStream cannot change these fields in place (nothing was changed):");
+    let mut s = String::from(
+        "refusing to provision: JetStream cannot change these fields in place (nothing was changed):",
+    );
     for (r, c) in v {
         s.push_str(&format!(
             "\n  {r}: {} is {} on the server, the topology wants {}; recreate it (back up first) or change the config back",
@@ -193,18 +207,38 @@ fn dur(d: Duration) -> String {
 struct Diff(Vec<FieldChange>);
 
 impl Diff {
-    fn field<T: PartialEq + fmt::Debug>(&mut self, field: &'static str, current: T, desired: T, in_place: bool) {
+    fn field<T: PartialEq + fmt::Debug>(
+        &mut self,
+        field: &'static str,
+        current: T,
+        desired: T,
+        in_place: bool,
+    ) {
         if current != desired {
-            self.0.push(FieldChange { field, current: format!("{current:?}"), desired: format!("{desired:?}"), in_place });
+            self.0.push(FieldChange {
+                field,
+                current: format!("{current:?}"),
+                desired: format!("{desired:?}"),
+                in_place,
+            });
         }
     }
     fn duration(&mut self, field: &'static str, current: Duration, desired: Duration) {
         if current != desired {
-            self.0.push(FieldChange { field, current: dur(current), desired: dur(desired), in_place: true });
+            self.0.push(FieldChange {
+                field,
+                current: dur(current),
+                desired: dur(desired),
+                in_place: true,
+            });
         }
     }
     fn change(self) -> Change {
-        if self.0.is_empty() { Change::Unchanged } else { Change::Update(self.0) }
+        if self.0.is_empty() {
+            Change::Unchanged
+        } else {
+            Change::Update(self.0)
+        }
     }
 }
 
@@ -217,16 +251,45 @@ fn sorted(v: &[String]) -> Vec<String> {
 /// Compare a stream's actual configuration with the desired one.
 pub fn diff_stream(actual: &stream::Config, desired: &stream::Config) -> Change {
     let mut d = Diff(Vec::new());
-    d.field("subjects", sorted(&actual.subjects), sorted(&desired.subjects), true);
+    d.field(
+        "subjects",
+        sorted(&actual.subjects),
+        sorted(&desired.subjects),
+        true,
+    );
     d.field("storage", actual.storage, desired.storage, false);
     d.field("retention", actual.retention, desired.retention, false);
-    d.field("num_replicas", actual.num_replicas, desired.num_replicas, true);
+    d.field(
+        "num_replicas",
+        actual.num_replicas,
+        desired.num_replicas,
+        true,
+    );
     d.duration("max_age", actual.max_age, desired.max_age);
-    d.duration("duplicate_window", actual.duplicate_window, desired.duplicate_window);
+    d.duration(
+        "duplicate_window",
+        actual.duplicate_window,
+        desired.duplicate_window,
+    );
     d.field("discard", actual.discard, desired.discard, true);
-    d.field("allow_direct", actual.allow_direct, desired.allow_direct, true);
-    d.field("allow_atomic", actual.allow_atomic_publish, desired.allow_atomic_publish, true);
-    d.field("description", actual.description.clone(), desired.description.clone(), true);
+    d.field(
+        "allow_direct",
+        actual.allow_direct,
+        desired.allow_direct,
+        true,
+    );
+    d.field(
+        "allow_atomic",
+        actual.allow_atomic_publish,
+        desired.allow_atomic_publish,
+        true,
+    );
+    d.field(
+        "description",
+        actual.description.clone(),
+        desired.description.clone(),
+        true,
+    );
     d.change()
 }
 
@@ -242,21 +305,46 @@ pub fn diff_consumer(actual: &consumer::Config, desired: &consumer::Config) -> C
         f
     };
     d.field("filter_subjects", filters(actual), filters(desired), true);
-    d.field("deliver_policy", actual.deliver_policy, desired.deliver_policy, false);
+    d.field(
+        "deliver_policy",
+        actual.deliver_policy,
+        desired.deliver_policy,
+        false,
+    );
     d.field("ack_policy", actual.ack_policy, desired.ack_policy, false);
     d.duration("ack_wait", actual.ack_wait, desired.ack_wait);
     d.field("max_deliver", actual.max_deliver, desired.max_deliver, true);
-    d.field("max_ack_pending", actual.max_ack_pending, desired.max_ack_pending, true);
-    d.field("description", actual.description.clone(), desired.description.clone(), true);
+    d.field(
+        "max_ack_pending",
+        actual.max_ack_pending,
+        desired.max_ack_pending,
+        true,
+    );
+    d.field(
+        "description",
+        actual.description.clone(),
+        desired.description.clone(),
+        true,
+    );
     d.change()
 }
 
 /// Compare a bucket's backing stream with the desired bucket.
 fn diff_bucket(actual: &stream::Config, desired: &kv::Config) -> Change {
     let mut d = Diff(Vec::new());
-    d.field("history", actual.max_messages_per_subject, desired.history, true);
+    d.field(
+        "history",
+        actual.max_messages_per_subject,
+        desired.history,
+        true,
+    );
     d.field("storage", actual.storage, desired.storage, false);
-    d.field("num_replicas", actual.num_replicas, desired.num_replicas, true);
+    d.field(
+        "num_replicas",
+        actual.num_replicas,
+        desired.num_replicas,
+        true,
+    );
     d.change()
 }
 
@@ -264,7 +352,10 @@ fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
-async fn stream_config(js: &jetstream::Context, name: &str) -> Result<Option<stream::Stream>, ProvisionError> {
+async fn stream_config(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<Option<stream::Stream>, ProvisionError> {
     match js.get_stream(name).await {
         Ok(s) => Ok(Some(s)),
         Err(e) if is_stream_not_found(&e) => Ok(None),
@@ -287,17 +378,25 @@ pub async fn plan(js: &jetstream::Context, desired: &Desired) -> Result<Plan, Pr
                 c
             }
         };
-        items.push(PlanItem { resource: Resource::Stream(want.name.clone()), change });
+        items.push(PlanItem {
+            resource: Resource::Stream(want.name.clone()),
+            change,
+        });
     }
     let mut wanted_names = Vec::new();
     for spec in &desired.consumers {
         let name = spec.config.durable_name.clone().unwrap_or_default();
         wanted_names.push(name.clone());
-        let resource = Resource::Consumer { stream: NOTICE_STREAM.to_owned(), name: name.clone() };
+        let resource = Resource::Consumer {
+            stream: NOTICE_STREAM.to_owned(),
+            name: name.clone(),
+        };
         let change = match &notice_stream {
             None => Change::Create,
             Some(s) => match s.consumer_info(&name).await {
-                Ok(info) => diff_consumer(&info.config, &spec.config.clone().into_consumer_config()),
+                Ok(info) => {
+                    diff_consumer(&info.config, &spec.config.clone().into_consumer_config())
+                }
                 Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Change::Create,
                 Err(e) => return Err(server(format!("reading consumer {name}"))(e.into())),
             },
@@ -312,7 +411,10 @@ pub async fn plan(js: &jetstream::Context, desired: &Desired) -> Result<Plan, Pr
             .map_err(|e| server("listing consumers")(e.into()))?;
         for n in names.into_iter().filter(|n| !wanted_names.contains(n)) {
             items.push(PlanItem {
-                resource: Resource::Consumer { stream: NOTICE_STREAM.to_owned(), name: n },
+                resource: Resource::Consumer {
+                    stream: NOTICE_STREAM.to_owned(),
+                    name: n,
+                },
                 change: Change::Extra,
             });
         }
@@ -322,19 +424,29 @@ pub async fn plan(js: &jetstream::Context, desired: &Desired) -> Result<Plan, Pr
             None => Change::Create,
             Some(s) => diff_bucket(&s.cached_info().config, b),
         };
-        items.push(PlanItem { resource: Resource::Bucket(b.bucket.clone()), change });
+        items.push(PlanItem {
+            resource: Resource::Bucket(b.bucket.clone()),
+            change,
+        });
     }
     Ok(Plan { items })
 }
 
 /// Plan, then (unless `dry_run`) apply. Refuses with [`ProvisionError::Unchangeable`] before
 /// changing anything when a field cannot change in place.
-pub async fn provision(js: &jetstream::Context, desired: &Desired, dry_run: bool) -> Result<Plan, ProvisionError> {
+pub async fn provision(
+    js: &jetstream::Context,
+    desired: &Desired,
+    dry_run: bool,
+) -> Result<Plan, ProvisionError> {
     let plan = plan(js, desired).await?;
     let refused = plan.refused();
     if !refused.is_empty() {
         return Err(ProvisionError::Unchangeable(
-            refused.into_iter().map(|(r, f)| (r.clone(), f.clone())).collect(),
+            refused
+                .into_iter()
+                .map(|(r, f)| (r.clone(), f.clone()))
+                .collect(),
         ));
     }
     if dry_run {
@@ -344,7 +456,11 @@ pub async fn provision(js: &jetstream::Context, desired: &Desired, dry_run: bool
     Ok(plan)
 }
 
-async fn apply(js: &jetstream::Context, desired: &Desired, plan: &Plan) -> Result<(), ProvisionError> {
+async fn apply(
+    js: &jetstream::Context,
+    desired: &Desired,
+    plan: &Plan,
+) -> Result<(), ProvisionError> {
     for item in &plan.items {
         let create = matches!(item.change, Change::Create);
         if !create && !matches!(item.change, Change::Update(_)) {
@@ -352,19 +468,32 @@ async fn apply(js: &jetstream::Context, desired: &Desired, plan: &Plan) -> Resul
         }
         match &item.resource {
             Resource::Stream(name) => {
-                let Some(cfg) = desired.streams.iter().find(|s| &s.name == name) else { continue };
+                let Some(cfg) = desired.streams.iter().find(|s| &s.name == name) else {
+                    continue;
+                };
                 if create {
-                    js.create_stream(cfg.clone()).await.map_err(|e| server(format!("creating stream {name}"))(e.into()))?;
+                    js.create_stream(cfg.clone())
+                        .await
+                        .map_err(|e| server(format!("creating stream {name}"))(e.into()))?;
                 } else {
-                    js.update_stream(cfg.clone()).await.map_err(|e| server(format!("updating stream {name}"))(e.into()))?;
+                    js.update_stream(cfg.clone())
+                        .await
+                        .map_err(|e| server(format!("updating stream {name}"))(e.into()))?;
                 }
                 tracing::info!(stream = %name, created = create, "stream provisioned");
             }
             Resource::Consumer { stream, name } => {
-                let Some(spec) = desired.consumers.iter().find(|c| c.config.durable_name.as_deref() == Some(name)) else {
+                let Some(spec) = desired
+                    .consumers
+                    .iter()
+                    .find(|c| c.config.durable_name.as_deref() == Some(name))
+                else {
                     continue;
                 };
-                let s = js.get_stream(stream).await.map_err(|e| server(format!("reading stream {stream}"))(e.into()))?;
+                let s = js
+                    .get_stream(stream)
+                    .await
+                    .map_err(|e| server(format!("reading stream {stream}"))(e.into()))?;
                 if create {
                     s.create_consumer(spec.config.clone())
                         .await
@@ -377,11 +506,17 @@ async fn apply(js: &jetstream::Context, desired: &Desired, plan: &Plan) -> Resul
                 tracing::info!(consumer = %name, created = create, "consumer provisioned");
             }
             Resource::Bucket(name) => {
-                let Some(cfg) = desired.buckets.iter().find(|b| &b.bucket == name) else { continue };
+                let Some(cfg) = desired.buckets.iter().find(|b| &b.bucket == name) else {
+                    continue;
+                };
                 if create {
-                    js.create_key_value(cfg.clone()).await.map_err(|e| server(format!("creating bucket {name}"))(e.into()))?;
+                    js.create_key_value(cfg.clone())
+                        .await
+                        .map_err(|e| server(format!("creating bucket {name}"))(e.into()))?;
                 } else {
-                    js.update_key_value(cfg.clone()).await.map_err(|e| server(format!("updating bucket {name}"))(e.into()))?;
+                    js.update_key_value(cfg.clone())
+                        .await
+                        .map_err(|e| server(format!("updating bucket {name}"))(e.into()))?;
                 }
                 tracing::info!(bucket = %name, created = create, "bucket provisioned");
             }

@@ -65,13 +65,30 @@ impl Publisher {
     /// A publisher on `client` trying each notice up to `attempts` times, waiting `timeout`
     /// for each PubAck. With `atomic`, a batch is first tried as one JetStream atomic batch
     /// (see [`Publisher::publish_all`]).
-    pub fn new(client: async_nats::Client, attempts: u32, timeout: Duration, atomic: bool, metrics: Arc<Metrics>) -> Self {
-        let js = jetstream::ContextBuilder::new().timeout(timeout).build(client.clone());
-        Self { client, js, attempts: attempts.max(1), timeout, atomic, metrics }
+    pub fn new(
+        client: async_nats::Client,
+        attempts: u32,
+        timeout: Duration,
+        atomic: bool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(timeout)
+            .build(client.clone());
+        Self {
+            client,
+            js,
+            attempts: attempts.max(1),
+            timeout,
+            atomic,
+            metrics,
+        }
     }
 
     fn record(&self, notice: &Notice, stored: &Stored) {
-        let label = ProviderLabel { provider: notice.data.provider.to_string() };
+        let label = ProviderLabel {
+            provider: notice.data.provider.to_string(),
+        };
         self.metrics.accepted.get_or_create(&label).inc();
         if stored.duplicate {
             self.metrics.duplicates.get_or_create(&label).inc();
@@ -88,12 +105,21 @@ impl Publisher {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let res = match self.js.publish_with_headers(subject.clone(), headers.clone(), payload.clone()).await {
+            let res = match self
+                .js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+            {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };
             match res {
-                Ok(ack) => break Ok(Stored { stream_seq: ack.sequence, duplicate: ack.duplicate }),
+                Ok(ack) => {
+                    break Ok(Stored {
+                        stream_seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    });
+                }
                 Err(e) => {
                     let retry = transient(e.kind()) && attempt < self.attempts;
                     tracing::debug!(notice = %notice.id, attempt, error = %e, retry, "publish failed");
@@ -106,13 +132,16 @@ impl Publisher {
                         });
                     }
                     self.metrics.publish_retries.inc();
-                    let backoff = Duration::from_millis(100u64 << (attempt - 1).min(4)).min(Duration::from_secs(1));
+                    let backoff = Duration::from_millis(100u64 << (attempt - 1).min(4))
+                        .min(Duration::from_secs(1));
                     tokio::time::sleep(backoff).await;
                 }
             }
         };
         self.metrics.in_flight.dec();
-        self.metrics.publish_latency.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .publish_latency
+            .observe(started.elapsed().as_secs_f64());
         if let Ok(s) = &result {
             self.record(notice, s);
         }
@@ -134,14 +163,20 @@ impl Publisher {
             let res = publish_atomic(&self.client, notices, self.timeout).await;
             self.metrics.in_flight.dec_by(notices.len() as i64);
             match res {
-                Ok(AtomicAck { last_seq, count: Some(count) }) if count == notices.len() as u64 && last_seq >= count => {
+                Ok(AtomicAck {
+                    last_seq,
+                    count: Some(count),
+                }) if count == notices.len() as u64 && last_seq >= count => {
                     let first = last_seq + 1 - count;
                     let elapsed = started.elapsed().as_secs_f64();
                     return notices
                         .iter()
                         .enumerate()
                         .map(|(i, n)| {
-                            let s = Stored { stream_seq: first + i as u64, duplicate: false };
+                            let s = Stored {
+                                stream_seq: first + i as u64,
+                                duplicate: false,
+                            };
                             self.record(n, &s);
                             self.metrics.publish_latency.observe(elapsed);
                             Ok(s)
@@ -151,8 +186,12 @@ impl Publisher {
                 // A server without atomic batches stores the messages one by one and answers
                 // the last with a plain PubAck: the per-notice pass below finds them all as
                 // duplicates and reports their real sequences.
-                Ok(ack) => tracing::warn!(count = ?ack.count, "atomic batch PubAck without the expected count; publishing per notice"),
-                Err(e) => tracing::debug!(error = %e, "atomic batch not committed; publishing per notice"),
+                Ok(ack) => {
+                    tracing::warn!(count = ?ack.count, "atomic batch PubAck without the expected count; publishing per notice")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "atomic batch not committed; publishing per notice")
+                }
             }
         }
         futures::future::join_all(notices.iter().map(|n| self.publish(n))).await
@@ -204,20 +243,28 @@ pub async fn publish_atomic(
         h.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
         let payload: bytes::Bytes = n.to_json().into();
         if i < last {
-            client.publish_with_headers(n.subject(), h, payload).await.map_err(|e| AtomicError::Unknown(e.to_string()))?;
+            client
+                .publish_with_headers(n.subject(), h, payload)
+                .await
+                .map_err(|e| AtomicError::Unknown(e.to_string()))?;
             continue;
         }
         h.insert("Nats-Batch-Commit", "1");
-        let reply = tokio::time::timeout(timeout, client.request_with_headers(n.subject(), h, payload))
-            .await
-            .map_err(|_| AtomicError::Unknown(format!("no PubAck within {timeout:?}")))?
-            .map_err(|e| AtomicError::Unknown(e.to_string()))?;
+        let reply = tokio::time::timeout(
+            timeout,
+            client.request_with_headers(n.subject(), h, payload),
+        )
+        .await
+        .map_err(|_| AtomicError::Unknown(format!("no PubAck within {timeout:?}")))?
+        .map_err(|e| AtomicError::Unknown(e.to_string()))?;
         let resp: jetstream::response::Response<jetstream::publish::PublishAck> =
-            serde_json::from_slice(&reply.payload).map_err(|e| AtomicError::Unknown(format!("unreadable PubAck: {e}")))?;
+            serde_json::from_slice(&reply.payload)
+                .map_err(|e| AtomicError::Unknown(format!("unreadable PubAck: {e}")))?;
         return match resp {
-            jetstream::response::Response::Ok(ack) => {
-                Ok(AtomicAck { last_seq: ack.sequence, count: ack.batch_size })
-            }
+            jetstream::response::Response::Ok(ack) => Ok(AtomicAck {
+                last_seq: ack.sequence,
+                count: ack.batch_size,
+            }),
             jetstream::response::Response::Err { error } => Err(AtomicError::Refused {
                 err_code: error.error_code().0,
                 description: error.to_string(),

@@ -53,7 +53,12 @@ pub struct RawSchedulerConfig {
 
 impl Default for RawSchedulerConfig {
     fn default() -> Self {
-        Self { scheduler: true, tick: "10s".into(), resume_jitter_max: "5m".into(), lease_ttl: "30s".into() }
+        Self {
+            scheduler: true,
+            tick: "10s".into(),
+            resume_jitter_max: "5m".into(),
+            lease_ttl: "30s".into(),
+        }
     }
 }
 
@@ -72,7 +77,10 @@ pub struct SchedulerConfig {
 
 impl SchedulerConfig {
     /// Validate, reporting each problem with its field path through `problem`.
-    pub(crate) fn validate(raw: &RawSchedulerConfig, problem: &mut dyn FnMut(String, String)) -> Self {
+    pub(crate) fn validate(
+        raw: &RawSchedulerConfig,
+        problem: &mut dyn FnMut(String, String),
+    ) -> Self {
         let mut dur = |field: &str, v: &str| {
             parse_duration(v).unwrap_or_else(|e| {
                 problem(format!("maintenance.{field}"), e);
@@ -83,7 +91,10 @@ impl SchedulerConfig {
         let resume_jitter_max = dur("resume_jitter_max", &raw.resume_jitter_max);
         let lease_ttl = dur("lease_ttl", &raw.lease_ttl);
         if tick.is_zero() {
-            problem("maintenance.tick".into(), "must be more than 0s (e.g. \"10s\")".into());
+            problem(
+                "maintenance.tick".into(),
+                "must be more than 0s (e.g. \"10s\")".into(),
+            );
         }
         if lease_ttl < Duration::from_secs(1) || lease_ttl < tick * 2 {
             problem(
@@ -91,7 +102,12 @@ impl SchedulerConfig {
                 "must be at least 1s and at least twice maintenance.tick, so the holder renews in time".into(),
             );
         }
-        Self { enabled: raw.scheduler, tick, resume_jitter_max, lease_ttl }
+        Self {
+            enabled: raw.scheduler,
+            tick,
+            resume_jitter_max,
+            lease_ttl,
+        }
     }
 }
 
@@ -169,7 +185,12 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler for `config`'s providers that competes for the `scheduler` lease as
     /// `holder` (unique per process).
-    pub async fn new(config: &Config, js: jetstream::Context, metrics: Arc<Metrics>, holder: String) -> Result<Self, SchedulerError> {
+    pub async fn new(
+        config: &Config,
+        js: jetstream::Context,
+        metrics: Arc<Metrics>,
+        holder: String,
+    ) -> Result<Self, SchedulerError> {
         let lease = Lease::open(&js, LEASE_BUCKET, SCHEDULER_KEY, holder).await?;
         let mut s = Self::without_lease(config, js, metrics);
         s.lease = Some(lease);
@@ -230,7 +251,9 @@ impl Scheduler {
         let mut in_maintenance = Vec::new();
         let mut stream = None;
         for t in &self.targets {
-            let label = ProviderLabel { provider: t.provider.to_string() };
+            let label = ProviderLabel {
+                provider: t.provider.to_string(),
+            };
             let Some(window) = t.calendar.is_in_maintenance(now) else {
                 self.metrics.maintenance_paused.get_or_create(&label).set(0);
                 continue;
@@ -238,20 +261,27 @@ impl Scheduler {
             in_maintenance.push(t.provider);
             self.metrics.maintenance_paused.get_or_create(&label).set(1);
             if stream.is_none() {
-                stream = Some(self.js.get_stream(NOTICE_STREAM).await.map_err(|e| SchedulerError::Server {
-                    what: format!("reading stream {NOTICE_STREAM}"),
-                    message: e.to_string(),
+                stream = Some(self.js.get_stream(NOTICE_STREAM).await.map_err(|e| {
+                    SchedulerError::Server {
+                        what: format!("reading stream {NOTICE_STREAM}"),
+                        message: e.to_string(),
+                    }
                 })?);
             }
             let Some(s) = &stream else { continue };
             for name in &t.consumers {
-                let until_cal = window.end + SignedDuration::try_from(self.jitter(name, &window)).unwrap_or(SignedDuration::ZERO);
+                let until_cal = window.end
+                    + SignedDuration::try_from(self.jitter(name, &window))
+                        .unwrap_or(SignedDuration::ZERO);
                 // The calendar's instant, in the server's (real) time.
                 let until = Timestamp::now() + until_cal.duration_since(now);
-                let info = s.consumer_info(name).await.map_err(|e| SchedulerError::Server {
-                    what: format!("reading consumer {name}"),
-                    message: e.to_string(),
-                })?;
+                let info = s
+                    .consumer_info(name)
+                    .await
+                    .map_err(|e| SchedulerError::Server {
+                        what: format!("reading consumer {name}"),
+                        message: e.to_string(),
+                    })?;
                 let current = info.config.pause_until.map(|d| d.unix_timestamp_nanos());
                 let want = until.as_nanosecond();
                 // Within 1 s counts as the same deadline: an offset test clock and the real
@@ -259,16 +289,22 @@ impl Scheduler {
                 if info.paused && current.is_some_and(|c| (c - want).abs() < 1_000_000_000) {
                     continue;
                 }
-                let deadline = async_nats::datetime::from_nanos(want).map_err(|e| SchedulerError::Server {
-                    what: format!("pause deadline of consumer {name}"),
-                    message: e.to_string(),
-                })?;
-                s.pause_consumer(name, deadline).await.map_err(|e| SchedulerError::Server {
-                    what: format!("pausing consumer {name}"),
-                    message: e.to_string(),
-                })?;
+                let deadline =
+                    async_nats::datetime::from_nanos(want).map_err(|e| SchedulerError::Server {
+                        what: format!("pause deadline of consumer {name}"),
+                        message: e.to_string(),
+                    })?;
+                s.pause_consumer(name, deadline)
+                    .await
+                    .map_err(|e| SchedulerError::Server {
+                        what: format!("pausing consumer {name}"),
+                        message: e.to_string(),
+                    })?;
                 pause_requests += 1;
-                self.metrics.maintenance_pause_requests.get_or_create(&label).inc();
+                self.metrics
+                    .maintenance_pause_requests
+                    .get_or_create(&label)
+                    .inc();
                 tracing::info!(
                     provider = %t.provider, consumer = %name, window = %window.spec, business_day = %window.business_day,
                     "paused for maintenance until {until} (window ends {}, resume jitter {:?})",
@@ -276,7 +312,10 @@ impl Scheduler {
                 );
             }
         }
-        Ok(TickOutcome::Leader { pause_requests, in_maintenance })
+        Ok(TickOutcome::Leader {
+            pause_requests,
+            in_maintenance,
+        })
     }
 
     /// Tick every `every` until `shutdown`, then release the lease.
@@ -301,7 +340,12 @@ impl Scheduler {
 
 /// Start the scheduler of a serving relay in the background: it waits for NATS and the lease
 /// bucket (retrying every tick) and runs until `shutdown`.
-pub fn spawn(config: Config, js: jetstream::Context, metrics: Arc<Metrics>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    config: Config,
+    js: jetstream::Context,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let holder = format!("relay-{}", uuid::Uuid::now_v7());
         let tick = config.maintenance.tick;
@@ -344,11 +388,25 @@ mod tests {
         let w = cal.next_windows("2026-05-11T12:00+09:00".parse().unwrap(), 2);
         let max = Duration::from_secs(300);
         let a = jitter(max, "tax_001", &w[0]);
-        assert_eq!(a, jitter(max, "tax_001", &w[0]), "same consumer and window: same deadline on every tick");
+        assert_eq!(
+            a,
+            jitter(max, "tax_001", &w[0]),
+            "same consumer and window: same deadline on every tick"
+        );
         assert!(a < max);
-        let others: Vec<Duration> = ["delinquency_001", "tax_010"].iter().map(|c| jitter(max, c, &w[0])).collect();
-        assert!(others.iter().all(|o| *o != a), "consumers resume at different instants");
-        assert_ne!(jitter(max, "tax_001", &w[1]), a, "a new window, a new delay");
+        let others: Vec<Duration> = ["delinquency_001", "tax_010"]
+            .iter()
+            .map(|c| jitter(max, c, &w[0]))
+            .collect();
+        assert!(
+            others.iter().all(|o| *o != a),
+            "consumers resume at different instants"
+        );
+        assert_ne!(
+            jitter(max, "tax_001", &w[1]),
+            a,
+            "a new window, a new delay"
+        );
         assert_eq!(jitter(Duration::ZERO, "tax_001", &w[0]), Duration::ZERO);
     }
 
@@ -364,22 +422,43 @@ credentials = { token_sha256 = ["00000000000000000000000000000000000000000000000
 "#;
         let c = Config::from_toml_str(base, None).unwrap();
         let t: Timestamp = "2026-05-12T01:00+09:00".parse().unwrap();
-        assert_eq!(c.providers[0].maintenance.current_window_end(t), Some("2026-05-12T03:00+09:00".parse().unwrap()), "baseline");
+        assert_eq!(
+            c.providers[0].maintenance.current_window_end(t),
+            Some("2026-05-12T03:00+09:00".parse().unwrap()),
+            "baseline"
+        );
         let bad = format!("{base}[providers.maintenance]\nweekday = [\"23:00-03:00\"]\n");
         let e = Config::from_toml_str(&bad, None).unwrap_err();
-        assert!(e.problems.iter().any(|p| p.path == "providers[0].maintenance.weekday[0]"), "{e}");
-        let e = Config::from_toml_str(&format!("{base}[maintenance]\nlease_ttl = \"1s\"\n"), None).unwrap_err();
-        assert!(e.problems.iter().any(|p| p.path == "maintenance.lease_ttl"), "{e}");
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.path == "providers[0].maintenance.weekday[0]"),
+            "{e}"
+        );
+        let e = Config::from_toml_str(&format!("{base}[maintenance]\nlease_ttl = \"1s\"\n"), None)
+            .unwrap_err();
+        assert!(
+            e.problems.iter().any(|p| p.path == "maintenance.lease_ttl"),
+            "{e}"
+        );
     }
 
     #[test]
     fn config_errors_name_the_field() {
         let mut problems = Vec::new();
-        let raw = RawSchedulerConfig { tick: "soon".into(), lease_ttl: "1s".into(), ..Default::default() };
+        let raw = RawSchedulerConfig {
+            tick: "soon".into(),
+            lease_ttl: "1s".into(),
+            ..Default::default()
+        };
         SchedulerConfig::validate(&raw, &mut |p, m| problems.push((p, m)));
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.contains(&"maintenance.tick"), "{paths:?}");
-        let raw = RawSchedulerConfig { tick: "10s".into(), lease_ttl: "15s".into(), ..Default::default() };
+        let raw = RawSchedulerConfig {
+            tick: "10s".into(),
+            lease_ttl: "15s".into(),
+            ..Default::default()
+        };
         problems.clear();
         SchedulerConfig::validate(&raw, &mut |p, m| problems.push((p, m)));
         assert_eq!(problems[0].0, "maintenance.lease_ttl");

@@ -53,7 +53,9 @@ pub enum ServeError {
 /// Build the state: connect to NATS (in the background if it is down) and set up publishing.
 pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
     let client = connection::connect_lazily(&config.nats).await?;
-    let js = async_nats::jetstream::ContextBuilder::new().timeout(config.nats.publish_timeout).build(client.clone());
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(config.nats.publish_timeout)
+        .build(client.clone());
     let metrics = Arc::new(Metrics::new());
     let publisher = Publisher::new(
         client.clone(),
@@ -63,7 +65,14 @@ pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         metrics.clone(),
     );
     let auth = Authenticator::from_config(&config);
-    Ok(Arc::new(AppState { config, auth, publisher, metrics, client, js }))
+    Ok(Arc::new(AppState {
+        config,
+        auth,
+        publisher,
+        metrics,
+        client,
+        js,
+    }))
 }
 
 /// All routes.
@@ -73,39 +82,69 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state.clone());
-    crate::ingest::router(state.clone()).merge(ops).merge(crate::operator::router(state))
+    crate::ingest::router(state.clone())
+        .merge(ops)
+        .merge(crate::operator::router(state))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if state.client.connection_state() != async_nats::connection::State::Connected {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not connected to NATS\n".to_owned());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to NATS\n".to_owned(),
+        );
     }
     match tokio::time::timeout(Duration::from_secs(2), state.js.get_stream(NOTICE_STREAM)).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_owned()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("stream {NOTICE_STREAM} not available: {e}\n")),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "JetStream did not answer within 2s\n".to_owned()),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stream {NOTICE_STREAM} not available: {e}\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "JetStream did not answer within 2s\n".to_owned(),
+        ),
     }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     crate::operator::api::refresh_metrics(&state).await;
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }
 
 /// Serve until `shutdown` is cancelled, then finish in-flight requests and return.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let state = state(config).await?;
     let client = state.client.clone();
     let scheduler = state.config.maintenance.enabled.then(|| {
-        crate::scheduler::spawn(state.config.clone(), state.js.clone(), state.metrics.clone(), shutdown.child_token())
+        crate::scheduler::spawn(
+            state.config.clone(),
+            state.js.clone(),
+            state.metrics.clone(),
+            shutdown.child_token(),
+        )
     });
-    let notifier = (state.config.notifier.enabled)
-        .then(|| crate::notifier::spawn(state.config.notifier.clone(), state.js.clone(), shutdown.child_token()));
+    let notifier = (state.config.notifier.enabled).then(|| {
+        crate::notifier::spawn(
+            state.config.notifier.clone(),
+            state.js.clone(),
+            shutdown.child_token(),
+        )
+    });
     tracing::info!(addr = %listener.local_addr()?, "shirase-relay serving");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
     if let Some(task) = scheduler {
         // The scheduler's token is a child of `shutdown`: it is stopping too; let it release
         // its lease so another replica takes over at once.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{consumer, kv, stream};
 use shirase_proto::subject::{
-    self, ALERT_PREFIX, ALERT_STREAM, CHECKPOINT_BUCKET, DLQ_PREFIX, DLQ_STREAM, NOTICE_PREFIX, NOTICE_STREAM,
-    REPLAY_PREFIX,
+    self, ALERT_PREFIX, ALERT_STREAM, CHECKPOINT_BUCKET, DLQ_PREFIX, DLQ_STREAM, NOTICE_PREFIX,
+    NOTICE_STREAM, REPLAY_PREFIX,
 };
 use shirase_proto::{BusinessId, SubscriberId};
 
@@ -97,7 +97,11 @@ pub fn desired(config: &Config) -> Desired {
     let mut consumers = Vec::new();
     for s in &config.subscribers {
         for p in &config.providers {
-            let ifs: Vec<_> = s.interfaces.iter().filter(|i| i.business_id() == p.business_id).collect();
+            let ifs: Vec<_> = s
+                .interfaces
+                .iter()
+                .filter(|i| i.business_id() == p.business_id)
+                .collect();
             if ifs.is_empty() {
                 continue;
             }
@@ -105,7 +109,11 @@ pub fn desired(config: &Config) -> Desired {
                 .iter()
                 .map(|i| subject::notice_subject(&config.municipality, &p.business_id, i))
                 .collect();
-            filters.extend(ifs.iter().map(|i| subject::replay_subject(&s.id, &config.municipality, &p.business_id, i)));
+            filters.extend(
+                ifs.iter().map(|i| {
+                    subject::replay_subject(&s.id, &config.municipality, &p.business_id, i)
+                }),
+            );
             let name = subject::consumer_name(&s.id, &p.business_id);
             consumers.push(ConsumerSpec {
                 subscriber: s.id.clone(),
@@ -113,7 +121,10 @@ pub fn desired(config: &Config) -> Desired {
                 config: consumer::pull::Config {
                     durable_name: Some(name.clone()),
                     name: Some(name),
-                    description: Some(format!("notices of provider {} for subscriber {}", p.business_id, s.id)),
+                    description: Some(format!(
+                        "notices of provider {} for subscriber {}",
+                        p.business_id, s.id
+                    )),
                     deliver_policy: consumer::DeliverPolicy::All,
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: s.ack_wait,
@@ -146,5 +157,9 @@ pub fn desired(config: &Config) -> Desired {
         ..Default::default()
     }];
 
-    Desired { streams, consumers, buckets }
+    Desired {
+        streams,
+        consumers,
+        buckets,
+    }
 }

@@ -45,9 +45,9 @@ use crate::dlq::{self, DeadLetter};
 use crate::limiter::Limiter;
 use crate::maintenance::{Clock, Guard, SystemClock};
 use crate::metrics::{IfaceLabels, Metrics, ProviderLabels};
-use crate::watchdog::{ConsumerState, Watchdog};
 use crate::pull_client::{Outcome, PullClient, PullRequest, Row};
 use crate::sink::{Delivery, Record, Sink};
+use crate::watchdog::{ConsumerState, Watchdog};
 
 /// What stopped the agent from starting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,10 @@ pub struct AgentError {
 
 impl AgentError {
     fn new(kind: AgentErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
     /// What failed.
     pub fn kind(&self) -> AgentErrorKind {
@@ -94,13 +97,20 @@ pub struct Agent {
 impl Agent {
     /// An agent with the sink named in the configuration.
     pub fn new(config: Config) -> Result<Self, AgentError> {
-        let sink = crate::sink::from_config(&config.sink).map_err(|e| AgentError::new(AgentErrorKind::Sink, e.to_string()))?;
+        let sink = crate::sink::from_config(&config.sink)
+            .map_err(|e| AgentError::new(AgentErrorKind::Sink, e.to_string()))?;
         Ok(Self::with_sink(config, Arc::from(sink)))
     }
 
     /// An agent delivering to an embedded sink.
     pub fn with_sink(config: Config, sink: Arc<dyn Sink>) -> Self {
-        Self { cfg: Arc::new(config), sink, metrics: Arc::new(Metrics::new()), secrets: HashMap::new(), clock: Arc::new(SystemClock) }
+        Self {
+            cfg: Arc::new(config),
+            sink,
+            metrics: Arc::new(Metrics::new()),
+            secrets: HashMap::new(),
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Read "now" for maintenance decisions from `clock` instead of the system clock (tests,
@@ -124,15 +134,23 @@ impl Agent {
     /// Run until `shutdown` is cancelled. `listener` serves `/healthz` and `/metrics` (when
     /// `None`, `http.listen` from the config is bound, if set). Returns after in-flight work
     /// finished or was nak'ed.
-    pub async fn run(self, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> Result<(), AgentError> {
+    pub async fn run(
+        self,
+        listener: Option<tokio::net::TcpListener>,
+        shutdown: CancellationToken,
+    ) -> Result<(), AgentError> {
         let cfg = self.cfg.clone();
         let mut clients = Vec::new();
         let mut guards = Vec::new();
         for p in &cfg.providers {
             let calendar = if p.enforce_maintenance {
                 Some(
-                    shirase_proto::maintenance::Calendar::new(&p.maintenance)
-                        .map_err(|e| AgentError::new(AgentErrorKind::Client, format!("providers {}: {e}", p.business_id)))?,
+                    shirase_proto::maintenance::Calendar::new(&p.maintenance).map_err(|e| {
+                        AgentError::new(
+                            AgentErrorKind::Client,
+                            format!("providers {}: {e}", p.business_id),
+                        )
+                    })?,
                 )
             } else {
                 None
@@ -149,11 +167,12 @@ impl Agent {
         let listener = match listener {
             Some(l) => Some(l),
             None => match cfg.http_listen() {
-                Some(a) => Some(
-                    tokio::net::TcpListener::bind(a)
-                        .await
-                        .map_err(|e| AgentError::new(AgentErrorKind::Http, format!("binding http.listen {a}: {e}")))?,
-                ),
+                Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                    AgentError::new(
+                        AgentErrorKind::Http,
+                        format!("binding http.listen {a}: {e}"),
+                    )
+                })?),
                 None => None,
             },
         };
@@ -162,16 +181,33 @@ impl Agent {
         // instead of retrying forever in silence; an unreachable server is retried.
         let mut attempt = 0u32;
         let client = loop {
-            match connect_options(&cfg).await?.connect(cfg.nats.urls.clone()).await {
+            match connect_options(&cfg)
+                .await?
+                .connect(cfg.nats.urls.clone())
+                .await
+            {
                 Ok(c) => break c,
-                Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        async_nats::ConnectErrorKind::AuthorizationViolation
+                            | async_nats::ConnectErrorKind::Authentication
+                    ) =>
+                {
                     return Err(AgentError::new(
                         AgentErrorKind::Nats,
-                        format!("the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.creds_file against the server's authorization"),
+                        format!(
+                            "the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.creds_file against the server's authorization"
+                        ),
                     ));
                 }
                 Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::Tls) => {
-                    return Err(AgentError::new(AgentErrorKind::Nats, format!("TLS with the NATS server failed ({e}): check nats.tls_ca_file / nats.tls_cert_file / nats.tls_key_file")));
+                    return Err(AgentError::new(
+                        AgentErrorKind::Nats,
+                        format!(
+                            "TLS with the NATS server failed ({e}): check nats.tls_ca_file / nats.tls_cert_file / nats.tls_key_file"
+                        ),
+                    ));
                 }
                 Err(e) => {
                     attempt += 1;
@@ -184,7 +220,11 @@ impl Agent {
             }
         };
         let js = jetstream::new(client.clone());
-        let alerter = Arc::new(Alerter::new(js.clone(), cfg.subscriber.to_string(), Duration::from_secs(300)));
+        let alerter = Arc::new(Alerter::new(
+            js.clone(),
+            cfg.subscriber.to_string(),
+            Duration::from_secs(300),
+        ));
 
         let tracker = tokio_util::task::TaskTracker::new();
         if let Some(l) = listener {
@@ -205,7 +245,9 @@ impl Agent {
                 alerter: alerter.clone(),
                 last_seq: std::sync::Mutex::new(HashMap::new()),
                 connect_failures: AtomicU32::new(0),
-                outage: crate::outage::OutageTracker::new(Duration::from_secs(cfg.outage.alert_after_secs)),
+                outage: crate::outage::OutageTracker::new(Duration::from_secs(
+                    cfg.outage.alert_after_secs,
+                )),
                 gapped: std::sync::Mutex::new(Vec::new()),
                 gap_seen: tokio::sync::Notify::new(),
                 first_failure: std::sync::Mutex::new(HashMap::new()),
@@ -232,19 +274,28 @@ impl Agent {
 async fn connect_options(cfg: &Config) -> Result<async_nats::ConnectOptions, AgentError> {
     let nats = |m: String| AgentError::new(AgentErrorKind::Nats, m);
     let n = &cfg.nats;
-    let mut opts = async_nats::ConnectOptions::new().name(format!("shirase-agent-{}", cfg.subscriber)).max_reconnects(None);
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(format!("shirase-agent-{}", cfg.subscriber))
+        .max_reconnects(None);
     if !n.creds_file.is_empty() {
-        opts = opts.credentials_file(&n.creds_file).await.map_err(|e| nats(format!("nats.creds_file {}: {e}", n.creds_file)))?;
+        opts = opts
+            .credentials_file(&n.creds_file)
+            .await
+            .map_err(|e| nats(format!("nats.creds_file {}: {e}", n.creds_file)))?;
     }
     if !n.nkey_seed_file.is_empty() {
-        let seed = std::fs::read_to_string(&n.nkey_seed_file).map_err(|e| nats(format!("nats.nkey_seed_file {}: {e}", n.nkey_seed_file)))?;
+        let seed = std::fs::read_to_string(&n.nkey_seed_file)
+            .map_err(|e| nats(format!("nats.nkey_seed_file {}: {e}", n.nkey_seed_file)))?;
         opts = opts.nkey(seed.trim().to_owned());
     }
     if !n.tls_ca_file.is_empty() {
         opts = opts.add_root_certificates(n.tls_ca_file.clone().into());
     }
     if !n.tls_cert_file.is_empty() {
-        opts = opts.add_client_certificate(n.tls_cert_file.clone().into(), n.tls_key_file.clone().into());
+        opts = opts.add_client_certificate(
+            n.tls_cert_file.clone().into(),
+            n.tls_key_file.clone().into(),
+        );
     }
     if n.tls_required {
         opts = opts.require_tls(true);
@@ -253,11 +304,20 @@ async fn connect_options(cfg: &Config) -> Result<async_nats::ConnectOptions, Age
 }
 
 /// Build an [`Agent`] from `config` (sink from the config) and run it. See [`Agent::run`].
-pub async fn run(config: Config, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> Result<(), AgentError> {
+pub async fn run(
+    config: Config,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     Agent::new(config)?.run(listener, shutdown).await
 }
 
-async fn serve_http(l: tokio::net::TcpListener, m: Arc<Metrics>, c: async_nats::Client, stop: CancellationToken) {
+async fn serve_http(
+    l: tokio::net::TcpListener,
+    m: Arc<Metrics>,
+    c: async_nats::Client,
+    stop: CancellationToken,
+) {
     use axum::http::StatusCode;
     use axum::routing::get;
     let app = axum::Router::new()
@@ -280,13 +340,19 @@ async fn serve_http(l: tokio::net::TcpListener, m: Arc<Metrics>, c: async_nats::
                 let m = m.clone();
                 async move {
                     (
-                        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         m.encode(),
                     )
                 }
             }),
         );
-    if let Err(e) = axum::serve(l, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+    if let Err(e) = axum::serve(l, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
         tracing::error!("http listener failed: {e}");
     }
 }
@@ -361,7 +427,10 @@ impl Worker {
     }
 
     fn labels(&self, i: &InterfaceId) -> IfaceLabels {
-        IfaceLabels { provider: self.provider().business_id.to_string(), interface: i.to_string() }
+        IfaceLabels {
+            provider: self.provider().business_id.to_string(),
+            interface: i.to_string(),
+        }
     }
 
     fn backoff(&self, attempt: u64) -> Duration {
@@ -371,8 +440,13 @@ impl Worker {
     }
 
     async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let name = shirase_proto::subject::consumer_name(&self.cfg.subscriber, &self.provider().business_id);
-        let plabels = ProviderLabels { provider: self.provider().business_id.to_string() };
+        let name = shirase_proto::subject::consumer_name(
+            &self.cfg.subscriber,
+            &self.provider().business_id,
+        );
+        let plabels = ProviderLabels {
+            provider: self.provider().business_id.to_string(),
+        };
         let mut attempt = 0u64;
         'bind: while !stop.is_cancelled() {
             let consumer: PullConsumer = match self
@@ -400,9 +474,15 @@ impl Worker {
             attempt = 0;
             let (mut max_deliver, mut ack_wait) = {
                 let mut c = consumer.clone();
-                c.info().await.map(|i| (i.config.max_deliver, i.config.ack_wait)).unwrap_or((-1, Duration::from_secs(30)))
+                c.info()
+                    .await
+                    .map(|i| (i.config.max_deliver, i.config.ack_wait))
+                    .unwrap_or((-1, Duration::from_secs(30)))
             };
-            let mut watchdog = Watchdog::new(Duration::from_secs(self.cfg.watchdog.stalled_after_secs), tokio::time::Instant::now());
+            let mut watchdog = Watchdog::new(
+                Duration::from_secs(self.cfg.watchdog.stalled_after_secs),
+                tokio::time::Instant::now(),
+            );
             let mut last_check = tokio::time::Instant::now();
             while !stop.is_cancelled() {
                 // Inside a maintenance window: fetch nothing (no delivery is spent), send nothing.
@@ -437,7 +517,8 @@ impl Worker {
                 // leaves the fetch empty, and that is exactly when it must look).
                 let idle = msgs.is_empty();
                 if !idle {
-                    self.handle_batch(msgs, max_deliver, ack_wait, &stop, &mut watchdog).await;
+                    self.handle_batch(msgs, max_deliver, ack_wait, &stop, &mut watchdog)
+                        .await;
                 }
                 if idle || last_check.elapsed() >= Duration::from_secs(1) {
                     last_check = tokio::time::Instant::now();
@@ -452,7 +533,10 @@ impl Worker {
                                 ack_floor: info.ack_floor.consumer_sequence,
                             };
                             let stalled = watchdog.check(state, tokio::time::Instant::now());
-                            self.metrics.consumer_stalled.get_or_create(&plabels).set(i64::from(stalled.is_some()));
+                            self.metrics
+                                .consumer_stalled
+                                .get_or_create(&plabels)
+                                .set(i64::from(stalled.is_some()));
                             if let Some(idle_for) = stalled {
                                 self.alert(
                                     Severity::Warning,
@@ -469,7 +553,9 @@ impl Worker {
                                 .await;
                             }
                         }
-                        Err(e) if !idle => tracing::debug!(consumer = %name, "consumer info failed: {e}"),
+                        Err(e) if !idle => {
+                            tracing::debug!(consumer = %name, "consumer info failed: {e}")
+                        }
                         Err(e) => {
                             tracing::warn!(consumer = %name, "consumer info failed, re-binding: {e}");
                             attempt = 1;
@@ -509,7 +595,14 @@ impl Worker {
 
     /// Process one batch with progress heartbeats, under the shutdown grace rule, then apply
     /// the decisions.
-    async fn handle_batch(&self, msgs: Vec<Message>, max_deliver: i64, ack_wait: Duration, stop: &CancellationToken, watchdog: &mut Watchdog) {
+    async fn handle_batch(
+        &self,
+        msgs: Vec<Message>,
+        max_deliver: i64,
+        ack_wait: Duration,
+        stop: &CancellationToken,
+        watchdog: &mut Watchdog,
+    ) {
         let work = self.process(&msgs, max_deliver);
         tokio::pin!(work);
         let grace = Duration::from_millis(self.cfg.shutdown.grace_ms);
@@ -537,7 +630,10 @@ impl Worker {
         match decisions {
             Some(d) => self.apply(&msgs, d, watchdog).await,
             None => {
-                tracing::warn!(notices = msgs.len(), "shutdown grace over: handing in-flight notices back");
+                tracing::warn!(
+                    notices = msgs.len(),
+                    "shutdown grace over: handing in-flight notices back"
+                );
                 for m in &msgs {
                     let _ = m.ack_with(AckKind::Nak(None)).await;
                 }
@@ -551,7 +647,9 @@ impl Worker {
         for (m, d) in msgs.iter().zip(decisions) {
             let kind = match d {
                 Decision::Ack => AckKind::Ack,
-                Decision::Nak(delay) | Decision::Wait(delay) | Decision::Later(delay) => AckKind::Nak(Some(delay)),
+                Decision::Nak(delay) | Decision::Wait(delay) | Decision::Later(delay) => {
+                    AckKind::Nak(Some(delay))
+                }
                 Decision::Term => AckKind::Term,
             };
             match m.ack_with(kind).await {
@@ -570,28 +668,51 @@ impl Worker {
     async fn process(&self, msgs: &[Message], max_deliver: i64) -> Vec<Decision> {
         let mut decisions = vec![Decision::Nak(self.backoff(1)); msgs.len()];
         // `pending` of the last message: notices still waiting on the consumer after this batch.
-        let more_pending = msgs.last().and_then(|m| m.info().ok()).is_some_and(|i| i.pending > 0);
+        let more_pending = msgs
+            .last()
+            .and_then(|m| m.info().ok())
+            .is_some_and(|i| i.pending > 0);
         let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
         for (idx, m) in msgs.iter().enumerate() {
             let delivered = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
             let replay = matches!(parse_subject(&m.subject), Ok(SubjectKind::Replay { .. }));
-            let notice = match shirase_proto::parse_notice(&m.payload, &shirase_proto::Limits::default()) {
+            let notice = match shirase_proto::parse_notice(
+                &m.payload,
+                &shirase_proto::Limits::default(),
+            ) {
                 Ok(n) => n,
                 Err(v) => {
                     // The relay validated it, so this is not a notice at all: it can never
                     // succeed. Term it and tell the operators (subject only, no payload).
                     tracing::error!(subject = %m.subject, violations = v.len(), "undecodable message on the notice stream");
-                    self.alert(Severity::Warning, "undecodable_notice", None, format!("undecodable message on {} terminated", m.subject)).await;
+                    self.alert(
+                        Severity::Warning,
+                        "undecodable_notice",
+                        None,
+                        format!("undecodable message on {} terminated", m.subject),
+                    )
+                    .await;
                     decisions[idx] = Decision::Term;
                     continue;
                 }
             };
             let raw = serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null);
             let iface = notice.data.interface_id;
-            self.metrics.notices_received.get_or_create(&self.labels(&iface)).inc();
-            groups.entry(iface).or_default().push(Item { idx, notice, replay, delivered, raw });
+            self.metrics
+                .notices_received
+                .get_or_create(&self.labels(&iface))
+                .inc();
+            groups.entry(iface).or_default().push(Item {
+                idx,
+                notice,
+                replay,
+                delivered,
+                raw,
+            });
         }
-        let futs = groups.into_iter().map(|(iface, items)| self.process_interface(iface, items, max_deliver, more_pending));
+        let futs = groups
+            .into_iter()
+            .map(|(iface, items)| self.process_interface(iface, items, max_deliver, more_pending));
         for results in futures::future::join_all(futs).await {
             for (idx, d) in results {
                 decisions[idx] = d;
@@ -602,7 +723,13 @@ impl Worker {
 
     /// Decide one interface's notices; a nak on the consumer's last allowed delivery becomes a
     /// dead letter, because JetStream would otherwise drop the notice silently.
-    async fn process_interface(&self, iface: InterfaceId, items: Vec<Item>, max_deliver: i64, more_pending: bool) -> Vec<(usize, Decision)> {
+    async fn process_interface(
+        &self,
+        iface: InterfaceId,
+        items: Vec<Item>,
+        max_deliver: i64,
+        more_pending: bool,
+    ) -> Vec<(usize, Decision)> {
         let mut out = self.decide_interface(iface, &items, more_pending).await;
         if max_deliver <= 0 {
             return out;
@@ -613,10 +740,12 @@ impl Worker {
         while let Some(wait) = items
             .iter()
             .filter(|it| it.delivered >= max_deliver as u64)
-            .find_map(|it| out.iter().find_map(|(i, d)| match d {
-                Decision::Wait(w) if *i == it.idx => Some(*w),
-                _ => None,
-            }))
+            .find_map(|it| {
+                out.iter().find_map(|(i, d)| match d {
+                    Decision::Wait(w) if *i == it.idx => Some(*w),
+                    _ => None,
+                })
+            })
         {
             tracing::info!(interface = %iface, secs = wait.as_secs(), "holding notices at their last delivery until the maintenance window ends");
             if !sleep_or_cancel(wait, &self.stop).await {
@@ -627,7 +756,12 @@ impl Worker {
         // A provider outage never dead-letters: hold notices at their last delivery (progress
         // heartbeats keep them ours) and try again while the provider keeps failing.
         while self.outage.failing()
-            && items.iter().any(|it| it.delivered >= max_deliver as u64 && out.iter().any(|(i, d)| *i == it.idx && matches!(d, Decision::Nak(_))))
+            && items.iter().any(|it| {
+                it.delivered >= max_deliver as u64
+                    && out
+                        .iter()
+                        .any(|(i, d)| *i == it.idx && matches!(d, Decision::Nak(_)))
+            })
         {
             if !sleep_or_cancel(Duration::from_millis(self.cfg.retry.max_ms), &self.stop).await {
                 return out;
@@ -637,14 +771,27 @@ impl Worker {
         let last: Vec<&Item> = items
             .iter()
             .filter(|it| it.delivered >= max_deliver as u64)
-            .filter(|it| out.iter().any(|(i, d)| *i == it.idx && matches!(d, Decision::Nak(_) | Decision::Later(_))))
+            .filter(|it| {
+                out.iter().any(|(i, d)| {
+                    *i == it.idx && matches!(d, Decision::Nak(_) | Decision::Later(_))
+                })
+            })
             .collect();
         if last.is_empty() {
             return out;
         }
-        let reason = format!("still failing at the consumer's last delivery (max_deliver {max_deliver})");
-        self.alert(Severity::Warning, "max_deliver", Some(&iface), format!("{} notices {reason}; dead-lettered", last.len())).await;
-        let dl = self.dead_letter(&iface, &last, &reason, None, None, None).await;
+        let reason =
+            format!("still failing at the consumer's last delivery (max_deliver {max_deliver})");
+        self.alert(
+            Severity::Warning,
+            "max_deliver",
+            Some(&iface),
+            format!("{} notices {reason}; dead-lettered", last.len()),
+        )
+        .await;
+        let dl = self
+            .dead_letter(&iface, &last, &reason, None, None, None)
+            .await;
         for (idx, d) in dl {
             if let Some(slot) = out.iter_mut().find(|(i, _)| *i == idx) {
                 slot.1 = d;
@@ -653,24 +800,48 @@ impl Worker {
         out
     }
 
-    async fn decide_interface(&self, iface: InterfaceId, items: &[Item], more_pending: bool) -> Vec<(usize, Decision)> {
+    async fn decide_interface(
+        &self,
+        iface: InterfaceId,
+        items: &[Item],
+        more_pending: bool,
+    ) -> Vec<(usize, Decision)> {
         let labels = self.labels(&iface);
         if let Some(wait) = self.guard.remaining() {
-            let out: Vec<_> = items.iter().map(|it| (it.idx, Decision::Wait(wait))).collect();
+            let out: Vec<_> = items
+                .iter()
+                .map(|it| (it.idx, Decision::Wait(wait)))
+                .collect();
             self.count(&labels, &out);
             return out;
         }
         let Some(icfg) = self.provider().interface(&iface).cloned() else {
-            let reason = format!("interface {iface} is not configured for this agent (providers.interfaces)");
-            return self.dead_letter_all(&iface, items, &reason, None, None, None).await;
+            let reason = format!(
+                "interface {iface} is not configured for this agent (providers.interfaces)"
+            );
+            return self
+                .dead_letter_all(&iface, items, &reason, None, None, None)
+                .await;
         };
-        if items.iter().any(|it| it.notice.data.municipality_code != self.cfg.municipality) {
-            let reason = format!("notice for a municipality other than {}", self.cfg.municipality);
-            return self.dead_letter_all(&iface, items, &reason, None, None, None).await;
+        if items
+            .iter()
+            .any(|it| it.notice.data.municipality_code != self.cfg.municipality)
+        {
+            let reason = format!(
+                "notice for a municipality other than {}",
+                self.cfg.municipality
+            );
+            return self
+                .dead_letter_all(&iface, items, &reason, None, None, None)
+                .await;
         }
         let gap = self.detect_gap(&iface, items);
 
-        let kv = match self.js.get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET).await {
+        let kv = match self
+            .js
+            .get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET)
+            .await
+        {
             Ok(kv) => Checkpoints::new(kv, self.cfg.subscriber.clone(), self.cfg.municipality),
             Err(e) => {
                 tracing::warn!(interface = %iface, "checkpoint bucket unavailable: {e}");
@@ -686,14 +857,23 @@ impl Worker {
         };
         let now = Timestamp::now();
         if let Some(c) = checkpoint {
-            self.metrics.checkpoint_age_seconds.get_or_create(&labels).set(now.duration_since(c).as_secs_f64());
+            self.metrics
+                .checkpoint_age_seconds
+                .get_or_create(&labels)
+                .set(now.duration_since(c).as_secs_f64());
         }
         let inputs: Vec<PlanInput> = items
             .iter()
             .map(|it| PlanInput {
                 updated_at: it.notice.data.updated_at.instant(),
                 change: it.notice.data.change,
-                keys: it.notice.data.keys.as_ref().map(|k| k.atena_no.clone()).unwrap_or_default(),
+                keys: it
+                    .notice
+                    .data
+                    .keys
+                    .as_ref()
+                    .map(|k| k.atena_no.clone())
+                    .unwrap_or_default(),
                 replay: it.replay,
             })
             .collect();
@@ -708,18 +888,36 @@ impl Worker {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&iface)
                 .is_none_or(|t| t.elapsed() >= self.cfg.overlap_reread());
-        let overlap = if reread { self.cfg.overlap() } else { Duration::ZERO };
-        let settings = PlanSettings { overlap, keyed_pull_max_keys: icfg.keyed_pull_max_keys, gap, more_pending };
+        let overlap = if reread {
+            self.cfg.overlap()
+        } else {
+            Duration::ZERO
+        };
+        let settings = PlanSettings {
+            overlap,
+            keyed_pull_max_keys: icfg.keyed_pull_max_keys,
+            gap,
+            more_pending,
+        };
         let plan = coalesce::plan(&inputs, checkpoint, now, settings);
         let mut hints: Vec<Timestamp> = inputs.iter().map(|i| i.updated_at).collect();
         hints.sort_unstable();
         // Where the rows are, for cutting windows: each notice may bring 2 rows (its own and the
         // previous latest row it demotes), each row already received 1.
         let mut points: Vec<(Timestamp, u64)> = hints.iter().map(|t| (*t, 2)).collect();
-        points.extend(self.recent_rows.lock().unwrap_or_else(|e| e.into_inner()).get(&iface).into_iter().flatten().map(|t| (*t, 1)));
+        points.extend(
+            self.recent_rows
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&iface)
+                .into_iter()
+                .flatten()
+                .map(|t| (*t, 1)),
+        );
         points.sort_unstable();
         let budget = 2 * self.cfg.pull.max_notices_per_window as u64;
-        let windows = |from: Timestamp, to: Timestamp| coalesce::cut_windows(from, to, &points, budget);
+        let windows =
+            |from: Timestamp, to: Timestamp| coalesce::cut_windows(from, to, &points, budget);
 
         // Pull.
         let mut rows: Vec<Row> = Vec::new();
@@ -727,16 +925,35 @@ impl Worker {
         let mut keyed_reach: Option<Reach> = None;
         if let Some(pull) = &plan.pull {
             let result = match &pull.kind {
-                PullKind::Window { from, to } => self.pull_window(&iface, windows(*from, *to), &hints).await.map(|r| (r, true)),
+                PullKind::Window { from, to } => self
+                    .pull_window(&iface, windows(*from, *to), &hints)
+                    .await
+                    .map(|r| (r, true)),
                 PullKind::Keyed { from, keys } => {
-                    let req = PullRequest { interface: iface, from: Some(*from), to: None, keys: keys.clone() };
+                    let req = PullRequest {
+                        interface: iface,
+                        from: Some(*from),
+                        to: None,
+                        keys: keys.clone(),
+                    };
                     match self.request(&req).await {
                         Outcome::Data(r) => Ok((r, false)),
                         // Too many rows for the keys: fall back to the window.
                         Outcome::TooMany | Outcome::TimeoutSplit { .. } => {
-                            let p = coalesce::plan(&inputs, checkpoint, now, PlanSettings { keyed_pull_max_keys: 0, ..settings });
+                            let p = coalesce::plan(
+                                &inputs,
+                                checkpoint,
+                                now,
+                                PlanSettings {
+                                    keyed_pull_max_keys: 0,
+                                    ..settings
+                                },
+                            );
                             match p.pull.map(|p| p.kind) {
-                                Some(PullKind::Window { from, to }) => self.pull_window(&iface, windows(from, to), &hints).await.map(|r| (r, true)),
+                                Some(PullKind::Window { from, to }) => self
+                                    .pull_window(&iface, windows(from, to), &hints)
+                                    .await
+                                    .map(|r| (r, true)),
                                 _ => Err(Failure::Outcome(Outcome::TooMany)),
                             }
                         }
@@ -768,7 +985,10 @@ impl Worker {
                         _ => None,
                     });
                     for &i in &plan.tombstones {
-                        let d = wait.map_or_else(|| Decision::Nak(self.backoff(items[i].delivered)), Decision::Wait);
+                        let d = wait.map_or_else(
+                            || Decision::Nak(self.backoff(items[i].delivered)),
+                            Decision::Wait,
+                        );
                         out.push((items[i].idx, d));
                     }
                     self.count(&labels, &out);
@@ -783,17 +1003,30 @@ impl Worker {
             let n = &items[i].notice;
             records.push(Record::Tombstone {
                 notice_id: n.id.to_string(),
-                atena_no: n.data.keys.as_ref().map(|k| k.atena_no.iter().map(|a| a.to_string()).collect()).unwrap_or_default(),
+                atena_no: n
+                    .data
+                    .keys
+                    .as_ref()
+                    .map(|k| k.atena_no.iter().map(|a| a.to_string()).collect())
+                    .unwrap_or_default(),
                 updated_at: n.data.updated_at.clone(),
             });
         }
         if !records.is_empty() {
-            let d = Delivery { interface: iface, provider: self.provider().business_id, pulled_at: now, records };
+            let d = Delivery {
+                interface: iface,
+                provider: self.provider().business_id,
+                pulled_at: now,
+                records,
+            };
             if let Err(e) = self.sink.deliver(&d).await {
                 tracing::warn!(interface = %iface, rows = d.records.len(), "sink refused: {e}");
                 return self.nak_all(&labels, items);
             }
-            self.metrics.rows_delivered.get_or_create(&labels).inc_by(d.records.len() as u64);
+            self.metrics
+                .rows_delivered
+                .get_or_create(&labels)
+                .inc_by(d.records.len() as u64);
         }
 
         // Checkpoint: only a window pull proves everything up to its max row was received.
@@ -805,7 +1038,10 @@ impl Worker {
         }
         if window_reach.is_some() {
             if reread && !overlap.is_zero() {
-                self.last_overlap.lock().unwrap_or_else(|e| e.into_inner()).insert(iface, tokio::time::Instant::now());
+                self.last_overlap
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(iface, tokio::time::Instant::now());
             }
             self.remember_rows(&iface, &rows, window_reach.as_ref().and_then(|r| r.max));
         }
@@ -821,7 +1057,14 @@ impl Worker {
                 let ts = it.notice.data.updated_at.instant();
                 let covered = match (&window_reach, &keyed_reach) {
                     (Some(r), _) => r.covers_window(ts),
-                    (None, Some(r)) => r.covers_keys(ts, it.notice.data.keys.iter().flat_map(|k| k.atena_no.iter().map(|a| a.as_str()))),
+                    (None, Some(r)) => r.covers_keys(
+                        ts,
+                        it.notice
+                            .data
+                            .keys
+                            .iter()
+                            .flat_map(|k| k.atena_no.iter().map(|a| a.as_str())),
+                    ),
                     (None, None) => false,
                 };
                 if covered {
@@ -837,13 +1080,25 @@ impl Worker {
                         )
                         .await;
                     }
-                    out.push((it.idx, Decision::Later(Duration::from_millis(self.cfg.coverage.uncovered_retry_delay_ms))));
+                    out.push((
+                        it.idx,
+                        Decision::Later(Duration::from_millis(
+                            self.cfg.coverage.uncovered_retry_delay_ms,
+                        )),
+                    ));
                 }
             }
         }
-        let oldest = items.iter().filter(|it| out.iter().any(|(i, d)| *i == it.idx && *d == Decision::Ack)).map(|it| it.notice.time.instant()).min();
+        let oldest = items
+            .iter()
+            .filter(|it| out.iter().any(|(i, d)| *i == it.idx && *d == Decision::Ack))
+            .map(|it| it.notice.time.instant())
+            .min();
         if let Some(t) = oldest {
-            self.metrics.lag_seconds.get_or_create(&labels).set(Timestamp::now().duration_since(t).as_secs_f64());
+            self.metrics
+                .lag_seconds
+                .get_or_create(&labels)
+                .set(Timestamp::now().duration_since(t).as_secs_f64());
         }
         tracing::debug!(interface = %iface, notices = items.len(), rows = rows.len(), "batch done");
         self.count(&labels, &out);
@@ -855,10 +1110,15 @@ impl Worker {
         for (_, d) in out.iter().filter(|(i, _)| *i != SWEEP_IDX) {
             match d {
                 Decision::Ack => self.metrics.acked.get_or_create(labels).inc(),
-                Decision::Nak(_) | Decision::Later(_) => self.metrics.naked.get_or_create(labels).inc(),
+                Decision::Nak(_) | Decision::Later(_) => {
+                    self.metrics.naked.get_or_create(labels).inc()
+                }
                 Decision::Wait(_) => {
                     self.metrics.naked.get_or_create(labels).inc();
-                    self.metrics.maintenance_deferred.get_or_create(labels).inc()
+                    self.metrics
+                        .maintenance_deferred
+                        .get_or_create(labels)
+                        .inc()
                 }
                 Decision::Term => self.metrics.dead_lettered.get_or_create(labels).inc(),
             };
@@ -866,13 +1126,20 @@ impl Worker {
     }
 
     fn nak_all(&self, labels: &IfaceLabels, items: &[Item]) -> Vec<(usize, Decision)> {
-        let out: Vec<_> = items.iter().map(|it| (it.idx, Decision::Nak(self.backoff(it.delivered)))).collect();
+        let out: Vec<_> = items
+            .iter()
+            .map(|it| (it.idx, Decision::Nak(self.backoff(it.delivered))))
+            .collect();
         self.count(labels, &out);
         out
     }
 
     fn detect_gap(&self, iface: &InterfaceId, items: &[Item]) -> bool {
-        let mut seqs: Vec<u64> = items.iter().filter(|it| !it.replay).map(|it| it.notice.sequence.0).collect();
+        let mut seqs: Vec<u64> = items
+            .iter()
+            .filter(|it| !it.replay)
+            .map(|it| it.notice.sequence.0)
+            .collect();
         seqs.sort_unstable();
         seqs.dedup();
         let mut last = self.last_seq.lock().unwrap_or_else(|e| e.into_inner());
@@ -891,7 +1158,10 @@ impl Worker {
         }
         drop(last);
         if missing > 0 {
-            self.metrics.sequence_gaps.get_or_create(&self.labels(iface)).inc_by(missing);
+            self.metrics
+                .sequence_gaps
+                .get_or_create(&self.labels(iface))
+                .inc_by(missing);
             tracing::info!(interface = %iface, missing, "sequence gap: forcing a differential pull and a sweep");
             {
                 let mut g = self.gapped.lock().unwrap_or_else(|e| e.into_inner());
@@ -909,7 +1179,9 @@ impl Worker {
         // request happens inside `pull`, so it is not sent either.
         if let Some(wait) = self.guard.remaining() {
             self.outage.in_maintenance();
-            return Outcome::Maintenance { retry_after: Some(wait) };
+            return Outcome::Maintenance {
+                retry_after: Some(wait),
+            };
         }
         let o = self.client.pull(req).await;
         self.metrics
@@ -933,14 +1205,35 @@ impl Worker {
         if self.guard.remaining().is_some() {
             return false;
         }
-        let Some(icfg) = self.provider().interface(&iface).cloned() else { return false };
+        let Some(icfg) = self.provider().interface(&iface).cloned() else {
+            return false;
+        };
         let at = shirase_proto::OffsetTimestamp::from_instant_jst(Timestamp::now());
-        let notice = Notice::new(self.cfg.municipality, iface, icfg.version, shirase_proto::Sequence(0), at, shirase_proto::ChangeKind::Update, None);
-        let item = Item { idx: SWEEP_IDX, notice, replay: true, delivered: 1, raw: serde_json::Value::Null };
-        let out = self.decide_interface(iface, std::slice::from_ref(&item), false).await;
+        let notice = Notice::new(
+            self.cfg.municipality,
+            iface,
+            icfg.version,
+            shirase_proto::Sequence(0),
+            at,
+            shirase_proto::ChangeKind::Update,
+            None,
+        );
+        let item = Item {
+            idx: SWEEP_IDX,
+            notice,
+            replay: true,
+            delivered: 1,
+            raw: serde_json::Value::Null,
+        };
+        let out = self
+            .decide_interface(iface, std::slice::from_ref(&item), false)
+            .await;
         let ok = matches!(out.first(), Some((_, Decision::Ack | Decision::Later(_))));
         if ok {
-            self.metrics.sweeps.get_or_create(&self.labels(&iface)).inc();
+            self.metrics
+                .sweeps
+                .get_or_create(&self.labels(&iface))
+                .inc();
         }
         ok
     }
@@ -997,12 +1290,22 @@ impl Worker {
             crate::outage::OutageEvent::Recovered { lasted } => (
                 Severity::Info,
                 "provider_recovered",
-                format!("provider {p} answers again after {} s; the agent is catching up", lasted.as_secs()),
+                format!(
+                    "provider {p} answers again after {} s; the agent is catching up",
+                    lasted.as_secs()
+                ),
                 "Nothing to do; watch num_pending of the consumer go back to 0.",
             ),
         };
-        if self.alerter.raise_now(sev, code, Some(&p), None, message, Some(runbook.into())).await {
-            self.metrics.alerts.get_or_create(&crate::metrics::CodeLabels { code: code.into() }).inc();
+        if self
+            .alerter
+            .raise_now(sev, code, Some(&p), None, message, Some(runbook.into()))
+            .await
+        {
+            self.metrics
+                .alerts
+                .get_or_create(&crate::metrics::CodeLabels { code: code.into() })
+                .inc();
         }
     }
 
@@ -1014,7 +1317,12 @@ impl Worker {
         v.extend(rows.iter().map(|r| r.updated_at));
         v.sort_unstable();
         if let Some(m) = max.or(v.last().copied()) {
-            let floor = m.checked_sub(jiff::SignedDuration::try_from(self.cfg.overlap()).unwrap_or(jiff::SignedDuration::MAX)).unwrap_or(Timestamp::MIN);
+            let floor = m
+                .checked_sub(
+                    jiff::SignedDuration::try_from(self.cfg.overlap())
+                        .unwrap_or(jiff::SignedDuration::MAX),
+                )
+                .unwrap_or(Timestamp::MIN);
             let keep = v.partition_point(|t| *t < floor);
             v.drain(..keep);
         }
@@ -1027,20 +1335,43 @@ impl Worker {
     /// Pull the consecutive `windows` (planned by [`coalesce::cut_windows`]), bisecting a piece
     /// on E0004 / bare 503 down to `bisect_max_depth`. Pieces run in time order; any failure
     /// discards the partial result (it is pulled again).
-    async fn pull_window(&self, iface: &InterfaceId, windows: Vec<(Timestamp, Timestamp)>, hints: &[Timestamp]) -> Result<Vec<Row>, Failure> {
+    async fn pull_window(
+        &self,
+        iface: &InterfaceId,
+        windows: Vec<(Timestamp, Timestamp)>,
+        hints: &[Timestamp],
+    ) -> Result<Vec<Row>, Failure> {
         let mut rows = Vec::new();
-        let mut stack: Vec<(Timestamp, Timestamp, u32)> = windows.into_iter().rev().map(|(f, t)| (f, t, 0u32)).collect();
+        let mut stack: Vec<(Timestamp, Timestamp, u32)> = windows
+            .into_iter()
+            .rev()
+            .map(|(f, t)| (f, t, 0u32))
+            .collect();
         while let Some((f, t, depth)) = stack.pop() {
-            let req = PullRequest { interface: *iface, from: Some(f), to: Some(t), keys: vec![] };
+            let req = PullRequest {
+                interface: *iface,
+                from: Some(f),
+                to: Some(t),
+                keys: vec![],
+            };
             match self.request(&req).await {
                 Outcome::Data(r) => rows.extend(r),
                 o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
-                    match (depth < self.cfg.pull.bisect_max_depth).then(|| coalesce::split_point(f, t, hints)).flatten() {
+                    match (depth < self.cfg.pull.bisect_max_depth)
+                        .then(|| coalesce::split_point(f, t, hints))
+                        .flatten()
+                    {
                         Some(mid) => {
                             stack.push((mid, t, depth + 1));
                             stack.push((f, mid, depth + 1));
                         }
-                        None => return Err(Failure::BisectExhausted { last: o, from: f, to: t }),
+                        None => {
+                            return Err(Failure::BisectExhausted {
+                                last: o,
+                                from: f,
+                                to: t,
+                            });
+                        }
                     }
                 }
                 o => return Err(Failure::Outcome(o)),
@@ -1049,14 +1380,26 @@ impl Worker {
         Ok(rows)
     }
 
-    async fn on_failure(&self, iface: &InterfaceId, covers: &[&Item], f: Failure) -> Vec<(usize, Decision)> {
-        let nak = |d: &dyn Fn(&Item) -> Duration| covers.iter().map(|it| (it.idx, Decision::Nak(d(it)))).collect::<Vec<_>>();
+    async fn on_failure(
+        &self,
+        iface: &InterfaceId,
+        covers: &[&Item],
+        f: Failure,
+    ) -> Vec<(usize, Decision)> {
+        let nak = |d: &dyn Fn(&Item) -> Duration| {
+            covers
+                .iter()
+                .map(|it| (it.idx, Decision::Nak(d(it))))
+                .collect::<Vec<_>>()
+        };
         match f {
             Failure::Outcome(Outcome::Transient { retry_after, code }) => {
                 tracing::info!(interface = %iface, code = code.as_deref().unwrap_or("-"), "transient provider error");
                 nak(&|it| retry_after.unwrap_or_else(|| self.backoff(it.delivered)))
             }
-            Failure::Outcome(Outcome::TimeoutSplit { retry_after }) => nak(&|it| retry_after.unwrap_or_else(|| self.backoff(it.delivered))),
+            Failure::Outcome(Outcome::TimeoutSplit { retry_after }) => {
+                nak(&|it| retry_after.unwrap_or_else(|| self.backoff(it.delivered)))
+            }
             Failure::Outcome(Outcome::Connect(reason)) => {
                 tracing::warn!(interface = %iface, "provider unreachable: {reason}");
                 nak(&|it| self.backoff(it.delivered))
@@ -1064,10 +1407,17 @@ impl Worker {
             Failure::Outcome(Outcome::Maintenance { retry_after }) => {
                 // The provider's own signal (E0900), or the calendar caught by `request`: keep
                 // every interface of this provider away until the window ends.
-                let d = self.guard.announce(retry_after.unwrap_or(Duration::from_millis(self.cfg.retry.max_ms)));
-                self.client.limiter().close_until(tokio::time::Instant::now() + d);
+                let d = self
+                    .guard
+                    .announce(retry_after.unwrap_or(Duration::from_millis(self.cfg.retry.max_ms)));
+                self.client
+                    .limiter()
+                    .close_until(tokio::time::Instant::now() + d);
                 tracing::info!(interface = %iface, secs = d.as_secs(), "provider in maintenance");
-                covers.iter().map(|it| (it.idx, Decision::Wait(d))).collect()
+                covers
+                    .iter()
+                    .map(|it| (it.idx, Decision::Wait(d)))
+                    .collect()
             }
             Failure::Outcome(Outcome::Unauthorized { message }) => {
                 self.alert(
@@ -1079,10 +1429,24 @@ impl Worker {
                 .await;
                 nak(&|_| Duration::from_millis(self.cfg.retry.max_ms))
             }
-            Failure::Outcome(Outcome::Permanent { status, code, message }) => {
-                let reason = format!("the PULL API refused the request permanently ({status} {})", code.as_deref().unwrap_or("-"));
-                self.alert(Severity::Warning, "permanent_error", Some(iface), format!("{reason}: {message}; notices dead-lettered")).await;
-                self.dead_letter(iface, covers, &reason, Some(status), code, Some(message)).await
+            Failure::Outcome(Outcome::Permanent {
+                status,
+                code,
+                message,
+            }) => {
+                let reason = format!(
+                    "the PULL API refused the request permanently ({status} {})",
+                    code.as_deref().unwrap_or("-")
+                );
+                self.alert(
+                    Severity::Warning,
+                    "permanent_error",
+                    Some(iface),
+                    format!("{reason}: {message}; notices dead-lettered"),
+                )
+                .await;
+                self.dead_letter(iface, covers, &reason, Some(status), code, Some(message))
+                    .await
             }
             Failure::BisectExhausted { last, from, to } => {
                 let reason = format!(
@@ -1097,7 +1461,8 @@ impl Worker {
                     Outcome::TooMany => Some(400),
                     _ => Some(503),
                 };
-                self.dead_letter(iface, covers, &reason, status, None, None).await
+                self.dead_letter(iface, covers, &reason, status, None, None)
+                    .await
             }
             // Data and TooMany never reach here as failures of a window.
             Failure::Outcome(o) => nak(&|it| {
@@ -1117,8 +1482,16 @@ impl Worker {
         message: Option<String>,
     ) -> Vec<(usize, Decision)> {
         let refs: Vec<&Item> = items.iter().collect();
-        self.alert(Severity::Warning, "dead_letter", Some(iface), format!("{reason}; {} notices dead-lettered", items.len())).await;
-        let out = self.dead_letter(iface, &refs, reason, status, code, message).await;
+        self.alert(
+            Severity::Warning,
+            "dead_letter",
+            Some(iface),
+            format!("{reason}; {} notices dead-lettered", items.len()),
+        )
+        .await;
+        let out = self
+            .dead_letter(iface, &refs, reason, status, code, message)
+            .await;
         self.count(&self.labels(iface), &out);
         out
     }
@@ -1141,7 +1514,12 @@ impl Worker {
                 continue;
             }
             let id = it.notice.id.to_string();
-            let first = *self.first_failure.lock().unwrap_or_else(|e| e.into_inner()).entry(id.clone()).or_insert(now);
+            let first = *self
+                .first_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id.clone())
+                .or_insert(now);
             let dl = DeadLetter {
                 subscriber: self.cfg.subscriber.to_string(),
                 interface_id: iface.to_string(),
@@ -1154,10 +1532,18 @@ impl Worker {
                 last_failure: shirase_proto::OffsetTimestamp::from_instant_jst(now).to_string(),
                 notice: it.raw.clone(),
             };
-            let subject = shirase_proto::subject::dlq_subject(&self.cfg.subscriber, &it.notice.data.municipality_code, &it.notice.data.provider, iface);
+            let subject = shirase_proto::subject::dlq_subject(
+                &self.cfg.subscriber,
+                &it.notice.data.municipality_code,
+                &it.notice.data.provider,
+                iface,
+            );
             match dlq::publish(&self.js, subject, &id, &dl).await {
                 Ok(()) => {
-                    self.first_failure.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    self.first_failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
                     out.push((it.idx, Decision::Term));
                 }
                 Err(e) => {
@@ -1172,8 +1558,15 @@ impl Worker {
     async fn alert(&self, sev: Severity, code: &str, iface: Option<&InterfaceId>, message: String) {
         let p = self.provider().business_id.to_string();
         let i = iface.map(|i| i.to_string());
-        if self.alerter.raise(sev, code, Some(&p), i.as_deref(), message).await {
-            self.metrics.alerts.get_or_create(&crate::metrics::CodeLabels { code: code.into() }).inc();
+        if self
+            .alerter
+            .raise(sev, code, Some(&p), i.as_deref(), message)
+            .await
+        {
+            self.metrics
+                .alerts
+                .get_or_create(&crate::metrics::CodeLabels { code: code.into() })
+                .inc();
         }
     }
 }
@@ -1182,5 +1575,9 @@ impl Worker {
 #[derive(Debug)]
 enum Failure {
     Outcome(Outcome),
-    BisectExhausted { last: Outcome, from: Timestamp, to: Timestamp },
+    BisectExhausted {
+        last: Outcome,
+        from: Timestamp,
+        to: Timestamp,
+    },
 }

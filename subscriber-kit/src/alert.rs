@@ -51,7 +51,12 @@ pub struct Alerter {
 impl Alerter {
     /// An alerter for `subscriber`.
     pub fn new(js: jetstream::Context, subscriber: String, repeat_after: Duration) -> Self {
-        Self { js, subscriber, repeat_after, last: std::sync::Mutex::new(HashMap::new()) }
+        Self {
+            js,
+            subscriber,
+            repeat_after,
+            last: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     /// Send an alert unless the same one was sent within `repeat_after`. Returns whether it
@@ -64,16 +69,24 @@ impl Alerter {
         interface: Option<&str>,
         message: String,
     ) -> bool {
-        let dedup = format!("{code}/{}/{}", provider.unwrap_or("-"), interface.unwrap_or("-"));
+        let dedup = format!(
+            "{code}/{}/{}",
+            provider.unwrap_or("-"),
+            interface.unwrap_or("-")
+        );
         {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
-            if last.get(&dedup).is_some_and(|t| now.duration_since(*t) < self.repeat_after) {
+            if last
+                .get(&dedup)
+                .is_some_and(|t| now.duration_since(*t) < self.repeat_after)
+            {
                 return false;
             }
             last.insert(dedup, now);
         }
-        self.publish(severity, code, provider, interface, message, None).await
+        self.publish(severity, code, provider, interface, message, None)
+            .await
     }
 
     /// Send an alert now, without the repeat suppression (for callers that already decide
@@ -87,7 +100,8 @@ impl Alerter {
         message: String,
         runbook: Option<String>,
     ) -> bool {
-        self.publish(severity, code, provider, interface, message, runbook).await
+        self.publish(severity, code, provider, interface, message, runbook)
+            .await
     }
 
     async fn publish(
@@ -99,7 +113,13 @@ impl Alerter {
         message: String,
         runbook: Option<String>,
     ) -> bool {
-        tracing::warn!(code, provider, interface, severity = severity.as_str(), "alert: {message}");
+        tracing::warn!(
+            code,
+            provider,
+            interface,
+            severity = severity.as_str(),
+            "alert: {message}"
+        );
         let alert = Alert {
             severity,
             component: "agent".into(),
@@ -112,7 +132,9 @@ impl Alerter {
             runbook,
         };
         let subject = shirase_proto::subject::alert_subject(severity, "agent");
-        let Ok(body) = serde_json::to_vec(&alert) else { return false };
+        let Ok(body) = serde_json::to_vec(&alert) else {
+            return false;
+        };
         match self.js.publish(subject, body.into()).await {
             Ok(ack) => {
                 // No SHIRASE_ALERTS stream (not provisioned) only loses the stored copy; core

@@ -69,7 +69,11 @@ const MAX_CAS_ATTEMPTS: usize = 16;
 impl Checkpoints {
     /// Wrap the bucket.
     pub fn new(kv: kv::Store, subscriber: SubscriberId, municipality: MunicipalityCode) -> Self {
-        Self { kv, subscriber, municipality }
+        Self {
+            kv,
+            subscriber,
+            municipality,
+        }
     }
 
     /// The key of `interface`.
@@ -77,35 +81,68 @@ impl Checkpoints {
         shirase_proto::subject::checkpoint_key(&self.subscriber, &self.municipality, interface)
     }
 
-    fn err(&self, kind: CheckpointErrorKind, key: &str, message: impl Into<String>) -> CheckpointError {
-        CheckpointError { kind, key: key.to_owned(), message: message.into() }
+    fn err(
+        &self,
+        kind: CheckpointErrorKind,
+        key: &str,
+        message: impl Into<String>,
+    ) -> CheckpointError {
+        CheckpointError {
+            kind,
+            key: key.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// The stored checkpoint, if any. A deleted or purged key reads as none (an operator's
     /// reset), with the revision kept for the next compare-and-set.
-    pub async fn get(&self, interface: &InterfaceId) -> Result<Option<Checkpoint>, CheckpointError> {
+    pub async fn get(
+        &self,
+        interface: &InterfaceId,
+    ) -> Result<Option<Checkpoint>, CheckpointError> {
         Ok(self.entry(interface).await?.1)
     }
 
-    async fn entry(&self, interface: &InterfaceId) -> Result<(String, Option<Checkpoint>, Option<u64>), CheckpointError> {
+    async fn entry(
+        &self,
+        interface: &InterfaceId,
+    ) -> Result<(String, Option<Checkpoint>, Option<u64>), CheckpointError> {
         let key = self.key(interface);
         let e = self
             .kv
             .entry(key.clone())
             .await
             .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
-        let Some(e) = e else { return Ok((key, None, None)) };
+        let Some(e) = e else {
+            return Ok((key, None, None));
+        };
         if e.operation != kv::Operation::Put {
             return Ok((key, None, Some(e.revision)));
         }
-        let s: Stored = serde_json::from_slice(&e.value)
-            .map_err(|x| self.err(CheckpointErrorKind::Corrupt, &key, format!("value is not a checkpoint: {x}")))?;
-        Ok((key, Some(Checkpoint { updated_at: s.updated_at.instant(), revision: e.revision }), Some(e.revision)))
+        let s: Stored = serde_json::from_slice(&e.value).map_err(|x| {
+            self.err(
+                CheckpointErrorKind::Corrupt,
+                &key,
+                format!("value is not a checkpoint: {x}"),
+            )
+        })?;
+        Ok((
+            key,
+            Some(Checkpoint {
+                updated_at: s.updated_at.instant(),
+                revision: e.revision,
+            }),
+            Some(e.revision),
+        ))
     }
 
     /// Move the checkpoint of `interface` up to `to`, never down. Returns the value stored
     /// afterwards (which is larger than `to` when another replica got further first).
-    pub async fn advance(&self, interface: &InterfaceId, to: Timestamp) -> Result<Timestamp, CheckpointError> {
+    pub async fn advance(
+        &self,
+        interface: &InterfaceId,
+        to: Timestamp,
+    ) -> Result<Timestamp, CheckpointError> {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let (key, current, revision) = self.entry(interface).await?;
             if let Some(c) = &current
@@ -119,14 +156,23 @@ impl Checkpoints {
             })
             .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
             let res = match revision {
-                Some(rev) => self.kv.update(&key, value.into(), rev).await.map_err(|e| match e.kind() {
-                    kv::UpdateErrorKind::WrongLastRevision => None,
-                    _ => Some(e.to_string()),
-                }),
-                None => self.kv.create(&key, value.into()).await.map_err(|e| match e.kind() {
-                    kv::CreateErrorKind::AlreadyExists => None,
-                    _ => Some(e.to_string()),
-                }),
+                Some(rev) => {
+                    self.kv
+                        .update(&key, value.into(), rev)
+                        .await
+                        .map_err(|e| match e.kind() {
+                            kv::UpdateErrorKind::WrongLastRevision => None,
+                            _ => Some(e.to_string()),
+                        })
+                }
+                None => self
+                    .kv
+                    .create(&key, value.into())
+                    .await
+                    .map_err(|e| match e.kind() {
+                        kv::CreateErrorKind::AlreadyExists => None,
+                        _ => Some(e.to_string()),
+                    }),
             };
             match res {
                 Ok(_) => return Ok(to),
@@ -135,6 +181,10 @@ impl Checkpoints {
                 Err(Some(m)) => return Err(self.err(CheckpointErrorKind::Store, &key, m)),
             }
         }
-        Err(self.err(CheckpointErrorKind::Contended, &self.key(interface), "too many compare-and-set conflicts"))
+        Err(self.err(
+            CheckpointErrorKind::Contended,
+            &self.key(interface),
+            "too many compare-and-set conflicts",
+        ))
     }
 }

@@ -106,7 +106,12 @@ fn minus(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 /// Plan the pull of one interface's notices.
-pub fn plan(notices: &[PlanInput], checkpoint: Option<Timestamp>, now: Timestamp, s: PlanSettings) -> Plan {
+pub fn plan(
+    notices: &[PlanInput],
+    checkpoint: Option<Timestamp>,
+    now: Timestamp,
+    s: PlanSettings,
+) -> Plan {
     let mut p = Plan::default();
     let mut need: Vec<usize> = Vec::new();
     for (i, n) in notices.iter().enumerate() {
@@ -121,28 +126,52 @@ pub fn plan(notices: &[PlanInput], checkpoint: Option<Timestamp>, now: Timestamp
     if need.is_empty() {
         return p;
     }
-    let oldest = need.iter().map(|&i| notices[i].updated_at).min().unwrap_or(now);
-    let newest = need.iter().map(|&i| notices[i].updated_at).max().unwrap_or(now);
-    let oldest_replay = need.iter().filter(|&&i| notices[i].replay).map(|&i| notices[i].updated_at).min();
+    let oldest = need
+        .iter()
+        .map(|&i| notices[i].updated_at)
+        .min()
+        .unwrap_or(now);
+    let newest = need
+        .iter()
+        .map(|&i| notices[i].updated_at)
+        .max()
+        .unwrap_or(now);
+    let oldest_replay = need
+        .iter()
+        .filter(|&&i| notices[i].replay)
+        .map(|&i| notices[i].updated_at)
+        .min();
     let base = match (checkpoint, oldest_replay) {
         (Some(c), Some(r)) => c.min(r),
         (Some(c), None) => c,
         (None, _) => oldest,
     };
     let from = minus(base, s.overlap);
-    let keys: BTreeSet<AtenaNo> = need.iter().flat_map(|&i| notices[i].keys.iter().copied()).collect();
+    let keys: BTreeSet<AtenaNo> = need
+        .iter()
+        .flat_map(|&i| notices[i].keys.iter().copied())
+        .collect();
     let keyed = s.keyed_pull_max_keys > 0
         && !s.gap
         && oldest_replay.is_none()
         && need.iter().all(|&i| !notices[i].keys.is_empty())
         && keys.len() <= s.keyed_pull_max_keys;
     let kind = if keyed {
-        PullKind::Keyed { from: minus(oldest, s.overlap), keys: keys.into_iter().collect() }
+        PullKind::Keyed {
+            from: minus(oldest, s.overlap),
+            keys: keys.into_iter().collect(),
+        }
     } else {
         // TO is exclusive: it must lie past the newest notice even if our clock is behind the
         // provider's, or that notice could never be covered.
-        let past_newest = newest.checked_add(SignedDuration::from_micros(1)).unwrap_or(newest);
-        let to = if s.more_pending { past_newest } else { now.max(past_newest) };
+        let past_newest = newest
+            .checked_add(SignedDuration::from_micros(1))
+            .unwrap_or(newest);
+        let to = if s.more_pending {
+            past_newest
+        } else {
+            now.max(past_newest)
+        };
         PullKind::Window { from, to }
     };
     p.pull = Some(PlannedPull { kind, covers: need });
@@ -157,7 +186,12 @@ pub fn plan(notices: &[PlanInput], checkpoint: Option<Timestamp>, now: Timestamp
 /// instant stay together (a piece may exceed the budget only when one instant alone does, or
 /// by at most a tenth of it when a small remainder joins the last piece).
 /// Points outside `[from, to)` are ignored.
-pub fn cut_windows(from: Timestamp, to: Timestamp, points: &[(Timestamp, u64)], budget: u64) -> Vec<(Timestamp, Timestamp)> {
+pub fn cut_windows(
+    from: Timestamp,
+    to: Timestamp,
+    points: &[(Timestamp, u64)],
+    budget: u64,
+) -> Vec<(Timestamp, Timestamp)> {
     let mut out = Vec::new();
     if from >= to {
         return vec![(from, to)];
@@ -234,19 +268,35 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + s).unwrap()
     }
     fn n(s: i64) -> PlanInput {
-        PlanInput { updated_at: ts(s), change: ChangeKind::Update, keys: vec![], replay: false }
+        PlanInput {
+            updated_at: ts(s),
+            change: ChangeKind::Update,
+            keys: vec![],
+            replay: false,
+        }
     }
     fn key(k: u64) -> AtenaNo {
         format!("{k:015}").parse().unwrap()
     }
-    const S: PlanSettings = PlanSettings { overlap: Duration::from_secs(600), keyed_pull_max_keys: 0, gap: false, more_pending: false };
+    const S: PlanSettings = PlanSettings {
+        overlap: Duration::from_secs(600),
+        keyed_pull_max_keys: 0,
+        gap: false,
+        more_pending: false,
+    };
 
     #[test]
     fn many_notices_one_window_from_checkpoint_minus_overlap() {
         let notices: Vec<_> = (0..500).map(|i| n(1000 + i)).collect();
         let p = plan(&notices, Some(ts(900)), ts(2000), S);
         let pull = p.pull.unwrap();
-        assert_eq!(pull.kind, PullKind::Window { from: ts(300), to: ts(2000) });
+        assert_eq!(
+            pull.kind,
+            PullKind::Window {
+                from: ts(300),
+                to: ts(2000)
+            }
+        );
         assert_eq!(pull.covers.len(), 500);
         assert!(p.tombstones.is_empty() && p.already_covered.is_empty());
     }
@@ -254,7 +304,13 @@ mod tests {
     #[test]
     fn without_checkpoint_from_is_oldest_notice_minus_overlap() {
         let p = plan(&[n(50), n(10), n(30)], None, ts(100), S);
-        assert_eq!(p.pull.unwrap().kind, PullKind::Window { from: ts(10 - 600), to: ts(100) });
+        assert_eq!(
+            p.pull.unwrap().kind,
+            PullKind::Window {
+                from: ts(10 - 600),
+                to: ts(100)
+            }
+        );
     }
 
     #[test]
@@ -266,7 +322,13 @@ mod tests {
         assert!(p.pull.is_none());
         let p = plan(&[n(150), r], Some(ts(200)), ts(300), S);
         assert_eq!(p.already_covered, vec![0]);
-        assert_eq!(p.pull.unwrap().kind, PullKind::Window { from: ts(100 - 600), to: ts(300) });
+        assert_eq!(
+            p.pull.unwrap().kind,
+            PullKind::Window {
+                from: ts(100 - 600),
+                to: ts(300)
+            }
+        );
     }
 
     #[test]
@@ -281,21 +343,37 @@ mod tests {
     #[test]
     fn to_lies_past_a_notice_from_a_clock_ahead_of_ours() {
         let p = plan(&[n(500)], None, ts(100), S);
-        let PullKind::Window { to, .. } = p.pull.unwrap().kind else { panic!() };
+        let PullKind::Window { to, .. } = p.pull.unwrap().kind else {
+            panic!()
+        };
         assert!(to > ts(500));
     }
 
     #[test]
     fn keyed_pull_only_when_all_notices_have_few_keys_and_no_gap() {
-        let s = PlanSettings { keyed_pull_max_keys: 3, ..S };
+        let s = PlanSettings {
+            keyed_pull_max_keys: 3,
+            ..S
+        };
         let mut a = n(10);
         a.keys = vec![key(2), key(1)];
         let mut b = n(20);
         b.keys = vec![key(1)];
         let p = plan(&[a.clone(), b.clone()], Some(ts(0)), ts(30), s);
-        assert_eq!(p.pull.unwrap().kind, PullKind::Keyed { from: ts(10 - 600), keys: vec![key(1), key(2)] });
+        assert_eq!(
+            p.pull.unwrap().kind,
+            PullKind::Keyed {
+                from: ts(10 - 600),
+                keys: vec![key(1), key(2)]
+            }
+        );
         // A gap forces the window.
-        let p = plan(&[a.clone(), b.clone()], Some(ts(0)), ts(30), PlanSettings { gap: true, ..s });
+        let p = plan(
+            &[a.clone(), b.clone()],
+            Some(ts(0)),
+            ts(30),
+            PlanSettings { gap: true, ..s },
+        );
         assert!(matches!(p.pull.unwrap().kind, PullKind::Window { .. }));
         // A notice without keys forces the window.
         let p = plan(&[a.clone(), n(15)], Some(ts(0)), ts(30), s);
@@ -309,18 +387,39 @@ mod tests {
 
     #[test]
     fn more_pending_stops_to_just_past_the_newest_notice() {
-        let p = plan(&[n(10), n(20)], Some(ts(0)), ts(100), PlanSettings { more_pending: true, ..S });
-        let PullKind::Window { to, .. } = p.pull.unwrap().kind else { panic!() };
-        assert_eq!(to, Timestamp::from_microsecond(ts(20).as_microsecond() + 1).unwrap());
+        let p = plan(
+            &[n(10), n(20)],
+            Some(ts(0)),
+            ts(100),
+            PlanSettings {
+                more_pending: true,
+                ..S
+            },
+        );
+        let PullKind::Window { to, .. } = p.pull.unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(
+            to,
+            Timestamp::from_microsecond(ts(20).as_microsecond() + 1).unwrap()
+        );
     }
 
     #[test]
     fn cut_windows_respects_the_budget_and_tiles_the_range() {
         // 1,000 notices one µs apart (2 rows each), budget 1,000 rows: 500 notices per piece.
         let base = ts(100).as_microsecond();
-        let pts: Vec<_> = (0..1000).map(|i| (Timestamp::from_microsecond(base + i).unwrap(), 2)).collect();
+        let pts: Vec<_> = (0..1000)
+            .map(|i| (Timestamp::from_microsecond(base + i).unwrap(), 2))
+            .collect();
         let w = cut_windows(ts(0), ts(200), &pts, 1000);
-        assert_eq!(w, vec![(ts(0), Timestamp::from_microsecond(base + 500).unwrap()), (Timestamp::from_microsecond(base + 500).unwrap(), ts(200))]);
+        assert_eq!(
+            w,
+            vec![
+                (ts(0), Timestamp::from_microsecond(base + 500).unwrap()),
+                (Timestamp::from_microsecond(base + 500).unwrap(), ts(200))
+            ]
+        );
         // Points of one instant are never separated.
         let same = vec![(ts(5), 2); 10];
         assert_eq!(cut_windows(ts(0), ts(10), &same, 4), vec![(ts(0), ts(10))]);
@@ -332,8 +431,14 @@ mod tests {
     fn bisect_halves_and_stops_at_microseconds() {
         assert_eq!(bisect(ts(0), ts(10)), Some(ts(5)));
         let a = Timestamp::from_microsecond(1_000_000).unwrap();
-        assert_eq!(bisect(a, Timestamp::from_microsecond(1_000_001).unwrap()), None);
-        assert_eq!(bisect(a, Timestamp::from_microsecond(1_000_002).unwrap()), Some(Timestamp::from_microsecond(1_000_001).unwrap()));
+        assert_eq!(
+            bisect(a, Timestamp::from_microsecond(1_000_001).unwrap()),
+            None
+        );
+        assert_eq!(
+            bisect(a, Timestamp::from_microsecond(1_000_002).unwrap()),
+            Some(Timestamp::from_microsecond(1_000_001).unwrap())
+        );
     }
 
     #[test]
@@ -342,7 +447,10 @@ mod tests {
         assert_eq!(split_point(ts(0), ts(1000), &hints), Some(ts(102)));
         assert_eq!(split_point(ts(0), ts(102), &hints), Some(ts(101)));
         // Only the lowest hint inside: it equals from after one split, so halve time.
-        assert_eq!(split_point(ts(100), ts(101), &hints), Some(Timestamp::from_microsecond(ts(100).as_microsecond() + 500_000).unwrap()));
+        assert_eq!(
+            split_point(ts(100), ts(101), &hints),
+            Some(Timestamp::from_microsecond(ts(100).as_microsecond() + 500_000).unwrap())
+        );
         // No notice inside (past the newest, or in the overlap before them): halve.
         assert_eq!(split_point(ts(200), ts(400), &hints), Some(ts(300)));
         // Before the notices (the overlap): halve.

@@ -42,7 +42,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), message: message.into() }
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -339,7 +342,10 @@ impl Config {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(ConfigError::Parse(format!("config file {} does not exist", f.display())));
+                return Err(ConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
             }
             fig = fig.merge(Toml::file(f));
         }
@@ -365,14 +371,23 @@ impl Config {
     /// Range and cross-field checks.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.nats.urls.is_empty() {
-            return Err(ConfigError::invalid("nats.urls", "give at least one server URL"));
+            return Err(ConfigError::invalid(
+                "nats.urls",
+                "give at least one server URL",
+            ));
         }
         let n = &self.nats;
         if !n.creds_file.is_empty() && !n.nkey_seed_file.is_empty() {
-            return Err(ConfigError::invalid("nats.nkey_seed_file", "give either nats.creds_file or nats.nkey_seed_file, not both"));
+            return Err(ConfigError::invalid(
+                "nats.nkey_seed_file",
+                "give either nats.creds_file or nats.nkey_seed_file, not both",
+            ));
         }
         if n.tls_cert_file.is_empty() != n.tls_key_file.is_empty() {
-            return Err(ConfigError::invalid("nats.tls_key_file", "nats.tls_cert_file and nats.tls_key_file go together (client certificate and its key)"));
+            return Err(ConfigError::invalid(
+                "nats.tls_key_file",
+                "nats.tls_cert_file and nats.tls_key_file go together (client certificate and its key)",
+            ));
         }
         for (name, f) in [
             ("nats.creds_file", &n.creds_file),
@@ -382,93 +397,176 @@ impl Config {
             ("nats.tls_key_file", &n.tls_key_file),
         ] {
             if !f.is_empty() && !Path::new(f).is_file() {
-                return Err(ConfigError::invalid(name, format!("file {f} does not exist or is not a file")));
+                return Err(ConfigError::invalid(
+                    name,
+                    format!("file {f} does not exist or is not a file"),
+                ));
             }
         }
         if !(1..=10_000).contains(&self.batch.size) {
             return Err(ConfigError::invalid("batch.size", "must be 1..=10000"));
         }
         if self.batch.max_wait_ms == 0 || self.batch.max_wait_ms > 60_000 {
-            return Err(ConfigError::invalid("batch.max_wait_ms", "must be 1..=60000"));
+            return Err(ConfigError::invalid(
+                "batch.max_wait_ms",
+                "must be 1..=60000",
+            ));
         }
         if !(1..=1_000_000).contains(&self.pull.max_notices_per_window) {
-            return Err(ConfigError::invalid("pull.max_notices_per_window", "must be 1..=1000000 (about half the provider's row threshold)"));
+            return Err(ConfigError::invalid(
+                "pull.max_notices_per_window",
+                "must be 1..=1000000 (about half the provider's row threshold)",
+            ));
         }
         if self.pull.bisect_max_depth > 32 {
-            return Err(ConfigError::invalid("pull.bisect_max_depth", "must be 0..=32"));
+            return Err(ConfigError::invalid(
+                "pull.bisect_max_depth",
+                "must be 0..=32",
+            ));
         }
         if self.retry.base_ms == 0 || self.retry.max_ms < self.retry.base_ms {
-            return Err(ConfigError::invalid("retry.max_ms", "retry.base_ms must be > 0 and retry.max_ms >= retry.base_ms"));
+            return Err(ConfigError::invalid(
+                "retry.max_ms",
+                "retry.base_ms must be > 0 and retry.max_ms >= retry.base_ms",
+            ));
         }
         if self.coverage.uncovered_retry_delay_ms == 0 {
-            return Err(ConfigError::invalid("coverage.uncovered_retry_delay_ms", "must be > 0"));
+            return Err(ConfigError::invalid(
+                "coverage.uncovered_retry_delay_ms",
+                "must be > 0",
+            ));
         }
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError::invalid("http.listen", format!("must be host:port (e.g. 127.0.0.1:9464) or empty, got {:?}", self.http.listen)));
+            return Err(ConfigError::invalid(
+                "http.listen",
+                format!(
+                    "must be host:port (e.g. 127.0.0.1:9464) or empty, got {:?}",
+                    self.http.listen
+                ),
+            ));
         }
         match &self.sink {
             SinkConfig::File { dir } if dir.as_os_str().is_empty() => {
-                return Err(ConfigError::invalid("sink.dir", "give the directory for the JSON Lines files"));
+                return Err(ConfigError::invalid(
+                    "sink.dir",
+                    "give the directory for the JSON Lines files",
+                ));
             }
-            SinkConfig::Http { url, .. } if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                return Err(ConfigError::invalid("sink.url", format!("must be an http(s) URL, got {url:?}")));
+            SinkConfig::Http { url, .. }
+                if !(url.starts_with("http://") || url.starts_with("https://")) =>
+            {
+                return Err(ConfigError::invalid(
+                    "sink.url",
+                    format!("must be an http(s) URL, got {url:?}"),
+                ));
             }
             SinkConfig::Command { program, .. } if program.as_os_str().is_empty() => {
-                return Err(ConfigError::invalid("sink.program", "give the program to run"));
+                return Err(ConfigError::invalid(
+                    "sink.program",
+                    "give the program to run",
+                ));
             }
             _ => {}
         }
         if self.providers.is_empty() {
-            return Err(ConfigError::invalid("providers", "configure at least one [[providers]] entry"));
+            return Err(ConfigError::invalid(
+                "providers",
+                "configure at least one [[providers]] entry",
+            ));
         }
         for (pi, p) in self.providers.iter().enumerate() {
             let f = |name: &str| format!("providers[{pi}].{name}");
-            if self.providers[..pi].iter().any(|q| q.business_id == p.business_id) {
-                return Err(ConfigError::invalid(f("business_id"), format!("provider {} is configured twice", p.business_id)));
+            if self.providers[..pi]
+                .iter()
+                .any(|q| q.business_id == p.business_id)
+            {
+                return Err(ConfigError::invalid(
+                    f("business_id"),
+                    format!("provider {} is configured twice", p.business_id),
+                ));
             }
-            for (name, url) in [("pull_api_base_url", &p.pull_api_base_url), ("token_url", &p.token_url)] {
-                if reqwest::Url::parse(url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
-                    return Err(ConfigError::invalid(f(name), format!("must be an http(s) URL, got {url:?}")));
+            for (name, url) in [
+                ("pull_api_base_url", &p.pull_api_base_url),
+                ("token_url", &p.token_url),
+            ] {
+                if reqwest::Url::parse(url)
+                    .map(|u| !matches!(u.scheme(), "http" | "https"))
+                    .unwrap_or(true)
+                {
+                    return Err(ConfigError::invalid(
+                        f(name),
+                        format!("must be an http(s) URL, got {url:?}"),
+                    ));
                 }
             }
             if p.client_id.is_empty() {
                 return Err(ConfigError::invalid(f("client_id"), "must not be empty"));
             }
             if p.client_secret_file.as_os_str().is_empty() {
-                return Err(ConfigError::invalid(f("client_secret_file"), "give the file holding the client secret"));
+                return Err(ConfigError::invalid(
+                    f("client_secret_file"),
+                    "give the file holding the client secret",
+                ));
             }
             if p.timeout_ms < 1000 {
-                return Err(ConfigError::invalid(f("timeout_ms"), "must be at least 1000 (the provider answers within 30 s)"));
+                return Err(ConfigError::invalid(
+                    f("timeout_ms"),
+                    "must be at least 1000 (the provider answers within 30 s)",
+                ));
             }
             if !(1..=64).contains(&p.concurrency) {
                 return Err(ConfigError::invalid(f("concurrency"), "must be 1..=64"));
             }
             if !(p.rate_per_sec > 0.0 && p.rate_per_sec <= 1000.0) {
-                return Err(ConfigError::invalid(f("rate_per_sec"), "must be > 0 and <= 1000"));
+                return Err(ConfigError::invalid(
+                    f("rate_per_sec"),
+                    "must be > 0 and <= 1000",
+                ));
             }
-            for (name, v) in [("params.updated_from", &p.params.updated_from), ("params.updated_to", &p.params.updated_to), ("params.atena_no", &p.params.atena_no)] {
+            for (name, v) in [
+                ("params.updated_from", &p.params.updated_from),
+                ("params.updated_to", &p.params.updated_to),
+                ("params.atena_no", &p.params.atena_no),
+            ] {
                 if v.is_empty() {
                     return Err(ConfigError::invalid(f(name), "must not be empty"));
                 }
             }
             if let Err(e) = shirase_proto::maintenance::Calendar::new(&p.maintenance) {
-                return Err(ConfigError::invalid(format!("providers[{pi}].maintenance.{}", e.field()), e.to_string()));
+                return Err(ConfigError::invalid(
+                    format!("providers[{pi}].maintenance.{}", e.field()),
+                    e.to_string(),
+                ));
             }
             if p.interfaces.is_empty() {
-                return Err(ConfigError::invalid(f("interfaces"), "configure at least one [[providers.interfaces]] entry"));
+                return Err(ConfigError::invalid(
+                    f("interfaces"),
+                    "configure at least one [[providers.interfaces]] entry",
+                ));
             }
             for (ii, i) in p.interfaces.iter().enumerate() {
                 if i.id.business_id() != p.business_id {
                     return Err(ConfigError::invalid(
                         format!("providers[{pi}].interfaces[{ii}].id"),
-                        format!("interface {} belongs to business {}, not to provider {}", i.id, i.id.business_id(), p.business_id),
+                        format!(
+                            "interface {} belongs to business {}, not to provider {}",
+                            i.id,
+                            i.id.business_id(),
+                            p.business_id
+                        ),
                     ));
                 }
                 if p.interfaces[..ii].iter().any(|j| j.id == i.id) {
-                    return Err(ConfigError::invalid(format!("providers[{pi}].interfaces[{ii}].id"), format!("interface {} is listed twice", i.id)));
+                    return Err(ConfigError::invalid(
+                        format!("providers[{pi}].interfaces[{ii}].id"),
+                        format!("interface {} is listed twice", i.id),
+                    ));
                 }
                 if i.keyed_pull_max_keys > shirase_proto::notice::MAX_KEYS * 10 {
-                    return Err(ConfigError::invalid(format!("providers[{pi}].interfaces[{ii}].keyed_pull_max_keys"), "must be 0..=1000"));
+                    return Err(ConfigError::invalid(
+                        format!("providers[{pi}].interfaces[{ii}].keyed_pull_max_keys"),
+                        "must be 0..=1000",
+                    ));
                 }
             }
         }
@@ -478,7 +576,11 @@ impl Config {
     /// Shortest time between overlap re-reads: `pull.overlap_reread_secs`, at most half the
     /// overlap so that a late row is always caught by some re-read.
     pub fn overlap_reread(&self) -> Duration {
-        Duration::from_secs(self.pull.overlap_reread_secs.min(self.pull.overlap_secs / 2))
+        Duration::from_secs(
+            self.pull
+                .overlap_reread_secs
+                .min(self.pull.overlap_secs / 2),
+        )
     }
 
     /// Overlap as a duration.
@@ -523,7 +625,12 @@ version = "1.0"
         assert_eq!(c.providers[0].rate_per_sec, 5.0);
         assert_eq!(c.providers[0].interfaces[0].keyed_pull_max_keys, 0);
         assert_eq!(c.providers[0].params, ParamNames::default());
-        assert_eq!(c.sink, SinkConfig::File { dir: "/tmp/x".into() });
+        assert_eq!(
+            c.sink,
+            SinkConfig::File {
+                dir: "/tmp/x".into()
+            }
+        );
     }
 
     fn field_of(e: ConfigError) -> String {
@@ -536,7 +643,11 @@ version = "1.0"
     #[test]
     fn dev_configs_validate() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev");
-        for (f, sub, providers) in [("agent.toml", "tax", 1), ("agent-tax.toml", "tax", 1), ("agent-delinquency.toml", "delinquency", 2)] {
+        for (f, sub, providers) in [
+            ("agent.toml", "tax", 1),
+            ("agent-tax.toml", "tax", 1),
+            ("agent-delinquency.toml", "delinquency", 2),
+        ] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
             let c = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
             assert_eq!(c.subscriber.as_str(), sub, "{f}");
@@ -548,23 +659,41 @@ version = "1.0"
     #[test]
     fn interface_of_another_business_is_named() {
         let bad = MIN.replace("id = \"001o05-00\"", "id = \"010o01-00\"");
-        assert_eq!(field_of(Config::from_toml_str(&bad).unwrap_err()), "providers[0].interfaces[0].id");
+        assert_eq!(
+            field_of(Config::from_toml_str(&bad).unwrap_err()),
+            "providers[0].interfaces[0].id"
+        );
     }
 
     #[test]
     fn range_errors_name_the_field() {
         let bad = format!("{MIN}\n[batch]\nsize = 0\n");
         // [batch] after [[providers.interfaces]] is a new table at top level.
-        assert_eq!(field_of(Config::from_toml_str(&bad).unwrap_err()), "batch.size");
-        let bad = MIN.replace("client_id = \"tax\"", "client_id = \"tax\"\nconcurrency = 0");
-        assert_eq!(field_of(Config::from_toml_str(&bad).unwrap_err()), "providers[0].concurrency");
+        assert_eq!(
+            field_of(Config::from_toml_str(&bad).unwrap_err()),
+            "batch.size"
+        );
+        let bad = MIN.replace(
+            "client_id = \"tax\"",
+            "client_id = \"tax\"\nconcurrency = 0",
+        );
+        assert_eq!(
+            field_of(Config::from_toml_str(&bad).unwrap_err()),
+            "providers[0].concurrency"
+        );
         let bad = MIN.replace("http://127.0.0.1:9001/oauth/token", "ftp://x");
-        assert_eq!(field_of(Config::from_toml_str(&bad).unwrap_err()), "providers[0].token_url");
+        assert_eq!(
+            field_of(Config::from_toml_str(&bad).unwrap_err()),
+            "providers[0].token_url"
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_codes_are_parse_errors_naming_the_key() {
-        let bad = MIN.replace("subscriber = \"tax\"", "subscriber = \"tax\"\nsubscribr = 1");
+        let bad = MIN.replace(
+            "subscriber = \"tax\"",
+            "subscriber = \"tax\"\nsubscribr = 1",
+        );
         let m = Config::from_toml_str(&bad).unwrap_err().to_string();
         assert!(m.contains("subscribr"), "{m}");
         let bad = MIN.replace("131016", "131017");
@@ -584,10 +713,15 @@ version = "1.0"
             jail.set_env("SHIRASE_BATCH__SIZE", "7");
             jail.set_env("SHIRASE_AGENT__BATCH__SIZE", "500");
             let c = Config::load(Some(Path::new("agent.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(c.batch.size, 500, "SHIRASE_AGENT__BATCH__SIZE applies, SHIRASE_BATCH__SIZE does not");
+            assert_eq!(
+                c.batch.size, 500,
+                "SHIRASE_AGENT__BATCH__SIZE applies, SHIRASE_BATCH__SIZE does not"
+            );
             // An unknown key under the agent prefix is still an error naming it.
             jail.set_env("SHIRASE_AGENT__BATCHH__SIZE", "1");
-            let e = Config::load(Some(Path::new("agent.toml"))).unwrap_err().to_string();
+            let e = Config::load(Some(Path::new("agent.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("batchh"), "{e}");
             Ok(())
         });

@@ -39,7 +39,11 @@ impl Reach {
 
     /// Did a keyed pull cover a notice at `updated_at` naming `keys`? Every key must appear
     /// at or after the notice's time; a notice without keys is judged like a window pull.
-    pub fn covers_keys<'a>(&self, updated_at: Timestamp, keys: impl IntoIterator<Item = &'a str>) -> bool {
+    pub fn covers_keys<'a>(
+        &self,
+        updated_at: Timestamp,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
         let mut any = false;
         for k in keys {
             any = true;
@@ -72,7 +76,10 @@ mod tests {
         let r = Reach::of(&[row("a", 10), row("b", 20)]);
         assert!(r.covers_window(t(20)));
         assert!(r.covers_window(t(5)));
-        assert!(!r.covers_window(t(21)), "lagging replica: the change is not visible yet");
+        assert!(
+            !r.covers_window(t(21)),
+            "lagging replica: the change is not visible yet"
+        );
         assert!(!Reach::of(&[]).covers_window(t(0)));
     }
 

@@ -47,12 +47,26 @@ pub struct DlqError {
 
 /// Publish one dead letter and wait for the stream's ack. `dedup_id` (the notice id) makes a
 /// re-publish after a crash a duplicate.
-pub async fn publish(js: &jetstream::Context, subject: String, dedup_id: &str, dl: &DeadLetter) -> Result<(), DlqError> {
-    let err = |m: String| DlqError { subject: subject.clone(), message: m };
+pub async fn publish(
+    js: &jetstream::Context,
+    subject: String,
+    dedup_id: &str,
+    dl: &DeadLetter,
+) -> Result<(), DlqError> {
+    let err = |m: String| DlqError {
+        subject: subject.clone(),
+        message: m,
+    };
     let body = serde_json::to_vec(dl).map_err(|e| err(e.to_string()))?;
     let mut h = HeaderMap::new();
-    h.insert(async_nats::header::NATS_MESSAGE_ID, format!("dlq-{dedup_id}").as_str());
-    let ack = js.publish_with_headers(subject.clone(), h, body.into()).await.map_err(|e| err(e.to_string()))?;
+    h.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("dlq-{dedup_id}").as_str(),
+    );
+    let ack = js
+        .publish_with_headers(subject.clone(), h, body.into())
+        .await
+        .map_err(|e| err(e.to_string()))?;
     tokio::time::timeout(Duration::from_secs(10), ack)
         .await
         .map_err(|_| err("no ack within 10 s".into()))?

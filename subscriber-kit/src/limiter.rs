@@ -34,11 +34,18 @@ pub struct Permit {
 impl Limiter {
     /// `concurrency` requests at once, at most `rate_per_sec` request starts per second.
     pub fn new(concurrency: usize, rate_per_sec: f64) -> Self {
-        let rate = if rate_per_sec > 0.0 { rate_per_sec } else { 1.0 };
+        let rate = if rate_per_sec > 0.0 {
+            rate_per_sec
+        } else {
+            1.0
+        };
         Self {
             sem: Arc::new(Semaphore::new(concurrency.max(1))),
             interval: Duration::from_secs_f64(1.0 / rate),
-            state: std::sync::Mutex::new(State { next_slot: Instant::now(), closed_until: None }),
+            state: std::sync::Mutex::new(State {
+                next_slot: Instant::now(),
+                closed_until: None,
+            }),
             started: AtomicU64::new(0),
         }
     }

@@ -21,12 +21,16 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // async-nats logs every message it reads, payload included, at TRACE; notices carry
     // addressee numbers (宛名番号), so it is capped at DEBUG whatever RUST_LOG asks for.
     let filter = filter.add_directive("async_nats=debug".parse()?);
     if cli.json_logs {
-        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -39,7 +43,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("stopping: finishing or handing back in-flight notices");
         stop.cancel();
     });
-    shirase_subscriber_kit::run(config, None, shutdown).await.context("shirase-agent")?;
+    shirase_subscriber_kit::run(config, None, shutdown)
+        .await
+        .context("shirase-agent")?;
     Ok(())
 }
 

@@ -26,14 +26,25 @@ pub(crate) struct Guard {
 
 impl Guard {
     pub(crate) fn new(calendar: Option<Calendar>, clock: Arc<dyn Clock>) -> Self {
-        Self { calendar, clock, announced_until: std::sync::Mutex::new(None) }
+        Self {
+            calendar,
+            clock,
+            announced_until: std::sync::Mutex::new(None),
+        }
     }
 
     /// The end of the maintenance the provider is in now, if any.
     pub(crate) fn until(&self) -> Option<Timestamp> {
         let now = self.clock.now();
-        let cal = self.calendar.as_ref().and_then(|c| c.current_window_end(now));
-        let ann = (*self.announced_until.lock().unwrap_or_else(|e| e.into_inner())).filter(|t| *t > now);
+        let cal = self
+            .calendar
+            .as_ref()
+            .and_then(|c| c.current_window_end(now));
+        let ann = (*self
+            .announced_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()))
+        .filter(|t| *t > now);
         match (cal, ann) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -44,16 +55,25 @@ impl Guard {
     pub(crate) fn remaining(&self) -> Option<Duration> {
         let end = self.until()?;
         let d = end.duration_since(self.clock.now());
-        Some(Duration::try_from(d).unwrap_or(Duration::ZERO).max(Duration::from_millis(1)))
+        Some(
+            Duration::try_from(d)
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_millis(1)),
+        )
     }
 
     /// The provider answered E0900 with `retry_after`: no request until then, or until the
     /// calendar's window ends if that is later. Returns the wait.
     pub(crate) fn announce(&self, retry_after: Duration) -> Duration {
         let now = self.clock.now();
-        let until = now.checked_add(SignedDuration::try_from(retry_after).unwrap_or(SignedDuration::MAX)).unwrap_or(now);
+        let until = now
+            .checked_add(SignedDuration::try_from(retry_after).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(now);
         {
-            let mut a = self.announced_until.lock().unwrap_or_else(|e| e.into_inner());
+            let mut a = self
+                .announced_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             *a = Some(a.map_or(until, |x| x.max(until)));
         }
         self.remaining().unwrap_or(retry_after)
@@ -73,7 +93,8 @@ mod tests {
     }
 
     fn guard(at: &str, enforced: bool) -> Guard {
-        let cal = enforced.then(|| Calendar::new(&shirase_proto::maintenance::Config::default()).unwrap());
+        let cal = enforced
+            .then(|| Calendar::new(&shirase_proto::maintenance::Config::default()).unwrap());
         Guard::new(cal, Arc::new(Fixed(at.parse().unwrap())))
     }
 
@@ -83,8 +104,16 @@ mod tests {
         let g = guard("2026-05-12T02:59:57+09:00", true);
         assert_eq!(g.until(), Some("2026-05-12T03:00+09:00".parse().unwrap()));
         assert_eq!(g.remaining(), Some(Duration::from_secs(3)));
-        assert_eq!(guard("2026-05-12T03:00+09:00", true).until(), None, "half-open: 03:00 is outside");
-        assert_eq!(guard("2026-05-12T02:00+09:00", false).until(), None, "not enforced");
+        assert_eq!(
+            guard("2026-05-12T03:00+09:00", true).until(),
+            None,
+            "half-open: 03:00 is outside"
+        );
+        assert_eq!(
+            guard("2026-05-12T02:00+09:00", false).until(),
+            None,
+            "not enforced"
+        );
     }
 
     #[test]
@@ -93,7 +122,11 @@ mod tests {
         assert_eq!(g.announce(Duration::from_secs(60)), Duration::from_secs(60));
         assert_eq!(g.until(), Some("2026-05-12T12:01+09:00".parse().unwrap()));
         let g = guard("2026-05-12T02:00+09:00", true);
-        assert_eq!(g.announce(Duration::from_secs(60)), Duration::from_secs(3600), "the calendar window ends later");
+        assert_eq!(
+            g.announce(Duration::from_secs(60)),
+            Duration::from_secs(3600),
+            "the calendar window ends later"
+        );
     }
 
     #[test]

@@ -111,22 +111,74 @@ impl Metrics {
             in_maintenance: Family::default(),
             maintenance_deferred: Family::default(),
         };
-        registry.register("notices_received", "Notices fetched from the consumer", m.notices_received.clone());
+        registry.register(
+            "notices_received",
+            "Notices fetched from the consumer",
+            m.notices_received.clone(),
+        );
         registry.register("pulls", "PULL requests by outcome", m.pulls.clone());
-        registry.register("rows_delivered", "Rows and tombstones accepted by the sink", m.rows_delivered.clone());
+        registry.register(
+            "rows_delivered",
+            "Rows and tombstones accepted by the sink",
+            m.rows_delivered.clone(),
+        );
         registry.register("notices_acked", "Notices acked", m.acked.clone());
-        registry.register("notices_naked", "Notices nak'ed for a retry", m.naked.clone());
-        registry.register("notices_dead_lettered", "Notices dead-lettered and terminated", m.dead_lettered.clone());
-        registry.register("notices_uncovered", "Notices a pull did not cover yet", m.uncovered.clone());
-        registry.register("sequence_gaps", "Missing notice sequence numbers seen", m.sequence_gaps.clone());
-        registry.register("sweeps", "Differential pulls from the checkpoint (scheduled, or after a sequence gap)", m.sweeps.clone());
-        registry.register("checkpoint_age_seconds", "Now minus the stored checkpoint", m.checkpoint_age_seconds.clone());
-        registry.register("lag_seconds", "Notice time to ack, oldest of the last batch", m.lag_seconds.clone());
-        registry.register("consumer_stalled", "1 while notices are pending but none are delivered", m.consumer_stalled.clone());
-        registry.register("resubscribes", "Re-subscriptions after consumer or server loss", m.resubscribes.clone());
+        registry.register(
+            "notices_naked",
+            "Notices nak'ed for a retry",
+            m.naked.clone(),
+        );
+        registry.register(
+            "notices_dead_lettered",
+            "Notices dead-lettered and terminated",
+            m.dead_lettered.clone(),
+        );
+        registry.register(
+            "notices_uncovered",
+            "Notices a pull did not cover yet",
+            m.uncovered.clone(),
+        );
+        registry.register(
+            "sequence_gaps",
+            "Missing notice sequence numbers seen",
+            m.sequence_gaps.clone(),
+        );
+        registry.register(
+            "sweeps",
+            "Differential pulls from the checkpoint (scheduled, or after a sequence gap)",
+            m.sweeps.clone(),
+        );
+        registry.register(
+            "checkpoint_age_seconds",
+            "Now minus the stored checkpoint",
+            m.checkpoint_age_seconds.clone(),
+        );
+        registry.register(
+            "lag_seconds",
+            "Notice time to ack, oldest of the last batch",
+            m.lag_seconds.clone(),
+        );
+        registry.register(
+            "consumer_stalled",
+            "1 while notices are pending but none are delivered",
+            m.consumer_stalled.clone(),
+        );
+        registry.register(
+            "resubscribes",
+            "Re-subscriptions after consumer or server loss",
+            m.resubscribes.clone(),
+        );
         registry.register("alerts", "Alerts raised", m.alerts.clone());
-        registry.register("in_maintenance", "1 while the provider is in a maintenance window", m.in_maintenance.clone());
-        registry.register("notices_maintenance_deferred", "Notices handed back until a maintenance window ends", m.maintenance_deferred.clone());
+        registry.register(
+            "in_maintenance",
+            "1 while the provider is in a maintenance window",
+            m.in_maintenance.clone(),
+        );
+        registry.register(
+            "notices_maintenance_deferred",
+            "Notices handed back until a maintenance window ends",
+            m.maintenance_deferred.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -140,7 +192,14 @@ impl Metrics {
     /// Data requests made for one interface, all outcomes.
     pub fn pulls_total(&self, provider: &str, interface: &str) -> u64 {
         [
-            "data", "transient", "timeout_split", "too_many", "maintenance", "permanent", "unauthorized", "connect",
+            "data",
+            "transient",
+            "timeout_split",
+            "too_many",
+            "maintenance",
+            "permanent",
+            "unauthorized",
+            "connect",
         ]
         .iter()
         .map(|o| self.pulls_count(provider, interface, o))
@@ -150,12 +209,26 @@ impl Metrics {
     /// Data requests of one outcome class.
     pub fn pulls_count(&self, provider: &str, interface: &str, outcome: &str) -> u64 {
         self.pulls
-            .get_or_create(&PullLabels { provider: provider.into(), interface: interface.into(), outcome: outcome.into() })
+            .get_or_create(&PullLabels {
+                provider: provider.into(),
+                interface: interface.into(),
+                outcome: outcome.into(),
+            })
             .get()
     }
 
     /// Value of a per-interface counter family.
-    pub fn iface(&self, family: &Family<IfaceLabels, Counter>, provider: &str, interface: &str) -> u64 {
-        family.get_or_create(&IfaceLabels { provider: provider.into(), interface: interface.into() }).get()
+    pub fn iface(
+        &self,
+        family: &Family<IfaceLabels, Counter>,
+        provider: &str,
+        interface: &str,
+    ) -> u64 {
+        family
+            .get_or_create(&IfaceLabels {
+                provider: provider.into(),
+                interface: interface.into(),
+            })
+            .get()
     }
 }

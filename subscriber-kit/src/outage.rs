@@ -46,7 +46,10 @@ pub struct OutageTracker {
 impl OutageTracker {
     /// A tracker alerting after `alert_after` of continuous failure.
     pub fn new(alert_after: Duration) -> Self {
-        Self { alert_after, state: std::sync::Mutex::new(State::default()) }
+        Self {
+            alert_after,
+            state: std::sync::Mutex::new(State::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -70,7 +73,9 @@ impl OutageTracker {
         let mut s = self.lock();
         let since = s.failing_since.take();
         if std::mem::take(&mut s.alerted) {
-            return OutageEvent::Recovered { lasted: since.map_or(Duration::ZERO, |t| now.duration_since(t)) };
+            return OutageEvent::Recovered {
+                lasted: since.map_or(Duration::ZERO, |t| now.duration_since(t)),
+            };
         }
         OutageEvent::None
     }
@@ -100,10 +105,28 @@ mod tests {
         assert_eq!(t.failure(t0), OutageEvent::None);
         assert!(t.failing());
         assert_eq!(t.failure(t0 + Duration::from_secs(899)), OutageEvent::None);
-        assert_eq!(t.failure(t0 + Duration::from_secs(900)), OutageEvent::Alert { failing_for: Duration::from_secs(900) });
-        assert_eq!(t.failure(t0 + Duration::from_secs(2000)), OutageEvent::None, "exactly one alert per outage");
-        assert_eq!(t.success(t0 + Duration::from_secs(3000)), OutageEvent::Recovered { lasted: Duration::from_secs(3000) });
-        assert_eq!(t.success(t0 + Duration::from_secs(3001)), OutageEvent::None, "exactly one recovery");
+        assert_eq!(
+            t.failure(t0 + Duration::from_secs(900)),
+            OutageEvent::Alert {
+                failing_for: Duration::from_secs(900)
+            }
+        );
+        assert_eq!(
+            t.failure(t0 + Duration::from_secs(2000)),
+            OutageEvent::None,
+            "exactly one alert per outage"
+        );
+        assert_eq!(
+            t.success(t0 + Duration::from_secs(3000)),
+            OutageEvent::Recovered {
+                lasted: Duration::from_secs(3000)
+            }
+        );
+        assert_eq!(
+            t.success(t0 + Duration::from_secs(3001)),
+            OutageEvent::None,
+            "exactly one recovery"
+        );
         assert!(!t.failing());
     }
 
@@ -112,11 +135,24 @@ mod tests {
         let t = OutageTracker::new(Duration::from_secs(900));
         let t0 = Instant::now();
         t.failure(t0);
-        assert_eq!(t.success(t0 + Duration::from_secs(600)), OutageEvent::None, "answered before the period: no recovery message");
+        assert_eq!(
+            t.success(t0 + Duration::from_secs(600)),
+            OutageEvent::None,
+            "answered before the period: no recovery message"
+        );
         t.failure(t0 + Duration::from_secs(700));
         t.in_maintenance();
-        assert_eq!(t.failure(t0 + Duration::from_secs(1700)), OutageEvent::None, "the clock restarted after the window");
-        assert_eq!(t.failure(t0 + Duration::from_secs(2600)), OutageEvent::Alert { failing_for: Duration::from_secs(900) });
+        assert_eq!(
+            t.failure(t0 + Duration::from_secs(1700)),
+            OutageEvent::None,
+            "the clock restarted after the window"
+        );
+        assert_eq!(
+            t.failure(t0 + Duration::from_secs(2600)),
+            OutageEvent::Alert {
+                failing_for: Duration::from_secs(900)
+            }
+        );
         t.in_maintenance();
         assert!(t.failing(), "an alerted outage ends only with an answer");
     }

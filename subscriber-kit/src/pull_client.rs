@@ -173,20 +173,31 @@ pub struct PullClient {
 impl PullClient {
     /// Build the client, reading the secret from `client_secret_file`.
     pub fn new(cfg: ProviderConfig, limiter: Arc<Limiter>) -> Result<Self, ClientError> {
-        let secret = std::fs::read(&cfg.client_secret_file).map_err(|source| ClientError::Secret {
-            provider: cfg.business_id.to_string(),
-            path: cfg.client_secret_file.display().to_string(),
-            source,
-        })?;
+        let secret =
+            std::fs::read(&cfg.client_secret_file).map_err(|source| ClientError::Secret {
+                provider: cfg.business_id.to_string(),
+                path: cfg.client_secret_file.display().to_string(),
+                source,
+            })?;
         let secret = trim_newline(secret);
         Self::with_secret(cfg, secret, limiter)
     }
 
     /// Build the client with the secret given directly (embedding, tests).
-    pub fn with_secret(cfg: ProviderConfig, secret: Vec<u8>, limiter: Arc<Limiter>) -> Result<Self, ClientError> {
+    pub fn with_secret(
+        cfg: ProviderConfig,
+        secret: Vec<u8>,
+        limiter: Arc<Limiter>,
+    ) -> Result<Self, ClientError> {
         ensure_crypto_provider();
         let http = reqwest::Client::builder().timeout(cfg.timeout()).build()?;
-        Ok(Self { http, cfg, secret, token: Mutex::new(None), limiter })
+        Ok(Self {
+            http,
+            cfg,
+            secret,
+            token: Mutex::new(None),
+            limiter,
+        })
     }
 
     /// The provider's limiter.
@@ -216,9 +227,9 @@ impl PullClient {
                 };
                 match self.get(req, &token).await {
                     Err(o) => o,
-                    Ok(GetResult::Unauthorized) => {
-                        Outcome::Unauthorized { message: "401 after a token refresh".into() }
-                    }
+                    Ok(GetResult::Unauthorized) => Outcome::Unauthorized {
+                        message: "401 after a token refresh".into(),
+                    },
                     Ok(GetResult::Done(o)) => o,
                 }
             }
@@ -227,17 +238,27 @@ impl PullClient {
     }
 
     fn url(&self, interface: &InterfaceId) -> String {
-        format!("{}/api/{}", self.cfg.pull_api_base_url.trim_end_matches('/'), interface)
+        format!(
+            "{}/api/{}",
+            self.cfg.pull_api_base_url.trim_end_matches('/'),
+            interface
+        )
     }
 
     async fn get(&self, req: &PullRequest, token: &str) -> Result<GetResult, Outcome> {
         let p = &self.cfg.params;
         let mut q: Vec<(&str, String)> = Vec::new();
         if let Some(f) = req.from {
-            q.push((&p.updated_from, OffsetTimestamp::from_instant_jst(f).to_string()));
+            q.push((
+                &p.updated_from,
+                OffsetTimestamp::from_instant_jst(f).to_string(),
+            ));
         }
         if let Some(t) = req.to {
-            q.push((&p.updated_to, OffsetTimestamp::from_instant_jst(t).to_string()));
+            q.push((
+                &p.updated_to,
+                OffsetTimestamp::from_instant_jst(t).to_string(),
+            ));
         }
         if !req.keys.is_empty() {
             let keys: Vec<&str> = req.keys.iter().map(|k| k.as_str()).collect();
@@ -254,7 +275,10 @@ impl PullClient {
             .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
         let status = resp.status().as_u16();
         let retry_after = retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(|e| Outcome::Connect(connect_reason(&e)))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
         if status == 401 {
             return Ok(GetResult::Unauthorized);
         }
@@ -270,10 +294,15 @@ impl PullClient {
         {
             return Ok(t.value.clone());
         }
-        let assertion = self.assertion().map_err(|m| Outcome::Unauthorized { message: m })?;
+        let assertion = self
+            .assertion()
+            .map_err(|m| Outcome::Unauthorized { message: m })?;
         let form = [
             ("grant_type", "client_credentials"),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
             ("client_assertion", assertion.as_str()),
             ("client_id", self.cfg.client_id.as_str()),
         ];
@@ -287,25 +316,42 @@ impl PullClient {
             .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
         let status = resp.status().as_u16();
         let ra = retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(|e| Outcome::Connect(connect_reason(&e)))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
         match status {
             200 => {
-                let t: TokenResponse = serde_json::from_slice(&body)
-                    .map_err(|e| Outcome::Connect(format!("token endpoint answered 200 with an unreadable body: {e}")))?;
+                let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+                    Outcome::Connect(format!(
+                        "token endpoint answered 200 with an unreadable body: {e}"
+                    ))
+                })?;
                 let lifetime = Duration::from_secs(t.expires_in.unwrap_or(300).max(1));
                 // Refresh when 80% of the lifetime has passed, so a request never carries a
                 // token that expires on the way.
                 let refresh_at = Instant::now() + lifetime.mul_f64(0.8);
-                *slot = Some(CachedToken { value: t.access_token.clone(), refresh_at });
+                *slot = Some(CachedToken {
+                    value: t.access_token.clone(),
+                    refresh_at,
+                });
                 Ok(t.access_token)
             }
             400 | 401 | 403 => {
                 *slot = None;
                 let e: Option<ErrorBody> = serde_json::from_slice(&body).ok();
                 let message = e
-                    .map(|e| format!("{} {}", e.error.unwrap_or_default(), e.error_description.unwrap_or_default()))
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e.error.unwrap_or_default(),
+                            e.error_description.unwrap_or_default()
+                        )
+                    })
                     .unwrap_or_default();
-                Err(Outcome::Unauthorized { message: format!("token endpoint {status}: {}", message.trim()) })
+                Err(Outcome::Unauthorized {
+                    message: format!("token endpoint {status}: {}", message.trim()),
+                })
             }
             _ => Err(classify(status, ra, &body)),
         }
@@ -362,7 +408,13 @@ fn connect_reason(e: &reqwest::Error) -> String {
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+    h.get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// Classify a non-401 answer. Pure, so every row of the docs/pull-api.md table is unit-tested.
@@ -376,22 +428,43 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outc
         503 if body.iter().all(u8::is_ascii_whitespace) => Outcome::TimeoutSplit { retry_after },
         503 => match err() {
             Some(e) if e.code.as_deref() == Some("E0900") => Outcome::Maintenance { retry_after },
-            Some(e) => Outcome::Transient { code: e.code, retry_after },
-            None => Outcome::Transient { code: None, retry_after },
+            Some(e) => Outcome::Transient {
+                code: e.code,
+                retry_after,
+            },
+            None => Outcome::Transient {
+                code: None,
+                retry_after,
+            },
         },
         400 => match err() {
             Some(e) if e.code.as_deref() == Some("E0004") => Outcome::TooMany,
-            Some(e) => Outcome::Permanent { status, code: e.code, message: e.message.unwrap_or_default() },
-            None => Outcome::Permanent { status, code: None, message: "400 without a JSON body".into() },
+            Some(e) => Outcome::Permanent {
+                status,
+                code: e.code,
+                message: e.message.unwrap_or_default(),
+            },
+            None => Outcome::Permanent {
+                status,
+                code: None,
+                message: "400 without a JSON body".into(),
+            },
         },
-        401 => Outcome::Unauthorized { message: "401".into() },
-        s if s >= 500 => Outcome::Transient { code: err().and_then(|e| e.code), retry_after },
+        401 => Outcome::Unauthorized {
+            message: "401".into(),
+        },
+        s if s >= 500 => Outcome::Transient {
+            code: err().and_then(|e| e.code),
+            retry_after,
+        },
         s => {
             let e = err();
             Outcome::Permanent {
                 status: s,
                 code: e.as_ref().and_then(|e| e.code.clone()),
-                message: e.and_then(|e| e.message).unwrap_or_else(|| format!("unexpected HTTP status {s}")),
+                message: e
+                    .and_then(|e| e.message)
+                    .unwrap_or_else(|| format!("unexpected HTTP status {s}")),
             }
         }
     }
@@ -411,9 +484,17 @@ fn parse_rows(body: &[u8]) -> Result<Vec<Row>, String> {
                 .parse::<OffsetTimestamp>()
                 .map_err(|e| format!("/rows/{i}/updated_at: {e}"))?
                 .instant();
-            let atena_no = raw.get("atena_no").and_then(|v| v.as_str()).map(str::to_owned);
+            let atena_no = raw
+                .get("atena_no")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
             let history_no = raw.get("history_no").and_then(|v| v.as_u64());
-            Ok(Row { atena_no, history_no, updated_at, raw })
+            Ok(Row {
+                atena_no,
+                history_no,
+                updated_at,
+                raw,
+            })
         })
         .collect()
 }
@@ -425,31 +506,68 @@ mod tests {
     #[test]
     fn outcome_classes_follow_the_contract_table() {
         let ra = Some(Duration::from_secs(7));
-        assert_eq!(classify(400, None, br#"{"code":"E0004","message":"narrow"}"#), Outcome::TooMany);
         assert_eq!(
-            classify(400, None, br#"{"code":"E0001","message":"updated_from is malformed"}"#),
-            Outcome::Permanent { status: 400, code: Some("E0001".into()), message: "updated_from is malformed".into() }
+            classify(400, None, br#"{"code":"E0004","message":"narrow"}"#),
+            Outcome::TooMany
+        );
+        assert_eq!(
+            classify(
+                400,
+                None,
+                br#"{"code":"E0001","message":"updated_from is malformed"}"#
+            ),
+            Outcome::Permanent {
+                status: 400,
+                code: Some("E0001".into()),
+                message: "updated_from is malformed".into()
+            }
         );
         assert_eq!(
             classify(503, ra, br#"{"code":"E0503","message":"x"}"#),
-            Outcome::Transient { code: Some("E0503".into()), retry_after: ra }
+            Outcome::Transient {
+                code: Some("E0503".into()),
+                retry_after: ra
+            }
         );
-        assert_eq!(classify(503, ra, br#"{"code":"E0900","message":"m"}"#), Outcome::Maintenance { retry_after: ra });
-        assert_eq!(classify(503, None, b""), Outcome::TimeoutSplit { retry_after: None });
-        assert_eq!(classify(502, None, b"<html>"), Outcome::Transient { code: None, retry_after: None });
-        assert!(matches!(classify(404, None, b""), Outcome::Permanent { status: 404, .. }));
+        assert_eq!(
+            classify(503, ra, br#"{"code":"E0900","message":"m"}"#),
+            Outcome::Maintenance { retry_after: ra }
+        );
+        assert_eq!(
+            classify(503, None, b""),
+            Outcome::TimeoutSplit { retry_after: None }
+        );
+        assert_eq!(
+            classify(502, None, b"<html>"),
+            Outcome::Transient {
+                code: None,
+                retry_after: None
+            }
+        );
+        assert!(matches!(
+            classify(404, None, b""),
+            Outcome::Permanent { status: 404, .. }
+        ));
     }
 
     #[test]
     fn rows_are_parsed_with_their_timestamps() {
         let body = br#"{"interface_id":"001o05-00","count":1,"rows":[{"atena_no":"000000000012345","history_no":3,"latest":true,"updated_at":"2026-11-25T10:15:30.123456+09:00","change":"update","record":{}}]}"#;
-        let Outcome::Data(rows) = classify(200, None, body) else { panic!("not data") };
+        let Outcome::Data(rows) = classify(200, None, body) else {
+            panic!("not data")
+        };
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].atena_no.as_deref(), Some("000000000012345"));
         assert_eq!(rows[0].history_no, Some(3));
-        assert_eq!(rows[0].updated_at, "2026-11-25T01:15:30.123456Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            rows[0].updated_at,
+            "2026-11-25T01:15:30.123456Z".parse::<Timestamp>().unwrap()
+        );
         let bad = br#"{"rows":[{"atena_no":"1"}]}"#;
-        assert_eq!(classify(200, None, bad), Outcome::Connect("200 with an unreadable body: /rows/0/updated_at is missing".into()));
+        assert_eq!(
+            classify(200, None, bad),
+            Outcome::Connect("200 with an unreadable body: /rows/0/updated_at is missing".into())
+        );
     }
 
     #[test]
@@ -472,12 +590,22 @@ version="1.0"
 "#,
         )
         .unwrap();
-        let c = PullClient::with_secret(cfg.providers[0].clone(), b"s3cret".to_vec(), Arc::new(Limiter::new(1, 1.0))).unwrap();
+        let c = PullClient::with_secret(
+            cfg.providers[0].clone(),
+            b"s3cret".to_vec(),
+            Arc::new(Limiter::new(1, 1.0)),
+        )
+        .unwrap();
         let jwt = c.assertion().unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         v.set_audience(&["http://127.0.0.1:1/oauth/token"]);
         v.set_issuer(&["tax-agent"]);
-        let d = jsonwebtoken::decode::<serde_json::Value>(&jwt, &jsonwebtoken::DecodingKey::from_secret(b"s3cret"), &v).unwrap();
+        let d = jsonwebtoken::decode::<serde_json::Value>(
+            &jwt,
+            &jsonwebtoken::DecodingKey::from_secret(b"s3cret"),
+            &v,
+        )
+        .unwrap();
         assert_eq!(d.claims["sub"], "tax-agent");
         let jti = d.claims["jti"].as_str().unwrap();
         assert_eq!(uuid::Uuid::parse_str(jti).unwrap().get_version_num(), 7);

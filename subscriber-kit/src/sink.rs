@@ -56,8 +56,15 @@ pub struct Delivery {
 #[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum LineKind<'a> {
-    Row { row: &'a serde_json::Value },
-    Tombstone { notice_id: &'a str, atena_no: &'a [String], updated_at: &'a str, change: &'static str },
+    Row {
+        row: &'a serde_json::Value,
+    },
+    Tombstone {
+        notice_id: &'a str,
+        atena_no: &'a [String],
+        updated_at: &'a str,
+        change: &'static str,
+    },
 }
 
 #[derive(Serialize)]
@@ -78,7 +85,11 @@ impl Delivery {
         for r in &self.records {
             let kind = match r {
                 Record::Row(row) => LineKind::Row { row: &row.raw },
-                Record::Tombstone { notice_id, atena_no, updated_at } => LineKind::Tombstone {
+                Record::Tombstone {
+                    notice_id,
+                    atena_no,
+                    updated_at,
+                } => LineKind::Tombstone {
                     notice_id,
                     atena_no,
                     updated_at: updated_at.as_str(),
@@ -120,7 +131,10 @@ pub struct SinkError {
 impl SinkError {
     /// Build an error (for embedded sinks).
     pub fn new(kind: SinkErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
     /// What failed.
     pub fn kind(&self) -> SinkErrorKind {
@@ -139,10 +153,25 @@ pub trait Sink: Send + Sync + Debug {
 pub fn from_config(c: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match c {
         SinkConfig::File { dir } => Box::new(FileSink::new(dir.clone())?),
-        SinkConfig::Http { url, timeout_ms } => Box::new(HttpSink::new(url.clone(), Duration::from_millis(*timeout_ms))?),
-        SinkConfig::Command { program, args, spool_dir } => {
-            let spool = if spool_dir.as_os_str().is_empty() { std::env::temp_dir() } else { spool_dir.clone() };
-            Box::new(CommandSink { program: program.clone(), args: args.clone(), spool_dir: spool })
+        SinkConfig::Http { url, timeout_ms } => Box::new(HttpSink::new(
+            url.clone(),
+            Duration::from_millis(*timeout_ms),
+        )?),
+        SinkConfig::Command {
+            program,
+            args,
+            spool_dir,
+        } => {
+            let spool = if spool_dir.as_os_str().is_empty() {
+                std::env::temp_dir()
+            } else {
+                spool_dir.clone()
+            };
+            Box::new(CommandSink {
+                program: program.clone(),
+                args: args.clone(),
+                spool_dir: spool,
+            })
         }
     })
 }
@@ -159,9 +188,16 @@ pub struct FileSink {
 impl FileSink {
     /// Create the directory if missing.
     pub fn new(dir: PathBuf) -> Result<Self, SinkError> {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("creating sink.dir {}: {e}", dir.display())))?;
-        Ok(Self { dir, lock: tokio::sync::Mutex::new(()) })
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            SinkError::new(
+                SinkErrorKind::Io,
+                format!("creating sink.dir {}: {e}", dir.display()),
+            )
+        })?;
+        Ok(Self {
+            dir,
+            lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The file of `interface`.
@@ -180,7 +216,11 @@ impl Sink for FileSink {
             let path = self.path(&d.interface);
             let _g = self.lock.lock().await;
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .append(true)
+                    .open(&path)?;
                 let len = f.metadata()?.len();
                 if len > 0 {
                     // Reads follow the seek; O_APPEND writes still go to the end.
@@ -196,7 +236,12 @@ impl Sink for FileSink {
             })
             .await
             .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("file sink task: {e}")))?
-            .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("appending to {}: {e}", self.path(&d.interface).display())))
+            .map_err(|e| {
+                SinkError::new(
+                    SinkErrorKind::Io,
+                    format!("appending to {}: {e}", self.path(&d.interface).display()),
+                )
+            })
         })
     }
 }
@@ -215,7 +260,12 @@ impl HttpSink {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("building the sink's HTTP client: {e}")))?;
+            .map_err(|e| {
+                SinkError::new(
+                    SinkErrorKind::Io,
+                    format!("building the sink's HTTP client: {e}"),
+                )
+            })?;
         Ok(Self { url, http })
     }
 }
@@ -231,11 +281,16 @@ impl Sink for HttpSink {
                 .body(d.to_json_lines())
                 .send()
                 .await
-                .map_err(|e| SinkError::new(SinkErrorKind::Io, format!("POST to sink.url failed: {e}")))?;
+                .map_err(|e| {
+                    SinkError::new(SinkErrorKind::Io, format!("POST to sink.url failed: {e}"))
+                })?;
             if resp.status().is_success() {
                 Ok(())
             } else {
-                Err(SinkError::new(SinkErrorKind::Refused, format!("sink.url answered {}", resp.status())))
+                Err(SinkError::new(
+                    SinkErrorKind::Refused,
+                    format!("sink.url answered {}", resp.status()),
+                ))
             }
         })
     }
@@ -252,15 +307,22 @@ pub struct CommandSink {
 impl CommandSink {
     /// A sink running `program args... <batch file>` with batch files in `spool_dir`.
     pub fn new(program: PathBuf, args: Vec<String>, spool_dir: PathBuf) -> Self {
-        Self { program, args, spool_dir }
+        Self {
+            program,
+            args,
+            spool_dir,
+        }
     }
 }
 
 impl Sink for CommandSink {
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let io = |what: &str, e: std::io::Error| SinkError::new(SinkErrorKind::Io, format!("{what}: {e}"));
-            std::fs::create_dir_all(&self.spool_dir).map_err(|e| io("creating sink.spool_dir", e))?;
+            let io = |what: &str, e: std::io::Error| {
+                SinkError::new(SinkErrorKind::Io, format!("{what}: {e}"))
+            };
+            std::fs::create_dir_all(&self.spool_dir)
+                .map_err(|e| io("creating sink.spool_dir", e))?;
             let name = format!("shirase-{}-{}.jsonl", d.interface, uuid::Uuid::now_v7());
             let path = self.spool_dir.join(name);
             let bytes = d.to_json_lines();
@@ -279,13 +341,21 @@ impl Sink for CommandSink {
                 .kill_on_drop(true)
                 .status()
                 .await
-                .map_err(|e| io(&format!("running sink.program {}", self.program.display()), e));
+                .map_err(|e| {
+                    io(
+                        &format!("running sink.program {}", self.program.display()),
+                        e,
+                    )
+                });
             let _ = std::fs::remove_file(&path);
             let status = status?;
             if status.success() {
                 Ok(())
             } else {
-                Err(SinkError::new(SinkErrorKind::Refused, format!("sink.program exited with {status}")))
+                Err(SinkError::new(
+                    SinkErrorKind::Refused,
+                    format!("sink.program exited with {status}"),
+                ))
             }
         })
     }
@@ -323,7 +393,10 @@ mod tests {
         s.deliver(&delivery()).await.unwrap();
         s.deliver(&delivery()).await.unwrap();
         let text = std::fs::read_to_string(dir.path().join("001o05-00.jsonl")).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0]["kind"], "row");
         assert_eq!(lines[0]["interface_id"], "001o05-00");
@@ -342,12 +415,18 @@ mod tests {
         s.deliver(&delivery()).await.unwrap();
         // A crash in the middle of the next write.
         let path = dir.path().join("001o05-00.jsonl");
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(b"{\"kind\":\"row\",\"interf").unwrap();
         drop(f);
         s.deliver(&delivery()).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let parsed: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         assert_eq!(text.lines().count(), 5, "{text}");
         assert_eq!(parsed.len(), 4, "every accepted record is a readable line");
     }
@@ -356,11 +435,26 @@ mod tests {
     async fn command_sink_exit_status_decides() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("copy");
-        let ok = CommandSink::new("/bin/sh".into(), vec!["-c".into(), format!("cp \"$0\" {}", out.display())], dir.path().join("spool"));
+        let ok = CommandSink::new(
+            "/bin/sh".into(),
+            vec!["-c".into(), format!("cp \"$0\" {}", out.display())],
+            dir.path().join("spool"),
+        );
         ok.deliver(&delivery()).await.unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
-        let refuse = CommandSink::new("/bin/sh".into(), vec!["-c".into(), "exit 3".into()], dir.path().join("spool"));
-        assert_eq!(refuse.deliver(&delivery()).await.unwrap_err().kind(), SinkErrorKind::Refused);
-        assert_eq!(std::fs::read_dir(dir.path().join("spool")).unwrap().count(), 0, "batch files are removed");
+        let refuse = CommandSink::new(
+            "/bin/sh".into(),
+            vec!["-c".into(), "exit 3".into()],
+            dir.path().join("spool"),
+        );
+        assert_eq!(
+            refuse.deliver(&delivery()).await.unwrap_err().kind(),
+            SinkErrorKind::Refused
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spool")).unwrap().count(),
+            0,
+            "batch files are removed"
+        );
     }
 }

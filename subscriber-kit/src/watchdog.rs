@@ -44,7 +44,12 @@ pub struct ConsumerState {
 impl Watchdog {
     /// A watchdog reporting after `after` without progress, starting now.
     pub fn new(after: Duration, now: Instant) -> Self {
-        Self { after, progress: now, parked_until: None, ack_floor: None }
+        Self {
+            after,
+            progress: now,
+            parked_until: None,
+            ack_floor: None,
+        }
     }
 
     /// Notices were finished (acked or terminated), or an intended pause ended (maintenance).
@@ -85,7 +90,11 @@ mod tests {
     const N: Duration = Duration::from_secs(10);
 
     fn st(pending: u64, ack_pending: u64, ack_floor: u64) -> ConsumerState {
-        ConsumerState { pending, ack_pending, ack_floor }
+        ConsumerState {
+            pending,
+            ack_pending,
+            ack_floor,
+        }
     }
 
     #[test]
@@ -95,7 +104,10 @@ mod tests {
         assert_eq!(w.check(st(0, 5, 0), t0 + Duration::from_secs(9)), None);
         // Nak'ed notices sit in ack_pending only: still a stall.
         assert_eq!(w.check(st(0, 5, 0), t0 + N), Some(N));
-        assert_eq!(w.check(st(3, 0, 0), t0 + Duration::from_secs(12)), Some(Duration::from_secs(12)));
+        assert_eq!(
+            w.check(st(3, 0, 0), t0 + Duration::from_secs(12)),
+            Some(Duration::from_secs(12))
+        );
     }
 
     #[test]

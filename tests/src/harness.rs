@@ -57,7 +57,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
 /// The workspace root (the folder holding the top `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     // CARGO_MANIFEST_DIR is .../tests at compile time.
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Locate the nats-server binary: `NATS_SERVER_BIN`, then `.tools/nats-server/bin/nats-server`,
@@ -86,7 +89,8 @@ pub fn nats_server_bin() -> Result<PathBuf, HarnessError> {
 
 /// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again at once).
 pub fn free_port() -> Result<u16, HarnessError> {
-    let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).map_err(io("binding a free port"))?;
+    let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+        .map_err(io("binding a free port"))?;
     Ok(l.local_addr().map_err(io("reading a bound port"))?.port())
 }
 
@@ -108,7 +112,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { name: "n1".into(), port: 0, monitor_port: 0, sync_always: false, extra: String::new() }
+        Self {
+            name: "n1".into(),
+            port: 0,
+            monitor_port: 0,
+            sync_always: false,
+            extra: String::new(),
+        }
     }
 }
 
@@ -154,7 +164,12 @@ impl NatsServer {
             .prefix(&format!("shirase-nats-{}-", config.name))
             .tempdir()
             .map_err(io("creating the store dir"))?;
-        Ok(Self { config, cluster, dir, child: None })
+        Ok(Self {
+            config,
+            cluster,
+            dir,
+            child: None,
+        })
     }
 
     fn conf_text(&self) -> String {
@@ -166,10 +181,18 @@ impl NatsServer {
             port = self.config.port,
             mport = self.config.monitor_port,
             store = store.display().to_string(),
-            sync = if self.config.sync_always { "  sync_interval: always\n" } else { "" },
+            sync = if self.config.sync_always {
+                "  sync_interval: always\n"
+            } else {
+                ""
+            },
         );
         if let Some(c) = &self.cluster {
-            let routes: Vec<String> = c.routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
+            let routes: Vec<String> = c
+                .routes
+                .iter()
+                .map(|p| format!("nats-route://127.0.0.1:{p}"))
+                .collect();
             s.push_str(&format!(
                 "cluster {{\n  name: {}\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
                 c.name,
@@ -220,7 +243,11 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(HarnessError::NotHealthy { name: self.config.name.clone(), timeout, log: self.log_tail() })
+        Err(HarnessError::NotHealthy {
+            name: self.config.name.clone(),
+            timeout,
+            log: self.log_tail(),
+        })
     }
 
     /// Whether the monitoring endpoint answers `/healthz` with 200.
@@ -266,7 +293,10 @@ impl NatsServer {
     }
 
     fn pid(&self) -> Option<Pid> {
-        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok()).map(Pid::from_raw)
+        self.child
+            .as_ref()
+            .and_then(|c| i32::try_from(c.id()).ok())
+            .map(Pid::from_raw)
     }
 
     /// `kill -9`: no flush, no goodbye.
@@ -351,7 +381,8 @@ fn http_get_status(port: u16, path: &str) -> Option<u16> {
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
     let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .ok()?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf).ok()?;
     let head = std::str::from_utf8(&buf[..n]).ok()?;
@@ -377,9 +408,17 @@ impl NatsCluster {
         let route_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
         let mut nodes = Vec::with_capacity(n);
         for (i, &rp) in route_ports.iter().enumerate() {
-            let cfg = Config { name: format!("n{}", i + 1), sync_always, ..Config::default() };
+            let cfg = Config {
+                name: format!("n{}", i + 1),
+                sync_always,
+                ..Config::default()
+            };
             let routes = route_ports.iter().copied().filter(|p| *p != rp).collect();
-            let cluster = ClusterConf { name: "shirase".into(), port: rp, routes };
+            let cluster = ClusterConf {
+                name: "shirase".into(),
+                port: rp,
+                routes,
+            };
             let mut node = NatsServer::prepare(cfg, Some(cluster))?;
             node.spawn()?;
             nodes.push(node);

@@ -128,7 +128,9 @@ pub struct Holiday {
 /// The national holiday on `date`, or `None` if it is none or its year is outside
 /// [`COVERED_YEARS`].
 pub fn national_holiday(date: Date) -> Option<Holiday> {
-    holidays_of_year(date.year()).into_iter().find(|h| h.date == date)
+    holidays_of_year(date.year())
+        .into_iter()
+        .find(|h| h.date == date)
 }
 
 /// Every national holiday of `year` in date order, substitute and citizens' holidays
@@ -147,13 +149,19 @@ pub fn holidays_of_year(year: i16) -> Vec<Holiday> {
         if year < 2007 {
             // Old art. 3(2): only the very next day, and only if it is no holiday itself.
             if !is_named(d) {
-                substitutes.push(Holiday { date: d, name: HolidayName::SubstituteHoliday });
+                substitutes.push(Holiday {
+                    date: d,
+                    name: HolidayName::SubstituteHoliday,
+                });
             }
         } else {
             while is_named(d) {
                 d = next_day(d);
             }
-            substitutes.push(Holiday { date: d, name: HolidayName::SubstituteHoliday });
+            substitutes.push(Holiday {
+                date: d,
+                name: HolidayName::SubstituteHoliday,
+            });
         }
     }
 
@@ -166,11 +174,18 @@ pub fn holidays_of_year(year: i16) -> Vec<Holiday> {
             || d.weekday() == Weekday::Sunday
             || substitutes.iter().any(|s| s.date == d);
         if sandwiched && !excluded && d.year() == year {
-            citizens.push(Holiday { date: d, name: HolidayName::CitizensHoliday });
+            citizens.push(Holiday {
+                date: d,
+                name: HolidayName::CitizensHoliday,
+            });
         }
     }
 
-    let mut all: Vec<Holiday> = named.into_iter().chain(substitutes).chain(citizens).collect();
+    let mut all: Vec<Holiday> = named
+        .into_iter()
+        .chain(substitutes)
+        .chain(citizens)
+        .collect();
     all.retain(|h| h.date.year() == year);
     all.sort();
     all.dedup_by_key(|h| h.date);
@@ -197,7 +212,10 @@ fn named_holidays(year: i16) -> Vec<Holiday> {
     use HolidayName as N;
     let mut v = Vec::with_capacity(20);
     let mut add = |month: i8, day: i8, name: HolidayName| {
-        v.push(Holiday { date: date(year, month, day), name });
+        v.push(Holiday {
+            date: date(year, month, day),
+            name,
+        });
     };
     add(1, 1, N::NewYearsDay);
     add(1, nth_monday(year, 1, 2), N::ComingOfAgeDay);
@@ -258,9 +276,8 @@ fn named_holidays(year: i16) -> Vec<Holiday> {
 /// The day of month of the `nth` Monday of `month` (n in 1..=4 always exists).
 fn nth_monday(year: i16, month: i8, nth: i8) -> i8 {
     let first = date(year, month, 1);
-    let offset = (7 + Weekday::Monday.to_monday_zero_offset()
-        - first.weekday().to_monday_zero_offset())
-        % 7;
+    let offset =
+        (7 + Weekday::Monday.to_monday_zero_offset() - first.weekday().to_monday_zero_offset()) % 7;
     1 + offset + 7 * (nth - 1)
 }
 
@@ -282,7 +299,11 @@ mod tests {
                         .nth_weekday_of_month(nth, Weekday::Monday)
                         .map(|d| d.day())
                         .ok();
-                    assert_eq!(Some(nth_monday(year, month, nth)), expected, "{year}-{month} #{nth}");
+                    assert_eq!(
+                        Some(nth_monday(year, month, nth)),
+                        expected,
+                        "{year}-{month} #{nth}"
+                    );
                 }
             }
         }
@@ -291,8 +312,26 @@ mod tests {
     #[test]
     fn equinox_formula_matches_promulgated_dates() {
         // 暦要項 (National Astronomical Observatory of Japan), as promulgated.
-        let vernal = [(2000, 20), (2012, 20), (2020, 20), (2023, 21), (2024, 20), (2025, 20), (2026, 20), (2027, 21)];
-        let autumnal = [(2000, 23), (2012, 22), (2020, 22), (2023, 23), (2024, 22), (2025, 23), (2026, 23), (2027, 23)];
+        let vernal = [
+            (2000, 20),
+            (2012, 20),
+            (2020, 20),
+            (2023, 21),
+            (2024, 20),
+            (2025, 20),
+            (2026, 20),
+            (2027, 21),
+        ];
+        let autumnal = [
+            (2000, 23),
+            (2012, 22),
+            (2020, 22),
+            (2023, 23),
+            (2024, 22),
+            (2025, 23),
+            (2026, 23),
+            (2027, 23),
+        ];
         for (y, d) in vernal {
             assert_eq!(vernal_equinox_day(y), d, "vernal {y}");
         }
@@ -306,22 +345,40 @@ mod tests {
         assert!(holidays_of_year(1999).is_empty());
         assert!(holidays_of_year(2100).is_empty());
         assert_eq!(national_holiday(date(2100, 1, 1)), None);
-        assert_eq!(national_holiday(date(2099, 1, 1)).map(|h| h.name), Some(HolidayName::NewYearsDay));
+        assert_eq!(
+            national_holiday(date(2099, 1, 1)).map(|h| h.name),
+            Some(HolidayName::NewYearsDay)
+        );
     }
 
     #[test]
     fn pre_2007_rules() {
         // 2006-05-04 (Thursday) was a citizens' holiday between 5/3 and 5/5.
-        assert_eq!(national_holiday(date(2006, 5, 4)).map(|h| h.name), Some(HolidayName::CitizensHoliday));
+        assert_eq!(
+            national_holiday(date(2006, 5, 4)).map(|h| h.name),
+            Some(HolidayName::CitizensHoliday)
+        );
         // 2003-05-04 was a Sunday: no holiday on it, no substitute for it.
         assert_eq!(national_holiday(date(2003, 5, 4)), None);
         assert_eq!(national_holiday(date(2003, 5, 6)), None);
         // 2004-05-03..05 Mon–Wed: 5/4 is a citizens' holiday.
-        assert_eq!(national_holiday(date(2004, 5, 4)).map(|h| h.name), Some(HolidayName::CitizensHoliday));
+        assert_eq!(
+            national_holiday(date(2004, 5, 4)).map(|h| h.name),
+            Some(HolidayName::CitizensHoliday)
+        );
         // 2005-04-29 みどりの日; 2000-10-09 体育の日 (2nd Monday).
-        assert_eq!(national_holiday(date(2005, 4, 29)).map(|h| h.name), Some(HolidayName::GreeneryDay));
-        assert_eq!(national_holiday(date(2000, 10, 9)).map(|h| h.name), Some(HolidayName::HealthAndSportsDay));
+        assert_eq!(
+            national_holiday(date(2005, 4, 29)).map(|h| h.name),
+            Some(HolidayName::GreeneryDay)
+        );
+        assert_eq!(
+            national_holiday(date(2000, 10, 9)).map(|h| h.name),
+            Some(HolidayName::HealthAndSportsDay)
+        );
         // 2000-09-15 (Friday) 敬老の日 on its fixed date.
-        assert_eq!(national_holiday(date(2000, 9, 15)).map(|h| h.name), Some(HolidayName::RespectForTheAgedDay));
+        assert_eq!(
+            national_holiday(date(2000, 9, 15)).map(|h| h.name),
+            Some(HolidayName::RespectForTheAgedDay)
+        );
     }
 }

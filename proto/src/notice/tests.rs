@@ -9,7 +9,12 @@ use super::*;
 /// `s` parses, prints back as `s`, and serializes as the JSON string `s`.
 fn round_trips<T>(s: &str) -> T
 where
-    T: FromStr<Err = ParseError> + Display + Serialize + for<'de> Deserialize<'de> + PartialEq + fmt::Debug,
+    T: FromStr<Err = ParseError>
+        + Display
+        + Serialize
+        + for<'de> Deserialize<'de>
+        + PartialEq
+        + fmt::Debug,
 {
     let t: T = s.parse().unwrap_or_else(|e| panic!("{s:?} refused: {e}"));
     assert_eq!(t.to_string(), s);
@@ -26,7 +31,11 @@ where
 {
     match s.parse::<T>() {
         Ok(t) => panic!("{s:?} accepted as {t:?}"),
-        Err(e) => assert!(e.message.contains(needle), "{s:?}: {:?} lacks {needle:?}", e.message),
+        Err(e) => assert!(
+            e.message.contains(needle),
+            "{s:?}: {:?} lacks {needle:?}",
+            e.message
+        ),
     }
     assert!(serde_json::from_str::<T>(&serde_json::to_string(s).unwrap()).is_err());
 }
@@ -43,7 +52,10 @@ fn municipality_code() {
     refused::<MunicipalityCode>("13101６", "6 digits");
     refused::<MunicipalityCode>("", "6 digits");
     refused::<MunicipalityCode>("+31016", "6 digits");
-    assert_eq!("131016".parse::<MunicipalityCode>().unwrap().as_str(), "131016");
+    assert_eq!(
+        "131016".parse::<MunicipalityCode>().unwrap().as_str(),
+        "131016"
+    );
 }
 
 #[test]
@@ -60,9 +72,24 @@ fn business_id() {
 fn interface_id() {
     let i = round_trips::<InterfaceId>("001o05-00");
     assert_eq!(i.business_id().as_str(), "001");
-    assert_eq!(round_trips::<InterfaceId>("015o02-11").business_id().as_str(), "015");
+    assert_eq!(
+        round_trips::<InterfaceId>("015o02-11")
+            .business_id()
+            .as_str(),
+        "015"
+    );
     round_trips::<InterfaceId>("999o99-99");
-    for s in ["001O05-00", "001o05_00", "001o5-00", "001o05-000", "01o05-00", "a01o05-00", "001x05-00", "", "001o05-0a"] {
+    for s in [
+        "001O05-00",
+        "001o05_00",
+        "001o5-00",
+        "001o05-000",
+        "01o05-00",
+        "a01o05-00",
+        "001x05-00",
+        "",
+        "001o05-0a",
+    ] {
         refused::<InterfaceId>(s, "NNNoNN-NN");
     }
 }
@@ -72,7 +99,9 @@ fn interface_version() {
     for s in ["1", "1.0", "2.1.3", "999.999.999", "0"] {
         round_trips::<InterfaceVersion>(s);
     }
-    for s in ["", "1.", ".1", "1..0", "1.0.0.0", "1000", "v1", "1.0a", "1,0", "１.０"] {
+    for s in [
+        "", "1.", ".1", "1..0", "1.0.0.0", "1000", "v1", "1.0a", "1,0", "１.０",
+    ] {
         refused::<InterfaceVersion>(s, "版数");
     }
 }
@@ -82,7 +111,14 @@ fn atena_no() {
     for s in ["000000000000000", "999999999999999", "000000000012345"] {
         round_trips::<AtenaNo>(s);
     }
-    for s in ["12345", "00000000001234", "0000000000123456", "00000000001234x", "", "-00000000001234"] {
+    for s in [
+        "12345",
+        "00000000001234",
+        "0000000000123456",
+        "00000000001234x",
+        "",
+        "-00000000001234",
+    ] {
         refused::<AtenaNo>(s, "exactly 15 digits");
     }
 }
@@ -90,12 +126,25 @@ fn atena_no() {
 #[test]
 fn sequence() {
     assert_eq!(round_trips::<Sequence>("00000000000000000000"), Sequence(0));
-    assert_eq!(round_trips::<Sequence>("00000000000000000042"), Sequence(42));
-    assert_eq!(round_trips::<Sequence>("18446744073709551615"), Sequence(u64::MAX));
+    assert_eq!(
+        round_trips::<Sequence>("00000000000000000042"),
+        Sequence(42)
+    );
+    assert_eq!(
+        round_trips::<Sequence>("18446744073709551615"),
+        Sequence(u64::MAX)
+    );
     assert_eq!(Sequence(7).to_string(), "00000000000000000007");
     refused::<Sequence>("18446744073709551616", "larger than 18446744073709551615");
     refused::<Sequence>("99999999999999999999", "larger than");
-    for s in ["42", "0000000000000000042", "000000000000000000042", "0000000000000000004x", "+0000000000000000042", ""] {
+    for s in [
+        "42",
+        "0000000000000000042",
+        "000000000000000000042",
+        "0000000000000000004x",
+        "+0000000000000000042",
+        "",
+    ] {
         refused::<Sequence>(s, "exactly 20 digits");
     }
     // String order is numeric order.
@@ -107,11 +156,23 @@ fn notice_id() {
     let id = round_trips::<NoticeId>("0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0e");
     assert_eq!(id.0.get_version_num(), 7);
     round_trips::<NoticeId>("01234567-89ab-4def-8123-456789abcdef");
-    refused::<NoticeId>("0192F0C1-5E2A-7B3C-9D4E-5F6A7B8C9D0E", "lowercase hyphenated");
+    refused::<NoticeId>(
+        "0192F0C1-5E2A-7B3C-9D4E-5F6A7B8C9D0E",
+        "lowercase hyphenated",
+    );
     refused::<NoticeId>("0192f0c15e2a7b3c9d4e5f6a7b8c9d0e", "lowercase hyphenated");
-    refused::<NoticeId>("{0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0e}", "lowercase hyphenated");
-    refused::<NoticeId>("0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0", "lowercase hyphenated");
-    refused::<NoticeId>("0192f0c1-5e2a-7b3c-9d4e_5f6a7b8c9d0e", "lowercase hyphenated");
+    refused::<NoticeId>(
+        "{0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0e}",
+        "lowercase hyphenated",
+    );
+    refused::<NoticeId>(
+        "0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0",
+        "lowercase hyphenated",
+    );
+    refused::<NoticeId>(
+        "0192f0c1-5e2a-7b3c-9d4e_5f6a7b8c9d0e",
+        "lowercase hyphenated",
+    );
     refused::<NoticeId>("00000000-0000-0000-0000-000000000000", "nil or max");
     refused::<NoticeId>("ffffffff-ffff-ffff-ffff-ffffffffffff", "nil or max");
     let fresh = NoticeId::new_v7();
@@ -126,9 +187,18 @@ fn source() {
     assert_eq!(s.provider.as_str(), "001");
     refused::<Source>("urn:jp:lg:131017:001", "check digit");
     refused::<Source>("urn:jp:lg:131016:01", "3 digits");
-    refused::<Source>("urn:jp:lg:131016", "urn:jp:lg:<municipality code>:<business id>");
-    refused::<Source>("urn:jp:xx:131016:001", "urn:jp:lg:<municipality code>:<business id>");
-    refused::<Source>("URN:JP:LG:131016:001", "urn:jp:lg:<municipality code>:<business id>");
+    refused::<Source>(
+        "urn:jp:lg:131016",
+        "urn:jp:lg:<municipality code>:<business id>",
+    );
+    refused::<Source>(
+        "urn:jp:xx:131016:001",
+        "urn:jp:lg:<municipality code>:<business id>",
+    );
+    refused::<Source>(
+        "URN:JP:LG:131016:001",
+        "urn:jp:lg:<municipality code>:<business id>",
+    );
     refused::<Source>("urn:jp:lg:131016:001:x", "3 digits");
 }
 
@@ -152,7 +222,10 @@ fn offset_timestamp_accepts_rfc3339_with_offset() {
     let b: OffsetTimestamp = "2026-11-25T01:15:30Z".parse().unwrap();
     assert_eq!(a.instant(), b.instant(), "same instant, different offsets");
     assert_ne!(a, b, "the text is kept as written");
-    assert!(b < a, "ties on the instant are broken by text, so Ord agrees with Eq");
+    assert!(
+        b < a,
+        "ties on the instant are broken by text, so Ord agrees with Eq"
+    );
     let jst = OffsetTimestamp::from_instant_jst(b.instant());
     assert_eq!(jst.as_str(), "2026-11-25T10:15:30+09:00");
     assert_eq!(jst.as_str().parse::<OffsetTimestamp>().unwrap(), jst);
@@ -196,10 +269,17 @@ fn offset_timestamp_refuses_everything_else() {
 
 #[test]
 fn change_kind_wire_names() {
-    for (k, s) in [(ChangeKind::Update, "update"), (ChangeKind::Retroactive, "retroactive"), (ChangeKind::Delete, "delete")] {
+    for (k, s) in [
+        (ChangeKind::Update, "update"),
+        (ChangeKind::Retroactive, "retroactive"),
+        (ChangeKind::Delete, "delete"),
+    ] {
         assert_eq!(k.as_str(), s);
         assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{s}\""));
-        assert_eq!(serde_json::from_str::<ChangeKind>(&format!("\"{s}\"")).unwrap(), k);
+        assert_eq!(
+            serde_json::from_str::<ChangeKind>(&format!("\"{s}\"")).unwrap(),
+            k
+        );
     }
     assert!(serde_json::from_str::<ChangeKind>("\"Update\"").is_err());
 }
@@ -223,7 +303,9 @@ fn notice_new_fills_the_envelope_consistently() {
         Sequence(5),
         "2026-11-25T10:15:30+09:00".parse().unwrap(),
         ChangeKind::Retroactive,
-        Some(Keys { atena_no: vec!["000000000012345".parse().unwrap()] }),
+        Some(Keys {
+            atena_no: vec!["000000000012345".parse().unwrap()],
+        }),
     );
     assert_eq!(n.specversion, SPEC_VERSION);
     assert_eq!(n.event_type, EVENT_TYPE);
@@ -234,9 +316,20 @@ fn notice_new_fills_the_envelope_consistently() {
     assert!(n.time.as_str().ends_with("+09:00"), "{}", n.time);
     assert_eq!(n.subject(), "shirase.notice.131016.010.010o01-00");
     let json = n.to_json();
-    assert_eq!(crate::validate::parse_notice(&json, &Default::default()).unwrap(), n);
+    assert_eq!(
+        crate::validate::parse_notice(&json, &Default::default()).unwrap(),
+        n
+    );
     // Member order on the wire is the CloudEvents envelope first, then data.
     let text = String::from_utf8(json).unwrap();
-    assert!(text.starts_with("{\"specversion\":\"1.0\",\"id\":\""), "{text}");
-    assert!(text.contains("\"sequence\":\"00000000000000000005\",\"data\":{\"interface_id\":\"010o01-00\""), "{text}");
+    assert!(
+        text.starts_with("{\"specversion\":\"1.0\",\"id\":\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\"sequence\":\"00000000000000000005\",\"data\":{\"interface_id\":\"010o01-00\""
+        ),
+        "{text}"
+    );
 }

@@ -18,9 +18,15 @@ fn sub(s: &str) -> SubscriberId {
 
 fn token_error(subject: &str, needle: &str) {
     match parse_subject(subject) {
-        Err(SubjectError::Token { subject: s, message }) => {
+        Err(SubjectError::Token {
+            subject: s,
+            message,
+        }) => {
             assert_eq!(s, subject);
-            assert!(message.contains(needle), "{subject}: {message:?} lacks {needle:?}");
+            assert!(
+                message.contains(needle),
+                "{subject}: {message:?} lacks {needle:?}"
+            );
         }
         other => panic!("{subject}: {other:?}"),
     }
@@ -29,12 +35,17 @@ fn token_error(subject: &str, needle: &str) {
 fn count_error(subject: &str, kind: &str, got: usize, want: usize) {
     assert_eq!(
         parse_subject(subject),
-        Err(SubjectError::TokenCount { subject: subject.to_owned(), kind: match kind {
-            "notice" => "notice",
-            "replay" => "replay",
-            "dlq" => "dlq",
-            _ => "alert",
-        }, got, want }),
+        Err(SubjectError::TokenCount {
+            subject: subject.to_owned(),
+            kind: match kind {
+                "notice" => "notice",
+                "replay" => "replay",
+                "dlq" => "dlq",
+                _ => "alert",
+            },
+            got,
+            want
+        }),
         "{subject}"
     );
 }
@@ -45,13 +56,22 @@ fn notice_subject_both_ways() {
     assert_eq!(s, "shirase.notice.131016.001.001o05-00");
     assert_eq!(
         parse_subject(&s),
-        Ok(SubjectKind::Notice { municipality: m("131016"), provider: b("001"), interface: i("001o05-00") })
+        Ok(SubjectKind::Notice {
+            municipality: m("131016"),
+            provider: b("001"),
+            interface: i("001o05-00")
+        })
     );
 }
 
 #[test]
 fn replay_and_dlq_subjects_both_ways() {
-    let s = replay_subject(&sub("delinquency"), &m("011002"), &b("015"), &i("015o02-00"));
+    let s = replay_subject(
+        &sub("delinquency"),
+        &m("011002"),
+        &b("015"),
+        &i("015o02-00"),
+    );
     assert_eq!(s, "shirase.replay.delinquency.011002.015.015o02-00");
     assert_eq!(
         parse_subject(&s),
@@ -66,7 +86,12 @@ fn replay_and_dlq_subjects_both_ways() {
     assert_eq!(s, "shirase.dlq.tax-2.131016.010.010o01-00");
     assert_eq!(
         parse_subject(&s),
-        Ok(SubjectKind::Dlq { subscriber: sub("tax-2"), municipality: m("131016"), provider: b("010"), interface: i("010o01-00") })
+        Ok(SubjectKind::Dlq {
+            subscriber: sub("tax-2"),
+            municipality: m("131016"),
+            provider: b("010"),
+            interface: i("010o01-00")
+        })
     );
 }
 
@@ -75,7 +100,13 @@ fn alert_subjects_both_ways() {
     for sev in [Severity::Critical, Severity::Warning, Severity::Info] {
         let s = alert_subject(sev, "agent");
         assert_eq!(s, format!("shirase.alert.{}.agent", sev.as_str()));
-        assert_eq!(parse_subject(&s), Ok(SubjectKind::Alert { severity: sev, component: "agent".to_owned() }));
+        assert_eq!(
+            parse_subject(&s),
+            Ok(SubjectKind::Alert {
+                severity: sev,
+                component: "agent".to_owned()
+            })
+        );
     }
     assert!(parse_subject(&format!("shirase.alert.info.{}", "a".repeat(32))).is_ok());
     assert!(parse_subject("shirase.alert.info.relay-2").is_ok());
@@ -83,8 +114,19 @@ fn alert_subjects_both_ways() {
 
 #[test]
 fn unknown_prefixes() {
-    for s in ["", "shirase", "nats.notice.131016.001.001o05-00", "shirase.notices.131016.001.001o05-00", "Shirase.notice.131016.001.001o05-00", "shirase.event.x"] {
-        assert_eq!(parse_subject(s), Err(SubjectError::UnknownPrefix(s.to_owned())), "{s:?}");
+    for s in [
+        "",
+        "shirase",
+        "nats.notice.131016.001.001o05-00",
+        "shirase.notices.131016.001.001o05-00",
+        "Shirase.notice.131016.001.001o05-00",
+        "shirase.event.x",
+    ] {
+        assert_eq!(
+            parse_subject(s),
+            Err(SubjectError::UnknownPrefix(s.to_owned())),
+            "{s:?}"
+        );
     }
 }
 
@@ -94,21 +136,38 @@ fn wrong_token_counts() {
     count_error("shirase.notice.131016.001.001o05-00.x", "notice", 6, 5);
     count_error("shirase.notice.>", "notice", 3, 5);
     count_error("shirase.replay.delinquency.131016.001", "replay", 5, 6);
-    count_error("shirase.replay.delinquency.131016.001.001o05-00.x", "replay", 7, 6);
+    count_error(
+        "shirase.replay.delinquency.131016.001.001o05-00.x",
+        "replay",
+        7,
+        6,
+    );
     count_error("shirase.dlq.131016.001.001o05-00", "dlq", 5, 6);
     count_error("shirase.alert.info", "alert", 3, 4);
     count_error("shirase.alert.info.agent.x", "alert", 5, 4);
     let e = parse_subject("shirase.alert.info").unwrap_err();
-    assert_eq!(e.to_string(), "subject \"shirase.alert.info\" has 3 tokens, a alert subject has 4");
+    assert_eq!(
+        e.to_string(),
+        "subject \"shirase.alert.info\" has 3 tokens, a alert subject has 4"
+    );
 }
 
 #[test]
 fn municipality_token() {
-    token_error("shirase.notice.131017.001.001o05-00", "JIS X 0402 check digit");
+    token_error(
+        "shirase.notice.131017.001.001o05-00",
+        "JIS X 0402 check digit",
+    );
     token_error("shirase.notice.13101.001.001o05-00", "6 digits");
     token_error("shirase.notice.*.001.001o05-00", "6 digits");
-    token_error("shirase.replay.delinquency.011001.001.001o05-00", "check digit");
-    token_error("shirase.dlq.delinquency.011001.001.001o05-00", "check digit");
+    token_error(
+        "shirase.replay.delinquency.011001.001.001o05-00",
+        "check digit",
+    );
+    token_error(
+        "shirase.dlq.delinquency.011001.001.001o05-00",
+        "check digit",
+    );
 }
 
 #[test]
@@ -116,8 +175,16 @@ fn business_and_interface_tokens() {
     token_error("shirase.notice.131016.01.001o05-00", "business id");
     token_error("shirase.notice.131016.001.001o05", "interface id");
     token_error("shirase.notice.131016.001.*", "interface id");
-    for s in ["shirase.notice.131016.010.001o05-00", "shirase.replay.delinquency.131016.010.001o05-00", "shirase.dlq.delinquency.131016.015.010o01-00"] {
-        assert_eq!(parse_subject(s), Err(SubjectError::ProviderMismatch(s.to_owned())), "{s}");
+    for s in [
+        "shirase.notice.131016.010.001o05-00",
+        "shirase.replay.delinquency.131016.010.001o05-00",
+        "shirase.dlq.delinquency.131016.015.010o01-00",
+    ] {
+        assert_eq!(
+            parse_subject(s),
+            Err(SubjectError::ProviderMismatch(s.to_owned())),
+            "{s}"
+        );
     }
 }
 
@@ -125,11 +192,29 @@ fn business_and_interface_tokens() {
 fn subscriber_id_rules() {
     for good in ["a", "delinquency", "tax-2", "a0-b1", &"a".repeat(32)] {
         assert_eq!(good.parse::<SubscriberId>().unwrap().as_str(), good);
-        assert!(parse_subject(&format!("shirase.replay.{good}.131016.001.001o05-00")).is_ok(), "{good}");
+        assert!(
+            parse_subject(&format!("shirase.replay.{good}.131016.001.001o05-00")).is_ok(),
+            "{good}"
+        );
     }
-    for bad in ["", "2tax", "-tax", "Tax", "tax_2", "tax.2", "tax*", ">", &"a".repeat(33), "税"] {
+    for bad in [
+        "",
+        "2tax",
+        "-tax",
+        "Tax",
+        "tax_2",
+        "tax.2",
+        "tax*",
+        ">",
+        &"a".repeat(33),
+        "税",
+    ] {
         let e = bad.parse::<SubscriberId>().unwrap_err();
-        assert!(e.message.contains("subscriber id must be 1 to 32 characters"), "{bad}: {e}");
+        assert!(
+            e.message
+                .contains("subscriber id must be 1 to 32 characters"),
+            "{bad}: {e}"
+        );
     }
     token_error("shirase.replay.Tax.131016.001.001o05-00", "subscriber id");
     token_error("shirase.dlq.2tax.131016.001.001o05-00", "subscriber id");
@@ -137,31 +222,59 @@ fn subscriber_id_rules() {
     // Serde goes through the same rule.
     assert!(serde_json::from_str::<SubscriberId>("\"Tax\"").is_err());
     assert_eq!(serde_json::to_string(&sub("tax")).unwrap(), "\"tax\"");
-    assert_eq!(serde_json::from_str::<SubscriberId>("\"tax\"").unwrap(), sub("tax"));
+    assert_eq!(
+        serde_json::from_str::<SubscriberId>("\"tax\"").unwrap(),
+        sub("tax")
+    );
 }
 
 #[test]
 fn alert_severity_and_component() {
-    token_error("shirase.alert.error.agent", "severity must be critical, warning or info");
+    token_error(
+        "shirase.alert.error.agent",
+        "severity must be critical, warning or info",
+    );
     token_error("shirase.alert.Critical.agent", "severity");
-    token_error("shirase.alert.info.Agent", "component must be 1 to 32 characters");
+    token_error(
+        "shirase.alert.info.Agent",
+        "component must be 1 to 32 characters",
+    );
     token_error("shirase.alert.info.agent_1", "component");
-    token_error(&format!("shirase.alert.info.{}", "a".repeat(33)), "component");
+    token_error(
+        &format!("shirase.alert.info.{}", "a".repeat(33)),
+        "component",
+    );
     token_error("shirase.alert.info.", "component");
-    assert_eq!(serde_json::to_string(&Severity::Warning).unwrap(), "\"warning\"");
+    assert_eq!(
+        serde_json::to_string(&Severity::Warning).unwrap(),
+        "\"warning\""
+    );
 }
 
 #[test]
 fn names_derived_from_ids() {
-    assert_eq!(consumer_name(&sub("delinquency"), &b("015")), "delinquency_015");
-    assert_eq!(checkpoint_key(&sub("delinquency"), &m("131016"), &i("015o02-00")), "delinquency.131016.015o02-00");
+    assert_eq!(
+        consumer_name(&sub("delinquency"), &b("015")),
+        "delinquency_015"
+    );
+    assert_eq!(
+        checkpoint_key(&sub("delinquency"), &m("131016"), &i("015o02-00")),
+        "delinquency.131016.015o02-00"
+    );
     assert!(format!("{NOTICE_PREFIX}.>").starts_with("shirase.notice"));
-    assert_eq!((NOTICE_STREAM, DLQ_STREAM, ALERT_STREAM), ("SHIRASE_NOTICES", "SHIRASE_DLQ", "SHIRASE_ALERTS"));
+    assert_eq!(
+        (NOTICE_STREAM, DLQ_STREAM, ALERT_STREAM),
+        ("SHIRASE_NOTICES", "SHIRASE_DLQ", "SHIRASE_ALERTS")
+    );
 }
 
 #[test]
 fn notice_to_subject_to_parts() {
-    for (muni, iface) in [("131016", "001o05-00"), ("011002", "015o02-00"), ("271004", "010o01-11")] {
+    for (muni, iface) in [
+        ("131016", "001o05-00"),
+        ("011002", "015o02-00"),
+        ("271004", "010o01-11"),
+    ] {
         let n = Notice::new(
             m(muni),
             i(iface),
@@ -172,7 +285,11 @@ fn notice_to_subject_to_parts() {
             None,
         );
         match parse_subject(&n.subject()) {
-            Ok(SubjectKind::Notice { municipality, provider, interface }) => {
+            Ok(SubjectKind::Notice {
+                municipality,
+                provider,
+                interface,
+            }) => {
                 assert_eq!(municipality, n.data.municipality_code);
                 assert_eq!(provider, n.data.provider);
                 assert_eq!(interface, n.data.interface_id);
@@ -180,7 +297,14 @@ fn notice_to_subject_to_parts() {
             }
             other => panic!("{other:?}"),
         }
-        let r = replay_subject(&sub("ops"), &n.data.municipality_code, &n.data.provider, &n.data.interface_id);
-        assert!(matches!(parse_subject(&r), Ok(SubjectKind::Replay { interface, .. }) if interface == n.subject));
+        let r = replay_subject(
+            &sub("ops"),
+            &n.data.municipality_code,
+            &n.data.provider,
+            &n.data.interface_id,
+        );
+        assert!(
+            matches!(parse_subject(&r), Ok(SubjectKind::Replay { interface, .. }) if interface == n.subject)
+        );
     }
 }

@@ -52,7 +52,8 @@ fn one(path: &str, rule: Rule) -> Vec<(String, Rule)> {
 /// `valid()` with the member at `pointer` replaced by `new`.
 fn with(pointer: &str, new: Value) -> Value {
     let mut v = valid();
-    *v.pointer_mut(pointer).unwrap_or_else(|| panic!("no member {pointer}")) = new;
+    *v.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no member {pointer}")) = new;
     v
 }
 
@@ -60,12 +61,21 @@ fn with(pointer: &str, new: Value) -> Value {
 fn without(pointer: &str) -> Value {
     let mut v = valid();
     let (parent, key) = pointer.rsplit_once('/').unwrap();
-    v.pointer_mut(parent).and_then(Value::as_object_mut).unwrap().remove(key).unwrap();
+    v.pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap()
+        .remove(key)
+        .unwrap();
     v
 }
 
 fn message(v: &Value, path: &str) -> String {
-    check(v).unwrap_err().into_iter().find(|x| x.path == path).unwrap().message
+    check(v)
+        .unwrap_err()
+        .into_iter()
+        .find(|x| x.path == path)
+        .unwrap()
+        .message
 }
 
 #[test]
@@ -98,14 +108,23 @@ fn optional_members_are_accepted() {
     assert_eq!(n.datacontenttype.as_deref(), Some("application/json"));
     assert_eq!(n.data.keys.unwrap().atena_no.len(), 2);
     assert_eq!(n.data.change, ChangeKind::Retroactive);
-    assert_eq!(check(&with("/data/change", json!("delete"))).unwrap().data.change, ChangeKind::Delete);
+    assert_eq!(
+        check(&with("/data/change", json!("delete")))
+            .unwrap()
+            .data
+            .change,
+        ChangeKind::Delete
+    );
 }
 
 #[test]
 fn empty_key_list_is_accepted() {
     let mut v = valid();
     v["data"]["keys"] = json!({"atena_no": []});
-    assert_eq!(check(&v).unwrap().data.keys, Some(Keys { atena_no: vec![] }));
+    assert_eq!(
+        check(&v).unwrap().data.keys,
+        Some(Keys { atena_no: vec![] })
+    );
 }
 
 // ---- Rule::Syntax ----
@@ -126,14 +145,21 @@ fn syntax_errors_name_the_problem() {
         assert_eq!(vs.len(), 1, "{vs:?}");
         assert_eq!(vs[0].rule, Rule::Syntax);
         assert_eq!(vs[0].path, "");
-        assert!(vs[0].message.contains(needle), "{:?} lacks {needle:?}", vs[0].message);
+        assert!(
+            vs[0].message.contains(needle),
+            "{:?} lacks {needle:?}",
+            vs[0].message
+        );
     }
 }
 
 #[test]
 fn invalid_utf8_reports_the_byte_offset() {
     let vs = parse_notice(b"{\"a\": \"ok\xc3\x28\"}", &Limits::default()).unwrap_err();
-    assert_eq!(vs[0].message, "not UTF-8: invalid byte sequence at byte offset 9");
+    assert_eq!(
+        vs[0].message,
+        "not UTF-8: invalid byte sequence at byte offset 9"
+    );
 }
 
 #[test]
@@ -141,20 +167,35 @@ fn byte_order_mark_is_ignored() {
     let mut bytes = "\u{feff}".as_bytes().to_vec();
     bytes.extend(serde_json::to_vec(&valid()).unwrap());
     assert!(parse_notice(&bytes, &Limits::default()).is_ok());
-    assert!(matches!(parse_payload(&bytes, &Limits::default()), Ok(Payload::Single(Ok(_)))));
+    assert!(matches!(
+        parse_payload(&bytes, &Limits::default()),
+        Ok(Payload::Single(Ok(_)))
+    ));
 }
 
 #[test]
 fn deep_nesting_is_a_syntax_error_not_a_crash() {
-    let l = Limits { max_notice_bytes: 1 << 20, ..Limits::default() };
+    let l = Limits {
+        max_notice_bytes: 1 << 20,
+        ..Limits::default()
+    };
     for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
         let depth = 100_000;
         let body = format!("{}0{}", open.repeat(depth), close.repeat(depth));
         let vs = parse_notice(body.as_bytes(), &l).unwrap_err();
-        assert_eq!(vs.iter().map(|v| v.rule).collect::<Vec<_>>(), vec![Rule::Syntax]);
-        assert!(vs[0].message.contains("nested more than 127 levels"), "{}", vs[0].message);
+        assert_eq!(
+            vs.iter().map(|v| v.rule).collect::<Vec<_>>(),
+            vec![Rule::Syntax]
+        );
+        assert!(
+            vs[0].message.contains("nested more than 127 levels"),
+            "{}",
+            vs[0].message
+        );
         match parse_payload(body.as_bytes(), &l) {
-            Err(PayloadError::Syntax(m)) => assert!(m.contains("nested more than 127 levels"), "{m}"),
+            Err(PayloadError::Syntax(m)) => {
+                assert!(m.contains("nested more than 127 levels"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         // Inside a batch item too.
@@ -177,7 +218,13 @@ fn deep_value_built_by_a_caller_is_walked_without_recursion() {
     let mut notice = valid();
     notice["deep"] = v;
     let vs = refused(&notice);
-    assert_eq!(vs, vec![("".to_owned(), Rule::TooLarge), ("/deep".to_owned(), Rule::UnknownField)]);
+    assert_eq!(
+        vs,
+        vec![
+            ("".to_owned(), Rule::TooLarge),
+            ("/deep".to_owned(), Rule::UnknownField)
+        ]
+    );
     let mut deep = notice.as_object_mut().unwrap().remove("deep").unwrap();
     while let Value::Array(mut items) = deep {
         deep = items.pop().unwrap_or(Value::Null);
@@ -191,7 +238,10 @@ fn root_must_be_an_object() {
     for v in [json!([]), json!("x"), json!(1), json!(null), json!(true)] {
         assert_eq!(refused(&v), one("", Rule::Type));
     }
-    assert_eq!(message(&json!([]), ""), "a notice must be an object, got an array");
+    assert_eq!(
+        message(&json!([]), ""),
+        "a notice must be an object, got an array"
+    );
 }
 
 #[test]
@@ -220,12 +270,18 @@ fn every_string_member_refuses_other_json_types() {
     let mut v = valid();
     v["datacontenttype"] = json!(7);
     assert_eq!(refused(&v), one("/datacontenttype", Rule::Type));
-    assert_eq!(message(&with("/time", json!(1)), "/time"), "time must be a string (when the notice was emitted, RFC 3339 with offset, e.g. 2026-11-25T10:15:30+09:00), got a number");
+    assert_eq!(
+        message(&with("/time", json!(1)), "/time"),
+        "time must be a string (when the notice was emitted, RFC 3339 with offset, e.g. 2026-11-25T10:15:30+09:00), got a number"
+    );
 }
 
 #[test]
 fn containers_must_have_their_types() {
-    assert_eq!(refused(&with("/data", json!("x"))), one("/data", Rule::Type));
+    assert_eq!(
+        refused(&with("/data", json!("x"))),
+        one("/data", Rule::Type)
+    );
     let mut v = valid();
     for keys in [json!([]), json!(null), json!("000000000012345")] {
         v["data"]["keys"] = keys;
@@ -236,7 +292,10 @@ fn containers_must_have_their_types() {
     v["data"]["keys"] = json!({"atena_no": ["000000000012345", 12345, null]});
     assert_eq!(
         refused(&v),
-        vec![("/data/keys/atena_no/1".to_owned(), Rule::Type), ("/data/keys/atena_no/2".to_owned(), Rule::Type)]
+        vec![
+            ("/data/keys/atena_no/1".to_owned(), Rule::Type),
+            ("/data/keys/atena_no/2".to_owned(), Rule::Type)
+        ]
     );
 }
 
@@ -275,7 +334,19 @@ fn every_required_member_is_reported_with_its_path() {
 fn empty_object_lists_every_required_member() {
     let vs = refused(&json!({}));
     let paths: Vec<&str> = vs.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(paths, ["/data", "/id", "/sequence", "/source", "/specversion", "/subject", "/time", "/type"]);
+    assert_eq!(
+        paths,
+        [
+            "/data",
+            "/id",
+            "/sequence",
+            "/source",
+            "/specversion",
+            "/subject",
+            "/time",
+            "/type"
+        ]
+    );
     assert!(vs.iter().all(|(_, r)| *r == Rule::Required));
 }
 
@@ -309,14 +380,26 @@ fn unknown_members_are_reported_at_every_level() {
 #[test]
 fn format_violations_per_member() {
     let cases: &[(&str, &str, &str)] = &[
-        ("/id", "0192F0C1-5E2A-7B3C-9D4E-5F6A7B8C9D0E", "lowercase hyphenated"),
-        ("/id", "0192f0c15e2a7b3c9d4e5f6a7b8c9d0e", "exactly 36 characters"),
+        (
+            "/id",
+            "0192F0C1-5E2A-7B3C-9D4E-5F6A7B8C9D0E",
+            "lowercase hyphenated",
+        ),
+        (
+            "/id",
+            "0192f0c15e2a7b3c9d4e5f6a7b8c9d0e",
+            "exactly 36 characters",
+        ),
         ("/id", "0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0g", "UUID"),
         ("/id", "00000000-0000-0000-0000-000000000000", "nil or max"),
         ("/id", "ffffffff-ffff-ffff-ffff-ffffffffffff", "nil or max"),
         ("/source", "urn:jp:lg:131016:01x", "business id"),
         ("/source", "urn:jp:lg:131017:001", "check digit"),
-        ("/source", "urn:jp:xx:131016:001", "urn:jp:lg:<municipality code>:<business id>"),
+        (
+            "/source",
+            "urn:jp:xx:131016:001",
+            "urn:jp:lg:<municipality code>:<business id>",
+        ),
         ("/source", "urn:jp:lg:131016:0012", "exactly 20 characters"),
         ("/time", "2026-11-25T10:15:31", "offset is missing"),
         ("/time", "2026-11-25 10:15:31+09:00", "RFC 3339"),
@@ -327,7 +410,11 @@ fn format_violations_per_member() {
         ("/time", "2026-11-25T10:15:31+24:00", "offset must be"),
         ("/time", "2026-11-25T10:15:31+0900", "offset must be"),
         ("/time", "2026-11-25T10:15:31.+09:00", "fractional"),
-        ("/time", "2026-11-25T10:15:31.1234567890+09:00", "20 to 35 characters long, got 36"),
+        (
+            "/time",
+            "2026-11-25T10:15:31.1234567890+09:00",
+            "20 to 35 characters long, got 36",
+        ),
         ("/time", "2026-11-25T10:15:31.1234567890Z", "fractional"),
         ("/subject", "001O05-00", "NNNoNN-NN"),
         ("/subject", "001o05_00", "NNNoNN-NN"),
@@ -346,10 +433,26 @@ fn format_violations_per_member() {
         ("/data/municipality_code", "1310160", "exactly 6 characters"),
         ("/data/provider", "1", "exactly 3 characters"),
         ("/data/provider", "0a1", "3 digits"),
-        ("/data/updated_at", "2026-11-25T10:15:30.123", "offset is missing"),
-        ("/data/updated_at", "2026-13-25T10:15:30+09:00", "month 01-12"),
-        ("/data/change", "insert", "one of update, retroactive, delete"),
-        ("/data/change", "UPDATE", "one of update, retroactive, delete"),
+        (
+            "/data/updated_at",
+            "2026-11-25T10:15:30.123",
+            "offset is missing",
+        ),
+        (
+            "/data/updated_at",
+            "2026-13-25T10:15:30+09:00",
+            "month 01-12",
+        ),
+        (
+            "/data/change",
+            "insert",
+            "one of update, retroactive, delete",
+        ),
+        (
+            "/data/change",
+            "UPDATE",
+            "one of update, retroactive, delete",
+        ),
     ];
     for (path, value, needle) in cases {
         let mut v = with(path, json!(value));
@@ -370,7 +473,11 @@ fn format_violations_per_member() {
             want.push(("/subject".to_owned(), Rule::Format));
         }
         assert_eq!(pairs, want, "{path} = {value:?}");
-        assert!(vs[0].message.contains(needle), "{path} = {value:?}: {:?} lacks {needle:?}", vs[0].message);
+        assert!(
+            vs[0].message.contains(needle),
+            "{path} = {value:?}: {:?} lacks {needle:?}",
+            vs[0].message
+        );
     }
 }
 
@@ -397,7 +504,10 @@ fn format_boundaries_that_are_accepted() {
 fn length_violations_say_the_bounds() {
     let long = "9".repeat(100_000);
     assert_eq!(
-        message(&with("/data/interface_version", json!(long)), "/data/interface_version"),
+        message(
+            &with("/data/interface_version", json!(long)),
+            "/data/interface_version"
+        ),
         "data.interface_version must be 1 to 11 characters long, got 100000: the interface version (版数), e.g. 1.0"
     );
     assert_eq!(
@@ -405,16 +515,28 @@ fn length_violations_say_the_bounds() {
         "id must be exactly 36 characters long, got 1: id must be a UUID in lowercase hyphenated form (UUID v7 recommended), got \"x\""
     );
     // Characters, not bytes, as JSON Schema counts.
-    assert_eq!(refused(&with("/data/provider", json!("〇〇一"))), vec![("/data/provider".to_owned(), Rule::Format)]);
+    assert_eq!(
+        refused(&with("/data/provider", json!("〇〇一"))),
+        vec![("/data/provider".to_owned(), Rule::Format)]
+    );
 }
 
 // ---- Rule::Constant ----
 
 #[test]
 fn constants_are_enforced() {
-    assert_eq!(refused(&with("/specversion", json!("0.3"))), one("/specversion", Rule::Constant));
-    assert_eq!(message(&with("/specversion", json!("0.3")), "/specversion"), "specversion must be \"1.0\", got \"0.3\"");
-    assert_eq!(refused(&with("/type", json!("jp.lg.shirase.change.v2"))), one("/type", Rule::Constant));
+    assert_eq!(
+        refused(&with("/specversion", json!("0.3"))),
+        one("/specversion", Rule::Constant)
+    );
+    assert_eq!(
+        message(&with("/specversion", json!("0.3")), "/specversion"),
+        "specversion must be \"1.0\", got \"0.3\""
+    );
+    assert_eq!(
+        refused(&with("/type", json!("jp.lg.shirase.change.v2"))),
+        one("/type", Rule::Constant)
+    );
     let mut v = valid();
     v["datacontenttype"] = json!("text/plain");
     assert_eq!(refused(&v), one("/datacontenttype", Rule::Constant));
@@ -430,28 +552,51 @@ fn oversized_notice_counts_bytes_as_received() {
     let compact = serde_json::to_vec(&valid()).unwrap();
     let mut padded = compact.clone();
     padded.truncate(padded.len() - 1);
-    padded.extend(std::iter::repeat_n(b' ', l.max_notice_bytes - compact.len()));
+    padded.extend(std::iter::repeat_n(
+        b' ',
+        l.max_notice_bytes - compact.len(),
+    ));
     padded.push(b'}');
     assert_eq!(padded.len(), l.max_notice_bytes);
-    assert!(parse_notice(&padded, &l).is_ok(), "exactly at the limit is accepted");
+    assert!(
+        parse_notice(&padded, &l).is_ok(),
+        "exactly at the limit is accepted"
+    );
     padded.insert(1, b' ');
     let vs = parse_notice(&padded, &l).unwrap_err();
-    assert_eq!(vs.iter().map(|x| (x.path.as_str(), x.rule)).collect::<Vec<_>>(), [("", Rule::TooLarge)]);
-    assert_eq!(vs[0].message, "notice is 8193 bytes; the limit is 8192 bytes (a notice carries ids and timestamps, never data)");
+    assert_eq!(
+        vs.iter()
+            .map(|x| (x.path.as_str(), x.rule))
+            .collect::<Vec<_>>(),
+        [("", Rule::TooLarge)]
+    );
+    assert_eq!(
+        vs[0].message,
+        "notice is 8193 bytes; the limit is 8192 bytes (a notice carries ids and timestamps, never data)"
+    );
 }
 
 #[test]
 fn oversized_notice_still_reports_its_other_violations() {
     let mut v = valid();
     v["blob"] = json!("x".repeat(9000));
-    assert_eq!(refused(&v), vec![("".to_owned(), Rule::TooLarge), ("/blob".to_owned(), Rule::UnknownField)]);
+    assert_eq!(
+        refused(&v),
+        vec![
+            ("".to_owned(), Rule::TooLarge),
+            ("/blob".to_owned(), Rule::UnknownField)
+        ]
+    );
     let bytes = serde_json::to_vec(&v).unwrap();
     let vs = parse_notice(&bytes, &Limits::default()).unwrap_err();
     assert_eq!(vs.len(), 2);
     // Far beyond every limit: refused unread.
     let huge = vec![b' '; 5 * 1024 * 1024];
     let vs = parse_notice(&huge, &Limits::default()).unwrap_err();
-    assert_eq!(vs.iter().map(|x| x.rule).collect::<Vec<_>>(), [Rule::TooLarge]);
+    assert_eq!(
+        vs.iter().map(|x| x.rule).collect::<Vec<_>>(),
+        [Rule::TooLarge]
+    );
 }
 
 #[test]
@@ -461,10 +606,19 @@ fn check_value_measures_the_compact_serialization() {
     v["x"] = json!([1.5, -3, null, true, false, {"é\"\n": "\u{1}"}, []]);
     assert_eq!(compact_len(&v), serde_json::to_vec(&v).unwrap().len());
     let size = serde_json::to_vec(&valid()).unwrap().len();
-    let l = Limits { max_notice_bytes: size, ..Limits::default() };
+    let l = Limits {
+        max_notice_bytes: size,
+        ..Limits::default()
+    };
     assert!(check_value(&valid(), &l).is_ok());
-    let l = Limits { max_notice_bytes: size - 1, ..Limits::default() };
-    assert_eq!(check_value(&valid(), &l).unwrap_err()[0].rule, Rule::TooLarge);
+    let l = Limits {
+        max_notice_bytes: size - 1,
+        ..Limits::default()
+    };
+    assert_eq!(
+        check_value(&valid(), &l).unwrap_err()[0].rule,
+        Rule::TooLarge
+    );
 }
 
 // ---- Rule::TooMany ----
@@ -480,8 +634,14 @@ fn keys_are_bounded() {
     assert_eq!(check(&v).unwrap().data.keys.unwrap().atena_no.len(), 100);
     v["data"]["keys"] = atena(MAX_KEYS + 1);
     assert_eq!(refused(&v), one("/data/keys/atena_no", Rule::TooMany));
-    assert!(message(&v, "/data/keys/atena_no").contains("has 101 addressee numbers; at most 100 per notice"));
-    let l = Limits { max_keys: 2, ..Limits::default() };
+    assert!(
+        message(&v, "/data/keys/atena_no")
+            .contains("has 101 addressee numbers; at most 100 per notice")
+    );
+    let l = Limits {
+        max_keys: 2,
+        ..Limits::default()
+    };
     v["data"]["keys"] = atena(3);
     assert_eq!(check_value(&v, &l).unwrap_err().len(), 1);
     v["data"]["keys"] = atena(2);
@@ -494,7 +654,10 @@ fn bad_keys_are_each_reported() {
     v["data"]["keys"] = json!({"atena_no": ["12345", "000000000012345", "00000000001234x"]});
     assert_eq!(
         refused(&v),
-        vec![("/data/keys/atena_no/0".to_owned(), Rule::Format), ("/data/keys/atena_no/2".to_owned(), Rule::Format)]
+        vec![
+            ("/data/keys/atena_no/0".to_owned(), Rule::Format),
+            ("/data/keys/atena_no/2".to_owned(), Rule::Format)
+        ]
     );
 }
 
@@ -509,11 +672,21 @@ fn individual_number_is_refused_in_strings_numbers_and_member_names() {
     v[MY_NUMBER] = json!(true);
     v["data"]["x"] = json!([[{"y": MY_NUMBER}]]);
     let vs = check(&v).unwrap_err();
-    let pd: Vec<&str> = vs.iter().filter(|x| x.rule == Rule::PersonalData).map(|x| x.path.as_str()).collect();
+    let pd: Vec<&str> = vs
+        .iter()
+        .filter(|x| x.rule == Rule::PersonalData)
+        .map(|x| x.path.as_str())
+        .collect();
     assert_eq!(pd, ["/************", "/data/x/0/0/y", "/f", "/n", "/note"]);
     for x in &vs {
-        assert!(!x.message.contains(MY_NUMBER), "message repeats the number: {x:?}");
-        assert!(!x.path.contains(MY_NUMBER), "path repeats the number: {x:?}");
+        assert!(
+            !x.message.contains(MY_NUMBER),
+            "message repeats the number: {x:?}"
+        );
+        assert!(
+            !x.path.contains(MY_NUMBER),
+            "path repeats the number: {x:?}"
+        );
     }
 }
 
@@ -522,7 +695,10 @@ fn individual_number_in_a_known_member_is_both_a_format_and_personal_data_violat
     let v = with("/data/interface_version", json!(MY_NUMBER));
     assert_eq!(
         refused(&v),
-        vec![("/data/interface_version".to_owned(), Rule::Format), ("/data/interface_version".to_owned(), Rule::PersonalData)]
+        vec![
+            ("/data/interface_version".to_owned(), Rule::Format),
+            ("/data/interface_version".to_owned(), Rule::PersonalData)
+        ]
     );
     let v = with("/data/municipality_code", json!(format!("x{MY_NUMBER}")));
     for x in check(&v).unwrap_err() {
@@ -535,16 +711,25 @@ fn personal_data_guard_boundaries() {
     let flagged = |s: &str| {
         let mut v = valid();
         v["note"] = json!(s);
-        check(&v).unwrap_err().iter().any(|x| x.rule == Rule::PersonalData)
+        check(&v)
+            .unwrap_err()
+            .iter()
+            .any(|x| x.rule == Rule::PersonalData)
     };
     assert!(flagged(MY_NUMBER));
     assert!(flagged(&format!("a{MY_NUMBER}b")));
     assert!(flagged(&format!("1-{MY_NUMBER}")));
-    assert!(!flagged("123456789012"), "12 digits failing the check digit");
+    assert!(
+        !flagged("123456789012"),
+        "12 digits failing the check digit"
+    );
     assert!(!flagged("12345678901"), "11 digits");
     assert!(!flagged(&format!("{MY_NUMBER}0")), "13-digit run");
     assert!(!flagged(&format!("0{MY_NUMBER}")), "13-digit run");
-    assert!(!flagged("1234 5678 9018"), "separated groups are not one run");
+    assert!(
+        !flagged("1234 5678 9018"),
+        "separated groups are not one run"
+    );
 }
 
 #[test]
@@ -562,7 +747,10 @@ fn uuid_id_is_exempt_from_the_guard() {
 
 #[test]
 fn subject_must_equal_the_interface_id() {
-    assert_eq!(refused(&with("/subject", json!("001o05-01"))), one("/subject", Rule::Inconsistent));
+    assert_eq!(
+        refused(&with("/subject", json!("001o05-01"))),
+        one("/subject", Rule::Inconsistent)
+    );
     assert_eq!(
         message(&with("/subject", json!("001o05-01")), "/subject"),
         "subject is 001o05-01 but data.interface_id is 001o05-00; they must be equal"
@@ -581,11 +769,16 @@ fn provider_must_own_the_interface() {
 fn source_must_match_data() {
     let v = with("/source", json!("urn:jp:lg:011002:001"));
     assert_eq!(refused(&v), one("/source", Rule::Inconsistent));
-    assert!(message(&v, "/source").contains("municipality 011002 but data.municipality_code is 131016"));
+    assert!(
+        message(&v, "/source").contains("municipality 011002 but data.municipality_code is 131016")
+    );
     let v = with("/source", json!("urn:jp:lg:131016:010"));
     assert_eq!(refused(&v), one("/source", Rule::Inconsistent));
     let v = with("/source", json!("urn:jp:lg:011002:010"));
-    assert_eq!(refused(&v), vec![("/source".to_owned(), Rule::Inconsistent); 2]);
+    assert_eq!(
+        refused(&v),
+        vec![("/source".to_owned(), Rule::Inconsistent); 2]
+    );
 }
 
 // ---- everything at once ----
@@ -636,13 +829,25 @@ fn every_violation_is_reported_not_only_the_first() {
 #[test]
 fn violation_serializes_for_http_error_bodies() {
     let v = Violation::new("/data/updated_at", Rule::Format, "m");
-    assert_eq!(serde_json::to_value(&v).unwrap(), json!({"path": "/data/updated_at", "rule": "format", "message": "m"}));
-    assert_eq!(serde_json::from_value::<Violation>(serde_json::to_value(&v).unwrap()).unwrap(), v);
+    assert_eq!(
+        serde_json::to_value(&v).unwrap(),
+        json!({"path": "/data/updated_at", "rule": "format", "message": "m"})
+    );
+    assert_eq!(
+        serde_json::from_value::<Violation>(serde_json::to_value(&v).unwrap()).unwrap(),
+        v
+    );
     assert_eq!(v.to_string(), "/data/updated_at: m (format)");
-    assert_eq!(Violation::new("", Rule::Syntax, "x").to_string(), "(notice): x (syntax)");
+    assert_eq!(
+        Violation::new("", Rule::Syntax, "x").to_string(),
+        "(notice): x (syntax)"
+    );
     for rule in Rule::ALL {
         assert_eq!(serde_json::to_value(rule).unwrap(), json!(rule.as_str()));
-        assert_eq!(serde_json::from_value::<Rule>(json!(rule.as_str())).unwrap(), rule);
+        assert_eq!(
+            serde_json::from_value::<Rule>(json!(rule.as_str())).unwrap(),
+            rule
+        );
         assert_eq!(rule.to_string(), rule.as_str());
     }
     assert_eq!(Rule::UnknownField.as_str(), "unknown_field");
@@ -652,7 +857,11 @@ fn violation_serializes_for_http_error_bodies() {
 
 #[test]
 fn violation_new_masks_individual_numbers() {
-    let v = Violation::new(format!("/{MY_NUMBER}"), Rule::Format, format!("got {MY_NUMBER}!"));
+    let v = Violation::new(
+        format!("/{MY_NUMBER}"),
+        Rule::Format,
+        format!("got {MY_NUMBER}!"),
+    );
     assert_eq!(v.path, "/************");
     assert_eq!(v.message, "got ************!");
 }
@@ -672,7 +881,9 @@ fn payload_single_and_batch_results_in_order() {
     }
     let batch = json!([valid(), with("/subject", json!("001o05-01")), 5, valid()]);
     let p = parse_payload(&bytes(&batch), &l).unwrap();
-    let Payload::Batch(rs) = &p else { panic!("{p:?}") };
+    let Payload::Batch(rs) = &p else {
+        panic!("{p:?}")
+    };
     assert_eq!(rs.len(), 4);
     assert!(rs[0].is_ok() && rs[3].is_ok());
     assert_eq!(rs[1].as_ref().unwrap_err()[0].rule, Rule::Inconsistent);
@@ -685,18 +896,42 @@ fn payload_single_and_batch_results_in_order() {
 fn payload_errors() {
     let l = Limits::default();
     assert_eq!(parse_payload(b"[]", &l).unwrap_err(), PayloadError::Empty);
-    assert_eq!(parse_payload(b" [ ] ", &l).unwrap_err(), PayloadError::Empty);
+    assert_eq!(
+        parse_payload(b" [ ] ", &l).unwrap_err(),
+        PayloadError::Empty
+    );
     assert_eq!(parse_payload(b"42", &l).unwrap_err(), PayloadError::Shape);
-    assert_eq!(parse_payload(b"\"x\"", &l).unwrap_err(), PayloadError::Shape);
+    assert_eq!(
+        parse_payload(b"\"x\"", &l).unwrap_err(),
+        PayloadError::Shape
+    );
     assert_eq!(parse_payload(b"null", &l).unwrap_err(), PayloadError::Shape);
-    assert!(matches!(parse_payload(b"", &l), Err(PayloadError::Syntax(_))));
-    assert!(matches!(parse_payload(b"nope", &l), Err(PayloadError::Syntax(_))));
-    assert!(matches!(parse_payload(b"[{}", &l), Err(PayloadError::Syntax(_))));
-    assert!(matches!(parse_payload(b"{} x", &l), Err(PayloadError::Syntax(_))));
+    assert!(matches!(
+        parse_payload(b"", &l),
+        Err(PayloadError::Syntax(_))
+    ));
+    assert!(matches!(
+        parse_payload(b"nope", &l),
+        Err(PayloadError::Syntax(_))
+    ));
+    assert!(matches!(
+        parse_payload(b"[{}", &l),
+        Err(PayloadError::Syntax(_))
+    ));
+    assert!(matches!(
+        parse_payload(b"{} x", &l),
+        Err(PayloadError::Syntax(_))
+    ));
     match parse_payload(b"[\"\xff\"]", &l) {
         Err(e @ PayloadError::Syntax(_)) => {
-            assert_eq!(e.to_string(), "body is not UTF-8: invalid byte sequence at byte offset 2");
-            assert_eq!(e.violation(), Violation::new("", Rule::Syntax, e.to_string()));
+            assert_eq!(
+                e.to_string(),
+                "body is not UTF-8: invalid byte sequence at byte offset 2"
+            );
+            assert_eq!(
+                e.violation(),
+                Violation::new("", Rule::Syntax, e.to_string())
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -704,33 +939,68 @@ fn payload_errors() {
 
 #[test]
 fn batch_limits() {
-    let l = Limits { max_batch_notices: 3, ..Limits::default() };
+    let l = Limits {
+        max_batch_notices: 3,
+        ..Limits::default()
+    };
     let three = json!([valid(), valid(), valid()]);
     assert!(matches!(parse_payload(&bytes(&three), &l), Ok(Payload::Batch(rs)) if rs.len() == 3));
     let four = json!([valid(), valid(), valid(), valid()]);
     let e = parse_payload(&bytes(&four), &l).unwrap_err();
     assert_eq!(e, PayloadError::TooMany { count: 4, limit: 3 });
     assert_eq!(e.rule(), Rule::TooMany);
-    assert_eq!(e.to_string(), "batch has 4 notices; the limit is 3 (split the batch)");
+    assert_eq!(
+        e.to_string(),
+        "batch has 4 notices; the limit is 3 (split the batch)"
+    );
 
     let body = bytes(&three);
-    let l = Limits { max_batch_bytes: body.len(), ..Limits::default() };
+    let l = Limits {
+        max_batch_bytes: body.len(),
+        ..Limits::default()
+    };
     assert!(parse_payload(&body, &l).is_ok());
-    let l = Limits { max_batch_bytes: body.len() - 1, ..Limits::default() };
+    let l = Limits {
+        max_batch_bytes: body.len() - 1,
+        ..Limits::default()
+    };
     let e = parse_payload(&body, &l).unwrap_err();
-    assert_eq!(e, PayloadError::TooLarge { bytes: body.len(), limit: body.len() - 1 });
+    assert_eq!(
+        e,
+        PayloadError::TooLarge {
+            bytes: body.len(),
+            limit: body.len() - 1
+        }
+    );
     assert_eq!(e.violation().rule, Rule::TooLarge);
 }
 
 #[test]
 fn default_batch_limits_are_the_protocols() {
     let l = Limits::default();
-    assert_eq!((l.max_notice_bytes, l.max_batch_notices, l.max_batch_bytes, l.max_keys), (8192, 1000, 4 << 20, 100));
+    assert_eq!(
+        (
+            l.max_notice_bytes,
+            l.max_batch_notices,
+            l.max_batch_bytes,
+            l.max_keys
+        ),
+        (8192, 1000, 4 << 20, 100)
+    );
     let item = String::from_utf8(bytes(&valid())).unwrap();
     let body = format!("[{}]", vec![item.as_str(); 1001].join(","));
-    assert_eq!(parse_payload(body.as_bytes(), &l).unwrap_err(), PayloadError::TooMany { count: 1001, limit: 1000 });
+    assert_eq!(
+        parse_payload(body.as_bytes(), &l).unwrap_err(),
+        PayloadError::TooMany {
+            count: 1001,
+            limit: 1000
+        }
+    );
     let body = format!("[{}]", vec![item.as_str(); 1000].join(","));
-    assert_eq!(parse_payload(body.as_bytes(), &l).unwrap().results().len(), 1000);
+    assert_eq!(
+        parse_payload(body.as_bytes(), &l).unwrap().results().len(),
+        1000
+    );
 }
 
 #[test]
@@ -742,22 +1012,41 @@ fn batch_item_size_is_its_own_bytes() {
     let rs = parse_payload(body.as_bytes(), &l).unwrap().into_results();
     assert!(rs[0].is_ok());
     let vs = rs[1].as_ref().unwrap_err();
-    assert_eq!(vs.iter().map(|x| x.rule).collect::<Vec<_>>(), [Rule::TooLarge]);
-    assert!(vs[0].message.starts_with(&format!("notice is {} bytes", padded.len())));
+    assert_eq!(
+        vs.iter().map(|x| x.rule).collect::<Vec<_>>(),
+        [Rule::TooLarge]
+    );
+    assert!(
+        vs[0]
+            .message
+            .starts_with(&format!("notice is {} bytes", padded.len()))
+    );
 }
 
 #[test]
 fn format_messages_name_the_member_once() {
     assert_eq!(
-        message(&with("/id", json!("00000000-0000-0000-0000-000000000000")), "/id"),
+        message(
+            &with("/id", json!("00000000-0000-0000-0000-000000000000")),
+            "/id"
+        ),
         "id must not be the nil or max UUID"
     );
-    assert!(message(&with("/time", json!("2026-11-25T10:15:31+0900")), "/time").starts_with("time: timestamp must be RFC 3339"));
     assert!(
-        message(&with("/data/interface_version", json!("v1")), "/data/interface_version")
-            .starts_with("data.interface_version: interface version (版数) must be")
+        message(&with("/time", json!("2026-11-25T10:15:31+0900")), "/time")
+            .starts_with("time: timestamp must be RFC 3339")
+    );
+    assert!(
+        message(
+            &with("/data/interface_version", json!("v1")),
+            "/data/interface_version"
+        )
+        .starts_with("data.interface_version: interface version (版数) must be")
     );
     let mut v = valid();
     v["data"]["keys"] = json!(null);
-    assert_eq!(message(&v, "/data/keys"), "data.keys must be an object, got null (omit data.keys when there are no keys)");
+    assert_eq!(
+        message(&v, "/data/keys"),
+        "data.keys must be an object, got null (omit data.keys when there are no keys)"
+    );
 }

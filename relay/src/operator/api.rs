@@ -45,7 +45,10 @@ pub fn router(app: Arc<AppState>) -> Router {
     let auth = OperatorAuth::new(&app.config.operators);
     let state = Arc::new(OpsState { app, auth });
     Router::new()
-        .route("/status", get(|| async { ([(header::CACHE_CONTROL, "no-store")], Html(STATUS_PAGE)) }))
+        .route(
+            "/status",
+            get(|| async { ([(header::CACHE_CONTROL, "no-store")], Html(STATUS_PAGE)) }),
+        )
         .route("/v1/ops/status", get(get_status))
         .route("/v1/ops/replay", post(post_replay))
         .route("/v1/ops/resync", post(post_resync))
@@ -69,7 +72,13 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, OpsError> {
 
 impl OpsState {
     /// Run `f` as an audited action of the operator role.
-    async fn action<T, F>(&self, headers: &HeaderMap, action: &str, params: serde_json::Value, f: F) -> Result<Json<T>, OpsError>
+    async fn action<T, F>(
+        &self,
+        headers: &HeaderMap,
+        action: &str,
+        params: serde_json::Value,
+        f: F,
+    ) -> Result<Json<T>, OpsError>
     where
         T: Serialize,
         F: AsyncFnOnce(&Actor) -> Result<T, OpsError>,
@@ -87,14 +96,20 @@ impl OpsState {
             .metrics
             .operator
             .operator_actions
-            .get_or_create(&ActionLabel { action: action.to_owned(), result: result.to_owned() })
+            .get_or_create(&ActionLabel {
+                action: action.to_owned(),
+                result: result.to_owned(),
+            })
             .inc();
         let rec = audit::record(&actor.name, action, params, result, detail);
         tracing::info!(actor = %actor.name, action, result, audit_id = %rec.id, "operator action");
         if let Err(e) = audit::write(&self.app.js, &rec).await {
             tracing::error!(action, audit_id = %rec.id, "audit record not written: {e}");
             if outcome.is_ok() {
-                return Err(OpsError::nats("the action was done but its audit record was not written", e));
+                return Err(OpsError::nats(
+                    "the action was done but its audit record was not written",
+                    e,
+                ));
             }
         }
         outcome.map(Json).map_err(|(_, e)| e)
@@ -105,14 +120,21 @@ impl OpsState {
     }
 }
 
-async fn get_status(State(s): State<Arc<OpsState>>, headers: HeaderMap) -> Result<Json<status::Status>, OpsError> {
+async fn get_status(
+    State(s): State<Arc<OpsState>>,
+    headers: HeaderMap,
+) -> Result<Json<status::Status>, OpsError> {
     s.viewer(&headers)?;
     let st = status::collect(&s.app.js, &s.app.config).await?;
     refresh_gauges(&s.app, &st);
     Ok(Json(st))
 }
 
-async fn post_replay(State(s): State<Arc<OpsState>>, headers: HeaderMap, b: Bytes) -> Result<Json<replay::ReplayResult>, OpsError> {
+async fn post_replay(
+    State(s): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Json<replay::ReplayResult>, OpsError> {
     let req: replay::ReplayRequest = body(&b)?;
     let params = serde_json::to_value(&req).unwrap_or_default();
     s.action(&headers, "replay", params, async |_| {
@@ -122,10 +144,17 @@ async fn post_replay(State(s): State<Arc<OpsState>>, headers: HeaderMap, b: Byte
     .await
 }
 
-async fn post_resync(State(s): State<Arc<OpsState>>, headers: HeaderMap, b: Bytes) -> Result<Json<resync::ResyncResult>, OpsError> {
+async fn post_resync(
+    State(s): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Json<resync::ResyncResult>, OpsError> {
     let req: resync::ResyncRequest = body(&b)?;
     let params = serde_json::to_value(&req).unwrap_or_default();
-    s.action(&headers, "resync", params, async |_| resync::run(&s.app.js, &s.app.config, &req).await).await
+    s.action(&headers, "resync", params, async |_| {
+        resync::run(&s.app.js, &s.app.config, &req).await
+    })
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -144,38 +173,80 @@ async fn get_dlq(
 ) -> Result<Json<Vec<dlq::DlqEntry>>, OpsError> {
     s.viewer(&headers)?;
     let Query(q) = q.map_err(|e| OpsError::invalid("", format!("query: {e}")))?;
-    let f = DlqFilter { subscriber: q.subscriber, provider: q.provider, interface: q.interface, seq: None, yes: false };
-    Ok(Json(dlq::list(&s.app.js, &s.app.config, &f, q.limit.unwrap_or(1000)).await?))
+    let f = DlqFilter {
+        subscriber: q.subscriber,
+        provider: q.provider,
+        interface: q.interface,
+        seq: None,
+        yes: false,
+    };
+    Ok(Json(
+        dlq::list(&s.app.js, &s.app.config, &f, q.limit.unwrap_or(1000)).await?,
+    ))
 }
 
-async fn get_dlq_one(State(s): State<Arc<OpsState>>, headers: HeaderMap, Path(seq): Path<String>) -> Result<Json<dlq::DlqEntry>, OpsError> {
+async fn get_dlq_one(
+    State(s): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    Path(seq): Path<String>,
+) -> Result<Json<dlq::DlqEntry>, OpsError> {
     s.viewer(&headers)?;
-    let seq: u64 = seq.parse().map_err(|_| OpsError::invalid("seq", format!("{seq:?} is not a DLQ sequence number")))?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| OpsError::invalid("seq", format!("{seq:?} is not a DLQ sequence number")))?;
     Ok(Json(dlq::show(&s.app.js, seq).await?))
 }
 
-async fn post_redrive(State(s): State<Arc<OpsState>>, headers: HeaderMap, b: Bytes) -> Result<Json<dlq::DlqActionResult>, OpsError> {
+async fn post_redrive(
+    State(s): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Json<dlq::DlqActionResult>, OpsError> {
     let f: DlqFilter = body(&b)?;
     let params = serde_json::to_value(&f).unwrap_or_default();
-    s.action(&headers, "dlq-redrive", params, async |_| dlq::redrive(&s.app.js, &s.app.config, &f).await).await
+    s.action(&headers, "dlq-redrive", params, async |_| {
+        dlq::redrive(&s.app.js, &s.app.config, &f).await
+    })
+    .await
 }
 
-async fn post_purge(State(s): State<Arc<OpsState>>, headers: HeaderMap, b: Bytes) -> Result<Json<dlq::DlqActionResult>, OpsError> {
+async fn post_purge(
+    State(s): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Json<dlq::DlqActionResult>, OpsError> {
     let f: DlqFilter = body(&b)?;
     let params = serde_json::to_value(&f).unwrap_or_default();
-    s.action(&headers, "dlq-purge", params, async |_| dlq::purge(&s.app.js, &s.app.config, &f).await).await
+    s.action(&headers, "dlq-purge", params, async |_| {
+        dlq::purge(&s.app.js, &s.app.config, &f).await
+    })
+    .await
 }
 
-async fn post_pause(State(s): State<Arc<OpsState>>, headers: HeaderMap, b: Bytes) -> Result<Json<pause::PauseResult>, OpsError> {
+async fn post_pause(
+    State(s): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Json<pause::PauseResult>, OpsError> {
     let req: pause::PauseRequest = body(&b)?;
     let params = serde_json::to_value(&req).unwrap_or_default();
-    s.action(&headers, "pause", params, async |a| pause::pause(&s.app.js, &s.app.config, &a.name, &req).await).await
+    s.action(&headers, "pause", params, async |a| {
+        pause::pause(&s.app.js, &s.app.config, &a.name, &req).await
+    })
+    .await
 }
 
-async fn post_resume(State(s): State<Arc<OpsState>>, headers: HeaderMap, b: Bytes) -> Result<Json<pause::PauseResult>, OpsError> {
+async fn post_resume(
+    State(s): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    b: Bytes,
+) -> Result<Json<pause::PauseResult>, OpsError> {
     let req: pause::PauseRequest = body(&b)?;
     let params = serde_json::to_value(&req).unwrap_or_default();
-    s.action(&headers, "resume", params, async |_| pause::resume(&s.app.js, &s.app.config, &req).await).await
+    s.action(&headers, "resume", params, async |_| {
+        pause::resume(&s.app.js, &s.app.config, &req).await
+    })
+    .await
 }
 
 /// Set the consumer, checkpoint and dead-letter gauges from a snapshot.
@@ -183,28 +254,51 @@ pub fn refresh_gauges(app: &AppState, st: &status::Status) {
     use crate::metrics::{CheckpointLabel, ConsumerLabel, SubscriberLabel};
     let m = &app.metrics.operator;
     for c in &st.consumers {
-        let l = ConsumerLabel { subscriber: c.subscriber.clone(), provider: c.provider.clone() };
+        let l = ConsumerLabel {
+            subscriber: c.subscriber.clone(),
+            provider: c.provider.clone(),
+        };
         m.consumer_pending.get_or_create(&l).set(c.pending as i64);
-        m.consumer_ack_pending.get_or_create(&l).set(c.ack_pending as i64);
-        m.consumer_redelivered.get_or_create(&l).set(c.redelivered as i64);
-        m.consumer_oldest_pending_seconds.get_or_create(&l).set(c.oldest_pending_age_secs.unwrap_or(0.0));
+        m.consumer_ack_pending
+            .get_or_create(&l)
+            .set(c.ack_pending as i64);
+        m.consumer_redelivered
+            .get_or_create(&l)
+            .set(c.redelivered as i64);
+        m.consumer_oldest_pending_seconds
+            .get_or_create(&l)
+            .set(c.oldest_pending_age_secs.unwrap_or(0.0));
         m.consumer_paused.get_or_create(&l).set(i64::from(c.paused));
         for k in &c.checkpoints {
             if let Some(age) = k.age_secs {
                 m.checkpoint_age_seconds
-                    .get_or_create(&CheckpointLabel { subscriber: c.subscriber.clone(), interface: k.interface.clone() })
+                    .get_or_create(&CheckpointLabel {
+                        subscriber: c.subscriber.clone(),
+                        interface: k.interface.clone(),
+                    })
                     .set(age);
             }
         }
     }
     for p in &st.providers {
         m.provider_in_maintenance
-            .get_or_create(&crate::metrics::ProviderLabel { provider: p.business_id.clone() })
+            .get_or_create(&crate::metrics::ProviderLabel {
+                provider: p.business_id.clone(),
+            })
             .set(i64::from(p.in_maintenance));
     }
     for s in &app.config.subscribers {
-        let n = st.dlq.per_subscriber.get(s.id.as_str()).copied().unwrap_or(0);
-        m.dlq_messages.get_or_create(&SubscriberLabel { subscriber: s.id.to_string() }).set(n as i64);
+        let n = st
+            .dlq
+            .per_subscriber
+            .get(s.id.as_str())
+            .copied()
+            .unwrap_or(0);
+        m.dlq_messages
+            .get_or_create(&SubscriberLabel {
+                subscriber: s.id.to_string(),
+            })
+            .set(n as i64);
     }
 }
 
@@ -214,6 +308,8 @@ pub async fn refresh_metrics(app: &AppState) {
     match tokio::time::timeout(std::time::Duration::from_secs(3), collect).await {
         Ok(Ok(st)) => refresh_gauges(app, &st),
         Ok(Err(e)) => tracing::debug!("operator gauges not refreshed: {e}"),
-        Err(_) => tracing::debug!("operator gauges not refreshed: JetStream did not answer within 3 s"),
+        Err(_) => {
+            tracing::debug!("operator gauges not refreshed: JetStream did not answer within 3 s")
+        }
     }
 }

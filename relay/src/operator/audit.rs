@@ -62,13 +62,22 @@ pub async fn write(js: &jetstream::Context, record: &AuditRecord) -> Result<(), 
     let body = serde_json::to_vec(record).map_err(|e| e.to_string())?;
     let mut h = HeaderMap::new();
     h.insert(async_nats::header::NATS_MESSAGE_ID, record.id.as_str());
-    let ack = js.publish_with_headers(subject, h, body.into()).await.map_err(|e| e.to_string())?;
+    let ack = js
+        .publish_with_headers(subject, h, body.into())
+        .await
+        .map_err(|e| e.to_string())?;
     ack.await.map_err(|e| e.to_string())?;
     Ok(())
 }
 
 /// A record for `actor` doing `action` now.
-pub fn record(actor: &str, action: &str, parameters: serde_json::Value, result: &str, detail: serde_json::Value) -> AuditRecord {
+pub fn record(
+    actor: &str,
+    action: &str,
+    parameters: serde_json::Value,
+    result: &str,
+    detail: serde_json::Value,
+) -> AuditRecord {
     AuditRecord {
         id: uuid::Uuid::now_v7().to_string(),
         time: jiff::Timestamp::now().to_string(),

@@ -53,20 +53,31 @@ impl OperatorAuth {
             .enumerate()
             .flat_map(|(i, o)| o.token_hashes.iter().map(move |h| (*h, i)))
             .collect();
-        Self { entries, operators: operators.to_vec() }
+        Self {
+            entries,
+            operators: operators.to_vec(),
+        }
     }
 
     /// The operator whose token the request carries.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Actor, OpsError> {
         let value = headers.get(AUTHORIZATION).ok_or_else(|| {
-            OpsError::unauthenticated("missing Authorization header; send `Authorization: Bearer <operator token>`")
+            OpsError::unauthenticated(
+                "missing Authorization header; send `Authorization: Bearer <operator token>`",
+            )
         })?;
-        let value = value.to_str().map_err(|_| OpsError::unauthenticated("Authorization header must be `Bearer <token>`"))?;
+        let value = value.to_str().map_err(|_| {
+            OpsError::unauthenticated("Authorization header must be `Bearer <token>`")
+        })?;
         let Some((scheme, token)) = value.split_once(' ') else {
-            return Err(OpsError::unauthenticated("Authorization header must be `Bearer <token>`"));
+            return Err(OpsError::unauthenticated(
+                "Authorization header must be `Bearer <token>`",
+            ));
         };
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(OpsError::unauthenticated("Authorization header must be `Bearer <token>`"));
+            return Err(OpsError::unauthenticated(
+                "Authorization header must be `Bearer <token>`",
+            ));
         }
         let digest = token_digest(token.trim());
         let mut found = subtle::Choice::from(0);
@@ -77,11 +88,18 @@ impl OperatorAuth {
             found |= hit;
         }
         if !bool::from(found) {
-            return Err(OpsError::unauthenticated("the bearer token is not valid for any operator ([[operators]] in relay.toml)"));
+            return Err(OpsError::unauthenticated(
+                "the bearer token is not valid for any operator ([[operators]] in relay.toml)",
+            ));
         }
         self.operators
             .get(index as usize)
-            .map(|o| Actor { name: o.name.clone(), role: o.role })
-            .ok_or_else(|| OpsError::unauthenticated("the bearer token is not valid for any operator"))
+            .map(|o| Actor {
+                name: o.name.clone(),
+                role: o.role,
+            })
+            .ok_or_else(|| {
+                OpsError::unauthenticated("the bearer token is not valid for any operator")
+            })
     }
 }

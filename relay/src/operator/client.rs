@@ -56,7 +56,10 @@ impl Client {
         })?;
         let token = super::config::token_in(&text).ok_or_else(|| ClientError {
             kind: ClientErrorKind::Token,
-            message: format!("--token-file {} holds no token (one line, at least 16 characters)", token_file.display()),
+            message: format!(
+                "--token-file {} holds no token (one line, at least 16 characters)",
+                token_file.display()
+            ),
             status: None,
         })?;
         Ok(Self::with_token(url, token))
@@ -64,34 +67,55 @@ impl Client {
 
     /// A client with a token in hand.
     pub fn with_token(url: &str, token: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap_or_default();
-        Self { base: url.trim_end_matches('/').to_owned(), token: token.to_owned(), http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http,
+        }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|e| ClientError {
-            kind: ClientErrorKind::Transport,
-            message: format!("cannot reach the relay at {}: {e}", self.base),
-            status: None,
-        })?;
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError {
+                kind: ClientErrorKind::Transport,
+                message: format!("cannot reach the relay at {}: {e}", self.base),
+                status: None,
+            })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status >= 400 {
-            let msg = v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string());
-            return Err(ClientError { kind: ClientErrorKind::Api, message: format!("relay answered {status}: {msg}"), status: Some(status) });
+            let msg = v
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            return Err(ClientError {
+                kind: ClientErrorKind::Api,
+                message: format!("relay answered {status}: {msg}"),
+                status: Some(status),
+            });
         }
         Ok(v)
     }
 
     /// `GET path` with `query`.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
-        self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query))
+            .await
     }
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
     }
 }
 
@@ -116,7 +140,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let line = |cells: Vec<String>| {
         let mut out = String::new();
         for (i, c) in cells.iter().enumerate() {
-            let pad = w.get(i).copied().unwrap_or(0).saturating_sub(c.chars().count());
+            let pad = w
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(c.chars().count());
             out.push_str(c);
             if i + 1 < cells.len() {
                 out.push_str(&" ".repeat(pad + 2));
@@ -142,7 +170,11 @@ fn age(v: &Value, p: &str) -> String {
 
 /// The status as tables.
 pub fn render_status(v: &Value) -> String {
-    let mut out = format!("municipality {}  at {}\n\nCONSUMERS\n", s(v, "/municipality"), s(v, "/generated_at"));
+    let mut out = format!(
+        "municipality {}  at {}\n\nCONSUMERS\n",
+        s(v, "/municipality"),
+        s(v, "/generated_at")
+    );
     let empty = Vec::new();
     let rows: Vec<Vec<String>> = v["consumers"]
         .as_array()
@@ -150,7 +182,11 @@ pub fn render_status(v: &Value) -> String {
         .iter()
         .map(|c| {
             let state = if c["paused"].as_bool() == Some(true) {
-                format!("paused until {} ({})", s(c, "/paused_until"), s(c, "/pause_reason"))
+                format!(
+                    "paused until {} ({})",
+                    s(c, "/paused_until"),
+                    s(c, "/pause_reason")
+                )
             } else if c["exists"].as_bool() == Some(true) {
                 "active".into()
             } else {
@@ -174,26 +210,52 @@ pub fn render_status(v: &Value) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(&["CONSUMER", "PENDING", "ACK_PENDING", "REDELIVERED", "OLDEST", "LAST_DELIVERY", "STATE", "CHECKPOINTS"], &rows));
+    out.push_str(&table(
+        &[
+            "CONSUMER",
+            "PENDING",
+            "ACK_PENDING",
+            "REDELIVERED",
+            "OLDEST",
+            "LAST_DELIVERY",
+            "STATE",
+            "CHECKPOINTS",
+        ],
+        &rows,
+    ));
     out.push_str("\nPROVIDERS\n");
     let rows: Vec<Vec<String>> = v["providers"]
         .as_array()
         .unwrap_or(&empty)
         .iter()
         .map(|p| {
-            let next = p["windows"].as_array().and_then(|w| w.first()).map(|w| format!("{} .. {}", s(w, "/start"), s(w, "/end")));
+            let next = p["windows"]
+                .as_array()
+                .and_then(|w| w.first())
+                .map(|w| format!("{} .. {}", s(w, "/start"), s(w, "/end")));
             vec![
                 s(p, "/business_id"),
                 s(p, "/name"),
-                if p["in_maintenance"].as_bool() == Some(true) { "maintenance".into() } else { "open".into() },
+                if p["in_maintenance"].as_bool() == Some(true) {
+                    "maintenance".into()
+                } else {
+                    "open".into()
+                },
                 next.unwrap_or_else(|| "-".into()),
                 s(p, "/last_alert/code"),
             ]
         })
         .collect();
-    out.push_str(&table(&["PROVIDER", "NAME", "STATE", "NEXT_WINDOW", "LAST_ALERT"], &rows));
+    out.push_str(&table(
+        &["PROVIDER", "NAME", "STATE", "NEXT_WINDOW", "LAST_ALERT"],
+        &rows,
+    ));
     out.push_str(&format!("\nDEAD LETTERS: {}\n", s(v, "/dlq/total")));
-    out.push_str(&render_dlq(v.get("dlq").and_then(|d| d.get("latest")).unwrap_or(&Value::Null)));
+    out.push_str(&render_dlq(
+        v.get("dlq")
+            .and_then(|d| d.get("latest"))
+            .unwrap_or(&Value::Null),
+    ));
     out
 }
 
@@ -218,13 +280,38 @@ pub fn render_dlq(v: &Value) -> String {
             ]
         })
         .collect();
-    table(&["SEQ", "SUBSCRIBER", "INTERFACE", "HTTP", "CODE", "ATTEMPTS", "FIRST_FAILURE", "LAST_FAILURE", "REASON"], &rows)
+    table(
+        &[
+            "SEQ",
+            "SUBSCRIBER",
+            "INTERFACE",
+            "HTTP",
+            "CODE",
+            "ATTEMPTS",
+            "FIRST_FAILURE",
+            "LAST_FAILURE",
+            "REASON",
+        ],
+        &rows,
+    )
 }
 
 /// An action's result as `key: value` lines.
 pub fn render_object(v: &Value) -> String {
     match v.as_object() {
-        Some(o) => o.iter().map(|(k, x)| format!("{k}: {}\n", if let Value::String(t) = x { t.clone() } else { x.to_string() })).collect(),
+        Some(o) => o
+            .iter()
+            .map(|(k, x)| {
+                format!(
+                    "{k}: {}\n",
+                    if let Value::String(t) = x {
+                        t.clone()
+                    } else {
+                        x.to_string()
+                    }
+                )
+            })
+            .collect(),
         None => format!("{v}\n"),
     }
 }

@@ -45,38 +45,64 @@ pub struct Operator {
 impl std::fmt::Debug for Operator {
     // Token digests stay out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Operator({}, {:?}, {} digest(s))", self.name, self.role, self.token_hashes.len())
+        write!(
+            f,
+            "Operator({}, {:?}, {} digest(s))",
+            self.name,
+            self.role,
+            self.token_hashes.len()
+        )
     }
 }
 
 /// Validate `[[operators]]`; problems name their field (`operators[1].role`).
-pub fn validate(raw: &[RawOperator], base_dir: Option<&Path>) -> (Vec<Operator>, Vec<FieldProblem>) {
+pub fn validate(
+    raw: &[RawOperator],
+    base_dir: Option<&Path>,
+) -> (Vec<Operator>, Vec<FieldProblem>) {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     let mut push = |path: String, message: String| problems.push(FieldProblem { path, message });
     for (i, r) in raw.iter().enumerate() {
         let path = format!("operators[{i}]");
         let name_ok = (1..=64).contains(&r.name.len())
-            && r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'@');
+            && r.name.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'@'
+            });
         if !name_ok {
-            push(format!("{path}.name"), "must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_', '.', '@'".into());
+            push(
+                format!("{path}.name"),
+                "must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_', '.', '@'".into(),
+            );
         }
         if raw[..i].iter().any(|o| o.name == r.name) {
-            push(format!("{path}.name"), format!("operator {:?} is listed twice", r.name));
+            push(
+                format!("{path}.name"),
+                format!("operator {:?} is listed twice", r.name),
+            );
         }
         let role = match r.role.as_str() {
             "operator" => Some(Role::Operator),
             "viewer" => Some(Role::Viewer),
             other => {
-                push(format!("{path}.role"), format!("must be \"operator\" or \"viewer\", got {other:?}"));
+                push(
+                    format!("{path}.role"),
+                    format!("must be \"operator\" or \"viewer\", got {other:?}"),
+                );
                 None
             }
         };
         let mut token_hashes = Vec::new();
         for (j, h) in r.credentials.token_sha256.iter().enumerate() {
-            match hex::decode(h).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()) {
+            match hex::decode(h)
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            {
                 Some(d) => token_hashes.push(d),
-                None => push(format!("{path}.credentials.token_sha256[{j}]"), "must be 64 hex digits (sha256sum of the token)".into()),
+                None => push(
+                    format!("{path}.credentials.token_sha256[{j}]"),
+                    "must be 64 hex digits (sha256sum of the token)".into(),
+                ),
             }
         }
         if let Some(f) = &r.credentials.token_file {
@@ -89,17 +115,30 @@ pub fn validate(raw: &[RawOperator], base_dir: Option<&Path>) -> (Vec<Operator>,
                     Some(t) => token_hashes.push(token_digest(t)),
                     None => push(
                         format!("{path}.credentials.token_file"),
-                        format!("{} holds no token (one line, at least 16 characters)", full.display()),
+                        format!(
+                            "{} holds no token (one line, at least 16 characters)",
+                            full.display()
+                        ),
                     ),
                 },
-                Err(e) => push(format!("{path}.credentials.token_file"), format!("cannot read {}: {e}", full.display())),
+                Err(e) => push(
+                    format!("{path}.credentials.token_file"),
+                    format!("cannot read {}: {e}", full.display()),
+                ),
             }
         }
         if token_hashes.is_empty() {
-            push(format!("{path}.credentials"), "set token_sha256 (list of hex digests) or token_file".into());
+            push(
+                format!("{path}.credentials"),
+                "set token_sha256 (list of hex digests) or token_file".into(),
+            );
         }
         if let Some(role) = role {
-            out.push(Operator { name: r.name.clone(), role, token_hashes });
+            out.push(Operator {
+                name: r.name.clone(),
+                role,
+                token_hashes,
+            });
         }
     }
     (out, problems)
@@ -107,7 +146,10 @@ pub fn validate(raw: &[RawOperator], base_dir: Option<&Path>) -> (Vec<Operator>,
 
 /// The first line that is neither empty nor a `#` comment, if it is long enough to be a token.
 pub fn token_in(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).filter(|t| t.len() >= 16)
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|t| t.len() >= 16)
 }
 
 #[cfg(test)]
@@ -117,7 +159,14 @@ mod tests {
     use crate::config::RawCredentials;
 
     fn raw(name: &str, role: &str, digests: Vec<String>) -> RawOperator {
-        RawOperator { name: name.into(), role: role.into(), credentials: RawCredentials { token_sha256: digests, token_file: None } }
+        RawOperator {
+            name: name.into(),
+            role: role.into(),
+            credentials: RawCredentials {
+                token_sha256: digests,
+                token_file: None,
+            },
+        }
     }
 
     #[test]
@@ -135,11 +184,23 @@ mod tests {
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["operators[1].role", "operators[2].name", "operators[2].credentials.token_sha256[0]", "operators[2].credentials", "operators[3].credentials"]
+            [
+                "operators[1].role",
+                "operators[2].name",
+                "operators[2].credentials.token_sha256[0]",
+                "operators[2].credentials",
+                "operators[3].credentials"
+            ]
         );
         assert_eq!(ops[0].role, Role::Operator);
-        assert_eq!(ops[0].token_hashes, vec![token_digest("operator-token-0123456789")]);
-        assert!(!format!("{:?}", ops[0]).contains(&good), "digests stay out of Debug");
+        assert_eq!(
+            ops[0].token_hashes,
+            vec![token_digest("operator-token-0123456789")]
+        );
+        assert!(
+            !format!("{:?}", ops[0]).contains(&good),
+            "digests stay out of Debug"
+        );
     }
 
     #[test]
@@ -147,20 +208,50 @@ mod tests {
         use axum::http::{HeaderMap, header::AUTHORIZATION};
         let (ops, _) = validate(
             &[
-                raw("alice", "operator", vec![hex::encode(token_digest("alice-token-0123456789"))]),
-                raw("vera", "viewer", vec![hex::encode(token_digest("vera-token-0123456789"))]),
+                raw(
+                    "alice",
+                    "operator",
+                    vec![hex::encode(token_digest("alice-token-0123456789"))],
+                ),
+                raw(
+                    "vera",
+                    "viewer",
+                    vec![hex::encode(token_digest("vera-token-0123456789"))],
+                ),
             ],
             None,
         );
         let auth = super::super::auth::OperatorAuth::new(&ops);
         let mut h = HeaderMap::new();
-        h.insert(AUTHORIZATION, "Bearer vera-token-0123456789".parse().unwrap());
+        h.insert(
+            AUTHORIZATION,
+            "Bearer vera-token-0123456789".parse().unwrap(),
+        );
         let a = auth.authenticate(&h).unwrap();
         assert_eq!((a.name.as_str(), a.role), ("vera", Role::Viewer));
-        assert!(a.require_operator("replay").unwrap_err().message.contains("viewer role"));
-        h.insert(AUTHORIZATION, "Bearer alice-token-0123456789".parse().unwrap());
-        assert!(auth.authenticate(&h).unwrap().require_operator("replay").is_ok());
-        h.insert(AUTHORIZATION, "Bearer alice-token-0123456780".parse().unwrap());
-        assert_eq!(auth.authenticate(&h).unwrap_err().kind(), super::super::error::OpsErrorKind::Unauthenticated);
+        assert!(
+            a.require_operator("replay")
+                .unwrap_err()
+                .message
+                .contains("viewer role")
+        );
+        h.insert(
+            AUTHORIZATION,
+            "Bearer alice-token-0123456789".parse().unwrap(),
+        );
+        assert!(
+            auth.authenticate(&h)
+                .unwrap()
+                .require_operator("replay")
+                .is_ok()
+        );
+        h.insert(
+            AUTHORIZATION,
+            "Bearer alice-token-0123456780".parse().unwrap(),
+        );
+        assert_eq!(
+            auth.authenticate(&h).unwrap_err().kind(),
+            super::super::error::OpsErrorKind::Unauthenticated
+        );
     }
 }

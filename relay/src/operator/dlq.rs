@@ -80,7 +80,15 @@ pub struct DlqActionResult {
 }
 
 fn entry(seq: u64, subject_text: &str, payload: &[u8], with_body: bool) -> Option<DlqEntry> {
-    let Ok(SubjectKind::Dlq { subscriber, provider, interface, .. }) = subject::parse_subject(subject_text) else { return None };
+    let Ok(SubjectKind::Dlq {
+        subscriber,
+        provider,
+        interface,
+        ..
+    }) = subject::parse_subject(subject_text)
+    else {
+        return None;
+    };
     let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     Some(DlqEntry {
@@ -88,9 +96,15 @@ fn entry(seq: u64, subject_text: &str, payload: &[u8], with_body: bool) -> Optio
         subscriber: subscriber.to_string(),
         provider: provider.to_string(),
         interface: interface.to_string(),
-        notice_id: v.pointer("/notice/id").and_then(|x| x.as_str()).map(str::to_owned),
+        notice_id: v
+            .pointer("/notice/id")
+            .and_then(|x| x.as_str())
+            .map(str::to_owned),
         reason: s("reason").unwrap_or_default(),
-        http_status: v.get("http_status").and_then(|x| x.as_u64()).and_then(|x| u16::try_from(x).ok()),
+        http_status: v
+            .get("http_status")
+            .and_then(|x| x.as_u64())
+            .and_then(|x| u16::try_from(x).ok()),
         code: s("code"),
         attempts: v.get("attempts").and_then(|x| x.as_u64()).unwrap_or(0),
         first_failure: s("first_failure"),
@@ -101,23 +115,36 @@ fn entry(seq: u64, subject_text: &str, payload: &[u8], with_body: bool) -> Optio
 
 fn check(config: &Config, f: &DlqFilter) -> Result<(), OpsError> {
     if let Some(s) = &f.subscriber {
-        super::replay::subscriber_subjects(config, s, f.provider.as_deref(), f.interface.as_deref())?;
+        super::replay::subscriber_subjects(
+            config,
+            s,
+            f.provider.as_deref(),
+            f.interface.as_deref(),
+        )?;
     } else {
         if let Some(p) = &f.provider {
-            p.parse::<shirase_proto::BusinessId>().map_err(|e| OpsError::invalid("provider", e.message))?;
+            p.parse::<shirase_proto::BusinessId>()
+                .map_err(|e| OpsError::invalid("provider", e.message))?;
         }
         if let Some(i) = &f.interface {
-            i.parse::<shirase_proto::InterfaceId>().map_err(|e| OpsError::invalid("interface", e.message))?;
+            i.parse::<shirase_proto::InterfaceId>()
+                .map_err(|e| OpsError::invalid("interface", e.message))?;
         }
     }
     Ok(())
 }
 
 /// Dead letters matching `f` (at most `limit`), oldest first.
-pub async fn list(js: &jetstream::Context, config: &Config, f: &DlqFilter, limit: usize) -> Result<Vec<DlqEntry>, OpsError> {
+pub async fn list(
+    js: &jetstream::Context,
+    config: &Config,
+    f: &DlqFilter,
+    limit: usize,
+) -> Result<Vec<DlqEntry>, OpsError> {
     check(config, f)?;
     if let Some(seq) = f.seq {
-        return Ok(vec![show(js, seq).await?]).map(|v| v.into_iter().filter(|e| matches(e, f)).collect());
+        return Ok(vec![show(js, seq).await?])
+            .map(|v| v.into_iter().filter(|e| matches(e, f)).collect());
     }
     let filter = match &f.subscriber {
         Some(s) => format!("{DLQ_PREFIX}.{s}.>"),
@@ -142,20 +169,39 @@ fn matches(e: &DlqEntry, f: &DlqFilter) -> bool {
 
 /// One dead letter with its whole body.
 pub async fn show(js: &jetstream::Context, seq: u64) -> Result<DlqEntry, OpsError> {
-    let stream = js.get_stream(DLQ_STREAM).await.map_err(|e| OpsError::nats("reading SHIRASE_DLQ", e))?;
-    let m = stream
-        .get_raw_message(seq)
+    let stream = js
+        .get_stream(DLQ_STREAM)
         .await
-        .map_err(|_| OpsError::not_found(format!("no dead letter with sequence {seq} in {DLQ_STREAM}")))?;
-    entry(seq, m.subject.as_str(), &m.payload, true)
-        .ok_or_else(|| OpsError::not_found(format!("message {seq} in {DLQ_STREAM} is not a dead letter")))
+        .map_err(|e| OpsError::nats("reading SHIRASE_DLQ", e))?;
+    let m = stream.get_raw_message(seq).await.map_err(|_| {
+        OpsError::not_found(format!(
+            "no dead letter with sequence {seq} in {DLQ_STREAM}"
+        ))
+    })?;
+    entry(seq, m.subject.as_str(), &m.payload, true).ok_or_else(|| {
+        OpsError::not_found(format!(
+            "message {seq} in {DLQ_STREAM} is not a dead letter"
+        ))
+    })
 }
 
 /// Republish each matching dead letter's notice as a replay for its subscriber, then delete it.
-pub async fn redrive(js: &jetstream::Context, config: &Config, f: &DlqFilter) -> Result<DlqActionResult, OpsError> {
+pub async fn redrive(
+    js: &jetstream::Context,
+    config: &Config,
+    f: &DlqFilter,
+) -> Result<DlqActionResult, OpsError> {
     let entries = list(js, config, f, usize::MAX).await?;
-    let stream = js.get_stream(DLQ_STREAM).await.map_err(|e| OpsError::nats("reading SHIRASE_DLQ", e))?;
-    let mut out = DlqActionResult { matched: entries.len() as u64, redriven: 0, deleted: 0, seqs: Vec::new() };
+    let stream = js
+        .get_stream(DLQ_STREAM)
+        .await
+        .map_err(|e| OpsError::nats("reading SHIRASE_DLQ", e))?;
+    let mut out = DlqActionResult {
+        matched: entries.len() as u64,
+        redriven: 0,
+        deleted: 0,
+        seqs: Vec::new(),
+    };
     for e in entries {
         let full = show(js, e.seq).await?;
         let Some(notice) = full.body.as_ref().and_then(|b| b.get("notice")) else {
@@ -169,10 +215,14 @@ pub async fn redrive(js: &jetstream::Context, config: &Config, f: &DlqFilter) ->
         ) else {
             continue;
         };
-        let payload = serde_json::to_vec(notice).map_err(|x| OpsError::nats("encoding the notice", x))?;
+        let payload =
+            serde_json::to_vec(notice).map_err(|x| OpsError::nats("encoding the notice", x))?;
         let mut h = HeaderMap::new();
         let nid = e.notice_id.clone().unwrap_or_default();
-        h.insert(async_nats::header::NATS_MESSAGE_ID, format!("redrive:{}:{nid}", e.seq).as_str());
+        h.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("redrive:{}:{nid}", e.seq).as_str(),
+        );
         let to = subject::replay_subject(&sid, &config.municipality, &b, &i);
         js.publish_with_headers(to, h, payload.into())
             .await
@@ -180,7 +230,11 @@ pub async fn redrive(js: &jetstream::Context, config: &Config, f: &DlqFilter) ->
             .await
             .map_err(|x| OpsError::nats("republishing a dead letter", x))?;
         out.redriven += 1;
-        if stream.delete_message(e.seq).await.map_err(|x| OpsError::nats("deleting a redriven dead letter", x))? {
+        if stream
+            .delete_message(e.seq)
+            .await
+            .map_err(|x| OpsError::nats("deleting a redriven dead letter", x))?
+        {
             out.deleted += 1;
         }
         out.seqs.push(e.seq);
@@ -189,15 +243,34 @@ pub async fn redrive(js: &jetstream::Context, config: &Config, f: &DlqFilter) ->
 }
 
 /// Delete matching dead letters; refuses without `yes`.
-pub async fn purge(js: &jetstream::Context, config: &Config, f: &DlqFilter) -> Result<DlqActionResult, OpsError> {
+pub async fn purge(
+    js: &jetstream::Context,
+    config: &Config,
+    f: &DlqFilter,
+) -> Result<DlqActionResult, OpsError> {
     if !f.yes {
-        return Err(OpsError::invalid("yes", "purging deletes dead letters for good; confirm with yes: true (CLI: --yes)"));
+        return Err(OpsError::invalid(
+            "yes",
+            "purging deletes dead letters for good; confirm with yes: true (CLI: --yes)",
+        ));
     }
     let entries = list(js, config, f, usize::MAX).await?;
-    let stream = js.get_stream(DLQ_STREAM).await.map_err(|e| OpsError::nats("reading SHIRASE_DLQ", e))?;
-    let mut out = DlqActionResult { matched: entries.len() as u64, redriven: 0, deleted: 0, seqs: Vec::new() };
+    let stream = js
+        .get_stream(DLQ_STREAM)
+        .await
+        .map_err(|e| OpsError::nats("reading SHIRASE_DLQ", e))?;
+    let mut out = DlqActionResult {
+        matched: entries.len() as u64,
+        redriven: 0,
+        deleted: 0,
+        seqs: Vec::new(),
+    };
     for e in entries {
-        if stream.delete_message(e.seq).await.map_err(|x| OpsError::nats("deleting a dead letter", x))? {
+        if stream
+            .delete_message(e.seq)
+            .await
+            .map_err(|x| OpsError::nats("deleting a dead letter", x))?
+        {
             out.deleted += 1;
             out.seqs.push(e.seq);
         }

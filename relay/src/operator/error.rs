@@ -45,27 +45,51 @@ impl OpsError {
     }
     /// 401.
     pub fn unauthenticated(m: impl Into<String>) -> Self {
-        Self { kind: OpsErrorKind::Unauthenticated, message: m.into(), field: None }
+        Self {
+            kind: OpsErrorKind::Unauthenticated,
+            message: m.into(),
+            field: None,
+        }
     }
     /// 403.
     pub fn forbidden(m: impl Into<String>) -> Self {
-        Self { kind: OpsErrorKind::Forbidden, message: m.into(), field: None }
+        Self {
+            kind: OpsErrorKind::Forbidden,
+            message: m.into(),
+            field: None,
+        }
     }
     /// 422 naming `field` (a name like `subscriber`; stored as the pointer `/subscriber`).
     pub fn invalid(field: &str, m: impl Into<String>) -> Self {
-        Self { kind: OpsErrorKind::Invalid, message: format!("{field}: {}", m.into()), field: Some(format!("/{field}")) }
+        Self {
+            kind: OpsErrorKind::Invalid,
+            message: format!("{field}: {}", m.into()),
+            field: Some(format!("/{field}")),
+        }
     }
     /// 404.
     pub fn not_found(m: impl Into<String>) -> Self {
-        Self { kind: OpsErrorKind::NotFound, message: m.into(), field: None }
+        Self {
+            kind: OpsErrorKind::NotFound,
+            message: m.into(),
+            field: None,
+        }
     }
     /// 409.
     pub fn conflict(m: impl Into<String>) -> Self {
-        Self { kind: OpsErrorKind::Conflict, message: m.into(), field: None }
+        Self {
+            kind: OpsErrorKind::Conflict,
+            message: m.into(),
+            field: None,
+        }
     }
     /// 503 from a JetStream failure while doing `what`.
     pub fn nats(what: &str, e: impl std::fmt::Display) -> Self {
-        Self { kind: OpsErrorKind::Unavailable, message: format!("{what}: {e}"), field: None }
+        Self {
+            kind: OpsErrorKind::Unavailable,
+            message: format!("{what}: {e}"),
+            field: None,
+        }
     }
 
     /// HTTP status and body.
@@ -78,8 +102,17 @@ impl OpsError {
             OpsErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
             OpsErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
-        let violations = self.field.iter().map(|p| Violation::new(p.clone(), Rule::Format, self.message.clone())).collect();
-        ErrorBody { status: status.as_u16(), code, message: self.message.clone(), violations }
+        let violations = self
+            .field
+            .iter()
+            .map(|p| Violation::new(p.clone(), Rule::Format, self.message.clone()))
+            .collect();
+        ErrorBody {
+            status: status.as_u16(),
+            code,
+            message: self.message.clone(),
+            violations,
+        }
     }
 }
 
@@ -94,7 +127,10 @@ impl IntoResponse for OpsError {
         let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, Json(Envelope { error: body })).into_response();
         if self.kind == OpsErrorKind::Unauthenticated {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"shirase-ops\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"shirase-ops\""),
+            );
         }
         resp
     }

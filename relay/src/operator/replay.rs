@@ -85,8 +85,12 @@ pub struct Plan {
 }
 
 fn parse_time(field: &str, v: &str) -> Result<jiff::Timestamp, OpsError> {
-    v.parse::<jiff::Timestamp>()
-        .map_err(|_| OpsError::invalid(field, format!("{v:?} is not an RFC 3339 time (e.g. 2026-11-25T03:00:00+09:00)")))
+    v.parse::<jiff::Timestamp>().map_err(|_| {
+        OpsError::invalid(
+            field,
+            format!("{v:?} is not an RFC 3339 time (e.g. 2026-11-25T03:00:00+09:00)"),
+        )
+    })
 }
 
 /// The notice subjects of `subscriber`, narrowed to `provider` and `interface`.
@@ -96,18 +100,29 @@ pub fn subscriber_subjects(
     provider: Option<&str>,
     interface: Option<&str>,
 ) -> Result<(SubscriberId, Vec<(BusinessId, InterfaceId)>), OpsError> {
-    let sid: SubscriberId = subscriber.parse().map_err(|e: shirase_proto::ParseError| OpsError::invalid("subscriber", e.message))?;
+    let sid: SubscriberId = subscriber
+        .parse()
+        .map_err(|e: shirase_proto::ParseError| OpsError::invalid("subscriber", e.message))?;
     let Some(s) = config.subscribers.iter().find(|s| s.id == sid) else {
-        return Err(OpsError::invalid("subscriber", format!("no subscriber {sid} in the relay's topology")));
+        return Err(OpsError::invalid(
+            "subscriber",
+            format!("no subscriber {sid} in the relay's topology"),
+        ));
     };
     let provider: Option<BusinessId> = match provider {
-        Some(p) => Some(p.parse().map_err(|e: shirase_proto::ParseError| OpsError::invalid("provider", e.message))?),
+        Some(p) => Some(
+            p.parse()
+                .map_err(|e: shirase_proto::ParseError| OpsError::invalid("provider", e.message))?,
+        ),
         None => None,
     };
-    let interface: Option<InterfaceId> = match interface {
-        Some(i) => Some(i.parse().map_err(|e: shirase_proto::ParseError| OpsError::invalid("interface", e.message))?),
-        None => None,
-    };
+    let interface: Option<InterfaceId> =
+        match interface {
+            Some(i) => Some(i.parse().map_err(|e: shirase_proto::ParseError| {
+                OpsError::invalid("interface", e.message)
+            })?),
+            None => None,
+        };
     let picked: Vec<(BusinessId, InterfaceId)> = s
         .interfaces
         .iter()
@@ -116,8 +131,15 @@ pub fn subscriber_subjects(
         .map(|i| (i.business_id(), *i))
         .collect();
     if picked.is_empty() {
-        let field = if interface.is_some() { "interface" } else { "provider" };
-        return Err(OpsError::invalid(field, format!("subscriber {sid} reads no such interface")));
+        let field = if interface.is_some() {
+            "interface"
+        } else {
+            "provider"
+        };
+        return Err(OpsError::invalid(
+            field,
+            format!("subscriber {sid} reads no such interface"),
+        ));
     }
     Ok((sid, picked))
 }
@@ -125,17 +147,41 @@ pub fn subscriber_subjects(
 impl Plan {
     /// Validate a request; errors name the field.
     pub fn new(config: &Config, r: &ReplayRequest) -> Result<Self, OpsError> {
-        let (subscriber, picked) = subscriber_subjects(config, &r.subscriber, r.provider.as_deref(), r.interface.as_deref())?;
-        let filters = picked.iter().map(|(b, i)| subject::notice_subject(&config.municipality, b, i)).collect();
+        let (subscriber, picked) = subscriber_subjects(
+            config,
+            &r.subscriber,
+            r.provider.as_deref(),
+            r.interface.as_deref(),
+        )?;
+        let filters = picked
+            .iter()
+            .map(|(b, i)| subject::notice_subject(&config.municipality, b, i))
+            .collect();
         let by_time = r.from_time.is_some() || r.to_time.is_some();
         let by_seq = r.from_seq.is_some() || r.to_seq.is_some();
         let (start, to_time, to_seq) = match (by_time, by_seq) {
-            (true, true) => return Err(OpsError::invalid("from_seq", "give a time range or a sequence range, not both")),
-            (false, false) => return Err(OpsError::invalid("from_time", "required: a time range (from_time, to_time) or a sequence range (from_seq, to_seq)")),
+            (true, true) => {
+                return Err(OpsError::invalid(
+                    "from_seq",
+                    "give a time range or a sequence range, not both",
+                ));
+            }
+            (false, false) => {
+                return Err(OpsError::invalid(
+                    "from_time",
+                    "required: a time range (from_time, to_time) or a sequence range (from_seq, to_seq)",
+                ));
+            }
             (true, false) => {
-                let Some(from) = &r.from_time else { return Err(OpsError::invalid("from_time", "required with to_time")) };
+                let Some(from) = &r.from_time else {
+                    return Err(OpsError::invalid("from_time", "required with to_time"));
+                };
                 let from = parse_time("from_time", from)?;
-                let to = r.to_time.as_deref().map(|t| parse_time("to_time", t)).transpose()?;
+                let to = r
+                    .to_time
+                    .as_deref()
+                    .map(|t| parse_time("to_time", t))
+                    .transpose()?;
                 if let Some(to) = to
                     && to <= from
                 {
@@ -144,7 +190,9 @@ impl Plan {
                 (Start::Time(from), to, None)
             }
             (false, true) => {
-                let Some(from) = r.from_seq else { return Err(OpsError::invalid("from_seq", "required with to_seq")) };
+                let Some(from) = r.from_seq else {
+                    return Err(OpsError::invalid("from_seq", "required with to_seq"));
+                };
                 if from == 0 {
                     return Err(OpsError::invalid("from_seq", "stream sequences start at 1"));
                 }
@@ -158,15 +206,29 @@ impl Plan {
         };
         let replay_id = match &r.replay_id {
             Some(id) => {
-                let ok = (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                let ok = (1..=64).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                 if !ok {
-                    return Err(OpsError::invalid("replay_id", "must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_'"));
+                    return Err(OpsError::invalid(
+                        "replay_id",
+                        "must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_'",
+                    ));
                 }
                 id.clone()
             }
             None => derived_id(r),
         };
-        Ok(Self { subscriber, filters, start, to_time, to_seq, replay_id, dry_run: r.dry_run })
+        Ok(Self {
+            subscriber,
+            filters,
+            start,
+            to_time,
+            to_seq,
+            replay_id,
+            dry_run: r.dry_run,
+        })
     }
 
     /// The replay id.
@@ -178,7 +240,12 @@ impl Plan {
 /// The replay id of a request without one: a digest of its parameters, so sending the same
 /// request again is recognised.
 pub fn derived_id(r: &ReplayRequest) -> String {
-    let canon = serde_json::to_string(&ReplayRequest { replay_id: None, dry_run: false, ..r.clone() }).unwrap_or_default();
+    let canon = serde_json::to_string(&ReplayRequest {
+        replay_id: None,
+        dry_run: false,
+        ..r.clone()
+    })
+    .unwrap_or_default();
     let d = Sha256::digest(canon.as_bytes());
     format!("r{}", hex::encode(&d[..8]))
 }
@@ -204,11 +271,20 @@ pub async fn run(js: &jetstream::Context, plan: &Plan) -> Result<ReplayResult, O
         let mut end = false;
         let mut acks = Vec::new();
         for m in batch {
-            if plan.to_seq.is_some_and(|t| m.seq > t) || plan.to_time.is_some_and(|t| m.stored_at >= t) {
+            if plan.to_seq.is_some_and(|t| m.seq > t)
+                || plan.to_time.is_some_and(|t| m.stored_at >= t)
+            {
                 end = true;
                 break;
             }
-            let Ok(SubjectKind::Notice { municipality, provider, interface }) = subject::parse_subject(&m.subject) else { continue };
+            let Ok(SubjectKind::Notice {
+                municipality,
+                provider,
+                interface,
+            }) = subject::parse_subject(&m.subject)
+            else {
+                continue;
+            };
             result.matched += 1;
             result.first_seq.get_or_insert(m.seq);
             result.last_seq = Some(m.seq);
@@ -217,17 +293,26 @@ pub async fn run(js: &jetstream::Context, plan: &Plan) -> Result<ReplayResult, O
             }
             let notice_id = m.msg_id.clone().unwrap_or_else(|| format!("seq-{}", m.seq));
             let mut h = HeaderMap::new();
-            h.insert(async_nats::header::NATS_MESSAGE_ID, format!("replay:{}:{notice_id}", plan.replay_id).as_str());
+            h.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("replay:{}:{notice_id}", plan.replay_id).as_str(),
+            );
             h.insert("Shirase-Replay-Id", plan.replay_id.as_str());
-            let to = subject::replay_subject(&plan.subscriber, &municipality, &provider, &interface);
-            let ack = js.publish_with_headers(to, h, m.payload.clone()).await.map_err(|e| OpsError::nats("publishing a replayed notice", e))?;
+            let to =
+                subject::replay_subject(&plan.subscriber, &municipality, &provider, &interface);
+            let ack = js
+                .publish_with_headers(to, h, m.payload.clone())
+                .await
+                .map_err(|e| OpsError::nats("publishing a replayed notice", e))?;
             acks.push(ack);
             if result.matched.is_multiple_of(1000) {
                 tracing::info!(replay_id = %plan.replay_id, matched = result.matched, last_seq = m.seq, "replay progress");
             }
         }
         for ack in acks {
-            let a = ack.await.map_err(|e| OpsError::nats("publishing a replayed notice", e))?;
+            let a = ack
+                .await
+                .map_err(|e| OpsError::nats("publishing a replayed notice", e))?;
             if a.duplicate {
                 result.duplicates += 1;
             } else {
@@ -252,9 +337,19 @@ mod tests {
 
     #[test]
     fn the_derived_replay_id_depends_on_the_range_not_on_dry_run() {
-        let a = ReplayRequest { subscriber: "tax".into(), from_seq: Some(1), ..Default::default() };
-        let dry = ReplayRequest { dry_run: true, ..a.clone() };
-        let other = ReplayRequest { from_seq: Some(2), ..a.clone() };
+        let a = ReplayRequest {
+            subscriber: "tax".into(),
+            from_seq: Some(1),
+            ..Default::default()
+        };
+        let dry = ReplayRequest {
+            dry_run: true,
+            ..a.clone()
+        };
+        let other = ReplayRequest {
+            from_seq: Some(2),
+            ..a.clone()
+        };
         assert_eq!(derived_id(&a), derived_id(&dry));
         assert_ne!(derived_id(&a), derived_id(&other));
         assert!(derived_id(&a).starts_with('r') && derived_id(&a).len() == 17);

@@ -51,18 +51,36 @@ pub struct StoredCheckpoint {
 }
 
 /// Rewind the checkpoint.
-pub async fn run(js: &jetstream::Context, config: &Config, r: &ResyncRequest) -> Result<ResyncResult, OpsError> {
+pub async fn run(
+    js: &jetstream::Context,
+    config: &Config,
+    r: &ResyncRequest,
+) -> Result<ResyncResult, OpsError> {
     let (sid, picked) = subscriber_subjects(config, &r.subscriber, None, Some(&r.interface))?;
     let Some((_, iface)) = picked.into_iter().next() else {
-        return Err(OpsError::invalid("interface", "subscriber reads no such interface"));
+        return Err(OpsError::invalid(
+            "interface",
+            "subscriber reads no such interface",
+        ));
     };
-    let to: jiff::Timestamp = r
-        .to
-        .parse()
-        .map_err(|_| OpsError::invalid("to", format!("{:?} is not an RFC 3339 time (e.g. 2026-11-25T03:00:00+09:00)", r.to)))?;
-    let kv = js.get_key_value(CHECKPOINT_BUCKET).await.map_err(|e| OpsError::nats("opening the checkpoint bucket", e))?;
+    let to: jiff::Timestamp = r.to.parse().map_err(|_| {
+        OpsError::invalid(
+            "to",
+            format!(
+                "{:?} is not an RFC 3339 time (e.g. 2026-11-25T03:00:00+09:00)",
+                r.to
+            ),
+        )
+    })?;
+    let kv = js
+        .get_key_value(CHECKPOINT_BUCKET)
+        .await
+        .map_err(|e| OpsError::nats("opening the checkpoint bucket", e))?;
     let key = checkpoint_key(&sid, &config.municipality, &iface);
-    let entry = kv.entry(key.clone()).await.map_err(|e| OpsError::nats("reading the checkpoint", e))?;
+    let entry = kv
+        .entry(key.clone())
+        .await
+        .map_err(|e| OpsError::nats("reading the checkpoint", e))?;
     let current = entry
         .as_ref()
         .filter(|e| e.operation == kv::Operation::Put)
@@ -72,7 +90,10 @@ pub async fn run(js: &jetstream::Context, config: &Config, r: &ResyncRequest) ->
     {
         return Err(OpsError::invalid(
             "to",
-            format!("{to} is after the current checkpoint {}; a resync only rewinds (moving forward would skip rows)", c.updated_at),
+            format!(
+                "{to} is after the current checkpoint {}; a resync only rewinds (moving forward would skip rows)",
+                c.updated_at
+            ),
         ));
     }
     let value = serde_json::to_vec(&StoredCheckpoint {

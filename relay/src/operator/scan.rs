@@ -43,22 +43,38 @@ pub struct Scanner {
     done: bool,
 }
 
-
 impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Scanner(up to sequence {}, done: {})", self.last_seq, self.done)
+        write!(
+            f,
+            "Scanner(up to sequence {}, done: {})",
+            self.last_seq, self.done
+        )
     }
 }
 
 impl Scanner {
     /// Start scanning `stream` over `filters` from `start`.
-    pub async fn start(js: &jetstream::Context, stream: &str, filters: Vec<String>, start: Start) -> Result<Self, OpsError> {
-        let mut s = js.get_stream(stream).await.map_err(|e| OpsError::nats(&format!("reading stream {stream}"), e))?;
-        let info = s.info().await.map_err(|e| OpsError::nats(&format!("reading stream {stream}"), e))?;
+    pub async fn start(
+        js: &jetstream::Context,
+        stream: &str,
+        filters: Vec<String>,
+        start: Start,
+    ) -> Result<Self, OpsError> {
+        let mut s = js
+            .get_stream(stream)
+            .await
+            .map_err(|e| OpsError::nats(&format!("reading stream {stream}"), e))?;
+        let info = s
+            .info()
+            .await
+            .map_err(|e| OpsError::nats(&format!("reading stream {stream}"), e))?;
         let last_seq = info.state.last_sequence;
         let deliver_policy = match start {
             Start::All => consumer::DeliverPolicy::All,
-            Start::Sequence(seq) => consumer::DeliverPolicy::ByStartSequence { start_sequence: seq.max(1) },
+            Start::Sequence(seq) => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: seq.max(1),
+            },
             Start::Time(t) => consumer::DeliverPolicy::ByStartTime {
                 start_time: time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanosecond())
                     .map_err(|e| OpsError::invalid("from_time", e.to_string()))?,
@@ -76,7 +92,11 @@ impl Scanner {
             })
             .await
             .map_err(|e| OpsError::nats(&format!("reading stream {stream}"), e))?;
-        Ok(Self { consumer, last_seq, done })
+        Ok(Self {
+            consumer,
+            last_seq,
+            done,
+        })
     }
 
     /// The next messages (up to 256); empty when the range is exhausted.
@@ -98,13 +118,24 @@ impl Scanner {
             let Ok(info) = m.info() else { continue };
             let seq = info.stream_sequence;
             let pending = info.pending;
-            let stored_at = jiff::Timestamp::from_nanosecond(info.published.unix_timestamp_nanos()).unwrap_or_default();
+            let stored_at = jiff::Timestamp::from_nanosecond(info.published.unix_timestamp_nanos())
+                .unwrap_or_default();
             if seq > self.last_seq {
                 self.done = true;
                 break;
             }
-            let msg_id = m.headers.as_ref().and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)).map(|v| v.to_string());
-            out.push(Stored { seq, stored_at, subject: m.subject.to_string(), msg_id, payload: m.payload.clone() });
+            let msg_id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(|v| v.to_string());
+            out.push(Stored {
+                seq,
+                stored_at,
+                subject: m.subject.to_string(),
+                msg_id,
+                payload: m.payload.clone(),
+            });
             if pending == 0 || seq >= self.last_seq {
                 self.done = true;
                 break;

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
-use shirase_proto::subject::{ALERT_STREAM, CHECKPOINT_BUCKET, NOTICE_STREAM, checkpoint_key, consumer_name};
+use shirase_proto::subject::{
+    ALERT_STREAM, CHECKPOINT_BUCKET, NOTICE_STREAM, checkpoint_key, consumer_name,
+};
 
 use super::dlq::{self, DlqEntry, DlqFilter};
 use super::error::OpsError;
@@ -122,12 +124,19 @@ fn ts(t: time::OffsetDateTime) -> Option<jiff::Timestamp> {
 /// Take a snapshot.
 pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status, OpsError> {
     let now = jiff::Timestamp::now();
-    let stream = js.get_stream(NOTICE_STREAM).await.map_err(|e| OpsError::nats("reading SHIRASE_NOTICES", e))?;
+    let stream = js
+        .get_stream(NOTICE_STREAM)
+        .await
+        .map_err(|e| OpsError::nats("reading SHIRASE_NOTICES", e))?;
     let kv = js.get_key_value(CHECKPOINT_BUCKET).await.ok();
     let mut consumers = Vec::new();
     for s in &config.subscribers {
         for p in &config.providers {
-            let ifs: Vec<_> = s.interfaces.iter().filter(|i| i.business_id() == p.business_id).collect();
+            let ifs: Vec<_> = s
+                .interfaces
+                .iter()
+                .filter(|i| i.business_id() == p.business_id)
+                .collect();
             if ifs.is_empty() {
                 continue;
             }
@@ -154,9 +163,17 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
                 cs.pending = info.num_pending;
                 cs.ack_pending = info.num_ack_pending as u64;
                 cs.redelivered = info.num_redelivered as u64;
-                cs.last_delivery = info.delivered.last_active.and_then(ts).map(|t| t.to_string());
+                cs.last_delivery = info
+                    .delivered
+                    .last_active
+                    .and_then(ts)
+                    .map(|t| t.to_string());
                 cs.paused = info.paused;
-                cs.paused_until = if info.paused { info.config.pause_until.and_then(ts).map(|t| t.to_string()) } else { None };
+                cs.paused_until = if info.paused {
+                    info.config.pause_until.and_then(ts).map(|t| t.to_string())
+                } else {
+                    None
+                };
                 if info.paused {
                     cs.pause_reason = info.config.metadata.get(META_REASON).cloned();
                     cs.paused_by = info.config.metadata.get(META_BY).cloned();
@@ -181,13 +198,21 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
                             oldest = Some((m.sequence, t));
                         }
                     }
-                    cs.oldest_pending_age_secs = oldest.map(|(_, t)| now.duration_since(t).as_secs_f64().max(0.0));
+                    cs.oldest_pending_age_secs =
+                        oldest.map(|(_, t)| now.duration_since(t).as_secs_f64().max(0.0));
                 }
             }
             for i in ifs {
-                let mut c = CheckpointStatus { interface: i.to_string(), updated_at: None, stored_at: None, age_secs: None };
+                let mut c = CheckpointStatus {
+                    interface: i.to_string(),
+                    updated_at: None,
+                    stored_at: None,
+                    age_secs: None,
+                };
                 if let Some(kv) = &kv
-                    && let Ok(Some(e)) = kv.entry(checkpoint_key(&s.id, &config.municipality, i)).await
+                    && let Ok(Some(e)) = kv
+                        .entry(checkpoint_key(&s.id, &config.municipality, i))
+                        .await
                     && e.operation == kv::Operation::Put
                     && let Ok(v) = serde_json::from_slice::<StoredCheckpoint>(&e.value)
                 {
@@ -213,17 +238,26 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
             {
                 if let Some(w) = cal.is_in_maintenance(now) {
                     in_maintenance = true;
-                    windows.push(WindowStatus { start: w.start.to_string(), end: w.end.to_string() });
+                    windows.push(WindowStatus {
+                        start: w.start.to_string(),
+                        end: w.end.to_string(),
+                    });
                 }
                 for w in cal.next_windows(now, 8) {
-                    if w.start < horizon && !windows.iter().any(|x| x.start == w.start.to_string()) {
-                        windows.push(WindowStatus { start: w.start.to_string(), end: w.end.to_string() });
+                    if w.start < horizon && !windows.iter().any(|x| x.start == w.start.to_string())
+                    {
+                        windows.push(WindowStatus {
+                            start: w.start.to_string(),
+                            end: w.end.to_string(),
+                        });
                     }
                 }
             }
             let last_alert = alerts
                 .iter()
-                .find(|a| a.get("provider").and_then(|x| x.as_str()) == Some(p.business_id.as_str()))
+                .find(|a| {
+                    a.get("provider").and_then(|x| x.as_str()) == Some(p.business_id.as_str())
+                })
                 .cloned();
             ProviderStatus {
                 business_id: p.business_id.to_string(),
@@ -235,20 +269,36 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
         })
         .collect();
 
-    let all = dlq::list(js, config, &DlqFilter::default(), 100_000).await.unwrap_or_default();
-    let mut dlq = DlqSummary { total: all.len() as u64, ..Default::default() };
+    let all = dlq::list(js, config, &DlqFilter::default(), 100_000)
+        .await
+        .unwrap_or_default();
+    let mut dlq = DlqSummary {
+        total: all.len() as u64,
+        ..Default::default()
+    };
     for e in &all {
         *dlq.per_subscriber.entry(e.subscriber.clone()).or_default() += 1;
     }
     dlq.latest = all.iter().rev().take(10).cloned().collect();
 
-    Ok(Status { generated_at: now.to_string(), municipality: config.municipality.to_string(), consumers, providers, dlq, alerts })
+    Ok(Status {
+        generated_at: now.to_string(),
+        municipality: config.municipality.to_string(),
+        consumers,
+        providers,
+        dlq,
+        alerts,
+    })
 }
 
 /// The last `n` alerts, newest first (empty when the stream is missing).
 pub async fn recent_alerts(js: &jetstream::Context, n: u64) -> Vec<serde_json::Value> {
-    let Ok(mut s) = js.get_stream(ALERT_STREAM).await else { return Vec::new() };
-    let Ok(info) = s.info().await else { return Vec::new() };
+    let Ok(mut s) = js.get_stream(ALERT_STREAM).await else {
+        return Vec::new();
+    };
+    let Ok(info) = s.info().await else {
+        return Vec::new();
+    };
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
     if info.state.messages == 0 {
         return Vec::new();

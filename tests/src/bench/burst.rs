@@ -28,10 +28,15 @@ pub fn sink_rows(dir: &std::path::Path, iface: &str) -> (BTreeSet<(String, u64)>
     let mut set = BTreeSet::new();
     let mut lines = 0;
     for l in text.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(l) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
         if v["kind"] == "row" {
             lines += 1;
-            if let (Some(a), Some(h)) = (v["row"]["atena_no"].as_str(), v["row"]["history_no"].as_u64()) {
+            if let (Some(a), Some(h)) = (
+                v["row"]["atena_no"].as_str(),
+                v["row"]["history_no"].as_u64(),
+            ) {
                 set.insert((a.to_owned(), h));
             }
         }
@@ -42,12 +47,22 @@ pub fn sink_rows(dir: &std::path::Path, iface: &str) -> (BTreeSet<(String, u64)>
 /// Run the scenario.
 pub async fn run(_o: Options) -> anyhow::Result<Report> {
     let env = Env::start(
-        &EnvOptions { population: 200_000, request_log: 1_000_000, ack_wait_secs: 120, ..EnvOptions::default() },
+        &EnvOptions {
+            population: 200_000,
+            request_log: 1_000_000,
+            ack_wait_secs: 120,
+            ..EnvOptions::default()
+        },
         true,
     )
     .await?;
     let port = harness::free_port()?;
-    let toml = env.agent_toml(1000, 1000, "rate_per_sec = 50.0\nconcurrency = 2", &format!("127.0.0.1:{port}"));
+    let toml = env.agent_toml(
+        1000,
+        1000,
+        "rate_per_sec = 50.0\nconcurrency = 2",
+        &format!("127.0.0.1:{port}"),
+    );
     let agent = AgentProcess::start(env.dir.path(), &toml, port).await?;
     let iface = env.ifaces[0];
     let idle = rss_mib(agent.pid());
@@ -58,7 +73,11 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
         let pulls_before = agent.metric_sum("shirase_agent_pulls_total").await?;
         let t0 = Instant::now();
         let changes = commit_updates(&env.sim, iface, n)?;
-        expected.extend(changes.iter().map(|c| (c.atena_no.to_string(), u64::from(c.history_no))));
+        expected.extend(
+            changes
+                .iter()
+                .map(|c| (c.atena_no.to_string(), u64::from(c.history_no))),
+        );
         let mut ingested = None;
         let mut peak = 0.0f64;
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -101,7 +120,10 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
             "rows_missing": missing,
             "agent_peak_rss_mib": peak,
         }));
-        println!("  burst {n}: {pulls} pulls, drain {:.1} s, missing {missing}", drain.as_secs_f64());
+        println!(
+            "  burst {n}: {pulls} pulls, drain {:.1} s, missing {missing}",
+            drain.as_secs_f64()
+        );
     }
     let end = rss_mib(agent.pid());
     agent.stop();

@@ -18,7 +18,9 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::burst::sink_rows;
-use super::{AgentProcess, Env, EnvOptions, Options, Report, commit_updates, peak_in_flight, round, rss_mib};
+use super::{
+    AgentProcess, Env, EnvOptions, Options, Report, commit_updates, peak_in_flight, round, rss_mib,
+};
 use crate::harness;
 
 /// Run the scenario.
@@ -35,7 +37,10 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         true,
     )
     .await?;
-    let stream = env.js.get_stream(shirase_proto::subject::NOTICE_STREAM).await?;
+    let stream = env
+        .js
+        .get_stream(shirase_proto::subject::NOTICE_STREAM)
+        .await?;
     // The reference consumer: created before the backlog so it holds it too.
     let raw: jetstream::consumer::PullConsumer = stream
         .create_consumer(jetstream::consumer::pull::Config {
@@ -45,10 +50,20 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         })
         .await?;
     let until_ns = (jiff::Timestamp::now().as_nanosecond()) + 3_600_000_000_000i128;
-    stream.pause_consumer("tax_001", async_nats::datetime::from_nanos(until_ns).map_err(|e| anyhow::anyhow!("{e}"))?).await?;
+    stream
+        .pause_consumer(
+            "tax_001",
+            async_nats::datetime::from_nanos(until_ns).map_err(|e| anyhow::anyhow!("{e}"))?,
+        )
+        .await?;
 
     let port = harness::free_port()?;
-    let toml = env.agent_toml(1000, 1000, "rate_per_sec = 50.0\nconcurrency = 4", &format!("127.0.0.1:{port}"));
+    let toml = env.agent_toml(
+        1000,
+        1000,
+        "rate_per_sec = 50.0\nconcurrency = 4",
+        &format!("127.0.0.1:{port}"),
+    );
     let agent = AgentProcess::start(env.dir.path(), &toml, port).await?;
     let idle = rss_mib(agent.pid());
 
@@ -56,7 +71,11 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let mut expected: Vec<BTreeSet<(String, u64)>> = vec![BTreeSet::new(); env.ifaces.len()];
     let per = total / env.ifaces.len();
     for (i, iface) in env.ifaces.iter().enumerate() {
-        let n = if i == 0 { total - per * (env.ifaces.len() - 1) } else { per };
+        let n = if i == 0 {
+            total - per * (env.ifaces.len() - 1)
+        } else {
+            per
+        };
         for c in commit_updates(&env.sim, *iface, n)? {
             expected[i].insert((c.atena_no.to_string(), u64::from(c.history_no)));
         }
@@ -111,7 +130,12 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let t1 = Instant::now();
     let mut raw_n = 0usize;
     while raw_n < total {
-        let mut b = raw.fetch().max_messages(1000).expires(Duration::from_secs(2)).messages().await?;
+        let mut b = raw
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await?;
         let mut got = 0;
         while let Some(m) = b.next().await {
             let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -75,10 +75,16 @@ fn day_plan(seed: u64) -> Vec<(f64, Ev)> {
         }
     }
     for _ in 0..6_000 {
-        out.push((rng.random_range(2.0 * 3600.0..2.0 * 3600.0 + 1200.0), Ev::Change(rng.random_range(0..2), false)));
+        out.push((
+            rng.random_range(2.0 * 3600.0..2.0 * 3600.0 + 1200.0),
+            Ev::Change(rng.random_range(0..2), false),
+        ));
     }
     for _ in 0..1_500 {
-        out.push((rng.random_range(16.0 * 3600.0..16.0 * 3600.0 + 60.0), Ev::Change(0, true)));
+        out.push((
+            rng.random_range(16.0 * 3600.0..16.0 * 3600.0 + 60.0),
+            Ev::Change(0, true),
+        ));
     }
     out
 }
@@ -93,13 +99,34 @@ struct Strategy {
 
 impl Strategy {
     fn new(name: &'static str, ifaces: usize) -> Self {
-        Self { name, requests: 0, rows: 0, got: vec![BTreeSet::new(); ifaces], freshness: Vec::new() }
+        Self {
+            name,
+            requests: 0,
+            rows: 0,
+            got: vec![BTreeSet::new(); ifaces],
+            freshness: Vec::new(),
+        }
     }
 }
 
-async fn pull(client: &PullClient, iface: InterfaceId, from: Timestamp, to: Timestamp, s: &mut Strategy, i: usize) -> anyhow::Result<Vec<Timestamp>> {
+async fn pull(
+    client: &PullClient,
+    iface: InterfaceId,
+    from: Timestamp,
+    to: Timestamp,
+    s: &mut Strategy,
+    i: usize,
+) -> anyhow::Result<Vec<Timestamp>> {
     s.requests += 1;
-    match client.pull(&PullRequest { interface: iface, from: Some(from), to: Some(to), keys: vec![] }).await {
+    match client
+        .pull(&PullRequest {
+            interface: iface,
+            from: Some(from),
+            to: Some(to),
+            keys: vec![],
+        })
+        .await
+    {
         Outcome::Data(rows) => {
             s.rows += rows.len() as u64;
             let mut ts = Vec::with_capacity(rows.len());
@@ -111,7 +138,10 @@ async fn pull(client: &PullClient, iface: InterfaceId, from: Timestamp, to: Time
             }
             Ok(ts)
         }
-        other => bail!("{}: pull of {iface} [{from}, {to}) answered {other:?}", s.name),
+        other => bail!(
+            "{}: pull of {iface} [{from}, {to}) answered {other:?}",
+            s.name
+        ),
     }
 }
 
@@ -131,8 +161,13 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let stop = CancellationToken::new();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sim = ProviderSim::start(sc, l, stop.clone()).await?;
-    let pcfg: shirase_subscriber_kit::config::ProviderConfig = toml_provider(sim.base_url(), sim.token_url())?;
-    let client = PullClient::with_secret(pcfg, SECRET.as_bytes().to_vec(), Arc::new(Limiter::new(4, 100_000.0)))?;
+    let pcfg: shirase_subscriber_kit::config::ProviderConfig =
+        toml_provider(sim.base_url(), sim.token_url())?;
+    let client = PullClient::with_secret(
+        pcfg,
+        SECRET.as_bytes().to_vec(),
+        Arc::new(Limiter::new(4, 100_000.0)),
+    )?;
 
     let mut plan = day_plan(7);
     for (p, period) in [(0usize, 300i64), (1, 60)] {
@@ -149,18 +184,27 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         Strategy::new("poll every 5 min", ifaces.len()),
         Strategy::new("poll every 1 min", ifaces.len()),
         Strategy::new("one pull per notice", ifaces.len()),
-        Strategy::new(if o.daysim_wait_s == 1 { "shirase coalescing (modelled), max_wait 1 s" } else { "shirase coalescing (modelled), max_wait as given" }, ifaces.len()),
+        Strategy::new(
+            if o.daysim_wait_s == 1 {
+                "shirase coalescing (modelled), max_wait 1 s"
+            } else {
+                "shirase coalescing (modelled), max_wait as given"
+            },
+            ifaces.len(),
+        ),
     ];
     let mut last_poll = [[day0; 2]; 2];
     // Committed (iface, atena, history) → commit instant; the freshness references.
     let mut committed: Vec<HashMap<(String, u64), Timestamp>> = vec![HashMap::new(); ifaces.len()];
     // Shirase model state.
-    let (batch_size, wait, per_window, overlap, reread) = (1000usize, o.daysim_wait_s as f64, 500usize, 600i64, 60i64);
+    let (batch_size, wait, per_window, overlap, reread) =
+        (1000usize, o.daysim_wait_s as f64, 500usize, 600i64, 60i64);
     let mut pending: Vec<(Timestamp, usize)> = Vec::new();
     let mut window_end = 0.0f64;
     let mut checkpoint: Vec<Option<Timestamp>> = vec![None; ifaces.len()];
     let mut last_reread: Vec<Option<Timestamp>> = vec![None; ifaces.len()];
-    let mut shirase_seen: Vec<HashMap<(String, u64), Timestamp>> = vec![HashMap::new(); ifaces.len()];
+    let mut shirase_seen: Vec<HashMap<(String, u64), Timestamp>> =
+        vec![HashMap::new(); ifaces.len()];
 
     let mut idx = 0;
     while idx < plan.len() {
@@ -169,7 +213,18 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         while !pending.is_empty() && window_end <= s {
             let end = at(window_end);
             advance_to(&sim, end);
-            run_batch(&client, &ifaces, &mut pending, end, &mut checkpoint, &mut last_reread, (per_window, overlap, reread), &mut strategies[3], &mut shirase_seen).await?;
+            run_batch(
+                &client,
+                &ifaces,
+                &mut pending,
+                end,
+                &mut checkpoint,
+                &mut last_reread,
+                (per_window, overlap, reread),
+                &mut strategies[3],
+                &mut shirase_seen,
+            )
+            .await?;
             window_end += wait;
         }
         if pending.is_empty() && window_end <= s {
@@ -180,10 +235,17 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         advance_to(&sim, t);
         match ev {
             Ev::Change(i, retro) => {
-                let kind = if retro { ChangeKind::Retroactive } else { ChangeKind::Update };
+                let kind = if retro {
+                    ChangeKind::Retroactive
+                } else {
+                    ChangeKind::Update
+                };
                 let c = sim.commit_changes(ChangeSpec::new(1).interface(ifaces[i]).kind(kind))?;
                 for c in c {
-                    let ts: Timestamp = c.updated_at.parse::<shirase_proto::OffsetTimestamp>()?.instant();
+                    let ts: Timestamp = c
+                        .updated_at
+                        .parse::<shirase_proto::OffsetTimestamp>()?
+                        .instant();
                     committed[i].insert((c.atena_no.to_string(), u64::from(c.history_no)), ts);
                     // (b) one pull per notice, right away.
                     let to = ts + SignedDuration::from_micros(1);
@@ -193,7 +255,18 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 }
                 if pending.len() >= batch_size {
                     // A full fetch returns at once; the next fetch starts now.
-                    run_batch(&client, &ifaces, &mut pending, t, &mut checkpoint, &mut last_reread, (per_window, overlap, reread), &mut strategies[3], &mut shirase_seen).await?;
+                    run_batch(
+                        &client,
+                        &ifaces,
+                        &mut pending,
+                        t,
+                        &mut checkpoint,
+                        &mut last_reread,
+                        (per_window, overlap, reread),
+                        &mut strategies[3],
+                        &mut shirase_seen,
+                    )
+                    .await?;
                     window_end = s + wait;
                 }
             }
@@ -204,7 +277,11 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 let fresh: Vec<Duration> = strategies[p].got[i]
                     .difference(&before)
                     .filter_map(|k| committed[i].get(k))
-                    .map(|c| Duration::from_micros((t.as_microsecond() - c.as_microsecond()).max(0) as u64))
+                    .map(|c| {
+                        Duration::from_micros(
+                            (t.as_microsecond() - c.as_microsecond()).max(0) as u64
+                        )
+                    })
                     .collect();
                 strategies[p].freshness.extend(fresh);
                 last_poll[p][i] = t;
@@ -215,20 +292,40 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     while !pending.is_empty() {
         let end = at(window_end);
         advance_to(&sim, end);
-        run_batch(&client, &ifaces, &mut pending, end, &mut checkpoint, &mut last_reread, (per_window, overlap, reread), &mut strategies[3], &mut shirase_seen).await?;
+        run_batch(
+            &client,
+            &ifaces,
+            &mut pending,
+            end,
+            &mut checkpoint,
+            &mut last_reread,
+            (per_window, overlap, reread),
+            &mut strategies[3],
+            &mut shirase_seen,
+        )
+        .await?;
         window_end += wait;
     }
     for i in 0..ifaces.len() {
         for (k, seen) in &shirase_seen[i] {
             if let Some(c) = committed[i].get(k) {
-                strategies[3].freshness.push(Duration::from_micros((seen.as_microsecond() - c.as_microsecond()).max(0) as u64));
+                strategies[3].freshness.push(Duration::from_micros(
+                    (seen.as_microsecond() - c.as_microsecond()).max(0) as u64,
+                ));
             }
         }
     }
     let total_changes: usize = committed.iter().map(HashMap::len).sum();
     let mut rows = Vec::new();
     for st in &mut strategies {
-        let missed: usize = (0..ifaces.len()).map(|i| committed[i].keys().filter(|k| !st.got[i].contains(*k)).count()).sum();
+        let missed: usize = (0..ifaces.len())
+            .map(|i| {
+                committed[i]
+                    .keys()
+                    .filter(|k| !st.got[i].contains(*k))
+                    .count()
+            })
+            .sum();
         let (p50, p99, max) = percentiles_ms(&mut st.freshness);
         rows.push(json!({
             "strategy": st.name, "requests_per_day": st.requests, "rows_transferred": st.rows,
@@ -275,7 +372,11 @@ async fn run_batch(
 ) -> anyhow::Result<()> {
     let batch = std::mem::take(pending);
     for (i, iface) in ifaces.iter().enumerate() {
-        let mut ts: Vec<Timestamp> = batch.iter().filter(|(_, j)| *j == i).map(|(t, _)| *t).collect();
+        let mut ts: Vec<Timestamp> = batch
+            .iter()
+            .filter(|(_, j)| *j == i)
+            .map(|(t, _)| *t)
+            .collect();
         if ts.is_empty() {
             continue;
         }
@@ -313,7 +414,10 @@ async fn run_batch(
     Ok(())
 }
 
-fn toml_provider(base: &str, token: &str) -> anyhow::Result<shirase_subscriber_kit::config::ProviderConfig> {
+fn toml_provider(
+    base: &str,
+    token: &str,
+) -> anyhow::Result<shirase_subscriber_kit::config::ProviderConfig> {
     let s = format!(
         r#"
 subscriber = "daysim"
@@ -334,5 +438,8 @@ version = "1.0"
 "#
     );
     let c = shirase_subscriber_kit::Config::from_toml_str(&s)?;
-    c.providers.into_iter().next().ok_or_else(|| anyhow::anyhow!("no provider in the generated config"))
+    c.providers
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no provider in the generated config"))
 }

@@ -38,7 +38,9 @@ struct Row {
 const IN_FLIGHT: usize = 512;
 
 fn bench_config(url: &str) -> anyhow::Result<Config> {
-    let mut c = Config::load(Some(&harness::workspace_root().join("deploy/dev/relay.toml")))?;
+    let mut c = Config::load(Some(
+        &harness::workspace_root().join("deploy/dev/relay.toml"),
+    ))?;
     c.nats.urls = vec![url.to_owned()];
     c.nats.publish_timeout = Duration::from_secs(30);
     Ok(c)
@@ -49,7 +51,9 @@ fn make_notice(i: usize) -> Notice {
     let ifs = ["001o05-00", "001o06-00"];
     let keys = Keys {
         atena_no: vec![
-            format!("{:015}", i).parse::<AtenaNo>().unwrap_or_else(|_| unreachable_atena()),
+            format!("{:015}", i)
+                .parse::<AtenaNo>()
+                .unwrap_or_else(|_| unreachable_atena()),
         ],
     };
     Notice::new(
@@ -74,19 +78,38 @@ async fn purge(js: &jetstream::Context) -> anyhow::Result<()> {
 }
 
 async fn stored(js: &jetstream::Context) -> anyhow::Result<u64> {
-    Ok(js.get_stream("SHIRASE_NOTICES").await?.info().await?.state.messages)
+    Ok(js
+        .get_stream("SHIRASE_NOTICES")
+        .await?
+        .info()
+        .await?
+        .state
+        .messages)
 }
 
 fn row(name: &str, sync: &str, messages: usize, elapsed: Duration, note: impl Into<String>) -> Row {
     let seconds = elapsed.as_secs_f64();
-    Row { name: name.into(), sync: sync.into(), messages, seconds, msgs_per_sec: messages as f64 / seconds, note: note.into() }
+    Row {
+        name: name.into(),
+        sync: sync.into(),
+        messages,
+        seconds,
+        msgs_per_sec: messages as f64 / seconds,
+        note: note.into(),
+    }
 }
 
 /// Raw async-nats: publish with Nats-Msg-Id, keep IN_FLIGHT PubAcks outstanding.
 async fn raw_publish(js: &jetstream::Context, notices: &[Notice]) -> anyhow::Result<Duration> {
     let msgs: Vec<_> = notices
         .iter()
-        .map(|n| (n.subject(), shirase_proto::publish::headers(n), bytes::Bytes::from(n.to_json())))
+        .map(|n| {
+            (
+                n.subject(),
+                shirase_proto::publish::headers(n),
+                bytes::Bytes::from(n.to_json()),
+            )
+        })
         .collect();
     let start = Instant::now();
     let mut pending = FuturesUnordered::new();
@@ -96,7 +119,11 @@ async fn raw_publish(js: &jetstream::Context, notices: &[Notice]) -> anyhow::Res
         {
             r?;
         }
-        pending.push(js.publish_with_headers(subject, headers, payload).await?.into_future());
+        pending.push(
+            js.publish_with_headers(subject, headers, payload)
+                .await?
+                .into_future(),
+        );
     }
     while let Some(r) = pending.next().await {
         r?;
@@ -105,9 +132,16 @@ async fn raw_publish(js: &jetstream::Context, notices: &[Notice]) -> anyhow::Res
 }
 
 /// Raw atomic batches of `http_batch`, `http_concurrency` batches concurrently.
-async fn raw_atomic(client: &async_nats::Client, notices: &[Notice], o: &Options) -> anyhow::Result<Duration> {
+async fn raw_atomic(
+    client: &async_nats::Client,
+    notices: &[Notice],
+    o: &Options,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let chunks: Vec<Vec<&Notice>> = notices.chunks(o.http_batch).map(|c| c.iter().collect()).collect();
+    let chunks: Vec<Vec<&Notice>> = notices
+        .chunks(o.http_batch)
+        .map(|c| c.iter().collect())
+        .collect();
     let mut pending = FuturesUnordered::new();
     for chunk in &chunks {
         if pending.len() >= o.http_concurrency
@@ -115,7 +149,11 @@ async fn raw_atomic(client: &async_nats::Client, notices: &[Notice], o: &Options
         {
             r?;
         }
-        pending.push(shirase_relay::publisher::publish_atomic(client, chunk, Duration::from_secs(30)));
+        pending.push(shirase_relay::publisher::publish_atomic(
+            client,
+            chunk,
+            Duration::from_secs(30),
+        ));
     }
     while let Some(r) = pending.next().await {
         r?;
@@ -124,12 +162,19 @@ async fn raw_atomic(client: &async_nats::Client, notices: &[Notice], o: &Options
 }
 
 /// HTTP batches of `http_batch` through the relay, `http_concurrency` requests concurrently.
-async fn http_ingest(base: &str, token: &str, notices: &[Notice], o: &Options) -> anyhow::Result<Duration> {
+async fn http_ingest(
+    base: &str,
+    token: &str,
+    notices: &[Notice],
+    o: &Options,
+) -> anyhow::Result<Duration> {
     let bodies: Vec<Vec<u8>> = notices
         .chunks(o.http_batch)
         .map(|c| serde_json::to_vec(&c.iter().collect::<Vec<_>>()))
         .collect::<Result<_, _>>()?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
     let url = format!("{base}/v1/notices");
     let start = Instant::now();
     let mut pending = FuturesUnordered::new();
@@ -139,12 +184,19 @@ async fn http_ingest(base: &str, token: &str, notices: &[Notice], o: &Options) -
         {
             let () = r?;
         }
-        let req = http.post(&url).bearer_auth(token).header("content-type", "application/json").body(body);
+        let req = http
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body);
         pending.push(async move {
             let resp = req.send().await?;
             let status = resp.status().as_u16();
             if status != 202 {
-                bail!("relay answered {status}: {}", resp.text().await.unwrap_or_default());
+                bail!(
+                    "relay answered {status}: {}",
+                    resp.text().await.unwrap_or_default()
+                );
             }
             Ok(())
         });
@@ -179,21 +231,31 @@ async fn start_relay(config: Config) -> anyhow::Result<Relay> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(Relay { base, shutdown, task })
+    Ok(Relay {
+        base,
+        shutdown,
+        task,
+    })
 }
 
 /// What atomic batches do with `Nats-Msg-Id` duplicates, observed on the real server.
-async fn atomic_findings(client: &async_nats::Client, js: &jetstream::Context) -> anyhow::Result<serde_json::Value> {
+async fn atomic_findings(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+) -> anyhow::Result<serde_json::Value> {
     purge(js).await?;
     let a: Vec<Notice> = (0..3).map(make_notice).collect();
     let refs: Vec<&Notice> = a.iter().collect();
-    let first = shirase_relay::publisher::publish_atomic(client, &refs, Duration::from_secs(5)).await;
+    let first =
+        shirase_relay::publisher::publish_atomic(client, &refs, Duration::from_secs(5)).await;
     let after_first = stored(js).await?;
-    let again = shirase_relay::publisher::publish_atomic(client, &refs, Duration::from_secs(5)).await;
+    let again =
+        shirase_relay::publisher::publish_atomic(client, &refs, Duration::from_secs(5)).await;
     let after_again = stored(js).await?;
     let fresh: Vec<Notice> = (3..5).map(make_notice).collect();
     let mixed: Vec<&Notice> = vec![&fresh[0], &a[0], &fresh[1]];
-    let mixed_r = shirase_relay::publisher::publish_atomic(client, &mixed, Duration::from_secs(5)).await;
+    let mixed_r =
+        shirase_relay::publisher::publish_atomic(client, &mixed, Duration::from_secs(5)).await;
     let after_mixed = stored(js).await?;
     // Are a committed batch's sequences contiguous (so per-notice seqs can be derived)?
     let mut seqs = Vec::new();
@@ -202,7 +264,11 @@ async fn atomic_findings(client: &async_nats::Client, js: &jetstream::Context) -
     let info = stream.get_info().await?;
     for seq in info.state.first_sequence..=info.state.last_sequence {
         if let Ok(m) = stream.get_raw_message(seq).await {
-            let id = m.headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default();
+            let id = m
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.to_string())
+                .unwrap_or_default();
             if ids.contains(&id) {
                 seqs.push(seq);
             }
@@ -222,9 +288,11 @@ async fn atomic_findings(client: &async_nats::Client, js: &jetstream::Context) -
 
 /// Run the scenario.
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
-    let token = std::fs::read_to_string(harness::workspace_root().join("deploy/dev/credentials/provider-001.token"))?
-        .trim()
-        .to_owned();
+    let token = std::fs::read_to_string(
+        harness::workspace_root().join("deploy/dev/credentials/provider-001.token"),
+    )?
+    .trim()
+    .to_owned();
     let size = make_notice(0).to_json().len();
     let mut rows = Vec::new();
     let mut summary = serde_json::Map::new();
@@ -232,8 +300,14 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     summary.insert("in_flight".into(), IN_FLIGHT.into());
     summary.insert("http_batch".into(), opts.http_batch.into());
     summary.insert("http_concurrency".into(), opts.http_concurrency.into());
-    for (sync_always, label, n) in [(false, "default", opts.messages), (true, "always", opts.messages_sync)] {
-        let server = NatsServer::start_with(harness::Config { sync_always, ..harness::Config::default() })?;
+    for (sync_always, label, n) in [
+        (false, "default", opts.messages),
+        (true, "always", opts.messages_sync),
+    ] {
+        let server = NatsServer::start_with(harness::Config {
+            sync_always,
+            ..harness::Config::default()
+        })?;
         let mut config = bench_config(&server.url())?;
         config.nats.atomic_batches = false;
         let client = async_nats::connect(server.url()).await?;
@@ -243,7 +317,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         desired.streams[0].allow_atomic_publish = true;
         shirase_relay::provision::provision(&js, &desired, false).await?;
         if !sync_always {
-            summary.insert("atomic_batch_dedup_findings".into(), atomic_findings(&client, &js).await?);
+            summary.insert(
+                "atomic_batch_dedup_findings".into(),
+                atomic_findings(&client, &js).await?,
+            );
         }
 
         // Warm up connections and the store.
@@ -254,14 +331,29 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
         let raw = raw_publish(&js, &notices).await?;
         let got = stored(&js).await?;
-        rows.push(row("raw async-nats publish", label, n, raw, format!("{IN_FLIGHT} in flight; stored {got}")));
+        rows.push(row(
+            "raw async-nats publish",
+            label,
+            n,
+            raw,
+            format!("{IN_FLIGHT} in flight; stored {got}"),
+        ));
         purge(&js).await?;
 
         let relay = start_relay(config.clone()).await?;
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
         let http = http_ingest(&relay.base, &token, &notices, &opts).await?;
         let got = stored(&js).await?;
-        rows.push(row("relay HTTP batch ingest", label, n, http, format!("batches of {}, {} concurrent; stored {got}", opts.http_batch, opts.http_concurrency)));
+        rows.push(row(
+            "relay HTTP batch ingest",
+            label,
+            n,
+            http,
+            format!(
+                "batches of {}, {} concurrent; stored {got}",
+                opts.http_batch, opts.http_concurrency
+            ),
+        ));
         relay.shutdown.cancel();
         relay.task.await??;
         purge(&js).await?;
@@ -269,7 +361,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
         let atomic = raw_atomic(&client, &notices, &opts).await?;
         let got = stored(&js).await?;
-        rows.push(row("raw atomic batch publish", label, n, atomic, format!("batches of {}, {} concurrent; stored {got}", opts.http_batch, opts.http_concurrency)));
+        rows.push(row(
+            "raw atomic batch publish",
+            label,
+            n,
+            atomic,
+            format!(
+                "batches of {}, {} concurrent; stored {got}",
+                opts.http_batch, opts.http_concurrency
+            ),
+        ));
         purge(&js).await?;
 
         config.nats.atomic_batches = true;
@@ -277,18 +378,37 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
         let http_atomic = http_ingest(&relay.base, &token, &notices, &opts).await?;
         let got = stored(&js).await?;
-        rows.push(row("relay HTTP batch ingest (atomic)", label, n, http_atomic, format!("nats.atomic_batches = true; stored {got}")));
+        rows.push(row(
+            "relay HTTP batch ingest (atomic)",
+            label,
+            n,
+            http_atomic,
+            format!("nats.atomic_batches = true; stored {got}"),
+        ));
         relay.shutdown.cancel();
         relay.task.await??;
 
-        summary.insert(format!("ratio_relay_to_raw_{label}"), round(raw.as_secs_f64() / http.as_secs_f64()).into());
+        summary.insert(
+            format!("ratio_relay_to_raw_{label}"),
+            round(raw.as_secs_f64() / http.as_secs_f64()).into(),
+        );
         summary.insert(
             format!("ratio_relay_atomic_to_raw_{label}"),
             round(raw.as_secs_f64() / http_atomic.as_secs_f64()).into(),
         );
-        summary.insert(format!("ratio_raw_atomic_to_raw_{label}"), round(raw.as_secs_f64() / atomic.as_secs_f64()).into());
+        summary.insert(
+            format!("ratio_raw_atomic_to_raw_{label}"),
+            round(raw.as_secs_f64() / atomic.as_secs_f64()).into(),
+        );
         drop(server);
     }
-    let rows = rows.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?;
-    Ok(Report::new("ingest", rows, serde_json::Value::Object(summary)))
+    let rows = rows
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Report::new(
+        "ingest",
+        rows,
+        serde_json::Value::Object(summary),
+    ))
 }

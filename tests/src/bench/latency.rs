@@ -66,7 +66,12 @@ impl Sink for TimingSink {
 }
 
 /// One paced run through Shirase: returns the latencies and how many notices were sent.
-async fn shirase_at(env: &Env, sink: &TimingSink, rate: u64, seconds: u64) -> anyhow::Result<(Vec<Duration>, usize, usize)> {
+async fn shirase_at(
+    env: &Env,
+    sink: &TimingSink,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<(Vec<Duration>, usize, usize)> {
     let iface = env.ifaces[0];
     let sent: Arc<Mutex<Vec<((String, u64), Instant)>>> = Arc::default();
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -83,8 +88,14 @@ async fn shirase_at(env: &Env, sink: &TimingSink, rate: u64, seconds: u64) -> an
             continue;
         }
         let changes = commit_updates(&env.sim, iface, k)?;
-        let notices = changes.iter().map(notice_of).collect::<anyhow::Result<Vec<_>>>()?;
-        let keys: Vec<(String, u64)> = changes.iter().map(|c| (c.atena_no.to_string(), u64::from(c.history_no))).collect();
+        let notices = changes
+            .iter()
+            .map(notice_of)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let keys: Vec<(String, u64)> = changes
+            .iter()
+            .map(|c| (c.atena_no.to_string(), u64::from(c.history_no)))
+            .collect();
         let http = env.http.clone();
         let url = env.relay_url.clone();
         let sent = sent.clone();
@@ -121,7 +132,13 @@ async fn shirase_at(env: &Env, sink: &TimingSink, rate: u64, seconds: u64) -> an
 }
 
 /// Raw JetStream at the same pace: publish start → pull-consumer receipt.
-async fn raw_at(env: &Env, rate: u64, seconds: u64, replicas: usize, tag: &str) -> anyhow::Result<Vec<Duration>> {
+async fn raw_at(
+    env: &Env,
+    rate: u64,
+    seconds: u64,
+    replicas: usize,
+    tag: &str,
+) -> anyhow::Result<Vec<Duration>> {
     let stream_name = format!("BENCH_RAW_{tag}");
     let subject = format!("benchraw.{tag}");
     let stream = env
@@ -134,7 +151,10 @@ async fn raw_at(env: &Env, rate: u64, seconds: u64, replicas: usize, tag: &str) 
         })
         .await?;
     let consumer: jetstream::consumer::PullConsumer = stream
-        .create_consumer(jetstream::consumer::pull::Config { durable_name: Some("raw".into()), ..Default::default() })
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("raw".into()),
+            ..Default::default()
+        })
         .await?;
     let total = (rate * seconds) as usize;
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total]));
@@ -153,7 +173,9 @@ async fn raw_at(env: &Env, rate: u64, seconds: u64, replicas: usize, tag: &str) 
                 let Some(m) = m else { break };
                 let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
                 let now = Instant::now();
-                let i = std::str::from_utf8(&m.payload[..12]).ok().and_then(|s| s.trim().parse::<usize>().ok());
+                let i = std::str::from_utf8(&m.payload[..12])
+                    .ok()
+                    .and_then(|s| s.trim().parse::<usize>().ok());
                 if let (Some(i), Ok(mut r)) = (i, recv.lock())
                     && i < r.len()
                 {
@@ -182,7 +204,12 @@ async fn raw_at(env: &Env, rate: u64, seconds: u64, replicas: usize, tag: &str) 
             if let Ok(mut s) = sent.lock() {
                 s[next] = Some(Instant::now());
             }
-            acks.push(env.js.publish(subject.clone(), payload.into()).await?.into_future());
+            acks.push(
+                env.js
+                    .publish(subject.clone(), payload.into())
+                    .await?
+                    .into_future(),
+            );
             next += 1;
         }
         // Drain finished acks without blocking the pace.
@@ -194,7 +221,12 @@ async fn raw_at(env: &Env, rate: u64, seconds: u64, replicas: usize, tag: &str) 
         r?;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while recv.lock().map(|r| r.iter().take(next).any(Option::is_none)).unwrap_or(false) && Instant::now() < deadline {
+    while recv
+        .lock()
+        .map(|r| r.iter().take(next).any(Option::is_none))
+        .unwrap_or(false)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.cancel();
@@ -202,10 +234,21 @@ async fn raw_at(env: &Env, rate: u64, seconds: u64, replicas: usize, tag: &str) 
     env.js.delete_stream(&stream_name).await?;
     let s = sent.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let r = recv.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    Ok(s.iter().zip(r.iter()).filter_map(|(a, b)| Some(b.as_ref()?.saturating_duration_since(*a.as_ref()?))).collect())
+    Ok(s.iter()
+        .zip(r.iter())
+        .filter_map(|(a, b)| Some(b.as_ref()?.saturating_duration_since(*a.as_ref()?)))
+        .collect())
 }
 
-fn lat_row(setup: &str, path: &str, rate: u64, sent: usize, lat: &mut [Duration], missing: usize, note: &str) -> Value {
+fn lat_row(
+    setup: &str,
+    path: &str,
+    rate: u64,
+    sent: usize,
+    lat: &mut [Duration],
+    missing: usize,
+    note: &str,
+) -> Value {
     let (p50, p99, max) = percentiles_ms(lat);
     json!({
         "setup": setup, "path": path, "rate_per_s": rate, "sent": sent, "received": lat.len(),
@@ -226,11 +269,18 @@ async fn setup(
     // The overlap re-read (every 60 s by default) would re-read up to 10 minutes of this run's
     // rows in one pull; spaced to 300 s it happens once, at warm-up, as in a steady state where
     // it costs one larger pull per 5 minutes. Windows sized for the simulator's 5,000-row threshold.
-    let toml = env.agent_toml(1000, max_wait_ms, "rate_per_sec = 1000.0\nconcurrency = 4", "").replacen(
-        "[nats]",
-        "[pull]\noverlap_reread_secs = 300\nmax_notices_per_window = 2500\n[nats]",
-        1,
-    );
+    let toml = env
+        .agent_toml(
+            1000,
+            max_wait_ms,
+            "rate_per_sec = 1000.0\nconcurrency = 4",
+            "",
+        )
+        .replacen(
+            "[nats]",
+            "[pull]\noverlap_reread_secs = 300\nmax_notices_per_window = 2500\n[nats]",
+            1,
+        );
     let cfg = Config::from_toml_str(&toml)?;
     let sink = Arc::new(TimingSink::default());
     let agent = Agent::with_sink(cfg, sink.clone());
@@ -253,14 +303,34 @@ async fn setup(
             metric_sum(&text, "shirase_agent_notices_uncovered_total"),
             metric_sum(&text, "shirase_agent_notices_naked_total"),
         );
-        rows.push(lat_row(label, "shirase accept→sink", rate, sent, &mut lat, missing, &note));
+        rows.push(lat_row(
+            label,
+            "shirase accept→sink",
+            rate,
+            sent,
+            &mut lat,
+            missing,
+            &note,
+        ));
         let mut raw = raw_at(&env, rate, o.seconds, replicas, &format!("{rate}")).await?;
         let n = raw.len();
-        rows.push(lat_row(label, "raw publish→consumer", rate, (rate * o.seconds) as usize, &mut raw, (rate * o.seconds) as usize - n, "async-nats, 400 B, pull consumer messages()"));
+        rows.push(lat_row(
+            label,
+            "raw publish→consumer",
+            rate,
+            (rate * o.seconds) as usize,
+            &mut raw,
+            (rate * o.seconds) as usize - n,
+            "async-nats, 400 B, pull consumer messages()",
+        ));
         let last = &rows[rows.len() - 2];
         println!(
             "  {label} {rate}/s: shirase p50 {} p99 {} max {} ms | raw p99 {} ms | {}",
-            last["p50_ms"], last["p99_ms"], last["max_ms"], rows[rows.len() - 1]["p99_ms"], last["note"]
+            last["p50_ms"],
+            last["p99_ms"],
+            last["max_ms"],
+            rows[rows.len() - 1]["p99_ms"],
+            last["note"]
         );
     }
     stop.cancel();
@@ -283,17 +353,54 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 /// Run the scenario.
 pub async fn run(o: Options) -> anyhow::Result<Report> {
     let mut rows = Vec::new();
-    let base = EnvOptions { population: 50_000, row_threshold: 5_000, ..EnvOptions::default() };
-    let rates: &[u64] = if o.full { &[500, 1000, 2000, 5000] } else { &[500, 1000, 2000] };
-    setup("1 server, default sync", base.clone(), rates, &o, o.max_wait_ms, &mut rows).await?;
+    let base = EnvOptions {
+        population: 50_000,
+        row_threshold: 5_000,
+        ..EnvOptions::default()
+    };
+    let rates: &[u64] = if o.full {
+        &[500, 1000, 2000, 5000]
+    } else {
+        &[500, 1000, 2000]
+    };
+    setup(
+        "1 server, default sync",
+        base.clone(),
+        rates,
+        &o,
+        o.max_wait_ms,
+        &mut rows,
+    )
+    .await?;
     if o.full {
         // The default max_wait (1 s) at 1,000/s, to show what batching costs.
-        setup("1 server, default sync, max_wait 1000", base.clone(), &[1000], &o, 1000, &mut rows).await?;
+        setup(
+            "1 server, default sync, max_wait 1000",
+            base.clone(),
+            &[1000],
+            &o,
+            1000,
+            &mut rows,
+        )
+        .await?;
     }
     // The extra setups report their failure as a row instead of losing the whole table.
-    for (label, env_o) in
-        [("1 server, sync always", EnvOptions { sync_always: true, ..base.clone() }), ("3-node R3", EnvOptions { cluster: true, ..base })]
-    {
+    for (label, env_o) in [
+        (
+            "1 server, sync always",
+            EnvOptions {
+                sync_always: true,
+                ..base.clone()
+            },
+        ),
+        (
+            "3-node R3",
+            EnvOptions {
+                cluster: true,
+                ..base
+            },
+        ),
+    ] {
         if let Err(e) = setup(label, env_o, &[1000], &o, o.max_wait_ms, &mut rows).await {
             rows.push(json!({
                 "setup": label, "path": "failed", "rate_per_s": 1000, "sent": 0, "received": 0, "missing": 0,

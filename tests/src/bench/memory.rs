@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::{AgentProcess, Env, EnvOptions, Options, Report, commit_updates, notice_of, round, rss_mib};
+use super::{
+    AgentProcess, Env, EnvOptions, Options, Report, commit_updates, notice_of, round, rss_mib,
+};
 use crate::harness;
 
 struct RelayProcess {
@@ -28,9 +30,13 @@ impl RelayProcess {
             .map(PathBuf::from)
             .unwrap_or(std::env::current_exe()?.with_file_name("shirase-relay"));
         if !bin.exists() {
-            bail!("{} not found: build it with `cargo build --release -p shirase-relay --bin shirase-relay`", bin.display());
+            bail!(
+                "{} not found: build it with `cargo build --release -p shirase-relay --bin shirase-relay`",
+                bin.display()
+            );
         }
-        let toml = super::relay_toml(&env.servers.urls(), &env.ifaces, 1, 120).replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+        let toml = super::relay_toml(&env.servers.urls(), &env.ifaces, 1, 120)
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
         let cfg = env.dir.path().join("relay.toml");
         std::fs::write(&cfg, toml)?;
         let log = std::fs::File::create(env.dir.path().join("relay.log"))?;
@@ -52,7 +58,10 @@ impl RelayProcess {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("shirase-relay not ready within 30 s: {}", std::fs::read_to_string(env.dir.path().join("relay.log")).unwrap_or_default());
+                bail!(
+                    "shirase-relay not ready within 30 s: {}",
+                    std::fs::read_to_string(env.dir.path().join("relay.log")).unwrap_or_default()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -83,7 +92,9 @@ fn nats_pid(env: &Env) -> Option<u32> {
         super::Servers::Cluster(_) => return None,
     };
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         if cmd.contains("nats-server") && cmd.contains(&port.to_string()) {
@@ -109,11 +120,24 @@ fn sample(phase: &str, agent: u32, relay: u32, nats: Option<u32>, extra: &str) -
 /// Run the scenario.
 pub async fn run(o: Options) -> anyhow::Result<Report> {
     let backlog: usize = if o.full { 1_000_000 } else { 100_000 };
-    let mut env = Env::start(&EnvOptions { population: 200_000, ack_wait_secs: 120, ..EnvOptions::default() }, false).await?;
+    let mut env = Env::start(
+        &EnvOptions {
+            population: 200_000,
+            ack_wait_secs: 120,
+            ..EnvOptions::default()
+        },
+        false,
+    )
+    .await?;
     let (relay, relay_url) = RelayProcess::start(&env, harness::free_port()?).await?;
     env.relay_url = relay_url;
     let port = harness::free_port()?;
-    let toml = env.agent_toml(1000, 1000, "rate_per_sec = 50.0\nconcurrency = 2", &format!("127.0.0.1:{port}"));
+    let toml = env.agent_toml(
+        1000,
+        1000,
+        "rate_per_sec = 50.0\nconcurrency = 2",
+        &format!("127.0.0.1:{port}"),
+    );
     let agent = AgentProcess::start(env.dir.path(), &toml, port).await?;
     let (apid, rpid, npid) = (agent.pid(), relay.child.id(), nats_pid(&env));
     let mut rows = Vec::new();
@@ -131,7 +155,10 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     for k in 0..1000 {
         tick.tick().await;
         let changes = commit_updates(&env.sim, iface, 20)?;
-        let notices = changes.iter().map(notice_of).collect::<anyhow::Result<Vec<_>>>()?;
+        let notices = changes
+            .iter()
+            .map(notice_of)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let (http, url) = (env_http.clone(), url.clone());
         posts.spawn(async move { super::post_notices(&http, &url, &notices).await });
         if k % 10 == 0 {
@@ -142,7 +169,13 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     while let Some(r) = posts.join_next().await {
         r??;
     }
-    let mut s = sample("2,000 notices/s for 10 s", apid, rpid, npid, "RSS at the end of the load");
+    let mut s = sample(
+        "2,000 notices/s for 10 s",
+        apid,
+        rpid,
+        npid,
+        "RSS at the end of the load",
+    );
     s["agent_rss_mib"] = json!(peak_a.max(s["agent_rss_mib"].as_f64().unwrap_or(0.0)));
     s["relay_rss_mib"] = json!(peak_r.max(s["relay_rss_mib"].as_f64().unwrap_or(0.0)));
     s["note"] = json!("highest RSS sampled every 100 ms during the load");
@@ -153,14 +186,25 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     }
 
     // Backlog stored while the consumer is paused.
-    let stream = env.js.get_stream(shirase_proto::subject::NOTICE_STREAM).await?;
+    let stream = env
+        .js
+        .get_stream(shirase_proto::subject::NOTICE_STREAM)
+        .await?;
     let until_ns = jiff::Timestamp::now().as_nanosecond() + 3_600_000_000_000i128;
-    stream.pause_consumer("tax_001", async_nats::datetime::from_nanos(until_ns).map_err(|e| anyhow::anyhow!("{e}"))?).await?;
+    stream
+        .pause_consumer(
+            "tax_001",
+            async_nats::datetime::from_nanos(until_ns).map_err(|e| anyhow::anyhow!("{e}"))?,
+        )
+        .await?;
     let mut left = backlog;
     while left > 0 {
         let n = left.min(10_000);
         let changes = commit_updates(&env.sim, iface, n)?;
-        let notices = changes.iter().map(notice_of).collect::<anyhow::Result<Vec<_>>>()?;
+        let notices = changes
+            .iter()
+            .map(notice_of)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut set = tokio::task::JoinSet::new();
         for chunk in notices.chunks(1000) {
             let (http, url, chunk) = (env_http.clone(), url.clone(), chunk.to_vec());
@@ -171,7 +215,13 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         }
         left -= n;
     }
-    rows.push(sample(&format!("backlog of {backlog} stored, consumer paused"), apid, rpid, npid, "relay POSTs of 1000, 10 at a time"));
+    rows.push(sample(
+        &format!("backlog of {backlog} stored, consumer paused"),
+        apid,
+        rpid,
+        npid,
+        "relay POSTs of 1000, 10 at a time",
+    ));
     let t0 = Instant::now();
     stream.resume_consumer("tax_001").await?;
     let mut peak_a = 0.0f64;
@@ -186,9 +236,18 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut s = sample(&format!("draining backlog of {backlog}"), apid, rpid, npid, "");
+    let mut s = sample(
+        &format!("draining backlog of {backlog}"),
+        apid,
+        rpid,
+        npid,
+        "",
+    );
     s["agent_rss_mib"] = json!(peak_a);
-    s["note"] = json!(format!("highest agent RSS sampled every 100 ms; drained in {:.1} s", t0.elapsed().as_secs_f64()));
+    s["note"] = json!(format!(
+        "highest agent RSS sampled every 100 ms; drained in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
     rows.push(s);
     agent.stop();
     drop(relay);
@@ -205,5 +264,8 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
 }
 
 fn rss_peak(rows: &[Value]) -> f64 {
-    rows.iter().filter_map(|r| r["agent_peak_mib"].as_f64()).fold(0.0, f64::max).max(round(0.0))
+    rows.iter()
+        .filter_map(|r| r["agent_peak_mib"].as_f64())
+        .fold(0.0, f64::max)
+        .max(round(0.0))
 }

@@ -29,7 +29,9 @@ use shirase_proto::{ChangeKind, InterfaceId, Keys, Notice, OffsetTimestamp, Sequ
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{self, NatsCluster, NatsServer};
-use crate::provider_sim::{self, CommittedChange, InterfaceSpec, NoticeTarget, ProviderSim, SimHandle};
+use crate::provider_sim::{
+    self, CommittedChange, InterfaceSpec, NoticeTarget, ProviderSim, SimHandle,
+};
 
 /// Options shared by every scenario (parsed by the `shirase-bench` binary).
 #[derive(Debug, Clone)]
@@ -83,7 +85,12 @@ pub struct Report {
 impl Report {
     /// A report with the machine description filled in.
     pub fn new(scenario: &str, rows: Vec<Value>, summary: Value) -> Self {
-        Self { scenario: scenario.into(), rows, summary, machine: machine() }
+        Self {
+            scenario: scenario.into(),
+            rows,
+            summary,
+            machine: machine(),
+        }
     }
 
     /// Print the table (columns = the first row's keys) and the summary.
@@ -103,20 +110,54 @@ impl Report {
             Value::Null => "-".into(),
             other => other.to_string(),
         };
-        let cells: Vec<Vec<String>> =
-            self.rows.iter().map(|r| cols.iter().map(|c| cell(r.get(c.as_str()).unwrap_or(&Value::Null))).collect()).collect();
-        let widths: Vec<usize> =
-            cols.iter().enumerate().map(|(i, c)| cells.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0)).collect();
+        let cells: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| {
+                cols.iter()
+                    .map(|c| cell(r.get(c.as_str()).unwrap_or(&Value::Null)))
+                    .collect()
+            })
+            .collect();
+        let widths: Vec<usize> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                cells
+                    .iter()
+                    .map(|r| r[i].len())
+                    .chain([c.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
         let line = |vals: Vec<String>| {
-            vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join(" | ")
+            vals.iter()
+                .zip(&widths)
+                .map(|(v, w)| format!("{v:<w$}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
         };
         println!("{}", line(cols.iter().map(|c| (*c).clone()).collect()));
-        println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-|-"));
+        println!(
+            "{}",
+            widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .join("-|-")
+        );
         for r in cells {
             println!("{}", line(r));
         }
-        println!("summary: {}", serde_json::to_string_pretty(&self.summary).unwrap_or_default());
-        println!("machine: {}", serde_json::to_string(&self.machine).unwrap_or_default());
+        println!(
+            "summary: {}",
+            serde_json::to_string_pretty(&self.summary).unwrap_or_default()
+        );
+        println!(
+            "machine: {}",
+            serde_json::to_string(&self.machine).unwrap_or_default()
+        );
     }
 
     /// Write `target/bench/<scenario>.json` (or under `CARGO_TARGET_DIR`).
@@ -127,7 +168,8 @@ impl Report {
             .join("bench");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{}.json", self.scenario));
-        std::fs::write(&path, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
 }
@@ -135,7 +177,12 @@ impl Report {
 /// nproc, CPU model, RAM, nats-server version and the load average now.
 pub fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("").trim();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_kib = meminfo
         .lines()
@@ -172,7 +219,11 @@ pub fn percentiles_ms(samples: &mut [Duration]) -> (f64, f64, f64) {
         let i = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
         round(samples[i].as_secs_f64() * 1000.0)
     };
-    (at(0.50), at(0.99), round(samples[samples.len() - 1].as_secs_f64() * 1000.0))
+    (
+        at(0.50),
+        at(0.99),
+        round(samples[samples.len() - 1].as_secs_f64() * 1000.0),
+    )
 }
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
@@ -196,7 +247,9 @@ pub const TOKEN: &str = "bench-only-relay-token-provider-001";
 
 /// The interfaces a scenario uses: 001o05-00, 001o06-00, 001o07-00... (business 001).
 pub fn interfaces(n: usize) -> Vec<InterfaceId> {
-    (0..n).filter_map(|i| format!("001o{:02}-00", 5 + i).parse().ok()).collect()
+    (0..n)
+        .filter_map(|i| format!("001o{:02}-00", 5 + i).parse().ok())
+        .collect()
 }
 
 /// How to build an [`Env`].
@@ -277,7 +330,11 @@ pub struct Env {
 
 fn relay_toml(urls: &[String], ifaces: &[InterfaceId], replicas: usize, ack_wait: u64) -> String {
     let digest = hex::encode(shirase_relay::config::token_digest(TOKEN));
-    let urls = urls.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+    let urls = urls
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut s = format!(
         r#"
 municipality_code = "131016"
@@ -296,10 +353,18 @@ credentials = {{ token_sha256 = ["{digest}"] }}
 "#
     );
     for i in ifaces {
-        s.push_str(&format!("[[interfaces]]\nid = \"{i}\"\nversion = \"1.0\"\nprovider = \"001\"\n"));
+        s.push_str(&format!(
+            "[[interfaces]]\nid = \"{i}\"\nversion = \"1.0\"\nprovider = \"001\"\n"
+        ));
     }
-    let list = ifaces.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ");
-    s.push_str(&format!("[[subscribers]]\nid = \"tax\"\ninterfaces = [{list}]\nack_wait = \"{ack_wait}s\"\n"));
+    let list = ifaces
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    s.push_str(&format!(
+        "[[subscribers]]\nid = \"tax\"\ninterfaces = [{list}]\nack_wait = \"{ack_wait}s\"\n"
+    ));
     s
 }
 
@@ -310,21 +375,38 @@ impl Env {
         let servers = if o.cluster {
             Servers::Cluster(NatsCluster::start_with(3, o.sync_always)?)
         } else {
-            Servers::Single(NatsServer::start_with(harness::Config { sync_always: o.sync_always, ..harness::Config::default() })?)
+            Servers::Single(NatsServer::start_with(harness::Config {
+                sync_always: o.sync_always,
+                ..harness::Config::default()
+            })?)
         };
         let urls = servers.urls();
         let ifaces = interfaces(o.interfaces);
         let rc = shirase_relay::Config::from_toml_str(
-            &relay_toml(&urls, &ifaces, if o.cluster { 3 } else { 1 }, o.ack_wait_secs),
+            &relay_toml(
+                &urls,
+                &ifaces,
+                if o.cluster { 3 } else { 1 },
+                o.ack_wait_secs,
+            ),
             None,
         )?;
-        let addrs = urls.iter().map(|u| u.parse::<async_nats::ServerAddr>()).collect::<Result<Vec<_>, _>>()?;
+        let addrs = urls
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()?;
         let client = async_nats::connect(addrs).await?;
         let js = jetstream::new(client);
         // A fresh cluster may still be electing its meta leader.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match shirase_relay::provision::provision(&js, &shirase_relay::topology::desired(&rc), false).await {
+            match shirase_relay::provision::provision(
+                &js,
+                &shirase_relay::topology::desired(&rc),
+                false,
+            )
+            .await
+            {
                 Ok(_) => break,
                 Err(e) if Instant::now() < deadline => {
                     tracing::debug!("provision not yet: {e}");
@@ -337,7 +419,9 @@ impl Env {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let relay_url = format!("http://{}", l.local_addr()?);
         let relay_task = tokio::spawn(shirase_relay::run(rc, l, relay_stop.clone()));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = http.get(format!("{relay_url}/readyz")).send().await
@@ -357,19 +441,45 @@ impl Env {
         sc.row_threshold = o.row_threshold;
         sc.request_log_capacity = o.request_log;
         if relay_target {
-            sc.notice_target = NoticeTarget::Relay { url: relay_url.clone(), token: TOKEN.into() };
+            sc.notice_target = NoticeTarget::Relay {
+                url: relay_url.clone(),
+                token: TOKEN.into(),
+            };
         }
         let sim_stop = CancellationToken::new();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let sim = ProviderSim::start(sc, l, sim_stop.clone()).await?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("secret"), format!("{SECRET}\n"))?;
-        Ok(Env { servers, js, relay_url, relay_stop, relay_task, sim, sim_stop, dir, ifaces, http })
+        Ok(Env {
+            servers,
+            js,
+            relay_url,
+            relay_stop,
+            relay_task,
+            sim,
+            sim_stop,
+            dir,
+            ifaces,
+            http,
+        })
     }
 
     /// `agent.toml` for subscriber `tax` reading every interface, file sink under the temp dir.
-    pub fn agent_toml(&self, batch_size: usize, max_wait_ms: u64, provider_extra: &str, http_listen: &str) -> String {
-        let urls = self.servers.urls().iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+    pub fn agent_toml(
+        &self,
+        batch_size: usize,
+        max_wait_ms: u64,
+        provider_extra: &str,
+        http_listen: &str,
+    ) -> String {
+        let urls = self
+            .servers
+            .urls()
+            .iter()
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut s = format!(
             r#"
 subscriber = "tax"
@@ -399,7 +509,9 @@ enforce_maintenance = false
             secret = self.dir.path().join("secret").display(),
         );
         for i in &self.ifaces {
-            s.push_str(&format!("[[providers.interfaces]]\nid = \"{i}\"\nversion = \"1.0\"\n"));
+            s.push_str(&format!(
+                "[[providers.interfaces]]\nid = \"{i}\"\nversion = \"1.0\"\n"
+            ));
         }
         s
     }
@@ -416,8 +528,10 @@ enforce_maintenance = false
 
     /// Notices still pending or unacked on the `tax` consumers (one per provider: `tax_001`).
     pub async fn unfinished(&self) -> anyhow::Result<u64> {
-        let mut c: jetstream::consumer::PullConsumer =
-            self.js.get_consumer_from_stream("tax_001", shirase_proto::subject::NOTICE_STREAM).await?;
+        let mut c: jetstream::consumer::PullConsumer = self
+            .js
+            .get_consumer_from_stream("tax_001", shirase_proto::subject::NOTICE_STREAM)
+            .await?;
         let i = c.info().await?;
         Ok(i.num_pending + i.num_ack_pending as u64)
     }
@@ -433,7 +547,11 @@ enforce_maintenance = false
 }
 
 /// POST notices to a relay; error unless 202.
-pub async fn post_notices(http: &reqwest::Client, relay_url: &str, notices: &[Notice]) -> anyhow::Result<()> {
+pub async fn post_notices(
+    http: &reqwest::Client,
+    relay_url: &str,
+    notices: &[Notice],
+) -> anyhow::Result<()> {
     let r = http
         .post(format!("{relay_url}/v1/notices"))
         .bearer_auth(TOKEN)
@@ -443,7 +561,10 @@ pub async fn post_notices(http: &reqwest::Client, relay_url: &str, notices: &[No
         .await?;
     let status = r.status().as_u16();
     if status != 202 {
-        bail!("relay answered {status}: {}", r.text().await.unwrap_or_default());
+        bail!(
+            "relay answered {status}: {}",
+            r.text().await.unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -459,19 +580,31 @@ pub fn notice_of(c: &CommittedChange) -> anyhow::Result<Notice> {
         Sequence(c.sequence),
         updated_at,
         c.kind,
-        Some(Keys { atena_no: vec![c.atena_no.clone()] }),
+        Some(Keys {
+            atena_no: vec![c.atena_no.clone()],
+        }),
     );
     n.id = c.notice_id;
     Ok(n)
 }
 
 /// Commit `count` updates on `iface` (in chunks the simulator accepts).
-pub fn commit_updates(sim: &SimHandle, iface: InterfaceId, count: usize) -> anyhow::Result<Vec<CommittedChange>> {
+pub fn commit_updates(
+    sim: &SimHandle,
+    iface: InterfaceId,
+    count: usize,
+) -> anyhow::Result<Vec<CommittedChange>> {
     let mut out = Vec::with_capacity(count);
     let mut left = count;
     while left > 0 {
         let n = left.min(provider_sim::MAX_CHANGES_PER_CALL);
-        out.extend(sim.commit_changes(provider_sim::ChangeSpec::new(n).interface(iface).kind(ChangeKind::Update))?);
+        out.extend(
+            sim.commit_changes(
+                provider_sim::ChangeSpec::new(n)
+                    .interface(iface)
+                    .kind(ChangeKind::Update),
+            )?,
+        );
         left -= n;
     }
     Ok(out)
@@ -500,11 +633,17 @@ impl AgentProcess {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let me = Self { child, metrics_url: format!("http://127.0.0.1:{http_port}/metrics") };
+        let me = Self {
+            child,
+            metrics_url: format!("http://127.0.0.1:{http_port}/metrics"),
+        };
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = http.get(format!("http://127.0.0.1:{http_port}/healthz")).send().await
+            if let Ok(r) = http
+                .get(format!("http://127.0.0.1:{http_port}/healthz"))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 break;
@@ -528,7 +667,10 @@ impl AgentProcess {
         let text = reqwest::get(&self.metrics_url).await?.text().await?;
         Ok(text
             .lines()
-            .filter(|l| !l.starts_with('#') && (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))))
+            .filter(|l| {
+                !l.starts_with('#')
+                    && (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
     }
@@ -600,7 +742,9 @@ pub fn peak_in_flight(sim: &SimHandle) -> usize {
         if !e.path.starts_with("/api/") {
             continue;
         }
-        let Ok(t) = e.at.parse::<jiff::Timestamp>() else { continue };
+        let Ok(t) = e.at.parse::<jiff::Timestamp>() else {
+            continue;
+        };
         let start = t.as_microsecond();
         let end = start + (e.duration_ms as i64).max(1) * 1000;
         edges.push((start, 1));

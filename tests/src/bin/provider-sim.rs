@@ -86,7 +86,9 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     let n = s.strip_suffix("/s").unwrap_or(s).trim();
     match n.parse::<f64>() {
         Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
-        _ => Err(format!("rate must be a number of changes per second like 5 or 5/s, got {s:?}")),
+        _ => Err(format!(
+            "rate must be a number of changes per second like 5 or 5/s, got {s:?}"
+        )),
     }
 }
 
@@ -100,7 +102,9 @@ fn config(cli: Cli) -> anyhow::Result<Config> {
             .map(|s| {
                 let (id, version) = s.split_once('@').unwrap_or((s, "1.0"));
                 let id: InterfaceId = id.parse().with_context(|| format!("--interface {s}"))?;
-                let version = version.parse().with_context(|| format!("--interface {s}: version"))?;
+                let version = version
+                    .parse()
+                    .with_context(|| format!("--interface {s}: version"))?;
                 Ok(InterfaceSpec { id, version })
             })
             .collect::<anyhow::Result<_>>()?;
@@ -109,7 +113,10 @@ fn config(cli: Cli) -> anyhow::Result<Config> {
     c.seed = cli.seed;
     for spec in &cli.clients {
         let Some((id, secret)) = spec.split_once('=') else {
-            bail!("--client must be ID=SECRET, got {:?}", spec.split('=').next().unwrap_or_default());
+            bail!(
+                "--client must be ID=SECRET, got {:?}",
+                spec.split('=').next().unwrap_or_default()
+            );
         };
         c.clients.insert(id.to_owned(), secret.into());
     }
@@ -125,14 +132,19 @@ fn config(cli: Cli) -> anyhow::Result<Config> {
     c.change_rate = cli.rate;
     c.notice_target = match (cli.notify_relay, cli.notify_nats) {
         (Some(url), None) => {
-            let file = cli.notify_token_file.context("--notify-relay needs --notify-token-file")?;
+            let file = cli
+                .notify_token_file
+                .context("--notify-relay needs --notify-token-file")?;
             let token = std::fs::read_to_string(&file)
                 .with_context(|| format!("--notify-token-file {}: cannot read", file.display()))?;
             let token = token.trim().to_owned();
             if token.is_empty() {
                 bail!("--notify-token-file {}: the file is empty", file.display());
             }
-            NoticeTarget::Relay { url, token: token.into() }
+            NoticeTarget::Relay {
+                url,
+                token: token.into(),
+            }
         }
         (None, Some(url)) => NoticeTarget::Nats { url },
         _ => NoticeTarget::None,
@@ -158,7 +170,9 @@ async fn main() -> anyhow::Result<()> {
     if config.clients.is_empty() {
         tracing::warn!("no --client given: nobody can obtain a token");
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("--listen {listen}: cannot bind"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("--listen {listen}: cannot bind"))?;
     let shutdown = CancellationToken::new();
     let sim = ProviderSim::start(config, listener, shutdown.clone()).await?;
     println!("{}", sim.base_url());

@@ -31,7 +31,8 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHIRASE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+            tracing_subscriber::EnvFilter::try_from_env("SHIRASE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -41,8 +42,13 @@ fn main() -> ExitCode {
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
-            "--messages" | "--messages-sync" | "--http-batch" | "--http-concurrency" | "--seconds" | "--max-wait-ms" | "--daysim-wait-s" => {
-                let Some(n) = args.get(i + 1).and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0) else {
+            "--messages" | "--messages-sync" | "--http-batch" | "--http-concurrency"
+            | "--seconds" | "--max-wait-ms" | "--daysim-wait-s" => {
+                let Some(n) = args
+                    .get(i + 1)
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|n| *n > 0)
+                else {
                     eprintln!("{} needs a positive number\n{}", args[i], usage());
                     return ExitCode::from(2);
                 };
@@ -74,7 +80,10 @@ fn main() -> ExitCode {
         eprintln!("{}", usage());
         return ExitCode::from(2);
     };
-    let selected: Vec<&(&str, ScenarioFn)> = SCENARIOS.iter().filter(|(n, _)| which == "all" || *n == which).collect();
+    let selected: Vec<&(&str, ScenarioFn)> = SCENARIOS
+        .iter()
+        .filter(|(n, _)| which == "all" || *n == which)
+        .collect();
     if selected.is_empty() {
         eprintln!("unknown scenario {which:?}\n{}", usage());
         return ExitCode::from(2);
@@ -105,5 +114,9 @@ fn main() -> ExitCode {
             }
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -28,10 +28,16 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
 }
 
 async fn loopback_only(req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     match peer {
         Some(addr) if addr.ip().is_loopback() => next.run(req).await,
-        _ => admin_error(StatusCode::FORBIDDEN, "the admin endpoint answers loopback clients only".into()),
+        _ => admin_error(
+            StatusCode::FORBIDDEN,
+            "the admin endpoint answers loopback clients only".into(),
+        ),
     }
 }
 
@@ -43,7 +49,10 @@ async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
     Json(s.faults()).into_response()
 }
 
-async fn post_faults(State(s): State<Arc<Shared>>, body: Result<Json<FaultsUpdate>, JsonRejection>) -> Response {
+async fn post_faults(
+    State(s): State<Arc<Shared>>,
+    body: Result<Json<FaultsUpdate>, JsonRejection>,
+) -> Response {
     let Json(u) = match body {
         Ok(b) => b,
         Err(e) => return admin_error(StatusCode::BAD_REQUEST, e.body_text()),
@@ -70,7 +79,10 @@ async fn get_changes(State(s): State<Arc<Shared>>) -> Response {
     Json(lock(&s.db).changes().to_vec()).into_response()
 }
 
-async fn post_changes(State(s): State<Arc<Shared>>, body: Result<Json<ChangeSpec>, JsonRejection>) -> Response {
+async fn post_changes(
+    State(s): State<Arc<Shared>>,
+    body: Result<Json<ChangeSpec>, JsonRejection>,
+) -> Response {
     let Json(spec) = match body {
         Ok(b) => b,
         Err(e) => return admin_error(StatusCode::BAD_REQUEST, e.body_text()),

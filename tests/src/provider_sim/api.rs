@@ -25,7 +25,11 @@ const MAX_KEYS_PER_REQUEST: usize = 1_000;
 
 /// A JSON error body `{"code": ..., "message": ...}`.
 pub(crate) fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"code": code, "message": message.into()}))).into_response()
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message.into()})),
+    )
+        .into_response()
 }
 
 pub(crate) fn maintenance_response(s: &Shared) -> Response {
@@ -50,8 +54,19 @@ struct Answer {
 }
 
 impl Answer {
-    fn error(status: StatusCode, outcome: Outcome, code: &'static str, message: impl Into<String>) -> Self {
-        Self { response: api_error(status, code, message), status, outcome, code: Some(code), rows: None }
+    fn error(
+        status: StatusCode,
+        outcome: Outcome,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            response: api_error(status, code, message),
+            status,
+            outcome,
+            code: Some(code),
+            rows: None,
+        }
     }
 }
 
@@ -64,7 +79,16 @@ pub(crate) async fn get_rows(
     let started = Instant::now();
     let a = answer(&s, &interface, &headers, &uri).await;
     let path = format!("/api/{interface}");
-    s.log_request(&Method::GET, &path, uri.query().map(str::to_owned), a.status, a.outcome, a.code, a.rows, started);
+    s.log_request(
+        &Method::GET,
+        &path,
+        uri.query().map(str::to_owned),
+        a.status,
+        a.outcome,
+        a.code,
+        a.rows,
+        started,
+    );
     a.response
 }
 
@@ -80,7 +104,12 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
         };
     }
     if faults.outage {
-        return Answer::error(StatusCode::SERVICE_UNAVAILABLE, Outcome::Error, "E0503", "provider unavailable (outage)");
+        return Answer::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Error,
+            "E0503",
+            "provider unavailable (outage)",
+        );
     }
     let token = headers
         .get(header::AUTHORIZATION)
@@ -89,7 +118,12 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
     if let Err(why) = lock(&s.auth).check(token) {
-        return Answer::error(StatusCode::UNAUTHORIZED, Outcome::Unauthorized, "E0401", why);
+        return Answer::error(
+            StatusCode::UNAUTHORIZED,
+            Outcome::Unauthorized,
+            "E0401",
+            why,
+        );
     }
     let iface = match interface.parse::<InterfaceId>() {
         Ok(i) if lock(&s.db).has_interface(&i) => i,
@@ -111,8 +145,12 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
     };
     let q = match parse_query(&pairs, &s.config.params) {
         Ok(q) => q,
-        Err(ParamError::Malformed(m)) => return Answer::error(StatusCode::BAD_REQUEST, Outcome::BadRequest, "E0001", m),
-        Err(ParamError::NoCondition(m)) => return Answer::error(StatusCode::BAD_REQUEST, Outcome::TooMany, "E0004", m),
+        Err(ParamError::Malformed(m)) => {
+            return Answer::error(StatusCode::BAD_REQUEST, Outcome::BadRequest, "E0001", m);
+        }
+        Err(ParamError::NoCondition(m)) => {
+            return Answer::error(StatusCode::BAD_REQUEST, Outcome::TooMany, "E0004", m);
+        }
     };
 
     let latency = Duration::from_millis(faults.latency_ms);
@@ -131,12 +169,18 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
         tokio::time::sleep(latency).await;
     }
     if faults.error_rate > 0.0 && rand::rng().random_bool(faults.error_rate.clamp(0.0, 1.0)) {
-        return Answer::error(StatusCode::SERVICE_UNAVAILABLE, Outcome::Error, "E0503", "unexpected error on the provider (injected)");
+        return Answer::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Error,
+            "E0503",
+            "unexpected error on the provider (injected)",
+        );
     }
 
     let view = (faults.replica_lag_ms > 0).then(|| {
         let now = s.clock.now();
-        now.checked_sub(SignedDuration::from_millis(faults.replica_lag_ms as i64)).unwrap_or(now)
+        now.checked_sub(SignedDuration::from_millis(faults.replica_lag_ms as i64))
+            .unwrap_or(now)
     });
     let result = lock(&s.db).query(&iface, &q, s.config.row_threshold, view);
     match result {
@@ -146,7 +190,10 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
             "E0004",
             format!(
                 "more than {} rows match; narrow the conditions (a shorter {}–{} window or fewer {})",
-                s.config.row_threshold, s.config.params.updated_from, s.config.params.updated_to, s.config.params.atena_no
+                s.config.row_threshold,
+                s.config.params.updated_from,
+                s.config.params.updated_to,
+                s.config.params.atena_no
             ),
         ),
         Ok(rows) => {
@@ -179,23 +226,39 @@ fn parse_query(pairs: &[(String, String)], names: &ParamNames) -> Result<DbQuery
         let twice = || malformed(format!("{name}: given more than once"));
         if *name == names.updated_from || *name == names.updated_to {
             let ts = value.parse::<OffsetTimestamp>().map_err(|e| {
-                let hint = if value.contains(' ') { " ('+' in the offset must be sent as %2B)" } else { "" };
+                let hint = if value.contains(' ') {
+                    " ('+' in the offset must be sent as %2B)"
+                } else {
+                    ""
+                };
                 malformed(format!("{name}: {e}{hint}"))
             })?;
-            let slot = if *name == names.updated_from { &mut from } else { &mut to };
+            let slot = if *name == names.updated_from {
+                &mut from
+            } else {
+                &mut to
+            };
             if slot.replace(ts).is_some() {
                 return Err(twice());
             }
         } else if *name == names.atena_no {
             if value.is_empty() {
-                return Err(malformed(format!("{name}: empty; give comma-separated 15-digit addressee numbers")));
+                return Err(malformed(format!(
+                    "{name}: empty; give comma-separated 15-digit addressee numbers"
+                )));
             }
             let mut list = Vec::new();
             for (i, item) in value.split(',').enumerate() {
-                list.push(item.parse::<AtenaNo>().map_err(|e| malformed(format!("{name}: item {i}: {e}")))?);
+                list.push(
+                    item.parse::<AtenaNo>()
+                        .map_err(|e| malformed(format!("{name}: item {i}: {e}")))?,
+                );
             }
             if list.len() > MAX_KEYS_PER_REQUEST {
-                return Err(malformed(format!("{name}: at most {MAX_KEYS_PER_REQUEST} addressee numbers, got {}", list.len())));
+                return Err(malformed(format!(
+                    "{name}: at most {MAX_KEYS_PER_REQUEST} addressee numbers, got {}",
+                    list.len()
+                )));
             }
             list.sort_unstable();
             list.dedup();
@@ -212,7 +275,10 @@ fn parse_query(pairs: &[(String, String)], names: &ParamNames) -> Result<DbQuery
     if let (Some(f), Some(t)) = (&from, &to)
         && f.instant() > t.instant()
     {
-        return Err(malformed(format!("{}: must not be earlier than {}", names.updated_to, names.updated_from)));
+        return Err(malformed(format!(
+            "{}: must not be earlier than {}",
+            names.updated_to, names.updated_from
+        )));
     }
     if from.is_none() && to.is_none() && keys.is_none() {
         return Err(ParamError::NoCondition(format!(
@@ -220,5 +286,9 @@ fn parse_query(pairs: &[(String, String)], names: &ParamNames) -> Result<DbQuery
             names.updated_from, names.updated_to, names.atena_no
         )));
     }
-    Ok(DbQuery { from: from.map(|t| t.instant()), to: to.map(|t| t.instant()), keys })
+    Ok(DbQuery {
+        from: from.map(|t| t.instant()),
+        to: to.map(|t| t.instant()),
+        keys,
+    })
 }

@@ -41,7 +41,9 @@ impl AuthState {
 
     /// `Err(message)` when the token is missing, unknown or expired.
     pub(crate) fn check(&mut self, token: Option<&str>) -> Result<(), &'static str> {
-        let Some(t) = token else { return Err("missing bearer token (Authorization: Bearer <access_token>)") };
+        let Some(t) = token else {
+            return Err("missing bearer token (Authorization: Bearer <access_token>)");
+        };
         match self.tokens.get(t) {
             None => Err("unknown access token"),
             Some((_, exp)) if *exp <= Instant::now() => {
@@ -74,7 +76,11 @@ type Refusal = Box<(StatusCode, String, Response)>;
 fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Refusal {
     let description = description.into();
     let body = json!({"error": error, "error_description": description});
-    Box::new((status, description, (status, axum::Json(body)).into_response()))
+    Box::new((
+        status,
+        description,
+        (status, axum::Json(body)).into_response(),
+    ))
 }
 
 pub(crate) async fn token(
@@ -88,14 +94,27 @@ pub(crate) async fn token(
             let (status, why, resp) = *refusal;
             tracing::info!(status = status.as_u16(), reason = %why, "token request refused");
             let outcome = if status == StatusCode::SERVICE_UNAVAILABLE {
-                if s.faults().maintenance { Outcome::Maintenance } else { Outcome::Error }
+                if s.faults().maintenance {
+                    Outcome::Maintenance
+                } else {
+                    Outcome::Error
+                }
             } else {
                 Outcome::TokenRefused
             };
             (status, outcome, None, resp)
         }
     };
-    s.log_request(&Method::POST, "/oauth/token", None, status, outcome, code, None, started);
+    s.log_request(
+        &Method::POST,
+        "/oauth/token",
+        None,
+        status,
+        outcome,
+        code,
+        None,
+        started,
+    );
     resp
 }
 
@@ -106,15 +125,31 @@ fn issue(
     let faults = s.faults();
     if faults.maintenance {
         let r = super::api::maintenance_response(s);
-        return Err(Box::new((StatusCode::SERVICE_UNAVAILABLE, "maintenance".into(), r)));
+        return Err(Box::new((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "maintenance".into(),
+            r,
+        )));
     }
     if faults.outage {
-        let r = super::api::api_error(StatusCode::SERVICE_UNAVAILABLE, "E0503", "provider unavailable (outage)");
-        return Err(Box::new((StatusCode::SERVICE_UNAVAILABLE, "outage".into(), r)));
+        let r = super::api::api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "E0503",
+            "provider unavailable (outage)",
+        );
+        return Err(Box::new((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outage".into(),
+            r,
+        )));
     }
     let bad_request = |d: String| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", d);
     let refused = |d: String| oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", d);
-    let Form(form) = form.map_err(|e| bad_request(format!("the body must be application/x-www-form-urlencoded: {e}")))?;
+    let Form(form) = form.map_err(|e| {
+        bad_request(format!(
+            "the body must be application/x-www-form-urlencoded: {e}"
+        ))
+    })?;
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(other) => {
@@ -124,12 +159,24 @@ fn issue(
                 format!("grant_type must be client_credentials, got {other:?}"),
             ));
         }
-        None => return Err(bad_request("grant_type is missing (client_credentials)".into())),
+        None => {
+            return Err(bad_request(
+                "grant_type is missing (client_credentials)".into(),
+            ));
+        }
     }
     match form.get("client_assertion_type").map(String::as_str) {
         Some(ASSERTION_TYPE) => {}
-        Some(other) => return Err(bad_request(format!("client_assertion_type must be {ASSERTION_TYPE}, got {other:?}"))),
-        None => return Err(bad_request(format!("client_assertion_type is missing ({ASSERTION_TYPE})"))),
+        Some(other) => {
+            return Err(bad_request(format!(
+                "client_assertion_type must be {ASSERTION_TYPE}, got {other:?}"
+            )));
+        }
+        None => {
+            return Err(bad_request(format!(
+                "client_assertion_type is missing ({ASSERTION_TYPE})"
+            )));
+        }
     }
     let Some(assertion) = form.get("client_assertion") else {
         return Err(bad_request("client_assertion is missing".into()));
@@ -138,7 +185,10 @@ fn issue(
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|_| refused("client_assertion is not a well-formed JWT".into()))?;
     if header.alg != Algorithm::HS256 {
-        return Err(refused(format!("client_assertion must be signed with HS256, got {:?}", header.alg)));
+        return Err(refused(format!(
+            "client_assertion must be signed with HS256, got {:?}",
+            header.alg
+        )));
     }
     // The issuer picks the key; the signature is verified with that key just below.
     let iss = jsonwebtoken::dangerous::insecure_decode_claims::<IssOnly>(assertion)
@@ -151,7 +201,9 @@ fn issue(
     if let Some(cid) = form.get("client_id")
         && *cid != iss
     {
-        return Err(refused(format!("client_id {cid:?} does not match the assertion's iss {iss:?}")));
+        return Err(refused(format!(
+            "client_id {cid:?} does not match the assertion's iss {iss:?}"
+        )));
     }
     let mut v = Validation::new(Algorithm::HS256);
     v.set_audience(&[s.token_url.as_str()]);
@@ -170,11 +222,15 @@ fn issue(
         })?
         .claims;
     if claims.sub != claims.iss {
-        return Err(refused("client_assertion sub must equal iss (the client id)".into()));
+        return Err(refused(
+            "client_assertion sub must equal iss (the client id)".into(),
+        ));
     }
     let now_s = jsonwebtoken::get_current_timestamp() as i64;
     if claims.exp > now_s + MAX_ASSERTION_LIFETIME_S + LEEWAY_S as i64 {
-        return Err(refused("client_assertion exp is more than 5 minutes ahead".into()));
+        return Err(refused(
+            "client_assertion exp is more than 5 minutes ahead".into(),
+        ));
     }
     if claims.jti.is_empty() {
         return Err(refused("client_assertion jti must not be empty".into()));
@@ -184,14 +240,18 @@ fn issue(
     let token = hex::encode(token_bytes);
     {
         let mut auth = lock(&s.auth);
-        auth.used_jti.retain(|_, exp| *exp + LEEWAY_S as i64 >= now_s);
+        auth.used_jti
+            .retain(|_, exp| *exp + LEEWAY_S as i64 >= now_s);
         if auth.used_jti.contains_key(&claims.jti) {
-            return Err(refused("client_assertion jti was already used (assertions are single-use)".into()));
+            return Err(refused(
+                "client_assertion jti was already used (assertions are single-use)".into(),
+            ));
         }
         auth.used_jti.insert(claims.jti, claims.exp);
         let now = Instant::now();
         auth.tokens.retain(|_, (_, exp)| *exp > now);
-        auth.tokens.insert(token.clone(), (iss.clone(), now + s.config.token_lifetime));
+        auth.tokens
+            .insert(token.clone(), (iss.clone(), now + s.config.token_lifetime));
     }
     tracing::info!(client = %iss, "access token issued");
     let body = json!({

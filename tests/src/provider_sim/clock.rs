@@ -26,7 +26,10 @@ pub(crate) struct SimClock {
 
 impl SimClock {
     pub(crate) fn new(mode: ClockMode) -> Self {
-        Self { mode, offset_ns: AtomicI64::new(0) }
+        Self {
+            mode,
+            offset_ns: AtomicI64::new(0),
+        }
     }
 
     pub(crate) fn now(&self) -> Timestamp {
@@ -52,7 +55,9 @@ pub(crate) fn truncate_micros(t: Timestamp) -> Timestamp {
 /// `2026-11-25T10:15:30.123456+09:00`: JST, always six fractional digits, as the doc shows.
 pub(crate) fn format_db_timestamp(t: Timestamp) -> String {
     let jst = jiff::tz::TimeZone::fixed(jiff::tz::offset(9));
-    t.to_zoned_datetime(jst).strftime("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
+    t.to_zoned_datetime(jst)
+        .strftime("%Y-%m-%dT%H:%M:%S%.6f%:z")
+        .to_string()
 }
 
 /// The calendar date in Japan at this instant (the 異動日 of an ordinary change).
@@ -68,9 +73,15 @@ mod tests {
     #[test]
     fn db_timestamps_have_six_digits_and_jst_offset() {
         let t: Timestamp = "2026-11-25T01:15:30.1234567Z".parse().unwrap();
-        assert_eq!(format_db_timestamp(truncate_micros(t)), "2026-11-25T10:15:30.123456+09:00");
+        assert_eq!(
+            format_db_timestamp(truncate_micros(t)),
+            "2026-11-25T10:15:30.123456+09:00"
+        );
         let whole: Timestamp = "2026-11-25T01:15:30Z".parse().unwrap();
-        assert_eq!(format_db_timestamp(whole), "2026-11-25T10:15:30.000000+09:00");
+        assert_eq!(
+            format_db_timestamp(whole),
+            "2026-11-25T10:15:30.000000+09:00"
+        );
     }
 
     #[test]
@@ -79,6 +90,9 @@ mod tests {
         let c = SimClock::new(ClockMode::Manual(start));
         assert_eq!(c.now(), start);
         c.advance(std::time::Duration::from_millis(1500));
-        assert_eq!(c.now(), "2026-11-25T01:00:01.5Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            c.now(),
+            "2026-11-25T01:00:01.5Z".parse::<Timestamp>().unwrap()
+        );
     }
 }

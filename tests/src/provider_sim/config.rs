@@ -22,7 +22,10 @@ pub struct InterfaceSpec {
 impl InterfaceSpec {
     /// An interface at version `1.0`.
     pub fn v1(id: InterfaceId) -> Self {
-        Self { id, version: default_version() }
+        Self {
+            id,
+            version: default_version(),
+        }
     }
 }
 
@@ -211,7 +214,10 @@ impl Config {
             }
         }
         if self.population == 0 || self.population > 10_000_000 {
-            return bad(format!("population: must be 1..=10000000, got {}", self.population));
+            return bad(format!(
+                "population: must be 1..=10000000, got {}",
+                self.population
+            ));
         }
         if self.row_threshold == 0 {
             return bad("row_threshold: must be at least 1".into());
@@ -223,7 +229,10 @@ impl Config {
             return bad("token_lifetime: must be at least 1 s".into());
         }
         if !self.change_rate.is_finite() || self.change_rate < 0.0 {
-            return bad(format!("change_rate: must be a finite number >= 0, got {}", self.change_rate));
+            return bad(format!(
+                "change_rate: must be a finite number >= 0, got {}",
+                self.change_rate
+            ));
         }
         let p = &self.params;
         for (field, name) in [
@@ -231,11 +240,20 @@ impl Config {
             ("params.updated_to", &p.updated_to),
             ("params.atena_no", &p.atena_no),
         ] {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
-                return bad(format!("{field}: must be a non-empty name of letters, digits, _ - ., got {name:?}"));
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            {
+                return bad(format!(
+                    "{field}: must be a non-empty name of letters, digits, _ - ., got {name:?}"
+                ));
             }
         }
-        if p.updated_from == p.updated_to || p.updated_from == p.atena_no || p.updated_to == p.atena_no {
+        if p.updated_from == p.updated_to
+            || p.updated_from == p.atena_no
+            || p.updated_to == p.atena_no
+        {
             return bad("params: the three parameter names must differ".into());
         }
         for id in self.clients.keys() {
@@ -249,7 +267,9 @@ impl Config {
         if let Some(u) = &self.public_base_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
-            return bad(format!("public_base_url: must start with http:// or https://, got {u:?}"));
+            return bad(format!(
+                "public_base_url: must start with http:// or https://, got {u:?}"
+            ));
         }
         Ok(())
     }
@@ -292,7 +312,8 @@ mod tests {
     #[test]
     fn foreign_interface_is_refused_naming_the_field() {
         let mut c = Config::default();
-        c.interfaces.push(InterfaceSpec::v1("010o01-00".parse().unwrap()));
+        c.interfaces
+            .push(InterfaceSpec::v1("010o01-00".parse().unwrap()));
         let e = c.validate().unwrap_err();
         assert_eq!(e.kind(), SimErrorKind::Config);
         assert!(e.to_string().starts_with("interfaces[2]"), "{e}");

@@ -65,7 +65,9 @@ pub(crate) fn residents(rng: &mut StdRng, n: usize) -> Vec<Resident> {
 }
 
 fn fake_individual_number(rng: &mut StdRng) -> String {
-    let first11: String = (0..11).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect();
+    let first11: String = (0..11)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect();
     let valid = shirase_proto::check_digit::individual_number_check_digit(&first11).unwrap_or(0);
     format!("{first11}{}", (valid + 1) % 10)
 }
@@ -80,7 +82,12 @@ fn address(rng: &mut StdRng) -> String {
 }
 
 /// The data items of a new history row of `interface` for `resident`.
-pub(crate) fn record(rng: &mut StdRng, interface: &InterfaceId, resident: &Resident, change_date: Date) -> Value {
+pub(crate) fn record(
+    rng: &mut StdRng,
+    interface: &InterfaceId,
+    resident: &Resident,
+    change_date: Date,
+) -> Value {
     let (family, family_kana) = FAMILY[resident.family];
     let (given, given_kana) = GIVEN[resident.given];
     match interface.business_id().as_str() {
@@ -111,7 +118,10 @@ pub(crate) fn record(rng: &mut StdRng, interface: &InterfaceId, resident: &Resid
             if interface.as_str().starts_with("001o06")
                 && let Some(m) = r.as_object_mut()
             {
-                m.insert("kojin_no".into(), Value::String(resident.fake_kojin_no.clone()));
+                m.insert(
+                    "kojin_no".into(),
+                    Value::String(resident.fake_kojin_no.clone()),
+                );
             }
             r
         }
@@ -133,7 +143,9 @@ mod tests {
         assert_eq!(a[49].atena_no.as_str(), "000000000100050");
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x.fake_kojin_no, y.fake_kojin_no);
-            assert!(!shirase_proto::check_digit::is_individual_number(&x.fake_kojin_no));
+            assert!(!shirase_proto::check_digit::is_individual_number(
+                &x.fake_kojin_no
+            ));
         }
         let i: InterfaceId = "001o06-00".parse().unwrap();
         let d = Date::new(2026, 11, 25).unwrap();

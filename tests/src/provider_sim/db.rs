@@ -87,7 +87,12 @@ fn one() -> usize {
 impl ChangeSpec {
     /// `count` changes on random interfaces, kinds and addressees.
     pub fn new(count: usize) -> Self {
-        Self { count, interface: None, kind: None, atena_no: None }
+        Self {
+            count,
+            interface: None,
+            kind: None,
+            atena_no: None,
+        }
     }
     /// Only on this interface.
     pub fn interface(mut self, interface: InterfaceId) -> Self {
@@ -159,7 +164,9 @@ impl Table {
 
     /// Record a new version of an existing row and move it in the index.
     fn update(&mut self, key: (AtenaNo, u32), next: Version) {
-        let Some(old) = self.rows.get(&key).and_then(StoredRow::current) else { return };
+        let Some(old) = self.rows.get(&key).and_then(StoredRow::current) else {
+            return;
+        };
         self.unindex(old.at, key);
         if let Some(r) = self.rows.get_mut(&key) {
             r.versions.push(next);
@@ -231,7 +238,11 @@ impl Db {
     pub(crate) fn generate(config: &Config, now: Timestamp) -> Self {
         let mut rng = StdRng::seed_from_u64(config.seed);
         let residents = data::residents(&mut rng, config.population);
-        let index_of = residents.iter().enumerate().map(|(i, r)| (r.atena_no, i)).collect();
+        let index_of = residents
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.atena_no, i))
+            .collect();
         let now = truncate_micros(now);
         let span_us: i64 = 30 * 24 * 3600 * 1_000_000;
         let mut tables = BTreeMap::new();
@@ -250,7 +261,10 @@ impl Db {
                 offs.sort_unstable_by(|a, b| b.cmp(a));
                 let times: Vec<Timestamp> = offs
                     .iter()
-                    .map(|o| now.checked_sub(SignedDuration::from_micros(*o)).unwrap_or(now))
+                    .map(|o| {
+                        now.checked_sub(SignedDuration::from_micros(*o))
+                            .unwrap_or(now)
+                    })
                     .collect();
                 for h in 1..=k {
                     let i = (h - 1) as usize;
@@ -266,7 +280,11 @@ impl Db {
                         change_date,
                         change: ChangeKind::Update,
                         record,
-                        versions: vec![Version { at, latest, deleted: false }],
+                        versions: vec![Version {
+                            at,
+                            latest,
+                            deleted: false,
+                        }],
                     };
                     t.insert((res.atena_no, h), row);
                 }
@@ -308,7 +326,12 @@ impl Db {
             t.by_time
                 .values()
                 .flat_map(|keys| sorted(keys.clone()))
-                .filter_map(|k| t.rows.get(&k).and_then(StoredRow::current).and_then(|v| t.row_out(k, v)))
+                .filter_map(|k| {
+                    t.rows
+                        .get(&k)
+                        .and_then(StoredRow::current)
+                        .and_then(|v| t.row_out(k, v))
+                })
                 .collect(),
         )
     }
@@ -322,11 +345,17 @@ impl Db {
         threshold: usize,
         view: Option<Timestamp>,
     ) -> Result<Vec<Row>, TooMany> {
-        let Some(t) = self.tables.get(id) else { return Ok(Vec::new()) };
+        let Some(t) = self.tables.get(id) else {
+            return Ok(Vec::new());
+        };
         let mut hits: Vec<((AtenaNo, u32), Version)> = Vec::new();
         let push = |k: (AtenaNo, u32), v: Version, hits: &mut Vec<_>| {
             hits.push((k, v));
-            if hits.len() > threshold { Err(TooMany) } else { Ok(()) }
+            if hits.len() > threshold {
+                Err(TooMany)
+            } else {
+                Ok(())
+            }
         };
         match view {
             None => match &q.keys {
@@ -343,8 +372,11 @@ impl Db {
                     }
                 }
                 None => {
-                    let lo = q.from.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
-                    let hi = q.to.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+                    let lo = q
+                        .from
+                        .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
+                    let hi =
+                        q.to.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
                     for keys in t.by_time.range((lo, hi)).map(|(_, v)| v) {
                         for k in keys {
                             if let Some(v) = t.rows.get(k).and_then(StoredRow::current) {
@@ -369,7 +401,10 @@ impl Db {
             }
         }
         hits.sort_by_key(|(k, v)| (v.at, k.0, k.1));
-        Ok(hits.into_iter().filter_map(|(k, v)| t.row_out(k, v)).collect())
+        Ok(hits
+            .into_iter()
+            .filter_map(|(k, v)| t.row_out(k, v))
+            .collect())
     }
 
     /// Commit the changes `spec` asks for, each at its own strictly increasing DB timestamp
@@ -382,7 +417,10 @@ impl Db {
         if spec.count == 0 || spec.count > MAX_CHANGES_PER_CALL {
             return Err(SimError::new(
                 SimErrorKind::InvalidRequest,
-                format!("count: must be 1..={MAX_CHANGES_PER_CALL}, got {}", spec.count),
+                format!(
+                    "count: must be 1..={MAX_CHANGES_PER_CALL}, got {}",
+                    spec.count
+                ),
             ));
         }
         if let Some(i) = &spec.interface
@@ -405,7 +443,11 @@ impl Db {
         Ok(out)
     }
 
-    fn commit_one(&mut self, spec: &ChangeSpec, now: Timestamp) -> Result<(CommittedChange, Notice), SimError> {
+    fn commit_one(
+        &mut self,
+        spec: &ChangeSpec,
+        now: Timestamp,
+    ) -> Result<(CommittedChange, Notice), SimError> {
         let iface = match spec.interface {
             Some(i) => i,
             None => {
@@ -413,17 +455,22 @@ impl Db {
                 ids[self.rng.random_range(0..ids.len())]
             }
         };
-        let kind = spec.kind.unwrap_or_else(|| match self.rng.random_range(0..100) {
-            0..80 => ChangeKind::Update,
-            80..95 => ChangeKind::Retroactive,
-            _ => ChangeKind::Delete,
-        });
+        let kind = spec
+            .kind
+            .unwrap_or_else(|| match self.rng.random_range(0..100) {
+                0..80 => ChangeKind::Update,
+                80..95 => ChangeKind::Retroactive,
+                _ => ChangeKind::Delete,
+            });
         let atena = match spec.atena_no {
             Some(a) => a,
             None => self.pick_addressee(&iface, kind),
         };
         let ts = truncate_micros(now).max(self.last_ts + SignedDuration::from_micros(1));
-        let table = self.tables.get_mut(&iface).ok_or_else(|| unknown_interface(&iface))?;
+        let table = self
+            .tables
+            .get_mut(&iface)
+            .ok_or_else(|| unknown_interface(&iface))?;
         let live = table.live.get(&atena).cloned().unwrap_or_default();
         let history_no = match kind {
             ChangeKind::Delete => {
@@ -433,34 +480,64 @@ impl Db {
                         format!("atena_no: {atena} has no rows left in {iface} to delete"),
                     ));
                 };
-                table.update((atena, newest), Version { at: ts, latest: false, deleted: true });
+                table.update(
+                    (atena, newest),
+                    Version {
+                        at: ts,
+                        latest: false,
+                        deleted: true,
+                    },
+                );
                 if let Some(l) = table.live.get_mut(&atena) {
                     l.retain(|h| *h != newest);
                 }
                 if let Some(&prev) = live.iter().rev().nth(1) {
-                    table.update((atena, prev), Version { at: ts, latest: true, deleted: false });
+                    table.update(
+                        (atena, prev),
+                        Version {
+                            at: ts,
+                            latest: true,
+                            deleted: false,
+                        },
+                    );
                 }
                 newest
             }
             ChangeKind::Update | ChangeKind::Retroactive => {
                 let today = jst_date(ts);
-                let prev_date = live.last().and_then(|h| table.rows.get(&(atena, *h))).map(|r| r.change_date);
+                let prev_date = live
+                    .last()
+                    .and_then(|h| table.rows.get(&(atena, *h)))
+                    .map(|r| r.change_date);
                 let change_date = if kind == ChangeKind::Retroactive {
                     let base = prev_date.unwrap_or(today).min(today);
                     let back = self.rng.random_range(1..=90);
-                    base.checked_sub(jiff::Span::new().days(back)).unwrap_or(base)
+                    base.checked_sub(jiff::Span::new().days(back))
+                        .unwrap_or(base)
                 } else {
                     today
                 };
                 if let Some(&prev) = live.last() {
-                    table.update((atena, prev), Version { at: ts, latest: false, deleted: false });
+                    table.update(
+                        (atena, prev),
+                        Version {
+                            at: ts,
+                            latest: false,
+                            deleted: false,
+                        },
+                    );
                 }
                 let h = table.max_hist.get(&atena).copied().unwrap_or(0) + 1;
                 let resident = self
                     .index_of
                     .get(&atena)
                     .and_then(|i| self.residents.get(*i))
-                    .ok_or_else(|| SimError::new(SimErrorKind::UnknownAddressee, format!("atena_no: {atena} unknown")))?;
+                    .ok_or_else(|| {
+                        SimError::new(
+                            SimErrorKind::UnknownAddressee,
+                            format!("atena_no: {atena} unknown"),
+                        )
+                    })?;
                 let record = data::record(&mut self.rng, &iface, resident, change_date);
                 table.insert(
                     (atena, h),
@@ -468,7 +545,11 @@ impl Db {
                         change_date,
                         change: kind,
                         record,
-                        versions: vec![Version { at: ts, latest: true, deleted: false }],
+                        versions: vec![Version {
+                            at: ts,
+                            latest: true,
+                            deleted: false,
+                        }],
                     },
                 );
                 h
@@ -484,7 +565,9 @@ impl Db {
             Sequence(table.sequence),
             parse_ts(&updated_at)?,
             kind,
-            Some(Keys { atena_no: vec![atena] }),
+            Some(Keys {
+                atena_no: vec![atena],
+            }),
         );
         notice.time = OffsetTimestamp::from_instant_jst(now);
         let change = CommittedChange {
@@ -530,12 +613,19 @@ fn sorted(mut keys: Vec<(AtenaNo, u32)>) -> Vec<(AtenaNo, u32)> {
 }
 
 fn parse_ts(s: &str) -> Result<OffsetTimestamp, SimError> {
-    s.parse()
-        .map_err(|e| SimError::new(SimErrorKind::Io, format!("internal: DB timestamp {s} did not parse: {e}")))
+    s.parse().map_err(|e| {
+        SimError::new(
+            SimErrorKind::Io,
+            format!("internal: DB timestamp {s} did not parse: {e}"),
+        )
+    })
 }
 
 pub(crate) fn unknown_interface(i: &InterfaceId) -> SimError {
-    SimError::new(SimErrorKind::UnknownInterface, format!("interface: {i} is not served by this provider"))
+    SimError::new(
+        SimErrorKind::UnknownInterface,
+        format!("interface: {i} is not served by this provider"),
+    )
 }
 
 #[cfg(test)]
@@ -543,7 +633,10 @@ mod tests {
     use super::*;
 
     fn db(population: usize) -> (Db, Timestamp) {
-        let c = Config { population, ..Config::default() };
+        let c = Config {
+            population,
+            ..Config::default()
+        };
         let now: Timestamp = "2026-11-25T01:00:00Z".parse().unwrap();
         (Db::generate(&c, now), now)
     }
@@ -558,9 +651,16 @@ mod tests {
             per.entry(r.atena_no).or_default().push(r);
         }
         for (a, rs) in per {
-            assert_eq!(rs.iter().filter(|r| r.latest).count(), 1, "{a}: exactly one latest row");
+            assert_eq!(
+                rs.iter().filter(|r| r.latest).count(),
+                1,
+                "{a}: exactly one latest row"
+            );
             let newest = rs.iter().map(|r| r.history_no).max().unwrap();
-            assert!(rs.iter().any(|r| r.latest && r.history_no == newest), "{a}: latest is newest");
+            assert!(
+                rs.iter().any(|r| r.latest && r.history_no == newest),
+                "{a}: latest is newest"
+            );
         }
     }
 
@@ -579,8 +679,16 @@ mod tests {
     fn commits_move_the_latest_flag_and_timestamps_increase() {
         let (mut d, now) = db(20);
         let a: AtenaNo = "000000000100003".parse().unwrap();
-        let before = d.rows(&i05()).unwrap().iter().filter(|r| r.atena_no == a).count() as u32;
-        let spec = ChangeSpec::new(3).interface(i05()).kind(ChangeKind::Update).atena_no(a);
+        let before = d
+            .rows(&i05())
+            .unwrap()
+            .iter()
+            .filter(|r| r.atena_no == a)
+            .count() as u32;
+        let spec = ChangeSpec::new(3)
+            .interface(i05())
+            .kind(ChangeKind::Update)
+            .atena_no(a);
         let out = d.commit(&spec, now).unwrap();
         let hs: Vec<u32> = out.iter().map(|(c, _)| c.history_no).collect();
         assert_eq!(hs, [before + 1, before + 2, before + 3]);
@@ -592,7 +700,15 @@ mod tests {
         let rows = d.rows(&i05()).unwrap();
         check_history_invariants(&rows);
 
-        let del = d.commit(&ChangeSpec::new(1).interface(i05()).kind(ChangeKind::Delete).atena_no(a), now).unwrap();
+        let del = d
+            .commit(
+                &ChangeSpec::new(1)
+                    .interface(i05())
+                    .kind(ChangeKind::Delete)
+                    .atena_no(a),
+                now,
+            )
+            .unwrap();
         assert_eq!(del[0].0.history_no, before + 3);
         let rows = d.rows(&i05()).unwrap();
         let mine: Vec<&Row> = rows.iter().filter(|r| r.atena_no == a).collect();
@@ -600,7 +716,15 @@ mod tests {
         assert!(mine.iter().any(|r| r.latest && r.history_no == before + 2));
         check_history_invariants(&rows);
         // The next change does not reuse the deleted history number.
-        let next = d.commit(&ChangeSpec::new(1).interface(i05()).kind(ChangeKind::Update).atena_no(a), now).unwrap();
+        let next = d
+            .commit(
+                &ChangeSpec::new(1)
+                    .interface(i05())
+                    .kind(ChangeKind::Update)
+                    .atena_no(a),
+                now,
+            )
+            .unwrap();
         assert_eq!(next[0].0.history_no, before + 4);
     }
 
@@ -609,8 +733,19 @@ mod tests {
         let (mut d, now) = db(10);
         let a: AtenaNo = "000000000100001".parse().unwrap();
         let later = now + SignedDuration::from_secs(5);
-        let out = d.commit(&ChangeSpec::new(1).interface(i05()).kind(ChangeKind::Update).atena_no(a), later).unwrap();
-        let q = Query { keys: Some(vec![a]), ..Default::default() };
+        let out = d
+            .commit(
+                &ChangeSpec::new(1)
+                    .interface(i05())
+                    .kind(ChangeKind::Update)
+                    .atena_no(a),
+                later,
+            )
+            .unwrap();
+        let q = Query {
+            keys: Some(vec![a]),
+            ..Default::default()
+        };
         let current = d.query(&i05(), &q, 1000, None).unwrap();
         let replica = d.query(&i05(), &q, 1000, Some(now)).unwrap();
         assert_eq!(current.len(), replica.len() + 1);

@@ -37,7 +37,10 @@ pub(crate) async fn run(
         NoticeTarget::None => {}
         NoticeTarget::Relay { url, token } => {
             let endpoint = format!("{}/v1/notices", url.trim_end_matches('/'));
-            let client = match reqwest::Client::builder().timeout(Duration::from_secs(30)).build() {
+            let client = match reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot build the HTTP client; notices will not be delivered");
@@ -64,20 +67,41 @@ pub(crate) async fn run(
                             let body: serde_json::Value = r.json().await.unwrap_or_default();
                             let outcome = per_item(&body, pending.len());
                             stats.delivered.fetch_add(outcome.stored, Ordering::Relaxed);
-                            stats.duplicate.fetch_add(outcome.duplicates, Ordering::Relaxed);
+                            stats
+                                .duplicate
+                                .fetch_add(outcome.duplicates, Ordering::Relaxed);
                             if !outcome.refused.is_empty() {
-                                stats.failed.fetch_add(outcome.refused.len() as u64, Ordering::Relaxed);
-                                tracing::error!(notices = outcome.refused.len(), "relay refused notices in a batch; not retried");
+                                stats
+                                    .failed
+                                    .fetch_add(outcome.refused.len() as u64, Ordering::Relaxed);
+                                tracing::error!(
+                                    notices = outcome.refused.len(),
+                                    "relay refused notices in a batch; not retried"
+                                );
                             }
-                            pending = outcome.retry.iter().filter_map(|i| pending.get(*i).cloned()).collect();
+                            pending = outcome
+                                .retry
+                                .iter()
+                                .filter_map(|i| pending.get(*i).cloned())
+                                .collect();
                             if pending.is_empty() {
                                 break;
                             }
-                            tracing::warn!(notices = pending.len(), "relay could not store some notices yet; re-sending them with the same ids");
+                            tracing::warn!(
+                                notices = pending.len(),
+                                "relay could not store some notices yet; re-sending them with the same ids"
+                            );
                             after.unwrap_or(backoff)
                         }
-                        Ok(r) if r.status().is_server_error() || r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                            tracing::warn!(status = r.status().as_u16(), notices = n, "relay refused the batch for now; retrying with the same ids");
+                        Ok(r)
+                            if r.status().is_server_error()
+                                || r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS =>
+                        {
+                            tracing::warn!(
+                                status = r.status().as_u16(),
+                                notices = n,
+                                "relay refused the batch for now; retrying with the same ids"
+                            );
                             retry_after(Some(r.headers())).unwrap_or(backoff)
                         }
                         Ok(r) => {
@@ -152,7 +176,10 @@ pub(crate) async fn run(
 }
 
 /// Wait for at least one notice, then take what is already queued, up to [`BATCH`].
-async fn next_batch(rx: &mut mpsc::UnboundedReceiver<Notice>, shutdown: &CancellationToken) -> Option<Vec<Notice>> {
+async fn next_batch(
+    rx: &mut mpsc::UnboundedReceiver<Notice>,
+    shutdown: &CancellationToken,
+) -> Option<Vec<Notice>> {
     let first = tokio::select! {
         () = shutdown.cancelled() => None,
         n = rx.recv() => n,
@@ -205,8 +232,15 @@ fn per_item(body: &serde_json::Value, sent: usize) -> PerItem {
         return out;
     };
     for (pos, item) in results.iter().enumerate() {
-        let index = item.get("index").and_then(serde_json::Value::as_u64).map_or(pos, |i| i as usize);
-        match item.get("status").and_then(serde_json::Value::as_u64).unwrap_or(0) {
+        let index = item
+            .get("index")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(pos, |i| i as usize);
+        match item
+            .get("status")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+        {
             200..=299 => {
                 out.stored += 1;
                 if item.get("duplicate") == Some(&serde_json::Value::Bool(true)) {
@@ -233,8 +267,23 @@ mod tests {
             {"index": 1, "status": 422},
             {"index": 2, "status": 503},
             {"index": 3, "status": 202, "duplicate": true}]});
-        assert_eq!(per_item(&body, 4), PerItem { stored: 2, duplicates: 1, retry: vec![2], refused: vec![1] });
+        assert_eq!(
+            per_item(&body, 4),
+            PerItem {
+                stored: 2,
+                duplicates: 1,
+                retry: vec![2],
+                refused: vec![1]
+            }
+        );
         let single = json!({"id": "x", "status": 202, "duplicate": true});
-        assert_eq!(per_item(&single, 1), PerItem { stored: 1, duplicates: 1, ..Default::default() });
+        assert_eq!(
+            per_item(&single, 1),
+            PerItem {
+                stored: 1,
+                duplicates: 1,
+                ..Default::default()
+            }
+        );
     }
 }

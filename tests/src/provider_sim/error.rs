@@ -27,7 +27,10 @@ pub struct SimError {
 
 impl SimError {
     pub(crate) fn new(kind: SimErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// What kind of error this is.

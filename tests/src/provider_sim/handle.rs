@@ -31,11 +31,18 @@ impl ProviderSim {
     /// Generate the data set, start serving on `listener` and return a handle. Everything
     /// (server, notice emitter, background generator) stops when `shutdown` is cancelled;
     /// [`SimHandle::stopped`] waits for that.
-    pub async fn start(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<SimHandle, SimError> {
+    pub async fn start(
+        config: Config,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<SimHandle, SimError> {
         config.validate()?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| SimError::new(SimErrorKind::Io, format!("listener has no local address: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| {
+            SimError::new(
+                SimErrorKind::Io,
+                format!("listener has no local address: {e}"),
+            )
+        })?;
         let base_url = config
             .public_base_url
             .clone()
@@ -52,7 +59,10 @@ impl ProviderSim {
             }
         };
         let shared = Arc::new(Shared {
-            faults: Mutex::new(Faults { maintenance: config.maintenance, ..Faults::default() }),
+            faults: Mutex::new(Faults {
+                maintenance: config.maintenance,
+                ..Faults::default()
+            }),
             log: Mutex::new(RequestLog::new(config.request_log_capacity)),
             auth: Mutex::new(AuthState::default()),
             db: Mutex::new(db),
@@ -74,12 +84,19 @@ impl ProviderSim {
             tracker.spawn(emit::run(shared.clone(), rx, shutdown.clone()));
         }
         if shared.config.change_rate > 0.0 {
-            tracker.spawn(generator::run(shared.clone(), shared.config.change_rate, shutdown.clone()));
+            tracker.spawn(generator::run(
+                shared.clone(),
+                shared.config.change_rate,
+                shutdown.clone(),
+            ));
         }
         let stop = shutdown.clone();
         tracker.spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned()).await {
+            if let Err(e) = axum::serve(listener, service)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
                 tracing::error!(error = %e, "provider-sim server failed");
             }
         });
@@ -91,7 +108,12 @@ impl ProviderSim {
             population = shared.config.population,
             "provider-sim serving"
         );
-        Ok(SimHandle { shared, addr, tracker, shutdown })
+        Ok(SimHandle {
+            shared,
+            addr,
+            tracker,
+            shutdown,
+        })
     }
 }
 
@@ -165,7 +187,9 @@ impl SimHandle {
 
     /// The current live rows of an interface, in the API's order (the DB, not a replica).
     pub fn rows(&self, interface: &InterfaceId) -> Result<Vec<Row>, SimError> {
-        lock(&self.shared.db).rows(interface).ok_or_else(|| super::db::unknown_interface(interface))
+        lock(&self.shared.db)
+            .rows(interface)
+            .ok_or_else(|| super::db::unknown_interface(interface))
     }
 
     /// The generated addressee numbers.

@@ -99,7 +99,11 @@ pub(crate) struct RequestLog {
 
 impl RequestLog {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { capacity, entries: VecDeque::new(), counters: Counters::default() }
+        Self {
+            capacity,
+            entries: VecDeque::new(),
+            counters: Counters::default(),
+        }
     }
 
     pub(crate) fn record(&mut self, e: RequestLogEntry) {

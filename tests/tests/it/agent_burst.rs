@@ -24,11 +24,20 @@ use crate::agent_support::*;
 async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
     let env = Env::start(|c| c.row_threshold = 1_000).await;
     for _ in 0..10 {
-        env.sim.commit_changes(ChangeSpec::new(1_000).interface(iface()).kind(ChangeKind::Update)).unwrap();
+        env.sim
+            .commit_changes(
+                ChangeSpec::new(1_000)
+                    .interface(iface())
+                    .kind(ChangeKind::Update),
+            )
+            .unwrap();
     }
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(env.agent_config("", ""));
-    wait_until(120, "10,000 notices acked", || async { env.unfinished().await == 0 }).await;
+    wait_until(120, "10,000 notices acked", || async {
+        env.unfinished().await == 0
+    })
+    .await;
     let pulls = agent.pulls();
     let expected = env.expected_rows();
     let got = env.sink_rows();
@@ -40,16 +49,40 @@ async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
         agent.pulls_of("too_many"),
         got.values().sum::<usize>()
     );
-    let rows_per_request: Vec<usize> = env.sim.requests().iter().filter(|r| r.path.starts_with("/api/")).map(|r| r.rows.unwrap_or(0)).collect();
+    let rows_per_request: Vec<usize> = env
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/"))
+        .map(|r| r.rows.unwrap_or(0))
+        .collect();
     println!("burst: rows per request {rows_per_request:?}");
     assert_eq!(missing, 0, "every change of the burst reaches the sink");
-    assert!(pulls <= 25, "10,000 notices took {pulls} pulls (bound: ceil(10,000 / 500) = 20 + fallback)");
-    assert!(pulls >= 20, "10,000 notices at ≤ 1,000 rows per answer need at least 20 requests, got {pulls}");
-    assert!(agent.pulls_of("too_many") <= 2, "windows planned from the notices should not draw E0004: {}", agent.pulls_of("too_many"));
+    assert!(
+        pulls <= 25,
+        "10,000 notices took {pulls} pulls (bound: ceil(10,000 / 500) = 20 + fallback)"
+    );
+    assert!(
+        pulls >= 20,
+        "10,000 notices at ≤ 1,000 rows per answer need at least 20 requests, got {pulls}"
+    );
+    assert!(
+        agent.pulls_of("too_many") <= 2,
+        "windows planned from the notices should not draw E0004: {}",
+        agent.pulls_of("too_many")
+    );
     // Every answer respected the threshold: the planned windows were small enough.
-    for r in env.sim.requests().iter().filter(|r| r.path.starts_with("/api/")) {
+    for r in env
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/"))
+    {
         assert!(r.rows.unwrap_or(0) <= 1_000, "{r:?}");
     }
-    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 10_000);
+    assert_eq!(
+        agent.metrics.iface(&agent.metrics.acked, "001", IFACE),
+        10_000
+    );
     agent.stop().await;
 }

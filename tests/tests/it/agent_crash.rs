@@ -14,10 +14,16 @@ use crate::agent_support::*;
 const CFG: &str = "[batch]\nsize = 50\nmax_wait_ms = 200\n[pull]\noverlap_secs = 1\n[retry]\nbase_ms = 100\nmax_ms = 500\nconnect_alert_after = 3\n";
 
 /// Run an agent on its own runtime on a thread; the returned sender kills it abruptly.
-fn start_killable(cfg: shirase_subscriber_kit::Config) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+fn start_killable(
+    cfg: shirase_subscriber_kit::Config,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let (ktx, krx) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
             let _ = rx.recv();
@@ -42,34 +48,79 @@ fn start_killable(cfg: shirase_subscriber_kit::Config) -> (std::sync::mpsc::Send
 async fn killed_agent_loses_nothing_and_duplicates_only_inside_the_overlap() {
     let env = Env::start(|_| {}).await;
     // Round A, then (more than the 1 s overlap later) round B.
-    env.sim.commit_changes(ChangeSpec::new(100).interface(iface()).kind(ChangeKind::Update)).unwrap();
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(100)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    env.sim.commit_changes(ChangeSpec::new(100).interface(iface()).kind(ChangeKind::Update)).unwrap();
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(100)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
     wait_notices_published(&env).await;
     let (kill, thread) = start_killable(env.agent_config(CFG, ""));
-    wait_until(30, "rounds A and B acked", || async { env.unfinished().await == 0 }).await;
+    wait_until(30, "rounds A and B acked", || async {
+        env.unfinished().await == 0
+    })
+    .await;
 
     // Round C arrives while pulls are slow; kill the agent while one is in flight.
-    env.sim.set_faults(FaultsUpdate { latency_ms: Some(2_000), ..Default::default() }).unwrap();
-    env.sim.commit_changes(ChangeSpec::new(200).interface(iface()).kind(ChangeKind::Update)).unwrap();
+    env.sim
+        .set_faults(FaultsUpdate {
+            latency_ms: Some(2_000),
+            ..Default::default()
+        })
+        .unwrap();
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(200)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
     wait_notices_published(&env).await;
     // The agent fetches within batch.max_wait_ms (200 ms) and its pull then takes 2 s: 700 ms
     // after the notices are in the stream it is inside that pull, mid-batch.
     tokio::time::sleep(Duration::from_millis(700)).await;
     kill.send(()).unwrap();
     thread.join().unwrap();
-    let cp_at_kill = env.checkpoint().await.expect("rounds A and B stored a checkpoint");
+    let cp_at_kill = env
+        .checkpoint()
+        .await
+        .expect("rounds A and B stored a checkpoint");
     let lines_at_kill = env.sink_lines().len();
-    assert!(env.unfinished().await > 0, "the kill left round C unfinished");
+    assert!(
+        env.unfinished().await > 0,
+        "the kill left round C unfinished"
+    );
 
-    env.sim.set_faults(FaultsUpdate { latency_ms: Some(0), ..Default::default() }).unwrap();
+    env.sim
+        .set_faults(FaultsUpdate {
+            latency_ms: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
     let agent = RunningAgent::start(env.agent_config(CFG, ""));
-    wait_until(60, "everything acked after the restart", || async { env.unfinished().await == 0 }).await;
+    wait_until(60, "everything acked after the restart", || async {
+        env.unfinished().await == 0
+    })
+    .await;
 
     let got = env.sink_rows();
     let expected = env.expected_rows();
     let missing: Vec<_> = expected.iter().filter(|k| !got.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "lost {} changes, e.g. {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "lost {} changes, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     // Re-delivery duplicates only rows inside the overlap. A row whose latest flag flipped
     // later carries a new `updated_at` and is a new version, not a duplicate; a duplicate is the
     // same version (addressee, history number, updated_at) written before the kill and again
@@ -79,17 +130,35 @@ async fn killed_agent_loses_nothing_and_duplicates_only_inside_the_overlap() {
     let limit = cp_at_kill - jiff::SignedDuration::from_secs(1);
     let version = |l: &serde_json::Value| {
         let r = &l["row"];
-        (r["atena_no"].as_str().unwrap().to_owned(), r["history_no"].as_u64().unwrap(), r["updated_at"].as_str().unwrap().to_owned())
+        (
+            r["atena_no"].as_str().unwrap().to_owned(),
+            r["history_no"].as_u64().unwrap(),
+            r["updated_at"].as_str().unwrap().to_owned(),
+        )
     };
     let lines = env.sink_lines();
-    let before: std::collections::BTreeSet<_> = lines[..lines_at_kill].iter().filter(|l| l["kind"] == "row").map(version).collect();
-    let after: std::collections::BTreeSet<_> = lines[lines_at_kill..].iter().filter(|l| l["kind"] == "row").map(version).collect();
+    let before: std::collections::BTreeSet<_> = lines[..lines_at_kill]
+        .iter()
+        .filter(|l| l["kind"] == "row")
+        .map(version)
+        .collect();
+    let after: std::collections::BTreeSet<_> = lines[lines_at_kill..]
+        .iter()
+        .filter(|l| l["kind"] == "row")
+        .map(version)
+        .collect();
     let dups: Vec<_> = before.intersection(&after).collect();
     for (atena, h, ts) in &dups {
         let t: OffsetTimestamp = ts.parse().unwrap();
-        assert!(t.instant() >= limit, "row ({atena}, {h}) at {ts} duplicated outside the overlap (limit {limit})");
+        assert!(
+            t.instant() >= limit,
+            "row ({atena}, {h}) at {ts} duplicated outside the overlap (limit {limit})"
+        );
     }
     let dups = dups.len();
-    println!("crash: rows={} duplicate_lines={dups} checkpoint_at_kill={cp_at_kill}", got.values().sum::<usize>());
+    println!(
+        "crash: rows={} duplicate_lines={dups} checkpoint_at_kill={cp_at_kill}",
+        got.values().sum::<usize>()
+    );
     agent.stop().await;
 }

@@ -13,7 +13,9 @@ use futures::StreamExt;
 use serde_json::Value;
 use shirase_proto::ChangeKind;
 use shirase_tests::harness::NatsServer;
-use shirase_tests::provider_sim::{self, ChangeSpec, CommittedChange, NoticeTarget, ProviderSim, SimHandle};
+use shirase_tests::provider_sim::{
+    self, ChangeSpec, CommittedChange, NoticeTarget, ProviderSim, SimHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_support::{RunningAgent, sink_lines, wait_until};
@@ -109,8 +111,10 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 async fn unfinished(js: &jetstream::Context, sub: &str) -> u64 {
-    let mut c: jetstream::consumer::PullConsumer =
-        js.get_consumer_from_stream(format!("{sub}_001"), shirase_proto::subject::NOTICE_STREAM).await.unwrap();
+    let mut c: jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream(format!("{sub}_001"), shirase_proto::subject::NOTICE_STREAM)
+        .await
+        .unwrap();
     let i = c.info().await.unwrap();
     i.num_pending + i.num_ack_pending as u64
 }
@@ -120,9 +124,12 @@ fn sink_rows(lines: &[Value]) -> BTreeMap<(String, u64), BTreeSet<String>> {
     let mut m: BTreeMap<(String, u64), BTreeSet<String>> = BTreeMap::new();
     for l in lines.iter().filter(|l| l["kind"] == "row") {
         let r = &l["row"];
-        m.entry((r["atena_no"].as_str().unwrap().to_owned(), r["history_no"].as_u64().unwrap()))
-            .or_default()
-            .insert(r["updated_at"].as_str().unwrap().to_owned());
+        m.entry((
+            r["atena_no"].as_str().unwrap().to_owned(),
+            r["history_no"].as_u64().unwrap(),
+        ))
+        .or_default()
+        .insert(r["updated_at"].as_str().unwrap().to_owned());
     }
     m
 }
@@ -133,7 +140,9 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
     let nats = NatsServer::start().unwrap();
     let rc = shirase_relay::Config::from_toml_str(&relay_toml(&nats.url()), None).unwrap();
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    shirase_relay::provision::provision(&js, &shirase_relay::topology::desired(&rc), false).await.unwrap();
+    shirase_relay::provision::provision(&js, &shirase_relay::topology::desired(&rc), false)
+        .await
+        .unwrap();
     let relay_stop = CancellationToken::new();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_url = format!("http://{}", l.local_addr().unwrap());
@@ -144,7 +153,10 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
         sc = sc.with_client(format!("{s}-agent"), secret_of(s));
     }
     sc.population = 500;
-    sc.notice_target = NoticeTarget::Relay { url: relay_url.clone(), token: TOKEN.into() };
+    sc.notice_target = NoticeTarget::Relay {
+        url: relay_url.clone(),
+        token: TOKEN.into(),
+    };
     let sim_stop = CancellationToken::new();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = ProviderSim::start(sc, l, sim_stop.clone()).await.unwrap();
@@ -154,7 +166,13 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
     for s in SUBSCRIBERS {
         std::fs::create_dir_all(dir.path().join(s)).unwrap();
         std::fs::write(dir.path().join(s).join("secret"), secret_of(s)).unwrap();
-        let cfg = shirase_subscriber_kit::Config::from_toml_str(&agent_toml(s, &nats.url(), &sim, dir.path())).unwrap();
+        let cfg = shirase_subscriber_kit::Config::from_toml_str(&agent_toml(
+            s,
+            &nats.url(),
+            &sim,
+            dir.path(),
+        ))
+        .unwrap();
         agents.push(RunningAgent::start(cfg));
     }
 
@@ -163,14 +181,24 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
     let i05 = I05.parse().unwrap();
     let i06 = I06.parse().unwrap();
     let rounds: [&[(shirase_proto::InterfaceId, ChangeKind, usize)]; 4] = [
-        &[(i05, ChangeKind::Update, 300), (i06, ChangeKind::Update, 60)],
-        &[(i05, ChangeKind::Retroactive, 100), (i06, ChangeKind::Retroactive, 20)],
+        &[
+            (i05, ChangeKind::Update, 300),
+            (i06, ChangeKind::Update, 60),
+        ],
+        &[
+            (i05, ChangeKind::Retroactive, 100),
+            (i06, ChangeKind::Retroactive, 20),
+        ],
         &[(i05, ChangeKind::Delete, 25), (i06, ChangeKind::Delete, 10)],
-        &[(i05, ChangeKind::Update, 150), (i06, ChangeKind::Update, 20)],
+        &[
+            (i05, ChangeKind::Update, 150),
+            (i06, ChangeKind::Update, 20),
+        ],
     ];
     for round in rounds {
         for &(i, kind, n) in round {
-            sim.commit_changes(ChangeSpec::new(n).interface(i).kind(kind)).unwrap();
+            sim.commit_changes(ChangeSpec::new(n).interface(i).kind(kind))
+                .unwrap();
         }
         wait_until(60, "the relay accepted every notice", || async {
             let c = sim.counters();
@@ -178,7 +206,10 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
         })
         .await;
         for s in SUBSCRIBERS {
-            wait_until(60, &format!("consumer {s}_001 drained"), || async { unfinished(&js, s).await == 0 }).await;
+            wait_until(60, &format!("consumer {s}_001 drained"), || async {
+                unfinished(&js, s).await == 0
+            })
+            .await;
         }
     }
 
@@ -186,17 +217,29 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
     let c05: Vec<&CommittedChange> = changes.iter().filter(|c| c.interface_id == i05).collect();
     assert_eq!(c05.len(), 575);
     assert_eq!(changes.len(), 575 + 110);
-    let expected: BTreeSet<(String, u64)> =
-        c05.iter().filter(|c| c.kind != ChangeKind::Delete).map(|c| (c.atena_no.to_string(), u64::from(c.history_no))).collect();
+    let expected: BTreeSet<(String, u64)> = c05
+        .iter()
+        .filter(|c| c.kind != ChangeKind::Delete)
+        .map(|c| (c.atena_no.to_string(), u64::from(c.history_no)))
+        .collect();
     assert_eq!(expected.len(), 550);
     // A commit also rewrites the addressee's neighbouring row (the previous latest row loses
     // its latest flag; a delete promotes the one before), with the commit's timestamp: those
     // rows are legitimately in the sink too, and nothing else is.
-    let commit_ts: BTreeSet<(String, String)> = c05.iter().map(|c| (c.atena_no.to_string(), c.updated_at.clone())).collect();
+    let commit_ts: BTreeSet<(String, String)> = c05
+        .iter()
+        .map(|c| (c.atena_no.to_string(), c.updated_at.clone()))
+        .collect();
     let expected_tombs: BTreeSet<(String, String, String)> = c05
         .iter()
         .filter(|c| c.kind == ChangeKind::Delete)
-        .map(|c| (c.notice_id.to_string(), c.atena_no.to_string(), c.updated_at.clone()))
+        .map(|c| {
+            (
+                c.notice_id.to_string(),
+                c.atena_no.to_string(),
+                c.updated_at.clone(),
+            )
+        })
         .collect();
     assert_eq!(expected_tombs.len(), 25);
 
@@ -206,13 +249,20 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
         let rows = sink_rows(&lines);
         let got: BTreeSet<(String, u64)> = rows.keys().cloned().collect();
         let missing: Vec<_> = expected.difference(&got).collect();
-        assert!(missing.is_empty(), "{s}: {} changes never reached the sink, e.g. {:?}", missing.len(), missing.first());
+        assert!(
+            missing.is_empty(),
+            "{s}: {} changes never reached the sink, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
         for ((atena, h), stamps) in &rows {
             if expected.contains(&(atena.clone(), *h)) {
                 continue;
             }
             assert!(
-                stamps.iter().all(|ts| commit_ts.contains(&(atena.clone(), ts.clone()))),
+                stamps
+                    .iter()
+                    .all(|ts| commit_ts.contains(&(atena.clone(), ts.clone()))),
                 "{s}: row ({atena}, {h}) at {stamps:?} is neither a committed change nor rewritten by one"
             );
         }
@@ -222,29 +272,70 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
             .map(|l| {
                 assert_eq!(l["interface_id"], I05);
                 assert_eq!(l["change"], "delete");
-                (l["notice_id"].as_str().unwrap().to_owned(), l["atena_no"][0].as_str().unwrap().to_owned(), l["updated_at"].as_str().unwrap().to_owned())
+                (
+                    l["notice_id"].as_str().unwrap().to_owned(),
+                    l["atena_no"][0].as_str().unwrap().to_owned(),
+                    l["updated_at"].as_str().unwrap().to_owned(),
+                )
             })
             .collect();
         assert_eq!(tombs, expected_tombs, "{s}: tombstones");
-        assert!(lines.iter().all(|l| l["interface_id"] == I05 && l["provider"] == "001"), "{s}: foreign lines");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["interface_id"] == I05 && l["provider"] == "001"),
+            "{s}: foreign lines"
+        );
         // Nobody subscribes to 001o06-00: no sink file for it, and no notice of it was handed out.
-        assert!(!sink.join(format!("{I06}.jsonl")).exists(), "{s}: 001o06-00 reached a sink");
+        assert!(
+            !sink.join(format!("{I06}.jsonl")).exists(),
+            "{s}: 001o06-00 reached a sink"
+        );
         let a = &agents[SUBSCRIBERS.iter().position(|x| *x == s).unwrap()];
-        assert_eq!(a.metrics.iface(&a.metrics.notices_received, "001", I06), 0, "{s}: received 001o06-00 notices");
-        assert_eq!(a.metrics.iface(&a.metrics.acked, "001", I05), 575, "{s}: acked");
+        assert_eq!(
+            a.metrics.iface(&a.metrics.notices_received, "001", I06),
+            0,
+            "{s}: received 001o06-00 notices"
+        );
+        assert_eq!(
+            a.metrics.iface(&a.metrics.acked, "001", I05),
+            575,
+            "{s}: acked"
+        );
     }
 
     // The 001o06-00 notices did go through the relay into the stream.
-    let stream = js.get_stream(shirase_proto::subject::NOTICE_STREAM).await.unwrap();
+    let stream = js
+        .get_stream(shirase_proto::subject::NOTICE_STREAM)
+        .await
+        .unwrap();
     let subject06 = format!("shirase.notice.131016.001.{I06}");
-    let info = stream.info_with_subjects(&subject06).await.unwrap().next().await;
-    assert_eq!(info.map(|r| r.unwrap().1), Some(110), "001o06-00 notices in the stream");
+    let info = stream
+        .info_with_subjects(&subject06)
+        .await
+        .unwrap()
+        .next()
+        .await;
+    assert_eq!(
+        info.map(|r| r.unwrap().1),
+        Some(110),
+        "001o06-00 notices in the stream"
+    );
 
     // The relay answered 202 for exactly the notices the simulator emitted, once each.
-    let text = reqwest::get(format!("{relay_url}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{relay_url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let c = sim.counters();
     assert_eq!(sim.notices().len() as u64, c.changes_committed);
-    assert_eq!(metric(&text, "shirase_relay_notices_accepted_total"), sim.notices().len() as u64, "relay 202s vs sim notices");
+    assert_eq!(
+        metric(&text, "shirase_relay_notices_accepted_total"),
+        sim.notices().len() as u64,
+        "relay 202s vs sim notices"
+    );
     assert_eq!(metric(&text, "shirase_relay_notices_duplicate_total"), 0);
     assert_eq!(c.notices_delivered, c.changes_committed);
     assert_eq!(c.notices_duplicate, 0);
@@ -254,5 +345,9 @@ async fn every_change_reaches_both_subscribers_through_the_relay() {
     }
     sim_stop.cancel();
     relay_stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), relay).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), relay)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::PullConsumer;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use async_nats::jetstream::consumer::PullConsumer;
 use shirase_proto::subject::NOTICE_STREAM;
 use shirase_proto::{ChangeKind, OffsetTimestamp};
 use shirase_tests::provider_sim::{ChangeSpec, FaultsUpdate};
@@ -81,8 +81,10 @@ impl AgentProcess {
     /// Panic (with the log) unless the process is still running.
     fn assert_running(&mut self, logs: &Path, n: usize) {
         if let Some(s) = self.child.try_wait().unwrap() {
-            let out = std::fs::read_to_string(logs.join(format!("agent-{n}.out"))).unwrap_or_default();
-            let err = std::fs::read_to_string(logs.join(format!("agent-{n}.err"))).unwrap_or_default();
+            let out =
+                std::fs::read_to_string(logs.join(format!("agent-{n}.out"))).unwrap_or_default();
+            let err =
+                std::fs::read_to_string(logs.join(format!("agent-{n}.err"))).unwrap_or_default();
             panic!("shirase-agent exited early ({s}):\n{out}\n{err}");
         }
     }
@@ -97,8 +99,13 @@ impl Drop for AgentProcess {
 
 /// Write the agent's config file: the env's `tax` agent, HTTP on port 0, `extra` settings.
 fn write_config(env: &Env, extra: &str) -> PathBuf {
-    let toml = env.agent_toml(extra, "").replace("[http]\nlisten = \"\"", "[http]\nlisten = \"127.0.0.1:0\"");
-    assert!(toml.contains("listen = \"127.0.0.1:0\""), "the support module's [http] table changed");
+    let toml = env
+        .agent_toml(extra, "")
+        .replace("[http]\nlisten = \"\"", "[http]\nlisten = \"127.0.0.1:0\"");
+    assert!(
+        toml.contains("listen = \"127.0.0.1:0\""),
+        "the support module's [http] table changed"
+    );
     let p = env.dir.path().join("agent.toml");
     std::fs::write(&p, toml).unwrap();
     p
@@ -107,7 +114,11 @@ fn write_config(env: &Env, extra: &str) -> PathBuf {
 /// A row version as it was written: (addressee, history number, DB timestamp).
 fn version(l: &Value) -> (String, u64, String) {
     let r = &l["row"];
-    (r["atena_no"].as_str().unwrap().to_owned(), r["history_no"].as_u64().unwrap(), r["updated_at"].as_str().unwrap().to_owned())
+    (
+        r["atena_no"].as_str().unwrap().to_owned(),
+        r["history_no"].as_u64().unwrap(),
+        r["updated_at"].as_str().unwrap().to_owned(),
+    )
 }
 
 const OVERLAP_SECS: i64 = 1;
@@ -118,57 +129,117 @@ async fn kill_9_of_the_agent_process_loses_nothing_and_duplicates_only_inside_th
     let env = Env::start(|c| c.population = 2_000).await;
     // Rounds further apart than the overlap, so an overlap re-read cannot reach the older ones.
     for _ in 0..6 {
-        env.sim.commit_changes(ChangeSpec::new(500).interface(iface()).kind(ChangeKind::Update)).unwrap();
+        env.sim
+            .commit_changes(
+                ChangeSpec::new(500)
+                    .interface(iface())
+                    .kind(ChangeKind::Update),
+            )
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(1_200)).await;
     }
     wait_notices_published(&env).await;
     // Slow pulls keep the agent busy long enough to be caught in the middle of the backlog.
-    env.sim.set_faults(FaultsUpdate { latency_ms: Some(300), ..Default::default() }).unwrap();
+    env.sim
+        .set_faults(FaultsUpdate {
+            latency_ms: Some(300),
+            ..Default::default()
+        })
+        .unwrap();
     let cfg = write_config(
         &env,
-        &format!("[batch]\nsize = 200\nmax_wait_ms = 200\n[pull]\noverlap_secs = {OVERLAP_SECS}\n[shutdown]\ngrace_ms = 2000\n"),
+        &format!(
+            "[batch]\nsize = 200\nmax_wait_ms = 200\n[pull]\noverlap_secs = {OVERLAP_SECS}\n[shutdown]\ngrace_ms = 2000\n"
+        ),
     );
     let logs = env.dir.path().to_path_buf();
     let mut p = AgentProcess::start(&cfg, &logs, 1);
     // Kill once rounds 1 and 2 are checkpointed and later ones are pending: rows of round 1
     // are then older than the overlap and must not be written again.
-    let round3: jiff::Timestamp = env.sim.changes()[1_000].updated_at.parse::<OffsetTimestamp>().unwrap().instant();
-    wait_until(60, "rounds 1-2 checkpointed while notices are still pending", || async {
-        env.checkpoint().await.is_some_and(|c| c >= round3) && env.unfinished().await > 0
-    })
+    let round3: jiff::Timestamp = env.sim.changes()[1_000]
+        .updated_at
+        .parse::<OffsetTimestamp>()
+        .unwrap()
+        .instant();
+    wait_until(
+        60,
+        "rounds 1-2 checkpointed while notices are still pending",
+        || async {
+            env.checkpoint().await.is_some_and(|c| c >= round3) && env.unfinished().await > 0
+        },
+    )
     .await;
     p.assert_running(&logs, 1);
     p.signal(Signal::SIGKILL);
-    let status = p.exited(Duration::from_secs(10)).await.expect("killed process is reaped");
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    let status = p
+        .exited(Duration::from_secs(10))
+        .await
+        .expect("killed process is reaped");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
     drop(p);
-    let cp_at_kill = env.checkpoint().await.expect("a checkpoint was stored before the kill");
+    let cp_at_kill = env
+        .checkpoint()
+        .await
+        .expect("a checkpoint was stored before the kill");
     let lines_at_kill = env.sink_lines().len();
     let unfinished_at_kill = env.unfinished().await;
     assert!(unfinished_at_kill > 0, "the kill left notices unfinished");
 
-    env.sim.set_faults(FaultsUpdate { latency_ms: Some(0), ..Default::default() }).unwrap();
+    env.sim
+        .set_faults(FaultsUpdate {
+            latency_ms: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
     let mut p = AgentProcess::start(&cfg, &logs, 2);
     // The killed process's notices come back after the consumer's ack_wait (5 s here).
-    wait_until(90, "the consumer drained after the restart", || async { env.unfinished().await == 0 }).await;
+    wait_until(90, "the consumer drained after the restart", || async {
+        env.unfinished().await == 0
+    })
+    .await;
     p.assert_running(&logs, 2);
     p.signal(Signal::SIGTERM);
-    assert!(p.exited(Duration::from_secs(15)).await.expect("stops on SIGTERM").success());
+    assert!(
+        p.exited(Duration::from_secs(15))
+            .await
+            .expect("stops on SIGTERM")
+            .success()
+    );
 
     let lines = env.sink_lines();
-    let got: BTreeSet<(String, u64)> = lines.iter().filter(|l| l["kind"] == "row").map(|l| {
-        let (a, h, _) = version(l);
-        (a, h)
-    }).collect();
+    let got: BTreeSet<(String, u64)> = lines
+        .iter()
+        .filter(|l| l["kind"] == "row")
+        .map(|l| {
+            let (a, h, _) = version(l);
+            (a, h)
+        })
+        .collect();
     let expected = env.expected_rows();
     assert_eq!(expected.len(), 3_000);
     let missing: Vec<_> = expected.difference(&got).collect();
-    assert!(missing.is_empty(), "lost {} changes, e.g. {:?}", missing.len(), missing.first());
+    assert!(
+        missing.is_empty(),
+        "lost {} changes, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     // Every sink row is a committed change or the row it demoted in the same commit.
-    let commits: BTreeSet<(String, String)> = env.sim.changes().iter().map(|c| (c.atena_no.to_string(), c.updated_at.clone())).collect();
+    let commits: BTreeSet<(String, String)> = env
+        .sim
+        .changes()
+        .iter()
+        .map(|c| (c.atena_no.to_string(), c.updated_at.clone()))
+        .collect();
     for l in lines.iter().filter(|l| l["kind"] == "row") {
         let (a, h, ts) = version(l);
-        assert!(expected.contains(&(a.clone(), h)) || commits.contains(&(a.clone(), ts.clone())), "unexpected row ({a}, {h}) at {ts}");
+        assert!(
+            expected.contains(&(a.clone(), h)) || commits.contains(&(a.clone(), ts.clone())),
+            "unexpected row ({a}, {h}) at {ts}"
+        );
     }
 
     // Duplicates caused by the kill: the same version written before the kill and again after
@@ -179,7 +250,11 @@ async fn kill_9_of_the_agent_process_loses_nothing_and_duplicates_only_inside_th
     let after = &lines[lines_at_kill..];
     let last_pulled_at = before.last().unwrap()["pulled_at"].clone();
     let limit = cp_at_kill - jiff::SignedDuration::from_secs(OVERLAP_SECS);
-    let after_versions: BTreeSet<_> = after.iter().filter(|l| l["kind"] == "row").map(version).collect();
+    let after_versions: BTreeSet<_> = after
+        .iter()
+        .filter(|l| l["kind"] == "row")
+        .map(version)
+        .collect();
     let mut dups = 0;
     let before_rows = before.iter().filter(|l| l["kind"] == "row").count();
     let mut in_flight = 0;
@@ -190,13 +265,26 @@ async fn kill_9_of_the_agent_process_loses_nothing_and_duplicates_only_inside_th
         }
         dups += 1;
         let t = v.2.parse::<OffsetTimestamp>().unwrap().instant();
-        assert!(t >= limit, "row ({}, {}) at {} duplicated outside the overlap (checkpoint at the kill {cp_at_kill})", v.0, v.1, v.2);
+        assert!(
+            t >= limit,
+            "row ({}, {}) at {} duplicated outside the overlap (checkpoint at the kill {cp_at_kill})",
+            v.0,
+            v.1,
+            v.2
+        );
         if t > cp_at_kill {
             in_flight += 1;
-            assert_eq!(l["pulled_at"], last_pulled_at, "row ({}, {}) above the checkpoint duplicated from an older delivery", v.0, v.1);
+            assert_eq!(
+                l["pulled_at"], last_pulled_at,
+                "row ({}, {}) above the checkpoint duplicated from an older delivery",
+                v.0, v.1
+            );
         }
     }
-    assert!(dups < before_rows, "the restart re-wrote every row written before the kill ({dups}): the overlap did not bound it");
+    assert!(
+        dups < before_rows,
+        "the restart re-wrote every row written before the kill ({dups}): the overlap did not bound it"
+    );
     println!(
         "kill -9: lines_at_kill={lines_at_kill} rows_at_kill={before_rows} unfinished_at_kill={unfinished_at_kill} checkpoint_at_kill={cp_at_kill} duplicates={dups} (above the checkpoint: {in_flight}) total_lines={}",
         lines.len()
@@ -208,48 +296,119 @@ async fn kill_9_of_the_agent_process_loses_nothing_and_duplicates_only_inside_th
 async fn sigterm_exits_0_within_the_grace_period_and_hands_back_what_it_holds() {
     let env = Env::start(|_| {}).await;
     // A long ack_wait: notices the agent did not hand back would stay away for 30 s.
-    let mut c: PullConsumer = env.js.get_consumer_from_stream("tax_001", NOTICE_STREAM).await.unwrap();
+    let mut c: PullConsumer = env
+        .js
+        .get_consumer_from_stream("tax_001", NOTICE_STREAM)
+        .await
+        .unwrap();
     let mut cc = c.info().await.unwrap().config.clone();
     cc.ack_wait = Duration::from_secs(30);
-    env.js.update_consumer_on_stream(cc, NOTICE_STREAM).await.unwrap();
-    env.sim.commit_changes(ChangeSpec::new(200).interface(iface()).kind(ChangeKind::Update)).unwrap();
+    env.js
+        .update_consumer_on_stream(cc, NOTICE_STREAM)
+        .await
+        .unwrap();
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(200)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
     wait_notices_published(&env).await;
     // Every pull takes 6 s: the SIGTERM arrives while one is in flight and the 1 s grace runs
     // out before it answers, so the agent must hand the notices back itself.
-    env.sim.set_faults(FaultsUpdate { latency_ms: Some(6_000), ..Default::default() }).unwrap();
-    let cfg = write_config(&env, "[batch]\nsize = 500\nmax_wait_ms = 200\n[shutdown]\ngrace_ms = 1000\n");
+    env.sim
+        .set_faults(FaultsUpdate {
+            latency_ms: Some(6_000),
+            ..Default::default()
+        })
+        .unwrap();
+    let cfg = write_config(
+        &env,
+        "[batch]\nsize = 500\nmax_wait_ms = 200\n[shutdown]\ngrace_ms = 1000\n",
+    );
     let logs = env.dir.path().to_path_buf();
     let mut p = AgentProcess::start(&cfg, &logs, 1);
-    wait_until(30, "the notices held by the agent and its token fetched", || async {
-        let mut c: PullConsumer = env.js.get_consumer_from_stream("tax_001", NOTICE_STREAM).await.unwrap();
-        c.info().await.unwrap().num_ack_pending == 200 && env.sim.requests().iter().any(|r| r.path == "/oauth/token")
-    })
+    wait_until(
+        30,
+        "the notices held by the agent and its token fetched",
+        || async {
+            let mut c: PullConsumer = env
+                .js
+                .get_consumer_from_stream("tax_001", NOTICE_STREAM)
+                .await
+                .unwrap();
+            c.info().await.unwrap().num_ack_pending == 200
+                && env.sim.requests().iter().any(|r| r.path == "/oauth/token")
+        },
+    )
     .await;
     // The data request follows the token at once and is answered only after 6 s (the request
     // log records it then): 300 ms later it is certainly in flight.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!env.sim.requests().iter().any(|r| r.path.starts_with("/api/")), "no pull answered yet");
+    assert!(
+        !env.sim
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/api/")),
+        "no pull answered yet"
+    );
     p.assert_running(&logs, 1);
     let t = tokio::time::Instant::now();
     p.signal(Signal::SIGTERM);
-    let status = p.exited(Duration::from_secs(8)).await.expect("exits after SIGTERM within grace + 7 s");
+    let status = p
+        .exited(Duration::from_secs(8))
+        .await
+        .expect("exits after SIGTERM within grace + 7 s");
     let took = t.elapsed();
     assert!(status.success(), "exit status {status}");
-    assert!(took >= Duration::from_millis(900), "gave in-flight work its grace: {took:?}");
-    assert!(took < Duration::from_secs(5), "did not wait for the 6 s pull: {took:?}");
-    assert!(env.sink_lines().is_empty(), "nothing delivered by the stopped agent");
+    assert!(
+        took >= Duration::from_millis(900),
+        "gave in-flight work its grace: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "did not wait for the 6 s pull: {took:?}"
+    );
+    assert!(
+        env.sink_lines().is_empty(),
+        "nothing delivered by the stopped agent"
+    );
     // tracing writes to stdout.
     let log = std::fs::read_to_string(logs.join("agent-1.out")).unwrap();
-    assert!(log.contains("shutdown grace over: handing in-flight notices back"), "{log}");
+    assert!(
+        log.contains("shutdown grace over: handing in-flight notices back"),
+        "{log}"
+    );
     // Handed back (nak'ed), not left for the 30 s ack_wait to expire: a fresh agent gets them
     // at once.
-    env.sim.set_faults(FaultsUpdate { latency_ms: Some(0), ..Default::default() }).unwrap();
+    env.sim
+        .set_faults(FaultsUpdate {
+            latency_ms: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
     let restarted = tokio::time::Instant::now();
     let mut p = AgentProcess::start(&cfg, &logs, 2);
-    wait_until(30, "everything delivered after the restart", || async { env.unfinished().await == 0 }).await;
-    assert!(restarted.elapsed() < Duration::from_secs(15), "redelivered without waiting for ack_wait: {:?}", restarted.elapsed());
+    wait_until(30, "everything delivered after the restart", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    assert!(
+        restarted.elapsed() < Duration::from_secs(15),
+        "redelivered without waiting for ack_wait: {:?}",
+        restarted.elapsed()
+    );
     let got = env.sink_rows();
-    assert!(env.expected_rows().iter().all(|k| got.contains_key(k)), "every change delivered after the restart");
+    assert!(
+        env.expected_rows().iter().all(|k| got.contains_key(k)),
+        "every change delivered after the restart"
+    );
     p.signal(Signal::SIGTERM);
-    assert!(p.exited(Duration::from_secs(15)).await.expect("stops on SIGTERM").success());
+    assert!(
+        p.exited(Duration::from_secs(15))
+            .await
+            .expect("stops on SIGTERM")
+            .success()
+    );
 }

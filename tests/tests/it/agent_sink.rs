@@ -35,29 +35,61 @@ async fn http_sink_500_is_retried_and_nothing_is_lost() {
     let url = format!("http://{}/import", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await });
 
-    env.sim.commit_changes(ChangeSpec::new(40).interface(iface()).kind(ChangeKind::Update)).unwrap();
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(40)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
     wait_notices_published(&env).await;
     let toml = env
-        .agent_toml("[retry]\nbase_ms = 100\nmax_ms = 300\nconnect_alert_after = 3\n", "")
-        .replace(&format!("kind = \"file\"\ndir = \"{}\"", env.sink_dir().display()), &format!("kind = \"http\"\nurl = \"{url}\""));
+        .agent_toml(
+            "[retry]\nbase_ms = 100\nmax_ms = 300\nconnect_alert_after = 3\n",
+            "",
+        )
+        .replace(
+            &format!("kind = \"file\"\ndir = \"{}\"", env.sink_dir().display()),
+            &format!("kind = \"http\"\nurl = \"{url}\""),
+        );
     let agent = RunningAgent::start(shirase_subscriber_kit::Config::from_toml_str(&toml).unwrap());
     let received = || -> BTreeSet<(String, u64)> {
         bodies
             .lock()
             .unwrap()
             .iter()
-            .flat_map(|b| b.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect::<Vec<_>>())
+            .flat_map(|b| {
+                b.lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
             .filter(|l| l["kind"] == "row")
-            .map(|l| (l["row"]["atena_no"].as_str().unwrap().to_owned(), l["row"]["history_no"].as_u64().unwrap()))
+            .map(|l| {
+                (
+                    l["row"]["atena_no"].as_str().unwrap().to_owned(),
+                    l["row"]["history_no"].as_u64().unwrap(),
+                )
+            })
             .collect()
     };
     wait_until(30, "every change accepted by the endpoint", || async {
         env.unfinished().await == 0 && env.expected_rows().is_subset(&received())
     })
     .await;
-    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 3, "two refusals, then acceptance");
-    assert!(agent.metrics.iface(&agent.metrics.naked, "001", IFACE) >= 40, "the refused batch was nak'ed, not acked");
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "two refusals, then acceptance"
+    );
+    assert!(
+        agent.metrics.iface(&agent.metrics.naked, "001", IFACE) >= 40,
+        "the refused batch was nak'ed, not acked"
+    );
     assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 40);
-    assert_eq!(agent.metrics.iface(&agent.metrics.dead_lettered, "001", IFACE), 0);
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.dead_lettered, "001", IFACE),
+        0
+    );
     agent.stop().await;
 }

@@ -36,7 +36,8 @@ pub struct Env {
 
 /// The dev relay topology provisioned on `url` with the relay's own `provision`.
 pub async fn provision(url: &str) -> jetstream::Context {
-    let mut c = shirase_relay::Config::load(Some(&workspace_root().join("deploy/dev/relay.toml"))).unwrap();
+    let mut c =
+        shirase_relay::Config::load(Some(&workspace_root().join("deploy/dev/relay.toml"))).unwrap();
     c.nats.urls = vec![url.to_owned()];
     // Short ack_wait so a killed agent's notices come back within the test's patience.
     for sub in &mut c.subscribers {
@@ -45,7 +46,9 @@ pub async fn provision(url: &str) -> jetstream::Context {
     let client = async_nats::connect(url).await.unwrap();
     let js = jetstream::new(client);
     let desired = shirase_relay::topology::desired(&c);
-    shirase_relay::provision::provision(&js, &desired, false).await.unwrap();
+    shirase_relay::provision::provision(&js, &desired, false)
+        .await
+        .unwrap();
     js
 }
 
@@ -59,7 +62,8 @@ impl Env {
     pub async fn start_on(nats: NatsServer, tune: impl FnOnce(&mut provider_sim::Config)) -> Env {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let js = provision(&nats.url()).await;
-        let mut sc = provider_sim::Config::for_business("001".parse().unwrap()).with_client(CLIENT, SECRET);
+        let mut sc =
+            provider_sim::Config::for_business("001".parse().unwrap()).with_client(CLIENT, SECRET);
         sc.population = 500;
         sc.notice_target = NoticeTarget::Nats { url: nats.url() };
         tune(&mut sc);
@@ -68,7 +72,13 @@ impl Env {
         let sim = ProviderSim::start(sc, l, sim_stop.clone()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
-        Env { nats, js, sim, sim_stop, dir }
+        Env {
+            nats,
+            js,
+            sim,
+            sim_stop,
+            dir,
+        }
     }
 
     pub fn sink_dir(&self) -> PathBuf {
@@ -86,7 +96,11 @@ impl Env {
     pub fn agent_toml(&self, extra: &str, provider_extra: &str) -> String {
         // The baseline calendar (24:00-27:00 JST) would stall every test run at night in
         // Japan: tests enforce maintenance only when they ask for it.
-        let enforce = if provider_extra.contains("enforce_maintenance") { "" } else { "enforce_maintenance = false" };
+        let enforce = if provider_extra.contains("enforce_maintenance") {
+            ""
+        } else {
+            "enforce_maintenance = false"
+        };
         format!(
             r#"
 subscriber = "tax"
@@ -139,7 +153,10 @@ version = "1.0"
         let mut m = BTreeMap::new();
         for l in self.sink_lines() {
             if l["kind"] == "row" {
-                let k = (l["row"]["atena_no"].as_str().unwrap().to_owned(), l["row"]["history_no"].as_u64().unwrap());
+                let k = (
+                    l["row"]["atena_no"].as_str().unwrap().to_owned(),
+                    l["row"]["history_no"].as_u64().unwrap(),
+                );
                 *m.entry(k).or_insert(0) += 1;
             }
         }
@@ -147,10 +164,21 @@ version = "1.0"
     }
 
     pub async fn checkpoint(&self) -> Option<jiff::Timestamp> {
-        let kv = self.js.get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET).await.unwrap();
+        let kv = self
+            .js
+            .get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET)
+            .await
+            .unwrap();
         let v = kv.get(format!("tax.131016.{IFACE}")).await.unwrap()?;
         let s: Value = serde_json::from_slice(&v).unwrap();
-        Some(s["updated_at"].as_str().unwrap().parse::<shirase_proto::OffsetTimestamp>().unwrap().instant())
+        Some(
+            s["updated_at"]
+                .as_str()
+                .unwrap()
+                .parse::<shirase_proto::OffsetTimestamp>()
+                .unwrap()
+                .instant(),
+        )
     }
 
     /// Number of notices still pending or unacked on the tax consumer.
@@ -167,8 +195,12 @@ version = "1.0"
 
 /// Lines of `<dir>/<iface>.jsonl` (a partial last line is skipped, as a reader should).
 pub fn sink_lines(dir: &Path, iface: &str) -> Vec<Value> {
-    let Ok(text) = std::fs::read_to_string(dir.join(format!("{iface}.jsonl"))) else { return vec![] };
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    let Ok(text) = std::fs::read_to_string(dir.join(format!("{iface}.jsonl"))) else {
+        return vec![];
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// An agent running in-process.
@@ -188,13 +220,21 @@ impl RunningAgent {
         let metrics = agent.metrics();
         let stop = CancellationToken::new();
         let task = tokio::spawn(agent.run(None, stop.clone()));
-        RunningAgent { stop, task, metrics }
+        RunningAgent {
+            stop,
+            task,
+            metrics,
+        }
     }
 
     /// Graceful stop; returns what `run` returned.
     pub async fn stop(self) {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("agent stops within 30 s").unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("agent stops within 30 s")
+            .unwrap()
+            .unwrap();
     }
 
     pub fn pulls(&self) -> u64 {
@@ -216,7 +256,10 @@ where
         if f().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -33,8 +33,14 @@ async fn kill9_stream_leader_then_restart_loses_nothing() {
     blocking(|| env.cluster.nodes[leader].start_again()).unwrap();
     let restored_at = Instant::now();
     let new_leader = env.leader().await;
-    println!("stream leader was {}, now {}", env.cluster.nodes[leader].name(), env.cluster.nodes[new_leader].name());
-    let f = env.finish("kill -9 stream leader", fault_at, restored_at).await;
+    println!(
+        "stream leader was {}, now {}",
+        env.cluster.nodes[leader].name(),
+        env.cluster.nodes[new_leader].name()
+    );
+    let f = env
+        .finish("kill -9 stream leader", fault_at, restored_at)
+        .await;
     assert_eq!(f.acked, f.sent, "the relay took every notice in the end");
     env.shutdown().await;
 }
@@ -52,9 +58,14 @@ async fn kill9_relay_and_agent_mid_batch_then_restart_loses_nothing() {
     env.relay.start();
     env.agent.start();
     let restored_at = Instant::now();
-    let f = env.finish("kill -9 relay + agent", fault_at, restored_at).await;
+    let f = env
+        .finish("kill -9 relay + agent", fault_at, restored_at)
+        .await;
     assert_eq!(f.acked, f.sent);
-    assert!(f.retries > 0, "the simulator had to re-send while the relay was down");
+    assert!(
+        f.retries > 0,
+        "the simulator had to re-send while the relay was down"
+    );
     env.shutdown().await;
 }
 
@@ -66,7 +77,9 @@ async fn all_nodes_stopped_at_once_then_restarted_loses_nothing() {
     let fault_at = Instant::now();
     blocking(|| env.cluster.restart_all()).unwrap();
     let restored_at = Instant::now();
-    let f = env.finish("stop all 3 nodes, restart", fault_at, restored_at).await;
+    let f = env
+        .finish("stop all 3 nodes, restart", fault_at, restored_at)
+        .await;
     assert_eq!(f.acked, f.sent);
     env.shutdown().await;
 }
@@ -82,7 +95,9 @@ async fn paused_leader_node_then_resumed_loses_nothing() {
     tokio::time::sleep(OUTAGE).await;
     env.cluster.nodes[leader].resume();
     let restored_at = Instant::now();
-    let f = env.finish("SIGSTOP stream leader 4 s", fault_at, restored_at).await;
+    let f = env
+        .finish("SIGSTOP stream leader 4 s", fault_at, restored_at)
+        .await;
     assert_eq!(f.acked, f.sent);
     env.shutdown().await;
 }

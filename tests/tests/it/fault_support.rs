@@ -34,7 +34,11 @@ pub fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = dir.join(name);
-    assert!(bin.is_file(), "{} is not built: run `cargo build -p shirase-relay -p shirase-subscriber-kit` (deploy/dev/test.sh does)", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is not built: run `cargo build -p shirase-relay -p shirase-subscriber-kit` (deploy/dev/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
@@ -53,8 +57,13 @@ impl Proc {
         let mut p = Proc {
             child: None,
             log,
-            cmd: std::iter::once(bin.display().to_string()).chain(args.iter().map(|s| (*s).to_owned())).collect(),
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            cmd: std::iter::once(bin.display().to_string())
+                .chain(args.iter().map(|s| (*s).to_owned()))
+                .collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         p.start();
         p
@@ -62,10 +71,17 @@ impl Proc {
 
     /// Start again (after [`Proc::kill9`]).
     pub fn start(&mut self) {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let err = out.try_clone().unwrap();
         let mut c = Command::new(&self.cmd[0]);
-        c.args(&self.cmd[1..]).stdin(Stdio::null()).stdout(out).stderr(err);
+        c.args(&self.cmd[1..])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
         // Only what the test sets: a developer's SHIRASE_* or RUST_LOG must not change the run.
         for (k, _) in std::env::vars() {
             if k.starts_with("SHIRASE_") || k == "RUST_LOG" {
@@ -86,7 +102,9 @@ impl Proc {
 
     /// Whether the process is still running (not exited by itself).
     pub fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Graceful stop (SIGTERM), waiting up to 30 s.
@@ -124,7 +142,10 @@ pub struct LogLevels {
 
 impl Default for LogLevels {
     fn default() -> Self {
-        Self { relay: "info", agent: "info" }
+        Self {
+            relay: "info",
+            agent: "info",
+        }
     }
 }
 
@@ -217,8 +238,14 @@ version = "1.0"
 /// A JetStream context on every node, reconnecting forever.
 pub async fn cluster_js(urls: &[String]) -> jetstream::Context {
     let addrs: Vec<async_nats::ServerAddr> = urls.iter().map(|u| u.parse().unwrap()).collect();
-    let client = async_nats::ConnectOptions::new().max_reconnects(None).connect(addrs).await.unwrap();
-    jetstream::ContextBuilder::new().timeout(Duration::from_secs(3)).build(client)
+    let client = async_nats::ConnectOptions::new()
+        .max_reconnects(None)
+        .connect(addrs)
+        .await
+        .unwrap();
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(3))
+        .build(client)
 }
 
 impl ClusterEnv {
@@ -240,19 +267,46 @@ impl ClusterEnv {
         let relay_bin = built_binary("shirase-relay");
         let conf = relay_conf.display().to_string();
         // Provisioning as an operator would run it: the binary, on the cluster, R3.
-        let out = Command::new(&relay_bin).args(["provision", "--config", &conf]).env_remove("SHIRASE_LOG").output().unwrap();
-        assert!(out.status.success(), "provision failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&relay_bin)
+            .args(["provision", "--config", &conf])
+            .env_remove("SHIRASE_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "provision failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let js = cluster_js(&urls).await;
-        let info = js.get_stream(shirase_proto::subject::NOTICE_STREAM).await.unwrap().info().await.unwrap().clone();
-        assert_eq!(info.config.num_replicas, nodes, "the notice stream is R{nodes}");
+        let info = js
+            .get_stream(shirase_proto::subject::NOTICE_STREAM)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(
+            info.config.num_replicas, nodes,
+            "the notice stream is R{nodes}"
+        );
 
-        let relay = Proc::spawn(&relay_bin, &["serve", "--config", &conf], &[("SHIRASE_LOG", levels.relay)], dir.path().join("relay.log"));
+        let relay = Proc::spawn(
+            &relay_bin,
+            &["serve", "--config", &conf],
+            &[("SHIRASE_LOG", levels.relay)],
+            dir.path().join("relay.log"),
+        );
         let relay_url = format!("http://127.0.0.1:{port}");
         wait_ready(&relay_url, 30).await;
 
-        let mut sc = provider_sim::Config::for_business("001".parse().unwrap()).with_client(CLIENT, SECRET);
+        let mut sc =
+            provider_sim::Config::for_business("001".parse().unwrap()).with_client(CLIENT, SECRET);
         sc.population = population;
-        sc.notice_target = NoticeTarget::Relay { url: relay_url.clone(), token: TOKEN.into() };
+        sc.notice_target = NoticeTarget::Relay {
+            url: relay_url.clone(),
+            token: TOKEN.into(),
+        };
         let sim_stop = CancellationToken::new();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = ProviderSim::start(sc, l, sim_stop.clone()).await.unwrap();
@@ -261,15 +315,27 @@ impl ClusterEnv {
         let agent_conf = dir.path().join("agent.toml");
         std::fs::write(&agent_conf, agent_toml(&urls, &sim, dir.path())).unwrap();
         let aconf = agent_conf.display().to_string();
-        let agent = Proc::spawn(&built_binary("shirase-agent"), &["--config", &aconf], &[("RUST_LOG", levels.agent)], dir.path().join("agent.log"));
+        let agent = Proc::spawn(
+            &built_binary("shirase-agent"),
+            &["--config", &aconf],
+            &[("RUST_LOG", levels.agent)],
+            dir.path().join("agent.log"),
+        );
 
         let samples = Arc::new(Mutex::new(Vec::new()));
         let sampler_stop = CancellationToken::new();
         {
-            let (samples, stop, sink) = (samples.clone(), sampler_stop.clone(), dir.path().join("sink"));
+            let (samples, stop, sink) = (
+                samples.clone(),
+                sampler_stop.clone(),
+                dir.path().join("sink"),
+            );
             tokio::spawn(async move {
                 while !stop.is_cancelled() {
-                    let n = sink_lines(&sink, I05).iter().filter(|l| l["kind"] == "row").count();
+                    let n = sink_lines(&sink, I05)
+                        .iter()
+                        .filter(|l| l["kind"] == "row")
+                        .count();
                     samples.lock().unwrap().push((Instant::now(), n));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -289,8 +355,17 @@ impl ClusterEnv {
             samples,
             sampler_stop,
         };
-        env.sim.commit_changes(ChangeSpec::new(5).interface(I05.parse().unwrap()).kind(ChangeKind::Update)).unwrap();
-        wait_until(60, "the first rows reach the sink", || async { env.rows_now() >= 5 }).await;
+        env.sim
+            .commit_changes(
+                ChangeSpec::new(5)
+                    .interface(I05.parse().unwrap())
+                    .kind(ChangeKind::Update),
+            )
+            .unwrap();
+        wait_until(60, "the first rows reach the sink", || async {
+            env.rows_now() >= 5
+        })
+        .await;
         env.start_publishing();
         env
     }
@@ -305,7 +380,12 @@ impl ClusterEnv {
         let (flag, sim) = (self.publishing.clone(), self.sim.clone());
         self.publisher = Some(tokio::spawn(async move {
             while flag.load(Ordering::SeqCst) {
-                sim.commit_changes(ChangeSpec::new(3).interface(I05.parse().unwrap()).kind(ChangeKind::Update)).unwrap();
+                sim.commit_changes(
+                    ChangeSpec::new(3)
+                        .interface(I05.parse().unwrap())
+                        .kind(ChangeKind::Update),
+                )
+                .unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }));
@@ -323,7 +403,10 @@ impl ClusterEnv {
     pub async fn leader(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(mut s) = self.js.get_stream(shirase_proto::subject::NOTICE_STREAM).await
+            if let Ok(mut s) = self
+                .js
+                .get_stream(shirase_proto::subject::NOTICE_STREAM)
+                .await
                 && let Ok(i) = s.info().await
                 && let Some(name) = i.cluster.as_ref().and_then(|c| c.leader.clone())
                 && let Some(idx) = self.cluster.index_of(&name)
@@ -346,8 +429,12 @@ impl ClusterEnv {
             c.notices_delivered >= c.changes_committed
         })
         .await;
-        let expected: BTreeSet<(String, u64)> =
-            self.sim.changes().iter().map(|c| (c.atena_no.to_string(), u64::from(c.history_no))).collect();
+        let expected: BTreeSet<(String, u64)> = self
+            .sim
+            .changes()
+            .iter()
+            .map(|c| (c.atena_no.to_string(), u64::from(c.history_no)))
+            .collect();
         let sink = self.dir.path().join("sink");
         let mut missing = usize::MAX;
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -355,7 +442,12 @@ impl ClusterEnv {
             let got: BTreeSet<(String, u64)> = sink_lines(&sink, I05)
                 .iter()
                 .filter(|l| l["kind"] == "row")
-                .map(|l| (l["row"]["atena_no"].as_str().unwrap().to_owned(), l["row"]["history_no"].as_u64().unwrap()))
+                .map(|l| {
+                    (
+                        l["row"]["atena_no"].as_str().unwrap().to_owned(),
+                        l["row"]["history_no"].as_u64().unwrap(),
+                    )
+                })
                 .collect();
             missing = expected.difference(&got).count();
             if missing == 0 {
@@ -365,24 +457,59 @@ impl ClusterEnv {
         }
         let drained_at = Instant::now();
         self.sampler_stop.cancel();
-        assert_eq!(missing, 0, "{name}: {missing} of {} changes never reached the sink; agent log: {}", expected.len(), tail(&self.agent.log));
+        assert_eq!(
+            missing,
+            0,
+            "{name}: {missing} of {} changes never reached the sink; agent log: {}",
+            expected.len(),
+            tail(&self.agent.log)
+        );
 
         // Every notice the relay took (202) is in the stream, and the consumer finished them all.
         let stored = stream_ids(&self.js).await;
         let notices = self.sim.notices();
-        let lost: Vec<String> = notices.iter().map(|n| n.id.to_string()).filter(|id| !stored.contains(id)).collect();
-        assert!(lost.is_empty(), "{name}: {} acknowledged notices are not in the stream, e.g. {:?}", lost.len(), lost.first());
+        let lost: Vec<String> = notices
+            .iter()
+            .map(|n| n.id.to_string())
+            .filter(|id| !stored.contains(id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{name}: {} acknowledged notices are not in the stream, e.g. {:?}",
+            lost.len(),
+            lost.first()
+        );
         let js = self.js.clone();
-        wait_until(60, "the tax consumer has nothing pending or unacked", || async {
-            let Ok(mut c) = js.get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>("tax_001", shirase_proto::subject::NOTICE_STREAM).await else {
-                return false;
-            };
-            c.info().await.is_ok_and(|i| i.num_pending == 0 && i.num_ack_pending == 0)
-        })
+        wait_until(
+            60,
+            "the tax consumer has nothing pending or unacked",
+            || async {
+                let Ok(mut c) = js
+                    .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                        "tax_001",
+                        shirase_proto::subject::NOTICE_STREAM,
+                    )
+                    .await
+                else {
+                    return false;
+                };
+                c.info()
+                    .await
+                    .is_ok_and(|i| i.num_pending == 0 && i.num_ack_pending == 0)
+            },
+        )
         .await;
         // Components recovered by themselves: both processes still running, the relay ready.
-        assert!(self.relay.running(), "{name}: the relay exited: {}", tail(&self.relay.log));
-        assert!(self.agent.running(), "{name}: the agent exited: {}", tail(&self.agent.log));
+        assert!(
+            self.relay.running(),
+            "{name}: the relay exited: {}",
+            tail(&self.relay.log)
+        );
+        assert!(
+            self.agent.running(),
+            "{name}: the agent exited: {}",
+            tail(&self.agent.log)
+        );
         wait_ready(&self.relay_url, 10).await;
 
         // Duplicates: the same row version (atena_no, history_no, updated_at) written twice.
@@ -390,7 +517,11 @@ impl ClusterEnv {
         for l in sink_lines(&sink, I05).iter().filter(|l| l["kind"] == "row") {
             let r = &l["row"];
             *versions
-                .entry((r["atena_no"].as_str().unwrap().to_owned(), r["history_no"].as_u64().unwrap(), r["updated_at"].as_str().unwrap().to_owned()))
+                .entry((
+                    r["atena_no"].as_str().unwrap().to_owned(),
+                    r["history_no"].as_u64().unwrap(),
+                    r["updated_at"].as_str().unwrap().to_owned(),
+                ))
                 .or_insert(0) += 1;
         }
         let duplicates: usize = versions.values().map(|n| n - 1).sum();
@@ -487,26 +618,47 @@ impl std::fmt::Display for Figures {
 
 /// Poll `<url>/readyz` until 200.
 pub async fn wait_ready(url: &str, secs: u64) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
     wait_until(secs, "the relay is ready", || async {
-        http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().as_u16() == 200)
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
     })
     .await;
 }
 
 /// Every Nats-Msg-Id in SHIRASE_NOTICES.
 pub async fn stream_ids(js: &jetstream::Context) -> BTreeSet<String> {
-    let mut stream = js.get_stream(shirase_proto::subject::NOTICE_STREAM).await.unwrap();
+    let mut stream = js
+        .get_stream(shirase_proto::subject::NOTICE_STREAM)
+        .await
+        .unwrap();
     let total = stream.info().await.unwrap().state.messages as usize;
     let c = stream
-        .create_consumer(jetstream::consumer::pull::Config { ack_policy: jetstream::consumer::AckPolicy::None, ..Default::default() })
+        .create_consumer(jetstream::consumer::pull::Config {
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let mut out = BTreeSet::new();
-    let mut msgs = c.stream().max_messages_per_batch(1000).messages().await.unwrap();
+    let mut msgs = c
+        .stream()
+        .max_messages_per_batch(1000)
+        .messages()
+        .await
+        .unwrap();
     let mut seen = 0;
     while seen < total {
-        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next()).await.unwrap().unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         seen += 1;
         if let Some(id) = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
             out.insert(id.to_string());
@@ -525,5 +677,9 @@ pub fn tail(path: &Path) -> String {
 /// Rows of `lines` as JSON (for scanning).
 #[allow(dead_code)]
 pub fn rows(lines: &[Value]) -> Vec<&Value> {
-    lines.iter().filter(|l| l["kind"] == "row").map(|l| &l["row"]).collect()
+    lines
+        .iter()
+        .filter(|l| l["kind"] == "row")
+        .map(|l| &l["row"])
+        .collect()
 }

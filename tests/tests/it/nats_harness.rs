@@ -5,9 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use shirase_proto::publish::publish;
-use shirase_proto::{
-    ChangeKind, InterfaceId, InterfaceVersion, Notice, OffsetTimestamp, Sequence,
-};
+use shirase_proto::{ChangeKind, InterfaceId, InterfaceVersion, Notice, OffsetTimestamp, Sequence};
 use shirase_tests::harness::{NatsCluster, NatsServer};
 
 fn notice(seq: u64) -> Notice {
@@ -16,7 +14,9 @@ fn notice(seq: u64) -> Notice {
         "001o05-00".parse::<InterfaceId>().unwrap(),
         "1.0".parse::<InterfaceVersion>().unwrap(),
         Sequence(seq),
-        "2026-11-25T10:15:30+09:00".parse::<OffsetTimestamp>().unwrap(),
+        "2026-11-25T10:15:30+09:00"
+            .parse::<OffsetTimestamp>()
+            .unwrap(),
         ChangeKind::Update,
         None,
     )
@@ -34,7 +34,9 @@ fn stream_config(replicas: usize) -> stream::Config {
 }
 
 async fn connect(url: &str) -> jetstream::Context {
-    let client = async_nats::connect(url).await.expect("connect to nats-server");
+    let client = async_nats::connect(url)
+        .await
+        .expect("connect to nats-server");
     jetstream::new(client)
 }
 
@@ -56,13 +58,19 @@ async fn published_notice_survives_server_restart() {
     server.restart().unwrap();
 
     let js = connect(&server.url()).await;
-    let mut s = js.get_stream(shirase_proto::subject::NOTICE_STREAM).await.unwrap();
+    let mut s = js
+        .get_stream(shirase_proto::subject::NOTICE_STREAM)
+        .await
+        .unwrap();
     assert_eq!(s.info().await.unwrap().state.messages, 1);
     let msg = s.get_raw_message(1).await.unwrap();
     assert_eq!(msg.subject.as_str(), "shirase.notice.131016.001.001o05-00");
     let back: Notice = serde_json::from_slice(&msg.payload).unwrap();
     assert_eq!(back, n);
-    assert_eq!(msg.headers.get("Nats-Msg-Id").map(|v| v.as_str()), Some(n.id.to_string().as_str()));
+    assert_eq!(
+        msg.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+        Some(n.id.to_string().as_str())
+    );
 }
 
 #[tokio::test]
@@ -76,9 +84,15 @@ async fn same_notice_id_is_stored_once() {
     let other = publish(&js, &notice(8)).await.unwrap();
     assert!(!first.duplicate);
     assert!(second.duplicate, "re-sent id must be reported as duplicate");
-    assert_eq!(second.sequence, first.sequence, "duplicate ack names the first copy");
+    assert_eq!(
+        second.sequence, first.sequence,
+        "duplicate ack names the first copy"
+    );
     assert_eq!(other.sequence, 2);
-    let mut s = js.get_stream(shirase_proto::subject::NOTICE_STREAM).await.unwrap();
+    let mut s = js
+        .get_stream(shirase_proto::subject::NOTICE_STREAM)
+        .await
+        .unwrap();
     assert_eq!(s.info().await.unwrap().state.messages, 2);
 }
 
@@ -149,7 +163,10 @@ async fn r3_stream_keeps_accepting_after_leader_is_killed() {
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     };
-    assert_eq!(info.state.messages, published, "every acked publish is stored exactly once");
+    assert_eq!(
+        info.state.messages, published,
+        "every acked publish is stored exactly once"
+    );
     let new_leader = info.cluster.and_then(|c| c.leader).expect("a new leader");
     assert_ne!(new_leader, leader, "leadership moved off the killed node");
 

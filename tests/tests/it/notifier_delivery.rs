@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shirase_proto::ChangeKind;
-use shirase_relay::notifier::{CommandConfig, EmailConfig, Notifier, NotifierConfig, SmtpSecurity, WebhookConfig};
+use shirase_relay::notifier::{
+    CommandConfig, EmailConfig, Notifier, NotifierConfig, SmtpSecurity, WebhookConfig,
+};
 use shirase_tests::harness::{NatsServer, free_port, workspace_root};
 use shirase_tests::provider_sim::{ChangeSpec, FaultsUpdate};
 use tokio_util::sync::CancellationToken;
@@ -21,7 +23,14 @@ use crate::agent_support::{Env, IFACE, RunningAgent, iface, wait_notices_publish
 use crate::relay_support::{dev_config, provision};
 
 fn base_config() -> NotifierConfig {
-    NotifierConfig { enabled: true, group_window: Duration::from_secs(1), max_per_hour: 100, email: None, webhook: None, command: None }
+    NotifierConfig {
+        enabled: true,
+        group_window: Duration::from_secs(1),
+        max_per_hour: 100,
+        email: None,
+        webhook: None,
+        command: None,
+    }
 }
 
 /// A webhook endpoint that answers 500 to its first request and records the rest.
@@ -66,7 +75,14 @@ fn command_files(dir: &Path) -> Vec<Value> {
 async fn publish_alert(js: &async_nats::jetstream::Context, code: &str, provider: &str) {
     let a = json!({"severity": "critical", "component": "agent", "code": code, "message": format!("{code} on {provider}"),
                    "subscriber": "tax", "provider": provider, "time": jiff::Timestamp::now().to_string()});
-    js.publish("shirase.alert.critical.agent", serde_json::to_vec(&a).unwrap().into()).await.unwrap().await.unwrap();
+    js.publish(
+        "shirase.alert.critical.agent",
+        serde_json::to_vec(&a).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -79,17 +95,30 @@ async fn webhook_and_command_receive_grouped_alerts_with_their_fields() {
     let mut cfg = base_config();
     // Longer than the failed first POST and its retry (about 1 s), so the repeats fall inside.
     cfg.group_window = Duration::from_secs(3);
-    cfg.webhook = Some(WebhookConfig { url, attempts: 3, timeout: Duration::from_secs(5) });
+    cfg.webhook = Some(WebhookConfig {
+        url,
+        attempts: 3,
+        timeout: Duration::from_secs(5),
+    });
     cfg.command = Some(CommandConfig {
         program: "sh".into(),
-        args: vec!["-c".into(), format!("cat > {}/alert-$$.json", dir.path().display())],
+        args: vec![
+            "-c".into(),
+            format!("cat > {}/alert-$$.json", dir.path().display()),
+        ],
         timeout: Duration::from_secs(10),
     });
     let stop = CancellationToken::new();
     let task = tokio::spawn(Notifier::new(cfg).run(js.clone(), stop.clone()));
     // A new notifier consumer starts at new alerts (DeliverPolicy::New): wait until it exists.
     let alerts = js.get_stream("SHIRASE_ALERTS").await.unwrap();
-    wait_until(10, "notifier consumer", || async { alerts.consumer_info(shirase_relay::notifier::CONSUMER).await.is_ok() }).await;
+    wait_until(10, "notifier consumer", || async {
+        alerts
+            .consumer_info(shirase_relay::notifier::CONSUMER)
+            .await
+            .is_ok()
+    })
+    .await;
 
     // Three alerts of one key and one of another.
     for _ in 0..3 {
@@ -98,24 +127,66 @@ async fn webhook_and_command_receive_grouped_alerts_with_their_fields() {
     publish_alert(&js, "consumer_stalled", "010").await;
 
     // First of each key at once, then one summary of the two repeats after group_window.
-    wait_until(20, "3 webhook deliveries", || async { hooked.lock().unwrap().len() >= 3 }).await;
+    wait_until(20, "3 webhook deliveries", || async {
+        hooked.lock().unwrap().len() >= 3
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let got = hooked.lock().unwrap().clone();
     assert_eq!(got.len(), 3, "{got:#?}");
-    assert_eq!(*calls.lock().unwrap(), 4, "the first POST failed (500) and was retried");
-    let unreachable: Vec<&Value> = got.iter().filter(|v| v["code"] == "provider_unreachable").collect();
-    assert_eq!(unreachable.iter().map(|v| v["count"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2], "first alone, then the 2 repeats grouped");
+    assert_eq!(
+        *calls.lock().unwrap(),
+        4,
+        "the first POST failed (500) and was retried"
+    );
+    let unreachable: Vec<&Value> = got
+        .iter()
+        .filter(|v| v["code"] == "provider_unreachable")
+        .collect();
+    assert_eq!(
+        unreachable
+            .iter()
+            .map(|v| v["count"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2],
+        "first alone, then the 2 repeats grouped"
+    );
     let summary = unreachable[1];
-    assert_eq!((summary["severity"].as_str(), summary["component"].as_str()), (Some("critical"), Some("agent")));
-    assert_eq!((summary["provider"].as_str(), summary["subscriber"].as_str()), (Some("001"), Some("tax")));
+    assert_eq!(
+        (summary["severity"].as_str(), summary["component"].as_str()),
+        (Some("critical"), Some("agent"))
+    );
+    assert_eq!(
+        (summary["provider"].as_str(), summary["subscriber"].as_str()),
+        (Some("001"), Some("tax"))
+    );
     assert!(summary["first_seen"].as_str().unwrap() <= summary["last_seen"].as_str().unwrap());
-    assert!(summary["runbook"].as_str().unwrap().contains("operating status"));
+    assert!(
+        summary["runbook"]
+            .as_str()
+            .unwrap()
+            .contains("operating status")
+    );
 
-    wait_until(10, "3 command runs", || async { command_files(dir.path()).len() >= 3 }).await;
+    wait_until(10, "3 command runs", || async {
+        command_files(dir.path()).len() >= 3
+    })
+    .await;
     let cmd = command_files(dir.path());
     assert_eq!(cmd.len(), 3);
-    assert_eq!(cmd.iter().filter(|v| v["code"] == "consumer_stalled").count(), 1);
-    assert_eq!(cmd.iter().map(|v| v["count"].as_u64().unwrap()).sum::<u64>(), 4, "every alert accounted for");
+    assert_eq!(
+        cmd.iter()
+            .filter(|v| v["code"] == "consumer_stalled")
+            .count(),
+        1
+    );
+    assert_eq!(
+        cmd.iter()
+            .map(|v| v["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        4,
+        "every alert accounted for"
+    );
 
     stop.cancel();
     task.await.unwrap().unwrap();
@@ -140,21 +211,45 @@ impl Smtp {
         let maildir = dir.path().join("mail");
         let port = free_port().unwrap();
         let child = std::process::Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
             .arg(&maildir)
             .env("PYTHONPATH", &py)
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        wait_until(20, "aiosmtpd listening", || async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() }).await;
-        Smtp { child, port, maildir, _dir: dir }
+        wait_until(20, "aiosmtpd listening", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        Smtp {
+            child,
+            port,
+            maildir,
+            _dir: dir,
+        }
     }
 
     /// The Subject lines of the messages received so far.
     fn subjects(&self) -> Vec<String> {
-        let Ok(rd) = std::fs::read_dir(self.maildir.join("new")) else { return vec![] };
+        let Ok(rd) = std::fs::read_dir(self.maildir.join("new")) else {
+            return vec![];
+        };
         rd.filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
-            .filter_map(|m| m.lines().find(|l| l.starts_with("Subject: ")).map(|l| l["Subject: ".len()..].to_owned()))
+            .filter_map(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("Subject: "))
+                    .map(|l| l["Subject: ".len()..].to_owned())
+            })
             .collect()
     }
 }
@@ -186,31 +281,81 @@ async fn an_outage_sends_one_operating_status_email_and_one_recovery_email_and_l
     let stop = CancellationToken::new();
     let notifier = tokio::spawn(Notifier::new(cfg).run(env.js.clone(), stop.clone()));
 
-    env.sim.set_faults(FaultsUpdate { outage: Some(true), ..Default::default() }).unwrap();
-    env.sim.commit_changes(ChangeSpec::new(20).interface(iface()).kind(ChangeKind::Update)).unwrap();
+    env.sim
+        .set_faults(FaultsUpdate {
+            outage: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(20)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
     wait_notices_published(&env).await;
-    let agent = RunningAgent::start(env.agent_config("[retry]\nbase_ms = 100\nmax_ms = 400\n[outage]\nalert_after_secs = 2\n", ""));
+    let agent = RunningAgent::start(env.agent_config(
+        "[retry]\nbase_ms = 100\nmax_ms = 400\n[outage]\nalert_after_secs = 2\n",
+        "",
+    ));
 
-    wait_until(30, "the operating-status e-mail", || async { !smtp.subjects().is_empty() }).await;
+    wait_until(30, "the operating-status e-mail", || async {
+        !smtp.subjects().is_empty()
+    })
+    .await;
     // Keep the outage going well past the threshold: still exactly one e-mail.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let subjects = smtp.subjects();
     assert_eq!(subjects.len(), 1, "{subjects:?}");
-    assert!(subjects[0].contains("critical") && subjects[0].contains("provider_unreachable") && subjects[0].contains("provider 001"), "{}", subjects[0]);
+    assert!(
+        subjects[0].contains("critical")
+            && subjects[0].contains("provider_unreachable")
+            && subjects[0].contains("provider 001"),
+        "{}",
+        subjects[0]
+    );
 
-    env.sim.set_faults(FaultsUpdate { outage: Some(false), ..Default::default() }).unwrap();
+    env.sim
+        .set_faults(FaultsUpdate {
+            outage: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
     wait_until(60, "everything delivered after the outage", || async {
-        env.unfinished().await == 0 && env.expected_rows().iter().all(|k| env.sink_rows().contains_key(k))
+        env.unfinished().await == 0
+            && env
+                .expected_rows()
+                .iter()
+                .all(|k| env.sink_rows().contains_key(k))
     })
     .await;
-    wait_until(20, "the recovery e-mail", || async { smtp.subjects().len() >= 2 }).await;
+    wait_until(20, "the recovery e-mail", || async {
+        smtp.subjects().len() >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut subjects = smtp.subjects();
     subjects.sort();
     assert_eq!(subjects.len(), 2, "{subjects:?}");
-    assert!(subjects.iter().any(|s| s.contains("info") && s.contains("provider_recovered")), "{subjects:?}");
-    assert_eq!(agent.metrics.iface(&agent.metrics.dead_lettered, "001", IFACE), 0, "an outage dead-letters nothing");
-    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 20, "no notice lost");
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("info") && s.contains("provider_recovered")),
+        "{subjects:?}"
+    );
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.dead_lettered, "001", IFACE),
+        0,
+        "an outage dead-letters nothing"
+    );
+    assert_eq!(
+        agent.metrics.iface(&agent.metrics.acked, "001", IFACE),
+        20,
+        "no notice lost"
+    );
 
     agent.stop().await;
     stop.cancel();

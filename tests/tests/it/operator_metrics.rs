@@ -16,9 +16,13 @@ use crate::relay_support::*;
 fn exported(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for l in text.lines() {
-        let Some(rest) = l.strip_prefix("# TYPE ") else { continue };
+        let Some(rest) = l.strip_prefix("# TYPE ") else {
+            continue;
+        };
         let mut it = rest.split_whitespace();
-        let (Some(name), Some(kind)) = (it.next(), it.next()) else { continue };
+        let (Some(name), Some(kind)) = (it.next(), it.next()) else {
+            continue;
+        };
         match kind {
             "counter" => {
                 out.insert(format!("{name}_total"));
@@ -58,28 +62,76 @@ async fn alert_rules_and_dashboard_parse_and_use_only_exported_metrics() {
     let (_server, js, relay) = setup().await;
     // A status call creates the per-consumer gauges' children; the scrape refreshes them too.
     let kv = js.get_key_value("shirase_checkpoints").await.unwrap();
-    kv.put("tax.131016.001o05-00", br#"{"updated_at":"2026-11-20T10:00:00+09:00","stored_at":"2026-11-20T10:00:01+09:00"}"#.to_vec().into())
-        .await
-        .unwrap();
+    kv.put(
+        "tax.131016.001o05-00",
+        br#"{"updated_at":"2026-11-20T10:00:00+09:00","stored_at":"2026-11-20T10:00:01+09:00"}"#
+            .to_vec()
+            .into(),
+    )
+    .await
+    .unwrap();
     let (s, _) = Ops::viewer(&relay.base).get("/v1/ops/status").await;
     assert_eq!(s, 200);
     // One accepted notice, one refused request, one operator action: their families appear.
-    let (s, _, _) = relay.post(&token_001(), &json(&notice("001o05-00", 1))).await;
+    let (s, _, _) = relay
+        .post(&token_001(), &json(&notice("001o05-00", 1)))
+        .await;
     assert_eq!(s, 202);
-    let (s, _, _) = relay.post("not-a-provider-token-at-all", &json(&notice("001o05-00", 2))).await;
+    let (s, _, _) = relay
+        .post(
+            "not-a-provider-token-at-all",
+            &json(&notice("001o05-00", 2)),
+        )
+        .await;
     assert_eq!(s, 401);
-    let (s, _) = Ops::viewer(&relay.base).post("/v1/ops/replay", serde_json::json!({ "subscriber": "tax", "from_seq": 1 })).await;
+    let (s, _) = Ops::viewer(&relay.base)
+        .post(
+            "/v1/ops/replay",
+            serde_json::json!({ "subscriber": "tax", "from_seq": 1 }),
+        )
+        .await;
     assert_eq!(s, 403);
-    let relay_text = relay.http.get(format!("{}/metrics", relay.base)).send().await.unwrap().text().await.unwrap();
-    assert!(relay_text.contains("shirase_relay_consumer_pending{subscriber=\"tax\",provider=\"001\"} 1"), "{relay_text}");
+    let relay_text = relay
+        .http
+        .get(format!("{}/metrics", relay.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        relay_text
+            .contains("shirase_relay_consumer_pending{subscriber=\"tax\",provider=\"001\"} 1"),
+        "{relay_text}"
+    );
     let mut have = exported(&relay_text);
     // The agent's families appear once they have a child: give each one the labels an agent
     // run would.
     let agent = shirase_subscriber_kit::metrics::Metrics::new();
-    let il = IfaceLabels { provider: "001".into(), interface: "001o05-00".into() };
-    let pl = ProviderLabels { provider: "001".into() };
-    agent.pulls.get_or_create(&PullLabels { provider: "001".into(), interface: "001o05-00".into(), outcome: "data".into() }).inc();
-    for f in [&agent.notices_received, &agent.rows_delivered, &agent.acked, &agent.naked, &agent.dead_lettered, &agent.uncovered] {
+    let il = IfaceLabels {
+        provider: "001".into(),
+        interface: "001o05-00".into(),
+    };
+    let pl = ProviderLabels {
+        provider: "001".into(),
+    };
+    agent
+        .pulls
+        .get_or_create(&PullLabels {
+            provider: "001".into(),
+            interface: "001o05-00".into(),
+            outcome: "data".into(),
+        })
+        .inc();
+    for f in [
+        &agent.notices_received,
+        &agent.rows_delivered,
+        &agent.acked,
+        &agent.naked,
+        &agent.dead_lettered,
+        &agent.uncovered,
+    ] {
         f.get_or_create(&il).inc();
     }
     agent.checkpoint_age_seconds.get_or_create(&il).set(1.0);
@@ -100,34 +152,63 @@ async fn alert_rules_and_dashboard_parse_and_use_only_exported_metrics() {
         assert!(have.contains(want), "{want} is not exported: {have:?}");
     }
 
-    let text = std::fs::read_to_string(workspace_root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let text =
+        std::fs::read_to_string(workspace_root().join("deploy/prometheus/alerts.yml")).unwrap();
     let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
     let groups = doc["groups"].as_sequence().expect("groups: a list");
     let mut alerts = Vec::new();
     let mut used = BTreeSet::new();
     for g in groups {
-        assert!(g["name"].as_str().is_some_and(|n| !n.is_empty()), "group without a name");
+        assert!(
+            g["name"].as_str().is_some_and(|n| !n.is_empty()),
+            "group without a name"
+        );
         for r in g["rules"].as_sequence().expect("rules: a list") {
-            let name = r["alert"].as_str().expect("each rule is an alert with a name");
+            let name = r["alert"]
+                .as_str()
+                .expect("each rule is an alert with a name");
             let expr = r["expr"].as_str().unwrap_or_else(|| panic!("{name}: expr"));
-            assert!(["warning", "critical"].contains(&r["labels"]["severity"].as_str().unwrap_or("")), "{name}: severity");
-            assert!(r["annotations"]["summary"].as_str().is_some(), "{name}: summary");
+            assert!(
+                ["warning", "critical"].contains(&r["labels"]["severity"].as_str().unwrap_or("")),
+                "{name}: severity"
+            );
+            assert!(
+                r["annotations"]["summary"].as_str().is_some(),
+                "{name}: summary"
+            );
             if let Some(f) = r["for"].as_str() {
-                assert!(f.ends_with('m') || f.ends_with('s') || f.ends_with('h'), "{name}: for {f}");
+                assert!(
+                    f.ends_with('m') || f.ends_with('s') || f.ends_with('h'),
+                    "{name}: for {f}"
+                );
             }
-            assert_eq!(expr.matches('(').count(), expr.matches(')').count(), "{name}: unbalanced parentheses");
+            assert_eq!(
+                expr.matches('(').count(),
+                expr.matches(')').count(),
+                "{name}: unbalanced parentheses"
+            );
             let names = metric_names(expr);
             assert!(!names.is_empty(), "{name} uses no Shirase metric");
             used.extend(names);
             alerts.push(name.to_owned());
         }
     }
-    for want in ["ShiraseNoticeLagTooOld", "ShiraseDeadLettersGrowing", "ShiraseProviderUnavailable", "ShiraseCheckpointNotAdvancing"] {
-        assert!(alerts.iter().any(|a| a == want), "{want} missing: {alerts:?}");
+    for want in [
+        "ShiraseNoticeLagTooOld",
+        "ShiraseDeadLettersGrowing",
+        "ShiraseProviderUnavailable",
+        "ShiraseCheckpointNotAdvancing",
+    ] {
+        assert!(
+            alerts.iter().any(|a| a == want),
+            "{want} missing: {alerts:?}"
+        );
     }
 
-    let dash: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("deploy/grafana/shirase.json")).unwrap()).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("deploy/grafana/shirase.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(dash["uid"], "shirase");
     let panels = dash["panels"].as_array().unwrap();
     assert!(panels.len() >= 8);
@@ -137,6 +218,9 @@ async fn alert_rules_and_dashboard_parse_and_use_only_exported_metrics() {
         }
     }
     let missing: Vec<&String> = used.iter().filter(|n| !have.contains(*n)).collect();
-    assert!(missing.is_empty(), "metrics used by the alert rules or the dashboard but not exported: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "metrics used by the alert rules or the dashboard but not exported: {missing:?}"
+    );
     relay.stop().await;
 }

@@ -13,11 +13,18 @@ use crate::relay_support::*;
 
 fn chromium() -> String {
     for c in ["chromium", "chromium-browser", "google-chrome"] {
-        if std::process::Command::new("sh").arg("-c").arg(format!("command -v {c}")).output().is_ok_and(|o| o.status.success()) {
+        if std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {c}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return c.to_owned();
         }
     }
-    panic!("the status page test needs headless Chromium: `apt-get install -y chromium` (deploy/dev/test.sh installs it)");
+    panic!(
+        "the status page test needs headless Chromium: `apt-get install -y chromium` (deploy/dev/test.sh installs it)"
+    );
 }
 
 async fn run_chromium(args: &[String]) -> String {
@@ -39,8 +46,15 @@ async fn run_chromium(args: &[String]) -> String {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("chromium finished within 60 s").unwrap();
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("chromium finished within 60 s")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -58,21 +72,58 @@ async fn status_page_shows_consumers_a_paused_consumer_and_a_dead_letter() {
         "first_failure": "2026-11-25T03:10:00+09:00", "last_failure": "2026-11-25T03:10:00+09:00",
         "notice": json(&notice("001o05-00", 1)),
     });
-    js.publish("shirase.dlq.tax.131016.001.001o05-00", serde_json::to_vec(&dl).unwrap().into()).await.unwrap().await.unwrap();
+    js.publish(
+        "shirase.dlq.tax.131016.001.001o05-00",
+        serde_json::to_vec(&dl).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
 
-    let url = format!("{}/status#token={}", relay.base, dev_token("operator-viewer.token"));
-    let dom = run_chromium(&["--virtual-time-budget=4000".into(), "--dump-dom".into(), url.clone()]).await;
-    assert!(dom.contains("data-loaded=\"yes\""), "the page's script did not load the status: {dom}");
+    let url = format!(
+        "{}/status#token={}",
+        relay.base,
+        dev_token("operator-viewer.token")
+    );
+    let dom = run_chromium(&[
+        "--virtual-time-budget=4000".into(),
+        "--dump-dom".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(
+        dom.contains("data-loaded=\"yes\""),
+        "the page's script did not load the status: {dom}"
+    );
     for name in ["tax_001", "delinquency_001", "delinquency_010"] {
-        assert!(dom.contains(&format!("data-consumer=\"{name}\"")), "{name} missing: {dom}");
+        assert!(
+            dom.contains(&format!("data-consumer=\"{name}\"")),
+            "{name} missing: {dom}"
+        );
     }
-    assert!(dom.contains("data-consumer=\"delinquency_010\" data-state=\"paused\""), "{dom}");
-    assert!(dom.contains("data-consumer=\"tax_001\" data-state=\"active\""), "{dom}");
+    assert!(
+        dom.contains("data-consumer=\"delinquency_010\" data-state=\"paused\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("data-consumer=\"tax_001\" data-state=\"active\""),
+        "{dom}"
+    );
     assert!(dom.contains("tax system migration"), "{dom}");
-    assert!(dom.contains("unknown parameter updated_until"), "the dead letter's reason: {dom}");
+    assert!(
+        dom.contains("unknown parameter updated_until"),
+        "the dead letter's reason: {dom}"
+    );
     assert!(dom.contains("1 (tax: 1)"), "the dead-letter count: {dom}");
-    assert!(dom.contains("data-provider=\"001\"") && dom.contains("data-provider=\"010\""), "a timeline per provider: {dom}");
-    assert!(dom.contains("class=\"win\""), "the baseline window 24:00-27:00 JST is within any 24 hours: {dom}");
+    assert!(
+        dom.contains("data-provider=\"001\"") && dom.contains("data-provider=\"010\""),
+        "a timeline per provider: {dom}"
+    );
+    assert!(
+        dom.contains("class=\"win\""),
+        "the baseline window 24:00-27:00 JST is within any 24 hours: {dom}"
+    );
 
     let shot = std::env::temp_dir().join("shirase-status.png");
     let _ = std::fs::remove_file(&shot);

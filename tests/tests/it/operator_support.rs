@@ -35,16 +35,36 @@ impl Ops {
         Self::with(base, dev_token("operator-viewer.token"))
     }
     pub fn with(base: &str, token: String) -> Ops {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Ops { base: base.to_owned(), token, http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Ops {
+            base: base.to_owned(),
+            token,
+            http,
+        }
     }
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
@@ -52,11 +72,19 @@ impl Ops {
 
 /// Every record of SHIRASE_AUDIT.
 pub async fn audit_records(js: &jetstream::Context) -> Vec<Value> {
-    read_all(js, "SHIRASE_AUDIT", None).await.into_iter().map(|(_, _, v)| serde_json::from_slice(&v).unwrap()).collect()
+    read_all(js, "SHIRASE_AUDIT", None)
+        .await
+        .into_iter()
+        .map(|(_, _, v)| serde_json::from_slice(&v).unwrap())
+        .collect()
 }
 
 /// Every message of `stream` (optionally one filter) as (subject, Nats-Msg-Id, payload).
-pub async fn read_all(js: &jetstream::Context, stream: &str, filter: Option<&str>) -> Vec<(String, String, bytes::Bytes)> {
+pub async fn read_all(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: Option<&str>,
+) -> Vec<(String, String, bytes::Bytes)> {
     let mut s = js.get_stream(stream).await.unwrap();
     let info = s.info().await.unwrap();
     if info.state.messages == 0 {
@@ -71,10 +99,21 @@ pub async fn read_all(js: &jetstream::Context, stream: &str, filter: Option<&str
         .await
         .unwrap();
     let mut out = Vec::new();
-    let mut batch = c.fetch().max_messages(10_000).expires(Duration::from_millis(500)).messages().await.unwrap();
+    let mut batch = c
+        .fetch()
+        .max_messages(10_000)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .unwrap();
     while let Some(m) = batch.next().await {
         let m = m.unwrap();
-        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default();
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
         out.push((m.subject.to_string(), id, m.payload.clone()));
     }
     out
@@ -82,6 +121,9 @@ pub async fn read_all(js: &jetstream::Context, stream: &str, filter: Option<&str
 
 /// Pending (undelivered) notices of a durable consumer.
 pub async fn pending(js: &jetstream::Context, name: &str) -> u64 {
-    let mut c: consumer::PullConsumer = js.get_consumer_from_stream(name, "SHIRASE_NOTICES").await.unwrap();
+    let mut c: consumer::PullConsumer = js
+        .get_consumer_from_stream(name, "SHIRASE_NOTICES")
+        .await
+        .unwrap();
     c.info().await.unwrap().num_pending
 }

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use shirase_proto::{AtenaNo, ChangeKind, InterfaceId, Limits, parse_notice};
 use shirase_tests::harness::NatsServer;
 use shirase_tests::provider_sim::{
-    ASSERTION_TYPE, ChangeSpec, ClockMode, Config, FaultsUpdate, NoticeTarget, Outcome, ProviderSim,
-    SimHandle,
+    ASSERTION_TYPE, ChangeSpec, ClockMode, Config, FaultsUpdate, NoticeTarget, Outcome,
+    ProviderSim, SimHandle,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -53,8 +53,14 @@ async fn start(config: Config) -> Sim {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shutdown = CancellationToken::new();
-    let h = ProviderSim::start(config, listener, shutdown.clone()).await.unwrap();
-    Sim { h, shutdown, http: reqwest::Client::new() }
+    let h = ProviderSim::start(config, listener, shutdown.clone())
+        .await
+        .unwrap();
+    Sim {
+        h,
+        shutdown,
+        http: reqwest::Client::new(),
+    }
 }
 
 fn now_s() -> i64 {
@@ -63,7 +69,12 @@ fn now_s() -> i64 {
 
 /// A client_secret_jwt assertion (RFC 7523) made the way a client would.
 fn assertion(secret: &str, claims: Value) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn good_claims(sim: &Sim) -> Value {
@@ -83,7 +94,13 @@ async fn token_request(sim: &Sim, assertion: &str) -> (u16, Value) {
         ("client_assertion_type", ASSERTION_TYPE),
         ("client_assertion", assertion),
     ];
-    let r = sim.http.post(sim.h.token_url()).form(&form).send().await.unwrap();
+    let r = sim
+        .http
+        .post(sim.h.token_url())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -115,17 +132,29 @@ fn rows(body: &Value) -> &Vec<Value> {
 }
 
 fn key(row: &Value) -> (String, u64) {
-    (row["atena_no"].as_str().unwrap().to_owned(), row["history_no"].as_u64().unwrap())
+    (
+        row["atena_no"].as_str().unwrap().to_owned(),
+        row["history_no"].as_u64().unwrap(),
+    )
 }
 
 fn assert_one_latest_per_addressee(rows: &[Value]) {
     let mut per: HashMap<&str, Vec<&Value>> = HashMap::new();
     for r in rows {
-        per.entry(r["atena_no"].as_str().unwrap()).or_default().push(r);
+        per.entry(r["atena_no"].as_str().unwrap())
+            .or_default()
+            .push(r);
     }
     for (a, rs) in per {
-        let latest: Vec<u64> = rs.iter().filter(|r| r["latest"] == true).map(|r| r["history_no"].as_u64().unwrap()).collect();
-        assert!(latest.len() <= 1, "{a}: more than one latest row: {latest:?}");
+        let latest: Vec<u64> = rs
+            .iter()
+            .filter(|r| r["latest"] == true)
+            .map(|r| r["history_no"].as_u64().unwrap())
+            .collect();
+        assert!(
+            latest.len() <= 1,
+            "{a}: more than one latest row: {latest:?}"
+        );
     }
 }
 
@@ -149,7 +178,11 @@ async fn token_is_issued_for_a_valid_assertion_and_opens_the_api() {
 async fn token_is_refused_for_each_kind_of_bad_assertion() {
     let sim = start(base_config()).await;
     let mut cases: Vec<(&str, String, &str)> = Vec::new();
-    cases.push(("bad signature", assertion("not-the-secret", good_claims(&sim)), "signature"));
+    cases.push((
+        "bad signature",
+        assertion("not-the-secret", good_claims(&sim)),
+        "signature",
+    ));
     let mut c = good_claims(&sim);
     c["aud"] = json!("http://elsewhere.example/oauth/token");
     cases.push(("wrong aud", assertion(SECRET, c), "aud"));
@@ -176,7 +209,10 @@ async fn token_is_refused_for_each_kind_of_bad_assertion() {
         assert_eq!(status, 401, "{what}: {body}");
         assert_eq!(body["error"], "invalid_client", "{what}");
         let d = body["error_description"].as_str().unwrap();
-        assert!(d.contains(word), "{what}: description {d:?} should mention {word:?}");
+        assert!(
+            d.contains(word),
+            "{what}: description {d:?} should mention {word:?}"
+        );
     }
 
     // A reused jti: the first use succeeds, the replay is refused.
@@ -184,13 +220,29 @@ async fn token_is_refused_for_each_kind_of_bad_assertion() {
     assert_eq!(token_request(&sim, &once).await.0, 200);
     let (status, body) = token_request(&sim, &once).await;
     assert_eq!(status, 401);
-    assert!(body["error_description"].as_str().unwrap().contains("jti"), "{body}");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("jti"),
+        "{body}"
+    );
 
     // Wrong grant type is a 400, not a 401.
-    let form = [("grant_type", "password"), ("client_assertion_type", ASSERTION_TYPE), ("client_assertion", once.as_str())];
-    let r = sim.http.post(sim.h.token_url()).form(&form).send().await.unwrap();
+    let form = [
+        ("grant_type", "password"),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", once.as_str()),
+    ];
+    let r = sim
+        .http
+        .post(sim.h.token_url())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
 
     let c = sim.h.counters();
     assert_eq!(c.token_issued, 1);
@@ -204,14 +256,35 @@ async fn differential_get_returns_exactly_the_committed_rows_in_from_to() {
     let people = sim.h.atena_numbers();
     let mut changes = Vec::new();
     for (i, a) in people.iter().take(20).enumerate() {
-        let kind = if i % 4 == 3 { ChangeKind::Retroactive } else { ChangeKind::Update };
-        changes.extend(sim.h.commit_changes(ChangeSpec::new(1).interface(i05()).kind(kind).atena_no(*a)).unwrap());
+        let kind = if i % 4 == 3 {
+            ChangeKind::Retroactive
+        } else {
+            ChangeKind::Update
+        };
+        changes.extend(
+            sim.h
+                .commit_changes(ChangeSpec::new(1).interface(i05()).kind(kind).atena_no(*a))
+                .unwrap(),
+        );
     }
     // A change on the other interface must not show up.
-    sim.h.commit_changes(ChangeSpec::new(1).interface(i06()).kind(ChangeKind::Update).atena_no(people[0])).unwrap();
+    sim.h
+        .commit_changes(
+            ChangeSpec::new(1)
+                .interface(i06())
+                .kind(ChangeKind::Update)
+                .atena_no(people[0]),
+        )
+        .unwrap();
     let from = changes[0].updated_at.clone();
     let to = changes[19].updated_at.clone();
-    let (status, body) = get_json(&sim, &t, "001o05-00", &[("updated_from", &from), ("updated_to", &to)]).await;
+    let (status, body) = get_json(
+        &sim,
+        &t,
+        "001o05-00",
+        &[("updated_from", &from), ("updated_to", &to)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["interface_id"], "001o05-00");
     let got = rows(&body);
@@ -222,27 +295,58 @@ async fn differential_get_returns_exactly_the_committed_rows_in_from_to() {
     // TO exclusive: the 20th change is not there.
     let mut expected = BTreeMap::new();
     for c in &changes[..19] {
-        expected.insert((c.atena_no.to_string(), u64::from(c.history_no)), (true, c.updated_at.clone()));
-        expected.insert((c.atena_no.to_string(), u64::from(c.history_no) - 1), (false, c.updated_at.clone()));
+        expected.insert(
+            (c.atena_no.to_string(), u64::from(c.history_no)),
+            (true, c.updated_at.clone()),
+        );
+        expected.insert(
+            (c.atena_no.to_string(), u64::from(c.history_no) - 1),
+            (false, c.updated_at.clone()),
+        );
     }
     let actual: BTreeMap<(String, u64), (bool, String)> = got
         .iter()
-        .map(|r| (key(r), (r["latest"].as_bool().unwrap(), r["updated_at"].as_str().unwrap().to_owned())))
+        .map(|r| {
+            (
+                key(r),
+                (
+                    r["latest"].as_bool().unwrap(),
+                    r["updated_at"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
         .collect();
     assert_eq!(actual, expected);
     assert_one_latest_per_addressee(got);
 
     // Ordered by updated_at, then atena_no, then history_no.
-    let order: Vec<(String, String, u64)> =
-        got.iter().map(|r| (r["updated_at"].as_str().unwrap().to_owned(), key(r).0, key(r).1)).collect();
+    let order: Vec<(String, String, u64)> = got
+        .iter()
+        .map(|r| {
+            (
+                r["updated_at"].as_str().unwrap().to_owned(),
+                key(r).0,
+                key(r).1,
+            )
+        })
+        .collect();
     let mut sorted = order.clone();
     sorted.sort();
     assert_eq!(order, sorted);
 
     // Retroactive rows carry an earlier change date than the row they follow.
-    for c in changes[..19].iter().filter(|c| c.kind == ChangeKind::Retroactive) {
-        let new = got.iter().find(|r| key(r) == (c.atena_no.to_string(), u64::from(c.history_no))).unwrap();
-        let prev = got.iter().find(|r| key(r) == (c.atena_no.to_string(), u64::from(c.history_no) - 1)).unwrap();
+    for c in changes[..19]
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Retroactive)
+    {
+        let new = got
+            .iter()
+            .find(|r| key(r) == (c.atena_no.to_string(), u64::from(c.history_no)))
+            .unwrap();
+        let prev = got
+            .iter()
+            .find(|r| key(r) == (c.atena_no.to_string(), u64::from(c.history_no) - 1))
+            .unwrap();
         assert_eq!(new["change"], "retroactive");
         assert!(new["change_date"].as_str().unwrap() < prev["change_date"].as_str().unwrap());
     }
@@ -257,7 +361,14 @@ async fn keyed_get_returns_every_history_row_of_the_addressees() {
     let t = token(&sim).await;
     let people = sim.h.atena_numbers();
     let (a, b) = (people[3], people[7]);
-    sim.h.commit_changes(ChangeSpec::new(2).interface(i05()).kind(ChangeKind::Update).atena_no(a)).unwrap();
+    sim.h
+        .commit_changes(
+            ChangeSpec::new(2)
+                .interface(i05())
+                .kind(ChangeKind::Update)
+                .atena_no(a),
+        )
+        .unwrap();
     let keys = format!("{a},{b}");
     let (status, body) = get_json(&sim, &t, "001o05-00", &[("atena_no", &keys)]).await;
     assert_eq!(status, 200, "{body}");
@@ -273,20 +384,40 @@ async fn keyed_get_returns_every_history_row_of_the_addressees() {
     let got_keys: BTreeSet<(String, u64)> = got.iter().map(key).collect();
     assert_eq!(got_keys, db.into_iter().collect::<BTreeSet<_>>());
     for who in [a, b] {
-        let mut hs: Vec<u64> = got.iter().filter(|r| r["atena_no"] == who.as_str()).map(|r| r["history_no"].as_u64().unwrap()).collect();
+        let mut hs: Vec<u64> = got
+            .iter()
+            .filter(|r| r["atena_no"] == who.as_str())
+            .map(|r| r["history_no"].as_u64().unwrap())
+            .collect();
         hs.sort();
-        assert_eq!(hs, (1..=hs.len() as u64).collect::<Vec<_>>(), "{who}: history numbers count up from 1");
-        let latest: Vec<&Value> = got.iter().filter(|r| r["atena_no"] == who.as_str() && r["latest"] == true).collect();
+        assert_eq!(
+            hs,
+            (1..=hs.len() as u64).collect::<Vec<_>>(),
+            "{who}: history numbers count up from 1"
+        );
+        let latest: Vec<&Value> = got
+            .iter()
+            .filter(|r| r["atena_no"] == who.as_str() && r["latest"] == true)
+            .collect();
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0]["history_no"].as_u64(), hs.last().copied());
     }
     // Keys combine with the time window (AND).
     let newest = sim.h.changes().last().unwrap().updated_at.clone();
-    let (status, body) = get_json(&sim, &t, "001o05-00", &[("atena_no", &keys), ("updated_from", &newest)]).await;
+    let (status, body) = get_json(
+        &sim,
+        &t,
+        "001o05-00",
+        &[("atena_no", &keys), ("updated_from", &newest)],
+    )
+    .await;
     assert_eq!(status, 200);
     let got: BTreeSet<(String, u64)> = rows(&body).iter().map(key).collect();
     let h = sim.h.changes().last().unwrap().history_no as u64;
-    assert_eq!(got, BTreeSet::from([(a.to_string(), h - 1), (a.to_string(), h)]));
+    assert_eq!(
+        got,
+        BTreeSet::from([(a.to_string(), h - 1), (a.to_string(), h)])
+    );
 }
 
 #[tokio::test]
@@ -299,13 +430,22 @@ async fn malformed_parameters_get_e0001_naming_the_parameter() {
         (&[("atena_no", "12345678901234")], "atena_no"),
         (&[("atena_no", "000000000100001,x")], "atena_no"),
         (&[("since", "2026-11-25T10:00:00+09:00")], "since"),
-        (&[("updated_from", "2026-11-25T10:00:00+09:00"), ("updated_to", "2026-11-25T09:00:00+09:00")], "updated_to"),
+        (
+            &[
+                ("updated_from", "2026-11-25T10:00:00+09:00"),
+                ("updated_to", "2026-11-25T09:00:00+09:00"),
+            ],
+            "updated_to",
+        ),
     ];
     for (query, name) in cases {
         let (status, body) = get_json(&sim, &t, "001o05-00", query).await;
         assert_eq!(status, 400, "{query:?}: {body}");
         assert_eq!(body["code"], "E0001", "{query:?}");
-        assert!(body["message"].as_str().unwrap().starts_with(name), "{query:?}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().starts_with(name),
+            "{query:?}: {body}"
+        );
     }
     // An interface this provider does not serve is malformed too.
     let (status, body) = get_json(&sim, &t, "010o01-00", &[("atena_no", "000000000100001")]).await;
@@ -322,12 +462,33 @@ async fn too_many_rows_and_no_condition_get_e0004() {
     let t = token(&sim).await;
     let future = "2099-01-01T00:00:00+09:00";
     let (status, body) = get_json(&sim, &t, "001o05-00", &[("updated_to", future)]).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("E0004")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("E0004")),
+        "{body}"
+    );
     let (status, body) = get_json(&sim, &t, "001o05-00", &[]).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("E0004")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("E0004")),
+        "{body}"
+    );
     // A narrow window under the threshold is fine.
-    let changes = sim.h.commit_changes(ChangeSpec::new(10).interface(i05()).kind(ChangeKind::Update)).unwrap();
-    let (status, body) = get_json(&sim, &t, "001o05-00", &[("updated_from", &changes[0].updated_at)]).await;
+    let changes = sim
+        .h
+        .commit_changes(
+            ChangeSpec::new(10)
+                .interface(i05())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
+    let (status, body) = get_json(
+        &sim,
+        &t,
+        "001o05-00",
+        &[("updated_from", &changes[0].updated_at)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["count"].as_u64().unwrap() <= 20);
     assert_eq!(sim.h.counters().too_many, 2);
@@ -339,7 +500,13 @@ async fn missing_unknown_and_expired_tokens_get_e0401() {
     c.token_lifetime = Duration::from_secs(1);
     let sim = start(c).await;
     let q = [("atena_no", "000000000100001")];
-    let r = sim.http.get(format!("{}/api/001o05-00", sim.h.base_url())).query(&q).send().await.unwrap();
+    let r = sim
+        .http
+        .get(format!("{}/api/001o05-00", sim.h.base_url()))
+        .query(&q)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "E0401");
     let (status, body) = get_json(&sim, "not-a-token", "001o05-00", &q).await;
@@ -352,7 +519,10 @@ async fn missing_unknown_and_expired_tokens_get_e0401() {
         let (status, body) = get_json(&sim, &t, "001o05-00", &q).await;
         if status == 401 {
             assert_eq!(body["code"], "E0401");
-            assert!(body["message"].as_str().unwrap().contains("expired"), "{body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("expired"),
+                "{body}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "the 1 s token never expired");
@@ -372,21 +542,40 @@ async fn latency_over_the_provider_timeout_is_a_bare_503_after_the_timeout() {
     let t = token(&sim).await;
     let q = [("atena_no", "000000000100001")];
 
-    sim.h.set_faults(FaultsUpdate { latency_ms: Some(100), ..Default::default() }).unwrap();
+    sim.h
+        .set_faults(FaultsUpdate {
+            latency_ms: Some(100),
+            ..Default::default()
+        })
+        .unwrap();
     let started = Instant::now();
     assert_eq!(get(&sim, &t, "001o05-00", &q).await.status().as_u16(), 200);
     assert!(started.elapsed() >= Duration::from_millis(100));
 
-    sim.h.set_faults(FaultsUpdate { latency_ms: Some(5_000), ..Default::default() }).unwrap();
+    sim.h
+        .set_faults(FaultsUpdate {
+            latency_ms: Some(5_000),
+            ..Default::default()
+        })
+        .unwrap();
     let started = Instant::now();
     let r = get(&sim, &t, "001o05-00", &q).await;
     let elapsed = started.elapsed();
     assert_eq!(r.status().as_u16(), 503);
     assert!(r.headers().get("content-type").is_none());
-    assert!(r.bytes().await.unwrap().is_empty(), "a provider timeout has no body");
-    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(
+        r.bytes().await.unwrap().is_empty(),
+        "a provider timeout has no body"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
     let last = sim.h.requests().pop().unwrap();
-    assert_eq!((last.status, last.outcome, last.code), (503, Outcome::Timeout, None));
+    assert_eq!(
+        (last.status, last.outcome, last.code),
+        (503, Outcome::Timeout, None)
+    );
     assert_eq!(sim.h.counters().timeout, 1);
 }
 
@@ -398,16 +587,38 @@ async fn error_rate_outage_and_maintenance_answer_503_with_their_codes() {
     let t = token(&sim).await;
     let q = [("atena_no", "000000000100001")];
 
-    sim.h.set_faults(FaultsUpdate { error_rate: Some(1.0), ..Default::default() }).unwrap();
+    sim.h
+        .set_faults(FaultsUpdate {
+            error_rate: Some(1.0),
+            ..Default::default()
+        })
+        .unwrap();
     for _ in 0..3 {
         let (status, body) = get_json(&sim, &t, "001o05-00", &q).await;
-        assert_eq!((status, body["code"].as_str()), (503, Some("E0503")), "{body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("E0503")),
+            "{body}"
+        );
     }
-    sim.h.set_faults(FaultsUpdate { error_rate: Some(0.0), outage: Some(true), ..Default::default() }).unwrap();
+    sim.h
+        .set_faults(FaultsUpdate {
+            error_rate: Some(0.0),
+            outage: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
     let (status, body) = get_json(&sim, &t, "001o05-00", &q).await;
     assert_eq!((status, body["code"].as_str()), (503, Some("E0503")));
 
-    let f = sim.h.set_faults(FaultsUpdate { outage: Some(false), maintenance: Some(true), ..Default::default() }).unwrap();
+    let f = sim
+        .h
+        .set_faults(FaultsUpdate {
+            outage: Some(false),
+            maintenance: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
     assert!(f.maintenance && !f.outage && f.error_rate == 0.0);
     let r = get(&sim, &t, "001o05-00", &q).await;
     assert_eq!(r.status().as_u16(), 503);
@@ -417,7 +628,12 @@ async fn error_rate_outage_and_maintenance_answer_503_with_their_codes() {
     let (status, body) = token_request(&sim, &assertion(SECRET, good_claims(&sim))).await;
     assert_eq!((status, body["code"].as_str()), (503, Some("E0900")));
 
-    sim.h.set_faults(FaultsUpdate { maintenance: Some(false), ..Default::default() }).unwrap();
+    sim.h
+        .set_faults(FaultsUpdate {
+            maintenance: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(get(&sim, &t, "001o05-00", &q).await.status().as_u16(), 200);
     let c = sim.h.counters();
     assert_eq!((c.error, c.maintenance, c.ok), (4, 2, 1));
@@ -430,18 +646,40 @@ async fn replica_lag_hides_a_fresh_change_until_the_lag_passed() {
     let sim = start(c).await;
     let t = token(&sim).await;
     let a: AtenaNo = sim.h.atena_numbers()[5];
-    sim.h.set_faults(FaultsUpdate { replica_lag_ms: Some(5_000), ..Default::default() }).unwrap();
+    sim.h
+        .set_faults(FaultsUpdate {
+            replica_lag_ms: Some(5_000),
+            ..Default::default()
+        })
+        .unwrap();
     sim.h.advance_clock(Duration::from_secs(10));
-    let ch = sim.h.commit_changes(ChangeSpec::new(1).interface(i05()).kind(ChangeKind::Update).atena_no(a)).unwrap();
+    let ch = sim
+        .h
+        .commit_changes(
+            ChangeSpec::new(1)
+                .interface(i05())
+                .kind(ChangeKind::Update)
+                .atena_no(a),
+        )
+        .unwrap();
     let ch = &ch[0];
     let keyed = [("atena_no", a.as_str())];
     let window = [("updated_from", ch.updated_at.as_str())];
 
     let (_, body) = get_json(&sim, &t, "001o05-00", &keyed).await;
     let got = rows(&body);
-    assert!(got.iter().all(|r| r["history_no"].as_u64().unwrap() < u64::from(ch.history_no)));
-    let prev = got.iter().find(|r| r["history_no"].as_u64() == Some(u64::from(ch.history_no) - 1)).unwrap();
-    assert_eq!(prev["latest"], true, "the replica still shows the old newest row as latest");
+    assert!(
+        got.iter()
+            .all(|r| r["history_no"].as_u64().unwrap() < u64::from(ch.history_no))
+    );
+    let prev = got
+        .iter()
+        .find(|r| r["history_no"].as_u64() == Some(u64::from(ch.history_no) - 1))
+        .unwrap();
+    assert_eq!(
+        prev["latest"], true,
+        "the replica still shows the old newest row as latest"
+    );
     let (_, body) = get_json(&sim, &t, "001o05-00", &window).await;
     assert_eq!(body["count"], 0);
 
@@ -453,7 +691,10 @@ async fn replica_lag_hides_a_fresh_change_until_the_lag_passed() {
     let (_, body) = get_json(&sim, &t, "001o05-00", &window).await;
     let got: BTreeSet<(String, u64)> = rows(&body).iter().map(key).collect();
     let h = u64::from(ch.history_no);
-    assert_eq!(got, BTreeSet::from([(a.to_string(), h - 1), (a.to_string(), h)]));
+    assert_eq!(
+        got,
+        BTreeSet::from([(a.to_string(), h - 1), (a.to_string(), h)])
+    );
 }
 
 #[tokio::test]
@@ -475,34 +716,59 @@ async fn every_committed_change_is_published_to_jetstream_as_a_valid_notice() {
     c.notice_target = NoticeTarget::Nats { url: server.url() };
     let sim = start(c).await;
     let mut committed = sim.h.commit_changes(ChangeSpec::new(40)).unwrap();
-    committed.extend(sim.h.commit_changes(ChangeSpec::new(10).interface(i06()).kind(ChangeKind::Delete)).unwrap());
+    committed.extend(
+        sim.h
+            .commit_changes(
+                ChangeSpec::new(10)
+                    .interface(i06())
+                    .kind(ChangeKind::Delete),
+            )
+            .unwrap(),
+    );
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while stream.info().await.unwrap().state.messages < 50 {
-        assert!(Instant::now() < deadline, "only {} of 50 notices arrived", stream.info().await.unwrap().state.messages);
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 50 notices arrived",
+            stream.info().await.unwrap().state.messages
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(stream.info().await.unwrap().state.messages, 50);
     assert_eq!(sim.h.counters().notices_delivered, 50);
 
-    let by_id: HashMap<String, _> = committed.iter().map(|c| (c.notice_id.to_string(), c)).collect();
+    let by_id: HashMap<String, _> = committed
+        .iter()
+        .map(|c| (c.notice_id.to_string(), c))
+        .collect();
     let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for n in 1..=50 {
         let msg = stream.get_raw_message(n).await.unwrap();
-        let notice = parse_notice(&msg.payload, &Limits::default()).unwrap_or_else(|v| panic!("invalid notice: {v:?}"));
+        let notice = parse_notice(&msg.payload, &Limits::default())
+            .unwrap_or_else(|v| panic!("invalid notice: {v:?}"));
         assert_eq!(msg.subject.as_str(), notice.subject());
         let c = by_id[&notice.id.to_string()];
         assert_eq!(notice.data.interface_id, c.interface_id);
         assert_eq!(notice.data.updated_at.as_str(), c.updated_at);
         assert_eq!(notice.data.change, c.kind);
-        assert_eq!(notice.data.keys.as_ref().unwrap().atena_no, vec![c.atena_no]);
+        assert_eq!(
+            notice.data.keys.as_ref().unwrap().atena_no,
+            vec![c.atena_no]
+        );
         assert_eq!(notice.sequence.0, c.sequence);
         assert_eq!(notice.source.to_string(), "urn:jp:lg:131016:001");
         assert_eq!(notice.data.interface_version.as_str(), "1.0");
-        seqs.entry(notice.data.interface_id.to_string()).or_default().push(notice.sequence.0);
+        seqs.entry(notice.data.interface_id.to_string())
+            .or_default()
+            .push(notice.sequence.0);
     }
     for (iface, s) in &seqs {
-        assert_eq!(*s, (1..=s.len() as u64).collect::<Vec<_>>(), "{iface}: consecutive sequences from 1, in order");
+        assert_eq!(
+            *s,
+            (1..=s.len() as u64).collect::<Vec<_>>(),
+            "{iface}: consecutive sequences from 1, in order"
+        );
     }
     assert_eq!(seqs.values().map(Vec::len).sum::<usize>(), 50);
 }
@@ -551,46 +817,125 @@ async fn relay_target_gets_batches_and_503s_are_re_sent_with_the_same_ids() {
     let relay_url = format!("http://{}", relay.local_addr().unwrap());
     let stop = CancellationToken::new();
     let stop2 = stop.clone();
-    tokio::spawn(async move { axum::serve(relay, app).with_graceful_shutdown(stop2.cancelled_owned()).await });
+    tokio::spawn(async move {
+        axum::serve(relay, app)
+            .with_graceful_shutdown(stop2.cancelled_owned())
+            .await
+    });
 
     let mut c = base_config();
-    c.notice_target = NoticeTarget::Relay { url: relay_url, token: "provider-001-token".into() };
+    c.notice_target = NoticeTarget::Relay {
+        url: relay_url,
+        token: "provider-001-token".into(),
+    };
     let sim = start(c).await;
-    let committed = sim.h.commit_changes(ChangeSpec::new(250).interface(i05())).unwrap();
+    let committed = sim
+        .h
+        .commit_changes(ChangeSpec::new(250).interface(i05()))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while sim.h.counters().notices_delivered < 250 {
-        assert!(Instant::now() < deadline, "delivered {:?}", sim.h.counters());
+        assert!(
+            Instant::now() < deadline,
+            "delivered {:?}",
+            sim.h.counters()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
     let seen = seen.lock().unwrap().clone();
-    assert!(seen.iter().all(|(auth, _)| auth == "Bearer provider-001-token"));
-    assert!(seen.iter().all(|(_, ids)| ids.len() <= 100), "batches of at most 100");
-    assert_eq!(seen[1].1, seen[0].1, "the refused batch is re-sent with the same ids");
-    assert_eq!(seen[2].1, vec![seen[1].1[0].clone()], "only the item that got a 503 is re-sent");
+    assert!(
+        seen.iter()
+            .all(|(auth, _)| auth == "Bearer provider-001-token")
+    );
+    assert!(
+        seen.iter().all(|(_, ids)| ids.len() <= 100),
+        "batches of at most 100"
+    );
+    assert_eq!(
+        seen[1].1, seen[0].1,
+        "the refused batch is re-sent with the same ids"
+    );
+    assert_eq!(
+        seen[2].1,
+        vec![seen[1].1[0].clone()],
+        "only the item that got a 503 is re-sent"
+    );
     let mut stored: Vec<String> = seen[1].1[1..].to_vec();
     stored.extend(seen[2..].iter().flat_map(|(_, ids)| ids.clone()));
     stored.sort();
     let mut want: Vec<String> = committed.iter().map(|c| c.notice_id.to_string()).collect();
     want.sort();
-    assert_eq!(stored, want, "every notice stored exactly once after the re-sends");
+    assert_eq!(
+        stored, want,
+        "every notice stored exactly once after the re-sends"
+    );
     let c = sim.h.counters();
-    assert_eq!((c.notices_delivered, c.notice_retries, c.notices_failed), (250, 2, 0));
+    assert_eq!(
+        (c.notices_delivered, c.notice_retries, c.notices_failed),
+        (250, 2, 0)
+    );
 }
 
 #[tokio::test]
 async fn admin_endpoints_drive_faults_and_bursts_and_the_log_holds_counts_not_contents() {
     let sim = start(base_config()).await;
     let admin = |p: &str| format!("{}/admin/{p}", sim.h.base_url());
-    let f: Value = sim.http.post(admin("faults")).json(&json!({"latency_ms": 5})).send().await.unwrap().json().await.unwrap();
-    assert_eq!(f, json!({"error_rate": 0.0, "latency_ms": 5, "outage": false, "maintenance": false, "replica_lag_ms": 0}));
-    let f: Value = sim.http.post(admin("faults")).json(&json!({"error_rate": 0.25})).send().await.unwrap().json().await.unwrap();
-    assert_eq!((f["latency_ms"].as_u64(), f["error_rate"].as_f64()), (Some(5), Some(0.25)), "partial update");
-    let r = sim.http.post(admin("faults")).json(&json!({"error_rate": 1.5})).send().await.unwrap();
+    let f: Value = sim
+        .http
+        .post(admin("faults"))
+        .json(&json!({"latency_ms": 5}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        f,
+        json!({"error_rate": 0.0, "latency_ms": 5, "outage": false, "maintenance": false, "replica_lag_ms": 0})
+    );
+    let f: Value = sim
+        .http
+        .post(admin("faults"))
+        .json(&json!({"error_rate": 0.25}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (f["latency_ms"].as_u64(), f["error_rate"].as_f64()),
+        (Some(5), Some(0.25)),
+        "partial update"
+    );
+    let r = sim
+        .http
+        .post(admin("faults"))
+        .json(&json!({"error_rate": 1.5}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().await.unwrap().contains("error_rate"));
-    assert_eq!(sim.http.get(admin("faults")).send().await.unwrap().json::<Value>().await.unwrap()["error_rate"], 0.25);
-    sim.http.post(admin("faults")).json(&json!({"error_rate": 0.0, "latency_ms": 0})).send().await.unwrap();
+    assert_eq!(
+        sim.http
+            .get(admin("faults"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["error_rate"],
+        0.25
+    );
+    sim.http
+        .post(admin("faults"))
+        .json(&json!({"error_rate": 0.0, "latency_ms": 0}))
+        .send()
+        .await
+        .unwrap();
 
     let burst: Vec<Value> = sim
         .http
@@ -603,10 +948,24 @@ async fn admin_endpoints_drive_faults_and_bursts_and_the_log_holds_counts_not_co
         .await
         .unwrap();
     assert_eq!(burst.len(), 5);
-    let listed: Vec<Value> = sim.http.get(admin("changes")).send().await.unwrap().json().await.unwrap();
+    let listed: Vec<Value> = sim
+        .http
+        .get(admin("changes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed, burst);
     assert_eq!(listed[4]["sequence"], 5);
-    let r = sim.http.post(admin("changes")).json(&json!({"count": 1, "interface": "009o01-00"})).send().await.unwrap();
+    let r = sim
+        .http
+        .post(admin("changes"))
+        .json(&json!({"count": 1, "interface": "009o01-00"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
     let t = token(&sim).await;
@@ -618,16 +977,35 @@ async fn admin_endpoints_drive_faults_and_bursts_and_the_log_holds_counts_not_co
     let name = record["shimei"].as_str().unwrap().to_owned();
     let kojin = record["kojin_no"].as_str().unwrap().to_owned();
 
-    let log_text = sim.http.get(admin("requests")).send().await.unwrap().text().await.unwrap();
+    let log_text = sim
+        .http
+        .get(admin("requests"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let log: Vec<Value> = serde_json::from_str(&log_text).unwrap();
     let last = log.last().unwrap();
     assert_eq!(last["path"], "/api/001o06-00");
     assert_eq!(last["rows"].as_u64(), Some(n));
     assert_eq!(last["outcome"], "ok");
     for secret in [name.as_str(), kojin.as_str(), "架空町"] {
-        assert!(!log_text.contains(secret), "the request log must not hold row contents");
+        assert!(
+            !log_text.contains(secret),
+            "the request log must not hold row contents"
+        );
     }
-    let counters: Value = sim.http.get(admin("counters")).send().await.unwrap().json().await.unwrap();
+    let counters: Value = sim
+        .http
+        .get(admin("counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(counters["ok"], 1);
     assert_eq!(counters["rows_returned"].as_u64(), Some(n));
     assert_eq!(counters["changes_committed"], 5);
@@ -640,7 +1018,11 @@ async fn background_generator_commits_at_its_rate_with_notices() {
     let sim = start(c).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while sim.h.changes().len() < 50 {
-        assert!(Instant::now() < deadline, "the generator committed only {}", sim.h.changes().len());
+        assert!(
+            Instant::now() < deadline,
+            "the generator committed only {}",
+            sim.h.changes().len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let changes = sim.h.changes();
@@ -651,11 +1033,17 @@ async fn background_generator_commits_at_its_rate_with_notices() {
         assert_eq!(c.updated_at, n.data.updated_at.as_str());
     }
     // Strictly increasing DB timestamps across interfaces, commit after commit.
-    assert!(changes.windows(2).all(|w| w[0].updated_at < w[1].updated_at));
+    assert!(
+        changes
+            .windows(2)
+            .all(|w| w[0].updated_at < w[1].updated_at)
+    );
     let kinds: BTreeSet<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
     assert!(kinds.contains("update"), "{kinds:?}");
     sim.h.shutdown();
-    tokio::time::timeout(Duration::from_secs(5), sim.h.stopped()).await.expect("stops on shutdown");
+    tokio::time::timeout(Duration::from_secs(5), sim.h.stopped())
+        .await
+        .expect("stops on shutdown");
     let after = sim.h.changes().len();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(sim.h.changes().len(), after, "no commits after shutdown");
@@ -666,29 +1054,59 @@ async fn binary_prints_its_url_serves_and_exits_cleanly_on_sigterm() {
     use std::io::BufRead;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provider-sim"))
-        .args(["--listen", "127.0.0.1:0", "--business", "010", "--population", "50", "--client", "delinquency=s3cret"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--business",
+            "010",
+            "--population",
+            "50",
+            "--client",
+            "delinquency=s3cret",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let url = line.trim().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let http = reqwest::Client::new();
-    let r = http.post(format!("{url}/admin/changes")).json(&json!({"count": 3})).send().await.unwrap();
+    let r = http
+        .post(format!("{url}/admin/changes"))
+        .json(&json!({"count": 3}))
+        .send()
+        .await
+        .unwrap();
     let changes: Vec<Value> = r.json().await.unwrap();
     assert!(changes.iter().all(|c| c["interface_id"] == "010o01-00"));
-    let counters: Value = http.get(format!("{url}/admin/counters")).send().await.unwrap().json().await.unwrap();
+    let counters: Value = http
+        .get(format!("{url}/admin/counters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(counters["changes_committed"], 3);
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "provider-sim did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "provider-sim did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status:?}");

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::relay_support::{TestRelay, dev_config, json, notice, notice_in, provision, read_stream, setup, token_001, token_010};
+use crate::relay_support::{
+    TestRelay, dev_config, json, notice, notice_in, provision, read_stream, setup, token_001,
+    token_010,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_notice_is_stored_once_and_a_resend_is_a_duplicate() {
@@ -42,7 +45,12 @@ async fn a_mixed_batch_gets_207_with_per_item_results_and_valid_items_are_publis
     let (status, headers, body) = relay.post(&token_001(), &batch).await;
     assert_eq!(status, 207, "{body}");
     assert!(!headers.contains_key("retry-after"));
-    let statuses: Vec<u64> = body["results"].as_array().unwrap().iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses, vec![202, 422, 403, 202]);
     assert_eq!(body["accepted"], 2);
     assert_eq!(body["rejected"], 2);
@@ -50,9 +58,19 @@ async fn a_mixed_batch_gets_207_with_per_item_results_and_valid_items_are_publis
     let r = &body["results"];
     assert_eq!(r[0]["id"], ok1.id.to_string());
     assert_eq!(r[1]["error"]["code"], "invalid_notice");
-    let paths: Vec<&str> = r[1]["error"]["violations"].as_array().unwrap().iter().map(|v| v["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = r[1]["error"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["path"].as_str().unwrap())
+        .collect();
     assert!(paths.iter().all(|p| p.starts_with("/1")), "{paths:?}");
-    assert!(paths.iter().any(|p| p.starts_with("/1/data/provider") || *p == "/1"), "{paths:?}");
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/1/data/provider") || *p == "/1"),
+        "{paths:?}"
+    );
     assert_eq!(r[2]["error"]["code"], "wrong_provider");
     assert_eq!(r[2]["id"], other.id.to_string());
 
@@ -73,7 +91,12 @@ async fn uniform_batches_get_202_or_422() {
     let (status, _, body) = relay.post(&token_001(), &Value::Array(all)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["accepted"], 50);
-    let mut seqs: Vec<u64> = body["results"].as_array().unwrap().iter().map(|r| r["stream_seq"].as_u64().unwrap()).collect();
+    let mut seqs: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stream_seq"].as_u64().unwrap())
+        .collect();
     seqs.sort();
     assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
 
@@ -90,19 +113,41 @@ async fn bad_bodies_get_the_right_status_and_the_relay_keeps_serving() {
     let (_server, js, relay) = setup().await;
     let t = token_001();
 
-    let (s, _, b) = relay.post_raw(Some(&t), "application/json", b"{\"id\": ".to_vec()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("malformed")), "{b}");
+    let (s, _, b) = relay
+        .post_raw(Some(&t), "application/json", b"{\"id\": ".to_vec())
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("malformed")),
+        "{b}"
+    );
     assert_eq!(b["error"]["violations"][0]["rule"], "syntax");
 
-    let (s, _, b) = relay.post_raw(Some(&t), "text/plain", serde_json::to_vec(&json(&notice("001o05-00", 1))).unwrap()).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "{b}");
+    let (s, _, b) = relay
+        .post_raw(
+            Some(&t),
+            "text/plain",
+            serde_json::to_vec(&json(&notice("001o05-00", 1))).unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{b}"
+    );
 
     let huge = vec![b' '; 5 * 1024 * 1024];
     let (s, _, b) = relay.post_raw(Some(&t), "application/json", huge).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("too_large")), "{b}");
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{b}"
+    );
 
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let (s, _, b) = relay.post_raw(Some(&t), "application/json", deep.into_bytes()).await;
+    let (s, _, b) = relay
+        .post_raw(Some(&t), "application/json", deep.into_bytes())
+        .await;
     assert_eq!(s, 400, "{b}");
 
     let mut utf8 = serde_json::to_vec(&json(&notice("001o05-00", 1))).unwrap();
@@ -112,10 +157,17 @@ async fn bad_bodies_get_the_right_status_and_the_relay_keeps_serving() {
     assert_eq!(s, 400, "{b}");
 
     let mut missing = json(&notice("001o05-00", 1));
-    missing["data"].as_object_mut().unwrap().remove("updated_at");
+    missing["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("updated_at");
     missing["data"]["municipality_code"] = json!("131017");
     let (s, _, b) = relay.post(&t, &missing).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("invalid_notice")), "{b}");
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (422, Some("invalid_notice")),
+        "{b}"
+    );
     assert!(!b["error"]["violations"].as_array().unwrap().is_empty());
 
     let (s, _, b) = relay.post(&t, &json!(42)).await;
@@ -133,11 +185,15 @@ async fn bad_bodies_get_the_right_status_and_the_relay_keeps_serving() {
     assert_eq!(s, 422, "{b}");
     let v = b["error"]["violations"].as_array().unwrap();
     assert!(
-        v.iter().any(|v| v["rule"] == "personal_data" && v["path"] == "/data/interface_version"),
+        v.iter()
+            .any(|v| v["rule"] == "personal_data" && v["path"] == "/data/interface_version"),
         "{b}"
     );
 
-    assert!(read_stream(&js).await.is_empty(), "nothing may be published from bad input");
+    assert!(
+        read_stream(&js).await.is_empty(),
+        "nothing may be published from bad input"
+    );
     let (s, _, b) = relay.post(&t, &json(&notice("001o05-00", 9))).await;
     assert_eq!(s, 202, "relay must keep serving: {b}");
     relay.stop().await;
@@ -148,7 +204,9 @@ async fn missing_or_wrong_credentials_get_401() {
     let (_server, js, relay) = setup().await;
     let body = serde_json::to_vec(&json(&notice("001o05-00", 1))).unwrap();
     for token in [None, Some("not-a-real-token-at-all-000000")] {
-        let (s, h, b) = relay.post_raw(token, "application/json", body.clone()).await;
+        let (s, h, b) = relay
+            .post_raw(token, "application/json", body.clone())
+            .await;
         assert_eq!(s, 401, "{b}");
         assert_eq!(b["error"]["code"], "unauthenticated");
         assert!(h.get("www-authenticate").unwrap().starts_with("Bearer"));
@@ -173,7 +231,11 @@ async fn forbidden_notices_get_403_naming_the_reason() {
     let cases = [
         (token_001(), notice("010o01-00", 1), "wrong_provider"),
         (token_010(), notice("001o05-00", 1), "wrong_provider"),
-        (token_001(), notice_in("011002", "001o05-00", 1), "wrong_municipality"),
+        (
+            token_001(),
+            notice_in("011002", "001o05-00", 1),
+            "wrong_municipality",
+        ),
         (token_001(), notice("001o07-00", 1), "unknown_interface"),
     ];
     for (token, n, code) in cases {
@@ -184,10 +246,16 @@ async fn forbidden_notices_get_403_naming_the_reason() {
     let mut v2 = json(&notice("001o05-00", 1));
     v2["data"]["interface_version"] = json!("2.0");
     let (s, _, b) = relay.post(&token_001(), &v2).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("unknown_interface_version")), "{b}");
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (403, Some("unknown_interface_version")),
+        "{b}"
+    );
     assert!(read_stream(&js).await.is_empty());
     // Provider 010 may publish its own interface.
-    let (s, _, b) = relay.post(&token_010(), &json(&notice("010o01-00", 1))).await;
+    let (s, _, b) = relay
+        .post(&token_010(), &json(&notice("010o01-00", 1)))
+        .await;
     assert_eq!(s, 202, "{b}");
     relay.stop().await;
 }
@@ -201,18 +269,35 @@ async fn health_readiness_and_metrics() {
     let n = notice("001o05-00", 1);
     relay.post(&token_001(), &json(&n)).await;
     relay.post(&token_001(), &json(&n)).await;
-    relay.post_raw(None, "application/json", b"{}".to_vec()).await;
+    relay
+        .post_raw(None, "application/json", b"{}".to_vec())
+        .await;
     let text = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(text.contains("shirase_relay_notices_accepted_total{provider=\"001\"} 2"), "{text}");
-    assert!(text.contains("shirase_relay_notices_duplicate_total{provider=\"001\"} 1"), "{text}");
-    assert!(text.contains("shirase_relay_notices_rejected_total{reason=\"unauthenticated\"} 1"), "{text}");
-    assert!(text.contains("shirase_relay_publish_duration_seconds_count 2"), "{text}");
+    assert!(
+        text.contains("shirase_relay_notices_accepted_total{provider=\"001\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shirase_relay_notices_duplicate_total{provider=\"001\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shirase_relay_notices_rejected_total{reason=\"unauthenticated\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shirase_relay_publish_duration_seconds_count 2"),
+        "{text}"
+    );
     assert!(text.contains("shirase_relay_publish_in_flight 0"), "{text}");
 
     server.kill();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while get("/readyz").await.unwrap().status().as_u16() != 503 {
-        assert!(tokio::time::Instant::now() < deadline, "readyz stayed 200 with NATS down");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz stayed 200 with NATS down"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(get("/healthz").await.unwrap().status().as_u16(), 200);
@@ -245,7 +330,11 @@ async fn jetstream_down_gives_503_and_a_resend_after_recovery_is_stored_once() {
     let stored = read_stream(&js).await;
     let mut ids: Vec<String> = stored.into_iter().map(|m| m.0).collect();
     ids.sort();
-    let mut want = vec![n.id.to_string(), batch[0]["id"].as_str().unwrap().to_owned(), batch[1]["id"].as_str().unwrap().to_owned()];
+    let mut want = vec![
+        n.id.to_string(),
+        batch[0]["id"].as_str().unwrap().to_owned(),
+        batch[1]["id"].as_str().unwrap().to_owned(),
+    ];
     want.sort();
     assert_eq!(ids, want, "each notice exactly once");
     relay.stop().await;
@@ -261,16 +350,32 @@ async fn shutdown_finishes_in_flight_publishes() {
     server.pause();
     let batch = Value::Array((0..20).map(|i| json(&notice("001o05-00", i))).collect());
     let url = format!("{}/v1/notices", relay.base);
-    let req = relay.http.post(url).bearer_auth(token_001()).json(&batch).send();
+    let req = relay
+        .http
+        .post(url)
+        .bearer_auth(token_001())
+        .json(&batch)
+        .send();
     let pending = tokio::spawn(req);
     // Wait until the relay is holding publishes.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let text = relay.http.get(format!("{}/metrics", relay.base)).send().await.unwrap().text().await.unwrap();
+        let text = relay
+            .http
+            .get(format!("{}/metrics", relay.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if text.contains("shirase_relay_publish_in_flight 20") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "publishes never in flight: {text}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publishes never in flight: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     relay.shutdown.cancel();
@@ -287,19 +392,39 @@ async fn atomic_batches_keep_per_notice_dedup() {
     let mut config = dev_config(&server.url());
     config.nats.atomic_batches = true;
     let js = provision(&config).await;
-    assert!(js.get_stream("SHIRASE_NOTICES").await.unwrap().cached_info().config.allow_atomic_publish);
+    assert!(
+        js.get_stream("SHIRASE_NOTICES")
+            .await
+            .unwrap()
+            .cached_info()
+            .config
+            .allow_atomic_publish
+    );
     let relay = TestRelay::start(config).await;
 
     let first: Vec<Value> = (0..10).map(|i| json(&notice("001o05-00", i))).collect();
     let (s, _, b) = relay.post(&token_001(), &Value::Array(first.clone())).await;
     assert_eq!(s, 202, "{b}");
-    let seqs: Vec<u64> = b["results"].as_array().unwrap().iter().map(|r| r["stream_seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stream_seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
     // The sequences the relay derived from the batch PubAck are the real ones.
     let stored = read_stream(&js).await;
     for (item, (id, _, seq)) in first.iter().zip(&stored) {
         assert_eq!(item["id"].as_str().unwrap(), id);
-        assert_eq!(b["results"].as_array().unwrap().iter().find(|r| r["id"] == item["id"]).unwrap()["stream_seq"], *seq);
+        assert_eq!(
+            b["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["id"] == item["id"])
+                .unwrap()["stream_seq"],
+            *seq
+        );
     }
 
     // Two new notices around an already stored one: JetStream refuses the atomic batch, the
@@ -340,8 +465,22 @@ async fn a_jetstream_timeout_gives_503_and_the_resend_is_stored_once() {
     assert_eq!(s, 202, "{b}");
     let ids: Vec<String> = read_stream(&js).await.into_iter().map(|m| m.0).collect();
     assert_eq!(ids, vec![n.id.to_string()]);
-    let text = relay.http.get(format!("{}/metrics", relay.base)).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("shirase_relay_publish_retries_total 1"), "{text}");
-    assert!(text.contains("shirase_relay_notices_rejected_total{reason=\"unavailable\"} 1"), "{text}");
+    let text = relay
+        .http
+        .get(format!("{}/metrics", relay.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("shirase_relay_publish_retries_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shirase_relay_notices_rejected_total{reason=\"unavailable\"} 1"),
+        "{text}"
+    );
     relay.stop().await;
 }

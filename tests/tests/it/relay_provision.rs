@@ -19,10 +19,16 @@ async fn provision_creates_the_topology_then_finds_nothing_to_do() {
     let want = desired(&config);
 
     let dry = provision(&js, &want, true).await.unwrap();
-    assert!(dry.items.iter().all(|i| i.change == Change::Create), "{dry}");
+    assert!(
+        dry.items.iter().all(|i| i.change == Change::Create),
+        "{dry}"
+    );
     // Streams: notices, DLQ, alerts, audit; 3 consumers; buckets: checkpoints, leases.
     assert_eq!(dry.items.len(), 4 + 3 + 2, "{dry}");
-    assert!(js.get_stream("SHIRASE_NOTICES").await.is_err(), "dry run must change nothing");
+    assert!(
+        js.get_stream("SHIRASE_NOTICES").await.is_err(),
+        "dry run must change nothing"
+    );
 
     let first = provision(&js, &want, false).await.unwrap();
     assert!(!first.is_noop());
@@ -40,11 +46,21 @@ async fn provision_creates_the_topology_then_finds_nothing_to_do() {
     f.sort();
     assert_eq!(
         f,
-        vec!["shirase.notice.131016.001.001o05-00", "shirase.replay.delinquency.131016.001.001o05-00"]
+        vec![
+            "shirase.notice.131016.001.001o05-00",
+            "shirase.replay.delinquency.131016.001.001o05-00"
+        ]
     );
     let c = s.consumer_info("delinquency_010").await.unwrap();
-    assert!(c.config.filter_subjects.contains(&"shirase.notice.131016.010.010o01-00".to_owned()));
-    assert!(s.consumer_info("tax_010").await.is_err(), "tax reads nothing of provider 010");
+    assert!(
+        c.config
+            .filter_subjects
+            .contains(&"shirase.notice.131016.010.010o01-00".to_owned())
+    );
+    assert!(
+        s.consumer_info("tax_010").await.is_err(),
+        "tax reads nothing of provider 010"
+    );
     assert!(js.get_key_value("shirase_checkpoints").await.is_ok());
     assert!(js.get_stream("SHIRASE_DLQ").await.is_ok());
     assert!(js.get_stream("SHIRASE_ALERTS").await.is_ok());
@@ -58,7 +74,11 @@ async fn a_changed_topology_shows_a_diff_and_updates_in_place() {
     provision(&js, &desired(&config), false).await.unwrap();
 
     config.stream.max_age = Duration::from_secs(7 * 86_400);
-    let tax = config.subscribers.iter_mut().find(|s| s.id.as_str() == "tax").unwrap();
+    let tax = config
+        .subscribers
+        .iter_mut()
+        .find(|s| s.id.as_str() == "tax")
+        .unwrap();
     tax.interfaces.push("001o06-00".parse().unwrap());
     tax.max_ack_pending = 50;
     let want = desired(&config);
@@ -66,7 +86,10 @@ async fn a_changed_topology_shows_a_diff_and_updates_in_place() {
     let text = dry.to_string();
     assert!(text.contains("~ stream SHIRASE_NOTICES (update)"), "{text}");
     assert!(text.contains("max_age: 14d -> 7d"), "{text}");
-    assert!(text.contains("~ consumer SHIRASE_NOTICES/tax_001 (update)"), "{text}");
+    assert!(
+        text.contains("~ consumer SHIRASE_NOTICES/tax_001 (update)"),
+        "{text}"
+    );
     assert!(text.contains("max_ack_pending: 1000 -> 50"), "{text}");
     assert!(text.contains("filter_subjects"), "{text}");
     // Still the old values after the dry run.
@@ -76,8 +99,18 @@ async fn a_changed_topology_shows_a_diff_and_updates_in_place() {
     provision(&js, &want, false).await.unwrap();
     assert!(plan(&js, &want).await.unwrap().is_noop());
     let s = js.get_stream("SHIRASE_NOTICES").await.unwrap();
-    assert_eq!(s.cached_info().config.max_age, Duration::from_secs(7 * 86_400));
-    assert_eq!(s.consumer_info("tax_001").await.unwrap().config.max_ack_pending, 50);
+    assert_eq!(
+        s.cached_info().config.max_age,
+        Duration::from_secs(7 * 86_400)
+    );
+    assert_eq!(
+        s.consumer_info("tax_001")
+            .await
+            .unwrap()
+            .config
+            .max_ack_pending,
+        50
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,11 +128,24 @@ async fn a_field_jetstream_cannot_change_is_reported_and_nothing_changes() {
     let err = provision(&js, &desired(&config), false).await.unwrap_err();
     assert_eq!(err.kind(), ProvisionErrorKind::Unchangeable);
     let msg = err.to_string();
-    assert!(msg.contains("stream SHIRASE_NOTICES: storage is Memory"), "{msg}");
-    assert!(!msg.contains("max_age"), "only unchangeable fields are errors: {msg}");
+    assert!(
+        msg.contains("stream SHIRASE_NOTICES: storage is Memory"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("max_age"),
+        "only unchangeable fields are errors: {msg}"
+    );
     let s = js.get_stream("SHIRASE_NOTICES").await.unwrap();
-    assert_eq!(s.cached_info().config.max_age, Duration::from_secs(3600), "nothing may change");
-    assert!(js.get_stream("SHIRASE_DLQ").await.is_err(), "nothing may be created either");
+    assert_eq!(
+        s.cached_info().config.max_age,
+        Duration::from_secs(3600),
+        "nothing may change"
+    );
+    assert!(
+        js.get_stream("SHIRASE_DLQ").await.is_err(),
+        "nothing may be created either"
+    );
     let p = plan(&js, &desired(&config)).await.unwrap();
     let refused = p.refused();
     assert_eq!(refused.len(), 1);

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 use shirase_tests::harness::NatsServer;
 
-use crate::relay_support::{TestRelay, dev_config, json, notice, provision, read_stream, token_001};
+use crate::relay_support::{
+    TestRelay, dev_config, json, notice, provision, read_stream, token_001,
+};
 
 const TOTAL: usize = 10_000;
 const BATCH: usize = 100;
@@ -25,7 +27,9 @@ async fn ten_thousand_notices_across_a_restart_are_stored_exactly_once() {
     let relay = Arc::new(TestRelay::start(config).await);
     let server = Arc::new(std::sync::Mutex::new(server));
 
-    let notices: Vec<Value> = (0..TOTAL).map(|i| json(&notice(["001o05-00", "001o06-00"][i % 2], i as u64))).collect();
+    let notices: Vec<Value> = (0..TOTAL)
+        .map(|i| json(&notice(["001o05-00", "001o06-00"][i % 2], i as u64)))
+        .collect();
     let batches: Vec<Vec<Value>> = notices.chunks(BATCH).map(<[Value]>::to_vec).collect();
 
     // Outcome of every id: status of its first attempt.
@@ -49,7 +53,10 @@ async fn ten_thousand_notices_across_a_restart_are_stored_exactly_once() {
         let bodies: Vec<Value> = chunk.iter().map(|b| Value::Array(b.clone())).collect();
         let posts = bodies.iter().map(|b| relay.post(&token, b));
         for (b, (status, _, body)) in chunk.iter().zip(futures::future::join_all(posts).await) {
-            assert!([202, 207, 503].contains(&status), "unexpected status {status}: {body}");
+            assert!(
+                [202, 207, 503].contains(&status),
+                "unexpected status {status}: {body}"
+            );
             for (item, r) in b.iter().zip(body["results"].as_array().unwrap()) {
                 let id = item["id"].as_str().unwrap().to_owned();
                 let s = r["status"].as_u64().unwrap();
@@ -83,11 +90,27 @@ async fn ten_thousand_notices_across_a_restart_are_stored_exactly_once() {
     let ids: Vec<&str> = stored.iter().map(|m| m.0.as_str()).collect();
     let unique: HashSet<&str> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "a notice was stored twice");
-    let accepted_first: HashSet<&str> = first.iter().filter(|(_, s)| **s == 202).map(|(id, _)| id.as_str()).collect();
-    assert!(accepted_first.is_subset(&unique), "a 202'd notice is missing from the stream");
+    let accepted_first: HashSet<&str> = first
+        .iter()
+        .filter(|(_, s)| **s == 202)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert!(
+        accepted_first.is_subset(&unique),
+        "a 202'd notice is missing from the stream"
+    );
     let all: HashSet<&str> = first.keys().map(String::as_str).collect();
-    assert_eq!(unique, all, "every notice (202 at once or after re-sending its 503) is stored exactly once");
-    eprintln!("restart test: {} accepted at once, {resent} answered 503 and re-sent", accepted_first.len());
-    assert!(resent > 0, "the outage produced no 503: the re-send path was not exercised");
+    assert_eq!(
+        unique, all,
+        "every notice (202 at once or after re-sending its 503) is stored exactly once"
+    );
+    eprintln!(
+        "restart test: {} accepted at once, {resent} answered 503 and re-sent",
+        accepted_first.len()
+    );
+    assert!(
+        resent > 0,
+        "the outage produced no 503: the re-send path was not exercised"
+    );
     Arc::try_unwrap(relay).ok().unwrap().stop().await;
 }

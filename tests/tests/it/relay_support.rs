@@ -8,19 +8,27 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use serde_json::Value;
-use shirase_proto::{ChangeKind, InterfaceId, InterfaceVersion, MunicipalityCode, Notice, OffsetTimestamp, Sequence};
+use shirase_proto::{
+    ChangeKind, InterfaceId, InterfaceVersion, MunicipalityCode, Notice, OffsetTimestamp, Sequence,
+};
 use shirase_relay::Config;
 use shirase_tests::harness::{NatsServer, workspace_root};
 use tokio_util::sync::CancellationToken;
 
 /// The dev topology's token of provider 001.
 pub fn token_001() -> String {
-    std::fs::read_to_string(workspace_root().join("deploy/dev/credentials/provider-001.token")).unwrap().trim().to_owned()
+    std::fs::read_to_string(workspace_root().join("deploy/dev/credentials/provider-001.token"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// The dev topology's token of provider 010.
 pub fn token_010() -> String {
-    std::fs::read_to_string(workspace_root().join("deploy/dev/credentials/provider-010.token")).unwrap().trim().to_owned()
+    std::fs::read_to_string(workspace_root().join("deploy/dev/credentials/provider-010.token"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// The dev topology (deploy/dev/relay.toml) pointed at `nats_url`, listening on port 0.
@@ -58,7 +66,9 @@ pub async fn provision(config: &Config) -> jetstream::Context {
     let client = async_nats::connect(&config.nats.urls[0]).await.unwrap();
     let js = jetstream::new(client);
     let desired = shirase_relay::topology::desired(config);
-    shirase_relay::provision::provision(&js, &desired, false).await.unwrap();
+    shirase_relay::provision::provision(&js, &desired, false)
+        .await
+        .unwrap();
     js
 }
 
@@ -82,8 +92,16 @@ impl TestRelay {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(shirase_relay::run(config, listener, shutdown.clone()));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        let r = Self { base, http, shutdown, task };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let r = Self {
+            base,
+            http,
+            shutdown,
+            task,
+        };
         r.wait_ready().await;
         r
     }
@@ -92,18 +110,35 @@ impl TestRelay {
     pub async fn wait_ready(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let ok = self.http.get(format!("{}/readyz", self.base)).send().await.map(|r| r.status().as_u16() == 200);
+            let ok = self
+                .http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 200);
             if ok.unwrap_or(false) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "relay did not become ready");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "relay did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// POST raw bytes with a token and content type.
-    pub async fn post_raw(&self, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, HashMap<String, String>, Value) {
-        let mut req = self.http.post(format!("{}/v1/notices", self.base)).header("content-type", content_type).body(body);
+    pub async fn post_raw(
+        &self,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, HashMap<String, String>, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/notices", self.base))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -121,7 +156,12 @@ impl TestRelay {
 
     /// POST a JSON value as provider `token`.
     pub async fn post(&self, token: &str, body: &Value) -> (u16, HashMap<String, String>, Value) {
-        self.post_raw(Some(token), "application/json", serde_json::to_vec(body).unwrap()).await
+        self.post_raw(
+            Some(token),
+            "application/json",
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
     }
 
     /// Stop and wait for the serve task.
@@ -139,14 +179,31 @@ pub async fn read_stream(js: &jetstream::Context) -> Vec<(String, String, u64)> 
         return Vec::new();
     }
     let c = stream
-        .create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::None, ..Default::default() })
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let mut out = Vec::with_capacity(total);
-    let mut msgs = c.stream().max_messages_per_batch(1000).messages().await.unwrap();
+    let mut msgs = c
+        .stream()
+        .max_messages_per_batch(1000)
+        .messages()
+        .await
+        .unwrap();
     while out.len() < total {
-        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next()).await.unwrap().unwrap().unwrap();
-        let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string()).unwrap_or_default();
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
         let seq = m.info().unwrap().stream_sequence;
         out.push((id, m.subject.to_string(), seq));
     }

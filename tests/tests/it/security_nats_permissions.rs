@@ -20,29 +20,48 @@ struct Id {
 
 fn ident() -> Id {
     let kp = nkeys::KeyPair::new_user();
-    Id { seed: kp.seed().unwrap(), public: kp.public_key() }
+    Id {
+        seed: kp.seed().unwrap(),
+        public: kp.public_key(),
+    }
 }
 
 async fn connect(url: &str, id: &Id) -> async_nats::Client {
-    async_nats::ConnectOptions::with_nkey(id.seed.clone()).connect(url).await.unwrap()
+    async_nats::ConnectOptions::with_nkey(id.seed.clone())
+        .connect(url)
+        .await
+        .unwrap()
 }
 
 fn js_short(client: async_nats::Client) -> jetstream::Context {
-    jetstream::ContextBuilder::new().timeout(Duration::from_secs(1)).build(client)
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(1))
+        .build(client)
 }
 
 /// Whether a core subscription of `client` on `subject` receives anything while `publisher`
 /// publishes on each of `to` (three rounds, 500 ms each, so a slow subscription set-up cannot
 /// pass for a refusal).
-async fn hears(client: &async_nats::Client, subject: &str, publisher: &async_nats::Client, to: &[&str]) -> bool {
+async fn hears(
+    client: &async_nats::Client,
+    subject: &str,
+    publisher: &async_nats::Client,
+    to: &[&str],
+) -> bool {
     let mut sub = client.subscribe(subject.to_owned()).await.unwrap();
     client.flush().await.unwrap();
     for _ in 0..3 {
         for t in to {
-            publisher.publish((*t).to_owned(), "x".into()).await.unwrap();
+            publisher
+                .publish((*t).to_owned(), "x".into())
+                .await
+                .unwrap();
         }
         publisher.flush().await.unwrap();
-        if tokio::time::timeout(Duration::from_millis(500), sub.next()).await.is_ok_and(|m| m.is_some()) {
+        if tokio::time::timeout(Duration::from_millis(500), sub.next())
+            .await
+            .is_ok_and(|m| m.is_some())
+        {
             return true;
         }
     }
@@ -57,59 +76,150 @@ async fn generated_permissions_refuse_reading_what_is_not_yours() {
     config.providers[0].nats_nkey = Some(p001.public.clone());
     config.subscribers[0].nats_nkey = Some(tax.public.clone());
     config.subscribers[1].nats_nkey = Some(delinquency.public.clone());
-    assert_eq!((config.subscribers[0].id.as_str(), config.subscribers[1].id.as_str()), ("tax", "delinquency"));
+    assert_eq!(
+        (
+            config.subscribers[0].id.as_str(),
+            config.subscribers[1].id.as_str()
+        ),
+        ("tax", "delinquency")
+    );
     let auth = shirase_relay::nats_auth::emit(&config).unwrap();
-    let server = NatsServer::start_with(ServerConfig { extra: auth, ..ServerConfig::default() }).unwrap();
+    let server = NatsServer::start_with(ServerConfig {
+        extra: auth,
+        ..ServerConfig::default()
+    })
+    .unwrap();
     let url = server.url();
     config.nats.urls = vec![url.clone()];
     let admin_client = connect(&url, &relay_id).await;
     let admin = js_short(admin_client.clone());
-    shirase_relay::provision::provision(&admin, &shirase_relay::topology::desired(&config), false).await.unwrap();
+    shirase_relay::provision::provision(&admin, &shirase_relay::topology::desired(&config), false)
+        .await
+        .unwrap();
 
     // Witnesses: a stored notice, a checkpoint and a dead letter of delinquency's.
-    shirase_proto::publish::publish(&admin, &notice("001o05-00", 1)).await.unwrap();
+    shirase_proto::publish::publish(&admin, &notice("001o05-00", 1))
+        .await
+        .unwrap();
     let akv = admin.get_key_value("shirase_checkpoints").await.unwrap();
-    akv.put("delinquency.131016.001o05-00", "2026-01-01T00:00:00+09:00".into()).await.unwrap();
-    assert!(akv.get("delinquency.131016.001o05-00").await.unwrap().is_some());
+    akv.put(
+        "delinquency.131016.001o05-00",
+        "2026-01-01T00:00:00+09:00".into(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        akv.get("delinquency.131016.001o05-00")
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // The listening probe works where it is allowed (the relay identity may read everything).
     let admin_sub = connect(&url, &relay_id).await;
-    let heard = hears(&admin_sub, "shirase.replay.>", &admin_client, &["shirase.replay.delinquency.131016.001.001o05-00"]).await;
+    let heard = hears(
+        &admin_sub,
+        "shirase.replay.>",
+        &admin_client,
+        &["shirase.replay.delinquency.131016.001.001o05-00"],
+    )
+    .await;
     assert!(heard, "the probe hears an allowed subject");
 
     // Provider 001: no consumer info, no consumer creation, no listening to notices.
     let pclient = connect(&url, &p001).await;
     let pjs = js_short(pclient.clone());
-    assert!(pjs.get_stream("SHIRASE_NOTICES").await.is_err(), "a provider read the stream's info");
-    let praw = tokio::time::timeout(Duration::from_secs(2), pclient.request("$JS.API.CONSUMER.INFO.SHIRASE_NOTICES.tax_001", "".into())).await;
-    assert!(!matches!(praw, Ok(Ok(ref m)) if String::from_utf8_lossy(&m.payload).contains("\"config\"")), "a provider read a consumer");
-    let pcreate = tokio::time::timeout(
+    assert!(
+        pjs.get_stream("SHIRASE_NOTICES").await.is_err(),
+        "a provider read the stream's info"
+    );
+    let praw = tokio::time::timeout(
         Duration::from_secs(2),
-        pclient.request("$JS.API.CONSUMER.CREATE.SHIRASE_NOTICES", "{\"stream_name\":\"SHIRASE_NOTICES\",\"config\":{}}".into()),
+        pclient.request("$JS.API.CONSUMER.INFO.SHIRASE_NOTICES.tax_001", "".into()),
     )
     .await;
-    assert!(!matches!(pcreate, Ok(Ok(ref m)) if String::from_utf8_lossy(&m.payload).contains("\"name\"")), "a provider created a consumer");
-    let heard = hears(&pclient, "shirase.notice.>", &admin_client, &["shirase.notice.131016.010.010o01-00"]).await;
+    assert!(
+        !matches!(praw, Ok(Ok(ref m)) if String::from_utf8_lossy(&m.payload).contains("\"config\"")),
+        "a provider read a consumer"
+    );
+    let pcreate = tokio::time::timeout(
+        Duration::from_secs(2),
+        pclient.request(
+            "$JS.API.CONSUMER.CREATE.SHIRASE_NOTICES",
+            "{\"stream_name\":\"SHIRASE_NOTICES\",\"config\":{}}".into(),
+        ),
+    )
+    .await;
+    assert!(
+        !matches!(pcreate, Ok(Ok(ref m)) if String::from_utf8_lossy(&m.payload).contains("\"name\"")),
+        "a provider created a consumer"
+    );
+    let heard = hears(
+        &pclient,
+        "shirase.notice.>",
+        &admin_client,
+        &["shirase.notice.131016.010.010o01-00"],
+    )
+    .await;
     assert!(!heard, "a provider listened to notices");
 
     // Subscriber tax: another subscriber's checkpoint is unreadable...
     let tclient = connect(&url, &tax).await;
     let tjs = js_short(tclient.clone());
     let tkv = tjs.get_key_value("shirase_checkpoints").await.unwrap();
-    assert!(!matches!(tkv.get("delinquency.131016.001o05-00").await, Ok(Some(_))), "tax read delinquency's checkpoint");
+    assert!(
+        !matches!(tkv.get("delinquency.131016.001o05-00").await, Ok(Some(_))),
+        "tax read delinquency's checkpoint"
+    );
     // ...replay subjects (the relay re-delivers on shirase.replay.<subscriber>...) are not heard...
-    for subject in ["shirase.replay.>", "shirase.replay.delinquency.>", "shirase.replay.tax.>"] {
-        let heard = hears(&tclient, subject, &admin_client, &["shirase.replay.delinquency.131016.001.001o05-00", "shirase.replay.tax.131016.001.001o05-00"]).await;
+    for subject in [
+        "shirase.replay.>",
+        "shirase.replay.delinquency.>",
+        "shirase.replay.tax.>",
+    ] {
+        let heard = hears(
+            &tclient,
+            subject,
+            &admin_client,
+            &[
+                "shirase.replay.delinquency.131016.001.001o05-00",
+                "shirase.replay.tax.131016.001.001o05-00",
+            ],
+        )
+        .await;
         assert!(!heard, "tax listened to {subject}");
     }
     // ...nor another's dead letters...
-    let heard = hears(&tclient, "shirase.dlq.delinquency.>", &admin_client, &["shirase.dlq.delinquency.131016.001.001o05-00"]).await;
+    let heard = hears(
+        &tclient,
+        "shirase.dlq.delinquency.>",
+        &admin_client,
+        &["shirase.dlq.delinquency.131016.001.001o05-00"],
+    )
+    .await;
     assert!(!heard, "tax listened to delinquency's dead letters");
     // ...and it cannot make itself a consumer over the whole stream (which would read every
     // subscriber's notices).
     let ts = tjs.get_stream("SHIRASE_NOTICES").await.unwrap();
-    let created = ts.create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::None, ..Default::default() }).await;
+    let created = ts
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await;
     assert!(created.is_err(), "tax created its own consumer");
-    let c = admin.get_stream("SHIRASE_NOTICES").await.unwrap().info().await.unwrap().state.consumer_count;
-    assert_eq!(c, shirase_relay::topology::desired(&config).consumers.len(), "no consumer was added");
+    let c = admin
+        .get_stream("SHIRASE_NOTICES")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .consumer_count;
+    assert_eq!(
+        c,
+        shirase_relay::topology::desired(&config).consumers.len(),
+        "no consumer was added"
+    );
 }

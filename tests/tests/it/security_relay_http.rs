@@ -8,7 +8,9 @@
 
 use shirase_tests::harness::NatsServer;
 
-use crate::relay_support::{TestRelay, dev_config, json, notice, provision, read_stream, token_001, token_010};
+use crate::relay_support::{
+    TestRelay, dev_config, json, notice, provision, read_stream, token_001, token_010,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_refuses_missing_forged_retired_and_foreign_credentials() {
@@ -30,11 +32,21 @@ async fn ingest_refuses_missing_forged_retired_and_foreign_credentials() {
     rotated.providers[0].token_hashes = vec![shirase_relay::config::token_digest(new_token)];
     let relay = TestRelay::start(rotated).await;
 
-    for (what, token) in [("missing", None), ("forged", Some(forged.as_str())), ("tampered", Some(tampered.as_str())), ("retired", Some(good.as_str()))] {
-        let (status, _, answer) = relay.post_raw(token, "application/json", body.clone()).await;
+    for (what, token) in [
+        ("missing", None),
+        ("forged", Some(forged.as_str())),
+        ("tampered", Some(tampered.as_str())),
+        ("retired", Some(good.as_str())),
+    ] {
+        let (status, _, answer) = relay
+            .post_raw(token, "application/json", body.clone())
+            .await;
         assert_eq!(status, 401, "{what}: {answer}");
         if let Some(t) = token {
-            assert!(!answer.to_string().contains(t), "{what}: the answer echoes the token");
+            assert!(
+                !answer.to_string().contains(t),
+                "{what}: the answer echoes the token"
+            );
         }
     }
     let resp = relay
@@ -48,12 +60,19 @@ async fn ingest_refuses_missing_forged_retired_and_foreign_credentials() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401, "a non-bearer scheme");
     // Provider 010's real token is not provider 001's: its interfaces only.
-    let (status, _, answer) = relay.post_raw(Some(&token_010()), "application/json", body.clone()).await;
+    let (status, _, answer) = relay
+        .post_raw(Some(&token_010()), "application/json", body.clone())
+        .await;
     assert_eq!(status, 403, "foreign interface: {answer}");
-    assert!(read_stream(&js).await.is_empty(), "a refused request reached the stream");
+    assert!(
+        read_stream(&js).await.is_empty(),
+        "a refused request reached the stream"
+    );
 
     // The rotated-in token works.
-    let (status, _, answer) = relay.post_raw(Some(new_token), "application/json", body).await;
+    let (status, _, answer) = relay
+        .post_raw(Some(new_token), "application/json", body)
+        .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(read_stream(&js).await.len(), 1);
     relay.stop().await;

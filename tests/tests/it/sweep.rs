@@ -11,8 +11,18 @@ use crate::agent_support::{Env, IFACE, RunningAgent, iface, wait_until};
 #[tokio::test]
 async fn changes_without_notices_arrive_through_the_scheduled_sweep() {
     let env = Env::start(|c| c.notice_target = NoticeTarget::None).await;
-    env.sim.commit_changes(ChangeSpec::new(15).interface(iface()).kind(ChangeKind::Update)).unwrap();
-    assert_eq!(env.sim.counters().notices_delivered, 0, "no notice was published");
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(15)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
+    assert_eq!(
+        env.sim.counters().notices_delivered,
+        0,
+        "no notice was published"
+    );
     let agent = RunningAgent::start(env.agent_config("[sweep]\ninterval_secs = 1\n", ""));
     wait_until(20, "every change delivered by the sweep", || async {
         let rows = env.sink_rows();
@@ -20,7 +30,10 @@ async fn changes_without_notices_arrive_through_the_scheduled_sweep() {
     })
     .await;
     assert!(agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE) >= 1);
-    assert!(env.checkpoint().await.is_some(), "the sweep stored the checkpoint");
+    assert!(
+        env.checkpoint().await.is_some(),
+        "the sweep stored the checkpoint"
+    );
     assert_eq!(env.unfinished().await, 0);
     agent.stop().await;
 }
@@ -28,9 +41,18 @@ async fn changes_without_notices_arrive_through_the_scheduled_sweep() {
 #[tokio::test]
 async fn a_sequence_gap_triggers_an_immediate_sweep_and_the_missing_changes_arrive() {
     let env = Env::start(|c| c.notice_target = NoticeTarget::None).await;
-    env.sim.commit_changes(ChangeSpec::new(5).interface(iface()).kind(ChangeKind::Update)).unwrap();
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(5)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
     let notices = env.sim.notices();
-    assert_eq!(notices.iter().map(|n| n.sequence.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        notices.iter().map(|n| n.sequence.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     // No scheduled sweep: only the gap can start one.
     let agent = RunningAgent::start(env.agent_config("[sweep]\ninterval_secs = 0\n", ""));
     for n in notices.iter().filter(|n| [1, 2, 5].contains(&n.sequence.0)) {
@@ -38,9 +60,16 @@ async fn a_sequence_gap_triggers_an_immediate_sweep_and_the_missing_changes_arri
     }
     wait_until(20, "the gap's sweep and every change delivered", || async {
         let rows = env.sink_rows();
-        agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE) >= 1 && env.expected_rows().iter().all(|k| rows.contains_key(k))
+        agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE) >= 1
+            && env.expected_rows().iter().all(|k| rows.contains_key(k))
     })
     .await;
-    assert_eq!(agent.metrics.iface(&agent.metrics.sequence_gaps, "001", IFACE), 2, "3 and 4 are missing");
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.sequence_gaps, "001", IFACE),
+        2,
+        "3 and 4 are missing"
+    );
     agent.stop().await;
 }
