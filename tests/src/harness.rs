@@ -87,11 +87,54 @@ pub fn nats_server_bin() -> Result<PathBuf, HarnessError> {
     Err(HarnessError::BinaryNotFound)
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand it out again at once).
+/// A free TCP port on 127.0.0.1 for a process the tests start later.
+///
+/// Ports come from below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), handed
+/// out by a process-wide counter and checked bindable. A port taken with `bind(0)` and released
+/// is *in* the ephemeral range, so between our release and the child's `bind` any outbound
+/// connection (a route dialing a peer, a client reconnecting) may receive it as its source port:
+/// a 3-node cluster start failed in CI with `bind: address already in use` on a route port that
+/// way. Ports below the range are never given out implicitly, so only an explicit `bind` (which
+/// the check catches) can take one.
 pub fn free_port() -> Result<u16, HarnessError> {
-    let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-        .map_err(io("binding a free port"))?;
-    Ok(l.local_addr().map_err(io("reading a bound port"))?.port())
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static RANGE: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let range = *RANGE.get_or_init(|| {
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())?;
+        // Stay clear of well-known services: at least 2,000 ports between 10,000 and the range.
+        (low >= 12_000).then_some((10_000, low))
+    });
+    let Some((lo, hi)) = range else {
+        // Unknown or unusual port layout: fall back to the OS's choice.
+        let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+            .map_err(io("binding a free port"))?;
+        return Ok(l.local_addr().map_err(io("reading a bound port"))?.port());
+    };
+    let span = hi - lo;
+    // Spread concurrent test processes over the span by their pid.
+    let _ = NEXT.compare_exchange(
+        0,
+        std::process::id().wrapping_mul(7919) % span + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = lo + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::Io {
+        what: "finding a free port below the ephemeral range".into(),
+        source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "every port is taken"),
+    })
 }
 
 /// Settings of one server.

@@ -173,3 +173,25 @@ async fn r3_stream_keeps_accepting_after_leader_is_killed() {
     cluster.nodes[idx].start_again().unwrap();
     assert!(cluster.nodes[idx].healthz());
 }
+
+#[test]
+fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ports: Vec<u16> = (0..500)
+        .map(|_| shirase_tests::harness::free_port().unwrap())
+        .collect();
+    let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), 500, "a port was handed out twice");
+    if low >= 12_000 {
+        assert!(
+            ports.iter().all(|p| (10_000..low).contains(p)),
+            "ports {ports:?} must lie below {low}"
+        );
+    }
+}
