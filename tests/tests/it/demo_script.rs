@@ -279,30 +279,25 @@ fn demo_quick_run_delivers_every_change_and_stops_cleanly() {
 /// The README's Rust snippets, compiled here; `readme_snippets_are_the_compiled_ones` keeps the
 /// README's text equal to this module's.
 #[allow(dead_code)]
+// Kept as the README shows it (one signature a line), which rustfmt would re-wrap.
+#[rustfmt::skip]
 mod readme {
     // README: "Directly over NATS"
     use shirase_proto::{ChangeKind, Notice, Sequence};
 
-    async fn notify(
-        js: &async_nats::jetstream::Context,
-        seq: u64,
-        updated_at: &str,
-    ) -> anyhow::Result<()> {
+    async fn notify(js: &async_nats::jetstream::Context, seq: u64, updated_at: &str) -> anyhow::Result<()> {
         let notice = Notice::new(
             "131016".parse()?,    // municipality code
             "001o05-00".parse()?, // interface id (連携ID)
             "1.0".parse()?,       // interface version (版数)
             Sequence(seq),
-            updated_at.parse()?, // the DB update timestamp, e.g. "2026-11-25T10:15:30.123+09:00"
+            updated_at.parse()?,  // the DB update timestamp, e.g. "2026-11-25T10:15:30.123+09:00"
             ChangeKind::Update,
-            None, // or Some(keys) with the 宛名番号 concerned
+            None,                 // or Some(keys) with the 宛名番号 concerned
         );
         // Nats-Msg-Id = notice.id; waits for the PubAck. On an error, publish the same notice again.
         let ack = shirase_proto::publish::publish(js, &notice).await?;
-        println!(
-            "stored at stream sequence {} (duplicate: {})",
-            ack.sequence, ack.duplicate
-        );
+        println!("stored at stream sequence {} (duplicate: {})", ack.sequence, ack.duplicate);
         Ok(())
     }
 
@@ -321,18 +316,13 @@ mod readme {
     impl Sink for StagingTable {
         fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
             Box::pin(async move {
-                let mut table = self
-                    .0
-                    .lock()
-                    .map_err(|_| SinkError::new(SinkErrorKind::Io, "staging table poisoned"))?;
+                let mut table = self.0.lock().map_err(|_| SinkError::new(SinkErrorKind::Io, "staging table poisoned"))?;
                 for r in &d.records {
                     match r {
                         // Upsert by (atena_no, history_no); `raw` is the row as the PULL API sent it.
                         Record::Row(row) => table.push(row.raw.clone()),
                         // The newest history row of these addressees was deleted at the provider.
-                        Record::Tombstone { atena_no, .. } => {
-                            table.push(serde_json::json!({ "deleted": atena_no }))
-                        }
+                        Record::Tombstone { atena_no, .. } => table.push(serde_json::json!({ "deleted": atena_no })),
                     }
                 }
                 // Return Ok only once the data is durable: the agent then stores the checkpoint and
@@ -344,9 +334,7 @@ mod readme {
 
     async fn run_agent(path: &std::path::Path, shutdown: CancellationToken) -> anyhow::Result<()> {
         let config = Config::load(Some(path))?;
-        Agent::with_sink(config, Arc::new(StagingTable::default()))
-            .run(None, shutdown)
-            .await?;
+        Agent::with_sink(config, Arc::new(StagingTable::default())).run(None, shutdown).await?;
         Ok(())
     }
 }

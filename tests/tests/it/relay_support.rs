@@ -92,8 +92,12 @@ impl TestRelay {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(shirase_relay::run(config, listener, shutdown.clone()));
+        // A fresh connection per request: after refusing an oversized body the server closes
+        // the connection, and a pooled client racing that close fails the *next* request with
+        // `IncompleteMessage` (seen once in CI under load).
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         let r = Self {
