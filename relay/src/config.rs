@@ -216,7 +216,8 @@ pub struct RawProvider {
     pub name: String,
     /// Base URL of its PULL API.
     pub pull_api_base_url: String,
-    /// Bearer credentials for HTTP ingest.
+    /// Bearer credentials for HTTP ingest (optional for a watched provider).
+    #[serde(default)]
     pub credentials: RawCredentials,
     /// Public nkey for direct NATS publishing (optional).
     #[serde(default)]
@@ -225,6 +226,9 @@ pub struct RawProvider {
     /// absent = the standard's baseline. Validated into [`Provider::maintenance`].
     #[serde(default)]
     pub maintenance: Option<serde_json::Value>,
+    /// `[providers.watch]`: the provider cannot publish notices yet; the watcher polls it.
+    #[serde(default)]
+    pub watch: Option<crate::watcher::config::RawWatch>,
 }
 
 /// A provider's credentials reference.
@@ -392,6 +396,8 @@ pub struct Provider {
     pub nats_nkey: Option<String>,
     /// The validated maintenance calendar (the baseline 24:00-27:00 when none is configured).
     pub maintenance: shirase_proto::maintenance::Calendar,
+    /// Watched provider: the watcher's settings (its `interfaces` resolved).
+    pub watch: Option<crate::watcher::config::WatchConfig>,
 }
 
 impl fmt::Debug for Provider {
@@ -530,6 +536,57 @@ impl Problems {
             self.push(path, e);
             Duration::ZERO
         })
+    }
+}
+
+/// `providers[i].watch.interfaces`: as listed (each must be one of the provider's
+/// `[[interfaces]]`), or all of the provider's interfaces when the list is empty.
+fn resolve_watched_interfaces(
+    raw: &RawConfig,
+    providers: &mut [Provider],
+    interfaces: &[Interface],
+    p: &mut Problems,
+) {
+    for (i, rp) in raw.providers.iter().enumerate() {
+        let Some(rw) = &rp.watch else { continue };
+        let Some(pr) = providers
+            .iter_mut()
+            .find(|pr| pr.business_id.to_string() == rp.business_id)
+        else {
+            continue;
+        };
+        let Some(w) = pr.watch.as_mut() else { continue };
+        let own: Vec<InterfaceId> = interfaces
+            .iter()
+            .filter(|x| x.provider == pr.business_id)
+            .map(|x| x.id)
+            .collect();
+        if rw.interfaces.is_empty() {
+            w.interfaces = own.clone();
+            w.interfaces.dedup();
+        }
+        for (j, s) in rw.interfaces.iter().enumerate() {
+            let path = format!("providers[{i}].watch.interfaces[{j}]");
+            if let Some(id) = p.parse::<InterfaceId>(&path, s) {
+                if !own.contains(&id) {
+                    p.push(
+                        path,
+                        format!(
+                            "interface {id} is not one of provider {}'s [[interfaces]]",
+                            pr.business_id
+                        ),
+                    );
+                } else if !w.interfaces.contains(&id) {
+                    w.interfaces.push(id);
+                }
+            }
+        }
+        if w.interfaces.is_empty() && rw.interfaces.is_empty() {
+            p.push(
+                format!("providers[{i}].watch"),
+                format!("provider {} has no [[interfaces]] to watch", pr.business_id),
+            );
+        }
     }
 }
 
@@ -696,10 +753,10 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 ),
             }
         }
-        if token_hashes.is_empty() {
+        if token_hashes.is_empty() && rp.watch.is_none() {
             p.push(
                 format!("{path}.credentials"),
-                "set token_sha256 (list of hex digests) or token_file",
+                "set token_sha256 (list of hex digests) or token_file (or watch, for a provider that cannot publish notices yet)",
             );
         }
         if let Some(k) = &rp.nats_nkey {
@@ -728,6 +785,14 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 None
             }
         };
+        let watch = rp.watch.as_ref().and_then(|w| {
+            crate::watcher::config::WatchConfig::validate(
+                w,
+                &format!("{path}.watch"),
+                base_dir,
+                &mut |f, m| p.push(f, m),
+            )
+        });
         if let (Some(business_id), Some(calendar)) = (b, calendar) {
             providers.push(Provider {
                 business_id,
@@ -736,6 +801,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 token_hashes,
                 nats_nkey: rp.nats_nkey.clone(),
                 maintenance: calendar,
+                watch,
             });
         }
     }
@@ -788,6 +854,8 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
             });
         }
     }
+
+    resolve_watched_interfaces(&raw, &mut providers, &interfaces, &mut p);
 
     let mut subscribers: Vec<Subscriber> = Vec::new();
     for (i, rs) in raw.subscribers.iter().enumerate() {
@@ -972,6 +1040,75 @@ interfaces = ["001o05-00"]
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
         assert!(e.to_string().contains("providers[1].business_id"));
+    }
+
+    /// MINIMAL with provider 001 watched (and without ingest credentials), `watch` extra lines.
+    fn watched(dir: &Path, watch: &str) -> String {
+        std::fs::write(dir.join("w.secret"), "s3cret\n").unwrap();
+        MINIMAL.replace(
+            "credentials = { token_sha256 = [\"0000000000000000000000000000000000000000000000000000000000000000\"] }",
+            &format!(
+                "[providers.watch]\ntoken_url = \"http://127.0.0.1:9000/oauth/token\"\nclient_id = \"shirase-watcher\"\nclient_secret_file = \"w.secret\"\n{watch}"
+            ),
+        )
+    }
+
+    #[test]
+    fn a_watched_provider_needs_no_ingest_credentials_and_watches_its_interfaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = watched(dir.path(), "until = \"2026-12-01T00:00:00+09:00\"\n");
+        let c = Config::from_toml_str(&text, Some(dir.path())).unwrap();
+        let w = c.providers[0].watch.as_ref().unwrap();
+        assert_eq!(
+            w.interfaces,
+            vec!["001o05-00".parse::<InterfaceId>().unwrap()]
+        );
+        assert_eq!(w.interval, Duration::from_secs(60));
+        assert_eq!(w.min_interval, Duration::from_secs(15));
+        assert_eq!(w.client_secret_file, dir.path().join("w.secret"));
+        let until: jiff::Timestamp = "2026-11-30T15:00:00Z".parse().unwrap();
+        assert_eq!(w.until, Some(until));
+        assert!(w.covers(until - jiff::SignedDuration::from_millis(1)));
+        assert!(
+            !w.covers(until),
+            "from until on the provider's own notices count"
+        );
+    }
+
+    #[test]
+    fn watch_errors_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = watched(
+            dir.path(),
+            "interval = \"5s\"\nmin_interval = \"10s\"\nmax_keys_per_notice = 500\nuntil = \"2026-12-01T00:00:00\"\ninterfaces = [\"010o01-00\"]\n",
+        )
+        .replace("client_id = \"shirase-watcher\"", "client_id = \"\"");
+        let e = Config::from_toml_str(&text, Some(dir.path())).unwrap_err();
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "providers[0].watch.client_id",
+            "providers[0].watch.interval",
+            "providers[0].watch.max_keys_per_notice",
+            "providers[0].watch.until",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+        assert!(paths.len() == 4, "{paths:?}");
+        std::fs::remove_file(dir.path().join("w.secret")).unwrap();
+        let e = Config::from_toml_str(&text, Some(dir.path())).unwrap_err();
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.path == "providers[0].watch.client_secret_file"),
+            "{e}"
+        );
+        let text = watched(dir.path(), "interfaces = [\"010o01-00\"]\n");
+        let e = Config::from_toml_str(&text, Some(dir.path())).unwrap_err();
+        assert_eq!(e.problems[0].path, "providers[0].watch.interfaces[0]");
+        assert!(
+            e.problems[0].message.contains("not one of provider 001"),
+            "{e}"
+        );
     }
 
     #[test]

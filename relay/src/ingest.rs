@@ -62,6 +62,10 @@ pub struct ItemResult {
     /// Why the item was not accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+    /// Accepted but not published: the provider is watched and the watcher announces changes
+    /// made before its `watch.until` (so each change is announced once).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub covered_by_watcher: bool,
 }
 
 /// The batch answer.
@@ -71,12 +75,31 @@ pub struct BatchResponse {
     pub accepted: usize,
     /// Accepted items that were duplicates.
     pub duplicates: usize,
+    /// Accepted items not published because the watcher announces them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub covered_by_watcher: usize,
     /// Items refused with a 4xx status.
     pub rejected: usize,
     /// Items that got 503: re-send them.
     pub failed: usize,
     /// One per item, in order.
     pub results: Vec<ItemResult>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Whether the watcher, not the provider, announces `notice`'s change: the provider has a
+/// `watch` section and the change is older than its `watch.until` (or there is no `until`).
+fn covered_by_watcher(state: &AppState, notice: &Notice) -> bool {
+    state
+        .config
+        .providers
+        .iter()
+        .find(|p| p.business_id == notice.data.provider)
+        .and_then(|p| p.watch.as_ref())
+        .is_some_and(|w| w.covers(notice.data.updated_at.instant()))
 }
 
 /// The ingest router.
@@ -236,6 +259,21 @@ async fn handle(
         Payload::Single(Ok(notice)) => {
             authorize(state, provider, &notice)?;
             let id = notice.id.to_string();
+            if covered_by_watcher(state, &notice) {
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    Json(ItemResult {
+                        index: None,
+                        id: Some(id),
+                        status: 202,
+                        stream_seq: None,
+                        duplicate: None,
+                        error: None,
+                        covered_by_watcher: true,
+                    }),
+                )
+                    .into_response());
+            }
             match state.publisher.publish(&notice).await {
                 Ok(s) => Ok((
                     StatusCode::ACCEPTED,
@@ -246,6 +284,7 @@ async fn handle(
                         stream_seq: Some(s.stream_seq),
                         duplicate: Some(s.duplicate),
                         error: None,
+                        covered_by_watcher: false,
                     }),
                 )
                     .into_response()),
@@ -293,6 +332,7 @@ async fn batch(
             stream_seq: None,
             duplicate: None,
             error: None,
+            covered_by_watcher: false,
         };
         match item {
             Err(violations) => {
@@ -321,6 +361,10 @@ async fn batch(
                         state.metrics.reject(e.code(), 1);
                         r.status = e.body().status;
                         r.error = Some(e.body());
+                    }
+                    Ok(()) if covered_by_watcher(state, notice) => {
+                        r.status = 202;
+                        r.covered_by_watcher = true;
                     }
                     Ok(()) => to_publish.push((index, notice)),
                 }
@@ -359,6 +403,7 @@ async fn batch(
 
     let accepted = results.iter().filter(|r| r.status == 202).count();
     let duplicates = results.iter().filter(|r| r.duplicate == Some(true)).count();
+    let covered = results.iter().filter(|r| r.covered_by_watcher).count();
     let failed = results.iter().filter(|r| r.status >= 500).count();
     let rejected = results.len() - accepted - failed;
     let first = results.first().map(|r| r.status).unwrap_or(202);
@@ -374,6 +419,7 @@ async fn batch(
         Json(BatchResponse {
             accepted,
             duplicates,
+            covered_by_watcher: covered,
             rejected,
             failed,
             results,

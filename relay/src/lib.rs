@@ -19,6 +19,8 @@
 //! - [`scheduler`]: pauses consumers during providers' maintenance windows.
 //! - [`lease`]: the KV lease that makes one relay replica the scheduler.
 //! - [`notifier`]: the error notification function (alerts by e-mail, webhook, command).
+//! - [`watcher`]: polls providers that cannot publish notices yet and publishes notices for
+//!   them (one poller per interface, deterministic ids, KV checkpoint, hand-over to native).
 //!
 //! Invariant: only the relay creates streams, consumers and buckets (in [`provision`]).
 
@@ -37,6 +39,7 @@ pub mod publisher;
 pub mod scheduler;
 pub mod serve;
 pub mod topology;
+pub mod watcher;
 
 pub use config::Config;
 pub use serve::run;

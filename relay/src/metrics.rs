@@ -59,6 +59,85 @@ pub struct ActionLabel {
 
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
+/// Labels: one watched interface.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabel {
+    /// Provider business id.
+    pub provider: String,
+    /// Interface id.
+    pub interface: String,
+}
+
+/// Labels: one watcher poll's outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchPollLabel {
+    /// Provider business id.
+    pub provider: String,
+    /// Interface id.
+    pub interface: String,
+    /// `changes`, `idle`, `maintenance`, `error`.
+    pub outcome: String,
+}
+
+/// The watcher's metrics (issue 10): per watched interface.
+#[derive(Debug, Default, Clone)]
+pub struct WatcherMetrics {
+    /// Unix time of the last poll that got an answer.
+    pub last_poll_timestamp_seconds: Family<WatchLabel, FloatGauge>,
+    /// Now minus the watcher's cursor: how far behind the provider's changes it announces.
+    pub lag_seconds: Family<WatchLabel, FloatGauge>,
+    /// Rows read (counted, never kept).
+    pub rows_seen: Family<WatchLabel, Counter>,
+    /// Notices published.
+    pub notices_emitted: Family<WatchLabel, Counter>,
+    /// Polls by outcome.
+    pub polls: Family<WatchPollLabel, Counter>,
+    /// The current poll interval.
+    pub interval_seconds: Family<WatchLabel, FloatGauge>,
+    /// 1 while this replica holds the provider's watcher lease.
+    pub leader: Family<ProviderLabel, Gauge>,
+}
+
+impl WatcherMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "watcher_last_poll_timestamp_seconds",
+            "Unix time of the watcher's last answered poll, per interface",
+            self.last_poll_timestamp_seconds.clone(),
+        );
+        registry.register(
+            "watcher_lag_seconds",
+            "Now minus the watcher's cursor (changes before it are announced), per interface",
+            self.lag_seconds.clone(),
+        );
+        registry.register(
+            "watcher_rows_seen",
+            "Rows the watcher read (counted, never kept), per interface",
+            self.rows_seen.clone(),
+        );
+        registry.register(
+            "watcher_notices_emitted",
+            "Notices the watcher published, per interface",
+            self.notices_emitted.clone(),
+        );
+        registry.register(
+            "watcher_polls",
+            "Watcher polls by outcome (changes, idle, maintenance, error)",
+            self.polls.clone(),
+        );
+        registry.register(
+            "watcher_interval_seconds",
+            "The watcher's current poll interval, per interface",
+            self.interval_seconds.clone(),
+        );
+        registry.register(
+            "watcher_leader",
+            "1 while this replica holds the provider's watcher lease",
+            self.leader.clone(),
+        );
+    }
+}
+
 /// Gauges refreshed from the operator status on every scrape, and operator action counts.
 #[derive(Debug, Default, Clone)]
 pub struct OperatorMetrics {
@@ -157,6 +236,8 @@ pub struct Metrics {
     pub maintenance_paused: Family<ProviderLabel, Gauge>,
     /// Consumer pause requests sent for maintenance, per provider.
     pub maintenance_pause_requests: Family<ProviderLabel, Counter>,
+    /// The watcher's metrics.
+    pub watcher: WatcherMetrics,
 }
 
 impl Default for Metrics {
@@ -225,8 +306,11 @@ impl Metrics {
             "Consumer pause requests sent for maintenance",
             maintenance_pause_requests.clone(),
         );
+        let watcher = WatcherMetrics::default();
+        watcher.register(&mut registry);
         Self {
             registry,
+            watcher,
             accepted,
             duplicates,
             rejected,

@@ -37,6 +37,8 @@ pub struct AppState {
     pub client: async_nats::Client,
     /// JetStream (for readiness).
     pub js: async_nats::jetstream::Context,
+    /// The watcher's per-interface status (empty without watched providers).
+    pub watch_board: Arc<crate::watcher::Board>,
 }
 
 /// Why the server stopped with an error.
@@ -72,6 +74,7 @@ pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         metrics,
         client,
         js,
+        watch_board: Arc::default(),
     }))
 }
 
@@ -141,6 +144,14 @@ pub async fn run(
             shutdown.child_token(),
         )
     });
+    let watchers = crate::watcher::spawn(
+        state.config.clone(),
+        state.js.clone(),
+        state.publisher.clone(),
+        state.metrics.clone(),
+        state.watch_board.clone(),
+        shutdown.child_token(),
+    );
     tracing::info!(addr = %listener.local_addr()?, "shirase-relay serving");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -148,6 +159,10 @@ pub async fn run(
     if let Some(task) = scheduler {
         // The scheduler's token is a child of `shutdown`: it is stopping too; let it release
         // its lease so another replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    for task in watchers {
+        // Each releases its lease on the way out.
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     if let Some(task) = notifier {

@@ -253,6 +253,19 @@ async fn post_resume(
 pub fn refresh_gauges(app: &AppState, st: &status::Status) {
     use crate::metrics::{CheckpointLabel, ConsumerLabel, SubscriberLabel};
     let m = &app.metrics.operator;
+    // Every replica reports the watcher's lag from its checkpoint, not only the lease holder.
+    for w in &st.watched {
+        if let Some(lag) = w.lag_secs {
+            app.metrics
+                .watcher
+                .lag_seconds
+                .get_or_create(&crate::metrics::WatchLabel {
+                    provider: w.provider.clone(),
+                    interface: w.interface.clone(),
+                })
+                .set(lag);
+        }
+    }
     for c in &st.consumers {
         let l = ConsumerLabel {
             subscriber: c.subscriber.clone(),

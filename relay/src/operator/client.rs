@@ -250,6 +250,46 @@ pub fn render_status(v: &Value) -> String {
         &["PROVIDER", "NAME", "STATE", "NEXT_WINDOW", "LAST_ALERT"],
         &rows,
     ));
+    let watched: Vec<Vec<String>> = v["watched"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|w| {
+            let state = if w["handed_over"].as_bool() == Some(true) {
+                "handed over to native notices".to_owned()
+            } else if w["window_pending"].as_bool() == Some(true) {
+                "reading a window".to_owned()
+            } else if w["cursor"].is_null() {
+                "not polled yet".to_owned()
+            } else {
+                "watching".to_owned()
+            };
+            vec![
+                s(w, "/provider"),
+                s(w, "/interface"),
+                s(w, "/last_poll"),
+                age(w, "/lag_secs"),
+                s(w, "/rows_seen"),
+                s(w, "/notices_emitted"),
+                state,
+            ]
+        })
+        .collect();
+    if !watched.is_empty() {
+        out.push_str("\nWATCHED (the watcher polls these for notices)\n");
+        out.push_str(&table(
+            &[
+                "PROVIDER",
+                "INTERFACE",
+                "LAST_POLL",
+                "LAG",
+                "ROWS",
+                "NOTICES",
+                "STATE",
+            ],
+            &watched,
+        ));
+    }
     out.push_str(&format!("\nDEAD LETTERS: {}\n", s(v, "/dlq/total")));
     out.push_str(&render_dlq(
         v.get("dlq")

@@ -32,6 +32,34 @@ pub struct Status {
     pub dlq: DlqSummary,
     /// Latest alerts (newest first), as the agents wrote them.
     pub alerts: Vec<serde_json::Value>,
+    /// One per watched (provider, interface): the watcher's checkpoint.
+    #[serde(default)]
+    pub watched: Vec<WatchedStatus>,
+}
+
+/// One watched interface, from the watcher's checkpoint in KV (any replica can tell).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WatchedStatus {
+    /// Provider business id.
+    pub provider: String,
+    /// Interface id.
+    pub interface: String,
+    /// Changes before this instant are announced (absent before the first poll).
+    pub cursor: Option<String>,
+    /// Now minus the cursor, seconds: how far behind the provider the watcher is.
+    pub lag_secs: Option<f64>,
+    /// The last answered poll.
+    pub last_poll: Option<String>,
+    /// Rows read in total.
+    pub rows_seen: u64,
+    /// Notices published in total.
+    pub notices_emitted: u64,
+    /// A window was written down and not finished (in progress, or interrupted).
+    pub window_pending: bool,
+    /// The hand-over instant to native notices.
+    pub until: Option<String>,
+    /// Whether the cursor reached `until`.
+    pub handed_over: bool,
 }
 
 /// One consumer.
@@ -281,7 +309,39 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
     }
     dlq.latest = all.iter().rev().take(10).cloned().collect();
 
+    let mut watched = Vec::new();
+    let store = crate::watcher::state::StateStore::open(js, config.municipality)
+        .await
+        .ok();
+    for p in &config.providers {
+        let Some(w) = &p.watch else { continue };
+        for i in &w.interfaces {
+            let st = match &store {
+                Some(s) => s.load(i).await.ok().and_then(|(s, _)| s),
+                None => None,
+            };
+            watched.push(WatchedStatus {
+                provider: p.business_id.to_string(),
+                interface: i.to_string(),
+                cursor: st.as_ref().map(|s| s.cursor.to_string()),
+                lag_secs: st
+                    .as_ref()
+                    .map(|s| now.duration_since(s.cursor).as_secs_f64().max(0.0)),
+                last_poll: st.as_ref().and_then(|s| s.last_poll).map(|t| t.to_string()),
+                rows_seen: st.as_ref().map_or(0, |s| s.rows_seen),
+                notices_emitted: st.as_ref().map_or(0, |s| s.notices_emitted),
+                window_pending: st.as_ref().is_some_and(|s| s.pending.is_some()),
+                until: w.until.map(|u| u.to_string()),
+                handed_over: match (&st, w.until) {
+                    (Some(s), Some(u)) => s.cursor >= u,
+                    _ => false,
+                },
+            });
+        }
+    }
+
     Ok(Status {
+        watched,
         generated_at: now.to_string(),
         municipality: config.municipality.to_string(),
         consumers,

@@ -77,6 +77,7 @@ pub(crate) async fn get_rows(
     uri: Uri,
 ) -> Response {
     let started = Instant::now();
+    let client = bearer(&headers).and_then(|t| lock(&s.auth).client_of(t));
     let a = answer(&s, &interface, &headers, &uri).await;
     let path = format!("/api/{interface}");
     s.log_request(
@@ -88,8 +89,18 @@ pub(crate) async fn get_rows(
         a.code,
         a.rows,
         started,
+        client,
     );
     a.response
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
 }
 
 async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> Answer {
@@ -111,13 +122,7 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
             "provider unavailable (outage)",
         );
     }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
-    if let Err(why) = lock(&s.auth).check(token) {
+    if let Err(why) = lock(&s.auth).check(bearer(headers)) {
         return Answer::error(
             StatusCode::UNAUTHORIZED,
             Outcome::Unauthorized,

@@ -39,6 +39,11 @@ impl AuthState {
         self.tokens.clear();
     }
 
+    /// The client an issued token belongs to.
+    pub(crate) fn client_of(&self, token: &str) -> Option<String> {
+        self.tokens.get(token).map(|(c, _)| c.clone())
+    }
+
     /// `Err(message)` when the token is missing, unknown or expired.
     pub(crate) fn check(&mut self, token: Option<&str>) -> Result<(), &'static str> {
         let Some(t) = token else {
@@ -114,6 +119,7 @@ pub(crate) async fn token(
         code,
         None,
         started,
+        None,
     );
     resp
 }

@@ -51,6 +51,10 @@ pub struct RequestLogEntry {
     pub rows: Option<usize>,
     /// Time spent answering, in milliseconds.
     pub duration_ms: u64,
+    /// The OAuth client whose access token the data request carried (who polls, when several
+    /// consumers share a provider); absent for token requests and unknown tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// Counters since start (never reset, never dropped).

@@ -70,6 +70,7 @@ impl Shared {
         code: Option<&str>,
         rows: Option<usize>,
         started: Instant,
+        client: Option<String>,
     ) {
         let entry = RequestLogEntry {
             at: format_db_timestamp(self.clock.now()),
@@ -81,6 +82,7 @@ impl Shared {
             code: code.map(str::to_owned),
             rows,
             duration_ms: started.elapsed().as_millis() as u64,
+            client,
         };
         lock(&self.log).record(entry);
     }

@@ -35,3 +35,4 @@ mod security_nats_permissions;
 mod security_nats_tls;
 mod security_relay_http;
 mod sweep;
+mod watcher;
