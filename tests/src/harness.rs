@@ -432,6 +432,21 @@ fn http_get_status(port: u16, path: &str) -> Option<u16> {
     head.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A minimal HTTP/1.0 GET on loopback returning the body of a 200 answer.
+fn http_get_body(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8(buf).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.split_whitespace().nth(1)? == "200").then(|| body.to_owned())
+}
+
 /// A JetStream cluster of `n` servers on loopback, routes between all of them.
 #[derive(Debug)]
 pub struct NatsCluster {
@@ -469,7 +484,48 @@ impl NatsCluster {
         for node in &nodes {
             node.wait_healthy()?;
         }
-        Ok(Self { nodes })
+        let cluster = Self { nodes };
+        cluster.wait_meta_peers_current()?;
+        Ok(cluster)
+    }
+
+    /// Wait until the JetStream meta leader reports every other node as a current peer.
+    /// `/healthz` turns ok as soon as a meta leader is known, but an R3 asset created at that
+    /// moment can still fail with "no suitable peers for placement, peer offline" (seen in CI
+    /// when provisioning right after the cluster started).
+    pub fn wait_meta_peers_current(&self) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let others = self.nodes.len().saturating_sub(1);
+        while Instant::now() < deadline {
+            let ready = self.nodes.iter().any(|n| {
+                let Some(body) = http_get_body(n.config.monitor_port, "/jsz") else {
+                    return false;
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+                    return false;
+                };
+                let meta = &v["meta_cluster"];
+                let replicas = meta["replicas"].as_array().cloned().unwrap_or_default();
+                meta["leader"].as_str() == Some(n.name())
+                    && replicas.len() == others
+                    && replicas
+                        .iter()
+                        .all(|r| r["current"].as_bool() == Some(true))
+            });
+            if ready {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(HarnessError::NotHealthy {
+            name: "meta cluster (peers current)".into(),
+            timeout: START_TIMEOUT,
+            log: self
+                .nodes
+                .first()
+                .map(NatsServer::log_tail)
+                .unwrap_or_default(),
+        })
     }
 
     /// Client URLs of every node, for a client that fails over between them.
@@ -498,6 +554,6 @@ impl NatsCluster {
         for n in &self.nodes {
             n.wait_healthy()?;
         }
-        Ok(())
+        self.wait_meta_peers_current()
     }
 }
