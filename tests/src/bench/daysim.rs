@@ -18,6 +18,16 @@
 //! batch end − change instant (request latency, milliseconds, is left out for every strategy).
 //! Notices reach the agent at the change instant (relay + JetStream ≈ ms, see `latency`).
 //!
+//! **(d) watcher** (issue 10) is modelled the same way from the relay watcher's rules, for a
+//! provider that cannot publish notices and [`WATCH_SUBSCRIBERS`] subscribers: per interface
+//! one poll on the adaptive schedule (60 s at first, halved after changes down to 15 s, ×1.5
+//! when idle up to 120 s), window `[cursor, poll − 2 s)`, never inside the provider's
+//! 00:00–03:00 maintenance window (its first poll after the window reads all of it); a window
+//! with rows becomes notices, and every subscriber's agent makes one window pull 1 s later
+//! (its batch wait). Requests = the watcher's polls + every subscriber's pulls, all real.
+//! The pollers above are single consumers and poll through the maintenance window (the
+//! simulator does not enforce it here); the summary multiplies them by the subscriber count.
+//!
 //! The day (JST): counter hours 08:30–17:15 with morning (09:30–11:00) and afternoon
 //! (13:30–15:30) peaks, 1,400 changes; a night batch at 02:00–02:20 of 6,000 changes; a
 //! retroactive correction burst of 1,500 changes in one minute at 16:00; 2 interfaces.
@@ -42,6 +52,77 @@ use crate::provider_sim::{self, ChangeSpec, ClockMode, InterfaceSpec, ProviderSi
 
 const SECRET: &str = "bench-only-secret-daysim";
 const DAY: i64 = 86_400;
+/// Subscribers of the watched provider in row (d).
+pub const WATCH_SUBSCRIBERS: u64 = 5;
+
+/// The watcher model's state per interface (row (d)).
+struct WatchModel {
+    next: Vec<f64>,
+    interval: Vec<f64>,
+    cursor: Vec<Timestamp>,
+}
+
+impl WatchModel {
+    const START: f64 = 60.0;
+    const MIN: f64 = 15.0;
+    const MAX: f64 = 120.0;
+    const SETTLE: i64 = 2;
+    /// 00:00–03:00 JST, seconds into the day.
+    const WINDOW_END: f64 = 3.0 * 3600.0;
+
+    /// The interface with the earliest poll at or before `s`.
+    fn due(&self, s: f64) -> Option<usize> {
+        (0..self.next.len())
+            .filter(|i| self.next[*i] <= s)
+            .min_by(|a, b| self.next[*a].total_cmp(&self.next[*b]))
+    }
+}
+
+/// One watcher poll of interface `i` at `s` (seconds into the day): the watcher's request,
+/// then, when it found rows, one window pull by each subscriber 1 s later.
+#[allow(clippy::too_many_arguments)]
+async fn watcher_poll(
+    client: &PullClient,
+    iface: InterfaceId,
+    i: usize,
+    s: f64,
+    at: impl Fn(f64) -> Timestamp,
+    w: &mut WatchModel,
+    st: &mut Strategy,
+    committed: &HashMap<(String, u64), Timestamp>,
+) -> anyhow::Result<()> {
+    if s < WatchModel::WINDOW_END {
+        // Inside the maintenance window: no request; poll once it is over.
+        w.next[i] = WatchModel::WINDOW_END;
+        return Ok(());
+    }
+    let horizon = at(s) - SignedDuration::from_secs(WatchModel::SETTLE);
+    let from = w.cursor[i];
+    let before: BTreeSet<(String, u64)> = st.got[i].clone();
+    let rows = pull(client, iface, from, horizon, st, i).await?;
+    w.cursor[i] = horizon;
+    if rows.is_empty() {
+        w.interval[i] = (w.interval[i] * 1.5).min(WatchModel::MAX);
+    } else {
+        w.interval[i] = (w.interval[i] / 2.0).max(WatchModel::MIN);
+        for _ in 0..WATCH_SUBSCRIBERS {
+            pull(client, iface, from, horizon, st, i).await?;
+        }
+        let delivered = at(s + 1.0);
+        st.freshness.extend(
+            st.got[i]
+                .difference(&before)
+                .filter_map(|k| committed.get(k))
+                .map(|c| {
+                    Duration::from_micros(
+                        (delivered.as_microsecond() - c.as_microsecond()).max(0) as u64,
+                    )
+                }),
+        );
+    }
+    w.next[i] = s + w.interval[i];
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
@@ -184,6 +265,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         Strategy::new("poll every 5 min", ifaces.len()),
         Strategy::new("poll every 1 min", ifaces.len()),
         Strategy::new("one pull per notice", ifaces.len()),
+        Strategy::new("(d) watcher, 5 subscribers, no provider notices", ifaces.len()),
         Strategy::new(
             if o.daysim_wait_s == 1 {
                 "shirase coalescing (modelled), max_wait 1 s"
@@ -206,9 +288,30 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let mut shirase_seen: Vec<HashMap<(String, u64), Timestamp>> =
         vec![HashMap::new(); ifaces.len()];
 
+    let mut watch = WatchModel {
+        next: vec![WatchModel::START; ifaces.len()],
+        interval: vec![WatchModel::START; ifaces.len()],
+        cursor: vec![day0; ifaces.len()],
+    };
+
     let mut idx = 0;
     while idx < plan.len() {
         let (s, ev) = plan[idx];
+        while let Some(i) = watch.due(s) {
+            let ws = watch.next[i];
+            advance_to(&sim, at(ws));
+            watcher_poll(
+                &client,
+                ifaces[i],
+                i,
+                ws,
+                at,
+                &mut watch,
+                &mut strategies[3],
+                &committed[i],
+            )
+            .await?;
+        }
         // Close Shirase batches that end before this event.
         while !pending.is_empty() && window_end <= s {
             let end = at(window_end);
@@ -221,7 +324,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 &mut checkpoint,
                 &mut last_reread,
                 (per_window, overlap, reread),
-                &mut strategies[3],
+                &mut strategies[4],
                 &mut shirase_seen,
             )
             .await?;
@@ -263,7 +366,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                         &mut checkpoint,
                         &mut last_reread,
                         (per_window, overlap, reread),
-                        &mut strategies[3],
+                        &mut strategies[4],
                         &mut shirase_seen,
                     )
                     .await?;
@@ -289,6 +392,22 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         }
         idx += 1;
     }
+    // The watcher's polls until the end of the day (and one past it, for the last changes).
+    while let Some(i) = watch.due(DAY as f64 + WatchModel::MAX) {
+        let ws = watch.next[i];
+        advance_to(&sim, at(ws));
+        watcher_poll(
+            &client,
+            ifaces[i],
+            i,
+            ws,
+            at,
+            &mut watch,
+            &mut strategies[3],
+            &committed[i],
+        )
+        .await?;
+    }
     while !pending.is_empty() {
         let end = at(window_end);
         advance_to(&sim, end);
@@ -300,7 +419,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
             &mut checkpoint,
             &mut last_reread,
             (per_window, overlap, reread),
-            &mut strategies[3],
+            &mut strategies[4],
             &mut shirase_seen,
         )
         .await?;
@@ -309,7 +428,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     for i in 0..ifaces.len() {
         for (k, seen) in &shirase_seen[i] {
             if let Some(c) = committed[i].get(k) {
-                strategies[3].freshness.push(Duration::from_micros(
+                strategies[4].freshness.push(Duration::from_micros(
                     (seen.as_microsecond() - c.as_microsecond()).max(0) as u64,
                 ));
             }
@@ -337,13 +456,20 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     sim.stopped().await;
     let req = |i: usize| rows[i]["requests_per_day"].as_f64().unwrap_or(f64::NAN);
     let p99 = |i: usize| rows[i]["freshness_p99_s"].as_f64().unwrap_or(f64::NAN);
+    let subs = WATCH_SUBSCRIBERS as f64;
     let summary = json!({
         "changes": total_changes,
         "interfaces": ifaces.len(),
         "population": 300_000,
         "shirase": "modelled from the agent's coalescing rules (batch.size 1000, max_wait 1 s, max_notices_per_window 500, overlap 600 s re-read every 60 s); its pulls are real requests to the simulator",
-        "requests_ratio_1min_poll_to_shirase": round(req(1) / req(3)),
-        "freshness_p99_ratio_5min_poll_to_shirase": round(p99(0) / p99(3)),
+        "requests_ratio_1min_poll_to_shirase": round(req(1) / req(4)),
+        "freshness_p99_ratio_5min_poll_to_shirase": round(p99(0) / p99(4)),
+        "watcher": "modelled from the relay watcher's rules (adaptive 60/15/120 s, settle 2 s, no poll 00:00-03:00 JST); 5 subscribers each pull once per window with rows; every request is real",
+        "watched_subscribers": WATCH_SUBSCRIBERS,
+        "requests_5_subscribers_polling_1min": req(1) * subs,
+        "requests_5_subscribers_polling_5min": req(0) * subs,
+        "requests_watcher_with_5_subscribers": req(3),
+        "requests_ratio_5x1min_poll_to_watcher": round(req(1) * subs / req(3)),
         "wall_seconds": round(wall.elapsed().as_secs_f64()),
         "shirase_batch_wait_s": o.daysim_wait_s,
     });
