@@ -355,3 +355,41 @@ pub fn render_object(v: &Value) -> String {
         None => format!("{v}\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_shows_watched_interfaces_only_when_there_are_some() {
+        let base = serde_json::json!({
+            "municipality": "131016", "generated_at": "2026-11-26T10:00:00+09:00",
+            "consumers": [], "providers": [], "dlq": {"total": 0, "latest": []},
+        });
+        assert!(!render_status(&base).contains("WATCHED"));
+        let mut v = base.clone();
+        v["watched"] = serde_json::json!([
+            {"provider": "010", "interface": "010o01-00", "cursor": "2026-11-26T00:59:58Z",
+             "lag_secs": 42.0, "last_poll": "2026-11-26T01:00:00Z", "rows_seen": 17,
+             "notices_emitted": 5, "window_pending": false, "until": null, "handed_over": false},
+            {"provider": "001", "interface": "001o05-00", "cursor": "2026-11-26T00:00:00Z",
+             "lag_secs": 3600.0, "last_poll": null, "rows_seen": 0, "notices_emitted": 0,
+             "window_pending": false, "until": "2026-11-26T00:00:00Z", "handed_over": true},
+        ]);
+        let out = render_status(&v);
+        assert!(out.contains("WATCHED"), "{out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("010o01-00"))
+            .unwrap_or_default();
+        for cell in ["010", "42s", "17", "5", "watching"] {
+            assert!(line.contains(cell), "{cell} missing in {line:?}");
+        }
+        let line = out
+            .lines()
+            .find(|l| l.contains("001o05-00"))
+            .unwrap_or_default();
+        assert!(line.contains("handed over to native notices"), "{line}");
+        assert!(line.contains("60m"), "{line}");
+    }
+}

@@ -115,7 +115,7 @@ async fn watcher_poll(
                 .filter_map(|k| committed.get(k))
                 .map(|c| {
                     Duration::from_micros(
-                        (delivered.as_microsecond() - c.as_microsecond()).max(0) as u64,
+                        (delivered.as_microsecond() - c.as_microsecond()).max(0) as u64
                     )
                 }),
         );
@@ -265,7 +265,10 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         Strategy::new("poll every 5 min", ifaces.len()),
         Strategy::new("poll every 1 min", ifaces.len()),
         Strategy::new("one pull per notice", ifaces.len()),
-        Strategy::new("(d) watcher, 5 subscribers, no provider notices", ifaces.len()),
+        Strategy::new(
+            "(d) watcher, 5 subscribers, no provider notices",
+            ifaces.len(),
+        ),
         Strategy::new(
             if o.daysim_wait_s == 1 {
                 "shirase coalescing (modelled), max_wait 1 s"
