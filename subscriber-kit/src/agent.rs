@@ -919,16 +919,19 @@ impl Worker {
         let windows =
             |from: Timestamp, to: Timestamp| coalesce::cut_windows(from, to, &points, budget);
 
-        // Pull.
+        // Pull. A window pull delivers its rows piece by piece as they arrive; a keyed pull's
+        // rows (bounded by its keys) go to the sink below with the tombstones.
         let mut rows: Vec<Row> = Vec::new();
+        let mut window_times: Vec<Timestamp> = Vec::new();
+        let mut row_count = 0usize;
         let mut window_reach: Option<Reach> = None;
         let mut keyed_reach: Option<Reach> = None;
         if let Some(pull) = &plan.pull {
             let result = match &pull.kind {
                 PullKind::Window { from, to } => self
-                    .pull_window(&iface, windows(*from, *to), &hints)
+                    .pull_window(&iface, windows(*from, *to), &hints, now)
                     .await
-                    .map(|r| (r, true)),
+                    .map(Pulled::Window),
                 PullKind::Keyed { from, keys } => {
                     let req = PullRequest {
                         interface: iface,
@@ -937,7 +940,7 @@ impl Worker {
                         keys: keys.clone(),
                     };
                     match self.request(&req).await {
-                        Outcome::Data(r) => Ok((r, false)),
+                        Outcome::Data(r) => Ok(Pulled::Keyed(r)),
                         // Too many rows for the keys: fall back to the window.
                         Outcome::TooMany | Outcome::TimeoutSplit { .. } => {
                             let p = coalesce::plan(
@@ -951,9 +954,9 @@ impl Worker {
                             );
                             match p.pull.map(|p| p.kind) {
                                 Some(PullKind::Window { from, to }) => self
-                                    .pull_window(&iface, windows(from, to), &hints)
+                                    .pull_window(&iface, windows(from, to), &hints, now)
                                     .await
-                                    .map(|r| (r, true)),
+                                    .map(Pulled::Window),
                                 _ => Err(Failure::Outcome(Outcome::TooMany)),
                             }
                         }
@@ -962,13 +965,17 @@ impl Worker {
                 }
             };
             match result {
-                Ok((r, window)) => {
-                    let reach = Reach::of(&r);
-                    if window {
-                        window_reach = Some(reach);
-                    } else {
-                        keyed_reach = Some(reach);
-                    }
+                Ok(Pulled::Window(times)) => {
+                    window_reach = Some(Reach {
+                        max: times.iter().max().copied(),
+                        per_key: Default::default(),
+                    });
+                    row_count = times.len();
+                    window_times = times;
+                }
+                Ok(Pulled::Keyed(r)) => {
+                    keyed_reach = Some(Reach::of(&r));
+                    row_count = r.len();
                     rows = r;
                 }
                 Err(f) => {
@@ -997,8 +1004,8 @@ impl Worker {
             }
         }
 
-        // Sink: rows, then tombstones.
-        let mut records: Vec<Record> = rows.iter().cloned().map(Record::Row).collect();
+        // Sink: rows of a keyed pull, then tombstones.
+        let mut records: Vec<Record> = rows.into_iter().map(Record::Row).collect();
         for &i in &plan.tombstones {
             let n = &items[i].notice;
             records.push(Record::Tombstone {
@@ -1012,21 +1019,11 @@ impl Worker {
                 updated_at: n.data.updated_at.clone(),
             });
         }
-        if !records.is_empty() {
-            let d = Delivery {
-                interface: iface,
-                provider: self.provider().business_id,
-                pulled_at: now,
-                records,
-            };
-            if let Err(e) = self.sink.deliver(&d).await {
-                tracing::warn!(interface = %iface, rows = d.records.len(), "sink refused: {e}");
-                return self.nak_all(&labels, items);
-            }
-            self.metrics
-                .rows_delivered
-                .get_or_create(&labels)
-                .inc_by(d.records.len() as u64);
+        if !records.is_empty()
+            && let Err(e) = self.deliver(iface, now, records).await
+        {
+            tracing::warn!(interface = %iface, "sink refused: {e}");
+            return self.nak_all(&labels, items);
         }
 
         // Checkpoint: only a window pull proves everything up to its max row was received.
@@ -1043,7 +1040,11 @@ impl Worker {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(iface, tokio::time::Instant::now());
             }
-            self.remember_rows(&iface, &rows, window_reach.as_ref().and_then(|r| r.max));
+            self.remember_rows(
+                &iface,
+                &window_times,
+                window_reach.as_ref().and_then(|r| r.max),
+            );
         }
 
         // Decide.
@@ -1100,7 +1101,7 @@ impl Worker {
                 .get_or_create(&labels)
                 .set(Timestamp::now().duration_since(t).as_secs_f64());
         }
-        tracing::debug!(interface = %iface, notices = items.len(), rows = rows.len(), "batch done");
+        tracing::debug!(interface = %iface, notices = items.len(), rows = row_count, "batch done");
         self.count(&labels, &out);
         out
     }
@@ -1311,10 +1312,10 @@ impl Worker {
 
     /// Remember the DB timestamps of rows a window pull received, pruned to the overlap below
     /// the newest one.
-    fn remember_rows(&self, iface: &InterfaceId, rows: &[Row], max: Option<Timestamp>) {
+    fn remember_rows(&self, iface: &InterfaceId, times: &[Timestamp], max: Option<Timestamp>) {
         let mut all = self.recent_rows.lock().unwrap_or_else(|e| e.into_inner());
         let v = all.entry(*iface).or_default();
-        v.extend(rows.iter().map(|r| r.updated_at));
+        v.extend(times.iter().copied());
         v.sort_unstable();
         if let Some(m) = max.or(v.last().copied()) {
             let floor = m
@@ -1333,15 +1334,20 @@ impl Worker {
     }
 
     /// Pull the consecutive `windows` (planned by [`coalesce::cut_windows`]), bisecting a piece
-    /// on E0004 / bare 503 down to `bisect_max_depth`. Pieces run in time order; any failure
-    /// discards the partial result (it is pulled again).
+    /// on E0004 / bare 503 down to `bisect_max_depth`, and hand each piece's rows to the sink as
+    /// soon as it arrives, so the agent holds one piece (about `2 × max_notices_per_window`
+    /// rows, or the provider's row threshold) at a time, not the whole burst. Pieces run in
+    /// time order; on any failure the checkpoint stays where it was, so the pieces already
+    /// delivered are pulled and delivered again later (at least once, as inside the overlap).
+    /// Returns the DB timestamps of the rows delivered.
     async fn pull_window(
         &self,
         iface: &InterfaceId,
         windows: Vec<(Timestamp, Timestamp)>,
         hints: &[Timestamp],
-    ) -> Result<Vec<Row>, Failure> {
-        let mut rows = Vec::new();
+        pulled_at: Timestamp,
+    ) -> Result<Vec<Timestamp>, Failure> {
+        let mut times = Vec::new();
         let mut stack: Vec<(Timestamp, Timestamp, u32)> = windows
             .into_iter()
             .rev()
@@ -1355,7 +1361,14 @@ impl Worker {
                 keys: vec![],
             };
             match self.request(&req).await {
-                Outcome::Data(r) => rows.extend(r),
+                Outcome::Data(r) => {
+                    times.extend(r.iter().map(|row| row.updated_at));
+                    if !r.is_empty() {
+                        self.deliver(*iface, pulled_at, r.into_iter().map(Record::Row).collect())
+                            .await
+                            .map_err(Failure::Sink)?;
+                    }
+                }
                 o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
                     match (depth < self.cfg.pull.bisect_max_depth)
                         .then(|| coalesce::split_point(f, t, hints))
@@ -1377,7 +1390,31 @@ impl Worker {
                 o => return Err(Failure::Outcome(o)),
             }
         }
-        Ok(rows)
+        Ok(times)
+    }
+
+    /// Hand `records` to the sink and count them.
+    async fn deliver(
+        &self,
+        iface: InterfaceId,
+        pulled_at: Timestamp,
+        records: Vec<Record>,
+    ) -> Result<(), String> {
+        let d = Delivery {
+            interface: iface,
+            provider: self.provider().business_id,
+            pulled_at,
+            records,
+        };
+        self.sink
+            .deliver(&d)
+            .await
+            .map_err(|e| format!("{e} ({} records)", d.records.len()))?;
+        self.metrics
+            .rows_delivered
+            .get_or_create(&self.labels(&iface))
+            .inc_by(d.records.len() as u64);
+        Ok(())
     }
 
     async fn on_failure(
@@ -1463,6 +1500,10 @@ impl Worker {
                 };
                 self.dead_letter(iface, covers, &reason, status, None, None)
                     .await
+            }
+            Failure::Sink(e) => {
+                tracing::warn!(interface = %iface, "sink refused: {e}");
+                nak(&|it| self.backoff(it.delivered))
             }
             // Data and TooMany never reach here as failures of a window.
             Failure::Outcome(o) => nak(&|it| {
@@ -1573,8 +1614,17 @@ impl Worker {
 
 /// Why a planned pull produced no rows.
 #[derive(Debug)]
+/// What a pull brought: a window pull's rows are already delivered (their DB timestamps
+/// remain); a keyed pull's rows are still to be delivered.
+enum Pulled {
+    Window(Vec<Timestamp>),
+    Keyed(Vec<Row>),
+}
+
 enum Failure {
     Outcome(Outcome),
+    /// The sink refused a piece of a streamed window pull.
+    Sink(String),
     BisectExhausted {
         last: Outcome,
         from: Timestamp,
