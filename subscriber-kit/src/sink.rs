@@ -1,6 +1,11 @@
 //! Sinks: where pulled rows and tombstones go before the checkpoint may move.
 //!
 //! A sink accepts a [`Delivery`] as a whole or fails; notices are acked only after it accepted.
+//! One batch may bring several deliveries per interface: a window pull hands each piece (at
+//! most about `2 × pull.max_notices_per_window` rows, or the provider's row threshold) over as
+//! it arrives, so the agent never holds a whole burst; tombstones come last. If a later piece
+//! fails, the checkpoint does not move and the earlier pieces are delivered again on the retry:
+//! sinks upsert by (atena_no, history_no), as for the overlap.
 //! - [`FileSink`]: JSON Lines, one file per interface, one `write` per delivery, fsync'd before
 //!   returning. A crash mid-write can leave a partial last line, which a reader skips; the
 //!   delivery was not accepted, so it is pulled again. The next delivery starts on a new line
@@ -40,7 +45,7 @@ pub enum Record {
     },
 }
 
-/// What one interface's pull produced, delivered as a unit.
+/// One piece of what an interface's pull produced, delivered as a unit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     /// Interface id.
