@@ -143,6 +143,12 @@ pub struct RawHttp {
     pub max_batch_notices: usize,
     /// Retry-After seconds on 503.
     pub retry_after_secs: u64,
+    /// Server certificate chain (PEM): set with `tls_key_file` to serve HTTPS only.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[nats]` as written.
@@ -325,6 +331,9 @@ pub struct HttpConfig {
     pub max_batch_notices: usize,
     /// Retry-After on 503.
     pub retry_after: Duration,
+    /// Certificate and key of the HTTPS listener; `None` = plain HTTP. The files are read when
+    /// `serve` starts (errors there name `http.tls_cert_file` / `http.tls_key_file`).
+    pub tls: Option<shirase_proto::https::ServerTls>,
 }
 
 /// Validated `[nats]`.
@@ -617,6 +626,29 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
     if raw.http.body_limit_bytes < 1024 {
         p.push("http.body_limit_bytes", "must be at least 1024");
     }
+    let http_tls = match (&raw.http.tls_cert_file, &raw.http.tls_key_file) {
+        (Some(cert), Some(key)) => Some(shirase_proto::https::ServerTls {
+            cert_file: rebase(cert.clone(), base_dir),
+            key_file: rebase(key.clone(), base_dir),
+            cert_field: "http.tls_cert_file",
+            key_field: "http.tls_key_file",
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            p.push(
+                "http.tls_key_file",
+                "required with http.tls_cert_file: the private key (PEM) of the certificate",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            p.push(
+                "http.tls_cert_file",
+                "required with http.tls_key_file: the certificate chain (PEM) of the key",
+            );
+            None
+        }
+    };
     if raw.http.max_batch_notices == 0 || raw.http.max_batch_notices > 1000 {
         p.push(
             "http.max_batch_notices",
@@ -926,6 +958,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 body_limit_bytes: raw.http.body_limit_bytes,
                 max_batch_notices: raw.http.max_batch_notices,
                 retry_after: Duration::from_secs(raw.http.retry_after_secs),
+                tls: http_tls,
             },
             nats: NatsConfig {
                 urls: raw.nats.urls,
@@ -1180,6 +1213,33 @@ interfaces = ["001o05-00"]
         assert!(!format!("{:?}", c.providers[0]).contains("abcdefghijklmnop"));
         let e = Config::from_toml_str(&text, Some(Path::new("/nonexistent"))).unwrap_err();
         assert_eq!(e.problems[0].path, "providers[0].credentials.token_file");
+    }
+
+    #[test]
+    fn https_needs_both_files_relative_to_the_config() {
+        let c = Config::from_toml_str(
+            &format!(
+                "{MINIMAL}\n[http]\ntls_cert_file = \"tls/relay.pem\"\ntls_key_file = \"/k.pem\"\n"
+            ),
+            Some(Path::new("/etc/shirase")),
+        )
+        .unwrap();
+        let tls = c.http.tls.unwrap();
+        assert_eq!(tls.cert_file, Path::new("/etc/shirase/tls/relay.pem"));
+        assert_eq!(tls.key_file, Path::new("/k.pem"));
+        let e = Config::from_toml_str(
+            &format!("{MINIMAL}\n[http]\ntls_key_file = \"k.pem\"\n"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.problems[0].path, "http.tls_cert_file");
+        assert!(
+            Config::from_toml_str(MINIMAL, None)
+                .unwrap()
+                .http
+                .tls
+                .is_none()
+        );
     }
 
     #[test]

@@ -148,9 +148,13 @@ enum Command {
 /// How operator commands reach the relay.
 #[derive(Debug, Clone, clap::Args)]
 struct OpsArgs {
-    /// The relay's base URL.
+    /// The relay's base URL (https://... when the relay sets http.tls_cert_file).
     #[arg(long, env = "SHIRASE_OPS_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// CA certificate (PEM) trusted for an https:// URL besides the system roots: the CA that
+    /// signed the relay's http.tls_cert_file.
+    #[arg(long, env = "SHIRASE_OPS_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// File holding the operator's bearer token.
     #[arg(long, env = "SHIRASE_OPS_TOKEN_FILE")]
     token_file: PathBuf,
@@ -231,7 +235,7 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
     let obj = client::render_object;
     let (ops, result, render): (OpsArgs, _, fn(&serde_json::Value) -> String) = match command {
         Command::Status { ops } => {
-            let c = Client::new(&ops.url, &ops.token_file)?;
+            let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
             (
                 ops,
                 c.get("/v1/ops/status", &[]).await,
@@ -250,7 +254,7 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
             replay_id,
             dry_run,
         } => {
-            let c = Client::new(&ops.url, &ops.token_file)?;
+            let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
             let mut body = serde_json::json!({
                 "subscriber": subscriber, "provider": provider, "interface": interface, "from_time": from_time,
                 "to_time": to_time, "from_seq": from_seq, "to_seq": to_seq, "replay_id": replay_id, "dry_run": dry_run,
@@ -266,7 +270,7 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
             interface,
             to,
         } => {
-            let c = Client::new(&ops.url, &ops.token_file)?;
+            let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
             let body =
                 serde_json::json!({ "subscriber": subscriber, "interface": interface, "to": to });
             (ops, c.post("/v1/ops/resync", &body).await, obj)
@@ -279,7 +283,7 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
             for_,
             reason,
         } => {
-            let c = Client::new(&ops.url, &ops.token_file)?;
+            let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
             let mut body = serde_json::json!({ "subscriber": subscriber, "provider": provider, "until": until, "for": for_, "reason": reason });
             if let Some(o) = body.as_object_mut() {
                 o.retain(|_, x| !x.is_null());
@@ -291,13 +295,13 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
             subscriber,
             provider,
         } => {
-            let c = Client::new(&ops.url, &ops.token_file)?;
+            let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
             let body = serde_json::json!({ "subscriber": subscriber, "provider": provider });
             (ops, c.post("/v1/ops/resume", &body).await, obj)
         }
         Command::Dlq { command } => match command {
             DlqCommand::List { ops, select } => {
-                let c = Client::new(&ops.url, &ops.token_file)?;
+                let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
                 let q: Vec<(&str, String)> = [
                     ("subscriber", select.subscriber),
                     ("provider", select.provider),
@@ -316,7 +320,7 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
                 (ops, r, client::render_dlq)
             }
             DlqCommand::Show { ops, seq } => {
-                let c = Client::new(&ops.url, &ops.token_file)?;
+                let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
                 (
                     ops,
                     c.get(&format!("/v1/ops/dlq/{seq}"), &[]).await,
@@ -326,7 +330,7 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
                 )
             }
             DlqCommand::Redrive { ops, select } => {
-                let c = Client::new(&ops.url, &ops.token_file)?;
+                let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
                 (
                     ops,
                     c.post("/v1/ops/dlq/redrive", &select_json(&select, false))
@@ -340,7 +344,7 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
                         "purge deletes dead letters for good; add --yes to confirm (see them first with `dlq list`)"
                     );
                 }
-                let c = Client::new(&ops.url, &ops.token_file)?;
+                let c = Client::new(&ops.url, &ops.token_file, ops.ca_file.as_deref())?;
                 (
                     ops,
                     c.post("/v1/ops/dlq/purge", &select_json(&select, true))

@@ -2,7 +2,8 @@
 //!
 //! [`run`] takes its listener and a shutdown token so tests bind port 0 and stop it when they
 //! want. On shutdown the server stops accepting connections, lets in-flight requests (and so
-//! their publishes) finish, flushes the NATS connection and returns.
+//! their publishes) finish, flushes the NATS connection and returns. With `http.tls_cert_file`
+//! and `http.tls_key_file` set, the listener speaks HTTPS only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,9 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    /// The HTTPS certificate or key (`http.tls_cert_file` / `http.tls_key_file`) is unusable.
+    #[error("HTTPS listener: {0}")]
+    Tls(#[from] shirase_proto::https::TlsFileError),
 }
 
 /// Build the state: connect to NATS (in the background if it is down) and set up publishing.
@@ -127,6 +131,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    // Before connecting anywhere: a bad certificate is a configuration error to fix now.
+    let tls = config.http.tls.as_ref().map(|t| t.load()).transpose()?;
     let state = state(config).await?;
     let client = state.client.clone();
     let scheduler = state.config.maintenance.enabled.then(|| {
@@ -152,10 +158,12 @@ pub async fn run(
         state.watch_board.clone(),
         shutdown.child_token(),
     );
-    tracing::info!(addr = %listener.local_addr()?, "shirase-relay serving");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        https = tls.is_some(),
+        "shirase-relay serving"
+    );
+    shirase_proto::https::serve(listener, router(state), tls, shutdown.clone()).await?;
     if let Some(task) = scheduler {
         // The scheduler's token is a child of `shutdown`: it is stopping too; let it release
         // its lease so another replica takes over at once.

@@ -164,6 +164,13 @@ impl Agent {
             .map_err(|e| AgentError::new(AgentErrorKind::Client, e.to_string()))?;
             clients.push(Arc::new(c));
         }
+        // Before binding or connecting: an unusable certificate is a configuration error.
+        let http_tls = cfg
+            .http
+            .tls()
+            .map(|t| t.load())
+            .transpose()
+            .map_err(|e| AgentError::new(AgentErrorKind::Http, e.to_string()))?;
         let listener = match listener {
             Some(l) => Some(l),
             None => match cfg.http_listen() {
@@ -231,7 +238,8 @@ impl Agent {
             let m = self.metrics.clone();
             let c = client.clone();
             let stop = shutdown.clone();
-            tracker.spawn(async move { serve_http(l, m, c, stop).await });
+            let tls = http_tls.clone();
+            tracker.spawn(async move { serve_http(l, tls, m, c, stop).await });
         }
         for (c, guard) in clients.into_iter().zip(guards) {
             let w = Worker {
@@ -314,6 +322,7 @@ pub async fn run(
 
 async fn serve_http(
     l: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     m: Arc<Metrics>,
     c: async_nats::Client,
     stop: CancellationToken,
@@ -349,10 +358,7 @@ async fn serve_http(
                 }
             }),
         );
-    if let Err(e) = axum::serve(l, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    {
+    if let Err(e) = shirase_proto::https::serve(l, app, tls, stop).await {
         tracing::error!("http listener failed: {e}");
     }
 }

@@ -199,6 +199,27 @@ pub struct HttpConfig {
     /// `host:port`, or empty for none.
     #[serde(default)]
     pub listen: String,
+    /// Server certificate chain (PEM); with `tls_key_file` the listener serves HTTPS only.
+    /// Empty = plain HTTP.
+    #[serde(default)]
+    pub tls_cert_file: String,
+    /// Private key (PEM) of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: String,
+}
+
+impl HttpConfig {
+    /// The HTTPS certificate and key, when both are set.
+    pub fn tls(&self) -> Option<shirase_proto::https::ServerTls> {
+        (!self.tls_cert_file.is_empty() && !self.tls_key_file.is_empty()).then(|| {
+            shirase_proto::https::ServerTls {
+                cert_file: self.tls_cert_file.clone().into(),
+                key_file: self.tls_key_file.clone().into(),
+                cert_field: "http.tls_cert_file",
+                key_field: "http.tls_key_file",
+            }
+        })
+    }
 }
 
 /// Where pulled rows go.
@@ -444,6 +465,31 @@ impl Config {
                     self.http.listen
                 ),
             ));
+        }
+        let h = &self.http;
+        if h.tls_cert_file.is_empty() != h.tls_key_file.is_empty() {
+            let (field, other) = if h.tls_key_file.is_empty() {
+                ("http.tls_key_file", "http.tls_cert_file")
+            } else {
+                ("http.tls_cert_file", "http.tls_key_file")
+            };
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "required with {other}: http.tls_cert_file and http.tls_key_file go together (certificate chain and its private key, PEM)"
+                ),
+            ));
+        }
+        for (name, f) in [
+            ("http.tls_cert_file", &h.tls_cert_file),
+            ("http.tls_key_file", &h.tls_key_file),
+        ] {
+            if !f.is_empty() && !Path::new(f).is_file() {
+                return Err(ConfigError::invalid(
+                    name,
+                    format!("file {f} does not exist or is not a file"),
+                ));
+            }
         }
         match &self.sink {
             SinkConfig::File { dir } if dir.as_os_str().is_empty() => {

@@ -1,7 +1,8 @@
 //! The CLI side of the operator tools: an HTTP client of the operator API and the tables it
 //! prints. The CLI talks to the relay (`--url`, `--token-file`) rather than to NATS directly, so
 //! it needs no NATS credentials, every action runs the same validation and lands in the same
-//! audit stream with the operator's name, and viewers stay read-only.
+//! audit stream with the operator's name, and viewers stay read-only. An `https://` relay
+//! (`http.tls_cert_file` set) is verified against the system roots plus `--ca-file`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use serde_json::Value;
 pub enum ClientErrorKind {
     /// The token file could not be read.
     Token,
+    /// The CA file (`--ca-file`) could not be read or holds no PEM certificate.
+    Ca,
     /// The relay could not be reached.
     Transport,
     /// The relay answered with an error (4xx/5xx).
@@ -46,9 +49,11 @@ pub struct Client {
 }
 
 impl Client {
-    /// `url` is the relay's base URL (`http://127.0.0.1:8080`); the token is the first
-    /// non-comment line of `token_file`.
-    pub fn new(url: &str, token_file: &Path) -> Result<Self, ClientError> {
+    /// `url` is the relay's base URL (`http://127.0.0.1:8080`, or `https://...` for a relay
+    /// serving HTTPS); the token is the first non-comment line of `token_file`; `ca_file` is a
+    /// PEM CA trusted in addition to the system roots (the CA that signed the relay's
+    /// `http.tls_cert_file`).
+    pub fn new(url: &str, token_file: &Path, ca_file: Option<&Path>) -> Result<Self, ClientError> {
         let text = std::fs::read_to_string(token_file).map_err(|e| ClientError {
             kind: ClientErrorKind::Token,
             message: format!("--token-file {}: {e}", token_file.display()),
@@ -62,15 +67,37 @@ impl Client {
             ),
             status: None,
         })?;
-        Ok(Self::with_token(url, token))
+        let ca = match ca_file {
+            None => None,
+            Some(f) => {
+                let ca_err = |message: String| ClientError {
+                    kind: ClientErrorKind::Ca,
+                    message: format!("--ca-file {}: {message}", f.display()),
+                    status: None,
+                };
+                let pem = std::fs::read(f).map_err(|e| ca_err(e.to_string()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| ca_err(format!("not a PEM certificate: {e}")))?;
+                if certs.is_empty() {
+                    return Err(ca_err("holds no PEM certificate".to_owned()));
+                }
+                Some(certs)
+            }
+        };
+        Ok(Self::build(url, token, ca.unwrap_or_default()))
     }
 
-    /// A client with a token in hand.
+    /// A client with a token in hand (system roots only).
     pub fn with_token(url: &str, token: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(600))
-            .build()
-            .unwrap_or_default();
+        Self::build(url, token, Vec::new())
+    }
+
+    fn build(url: &str, token: &str, roots: Vec<reqwest::Certificate>) -> Self {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(600));
+        for c in roots {
+            builder = builder.add_root_certificate(c);
+        }
+        let http = builder.build().unwrap_or_default();
         Self {
             base: url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),

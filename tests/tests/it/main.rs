@@ -16,6 +16,7 @@ mod demo_script;
 mod deploy_files;
 mod fault_cluster;
 mod fault_support;
+mod http_tls;
 mod maintenance_scheduler;
 mod nats_harness;
 mod notifier_delivery;
