@@ -3,7 +3,8 @@
 //! After each fault: every notice the relay answered 202 for is in the stream and consumed,
 //! every committed change reaches the sink, and relay and agent recover by themselves. Each test
 //! prints its figures (`--nocapture`): notices sent/acked, duplicates, max delivery gap,
-//! recovery time.
+//! recovery time; duplicates are bounded by the batches the fault interrupted (see
+//! `ClusterEnv::finish`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ async fn kill9_stream_leader_then_restart_loses_nothing() {
         env.cluster.nodes[new_leader].name()
     );
     let f = env
-        .finish("kill -9 stream leader", fault_at, restored_at)
+        .finish("kill -9 stream leader", fault_at, restored_at, 0)
         .await;
     assert_eq!(f.acked, f.sent, "the relay took every notice in the end");
     env.shutdown().await;
@@ -59,7 +60,7 @@ async fn kill9_relay_and_agent_mid_batch_then_restart_loses_nothing() {
     env.agent.start();
     let restored_at = Instant::now();
     let f = env
-        .finish("kill -9 relay + agent", fault_at, restored_at)
+        .finish("kill -9 relay + agent", fault_at, restored_at, 1)
         .await;
     assert_eq!(f.acked, f.sent);
     assert!(
@@ -78,7 +79,7 @@ async fn all_nodes_stopped_at_once_then_restarted_loses_nothing() {
     blocking(|| env.cluster.restart_all()).unwrap();
     let restored_at = Instant::now();
     let f = env
-        .finish("stop all 3 nodes, restart", fault_at, restored_at)
+        .finish("stop all 3 nodes, restart", fault_at, restored_at, 0)
         .await;
     assert_eq!(f.acked, f.sent);
     env.shutdown().await;
@@ -96,7 +97,7 @@ async fn paused_leader_node_then_resumed_loses_nothing() {
     env.cluster.nodes[leader].resume();
     let restored_at = Instant::now();
     let f = env
-        .finish("SIGSTOP stream leader 4 s", fault_at, restored_at)
+        .finish("SIGSTOP stream leader 4 s", fault_at, restored_at, 0)
         .await;
     assert_eq!(f.acked, f.sent);
     env.shutdown().await;

@@ -28,6 +28,12 @@ pub const I05: &str = "001o05-00";
 pub const TOKEN: &str = "test-only-relay-token-provider-001";
 const CLIENT: &str = "tax-agent";
 const SECRET: &str = "dev-only-secret-tax";
+/// The agent's `batch.size` in these tests: the most notices one fetch hands it, so the most
+/// notices whose processing one interruption can cut short.
+pub const BATCH_SIZE: usize = 200;
+/// Row versions one change can produce: the new history row plus the previous latest row of
+/// the same addressee, whose latest flag the same commit clears (same `updated_at`).
+const VERSIONS_PER_CHANGE: usize = 2;
 
 /// `target/debug/<name>`, next to the test binary's `deps/` directory.
 pub fn built_binary(name: &str) -> PathBuf {
@@ -206,7 +212,7 @@ fn agent_toml(urls: &[String], sim: &SimHandle, dir: &Path) -> String {
 subscriber = "tax"
 municipality = "131016"
 [batch]
-size = 200
+size = {BATCH_SIZE}
 max_wait_ms = 200
 [nats]
 urls = [{urls}]
@@ -419,8 +425,15 @@ impl ClusterEnv {
     }
 
     /// Keep publishing for a while, stop, let everything drain, check the guarantees and
-    /// return the figures. `fault_at`/`restored_at` bracket the fault.
-    pub async fn finish(&mut self, name: &str, fault_at: Instant, restored_at: Instant) -> Figures {
+    /// return the figures. `fault_at`/`restored_at` bracket the fault; `agent_restarts` is how
+    /// many times the test started a new agent process (it bounds the duplicates).
+    pub async fn finish(
+        &mut self,
+        name: &str,
+        fault_at: Instant,
+        restored_at: Instant,
+        agent_restarts: usize,
+    ) -> Figures {
         tokio::time::sleep(Duration::from_secs(3)).await;
         self.stop_publishing().await;
         let sim = self.sim.clone();
@@ -525,6 +538,26 @@ impl ClusterEnv {
                 .or_insert(0) += 1;
         }
         let duplicates: usize = versions.values().map(|n| n - 1).sum();
+        let max_copies = versions.values().copied().max().unwrap_or(0);
+        // The bounds on duplicates. A row version reaches the sink again only when a pull
+        // covers it a second time:
+        // - steady running: a window ends at "now", so it also returns rows committed after the
+        //   newest notice of its batch (read ahead); the checkpoint advances only to what the
+        //   batch's notices cover, so those rows come again with their own notices' window. A
+        //   version is read ahead at most once: at most 2 copies, at most one duplicate per
+        //   distinct version (a no-fault run shows ~1 in 4);
+        // - each interruption adds at most one more copy: the batch the fault cut short (sink
+        //   written, checkpoint CAS or acks failed) is redelivered and pulled again, at most
+        //   BATCH_SIZE notices, each one change of at most VERSIONS_PER_CHANGE versions;
+        // - a new agent process (kill -9, restart) re-reads the overlap below the checkpoint
+        //   (10 minutes, here everything written so far) once, plus the killed process's unacked
+        //   batch after ack_wait.
+        // Between interruptions windows chain from the checkpoint (the overlap is re-read at
+        // most once per `overlap_reread_secs` = 60 s, longer than these tests).
+        let interruptions = 1 + agent_restarts;
+        let max_copies_bound = 2 + interruptions;
+        let duplicate_bound =
+            (1 + agent_restarts) * (versions.len() + BATCH_SIZE * VERSIONS_PER_CHANGE);
 
         let samples = self.samples.lock().unwrap().clone();
         let mut max_gap = Duration::ZERO;
@@ -552,12 +585,25 @@ impl ClusterEnv {
             changes: expected.len(),
             rows_written: versions.values().sum(),
             duplicates,
+            duplicate_bound,
+            max_copies,
             max_gap,
             fault: restored_at - fault_at,
             recovery: recovery.unwrap_or_default(),
             drained_after: drained_at - restored_at,
         };
         println!("{f}");
+        assert!(
+            f.duplicates <= f.duplicate_bound,
+            "{name}: {} duplicate row versions, more than {} ((1 + agent restarts) x (distinct versions + batch.size x versions per change))",
+            f.duplicates,
+            f.duplicate_bound
+        );
+        assert!(
+            f.max_copies <= max_copies_bound,
+            "{name}: a row version was written {} times: more than twice (its read-ahead and its own notice) plus once per interruption ({interruptions})",
+            f.max_copies
+        );
         f
     }
 
@@ -586,6 +632,10 @@ pub struct Figures {
     pub rows_written: usize,
     /// Row versions written more than once (beyond the first).
     pub duplicates: usize,
+    /// The most duplicates the test allows (see [`ClusterEnv::finish`]).
+    pub duplicate_bound: usize,
+    /// The most times one row version was written.
+    pub max_copies: usize,
     /// Longest time without a new row in the sink.
     pub max_gap: Duration,
     /// How long the fault lasted (injection to restart/resume).
@@ -600,7 +650,7 @@ impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "FAULT {:<28} notices sent {:>5} acked(202) {:>5} re-sent {:>4} | changes {:>5} all delivered, rows written {:>5}, duplicate row versions {:>4} | fault {:>5.1}s, max delivery gap {:>5.1}s, recovery {:>5.1}s, drained {:>5.1}s after restore",
+            "FAULT {:<28} notices sent {:>5} acked(202) {:>5} re-sent {:>4} | changes {:>5} all delivered, rows written {:>5}, duplicate row versions {:>4} (bound {}, most copies of one {}) | fault {:>5.1}s, max delivery gap {:>5.1}s, recovery {:>5.1}s, drained {:>5.1}s after restore",
             self.name,
             self.sent,
             self.acked,
@@ -608,6 +658,8 @@ impl std::fmt::Display for Figures {
             self.changes,
             self.rows_written,
             self.duplicates,
+            self.duplicate_bound,
+            self.max_copies,
             self.fault.as_secs_f64(),
             self.max_gap.as_secs_f64(),
             self.recovery.as_secs_f64(),

@@ -38,7 +38,7 @@ async fn trace_logs_of_an_end_to_end_run_hold_no_row_contents_and_no_full_addres
     let mut env = ClusterEnv::start_with(levels, 3, 200).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let now = Instant::now();
-    let f = env.finish("trace-level log scan run", now, now).await;
+    let f = env.finish("trace-level log scan run", now, now, 0).await;
     assert!(f.changes >= 20, "the run moved data: {f}");
 
     let relay_log = std::fs::read_to_string(&env.relay.log).unwrap();
