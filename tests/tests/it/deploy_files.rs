@@ -3,6 +3,9 @@
 //!
 //! - every YAML file parses; compose services reference build files, config files, secrets,
 //!   networks, volumes and `depends_on` targets that exist, and publish ports on 127.0.0.1 only;
+//! - every absolute file path a compose or Kubernetes relay/agent configuration names (NATS
+//!   seed and CA, secrets, sink directory) is mounted in the container that reads it, and both
+//!   set the NATS `tls_ca_file` (the cluster requires TLS);
 //! - the compose relay/agent configurations load with the real loaders, and the checked-in
 //!   `deploy/nats/auth.conf` is exactly what the relay's emitter produces from that topology,
 //!   for the public keys of the checked-in dev seeds;
@@ -387,8 +390,26 @@ fn compose_relay_and_agent_configs_load_with_the_real_loaders_and_name_compose_s
         );
     }
 
-    let agent = shirase_subscriber_kit::Config::from_toml_str(&read(&dir.join("agent-tax.toml")))
-        .unwrap_or_else(|e| panic!("deploy/compose/agent-tax.toml: {e}"));
+    assert_eq!(
+        relay.nats.tls_ca_file.as_deref(),
+        Some(Path::new("/etc/shirase/tls/ca.pem")),
+        "the relay trusts the cluster's CA where compose mounts it"
+    );
+    assert!(relay.nats.tls_required);
+    let agent_text = read(&dir.join("agent-tax.toml"));
+    assert_eq!(
+        toml_string(&agent_text, "tls_ca_file").as_deref(),
+        Some("/etc/shirase/tls/ca.pem"),
+        "the agent trusts the cluster's CA where compose mounts it"
+    );
+    assert_eq!(
+        toml_string(&agent_text, "nkey_seed_file").as_deref(),
+        Some("/run/secrets/subscriber-tax.nk"),
+        "where compose mounts subscriber-tax-nkey"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = agent_config_here(&agent_text, tmp.path(), "deploy/compose/agent-tax.toml");
+    assert!(agent.nats.tls_required);
     assert_eq!(agent.subscriber.as_str(), "tax");
     assert_eq!(
         agent.http.listen, "0.0.0.0:9464",
@@ -428,6 +449,130 @@ fn compose_relay_and_agent_configs_load_with_the_real_loaders_and_name_compose_s
         agent.providers[0].client_secret_file,
         Path::new("/run/secrets/pull-client-tax.secret"),
         "where compose mounts pull-client-tax-secret"
+    );
+}
+
+/// The value of the first `key = "..."` line of a TOML text (comments ignored).
+fn toml_string(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .find(|l| l.split('=').next().map(str::trim) == Some(key))
+        .and_then(|l| l.split('"').nth(1))
+        .map(str::to_owned)
+}
+
+/// Absolute paths named in a TOML text: every quoted string starting with `/` outside comments.
+fn toml_paths(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .flat_map(|l| {
+            l.split('"')
+                .skip(1)
+                .step_by(2)
+                .filter(|s| s.starts_with('/'))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether `path` is one of `mounts` or lies under one (a mounted directory).
+fn is_mounted(path: &str, mounts: &[String]) -> bool {
+    mounts
+        .iter()
+        .any(|m| path == m || path.starts_with(&format!("{}/", m.trim_end_matches('/'))))
+}
+
+/// Load an agent configuration with the real loader on this host. The agent checks at load
+/// time that its NATS and HTTPS files exist (in the container they are mounted); empty files in
+/// `tmp` stand in for them here.
+fn agent_config_here(text: &str, tmp: &Path, what: &str) -> shirase_subscriber_kit::Config {
+    let mut local = text.to_owned();
+    for key in [
+        "creds_file",
+        "nkey_seed_file",
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+    ] {
+        for line in text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default())
+        {
+            if line.split('=').next().map(str::trim) != Some(key) {
+                continue;
+            }
+            if let Some(p) = line.split('"').nth(1).filter(|p| !p.is_empty()) {
+                let here = tmp.join(p.trim_start_matches('/').replace('/', "_"));
+                std::fs::write(&here, "").unwrap();
+                local = local.replace(
+                    &format!("\"{p}\""),
+                    &format!("{:?}", here.display().to_string()),
+                );
+            }
+        }
+    }
+    shirase_subscriber_kit::Config::from_toml_str(&local).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+#[test]
+fn compose_config_files_name_only_paths_mounted_in_their_services() {
+    let dir = deploy().join("compose");
+    let c = compose();
+    let services = get(&c, "services")
+        .and_then(Value::as_mapping)
+        .expect("services");
+    let mut checked = BTreeSet::new();
+    for (name, svc) in services {
+        let name = name.as_str().unwrap_or_default();
+        let specs: Vec<&str> = seq(svc, "volumes")
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        // What the container sees: bind mounts and volumes at their targets, secrets under
+        // /run/secrets.
+        let mut mounts: Vec<String> = specs
+            .iter()
+            .filter_map(|v| v.split(':').nth(1).map(str::to_owned))
+            .collect();
+        for sec in seq(svc, "secrets") {
+            let target = s(sec, "target")
+                .or_else(|| s(sec, "source"))
+                .or_else(|| sec.as_str())
+                .unwrap_or_default();
+            mounts.push(format!("/run/secrets/{target}"));
+        }
+        for spec in &specs {
+            let Some(src) = bind_source(spec).filter(|s| s.ends_with(".toml")) else {
+                continue;
+            };
+            let text = read(&dir.join(src));
+            let paths = toml_paths(&text);
+            for p in &paths {
+                assert!(
+                    is_mounted(p, &mounts),
+                    "{name}: {src} names {p}, which is not mounted in the service ({mounts:?})"
+                );
+            }
+            assert!(
+                paths
+                    .iter()
+                    .any(|p| toml_string(&text, "tls_ca_file").as_deref() == Some(p)),
+                "{name}: {src} sets no nats.tls_ca_file (the cluster requires TLS)"
+            );
+            checked.insert(name.to_owned());
+        }
+    }
+    assert_eq!(
+        checked.into_iter().collect::<Vec<_>>(),
+        [
+            "agent-1",
+            "agent-2",
+            "relay-1",
+            "relay-2",
+            "relay-provision"
+        ],
+        "every relay and agent service mounts its config"
     );
 }
 
@@ -923,12 +1068,30 @@ fn k8s_configs_load_with_the_real_loaders_and_match_their_secrets() {
         Some(Path::new("/etc/shirase/secrets/relay.nk"))
     );
     data("Secret", "shirase-relay-nats", "relay.nk");
-    let agent = shirase_subscriber_kit::Config::from_toml_str(&data(
-        "ConfigMap",
-        "shirase-agent-tax-config",
-        "agent.toml",
-    ))
-    .unwrap_or_else(|e| panic!("ConfigMap shirase-agent-tax-config agent.toml: {e}"));
+    assert_eq!(
+        relay.nats.tls_ca_file.as_deref(),
+        Some(Path::new("/etc/shirase/tls/ca.crt")),
+        "key ca.crt of Secret shirase-nats-ca, mounted at /etc/shirase/tls"
+    );
+    assert!(relay.nats.tls_required);
+    data("Secret", "shirase-nats-ca", "ca.crt");
+    let agent_text = data("ConfigMap", "shirase-agent-tax-config", "agent.toml");
+    assert_eq!(
+        toml_string(&agent_text, "tls_ca_file").as_deref(),
+        Some("/etc/shirase/tls/ca.crt")
+    );
+    assert_eq!(
+        toml_string(&agent_text, "nkey_seed_file").as_deref(),
+        Some("/etc/shirase/secrets/subscriber.nk")
+    );
+    data("Secret", "shirase-agent-tax", "subscriber.nk");
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = agent_config_here(
+        &agent_text,
+        tmp.path(),
+        "ConfigMap shirase-agent-tax-config agent.toml",
+    );
+    assert!(agent.nats.tls_required);
     assert_eq!(
         agent.http.listen, "0.0.0.0:9464",
         "the Deployment's http-metrics port"
@@ -1449,4 +1612,103 @@ fn checked_in_cluster_configs_form_a_jetstream_cluster_on_loopback() {
             i + 1
         );
     }
+}
+
+/// Kubernetes: every absolute path a relay/agent configuration (the ConfigMap key its
+/// container's `--config` names) points at is a file the container mounts: a key of the
+/// Secret/ConfigMap mounted at that directory, or under an emptyDir/PVC mount.
+#[test]
+fn k8s_config_files_name_only_paths_mounted_in_their_containers() {
+    let docs = k8s_manifests();
+    let keys_of = |kind: &str, name: &str| -> Vec<String> {
+        docs.iter()
+            .find(|(_, d)| s(d, "kind") == Some(kind) && name_of(d) == name)
+            .map(|(_, d)| {
+                ["data", "stringData"]
+                    .iter()
+                    .filter_map(|k| get(d, k).and_then(Value::as_mapping))
+                    .flat_map(|m| m.keys().filter_map(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_else(|| panic!("{kind} {name} is not defined"))
+    };
+    let mut checked = Vec::new();
+    for (_, d) in docs
+        .iter()
+        .filter(|(_, d)| s(d, "kind") == Some("Deployment"))
+    {
+        let name = name_of(d);
+        let volumes: BTreeMap<&str, &Value> = seq(d, "spec.template.spec.volumes")
+            .into_iter()
+            .map(|v| (s(v, "name").unwrap_or_default(), v))
+            .collect();
+        let pod = get(d, "spec.template.spec").expect("pod spec");
+        let containers = seq(pod, "containers")
+            .into_iter()
+            .chain(seq(pod, "initContainers"));
+        for c in containers {
+            let cname = s(c, "name").unwrap_or_default();
+            // Files the container sees.
+            let mut mounts = Vec::new();
+            let mut config_text = None;
+            let args: Vec<&str> = seq(c, "args")
+                .into_iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let config_file = args
+                .iter()
+                .position(|a| *a == "--config")
+                .map(|i| Path::new(args[i + 1]));
+            for m in seq(c, "volumeMounts") {
+                let at = s(m, "mountPath").unwrap_or_default();
+                let vol = volumes[s(m, "name").unwrap_or_default()];
+                let keys = if let Some(sec) = s(vol, "secret.secretName") {
+                    keys_of("Secret", sec)
+                } else if let Some(cm) = s(vol, "configMap.name") {
+                    let keys = keys_of("ConfigMap", cm);
+                    if let Some(f) = config_file.filter(|f| f.parent() == Some(Path::new(at))) {
+                        let key = f.file_name().and_then(|k| k.to_str()).unwrap_or_default();
+                        config_text = docs
+                            .iter()
+                            .find(|(_, d)| s(d, "kind") == Some("ConfigMap") && name_of(d) == cm)
+                            .and_then(|(_, d)| get(d, "data").and_then(|m| m.get(key)))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
+                    }
+                    keys
+                } else {
+                    // emptyDir, PVC: anything below the mount.
+                    mounts.push(at.to_owned());
+                    continue;
+                };
+                mounts.extend(
+                    keys.iter()
+                        .map(|k| format!("{}/{k}", at.trim_end_matches('/'))),
+                );
+            }
+            let Some(text) = config_text else { continue };
+            let paths = toml_paths(&text);
+            for p in &paths {
+                assert!(
+                    is_mounted(p, &mounts),
+                    "{name}/{cname}: its config names {p}, which no mounted Secret/ConfigMap key or volume provides ({mounts:?})"
+                );
+            }
+            assert!(
+                toml_string(&text, "tls_ca_file").is_some_and(|ca| paths.contains(&ca)),
+                "{name}/{cname}: its config sets no nats.tls_ca_file (the cluster requires TLS)"
+            );
+            checked.push(format!("{name}/{cname}"));
+        }
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "shirase-agent-tax/agent",
+            "shirase-relay/provision",
+            "shirase-relay/relay"
+        ],
+        "every relay and agent container reads a mounted config"
+    );
 }
