@@ -29,7 +29,11 @@ async fn changes_without_notices_arrive_through_the_scheduled_sweep() {
         env.expected_rows().iter().all(|k| rows.contains_key(k))
     })
     .await;
-    assert!(agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE) >= 1);
+    // The sink sees the rows before the sweep finishes (checkpoint, then the counter).
+    wait_until(20, "the sweep counted", || async {
+        agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE) >= 1
+    })
+    .await;
     assert!(
         env.checkpoint().await.is_some(),
         "the sweep stored the checkpoint"

@@ -82,7 +82,10 @@ client_secret_file = "{secret}"
 interval = "{interval}"
 min_interval = "{interval}"
 max_interval = "{interval}"
-settle = "100ms"
+# Under a loaded CI machine a commit can become visible a few hundred ms after its DB
+# timestamp (the simulator takes the timestamp, then waits for its DB lock, as a real DB
+# commit can): settle must exceed that, as in production (default 2 s).
+settle = "1s"
 rate_per_sec = 50.0
 enforce_maintenance = {enforce}
 {until}
@@ -315,6 +318,20 @@ fn assert_each_change_announced_once(changes: &[&CommittedChange], notices: &[No
     assert_eq!(ids.len(), notices.len(), "a notice id was stored twice");
 }
 
+/// Wait until the watcher finished a window ending after `t`.
+async fn wait_for_cursor_past(js: &jetstream::Context, t: Timestamp) {
+    wait_until(30, "the watcher's cursor past the last change", || async {
+        watch_state(js).await.is_some_and(|s| {
+            s["pending"].is_null()
+                && s["cursor"]
+                    .as_str()
+                    .and_then(|c| c.parse::<Timestamp>().ok())
+                    .is_some_and(|c| c > t)
+        })
+    })
+    .await;
+}
+
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
@@ -373,6 +390,7 @@ async fn watched_changes_reach_five_subscribers_and_the_provider_sees_one_poller
         })
         .await;
     }
+    wait_for_cursor_past(&env.js, ts(&changes.last().unwrap().updated_at)).await;
     let notices = stored_notices(&env.js).await;
     assert_each_change_announced_once(&visible(&changes), &notices);
     assert!(
@@ -543,17 +561,7 @@ async fn two_watchers_polling_at_once_publish_every_window_once() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(70)).await;
     }
-    let committed_until = env.sim.now();
-    wait_until(20, "the watcher's cursor past the last change", || async {
-        watch_state(&env.js).await.is_some_and(|s| {
-            s["pending"].is_null()
-                && s["cursor"]
-                    .as_str()
-                    .and_then(|c| c.parse::<Timestamp>().ok())
-                    .is_some_and(|c| c > committed_until)
-        })
-    })
-    .await;
+    wait_for_cursor_past(&env.js, env.sim.now()).await;
     stop.cancel();
     for t in tasks {
         t.await.unwrap();
@@ -643,17 +651,7 @@ async fn relay_killed_mid_window_then_restarted_loses_and_duplicates_nothing() {
         )
         .await;
     }
-    let committed_until = env.sim.now();
-    wait_until(30, "the cursor past the last change", || async {
-        watch_state(&env.js).await.is_some_and(|s| {
-            s["pending"].is_null()
-                && s["cursor"]
-                    .as_str()
-                    .and_then(|c| c.parse::<Timestamp>().ok())
-                    .is_some_and(|c| c > committed_until)
-        })
-    })
-    .await;
+    wait_for_cursor_past(&env.js, env.sim.now()).await;
     let changes = env.sim.changes();
     let notices = stored_notices(&env.js).await;
     assert_each_change_announced_once(&visible(&changes), &notices);
