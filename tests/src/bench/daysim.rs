@@ -78,6 +78,26 @@ impl WatchModel {
     }
 }
 
+/// Every watcher poll due up to `s` (seconds into the day), in time order.
+#[allow(clippy::too_many_arguments)]
+async fn watcher_until(
+    client: &PullClient,
+    ifaces: &[InterfaceId],
+    sim: &provider_sim::SimHandle,
+    s: f64,
+    at: impl Fn(f64) -> Timestamp + Copy,
+    w: &mut WatchModel,
+    st: &mut Strategy,
+    committed: &[HashMap<(String, u64), Timestamp>],
+) -> anyhow::Result<()> {
+    while let Some(i) = w.due(s) {
+        let ws = w.next[i];
+        advance_to(sim, at(ws));
+        watcher_poll(client, ifaces[i], i, ws, at, w, st, &committed[i]).await?;
+    }
+    Ok(())
+}
+
 /// One watcher poll of interface `i` at `s` (seconds into the day): the watcher's request,
 /// then, when it found rows, one window pull by each subscriber 1 s later.
 #[allow(clippy::too_many_arguments)]
@@ -300,21 +320,17 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let mut idx = 0;
     while idx < plan.len() {
         let (s, ev) = plan[idx];
-        while let Some(i) = watch.due(s) {
-            let ws = watch.next[i];
-            advance_to(&sim, at(ws));
-            watcher_poll(
-                &client,
-                ifaces[i],
-                i,
-                ws,
-                at,
-                &mut watch,
-                &mut strategies[3],
-                &committed[i],
-            )
-            .await?;
-        }
+        watcher_until(
+            &client,
+            &ifaces,
+            &sim,
+            s,
+            at,
+            &mut watch,
+            &mut strategies[3],
+            &committed,
+        )
+        .await?;
         // Close Shirase batches that end before this event.
         while !pending.is_empty() && window_end <= s {
             let end = at(window_end);
@@ -396,21 +412,18 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         idx += 1;
     }
     // The watcher's polls until the end of the day (and one past it, for the last changes).
-    while let Some(i) = watch.due(DAY as f64 + WatchModel::MAX) {
-        let ws = watch.next[i];
-        advance_to(&sim, at(ws));
-        watcher_poll(
-            &client,
-            ifaces[i],
-            i,
-            ws,
-            at,
-            &mut watch,
-            &mut strategies[3],
-            &committed[i],
-        )
-        .await?;
-    }
+    let end = DAY as f64 + WatchModel::MAX;
+    watcher_until(
+        &client,
+        &ifaces,
+        &sim,
+        end,
+        at,
+        &mut watch,
+        &mut strategies[3],
+        &committed,
+    )
+    .await?;
     while !pending.is_empty() {
         let end = at(window_end);
         advance_to(&sim, end);

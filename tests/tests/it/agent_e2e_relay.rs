@@ -63,7 +63,8 @@ ack_wait = "10s"
     )
 }
 
-fn agent_toml(sub: &str, nats: &str, sim: &SimHandle, dir: &std::path::Path) -> String {
+/// Agent config of subscriber `sub` (file sink under `dir/<sub>/sink`, secret `dir/<sub>/secret`).
+pub(crate) fn agent_toml(sub: &str, nats: &str, sim: &SimHandle, dir: &std::path::Path) -> String {
     format!(
         r#"
 subscriber = "{sub}"
@@ -97,7 +98,8 @@ version = "1.0"
     )
 }
 
-fn secret_of(sub: &str) -> String {
+/// The simulator's client secret of `<sub>-agent`.
+pub(crate) fn secret_of(sub: &str) -> String {
     format!("dev-only-secret-{sub}")
 }
 

@@ -27,6 +27,7 @@ use shirase_tests::provider_sim::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::agent_e2e_relay::{agent_toml, secret_of};
 use crate::agent_support::{RunningAgent, sink_lines, wait_until};
 use crate::fault_support::{Proc, built_binary, wait_ready};
 
@@ -108,40 +109,6 @@ provider = "001"
     t
 }
 
-fn agent_toml(sub: &str, nats: &str, sim: &SimHandle, dir: &std::path::Path) -> String {
-    format!(
-        r#"
-subscriber = "{sub}"
-municipality = "131016"
-[batch]
-size = 200
-max_wait_ms = 200
-[nats]
-urls = ["{nats}"]
-[http]
-listen = ""
-[sink]
-kind = "file"
-dir = "{sink}"
-[[providers]]
-business_id = "001"
-pull_api_base_url = "{base}"
-token_url = "{token}"
-client_id = "{sub}-agent"
-client_secret_file = "{secret}"
-rate_per_sec = 200.0
-enforce_maintenance = false
-[[providers.interfaces]]
-id = "{I05}"
-version = "1.0"
-"#,
-        sink = dir.join(sub).join("sink").display(),
-        base = sim.base_url(),
-        token = sim.token_url(),
-        secret = dir.join(sub).join("secret").display(),
-    )
-}
-
 /// nats-server, provider-sim (no notices unless `target` says so), relay config provisioned.
 struct WatchEnv {
     nats: NatsServer,
@@ -160,7 +127,7 @@ impl WatchEnv {
         let mut sc = provider_sim::Config::for_business("001".parse().unwrap())
             .with_client(WATCHER_CLIENT, WATCHER_SECRET);
         for sub in s.subscribers {
-            sc = sc.with_client(format!("{sub}-agent"), format!("secret-of-{sub}"));
+            sc = sc.with_client(format!("{sub}-agent"), secret_of(sub));
         }
         sc.population = 400;
         // The switch test points the simulator at the relay through `target`.
@@ -205,13 +172,32 @@ impl WatchEnv {
         (stop, task)
     }
 
+    /// A watcher of provider 001 on its own NATS connection, not yet running.
+    async fn watcher(&self) -> shirase_relay::watcher::Watcher {
+        let metrics = Arc::new(shirase_relay::metrics::Metrics::new());
+        let client = async_nats::connect(self.nats.url()).await.unwrap();
+        let publisher = shirase_relay::publisher::Publisher::new(
+            client.clone(),
+            3,
+            Duration::from_secs(2),
+            false,
+            metrics.clone(),
+        );
+        shirase_relay::watcher::Watcher::new(
+            &self.relay_config,
+            &self.relay_config.providers[0],
+            jetstream::new(client),
+            publisher,
+            metrics,
+            Arc::default(),
+        )
+        .await
+        .unwrap()
+    }
+
     fn start_agent(&self, sub: &str) -> RunningAgent {
         std::fs::create_dir_all(self.dir.path().join(sub)).unwrap();
-        std::fs::write(
-            self.dir.path().join(sub).join("secret"),
-            format!("secret-of-{sub}"),
-        )
-        .unwrap();
+        std::fs::write(self.dir.path().join(sub).join("secret"), secret_of(sub)).unwrap();
         let cfg = shirase_subscriber_kit::Config::from_toml_str(&agent_toml(
             sub,
             &self.nats.url(),
@@ -459,26 +445,7 @@ async fn no_request_inside_a_maintenance_window_and_its_changes_arrive_after_it(
         "2026-05-12T02:59:57+09:00".parse().unwrap(),
     ));
     let window_end_real = Timestamp::now() + jiff::SignedDuration::from_secs(3);
-    let provider = env.relay_config.providers[0].clone();
-    let metrics = Arc::new(shirase_relay::metrics::Metrics::new());
-    let publisher = shirase_relay::publisher::Publisher::new(
-        async_nats::connect(env.nats.url()).await.unwrap(),
-        3,
-        Duration::from_secs(2),
-        false,
-        metrics.clone(),
-    );
-    let w = shirase_relay::watcher::Watcher::new(
-        &env.relay_config,
-        &provider,
-        env.js.clone(),
-        publisher,
-        metrics,
-        Arc::default(),
-    )
-    .await
-    .unwrap()
-    .with_clock(clock);
+    let w = env.watcher().await.with_clock(clock);
     let i05 = I05.parse().unwrap();
     // The first poll writes the checkpoint ("from now on") but sends nothing.
     let first = w.poll(&i05).await;
@@ -524,29 +491,10 @@ async fn two_watchers_polling_at_once_publish_every_window_once() {
         enforce_maintenance: false,
     };
     let env = WatchEnv::start(&setup, |_| NoticeTarget::None).await;
-    let provider = env.relay_config.providers[0].clone();
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     for _ in 0..2 {
-        let metrics = Arc::new(shirase_relay::metrics::Metrics::new());
-        let client = async_nats::connect(env.nats.url()).await.unwrap();
-        let publisher = shirase_relay::publisher::Publisher::new(
-            client.clone(),
-            3,
-            Duration::from_secs(2),
-            false,
-            metrics.clone(),
-        );
-        let w = shirase_relay::watcher::Watcher::new(
-            &env.relay_config,
-            &provider,
-            jetstream::new(client),
-            publisher,
-            metrics,
-            Arc::default(),
-        )
-        .await
-        .unwrap();
+        let w = env.watcher().await;
         // Both believe they hold the lease (as two replicas might for a moment after a
         // lease expiry): the checkpoint's compare-and-set and the deterministic ids must
         // still publish each window once.
