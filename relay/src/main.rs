@@ -422,6 +422,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 d.consumers.len(),
                 d.buckets.len()
             );
+            for p in &c.providers {
+                if let Some(w) = &p.watch {
+                    let ifaces: Vec<String> =
+                        w.interfaces.iter().map(ToString::to_string).collect();
+                    println!(
+                        "watched: provider {} ({}), interfaces {}, every {:?} (min {:?}, max {:?}){}",
+                        p.business_id,
+                        p.name,
+                        ifaces.join(","),
+                        w.interval,
+                        w.min_interval,
+                        w.max_interval,
+                        w.until
+                            .map(|u| format!(", native notices from {u}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Provision {
