@@ -971,13 +971,13 @@ impl Worker {
                 }
             };
             match result {
-                Ok(Pulled::Window(times)) => {
+                Ok(Pulled::Window(got)) => {
                     window_reach = Some(Reach {
-                        max: times.iter().max().copied(),
+                        max: got.max,
                         per_key: Default::default(),
                     });
-                    row_count = times.len();
-                    window_times = times;
+                    row_count = got.count;
+                    window_times = got.times;
                 }
                 Ok(Pulled::Keyed(r)) => {
                     keyed_reach = Some(Reach::of(&r));
@@ -1345,15 +1345,15 @@ impl Worker {
     /// rows, or the provider's row threshold) at a time, not the whole burst. Pieces run in
     /// time order; on any failure the checkpoint stays where it was, so the pieces already
     /// delivered are pulled and delivered again later (at least once, as inside the overlap).
-    /// Returns the DB timestamps of the rows delivered.
+    /// Returns what was delivered: count, newest DB timestamp, and the newest timestamps.
     async fn pull_window(
         &self,
         iface: &InterfaceId,
         windows: Vec<(Timestamp, Timestamp)>,
         hints: &[Timestamp],
         pulled_at: Timestamp,
-    ) -> Result<Vec<Timestamp>, Failure> {
-        let mut times = Vec::new();
+    ) -> Result<Streamed, Failure> {
+        let mut got = Streamed::default();
         let mut stack: Vec<(Timestamp, Timestamp, u32)> = windows
             .into_iter()
             .rev()
@@ -1368,7 +1368,16 @@ impl Worker {
             };
             match self.request(&req).await {
                 Outcome::Data(r) => {
-                    times.extend(r.iter().map(|row| row.updated_at));
+                    got.count += r.len();
+                    got.times.extend(r.iter().map(|row| row.updated_at));
+                    got.max = r.iter().map(|row| row.updated_at).chain(got.max).max();
+                    // Only the newest timestamps are remembered for cutting windows
+                    // (`remember_rows`): a sweep over a day's backlog must not hold them all.
+                    if got.times.len() > 2 * RECENT_ROWS_CAP {
+                        got.times.sort_unstable();
+                        let extra = got.times.len() - RECENT_ROWS_CAP;
+                        got.times.drain(..extra);
+                    }
                     if !r.is_empty() {
                         self.deliver(*iface, pulled_at, r.into_iter().map(Record::Row).collect())
                             .await
@@ -1396,7 +1405,7 @@ impl Worker {
                 o => return Err(Failure::Outcome(o)),
             }
         }
-        Ok(times)
+        Ok(got)
     }
 
     /// Hand `records` to the sink and count them.
@@ -1620,11 +1629,22 @@ impl Worker {
 
 /// Why a planned pull produced no rows.
 #[derive(Debug)]
-/// What a pull brought: a window pull's rows are already delivered (their DB timestamps
-/// remain); a keyed pull's rows are still to be delivered.
+/// What a pull brought: a window pull's rows are already delivered (a summary remains); a
+/// keyed pull's rows are still to be delivered.
 enum Pulled {
-    Window(Vec<Timestamp>),
+    Window(Streamed),
     Keyed(Vec<Row>),
+}
+
+/// What a streamed window pull delivered.
+#[derive(Debug, Default)]
+struct Streamed {
+    /// Rows delivered.
+    count: usize,
+    /// The newest DB timestamp among them.
+    max: Option<Timestamp>,
+    /// DB timestamps of the rows, at most about `2 × RECENT_ROWS_CAP` of the newest.
+    times: Vec<Timestamp>,
 }
 
 enum Failure {

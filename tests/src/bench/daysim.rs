@@ -139,9 +139,12 @@ async fn watcher_poll(
             w.pulls += 1;
         }
         let delivered = at(s + 1.0);
-        for c in st.got[i].difference(&before).filter_map(|k| committed.get(k)) {
+        for c in st.got[i]
+            .difference(&before)
+            .filter_map(|k| committed.get(k))
+        {
             let d = Duration::from_micros(
-                (delivered.as_microsecond() - c.as_microsecond()).max(0) as u64,
+                (delivered.as_microsecond() - c.as_microsecond()).max(0) as u64
             );
             st.freshness.push(d);
             if *c >= w.window_end {
