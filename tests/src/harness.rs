@@ -295,7 +295,7 @@ impl NatsServer {
 
     /// Whether the monitoring endpoint answers `/healthz` with 200.
     pub fn healthz(&self) -> bool {
-        http_get_status(self.config.monitor_port, "/healthz") == Some(200)
+        http_get(self.config.monitor_port, "/healthz").is_some_and(|(status, _)| status == 200)
     }
 
     /// The last 40 lines of the server's log.
@@ -417,23 +417,9 @@ impl Drop for NatsServer {
     }
 }
 
-/// A minimal HTTP/1.0 GET on loopback returning the status code; `None` on any failure. Kept
-/// dependency-free because the harness polls it before any async runtime may exist.
-fn http_get_status(port: u16, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-    let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).ok()?;
-    let head = std::str::from_utf8(&buf[..n]).ok()?;
-    head.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A minimal HTTP/1.0 GET on loopback returning the body of a 200 answer.
-fn http_get_body(port: u16, path: &str) -> Option<String> {
+/// A minimal HTTP/1.0 GET on loopback returning the status code and the body; `None` on any
+/// failure. Kept dependency-free because the harness polls it before any async runtime may exist.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
     let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_millis(500)).ok()?;
@@ -444,7 +430,10 @@ fn http_get_body(port: u16, path: &str) -> Option<String> {
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8(buf).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    (head.split_whitespace().nth(1)? == "200").then(|| body.to_owned())
+    Some((
+        head.split_whitespace().nth(1)?.parse().ok()?,
+        body.to_owned(),
+    ))
 }
 
 /// A JetStream cluster of `n` servers on loopback, routes between all of them.
@@ -498,7 +487,7 @@ impl NatsCluster {
         let others = self.nodes.len().saturating_sub(1);
         while Instant::now() < deadline {
             let ready = self.nodes.iter().any(|n| {
-                let Some(body) = http_get_body(n.config.monitor_port, "/jsz") else {
+                let Some((200, body)) = http_get(n.config.monitor_port, "/jsz") else {
                     return false;
                 };
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
