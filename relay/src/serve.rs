@@ -38,8 +38,6 @@ pub struct AppState {
     pub client: async_nats::Client,
     /// JetStream (for readiness).
     pub js: async_nats::jetstream::Context,
-    /// The watcher's per-interface status (empty without watched providers).
-    pub watch_board: Arc<crate::watcher::Board>,
 }
 
 /// Why the server stopped with an error.
@@ -78,7 +76,6 @@ pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         metrics,
         client,
         js,
-        watch_board: Arc::default(),
     }))
 }
 
@@ -155,7 +152,6 @@ pub async fn run(
         state.js.clone(),
         state.publisher.clone(),
         state.metrics.clone(),
-        state.watch_board.clone(),
         shutdown.child_token(),
     );
     tracing::info!(

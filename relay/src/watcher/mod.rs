@@ -45,7 +45,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
 use shirase_proto::maintenance::{Calendar, Clock, SystemClock};
 use shirase_proto::subject::NOTICE_STREAM;
 use shirase_proto::{InterfaceId, InterfaceVersion, MunicipalityCode, Notice};
@@ -60,56 +59,6 @@ use crate::metrics::{Metrics, ProviderLabel, WatchLabel, WatchPollLabel};
 use crate::publisher::Publisher;
 use config::WatchConfig;
 use state::{Pending, StateErrorKind, StateStore, WatchState};
-
-/// One watched interface as the status page and `shirase-relay status` show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct InterfaceStatus {
-    /// Provider business id.
-    pub provider: String,
-    /// Interface id.
-    pub interface: String,
-    /// Whether this replica holds the provider's lease (only the holder polls).
-    pub polling_here: bool,
-    /// Changes before this instant are announced.
-    pub cursor: Option<Timestamp>,
-    /// Now minus the cursor, seconds.
-    pub lag_seconds: Option<f64>,
-    /// When the last answered poll finished.
-    pub last_poll: Option<Timestamp>,
-    /// `changes`, `idle`, `maintenance`, `error: ...`, `handed over`.
-    pub last_outcome: String,
-    /// Rows read in total (from the checkpoint, so across restarts and replicas).
-    pub rows_seen: u64,
-    /// Notices published in total.
-    pub notices_emitted: u64,
-    /// Current poll interval, seconds.
-    pub interval_seconds: f64,
-    /// Hand-over instant to native notices, if configured.
-    pub until: Option<Timestamp>,
-}
-
-/// The watcher's status, shared with the operator API.
-#[derive(Debug, Default)]
-pub struct Board(std::sync::Mutex<BTreeMap<(String, String), InterfaceStatus>>);
-
-impl Board {
-    /// Every watched interface, in (provider, interface) order.
-    pub fn snapshot(&self) -> Vec<InterfaceStatus> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    fn update(&self, s: InterfaceStatus) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((s.provider.clone(), s.interface.clone()), s);
-    }
-}
 
 /// What one poll did.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,7 +112,6 @@ pub struct Watcher {
     js: jetstream::Context,
     publisher: Publisher,
     metrics: Arc<Metrics>,
-    board: Arc<Board>,
     clock: Arc<dyn Clock>,
 }
 
@@ -191,7 +139,6 @@ impl Watcher {
         js: jetstream::Context,
         publisher: Publisher,
         metrics: Arc<Metrics>,
-        board: Arc<Board>,
     ) -> Result<Self, WatcherError> {
         let business = provider.business_id.to_string();
         let cfg = provider.watch.clone().ok_or_else(|| WatcherError::Client {
@@ -239,7 +186,6 @@ impl Watcher {
             js,
             publisher,
             metrics,
-            board,
             clock: Arc::new(SystemClock),
         })
     }
@@ -304,7 +250,7 @@ impl Watcher {
                 (s, Some(r))
             }
         };
-        self.show(iface, &st, "polling");
+        self.show(iface, &st);
         // Checked after the checkpoint exists: a watcher first started inside a window still
         // announces, after the window, the changes made from its start on.
         if let Some(d) = self.maintenance_left() {
@@ -380,7 +326,7 @@ impl Watcher {
             provider = %self.provider, interface = %iface, rows = row_count, notices = ns.len(),
             skipped_as_stored = skip, to = %pending.to, "watcher window done"
         );
-        self.show(iface, &st, if ns.is_empty() { "idle" } else { "changes" });
+        self.show(iface, &st);
         Ok(if ns.is_empty() {
             PollOutcome::Idle
         } else {
@@ -479,7 +425,8 @@ impl Watcher {
             .map_or(0, |p| p + 1)
     }
 
-    fn show(&self, iface: &InterfaceId, st: &WatchState, outcome: &str) {
+    /// Lag and last poll of `st` as metrics.
+    fn show(&self, iface: &InterfaceId, st: &WatchState) {
         let l = self.labels(iface);
         let lag = Timestamp::now()
             .duration_since(st.cursor)
@@ -493,34 +440,6 @@ impl Watcher {
                 .get_or_create(&l)
                 .set(t.as_millisecond() as f64 / 1000.0);
         }
-        let mut s = self.status_of(iface);
-        s.cursor = Some(st.cursor);
-        s.lag_seconds = Some(lag);
-        s.last_poll = st.last_poll;
-        s.rows_seen = st.rows_seen;
-        s.notices_emitted = st.notices_emitted;
-        s.last_outcome = outcome.to_owned();
-        self.board.update(s);
-    }
-
-    fn status_of(&self, iface: &InterfaceId) -> InterfaceStatus {
-        self.board
-            .snapshot()
-            .into_iter()
-            .find(|s| s.provider == self.provider && s.interface == iface.to_string())
-            .unwrap_or_else(|| InterfaceStatus {
-                provider: self.provider.clone(),
-                interface: iface.to_string(),
-                polling_here: false,
-                cursor: None,
-                lag_seconds: None,
-                last_poll: None,
-                last_outcome: "not polled yet".into(),
-                rows_seen: 0,
-                notices_emitted: 0,
-                interval_seconds: self.cfg.interval.as_secs_f64(),
-                until: self.cfg.until,
-            })
     }
 
     /// Poll every watched interface on its adaptive schedule while this replica holds the
@@ -532,18 +451,10 @@ impl Watcher {
             .iter()
             .map(|i| (*i, (tokio::time::Instant::now(), self.cfg.interval)))
             .collect();
-        for i in &self.cfg.interfaces {
-            let mut s = self.status_of(i);
-            s.interval_seconds = self.cfg.interval.as_secs_f64();
-            self.board.update(s);
-        }
         loop {
             let here = holding.load(Ordering::SeqCst);
             let now = tokio::time::Instant::now();
             for (iface, (due, interval)) in plan.iter_mut() {
-                let mut s = self.status_of(iface);
-                s.polling_here = here;
-                self.board.update(s);
                 if !here || *due > now {
                     continue;
                 }
@@ -579,14 +490,6 @@ impl Watcher {
                     .interval_seconds
                     .get_or_create(&l)
                     .set(interval.as_secs_f64());
-                let mut s = self.status_of(iface);
-                s.interval_seconds = interval.as_secs_f64();
-                s.last_outcome = match &o {
-                    PollOutcome::Failed(m, _) => format!("error: {m}"),
-                    PollOutcome::HandedOver => "handed over to native notices".into(),
-                    o => o.label().into(),
-                };
-                self.board.update(s);
                 *due = tokio::time::Instant::now() + wait;
             }
             let next = plan
@@ -611,7 +514,6 @@ pub fn spawn(
     js: jetstream::Context,
     publisher: Publisher,
     metrics: Arc<Metrics>,
-    board: Arc<Board>,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let config = Arc::new(config);
@@ -620,12 +522,11 @@ pub fn spawn(
         .iter()
         .filter(|p| p.watch.is_some())
         .map(|p| {
-            let (config, js, publisher, metrics, board, stop) = (
+            let (config, js, publisher, metrics, stop) = (
                 config.clone(),
                 js.clone(),
                 publisher.clone(),
                 metrics.clone(),
-                board.clone(),
                 shutdown.clone(),
             );
             let business = p.business_id;
@@ -642,7 +543,6 @@ pub fn spawn(
                         js.clone(),
                         publisher.clone(),
                         metrics.clone(),
-                        board.clone(),
                     )
                     .await
                     {

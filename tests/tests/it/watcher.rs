@@ -189,7 +189,6 @@ impl WatchEnv {
             jetstream::new(client),
             publisher,
             metrics,
-            Arc::default(),
         )
         .await
         .unwrap()
