@@ -1058,7 +1058,7 @@ impl Worker {
             }
             self.remember_rows(
                 &iface,
-                &window_times,
+                window_times,
                 window_reach.as_ref().and_then(|r| r.max),
             );
         }
@@ -1328,10 +1328,9 @@ impl Worker {
 
     /// Remember the DB timestamps of rows a window pull received, pruned to the overlap below
     /// the newest one.
-    fn remember_rows(&self, iface: &InterfaceId, times: &[Timestamp], max: Option<Timestamp>) {
+    fn remember_rows(&self, iface: &InterfaceId, mut new: Vec<Timestamp>, max: Option<Timestamp>) {
         let mut all = self.recent_rows.lock().unwrap_or_else(|e| e.into_inner());
         let v = all.entry(*iface).or_default();
-        let mut new = times.to_vec();
         new.sort_unstable();
         // Rows come in time order, so appending keeps the list sorted; sort only otherwise.
         let in_order = v.last().zip(new.first()).is_none_or(|(a, b)| a <= b);
