@@ -261,6 +261,7 @@ impl Agent {
                 first_failure: std::sync::Mutex::new(HashMap::new()),
                 recent_rows: std::sync::Mutex::new(HashMap::new()),
                 last_overlap: std::sync::Mutex::new(HashMap::new()),
+                checkpoints: std::sync::Mutex::new(None),
             };
             let stop = shutdown.clone();
             let w = Arc::new(w);
@@ -410,6 +411,9 @@ pub(crate) struct Worker {
     recent_rows: std::sync::Mutex<HashMap<InterfaceId, Vec<Timestamp>>>,
     // Per interface: when this process last re-read the overlap below the checkpoint.
     last_overlap: std::sync::Mutex<HashMap<InterfaceId, tokio::time::Instant>>,
+    // The checkpoint bucket's handle, looked up once instead of per batch (a lookup is a
+    // stream-info request to the server); dropped after a store error so it is looked up again.
+    checkpoints: std::sync::Mutex<Option<Checkpoints>>,
 }
 
 /// The index of a sweep's synthetic item (no real message has it): never counted as a notice,
@@ -843,24 +847,24 @@ impl Worker {
         }
         let gap = self.detect_gap(&iface, items);
 
-        let kv = match self
-            .js
-            .get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET)
-            .await
-        {
-            Ok(kv) => Checkpoints::new(kv, self.cfg.subscriber.clone(), self.cfg.municipality),
+        let kv = match self.checkpoints().await {
+            Ok(kv) => kv,
             Err(e) => {
                 tracing::warn!(interface = %iface, "checkpoint bucket unavailable: {e}");
                 return self.nak_all(&labels, items);
             }
         };
-        let checkpoint = match kv.get(&iface).await {
-            Ok(c) => c.map(|c| c.updated_at),
+        // Read once; the store below names this read's revision (compare-and-set), so it needs
+        // no second read unless the key changed meanwhile.
+        let read = match kv.read(&iface).await {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(interface = %iface, "reading checkpoint: {e}");
+                self.forget_checkpoints();
                 return self.nak_all(&labels, items);
             }
         };
+        let checkpoint = read.current.as_ref().map(|c| c.updated_at);
         let now = Timestamp::now();
         if let Some(c) = checkpoint {
             self.metrics
@@ -1044,9 +1048,10 @@ impl Worker {
 
         // Checkpoint: only a window pull proves everything up to its max row was received.
         if let Some(max) = window_reach.as_ref().and_then(|r| r.max)
-            && let Err(e) = kv.advance(&iface, max).await
+            && let Err(e) = kv.advance_from(&iface, max, Some(read)).await
         {
             tracing::warn!(interface = %iface, "storing checkpoint: {e}");
+            self.forget_checkpoints();
             return self.nak_all(&labels, items);
         }
         if window_reach.is_some() {
@@ -1324,6 +1329,31 @@ impl Worker {
                 .get_or_create(&crate::metrics::CodeLabels { code: code.into() })
                 .inc();
         }
+    }
+
+    /// The checkpoint bucket, looked up on first use and kept.
+    async fn checkpoints(&self) -> Result<Checkpoints, String> {
+        if let Some(c) = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(c);
+        }
+        let kv = self
+            .js
+            .get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET)
+            .await
+            .map_err(|e| e.to_string())?;
+        let c = Checkpoints::new(kv, self.cfg.subscriber.clone(), self.cfg.municipality);
+        *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Look the bucket up again next time (after a store error: it may have been re-created).
+    fn forget_checkpoints(&self) {
+        *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Remember the DB timestamps of rows a window pull received, pruned to the overlap below

@@ -35,7 +35,7 @@ impl RelayProcess {
                 bin.display()
             );
         }
-        let toml = super::relay_toml(&env.servers.urls(), &env.ifaces, 1, 120)
+        let toml = super::relay_toml(&env.servers.urls(), &env.ifaces, 1, 120, false)
             .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
         let cfg = env.dir.path().join("relay.toml");
         std::fs::write(&cfg, toml)?;

@@ -328,7 +328,18 @@ pub struct Env {
     pub http: reqwest::Client,
 }
 
-fn relay_toml(urls: &[String], ifaces: &[InterfaceId], replicas: usize, ack_wait: u64) -> String {
+/// The relay's config for a benchmark. Atomic batches follow the relay's own advice
+/// (relay.default.toml): on with `sync_interval: always`, where they save an fsync per notice;
+/// off with the default sync policy, where the server stages each batch in files of its own
+/// (`batches/<id>/` under the stream's store, created and removed per HTTP request) and on this
+/// machine's disk that made deliveries stall for 50–500 ms (found with strace during `latency`).
+fn relay_toml(
+    urls: &[String],
+    ifaces: &[InterfaceId],
+    replicas: usize,
+    ack_wait: u64,
+    sync_always: bool,
+) -> String {
     let digest = hex::encode(shirase_relay::config::token_digest(TOKEN));
     let urls = urls
         .iter()
@@ -343,6 +354,7 @@ listen = "127.0.0.1:0"
 [nats]
 urls = [{urls}]
 publish_timeout = "30s"
+atomic_batches = {sync_always}
 [stream]
 replicas = {replicas}
 [[providers]]
@@ -388,6 +400,7 @@ impl Env {
                 &ifaces,
                 if o.cluster { 3 } else { 1 },
                 o.ack_wait_secs,
+                o.sync_always,
             ),
             None,
         )?;

@@ -78,3 +78,68 @@ async fn two_replicas_share_a_consumer_without_corrupting_the_checkpoint() {
     one.stop().await;
     two.stop().await;
 }
+
+/// The agent stores a checkpoint naming the revision it read at the start of the batch (one
+/// round trip instead of two). A stale read must never overwrite what changed since: a larger
+/// value another replica stored stays, and after an operator's reset (key deleted) the new
+/// value is written on top of the reset, not refused forever.
+#[tokio::test]
+async fn advancing_from_a_stale_read_keeps_a_larger_value_and_follows_a_reset() {
+    use async_nats::jetstream;
+    use shirase_subscriber_kit::checkpoint::Checkpoints;
+
+    let nats = shirase_tests::harness::NatsServer::start().unwrap();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let kv = js
+        .create_key_value(jetstream::kv::Config {
+            bucket: shirase_proto::subject::CHECKPOINT_BUCKET.into(),
+            history: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cps = Checkpoints::new(kv.clone(), "tax".parse().unwrap(), "131016".parse().unwrap());
+    let i = iface();
+    let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+
+    // Nothing stored yet: the hint says "absent", so the first store is a create.
+    let r0 = cps.read(&i).await.unwrap();
+    assert_eq!((r0.current.clone(), r0.revision), (None, None));
+    let stored = cps
+        .advance_from(&i, t("2026-11-26T01:00:00Z"), Some(r0))
+        .await
+        .unwrap();
+    assert_eq!(stored, t("2026-11-26T01:00:00Z"));
+
+    // Another replica moves it further after our read: our store is refused, re-read, and the
+    // larger value is kept.
+    let stale = cps.read(&i).await.unwrap();
+    assert_eq!(
+        stale.current.as_ref().map(|c| c.updated_at),
+        Some(t("2026-11-26T01:00:00Z"))
+    );
+    cps.advance(&i, t("2026-11-26T03:00:00Z")).await.unwrap();
+    let kept = cps
+        .advance_from(&i, t("2026-11-26T02:00:00Z"), Some(stale))
+        .await
+        .unwrap();
+    assert_eq!(kept, t("2026-11-26T03:00:00Z"));
+    assert_eq!(
+        cps.get(&i).await.unwrap().map(|c| c.updated_at),
+        Some(t("2026-11-26T03:00:00Z"))
+    );
+
+    // An operator resets the checkpoint (deletes the key) after our read: the stale revision
+    // is refused, the reset is seen, and the value we pulled up to is stored on top of it.
+    let stale = cps.read(&i).await.unwrap();
+    kv.delete(cps.key(&i)).await.unwrap();
+    let after_reset = cps
+        .advance_from(&i, t("2026-11-26T02:30:00Z"), Some(stale))
+        .await
+        .unwrap();
+    assert_eq!(after_reset, t("2026-11-26T02:30:00Z"));
+    assert_eq!(
+        cps.get(&i).await.unwrap().map(|c| c.updated_at),
+        Some(t("2026-11-26T02:30:00Z"))
+    );
+}
