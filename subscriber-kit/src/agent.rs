@@ -720,6 +720,9 @@ impl Worker {
                 raw,
             });
         }
+        for iface in groups.keys() {
+            self.metrics.batches.get_or_create(&self.labels(iface)).inc();
+        }
         let futs = groups
             .into_iter()
             .map(|(iface, items)| self.process_interface(iface, items, max_deliver, more_pending));

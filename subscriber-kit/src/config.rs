@@ -757,10 +757,10 @@ version = "1.0"
             jail.set_env("SHIRASE_LOG", "debug");
             jail.set_env("SHIRASE_LOG_FORMAT", "json");
             jail.set_env("SHIRASE_BATCH__SIZE", "7");
-            jail.set_env("SHIRASE_AGENT__BATCH__SIZE", "500");
+            jail.set_env("SHIRASE_AGENT__BATCH__SIZE", "250");
             let c = Config::load(Some(Path::new("agent.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(
-                c.batch.size, 500,
+                c.batch.size, 250,
                 "SHIRASE_AGENT__BATCH__SIZE applies, SHIRASE_BATCH__SIZE does not"
             );
             // An unknown key under the agent prefix is still an error naming it.

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub notices_received: Family<IfaceLabels, Counter>,
     /// PULL requests by outcome (every HTTP data request, bisection halves included).
     pub pulls: Family<PullLabels, Counter>,
+    /// Fetched batches that held notices of the interface (each is coalesced into at most one
+    /// planned pull; `pulls / batches` is the PULL calls per batch window).
+    pub batches: Family<IfaceLabels, Counter>,
     /// Rows and tombstones accepted by the sink.
     pub rows_delivered: Family<IfaceLabels, Counter>,
     /// Notices acked.
@@ -96,6 +99,7 @@ impl Metrics {
             registry: Registry::default(),
             notices_received: Family::default(),
             pulls: Family::default(),
+            batches: Family::default(),
             rows_delivered: Family::default(),
             acked: Family::default(),
             naked: Family::default(),
@@ -117,6 +121,11 @@ impl Metrics {
             m.notices_received.clone(),
         );
         registry.register("pulls", "PULL requests by outcome", m.pulls.clone());
+        registry.register(
+            "batches",
+            "Fetched batches with notices of the interface",
+            m.batches.clone(),
+        );
         registry.register(
             "rows_delivered",
             "Rows and tombstones accepted by the sink",

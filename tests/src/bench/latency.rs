@@ -189,7 +189,28 @@ async fn raw_at(
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut owed = 0.0f64;
     let mut next = 0usize;
-    let mut acks = futures::stream::FuturesUnordered::new();
+    // PubAcks are awaited by a task of their own. Awaiting them here between ticks deadlocked
+    // at 5,000/s: async-nats holds one of its 5,000 in-flight permits per unresolved ack, so
+    // `publish` waited for a permit that only polling those acks would give back.
+    let (ack_tx, mut ack_rx) =
+        tokio::sync::mpsc::unbounded_channel::<jetstream::context::PublishAckFuture>();
+    let acker = tokio::spawn(async move {
+        let mut pending = futures::stream::FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                f = ack_rx.recv(), if open => match f {
+                    Some(f) => pending.push(f.into_future()),
+                    None => open = false,
+                },
+                Some(r) = pending.next(), if !pending.is_empty() => {
+                    r.map_err(|e| anyhow::anyhow!("raw publish: {e}"))?;
+                }
+                else => break,
+            }
+        }
+        anyhow::Ok(())
+    });
     for _ in 0..seconds * 100 {
         tick.tick().await;
         owed += rate as f64 / 100.0;
@@ -204,22 +225,15 @@ async fn raw_at(
             if let Ok(mut s) = sent.lock() {
                 s[next] = Some(Instant::now());
             }
-            acks.push(
-                env.js
-                    .publish(subject.clone(), payload.into())
-                    .await?
-                    .into_future(),
-            );
+            let ack = env.js.publish(subject.clone(), payload.into()).await?;
+            if ack_tx.send(ack).is_err() {
+                break;
+            }
             next += 1;
         }
-        // Drain finished acks without blocking the pace.
-        while let Some(Some(r)) = futures::FutureExt::now_or_never(acks.next()) {
-            r?;
-        }
     }
-    while let Some(r) = acks.next().await {
-        r?;
-    }
+    drop(ack_tx);
+    acker.await??;
     let deadline = Instant::now() + Duration::from_secs(30);
     while recv
         .lock()

@@ -2,11 +2,11 @@
 //!
 //! The bound. The simulator commits the 10,000 changes (each at its own microsecond, within
 //! a few milliseconds) before the agent starts; its row threshold is T = 1,000 rows. The agent
-//! fetches batches of 1,000 notices (batch.size, and max_ack_pending of the dev topology) and
-//! plans each batch's windows from the notices in hand: the FROM–TO range is cut at notice
-//! timestamps so that each window holds at most `pull.max_notices_per_window` = 500 notices
+//! fetches batches of 500 notices (the default batch.size, equal to
+//! `pull.max_notices_per_window`) and plans each batch's windows from the notices in hand: the
+//! FROM–TO range is cut at notice timestamps so that each window holds at most 500 notices
 //! (one change can bring 2 rows: its new row and the previous latest row it demotes, so 500
-//! notices are at most 1,000 rows = T). While more notices are pending, the last window stops
+//! notices are at most 1,000 rows = T); a batch of 500 is one window, one PULL call. While more notices are pending, the last window stops
 //! just past the newest notice in hand, so no request meets rows the batch knows nothing
 //! about. Between overlap re-reads (every 60 s) a batch chains from the checkpoint, so it does
 //! not re-read the earlier batches' rows. That is ceil(10,000 / 500) = 20 window requests;
@@ -83,6 +83,17 @@ async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
     assert_eq!(
         agent.metrics.iface(&agent.metrics.acked, "001", IFACE),
         10_000
+    );
+    // One PULL call per batch window: 20 batches of 500, E0004 fallbacks aside.
+    let batches = agent.metrics.iface(&agent.metrics.batches, "001", IFACE);
+    assert!(
+        (20..=25).contains(&batches),
+        "10,000 notices in batches of 500: {batches} batches"
+    );
+    assert!(
+        pulls - 2 * agent.pulls_of("too_many") <= batches,
+        "{pulls} pulls ({} E0004) for {batches} batch windows",
+        agent.pulls_of("too_many")
     );
     agent.stop().await;
 }
