@@ -13,6 +13,9 @@ use shirase_proto::Notice;
 
 use crate::metrics::{Metrics, ProviderLabel};
 
+/// A publish sent to the server, its PubAck not yet awaited.
+type Sent = Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>;
+
 /// A PubAck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {
@@ -97,19 +100,36 @@ impl Publisher {
 
     /// Publish one notice and wait for its PubAck, retrying transient errors with the same id.
     pub async fn publish(&self, notice: &Notice) -> Result<Stored, PublishFailure> {
-        let subject = notice.subject();
-        let payload: bytes::Bytes = notice.to_json().into();
-        let headers = shirase_proto::publish::headers(notice);
+        self.publish_sent(notice, None).await
+    }
+
+    /// Send `notice` without waiting for its PubAck.
+    async fn send(&self, notice: &Notice) -> Sent {
+        self.js
+            .publish_with_headers(
+                notice.subject(),
+                shirase_proto::publish::headers(notice),
+                notice.to_json().into(),
+            )
+            .await
+    }
+
+    /// [`Publisher::publish`] whose first attempt may already have been sent.
+    async fn publish_sent(
+        &self,
+        notice: &Notice,
+        mut first: Option<Sent>,
+    ) -> Result<Stored, PublishFailure> {
         let started = Instant::now();
         self.metrics.in_flight.inc();
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let res = match self
-                .js
-                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
-                .await
-            {
+            let sent = match first.take() {
+                Some(s) => s,
+                None => self.send(notice).await,
+            };
+            let res = match sent {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
             };
@@ -194,7 +214,20 @@ impl Publisher {
                 }
             }
         }
-        futures::future::join_all(notices.iter().map(|n| self.publish(n))).await
+        // Sent one after another on the one connection, so the stream stores them in the order
+        // given (a provider's sequence order: an agent would otherwise see a reordering at a
+        // batch boundary as a sequence gap and sweep); the PubAcks are awaited together.
+        let mut sent = Vec::with_capacity(notices.len());
+        for n in notices {
+            sent.push(self.send(n).await);
+        }
+        futures::future::join_all(
+            notices
+                .iter()
+                .zip(sent)
+                .map(|(n, s)| self.publish_sent(n, Some(s))),
+        )
+        .await
     }
 }
 
