@@ -730,7 +730,10 @@ impl Worker {
             });
         }
         for iface in groups.keys() {
-            self.metrics.batches.get_or_create(&self.labels(iface)).inc();
+            self.metrics
+                .batches
+                .get_or_create(&self.labels(iface))
+                .inc();
         }
         let futs = groups
             .into_iter()

@@ -177,7 +177,7 @@ impl Checkpoints {
             // A hint is only used to write: "already that far" is confirmed by a fresh read,
             // so the returned value is what is stored now (a reset since the hint reads as none).
             let (key, current, revision) = match known.take() {
-                Some(r) if !r.current.as_ref().is_some_and(|c| c.updated_at >= to) => {
+                Some(r) if r.current.as_ref().is_none_or(|c| c.updated_at < to) => {
                     (self.key(interface), r.current, r.revision)
                 }
                 _ => self.entry(interface).await?,

@@ -98,7 +98,11 @@ async fn advancing_from_a_stale_read_keeps_a_larger_value_and_follows_a_reset() 
         })
         .await
         .unwrap();
-    let cps = Checkpoints::new(kv.clone(), "tax".parse().unwrap(), "131016".parse().unwrap());
+    let cps = Checkpoints::new(
+        kv.clone(),
+        "tax".parse().unwrap(),
+        "131016".parse().unwrap(),
+    );
     let i = iface();
     let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
 
