@@ -262,7 +262,6 @@ impl Agent {
                 recent_rows: std::sync::Mutex::new(HashMap::new()),
                 last_overlap: std::sync::Mutex::new(HashMap::new()),
                 checkpoints: std::sync::Mutex::new(None),
-                tail_refused: std::sync::Mutex::new(HashMap::new()),
             };
             let stop = shutdown.clone();
             let w = Arc::new(w);
@@ -415,15 +414,7 @@ pub(crate) struct Worker {
     // The checkpoint bucket's handle, looked up once instead of per batch (a lookup is a
     // stream-info request to the server); dropped after a store error so it is looked up again.
     checkpoints: std::sync::Mutex<Option<Checkpoints>>,
-    // Per interface: when the provider last refused (E0004) a window's tail past the newest
-    // notice in hand. Such a tail holds rows whose notices are still on their way (a burst
-    // being ingested); for `TAIL_REFUSED_HOLD` windows stop at the newest notice instead of
-    // reaching now, so each batch costs one PULL instead of a refusal plus bisection.
-    tail_refused: std::sync::Mutex<HashMap<InterfaceId, tokio::time::Instant>>,
 }
-
-/// How long windows stop at the newest notice in hand after a refused tail.
-const TAIL_REFUSED_HOLD: Duration = Duration::from_secs(10);
 
 /// The index of a sweep's synthetic item (no real message has it): never counted as a notice,
 /// never dead-lettered.
@@ -922,13 +913,7 @@ impl Worker {
             overlap,
             keyed_pull_max_keys: icfg.keyed_pull_max_keys,
             gap,
-            more_pending: more_pending
-                || self
-                    .tail_refused
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&iface)
-                    .is_some_and(|t| t.elapsed() < TAIL_REFUSED_HOLD),
+            more_pending,
         };
         let plan = coalesce::plan(&inputs, checkpoint, now, settings);
         let mut hints: Vec<Timestamp> = inputs.iter().map(|i| i.updated_at).collect();
@@ -1451,20 +1436,6 @@ impl Worker {
                     }
                 }
                 o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
-                    // The part past the newest notice in hand only holds rows whose notices
-                    // have not arrived yet: drop it (their own batches pull them) before
-                    // bisecting what the notices need.
-                    let past_newest = hints
-                        .last()
-                        .and_then(|n| n.checked_add(jiff::SignedDuration::from_micros(1)).ok());
-                    if let Some(p) = past_newest.filter(|p| f < *p && t > *p) {
-                        self.tail_refused
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(*iface, tokio::time::Instant::now());
-                        stack.push((f, p, depth));
-                        continue;
-                    }
                     match (depth < self.cfg.pull.bisect_max_depth)
                         .then(|| coalesce::split_point(f, t, hints))
                         .flatten()
