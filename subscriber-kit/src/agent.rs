@@ -993,7 +993,7 @@ impl Worker {
             match result {
                 Ok(Pulled::Window(got)) => {
                     window_reach = Some(Reach {
-                        max: got.max,
+                        max: got.times.iter().max().copied(),
                         per_key: Default::default(),
                     });
                     row_count = got.count;
@@ -1396,7 +1396,7 @@ impl Worker {
     /// rows, or the provider's row threshold) at a time, not the whole burst. Pieces run in
     /// time order; on any failure the checkpoint stays where it was, so the pieces already
     /// delivered are pulled and delivered again later (at least once, as inside the overlap).
-    /// Returns what was delivered: count, newest DB timestamp, and the newest timestamps.
+    /// Returns what was delivered: the count and the newest DB timestamps.
     async fn pull_window(
         &self,
         iface: &InterfaceId,
@@ -1421,7 +1421,6 @@ impl Worker {
                 Outcome::Data(r) => {
                     got.count += r.len();
                     got.times.extend(r.iter().map(|row| row.updated_at));
-                    got.max = r.iter().map(|row| row.updated_at).chain(got.max).max();
                     // Only the newest timestamps are remembered for cutting windows
                     // (`remember_rows`): a sweep over a day's backlog must not hold them all.
                     if got.times.len() > 2 * RECENT_ROWS_CAP {
@@ -1692,9 +1691,8 @@ enum Pulled {
 struct Streamed {
     /// Rows delivered.
     count: usize,
-    /// The newest DB timestamp among them.
-    max: Option<Timestamp>,
-    /// DB timestamps of the rows, at most about `2 × RECENT_ROWS_CAP` of the newest.
+    /// DB timestamps of the rows, at most about `2 × RECENT_ROWS_CAP` of the newest (so the
+    /// newest of all is always among them).
     times: Vec<Timestamp>,
 }
 
