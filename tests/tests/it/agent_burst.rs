@@ -19,10 +19,8 @@ use shirase_tests::provider_sim::ChangeSpec;
 
 use crate::agent_support::*;
 
-#[tokio::test]
-#[ignore = "slow: publishes 10,000 notices through JetStream (~10 s)"]
-async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
-    let env = Env::start(|c| c.row_threshold = 1_000).await;
+/// The burst both tests use: 10,000 updates for one interface, committed in 10 transactions.
+fn commit_10k_updates(env: &Env) {
     for _ in 0..10 {
         env.sim
             .commit_changes(
@@ -32,6 +30,13 @@ async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
             )
             .unwrap();
     }
+}
+
+#[tokio::test]
+#[ignore = "slow: publishes 10,000 notices through JetStream (~10 s)"]
+async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
+    let env = Env::start(|c| c.row_threshold = 1_000).await;
+    commit_10k_updates(&env);
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(env.agent_config("", ""));
     wait_until(120, "10,000 notices acked", || async {
@@ -110,15 +115,7 @@ async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
 async fn burst_drained_while_published_reads_ahead_of_its_notices() {
     let env = Env::start(|c| c.row_threshold = 1_000).await;
     let agent = RunningAgent::start(env.agent_config("", ""));
-    for _ in 0..10 {
-        env.sim
-            .commit_changes(
-                ChangeSpec::new(1_000)
-                    .interface(iface())
-                    .kind(ChangeKind::Update),
-            )
-            .unwrap();
-    }
+    commit_10k_updates(&env);
     wait_notices_published(&env).await;
     wait_until(120, "10,000 notices acked", || async {
         env.unfinished().await == 0
