@@ -683,40 +683,61 @@ pub async fn wait_ready(url: &str, secs: u64) {
     .await;
 }
 
-/// Every Nats-Msg-Id in SHIRASE_NOTICES.
+/// Every Nats-Msg-Id in SHIRASE_NOTICES. Read with an ephemeral consumer; right after a fault
+/// its first pull requests can find no responder while the cluster settles (seen in CI after a
+/// stream-leader kill), so a failed read starts over with a new consumer, up to 5 times.
 pub async fn stream_ids(js: &jetstream::Context) -> BTreeSet<String> {
+    let mut last = String::new();
+    for _ in 0..5 {
+        match read_stream_ids(js).await {
+            Ok(ids) => return ids,
+            Err(e) => {
+                last = e;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    panic!("reading SHIRASE_NOTICES failed 5 times: {last}");
+}
+
+async fn read_stream_ids(js: &jetstream::Context) -> Result<BTreeSet<String>, String> {
     let mut stream = js
         .get_stream(shirase_proto::subject::NOTICE_STREAM)
         .await
-        .unwrap();
-    let total = stream.info().await.unwrap().state.messages as usize;
+        .map_err(|e| e.to_string())?;
+    let total = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .messages as usize;
     let c = stream
         .create_consumer(jetstream::consumer::pull::Config {
             ack_policy: jetstream::consumer::AckPolicy::None,
             ..Default::default()
         })
         .await
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let mut out = BTreeSet::new();
     let mut msgs = c
         .stream()
         .max_messages_per_batch(1000)
         .messages()
         .await
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let mut seen = 0;
     while seen < total {
         let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
             .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+            .map_err(|_| format!("no message for 10 s after {seen} of {total}"))?
+            .ok_or("the consumer's message stream ended")?
+            .map_err(|e| e.to_string())?;
         seen += 1;
         if let Some(id) = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
             out.insert(id.to_string());
         }
     }
-    out
+    Ok(out)
 }
 
 /// The last 30 lines of a log file.
