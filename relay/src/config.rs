@@ -181,6 +181,8 @@ pub struct RawNats {
     pub publish_attempts: u32,
     /// Try each HTTP batch as one JetStream atomic batch.
     pub atomic_batches: bool,
+    /// Notices awaiting a PubAck at once, across all requests.
+    pub max_notices_in_flight: usize,
 }
 
 /// `[stream]` as written.
@@ -360,6 +362,9 @@ pub struct NatsConfig {
     /// Try each HTTP batch as one JetStream atomic batch (ADR-50) before falling back to
     /// per-notice publishing; provisioning then sets `allow_atomic` on the notice stream.
     pub atomic_batches: bool,
+    /// Notices awaiting a PubAck at once, across all requests; a batch waits for room for
+    /// all its notices before it sends any.
+    pub max_notices_in_flight: usize,
 }
 
 /// Storage of the streams.
@@ -671,6 +676,17 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
     if raw.nats.publish_attempts == 0 || raw.nats.publish_attempts > 20 {
         p.push("nats.publish_attempts", "must be between 1 and 20");
     }
+    if raw.nats.max_notices_in_flight < raw.http.max_batch_notices
+        || raw.nats.max_notices_in_flight > 100_000
+    {
+        p.push(
+            "nats.max_notices_in_flight",
+            format!(
+                "must be between http.max_batch_notices ({}) and 100000, got {}",
+                raw.http.max_batch_notices, raw.nats.max_notices_in_flight
+            ),
+        );
+    }
     if raw.nats.credentials_file.is_some() && raw.nats.nkey_seed_file.is_some() {
         p.push(
             "nats.nkey_seed_file",
@@ -971,6 +987,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
                 publish_timeout,
                 publish_attempts: raw.nats.publish_attempts,
                 atomic_batches: raw.nats.atomic_batches,
+                max_notices_in_flight: raw.nats.max_notices_in_flight,
             },
             stream: StreamConfig {
                 replicas: raw.stream.replicas,
@@ -1073,6 +1090,21 @@ interfaces = ["001o05-00"]
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
         assert!(e.to_string().contains("providers[1].business_id"));
+    }
+
+    #[test]
+    fn notices_in_flight_must_hold_at_least_one_full_batch() {
+        let c = Config::from_toml_str(MINIMAL, None).unwrap();
+        assert_eq!(c.nats.max_notices_in_flight, 5000);
+        let text = format!("{MINIMAL}\n[nats]\nmax_notices_in_flight = 999\n");
+        let e = Config::from_toml_str(&text, None).unwrap_err();
+        let p = &e.problems[0];
+        assert_eq!(p.path, "nats.max_notices_in_flight");
+        assert!(
+            p.message.contains("http.max_batch_notices (1000)"),
+            "{}",
+            p.message
+        );
     }
 
     /// MINIMAL with provider 001 watched (and without ingest credentials), `watch` extra lines.

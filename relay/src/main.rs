@@ -360,22 +360,38 @@ async fn run_ops(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What is logged when neither SHIRASE_LOG nor RUST_LOG says otherwise: Shirase's own crates at
+/// INFO, every dependency at WARN.
+const DEFAULT_LOG: &str = "warn,shirase_relay=info,shirase_proto=info,shirase_pull=info";
+
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHIRASE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // async-nats logs every message it reads, payload included, at TRACE; notices carry
-    // addressee numbers (宛名番号), so it is capped at DEBUG whatever SHIRASE_LOG asks for.
-    let filter = match "async_nats=debug".parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
+    use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
+    let asked = ["SHIRASE_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()));
+    let env = match asked.as_deref().map(filter::EnvFilter::try_new) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            eprintln!(
+                "SHIRASE_LOG/RUST_LOG is not a valid log filter ({e}); using {DEFAULT_LOG:?}"
+            );
+            filter::EnvFilter::new(DEFAULT_LOG)
+        }
+        None => filter::EnvFilter::new(DEFAULT_LOG),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    // async-nats logs every message it reads, payload included, at TRACE; notices carry
+    // addressee numbers (宛名番号), so its TRACE lines are dropped whatever the filter asks for.
+    let no_payloads = filter::filter_fn(|m| {
+        !(m.target().starts_with("async_nats") && *m.level() == tracing::Level::TRACE)
+    });
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(env).with_filter(no_payloads))
+        .init();
 }
 
 fn main() -> ExitCode {

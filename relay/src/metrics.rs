@@ -228,6 +228,10 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Publish attempts retried after a transient JetStream error.
     pub publish_retries: Counter,
+    /// Requests (batches or single notices) waiting for room among the notices in flight.
+    pub publish_waiting: Gauge,
+    /// Requests answered 503 because no room among the notices in flight freed up in time.
+    pub publish_busy: Counter,
     /// Consumer, checkpoint and dead-letter gauges; operator actions.
     pub operator: OperatorMetrics,
     /// 1 while this replica holds the maintenance scheduler's lease.
@@ -256,6 +260,8 @@ impl Metrics {
         let publish_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let in_flight = Gauge::default();
         let publish_retries = Counter::default();
+        let publish_waiting = Gauge::default();
+        let publish_busy = Counter::default();
         registry.register(
             "notices_accepted",
             "Notices acknowledged by JetStream",
@@ -285,6 +291,16 @@ impl Metrics {
             "publish_retries",
             "Publish attempts retried after a transient JetStream error",
             publish_retries.clone(),
+        );
+        registry.register(
+            "publish_waiting",
+            "Requests waiting for room among the notices in flight (nats.max_notices_in_flight)",
+            publish_waiting.clone(),
+        );
+        registry.register(
+            "publish_busy",
+            "Requests answered 503 because no room among the notices in flight freed up in time",
+            publish_busy.clone(),
         );
         let operator = OperatorMetrics::default();
         operator.register(&mut registry);
@@ -317,6 +333,8 @@ impl Metrics {
             publish_latency,
             in_flight,
             publish_retries,
+            publish_waiting,
+            publish_busy,
             maintenance_leader,
             maintenance_paused,
             maintenance_pause_requests,

@@ -4,12 +4,24 @@
 //! [`shirase_proto::publish::headers`]), so a retry — ours after a lost PubAck, or the
 //! provider's after a 503 — is stored at most once inside the stream's duplicate window.
 //! A batch is published concurrently: every message is sent before any PubAck is awaited.
+//!
+//! # Room for notices in flight
+//! Every publish holds a place among at most `max_in_flight` notices awaiting a PubAck, and a
+//! batch takes all its places at once before it sends anything. Concurrent batches therefore
+//! queue for room instead of each holding part of it while waiting for the rest: that partial
+//! holding is a deadlock (each batch waits for a PubAck permit that only another batch's
+//! awaited PubAck would free), which left requests unanswered for as long as their clients
+//! waited. The async-nats context below the queue never waits for a permit (it has twice the
+//! room and errors instead of blocking), and every wait (room, send, PubAck, retry back-off)
+//! ends at one deadline per request, [`Publisher::answer_bound`] after it arrived.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use shirase_proto::Notice;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::metrics::{Metrics, ProviderLabel};
 
@@ -48,6 +60,9 @@ pub struct Publisher {
     timeout: Duration,
     atomic: bool,
     metrics: Arc<Metrics>,
+    /// Places for notices awaiting a PubAck (see the module docs).
+    room: Arc<Semaphore>,
+    max_in_flight: usize,
 }
 
 fn transient(kind: PublishErrorKind) -> bool {
@@ -66,17 +81,27 @@ fn transient(kind: PublishErrorKind) -> bool {
 
 impl Publisher {
     /// A publisher on `client` trying each notice up to `attempts` times, waiting `timeout`
-    /// for each PubAck. With `atomic`, a batch is first tried as one JetStream atomic batch
-    /// (see [`Publisher::publish_all`]).
+    /// for each PubAck, with at most `max_in_flight` notices awaiting a PubAck at once (at
+    /// least one batch: callers pass a value >= the largest batch). With `atomic`, a batch is
+    /// first tried as one JetStream atomic batch (see [`Publisher::publish_all`]).
     pub fn new(
         client: async_nats::Client,
         attempts: u32,
         timeout: Duration,
         atomic: bool,
+        max_in_flight: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let max_in_flight = max_in_flight.clamp(1, Semaphore::MAX_PERMITS / 4);
+        // Twice our own room, never waiting: a PubAck future dropped unawaited (a request
+        // whose client went away) keeps its async-nats permit until `ack_timeout`, after
+        // ours was released; a full context answers MaxAckPending (retried) instead of
+        // blocking a send without a deadline.
         let js = jetstream::ContextBuilder::new()
             .timeout(timeout)
+            .ack_timeout(timeout)
+            .max_ack_inflight(max_in_flight * 2)
+            .backpressure_on_inflight(false)
             .build(client.clone());
         Self {
             client,
@@ -85,7 +110,22 @@ impl Publisher {
             timeout,
             atomic,
             metrics,
+            room: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
         }
+    }
+
+    /// The longest a publish call takes before it answers, whatever the load: `timeout x
+    /// attempts`, plus one `timeout` for an atomic batch's commit. Waiting for room, sending,
+    /// PubAcks and retries all end at this deadline; what is not acknowledged by then fails
+    /// as transient (the relay answers 503 with Retry-After).
+    pub fn answer_bound(&self) -> Duration {
+        let atomic = if self.atomic {
+            self.timeout
+        } else {
+            Duration::ZERO
+        };
+        self.timeout * self.attempts + atomic
     }
 
     fn record(&self, notice: &Notice, stored: &Stored) {
@@ -100,7 +140,10 @@ impl Publisher {
 
     /// Publish one notice and wait for its PubAck, retrying transient errors with the same id.
     pub async fn publish(&self, notice: &Notice) -> Result<Stored, PublishFailure> {
-        self.publish_sent(notice, None).await
+        let mut results = self.publish_all(&[notice]).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(busy(notice, "no result")))
     }
 
     /// Send `notice` without waiting for its PubAck.
@@ -114,11 +157,13 @@ impl Publisher {
             .await
     }
 
-    /// [`Publisher::publish`] whose first attempt may already have been sent.
+    /// [`Publisher::publish`] whose first attempt may already have been sent; every attempt,
+    /// its PubAck and the back-off before the next end at `deadline`.
     async fn publish_sent(
         &self,
         notice: &Notice,
         mut first: Option<Sent>,
+        deadline: Instant,
     ) -> Result<Stored, PublishFailure> {
         let started = Instant::now();
         self.metrics.in_flight.inc();
@@ -127,10 +172,14 @@ impl Publisher {
             attempt += 1;
             let sent = match first.take() {
                 Some(s) => s,
-                None => self.send(notice).await,
+                None => tokio::time::timeout_at(deadline, self.send(notice))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out())),
             };
             let res = match sent {
-                Ok(ack) => ack.await,
+                Ok(ack) => tokio::time::timeout_at(deadline, ack.into_future())
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out())),
                 Err(e) => Err(e),
             };
             match res {
@@ -141,7 +190,11 @@ impl Publisher {
                     });
                 }
                 Err(e) => {
-                    let retry = transient(e.kind()) && attempt < self.attempts;
+                    let backoff = Duration::from_millis(100u64 << (attempt - 1).min(4))
+                        .min(Duration::from_secs(1));
+                    let retry = transient(e.kind())
+                        && attempt < self.attempts
+                        && Instant::now() + backoff < deadline;
                     tracing::debug!(notice = %notice.id, attempt, error = %e, retry, "publish failed");
                     if !retry {
                         break Err(PublishFailure {
@@ -152,8 +205,6 @@ impl Publisher {
                         });
                     }
                     self.metrics.publish_retries.inc();
-                    let backoff = Duration::from_millis(100u64 << (attempt - 1).min(4))
-                        .min(Duration::from_secs(1));
                     tokio::time::sleep(backoff).await;
                 }
             }
@@ -168,7 +219,28 @@ impl Publisher {
         result
     }
 
-    /// Publish several notices; one result per notice, in order.
+    /// Wait for room for `n` notices in flight (all at once), until `until`.
+    async fn room_for(
+        &self,
+        n: usize,
+        until: Instant,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let want = u32::try_from(n.clamp(1, self.max_in_flight)).unwrap_or(u32::MAX);
+        self.metrics.publish_waiting.inc();
+        let permit =
+            tokio::time::timeout_at(until, self.room.clone().acquire_many_owned(want)).await;
+        self.metrics.publish_waiting.dec();
+        match permit {
+            Ok(Ok(p)) => Some(p),
+            _ => {
+                self.metrics.publish_busy.inc();
+                None
+            }
+        }
+    }
+
+    /// Publish several notices; one result per notice, in order, within
+    /// [`Publisher::answer_bound`].
     ///
     /// Normally every notice is published concurrently (all sent before any PubAck is
     /// awaited). With atomic batches on, the notices first go as one JetStream atomic batch,
@@ -177,19 +249,69 @@ impl Publisher {
     /// so a refused or unanswered batch falls back to per-notice publishing with the same
     /// ids: per-notice de-duplication (`duplicate: true`) is kept either way.
     pub async fn publish_all(&self, notices: &[&Notice]) -> Vec<Result<Stored, PublishFailure>> {
+        if notices.is_empty() {
+            return Vec::new();
+        }
+        let deadline = Instant::now() + self.answer_bound();
+        // Leave at least one publish_timeout of the budget for publishing itself.
+        let Some(_room) = self.room_for(notices.len(), deadline - self.timeout).await else {
+            let why = format!(
+                "the relay had no room among its {} notices in flight within {:?}",
+                self.max_in_flight,
+                self.answer_bound() - self.timeout
+            );
+            return notices.iter().map(|n| Err(busy(n, &why))).collect();
+        };
         if self.atomic && notices.len() > 1 && notices.len() <= 1000 {
-            let started = Instant::now();
-            self.metrics.in_flight.inc_by(notices.len() as i64);
-            let res = publish_atomic(&self.client, notices, self.timeout).await;
-            self.metrics.in_flight.dec_by(notices.len() as i64);
-            match res {
-                Ok(AtomicAck {
-                    last_seq,
-                    count: Some(count),
-                }) if count == notices.len() as u64 && last_seq >= count => {
-                    let first = last_seq + 1 - count;
-                    let elapsed = started.elapsed().as_secs_f64();
-                    return notices
+            if let Some(stored) = self.try_atomic(notices).await {
+                return stored;
+            }
+        }
+        // Sent one after another on the one connection, so the stream stores them in the order
+        // given (a provider's sequence order: an agent would otherwise see a reordering at a
+        // batch boundary as a sequence gap and sweep); the PubAcks are awaited together.
+        let mut sent = Vec::with_capacity(notices.len());
+        for n in notices {
+            let s = tokio::time::timeout_at(deadline, self.send(n))
+                .await
+                .unwrap_or_else(|_| Err(timed_out()));
+            sent.push(s);
+        }
+        futures::future::join_all(
+            notices
+                .iter()
+                .zip(sent)
+                .map(|(n, s)| self.publish_sent(n, Some(s), deadline)),
+        )
+        .await
+    }
+
+    /// One atomic batch, at most one `timeout` long; `None` when it was not committed as a
+    /// whole (the caller publishes per notice).
+    async fn try_atomic(&self, notices: &[&Notice]) -> Option<Vec<Result<Stored, PublishFailure>>> {
+        let started = Instant::now();
+        self.metrics.in_flight.inc_by(notices.len() as i64);
+        let res = tokio::time::timeout(
+            self.timeout,
+            publish_atomic(&self.client, notices, self.timeout),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(AtomicError::Unknown(format!(
+                "not sent and committed within {:?}",
+                self.timeout
+            )))
+        });
+        self.metrics.in_flight.dec_by(notices.len() as i64);
+        match res {
+            Ok(AtomicAck {
+                last_seq,
+                count: Some(count),
+            }) if count == notices.len() as u64 && last_seq >= count => {
+                let first = last_seq + 1 - count;
+                let elapsed = started.elapsed().as_secs_f64();
+                Some(
+                    notices
                         .iter()
                         .enumerate()
                         .map(|(i, n)| {
@@ -201,33 +323,35 @@ impl Publisher {
                             self.metrics.publish_latency.observe(elapsed);
                             Ok(s)
                         })
-                        .collect();
-                }
-                // A server without atomic batches stores the messages one by one and answers
-                // the last with a plain PubAck: the per-notice pass below finds them all as
-                // duplicates and reports their real sequences.
-                Ok(ack) => {
-                    tracing::warn!(count = ?ack.count, "atomic batch PubAck without the expected count; publishing per notice")
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "atomic batch not committed; publishing per notice")
-                }
+                        .collect(),
+                )
+            }
+            // A server without atomic batches stores the messages one by one and answers
+            // the last with a plain PubAck: the per-notice pass finds them all as duplicates
+            // and reports their real sequences.
+            Ok(ack) => {
+                tracing::warn!(count = ?ack.count, "atomic batch PubAck without the expected count; publishing per notice");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "atomic batch not committed; publishing per notice");
+                None
             }
         }
-        // Sent one after another on the one connection, so the stream stores them in the order
-        // given (a provider's sequence order: an agent would otherwise see a reordering at a
-        // batch boundary as a sequence gap and sweep); the PubAcks are awaited together.
-        let mut sent = Vec::with_capacity(notices.len());
-        for n in notices {
-            sent.push(self.send(n).await);
-        }
-        futures::future::join_all(
-            notices
-                .iter()
-                .zip(sent)
-                .map(|(n, s)| self.publish_sent(n, Some(s))),
-        )
-        .await
+    }
+}
+
+fn timed_out() -> jetstream::context::PublishError {
+    jetstream::context::PublishError::new(PublishErrorKind::TimedOut)
+}
+
+/// A transient failure of `notice` before it was sent.
+fn busy(notice: &Notice, why: &str) -> PublishFailure {
+    PublishFailure {
+        id: notice.id.to_string(),
+        attempts: 0,
+        last: why.to_owned(),
+        transient: true,
     }
 }
 

@@ -66,6 +66,7 @@ pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         config.nats.publish_attempts,
         config.nats.publish_timeout,
         config.nats.atomic_batches,
+        config.nats.max_notices_in_flight,
         metrics.clone(),
     );
     let auth = Authenticator::from_config(&config);

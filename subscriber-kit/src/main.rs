@@ -18,22 +18,46 @@ struct Cli {
     json_logs: bool,
 }
 
+/// What is logged when neither SHIRASE_LOG nor RUST_LOG says otherwise: Shirase's own crates at
+/// INFO, every dependency at WARN.
+const DEFAULT_LOG: &str =
+    "warn,shirase_agent=info,shirase_subscriber_kit=info,shirase_proto=info,shirase_pull=info";
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
+    let asked = ["SHIRASE_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()));
+    let env = match asked.as_deref().map(filter::EnvFilter::try_new) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            eprintln!(
+                "SHIRASE_LOG/RUST_LOG is not a valid log filter ({e}); using {DEFAULT_LOG:?}"
+            );
+            filter::EnvFilter::new(DEFAULT_LOG)
+        }
+        None => filter::EnvFilter::new(DEFAULT_LOG),
+    };
+    // async-nats logs every message it reads, payload included, at TRACE; notices carry
+    // addressee numbers (宛名番号), so its TRACE lines are dropped whatever the filter asks for.
+    let no_payloads = filter::filter_fn(|m| {
+        !(m.target().starts_with("async_nats") && *m.level() == tracing::Level::TRACE)
+    });
+    let layer = tracing_subscriber::fmt::layer();
+    let layer = if json {
+        layer.json().boxed()
+    } else {
+        layer.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(env).with_filter(no_payloads))
+        .init();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // async-nats logs every message it reads, payload included, at TRACE; notices carry
-    // addressee numbers (宛名番号), so it is capped at DEBUG whatever RUST_LOG asks for.
-    let filter = filter.add_directive("async_nats=debug".parse()?);
-    if cli.json_logs {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .json()
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    init_tracing(cli.json_logs);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = shirase_subscriber_kit::Config::load(Some(&cli.config))?;
     let shutdown = CancellationToken::new();

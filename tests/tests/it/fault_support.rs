@@ -172,7 +172,7 @@ pub struct ClusterEnv {
     sampler_stop: CancellationToken,
 }
 
-fn relay_toml(urls: &[String], port: u16, replicas: usize) -> String {
+pub fn relay_toml(urls: &[String], port: u16, replicas: usize) -> String {
     let digest = hex::encode(shirase_relay::config::token_digest(TOKEN));
     let urls: Vec<String> = urls.iter().map(|u| format!("{u:?}")).collect();
     format!(

@@ -27,6 +27,7 @@ mod operator_page;
 mod operator_support;
 mod provider_sim;
 mod relay_ingest;
+mod relay_load;
 mod relay_nats_auth;
 mod relay_provision;
 mod relay_restart;

@@ -181,6 +181,7 @@ impl WatchEnv {
             3,
             Duration::from_secs(2),
             false,
+            5000,
             metrics.clone(),
         );
         shirase_relay::watcher::Watcher::new(
