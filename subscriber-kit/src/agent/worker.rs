@@ -1,745 +1,81 @@
-//! The agent loop, one worker per (subscriber, provider) durable consumer:
-//!
-//! fetch a batch → group by interface → coalesce into one plan each → pull (bisecting the
-//! FROM–TO window on E0004 or a bare 503, bounded depth) → sink → checkpoint compare-and-set →
-//! ack the covered notices; nak the uncovered ones with a delay; nak failures with backoff
-//! (honouring `Retry-After`); dead-letter and terminate permanent failures.
-//!
-//! Maintenance ([`crate::maintenance`]): inside a provider's window (its calendar, or an E0900
-//! answer) the worker fetches nothing and no request leaves ([`Worker::request`] refuses before
-//! the token cache is touched). Notices already in hand are handed back with a nak delayed to
-//! the window end ([`Decision::Wait`]). Such naks never fire the "last delivery → dead letter"
-//! rule. JetStream counts them as deliveries all the same (`max_deliver` applies to every
-//! redelivery), so the agent keeps maintenance from spending that budget: it does not fetch
-//! during a window (zero deliveries), a notice in hand at a window's start spends one delivery
-//! per window, and a notice already at the consumer's last delivery is not nak'ed at all: it
-//! is held (progress heartbeats keep it ours) until the window ends and then processed, since
-//! a nak would make JetStream drop it silently.
-//!
-//! Invariants:
-//! - A notice is acked only after the sink accepted the data and the checkpoint was stored.
-//!   Acks happen in one place ([`apply`]), after all work of the batch is done; work that is
-//!   cut short (shutdown grace over, task aborted) never reaches it.
-//! - The agent never creates streams, consumers or buckets: it waits for the relay's
-//!   provisioning and re-binds to the consumer after it is deleted or the server restarts.
-//! - Row contents are never logged; logs carry counts, ids and interface ids.
+//! The worker of one (subscriber, provider) consumer: the I/O around a batch's decisions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, message::Message};
-use futures::StreamExt;
+use async_nats::jetstream;
 use jiff::Timestamp;
-use shirase_proto::subject::{SubjectKind, parse_subject};
-use shirase_proto::{BusinessId, InterfaceId, Notice, Severity};
+use shirase_proto::{InterfaceId, Notice, Severity};
 use tokio_util::sync::CancellationToken;
 
+use super::{
+    Decision, Failure, Item, Pulled, RECENT_ROWS_CAP, SWEEP_IDX, Streamed, sleep_or_cancel,
+};
 use crate::alert::Alerter;
 use crate::checkpoint::Checkpoints;
 use crate::coalesce::{self, PlanInput, PlanSettings, PullKind};
 use crate::config::{Config, ProviderConfig};
 use crate::coverage::Reach;
 use crate::dlq::{self, DeadLetter};
-use crate::limiter::Limiter;
-use crate::maintenance::{Clock, Guard, SystemClock};
-use crate::metrics::{IfaceLabels, Metrics, ProviderLabels};
+use crate::maintenance::Guard;
+use crate::metrics::{IfaceLabels, Metrics};
 use crate::pull_client::{Outcome, PullClient, PullRequest, Row};
 use crate::sink::{Delivery, Record, Sink};
-use crate::watchdog::{ConsumerState, Watchdog};
-
-/// What stopped the agent from starting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentErrorKind {
-    /// NATS connection options (credentials file).
-    Nats,
-    /// A provider's client (secret file, TLS backend).
-    Client,
-    /// The sink could not be built.
-    Sink,
-    /// The HTTP listener.
-    Http,
-}
-
-/// The agent could not start.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct AgentError {
-    kind: AgentErrorKind,
-    message: String,
-}
-
-impl AgentError {
-    fn new(kind: AgentErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-    /// What failed.
-    pub fn kind(&self) -> AgentErrorKind {
-        self.kind
-    }
-}
-
-/// A configured agent: the config, its sink and its metrics. Build it, keep
-/// [`Agent::metrics`] if you want to read them, then [`Agent::run`].
-#[derive(Debug)]
-pub struct Agent {
-    cfg: Arc<Config>,
-    sink: Arc<dyn Sink>,
-    metrics: Arc<Metrics>,
-    secrets: HashMap<BusinessId, Vec<u8>>,
-    clock: Arc<dyn Clock>,
-}
-
-impl Agent {
-    /// An agent with the sink named in the configuration.
-    pub fn new(config: Config) -> Result<Self, AgentError> {
-        let sink = crate::sink::from_config(&config.sink)
-            .map_err(|e| AgentError::new(AgentErrorKind::Sink, e.to_string()))?;
-        Ok(Self::with_sink(config, Arc::from(sink)))
-    }
-
-    /// An agent delivering to an embedded sink.
-    pub fn with_sink(config: Config, sink: Arc<dyn Sink>) -> Self {
-        Self {
-            cfg: Arc::new(config),
-            sink,
-            metrics: Arc::new(Metrics::new()),
-            secrets: HashMap::new(),
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// Read "now" for maintenance decisions from `clock` instead of the system clock (tests,
-    /// drills). DB timestamps and checkpoints never use it.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Use `secret` for `provider` instead of reading `client_secret_file` (embedding, tests).
-    pub fn with_client_secret(mut self, provider: BusinessId, secret: Vec<u8>) -> Self {
-        self.secrets.insert(provider, secret);
-        self
-    }
-
-    /// The agent's metrics.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
-    }
-
-    /// Run until `shutdown` is cancelled. `listener` serves `/healthz` and `/metrics` (when
-    /// `None`, `http.listen` from the config is bound, if set). Returns after in-flight work
-    /// finished or was nak'ed.
-    pub async fn run(
-        self,
-        listener: Option<tokio::net::TcpListener>,
-        shutdown: CancellationToken,
-    ) -> Result<(), AgentError> {
-        let cfg = self.cfg.clone();
-        let mut clients = Vec::new();
-        let mut guards = Vec::new();
-        for p in &cfg.providers {
-            let calendar = if p.enforce_maintenance {
-                Some(
-                    shirase_proto::maintenance::Calendar::new(&p.maintenance).map_err(|e| {
-                        AgentError::new(
-                            AgentErrorKind::Client,
-                            format!("providers {}: {e}", p.business_id),
-                        )
-                    })?,
-                )
-            } else {
-                None
-            };
-            guards.push(Arc::new(Guard::new(calendar, self.clock.clone())));
-            let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
-            let c = match self.secrets.get(&p.business_id) {
-                Some(s) => PullClient::with_secret(p.clone(), s.clone(), limiter),
-                None => PullClient::new(p.clone(), limiter),
-            }
-            .map_err(|e| AgentError::new(AgentErrorKind::Client, e.to_string()))?;
-            clients.push(Arc::new(c));
-        }
-        // Before binding or connecting: an unusable certificate is a configuration error.
-        let http_tls = cfg
-            .http
-            .tls()
-            .map(|t| t.load())
-            .transpose()
-            .map_err(|e| AgentError::new(AgentErrorKind::Http, e.to_string()))?;
-        let listener = match listener {
-            Some(l) => Some(l),
-            None => match cfg.http_listen() {
-                Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
-                    AgentError::new(
-                        AgentErrorKind::Http,
-                        format!("binding http.listen {a}: {e}"),
-                    )
-                })?),
-                None => None,
-            },
-        };
-        // The first connection is tried in a loop of our own (not retry_on_initial_connect) so
-        // that a refused identity (wrong seed, unknown user) stops the agent with a message
-        // instead of retrying forever in silence; an unreachable server is retried.
-        let mut attempt = 0u32;
-        let client = loop {
-            match connect_options(&cfg)
-                .await?
-                .connect(cfg.nats.urls.clone())
-                .await
-            {
-                Ok(c) => break c,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        async_nats::ConnectErrorKind::AuthorizationViolation
-                            | async_nats::ConnectErrorKind::Authentication
-                    ) =>
-                {
-                    return Err(AgentError::new(
-                        AgentErrorKind::Nats,
-                        format!(
-                            "the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.creds_file against the server's authorization"
-                        ),
-                    ));
-                }
-                Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::Tls) => {
-                    return Err(AgentError::new(
-                        AgentErrorKind::Nats,
-                        format!(
-                            "TLS with the NATS server failed ({e}): check nats.tls_ca_file / nats.tls_cert_file / nats.tls_key_file"
-                        ),
-                    ));
-                }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(attempt, "connecting to nats.urls: {e}; retrying");
-                    let d = Duration::from_millis((250u64 << attempt.min(5)).min(5_000));
-                    if !sleep_or_cancel(d, &shutdown).await {
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let js = jetstream::new(client.clone());
-        let alerter = Arc::new(Alerter::new(
-            js.clone(),
-            cfg.subscriber.to_string(),
-            Duration::from_secs(300),
-        ));
-
-        let tracker = tokio_util::task::TaskTracker::new();
-        if let Some(l) = listener {
-            let m = self.metrics.clone();
-            let c = client.clone();
-            let stop = shutdown.clone();
-            let tls = http_tls.clone();
-            tracker.spawn(async move { serve_http(l, tls, m, c, stop).await });
-        }
-        for (c, guard) in clients.into_iter().zip(guards) {
-            let w = Worker {
-                guard,
-                stop: shutdown.clone(),
-                cfg: cfg.clone(),
-                js: js.clone(),
-                client: c,
-                sink: self.sink.clone(),
-                metrics: self.metrics.clone(),
-                alerter: alerter.clone(),
-                last_seq: std::sync::Mutex::new(HashMap::new()),
-                connect_failures: AtomicU32::new(0),
-                outage: crate::outage::OutageTracker::new(Duration::from_secs(
-                    cfg.outage.alert_after_secs,
-                )),
-                gapped: std::sync::Mutex::new(Vec::new()),
-                gap_seen: tokio::sync::Notify::new(),
-                first_failure: std::sync::Mutex::new(HashMap::new()),
-                recent_rows: std::sync::Mutex::new(HashMap::new()),
-                last_overlap: std::sync::Mutex::new(HashMap::new()),
-                checkpoints: std::sync::Mutex::new(None),
-            };
-            let stop = shutdown.clone();
-            let w = Arc::new(w);
-            let (sw, sweep_stop) = (w.clone(), shutdown.clone());
-            tracker.spawn(async move { crate::sweep::run(sw, sweep_stop).await });
-            tracker.spawn(async move { w.run(stop).await });
-        }
-        tracker.close();
-        tracker.wait().await;
-        // Acks and naks are plain publishes: flush them before the connection goes away.
-        let _ = client.flush().await;
-        tracing::info!("agent stopped");
-        Ok(())
-    }
-}
-
-/// NATS connection options from `[nats]`: identity (creds file or nkey seed), TLS, and
-/// endless reconnection once connected.
-async fn connect_options(cfg: &Config) -> Result<async_nats::ConnectOptions, AgentError> {
-    let nats = |m: String| AgentError::new(AgentErrorKind::Nats, m);
-    let n = &cfg.nats;
-    let mut opts = async_nats::ConnectOptions::new()
-        .name(format!("shirase-agent-{}", cfg.subscriber))
-        .max_reconnects(None);
-    if !n.creds_file.is_empty() {
-        opts = opts
-            .credentials_file(&n.creds_file)
-            .await
-            .map_err(|e| nats(format!("nats.creds_file {}: {e}", n.creds_file)))?;
-    }
-    if !n.nkey_seed_file.is_empty() {
-        let seed = std::fs::read_to_string(&n.nkey_seed_file)
-            .map_err(|e| nats(format!("nats.nkey_seed_file {}: {e}", n.nkey_seed_file)))?;
-        opts = opts.nkey(seed.trim().to_owned());
-    }
-    if !n.tls_ca_file.is_empty() {
-        opts = opts.add_root_certificates(n.tls_ca_file.clone().into());
-    }
-    if !n.tls_cert_file.is_empty() {
-        opts = opts.add_client_certificate(
-            n.tls_cert_file.clone().into(),
-            n.tls_key_file.clone().into(),
-        );
-    }
-    if n.tls_required {
-        opts = opts.require_tls(true);
-    }
-    Ok(opts)
-}
-
-/// Build an [`Agent`] from `config` (sink from the config) and run it. See [`Agent::run`].
-pub async fn run(
-    config: Config,
-    listener: Option<tokio::net::TcpListener>,
-    shutdown: CancellationToken,
-) -> Result<(), AgentError> {
-    Agent::new(config)?.run(listener, shutdown).await
-}
-
-async fn serve_http(
-    l: tokio::net::TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    m: Arc<Metrics>,
-    c: async_nats::Client,
-    stop: CancellationToken,
-) {
-    use axum::http::StatusCode;
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/healthz",
-            get(move || {
-                let c = c.clone();
-                async move {
-                    if c.connection_state() == async_nats::connection::State::Connected {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "nats disconnected")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let m = m.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
-            }),
-        );
-    if let Err(e) = shirase_proto::https::serve(l, app, tls, stop).await {
-        tracing::error!("http listener failed: {e}");
-    }
-}
-
-/// What to do with one delivered message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decision {
-    Ack,
-    Nak(Duration),
-    /// Nak until a maintenance window ends: not a failure, never dead-lettered.
-    Wait(Duration),
-    /// Nak because the provider's data does not show the notice yet (uncovered): not a
-    /// failure, so the watchdog does not count the delay as a stall.
-    Later(Duration),
-    Term,
-}
-
-struct Item {
-    idx: usize,
-    notice: Notice,
-    replay: bool,
-    delivered: u64,
-    raw: serde_json::Value,
-}
 
 pub(crate) struct Worker {
-    guard: Arc<Guard>,
-    stop: CancellationToken,
-    cfg: Arc<Config>,
-    js: jetstream::Context,
-    client: Arc<PullClient>,
-    sink: Arc<dyn Sink>,
-    metrics: Arc<Metrics>,
-    alerter: Arc<Alerter>,
+    pub(super) guard: Arc<Guard>,
+    pub(super) stop: CancellationToken,
+    pub(super) cfg: Arc<Config>,
+    pub(super) js: jetstream::Context,
+    pub(super) client: Arc<PullClient>,
+    pub(super) sink: Arc<dyn Sink>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) alerter: Arc<Alerter>,
     // Per-interface highest sequence seen by this process, for gap detection.
-    last_seq: std::sync::Mutex<HashMap<InterfaceId, u64>>,
-    connect_failures: AtomicU32,
+    pub(super) last_seq: std::sync::Mutex<HashMap<InterfaceId, u64>>,
+    pub(super) connect_failures: AtomicU32,
     // Continuous failure of the provider, for the operating-status alert and recovery message.
-    outage: crate::outage::OutageTracker,
+    pub(super) outage: crate::outage::OutageTracker,
     // Interfaces with a sequence gap, waiting for the sweeper's immediate sweep.
-    gapped: std::sync::Mutex<Vec<InterfaceId>>,
+    pub(super) gapped: std::sync::Mutex<Vec<InterfaceId>>,
     // Wakes the sweeper when a gap is seen.
     pub(crate) gap_seen: tokio::sync::Notify,
     // Notice id → first failure time, for the dead letter's `first_failure`.
-    first_failure: std::sync::Mutex<HashMap<String, Timestamp>>,
+    pub(super) first_failure: std::sync::Mutex<HashMap<String, Timestamp>>,
     // Per interface: DB timestamps of rows received by recent window pulls (sorted, pruned to
     // the overlap below the checkpoint). They say how many rows an overlap re-read will meet,
     // so the window can be cut before the provider refuses it.
-    recent_rows: std::sync::Mutex<HashMap<InterfaceId, Vec<Timestamp>>>,
+    pub(super) recent_rows: std::sync::Mutex<HashMap<InterfaceId, Vec<Timestamp>>>,
     // Per interface: when this process last re-read the overlap below the checkpoint.
-    last_overlap: std::sync::Mutex<HashMap<InterfaceId, tokio::time::Instant>>,
+    pub(super) last_overlap: std::sync::Mutex<HashMap<InterfaceId, tokio::time::Instant>>,
     // The checkpoint bucket's handle, looked up once instead of per batch (a lookup is a
     // stream-info request to the server); dropped after a store error so it is looked up again.
-    checkpoints: std::sync::Mutex<Option<Checkpoints>>,
-}
-
-/// The index of a sweep's synthetic item (no real message has it): never counted as a notice,
-/// never dead-lettered.
-const SWEEP_IDX: usize = usize::MAX;
-
-/// Most row timestamps remembered per interface for cutting overlap re-reads (16 bytes each);
-/// beyond it the oldest are forgotten and bisection handles what they would have told.
-const RECENT_ROWS_CAP: usize = 200_000;
-
-async fn sleep_or_cancel(d: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = stop.cancelled() => false,
-    }
+    pub(super) checkpoints: std::sync::Mutex<Option<Checkpoints>>,
 }
 
 impl Worker {
-    fn provider(&self) -> &ProviderConfig {
+    pub(super) fn provider(&self) -> &ProviderConfig {
         self.client.config()
     }
 
-    fn labels(&self, i: &InterfaceId) -> IfaceLabels {
+    pub(super) fn labels(&self, i: &InterfaceId) -> IfaceLabels {
         IfaceLabels {
             provider: self.provider().business_id.to_string(),
             interface: i.to_string(),
         }
     }
 
-    fn backoff(&self, attempt: u64) -> Duration {
+    pub(super) fn backoff(&self, attempt: u64) -> Duration {
         let r = &self.cfg.retry;
         let exp = attempt.saturating_sub(1).min(20) as u32;
         Duration::from_millis(r.base_ms.saturating_mul(1u64 << exp).min(r.max_ms))
     }
 
-    async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let name = shirase_proto::subject::consumer_name(
-            &self.cfg.subscriber,
-            &self.provider().business_id,
-        );
-        let plabels = ProviderLabels {
-            provider: self.provider().business_id.to_string(),
-        };
-        let mut attempt = 0u64;
-        'bind: while !stop.is_cancelled() {
-            let consumer: PullConsumer = match self
-                .js
-                .get_consumer_from_stream(&name, shirase_proto::subject::NOTICE_STREAM)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(consumer = %name, attempt, "consumer not available (waiting for the relay's provisioning or the server): {e}");
-                    if attempt == 10 {
-                        self.alert(Severity::Warning, "consumer_missing", None, format!("durable consumer {name} is not available; run `shirase-relay provision` or check the NATS servers")).await;
-                    }
-                    if !sleep_or_cancel(self.backoff(attempt), &stop).await {
-                        break 'bind;
-                    }
-                    continue;
-                }
-            };
-            if attempt > 0 {
-                self.metrics.resubscribes.get_or_create(&plabels).inc();
-                tracing::info!(consumer = %name, "bound to consumer");
-            }
-            attempt = 0;
-            let (mut max_deliver, mut ack_wait) = {
-                let mut c = consumer.clone();
-                c.info()
-                    .await
-                    .map(|i| (i.config.max_deliver, i.config.ack_wait))
-                    .unwrap_or((-1, Duration::from_secs(30)))
-            };
-            let mut watchdog = Watchdog::new(
-                Duration::from_secs(self.cfg.watchdog.stalled_after_secs),
-                tokio::time::Instant::now(),
-            );
-            let mut last_check = tokio::time::Instant::now();
-            while !stop.is_cancelled() {
-                // Inside a maintenance window: fetch nothing (no delivery is spent), send nothing.
-                if let Some(wait) = self.guard.remaining() {
-                    self.metrics.in_maintenance.get_or_create(&plabels).set(1);
-                    tracing::info!(consumer = %name, secs = wait.as_secs(), "provider in maintenance: not fetching until the window ends");
-                    if !sleep_or_cancel(wait, &stop).await {
-                        break 'bind;
-                    }
-                    // The watchdog must not count the window as a stall.
-                    watchdog.progressed(tokio::time::Instant::now());
-                    continue;
-                }
-                self.metrics.in_maintenance.get_or_create(&plabels).set(0);
-                let fetched = tokio::select! {
-                    _ = stop.cancelled() => break 'bind,
-                    r = self.fetch(&consumer) => r,
-                };
-                let msgs = match fetched {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(consumer = %name, "fetch failed, re-binding: {e}");
-                        attempt = 1;
-                        if !sleep_or_cancel(self.backoff(attempt), &stop).await {
-                            break 'bind;
-                        }
-                        continue 'bind;
-                    }
-                };
-                // Idle: check the consumer still exists (deleted → re-bind) and run the watchdog.
-                // Busy: run the watchdog at most once a second (a backlog in an outage never
-                // leaves the fetch empty, and that is exactly when it must look).
-                let idle = msgs.is_empty();
-                if !idle {
-                    self.handle_batch(msgs, max_deliver, ack_wait, &stop, &mut watchdog)
-                        .await;
-                }
-                if idle || last_check.elapsed() >= Duration::from_secs(1) {
-                    last_check = tokio::time::Instant::now();
-                    let mut c = consumer.clone();
-                    match c.info().await {
-                        Ok(info) => {
-                            max_deliver = info.config.max_deliver;
-                            ack_wait = info.config.ack_wait;
-                            let state = ConsumerState {
-                                pending: info.num_pending,
-                                ack_pending: info.num_ack_pending as u64,
-                                ack_floor: info.ack_floor.consumer_sequence,
-                            };
-                            let stalled = watchdog.check(state, tokio::time::Instant::now());
-                            self.metrics
-                                .consumer_stalled
-                                .get_or_create(&plabels)
-                                .set(i64::from(stalled.is_some()));
-                            if let Some(idle_for) = stalled {
-                                self.alert(
-                                    Severity::Warning,
-                                    "consumer_stalled",
-                                    None,
-                                    format!(
-                                        "{} notices unfinished on {name} ({} never delivered, {} delivered and not acked) but none finished for {} s: check the provider's PULL API, the sink and the agent's log",
-                                        state.pending + state.ack_pending,
-                                        state.pending,
-                                        state.ack_pending,
-                                        idle_for.as_secs()
-                                    ),
-                                )
-                                .await;
-                            }
-                        }
-                        Err(e) if !idle => {
-                            tracing::debug!(consumer = %name, "consumer info failed: {e}")
-                        }
-                        Err(e) => {
-                            tracing::warn!(consumer = %name, "consumer info failed, re-binding: {e}");
-                            attempt = 1;
-                            if !sleep_or_cancel(self.backoff(attempt), &stop).await {
-                                break 'bind;
-                            }
-                            continue 'bind;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    async fn fetch(&self, consumer: &PullConsumer) -> Result<Vec<Message>, String> {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(self.cfg.batch.size)
-            .expires(Duration::from_millis(self.cfg.batch.max_wait_ms))
-            .messages()
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => out.push(m),
-                // Keep what arrived: those messages are ours until acked or nak'ed.
-                Err(e) if out.is_empty() => return Err(e.to_string()),
-                Err(e) => {
-                    tracing::debug!("fetch ended early: {e}");
-                    break;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Process one batch with progress heartbeats, under the shutdown grace rule, then apply
-    /// the decisions.
-    async fn handle_batch(
-        &self,
-        msgs: Vec<Message>,
-        max_deliver: i64,
-        ack_wait: Duration,
-        stop: &CancellationToken,
-        watchdog: &mut Watchdog,
-    ) {
-        let work = self.process(&msgs, max_deliver);
-        tokio::pin!(work);
-        let grace = Duration::from_millis(self.cfg.shutdown.grace_ms);
-        // Three heartbeats per ack_wait, so one lost heartbeat never causes a redelivery.
-        let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(500)));
-        tick.tick().await;
-        let stop_after_grace = async {
-            stop.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::pin!(stop_after_grace);
-        let decisions = loop {
-            tokio::select! {
-                d = &mut work => break Some(d),
-                _ = tick.tick() => {
-                    // Long pulls (bisection, 30 s provider timeouts) must not let ack_wait
-                    // expire and hand the notices to another replica meanwhile.
-                    for m in &msgs {
-                        let _ = m.ack_with(AckKind::Progress).await;
-                    }
-                }
-                _ = &mut stop_after_grace => break None,
-            }
-        };
-        match decisions {
-            Some(d) => self.apply(&msgs, d, watchdog).await,
-            None => {
-                tracing::warn!(
-                    notices = msgs.len(),
-                    "shutdown grace over: handing in-flight notices back"
-                );
-                for m in &msgs {
-                    let _ = m.ack_with(AckKind::Nak(None)).await;
-                }
-            }
-        }
-    }
-
-    /// Send the decisions; tells the watchdog what they mean.
-    async fn apply(&self, msgs: &[Message], decisions: Vec<Decision>, watchdog: &mut Watchdog) {
-        let now = tokio::time::Instant::now();
-        for (m, d) in msgs.iter().zip(decisions) {
-            let kind = match d {
-                Decision::Ack => AckKind::Ack,
-                Decision::Nak(delay) | Decision::Wait(delay) | Decision::Later(delay) => {
-                    AckKind::Nak(Some(delay))
-                }
-                Decision::Term => AckKind::Term,
-            };
-            match m.ack_with(kind).await {
-                Ok(()) => match d {
-                    Decision::Ack | Decision::Term => watchdog.progressed(now),
-                    Decision::Wait(delay) | Decision::Later(delay) => watchdog.parked(now + delay),
-                    Decision::Nak(_) => {}
-                },
-                // The server will redeliver after ack_wait; the work is idempotent.
-                Err(e) => tracing::warn!("ack/nak failed: {e}"),
-            }
-        }
-    }
-
-    /// Decide every message of the batch. Does not ack anything itself.
-    async fn process(&self, msgs: &[Message], max_deliver: i64) -> Vec<Decision> {
-        let mut decisions = vec![Decision::Nak(self.backoff(1)); msgs.len()];
-        // `pending` of the last message: notices still waiting on the consumer after this batch.
-        let more_pending = msgs
-            .last()
-            .and_then(|m| m.info().ok())
-            .is_some_and(|i| i.pending > 0);
-        let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
-        for (idx, m) in msgs.iter().enumerate() {
-            let delivered = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
-            let replay = matches!(parse_subject(&m.subject), Ok(SubjectKind::Replay { .. }));
-            let notice = match shirase_proto::parse_notice(
-                &m.payload,
-                &shirase_proto::Limits::default(),
-            ) {
-                Ok(n) => n,
-                Err(v) => {
-                    // The relay validated it, so this is not a notice at all: it can never
-                    // succeed. Term it and tell the operators (subject only, no payload).
-                    tracing::error!(subject = %m.subject, violations = v.len(), "undecodable message on the notice stream");
-                    self.alert(
-                        Severity::Warning,
-                        "undecodable_notice",
-                        None,
-                        format!("undecodable message on {} terminated", m.subject),
-                    )
-                    .await;
-                    decisions[idx] = Decision::Term;
-                    continue;
-                }
-            };
-            let raw = serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null);
-            let iface = notice.data.interface_id;
-            self.metrics
-                .notices_received
-                .get_or_create(&self.labels(&iface))
-                .inc();
-            groups.entry(iface).or_default().push(Item {
-                idx,
-                notice,
-                replay,
-                delivered,
-                raw,
-            });
-        }
-        for iface in groups.keys() {
-            self.metrics
-                .batches
-                .get_or_create(&self.labels(iface))
-                .inc();
-        }
-        let futs = groups
-            .into_iter()
-            .map(|(iface, items)| self.process_interface(iface, items, max_deliver, more_pending));
-        for results in futures::future::join_all(futs).await {
-            for (idx, d) in results {
-                decisions[idx] = d;
-            }
-        }
-        decisions
-    }
-
     /// Decide one interface's notices; a nak on the consumer's last allowed delivery becomes a
     /// dead letter, because JetStream would otherwise drop the notice silently.
-    async fn process_interface(
+    pub(super) async fn process_interface(
         &self,
         iface: InterfaceId,
         items: Vec<Item>,
@@ -816,7 +152,7 @@ impl Worker {
         out
     }
 
-    async fn decide_interface(
+    pub(super) async fn decide_interface(
         &self,
         iface: InterfaceId,
         items: &[Item],
@@ -1133,7 +469,7 @@ impl Worker {
         out
     }
 
-    fn count(&self, labels: &IfaceLabels, out: &[(usize, Decision)]) {
+    pub(super) fn count(&self, labels: &IfaceLabels, out: &[(usize, Decision)]) {
         // A sweep's synthetic item is not a notice: it is counted as a sweep only.
         for (_, d) in out.iter().filter(|(i, _)| *i != SWEEP_IDX) {
             match d {
@@ -1153,7 +489,7 @@ impl Worker {
         }
     }
 
-    fn nak_all(&self, labels: &IfaceLabels, items: &[Item]) -> Vec<(usize, Decision)> {
+    pub(super) fn nak_all(&self, labels: &IfaceLabels, items: &[Item]) -> Vec<(usize, Decision)> {
         let out: Vec<_> = items
             .iter()
             .map(|it| (it.idx, Decision::Nak(self.backoff(it.delivered))))
@@ -1162,7 +498,7 @@ impl Worker {
         out
     }
 
-    fn detect_gap(&self, iface: &InterfaceId, items: &[Item]) -> bool {
+    pub(super) fn detect_gap(&self, iface: &InterfaceId, items: &[Item]) -> bool {
         let mut seqs: Vec<u64> = items
             .iter()
             .filter(|it| !it.replay)
@@ -1202,7 +538,7 @@ impl Worker {
         missing > 0
     }
 
-    async fn request(&self, req: &PullRequest) -> Outcome {
+    pub(super) async fn request(&self, req: &PullRequest) -> Outcome {
         // Checked before every request (bisection can run into a window's start); the token
         // request happens inside `pull`, so it is not sent either.
         if let Some(wait) = self.guard.remaining() {
@@ -1283,7 +619,7 @@ impl Worker {
 
     /// Feed the outage tracker; raise its one alert and its one recovery message. The alert
     /// bypasses the alerter's repeat suppression: the tracker already says it exactly once.
-    async fn track_outage(&self, o: &Outcome) {
+    pub(super) async fn track_outage(&self, o: &Outcome) {
         let p = self.provider().business_id.to_string();
         let now = tokio::time::Instant::now();
         let event = match o {
@@ -1338,7 +674,7 @@ impl Worker {
     }
 
     /// The checkpoint bucket, looked up on first use and kept.
-    async fn checkpoints(&self) -> Result<Checkpoints, String> {
+    pub(super) async fn checkpoints(&self) -> Result<Checkpoints, String> {
         if let Some(c) = self
             .checkpoints
             .lock()
@@ -1358,13 +694,18 @@ impl Worker {
     }
 
     /// Look the bucket up again next time (after a store error: it may have been re-created).
-    fn forget_checkpoints(&self) {
+    pub(super) fn forget_checkpoints(&self) {
         *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Remember the DB timestamps of rows a window pull received, pruned to the overlap below
     /// the newest one.
-    fn remember_rows(&self, iface: &InterfaceId, mut new: Vec<Timestamp>, max: Option<Timestamp>) {
+    pub(super) fn remember_rows(
+        &self,
+        iface: &InterfaceId,
+        mut new: Vec<Timestamp>,
+        max: Option<Timestamp>,
+    ) {
         let mut all = self.recent_rows.lock().unwrap_or_else(|e| e.into_inner());
         let v = all.entry(*iface).or_default();
         new.sort_unstable();
@@ -1397,7 +738,7 @@ impl Worker {
     /// time order; on any failure the checkpoint stays where it was, so the pieces already
     /// delivered are pulled and delivered again later (at least once, as inside the overlap).
     /// Returns what was delivered: the count and the newest DB timestamps.
-    async fn pull_window(
+    pub(super) async fn pull_window(
         &self,
         iface: &InterfaceId,
         windows: Vec<(Timestamp, Timestamp)>,
@@ -1459,7 +800,7 @@ impl Worker {
     }
 
     /// Hand `records` to the sink and count them.
-    async fn deliver(
+    pub(super) async fn deliver(
         &self,
         iface: InterfaceId,
         pulled_at: Timestamp,
@@ -1482,7 +823,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn on_failure(
+    pub(super) async fn on_failure(
         &self,
         iface: &InterfaceId,
         covers: &[&Item],
@@ -1578,7 +919,7 @@ impl Worker {
         }
     }
 
-    async fn dead_letter_all(
+    pub(super) async fn dead_letter_all(
         &self,
         iface: &InterfaceId,
         items: &[Item],
@@ -1602,7 +943,7 @@ impl Worker {
         out
     }
 
-    async fn dead_letter(
+    pub(super) async fn dead_letter(
         &self,
         iface: &InterfaceId,
         items: &[&Item],
@@ -1661,7 +1002,13 @@ impl Worker {
         out
     }
 
-    async fn alert(&self, sev: Severity, code: &str, iface: Option<&InterfaceId>, message: String) {
+    pub(super) async fn alert(
+        &self,
+        sev: Severity,
+        code: &str,
+        iface: Option<&InterfaceId>,
+        message: String,
+    ) {
         let p = self.provider().business_id.to_string();
         let i = iface.map(|i| i.to_string());
         if self
@@ -1675,34 +1022,4 @@ impl Worker {
                 .inc();
         }
     }
-}
-
-/// Why a planned pull produced no rows.
-#[derive(Debug)]
-/// What a pull brought: a window pull's rows are already delivered (a summary remains); a
-/// keyed pull's rows are still to be delivered.
-enum Pulled {
-    Window(Streamed),
-    Keyed(Vec<Row>),
-}
-
-/// What a streamed window pull delivered.
-#[derive(Debug, Default)]
-struct Streamed {
-    /// Rows delivered.
-    count: usize,
-    /// DB timestamps of the rows, at most about `2 × RECENT_ROWS_CAP` of the newest (so the
-    /// newest of all is always among them).
-    times: Vec<Timestamp>,
-}
-
-enum Failure {
-    Outcome(Outcome),
-    /// The sink refused a piece of a streamed window pull.
-    Sink(String),
-    BisectExhausted {
-        last: Outcome,
-        from: Timestamp,
-        to: Timestamp,
-    },
 }
