@@ -24,9 +24,16 @@
 //!   provisioning and re-binds to the consumer after it is deleted or the server restarts.
 //! - Row contents are never logged; logs carry counts, ids and interface ids.
 
+mod failure;
 mod http;
 mod nats;
+mod plan;
+mod pull;
 mod run;
+mod settle;
+mod state;
+#[cfg(test)]
+mod test_support;
 mod worker;
 
 use std::time::Duration;
@@ -99,10 +106,6 @@ struct Item {
 /// never dead-lettered.
 const SWEEP_IDX: usize = usize::MAX;
 
-/// Most row timestamps remembered per interface for cutting overlap re-reads (16 bytes each);
-/// beyond it the oldest are forgotten and bisection handles what they would have told.
-const RECENT_ROWS_CAP: usize = 200_000;
-
 async fn sleep_or_cancel(d: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
@@ -123,7 +126,7 @@ enum Pulled {
 struct Streamed {
     /// Rows delivered.
     count: usize,
-    /// DB timestamps of the rows, at most about `2 × RECENT_ROWS_CAP` of the newest (so the
+    /// DB timestamps of the rows, at most about `2 × state::RECENT_ROWS_CAP` of the newest (so the
     /// newest of all is always among them).
     times: Vec<Timestamp>,
 }

@@ -188,16 +188,12 @@ impl Agent {
                 sink: self.sink.clone(),
                 metrics: self.metrics.clone(),
                 alerter: alerter.clone(),
-                last_seq: std::sync::Mutex::new(HashMap::new()),
                 connect_failures: AtomicU32::new(0),
                 outage: crate::outage::OutageTracker::new(Duration::from_secs(
                     cfg.outage.alert_after_secs,
                 )),
-                gapped: std::sync::Mutex::new(Vec::new()),
                 gap_seen: tokio::sync::Notify::new(),
-                first_failure: std::sync::Mutex::new(HashMap::new()),
-                recent_rows: std::sync::Mutex::new(HashMap::new()),
-                last_overlap: std::sync::Mutex::new(HashMap::new()),
+                states: Default::default(),
                 checkpoints: std::sync::Mutex::new(None),
             };
             let stop = shutdown.clone();
