@@ -77,30 +77,7 @@ impl Agent {
         shutdown: CancellationToken,
     ) -> Result<(), AgentError> {
         let cfg = self.cfg.clone();
-        let mut clients = Vec::new();
-        let mut guards = Vec::new();
-        for p in &cfg.providers {
-            let calendar = if p.enforce_maintenance {
-                Some(
-                    shirase_proto::maintenance::Calendar::new(&p.maintenance).map_err(|e| {
-                        AgentError::new(
-                            AgentErrorKind::Client,
-                            format!("providers {}: {e}", p.business_id),
-                        )
-                    })?,
-                )
-            } else {
-                None
-            };
-            guards.push(Arc::new(Guard::new(calendar, self.clock.clone())));
-            let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
-            let c = match self.secrets.get(&p.business_id) {
-                Some(s) => PullClient::with_secret(p.clone(), s.clone(), limiter),
-                None => PullClient::new(p.clone(), limiter),
-            }
-            .map_err(|e| AgentError::new(AgentErrorKind::Client, e.to_string()))?;
-            clients.push(Arc::new(c));
-        }
+        let providers = self.provider_clients()?;
         // Before binding or connecting: an unusable certificate is a configuration error.
         let http_tls = cfg
             .http
@@ -108,60 +85,9 @@ impl Agent {
             .map(|t| t.load())
             .transpose()
             .map_err(|e| AgentError::new(AgentErrorKind::Http, e.to_string()))?;
-        let listener = match listener {
-            Some(l) => Some(l),
-            None => match cfg.http_listen() {
-                Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
-                    AgentError::new(
-                        AgentErrorKind::Http,
-                        format!("binding http.listen {a}: {e}"),
-                    )
-                })?),
-                None => None,
-            },
-        };
-        // The first connection is tried in a loop of our own (not retry_on_initial_connect) so
-        // that a refused identity (wrong seed, unknown user) stops the agent with a message
-        // instead of retrying forever in silence; an unreachable server is retried.
-        let mut attempt = 0u32;
-        let client = loop {
-            match connect_options(&cfg)
-                .await?
-                .connect(cfg.nats.urls.clone())
-                .await
-            {
-                Ok(c) => break c,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        async_nats::ConnectErrorKind::AuthorizationViolation
-                            | async_nats::ConnectErrorKind::Authentication
-                    ) =>
-                {
-                    return Err(AgentError::new(
-                        AgentErrorKind::Nats,
-                        format!(
-                            "the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.creds_file against the server's authorization"
-                        ),
-                    ));
-                }
-                Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::Tls) => {
-                    return Err(AgentError::new(
-                        AgentErrorKind::Nats,
-                        format!(
-                            "TLS with the NATS server failed ({e}): check nats.tls_ca_file / nats.tls_cert_file / nats.tls_key_file"
-                        ),
-                    ));
-                }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(attempt, "connecting to nats.urls: {e}; retrying");
-                    let d = Duration::from_millis((250u64 << attempt.min(5)).min(5_000));
-                    if !sleep_or_cancel(d, &shutdown).await {
-                        return Ok(());
-                    }
-                }
-            }
+        let listener = bind_listener(&cfg, listener).await?;
+        let Some(client) = connect(&cfg, &shutdown).await? else {
+            return Ok(());
         };
         let js = jetstream::new(client.clone());
         let alerter = Arc::new(Alerter::new(
@@ -178,7 +104,7 @@ impl Agent {
             let tls = http_tls.clone();
             tracker.spawn(async move { serve_http(l, tls, m, c, stop).await });
         }
-        for (c, guard) in clients.into_iter().zip(guards) {
+        for (c, guard) in providers {
             let w = Worker {
                 guard,
                 stop: shutdown.clone(),
@@ -208,6 +134,107 @@ impl Agent {
         let _ = client.flush().await;
         tracing::info!("agent stopped");
         Ok(())
+    }
+
+    /// Each provider's PULL client (with its limiter) and maintenance guard.
+    fn provider_clients(&self) -> Result<Vec<ProviderClient>, AgentError> {
+        let mut out = Vec::new();
+        for p in &self.cfg.providers {
+            let calendar = if p.enforce_maintenance {
+                Some(
+                    shirase_proto::maintenance::Calendar::new(&p.maintenance).map_err(|e| {
+                        AgentError::new(
+                            AgentErrorKind::Client,
+                            format!("providers {}: {e}", p.business_id),
+                        )
+                    })?,
+                )
+            } else {
+                None
+            };
+            let guard = Arc::new(Guard::new(calendar, self.clock.clone()));
+            let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
+            let c = match self.secrets.get(&p.business_id) {
+                Some(s) => PullClient::with_secret(p.clone(), s.clone(), limiter),
+                None => PullClient::new(p.clone(), limiter),
+            }
+            .map_err(|e| AgentError::new(AgentErrorKind::Client, e.to_string()))?;
+            out.push((Arc::new(c), guard));
+        }
+        Ok(out)
+    }
+}
+
+/// A provider's PULL client and its maintenance guard.
+type ProviderClient = (Arc<PullClient>, Arc<Guard>);
+
+/// The given listener, or `http.listen` bound, or none.
+async fn bind_listener(
+    cfg: &Config,
+    listener: Option<tokio::net::TcpListener>,
+) -> Result<Option<tokio::net::TcpListener>, AgentError> {
+    if listener.is_some() {
+        return Ok(listener);
+    }
+    let Some(a) = cfg.http_listen() else {
+        return Ok(None);
+    };
+    let l = tokio::net::TcpListener::bind(a).await.map_err(|e| {
+        AgentError::new(
+            AgentErrorKind::Http,
+            format!("binding http.listen {a}: {e}"),
+        )
+    })?;
+    Ok(Some(l))
+}
+
+/// The first connection to NATS; `None` when `shutdown` came first. It is tried in a loop of
+/// our own (not retry_on_initial_connect) so that a refused identity (wrong seed, unknown user)
+/// stops the agent with a message instead of retrying forever in silence; an unreachable
+/// server is retried.
+async fn connect(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<async_nats::Client>, AgentError> {
+    let mut attempt = 0u32;
+    loop {
+        match connect_options(cfg)
+            .await?
+            .connect(cfg.nats.urls.clone())
+            .await
+        {
+            Ok(c) => return Ok(Some(c)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    async_nats::ConnectErrorKind::AuthorizationViolation
+                        | async_nats::ConnectErrorKind::Authentication
+                ) =>
+            {
+                return Err(AgentError::new(
+                    AgentErrorKind::Nats,
+                    format!(
+                        "the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.creds_file against the server's authorization"
+                    ),
+                ));
+            }
+            Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::Tls) => {
+                return Err(AgentError::new(
+                    AgentErrorKind::Nats,
+                    format!(
+                        "TLS with the NATS server failed ({e}): check nats.tls_ca_file / nats.tls_cert_file / nats.tls_key_file"
+                    ),
+                ));
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(attempt, "connecting to nats.urls: {e}; retrying");
+                let d = Duration::from_millis((250u64 << attempt.min(5)).min(5_000));
+                if !sleep_or_cancel(d, shutdown).await {
+                    return Ok(None);
+                }
+            }
+        }
     }
 }
 
@@ -254,7 +281,27 @@ pub async fn run(
     Agent::new(config)?.run(listener, shutdown).await
 }
 
+/// Why a worker stopped consuming from its bound consumer.
+enum Ended {
+    /// Shutdown.
+    Stopped,
+    /// The consumer is gone or the server does not answer: bind again.
+    Rebind,
+}
+
+/// What a look at the consumer's info found.
+enum Checked {
+    /// Its current `max_deliver` and `ack_wait`.
+    Config(i64, Duration),
+    /// The info failed while busy: try again later.
+    Skipped,
+    /// The info failed while idle: the consumer may be gone, bind again.
+    Rebind,
+}
+
 impl Worker {
+    /// Bind to the durable consumer (waiting for the relay's provisioning), consume from it,
+    /// and bind again after it is deleted or the server restarts, until `stop`.
     pub(super) async fn run(self: Arc<Self>, stop: CancellationToken) {
         let name = shirase_proto::subject::consumer_name(
             &self.cfg.subscriber,
@@ -264,7 +311,7 @@ impl Worker {
             provider: self.provider().business_id.to_string(),
         };
         let mut attempt = 0u64;
-        'bind: while !stop.is_cancelled() {
+        while !stop.is_cancelled() {
             let consumer: PullConsumer = match self
                 .js
                 .get_consumer_from_stream(&name, shirase_proto::subject::NOTICE_STREAM)
@@ -278,7 +325,7 @@ impl Worker {
                         self.alert(Severity::Warning, "consumer_missing", None, format!("durable consumer {name} is not available; run `shirase-relay provision` or check the NATS servers")).await;
                     }
                     if !sleep_or_cancel(self.backoff(attempt), &stop).await {
-                        break 'bind;
+                        return;
                     }
                     continue;
                 }
@@ -287,102 +334,133 @@ impl Worker {
                 self.metrics.resubscribes.get_or_create(&plabels).inc();
                 tracing::info!(consumer = %name, "bound to consumer");
             }
-            attempt = 0;
-            let (mut max_deliver, mut ack_wait) = {
-                let mut c = consumer.clone();
-                c.info()
-                    .await
-                    .map(|i| (i.config.max_deliver, i.config.ack_wait))
-                    .unwrap_or((-1, Duration::from_secs(30)))
-            };
-            let mut watchdog = Watchdog::new(
-                Duration::from_secs(self.cfg.watchdog.stalled_after_secs),
-                tokio::time::Instant::now(),
-            );
-            let mut last_check = tokio::time::Instant::now();
-            while !stop.is_cancelled() {
-                // Inside a maintenance window: fetch nothing (no delivery is spent), send nothing.
-                if let Some(wait) = self.guard.remaining() {
-                    self.metrics.in_maintenance.get_or_create(&plabels).set(1);
-                    tracing::info!(consumer = %name, secs = wait.as_secs(), "provider in maintenance: not fetching until the window ends");
-                    if !sleep_or_cancel(wait, &stop).await {
-                        break 'bind;
-                    }
-                    // The watchdog must not count the window as a stall.
-                    watchdog.progressed(tokio::time::Instant::now());
-                    continue;
-                }
-                self.metrics.in_maintenance.get_or_create(&plabels).set(0);
-                let fetched = tokio::select! {
-                    _ = stop.cancelled() => break 'bind,
-                    r = self.fetch(&consumer) => r,
-                };
-                let msgs = match fetched {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(consumer = %name, "fetch failed, re-binding: {e}");
-                        attempt = 1;
-                        if !sleep_or_cancel(self.backoff(attempt), &stop).await {
-                            break 'bind;
-                        }
-                        continue 'bind;
-                    }
-                };
-                // Idle: check the consumer still exists (deleted → re-bind) and run the watchdog.
-                // Busy: run the watchdog at most once a second (a backlog in an outage never
-                // leaves the fetch empty, and that is exactly when it must look).
-                let idle = msgs.is_empty();
-                if !idle {
-                    self.handle_batch(msgs, max_deliver, ack_wait, &stop, &mut watchdog)
-                        .await;
-                }
-                if idle || last_check.elapsed() >= Duration::from_secs(1) {
-                    last_check = tokio::time::Instant::now();
-                    let mut c = consumer.clone();
-                    match c.info().await {
-                        Ok(info) => {
-                            max_deliver = info.config.max_deliver;
-                            ack_wait = info.config.ack_wait;
-                            let state = ConsumerState {
-                                pending: info.num_pending,
-                                ack_pending: info.num_ack_pending as u64,
-                                ack_floor: info.ack_floor.consumer_sequence,
-                            };
-                            let stalled = watchdog.check(state, tokio::time::Instant::now());
-                            self.metrics
-                                .consumer_stalled
-                                .get_or_create(&plabels)
-                                .set(i64::from(stalled.is_some()));
-                            if let Some(idle_for) = stalled {
-                                self.alert(
-                                    Severity::Warning,
-                                    "consumer_stalled",
-                                    None,
-                                    format!(
-                                        "{} notices unfinished on {name} ({} never delivered, {} delivered and not acked) but none finished for {} s: check the provider's PULL API, the sink and the agent's log",
-                                        state.pending + state.ack_pending,
-                                        state.pending,
-                                        state.ack_pending,
-                                        idle_for.as_secs()
-                                    ),
-                                )
-                                .await;
-                            }
-                        }
-                        Err(e) if !idle => {
-                            tracing::debug!(consumer = %name, "consumer info failed: {e}")
-                        }
-                        Err(e) => {
-                            tracing::warn!(consumer = %name, "consumer info failed, re-binding: {e}");
-                            attempt = 1;
-                            if !sleep_or_cancel(self.backoff(attempt), &stop).await {
-                                break 'bind;
-                            }
-                            continue 'bind;
-                        }
+            match self.consume(&consumer, &name, &plabels, &stop).await {
+                Ended::Stopped => return,
+                Ended::Rebind => {
+                    attempt = 1;
+                    if !sleep_or_cancel(self.backoff(attempt), &stop).await {
+                        return;
                     }
                 }
             }
         }
+    }
+
+    /// Fetch and handle batches from `consumer` (none inside a maintenance window), and look
+    /// at its info to run the watchdog.
+    async fn consume(
+        &self,
+        consumer: &PullConsumer,
+        name: &str,
+        plabels: &ProviderLabels,
+        stop: &CancellationToken,
+    ) -> Ended {
+        let (mut max_deliver, mut ack_wait) = {
+            let mut c = consumer.clone();
+            c.info()
+                .await
+                .map(|i| (i.config.max_deliver, i.config.ack_wait))
+                .unwrap_or((-1, Duration::from_secs(30)))
+        };
+        let mut watchdog = Watchdog::new(
+            Duration::from_secs(self.cfg.watchdog.stalled_after_secs),
+            tokio::time::Instant::now(),
+        );
+        let mut last_check = tokio::time::Instant::now();
+        while !stop.is_cancelled() {
+            // Inside a maintenance window: fetch nothing (no delivery is spent), send nothing.
+            if let Some(wait) = self.guard.remaining() {
+                self.metrics.in_maintenance.get_or_create(plabels).set(1);
+                tracing::info!(consumer = %name, secs = wait.as_secs(), "provider in maintenance: not fetching until the window ends");
+                if !sleep_or_cancel(wait, stop).await {
+                    return Ended::Stopped;
+                }
+                // The watchdog must not count the window as a stall.
+                watchdog.progressed(tokio::time::Instant::now());
+                continue;
+            }
+            self.metrics.in_maintenance.get_or_create(plabels).set(0);
+            let fetched = tokio::select! {
+                _ = stop.cancelled() => return Ended::Stopped,
+                r = self.fetch(consumer) => r,
+            };
+            let msgs = match fetched {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(consumer = %name, "fetch failed, re-binding: {e}");
+                    return Ended::Rebind;
+                }
+            };
+            // Idle: check the consumer still exists (deleted → re-bind) and run the watchdog.
+            // Busy: run the watchdog at most once a second (a backlog in an outage never
+            // leaves the fetch empty, and that is exactly when it must look).
+            let idle = msgs.is_empty();
+            if !idle {
+                self.handle_batch(msgs, max_deliver, ack_wait, stop, &mut watchdog)
+                    .await;
+            }
+            if idle || last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = tokio::time::Instant::now();
+                match self
+                    .check_consumer(consumer, name, plabels, &mut watchdog, idle)
+                    .await
+                {
+                    Checked::Config(m, a) => (max_deliver, ack_wait) = (m, a),
+                    Checked::Skipped => {}
+                    Checked::Rebind => return Ended::Rebind,
+                }
+            }
+        }
+        Ended::Stopped
+    }
+
+    /// Read the consumer's info: its current settings, and the counts the watchdog judges
+    /// (alerting on a stall).
+    async fn check_consumer(
+        &self,
+        consumer: &PullConsumer,
+        name: &str,
+        plabels: &ProviderLabels,
+        watchdog: &mut Watchdog,
+        idle: bool,
+    ) -> Checked {
+        let mut c = consumer.clone();
+        let info = match c.info().await {
+            Ok(info) => info,
+            Err(e) if !idle => {
+                tracing::debug!(consumer = %name, "consumer info failed: {e}");
+                return Checked::Skipped;
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %name, "consumer info failed, re-binding: {e}");
+                return Checked::Rebind;
+            }
+        };
+        let state = ConsumerState {
+            pending: info.num_pending,
+            ack_pending: info.num_ack_pending as u64,
+            ack_floor: info.ack_floor.consumer_sequence,
+        };
+        let stalled = watchdog.check(state, tokio::time::Instant::now());
+        self.metrics
+            .consumer_stalled
+            .get_or_create(plabels)
+            .set(i64::from(stalled.is_some()));
+        if let Some(idle_for) = stalled {
+            self.alert(
+                Severity::Warning,
+                "consumer_stalled",
+                None,
+                format!(
+                    "{} notices unfinished on {name} ({} never delivered, {} delivered and not acked) but none finished for {} s: check the provider's PULL API, the sink and the agent's log",
+                    state.pending + state.ack_pending,
+                    state.pending,
+                    state.ack_pending,
+                    idle_for.as_secs()
+                ),
+            )
+            .await;
+        }
+        Checked::Config(info.config.max_deliver, info.config.ack_wait)
     }
 }
