@@ -6,7 +6,7 @@
 //! (honouring `Retry-After`); dead-letter and terminate permanent failures.
 //!
 //! Maintenance ([`crate::maintenance`]): inside a provider's window (its calendar, or an E0900
-//! answer) the worker fetches nothing and no request leaves ([`Worker::request`] refuses before
+//! answer) the worker fetches nothing and no request leaves (`Worker::request` refuses before
 //! the token cache is touched). Notices already in hand are handed back with a nak delayed to
 //! the window end ([`Decision::Wait`]). Such naks never fire the "last delivery → dead letter"
 //! rule. JetStream counts them as deliveries all the same (`max_deliver` applies to every
@@ -16,9 +16,17 @@
 //! is held (progress heartbeats keep it ours) until the window ends and then processed, since
 //! a nak would make JetStream drop it silently.
 //!
+//! Layout: [`run`](self::run) starts the agent and runs one worker per consumer (bind, fetch,
+//! watchdog, shutdown); `nats` fetches batches and sends acks, naks and terms; `http` serves
+//! `/healthz` and `/metrics`; `worker` is the thin I/O around one interface's notices of a batch
+//! (`pull` makes the requests, `failure` dead-letters and alerts); `state` is what a worker
+//! remembers per interface. The decisions themselves are pure functions on plain data: `plan`
+//! (may the notices be worked on, which pulls: windows, keyed pulls, bisection) and `settle`
+//! (which notices to ack, nak with what delay or dead-letter, and the new checkpoint).
+//!
 //! Invariants:
 //! - A notice is acked only after the sink accepted the data and the checkpoint was stored.
-//!   Acks happen in one place ([`apply`]), after all work of the batch is done; work that is
+//!   Acks happen in one place (`Worker::apply`), after all work of the batch is done; work that is
 //!   cut short (shutdown grace over, task aborted) never reaches it.
 //! - The agent never creates streams, consumers or buckets: it waits for the relay's
 //!   provisioning and re-binds to the consumer after it is deleted or the server restarts.
