@@ -1,7 +1,7 @@
 //! Coalescing: the notices of one fetched batch that concern one interface become one plan —
 //! at most one PULL request (before bisection) however many notices there are.
 //!
-//! Rules (SPEC.md 5, DOMAIN.md 1.2.8):
+//! Rules (differential fetch by update date/time FROM–TO, データ連携WT 1.2.8):
 //! - `delete` notices become tombstones: a pull cannot return a deleted row.
 //! - A fresh notice whose `updated_at` is at or below the stored checkpoint is already
 //!   covered: the checkpoint is the largest DB update timestamp a window pull actually

@@ -1,4 +1,4 @@
-//! Coverage: which notices a pull satisfied (SPEC.md 5). A notice may be acked only when the
+//! Coverage: which notices a pull satisfied. A notice may be acked only when the
 //! rows received reach its `updated_at` (window pull) or contain each of its keys at or after
 //! its `updated_at` (keyed pull). Some providers answer from a lagging replica, so a pull can
 //! run before the change is visible; such a notice stays uncovered and is retried.

@@ -5,7 +5,8 @@
 //! Module map:
 //! - [`config`]: layered, validated configuration (`agent.default.toml` → file → `SHIRASE_AGENT__*`
 //!   environment variables, e.g. `SHIRASE_AGENT__BATCH__SIZE=500`).
-//! - [`agent`]: the loop: fetch → coalesce → pull → sink → checkpoint → ack; [`run`].
+//! - [`agent`]: the loop: fetch → plan (coalesce) → pull → sink → checkpoint → settle → ack;
+//!   [`run`].
 //! - [`coalesce`]: one plan per interface per batch (FROM/TO, keyed pulls, bisection points).
 //! - [`coverage`]: which notices a pull satisfied.
 //! - [`pull_client`]: the provider's PULL API (OAuth2 client_secret_jwt, outcome classes).
@@ -17,6 +18,8 @@
 //! - [`alert`]: alerts (エラー通知) to `shirase.alert.<severity>.agent`.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`watchdog`]: when unfinished notices count as a stalled consumer.
+//! - [`outage`]: one "check the operating status" alert per provider outage, one recovery message.
+//! - [`sweep`]: scheduled and gap-triggered differential pulls of every interface.
 //!
 //! Invariants: the agent never creates streams, consumers or buckets (only the relay does);
 //! it acks a notice only after the sink accepted the data and the checkpoint was stored; it

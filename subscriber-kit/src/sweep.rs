@@ -1,23 +1,38 @@
-//! The sweep (issue 5 item 6): each provider worker pulls every interface differentially from
-//! its checkpoint on a schedule (`sweep.interval_secs`, hourly by default), so changes whose
-//! notices were never published still arrive; a sequence gap seen in the notices triggers an
-//! immediate sweep of that interface.
+//! The sweep: each provider worker pulls every interface differentially from its checkpoint
+//! on a schedule (`sweep.interval_secs`, hourly by default), so changes whose notices were
+//! never published still arrive; a sequence gap seen in the notices triggers an immediate
+//! sweep of that interface.
 //!
-//! A sweep is an ordinary window pull ([`crate::agent`]'s `Worker::sweep`): it goes through the
-//! provider's rate limiter, never runs inside a maintenance window (it is skipped and the next
-//! tick tries again), and delivers rows with the same sink + checkpoint compare-and-swap as a
-//! notice-triggered pull, so running next to notice processing is safe (at least once).
+//! A sweep is an ordinary window pull (the agent's worker implements [`Sweeper`]): it goes
+//! through the provider's rate limiter, never runs inside a maintenance window (it is skipped
+//! and the next tick tries again), and delivers rows with the same sink + checkpoint
+//! compare-and-swap as a notice-triggered pull, so running next to notice processing is safe
+//! (at least once).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shirase_proto::InterfaceId;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Worker;
+/// What the sweep schedule needs of a provider's worker.
+pub(crate) trait Sweeper: Send + Sync {
+    /// `sweep.interval_secs` (0 = gap-triggered sweeps only).
+    fn interval_secs(&self) -> u64;
+    /// The interfaces the worker's provider serves.
+    fn interfaces(&self) -> Vec<InterfaceId>;
+    /// Interfaces whose notices showed a sequence gap since the last call.
+    fn take_gaps(&self) -> Vec<InterfaceId>;
+    /// Notified when a sequence gap is seen.
+    fn gap_seen(&self) -> &tokio::sync::Notify;
+    /// Sweep one interface; whether it pulled.
+    fn sweep(&self, iface: InterfaceId) -> impl Future<Output = bool> + Send;
+}
 
 /// Sweep `w`'s interfaces every `sweep.interval_secs`, and at once after a sequence gap.
-pub(crate) async fn run(w: Arc<Worker>, stop: CancellationToken) {
-    let secs = w.sweep_interval_secs();
+pub(crate) async fn run<W: Sweeper>(w: Arc<W>, stop: CancellationToken) {
+    let secs = w.interval_secs();
     // No schedule: sleep "forever" (a year) and only answer gaps.
     let every = Duration::from_secs(if secs == 0 { 365 * 86_400 } else { secs });
     let mut next = tokio::time::Instant::now() + every;
@@ -35,7 +50,7 @@ pub(crate) async fn run(w: Arc<Worker>, stop: CancellationToken) {
                 }
                 next = tokio::time::Instant::now() + every;
             }
-            _ = w.gap_seen.notified() => {
+            _ = w.gap_seen().notified() => {
                 for iface in w.take_gaps() {
                     tracing::info!(interface = %iface, "sweeping after a sequence gap");
                     w.sweep(iface).await;

@@ -1,4 +1,4 @@
-//! Agent self-enforcement of maintenance windows (issue 5 item 3): with the provider's
+//! Agent self-enforcement of maintenance windows: with the provider's
 //! calendar saying "in maintenance now", the agent sends no PULL request and no token request
 //! (the simulator's request log is the witness), fetches nothing from its consumer (no
 //! delivery is spent), and delivers everything once the window ends, with no dead letter.

@@ -1,4 +1,4 @@
-//! The agent's sweep (issue 5 item 6) with a real nats-server and provider-sim: changes the
+//! The agent's sweep with a real nats-server and provider-sim: changes the
 //! provider committed without publishing any notice arrive through the scheduled sweep; a
 //! sequence gap in the notices (1, 2, 5) is counted and triggers an immediate sweep.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,0 +1,206 @@
+//! The requests to the provider's PULL API: the planned pull (a window cut into pieces and
+//! bisected on refusal, or a keyed pull with its window fallback), each request behind the
+//! maintenance guard, and the outage tracking of every answer.
+
+use std::sync::atomic::Ordering;
+
+use jiff::Timestamp;
+use shirase_proto::{InterfaceId, Severity};
+
+use super::plan::{self, Piece, Pulls};
+use super::state::{RECENT_ROWS_CAP, keep_newest};
+use super::{Failure, Pulled, Streamed, Worker};
+use crate::coalesce::PullKind;
+use crate::outage::OutageEvent;
+use crate::pull_client::{Outcome, PullRequest};
+use crate::sink::Record;
+
+impl Worker {
+    /// Make the planned pull, if any. A window pull delivers its rows piece by piece as they
+    /// arrive; a keyed pull's rows (bounded by its keys) are returned for the caller to deliver
+    /// with the tombstones. A keyed pull that draws too many rows falls back to the window.
+    pub(super) async fn pull(
+        &self,
+        iface: &InterfaceId,
+        p: &Pulls,
+    ) -> Result<Option<Pulled>, Failure> {
+        let Some(pull) = &p.plan.pull else {
+            return Ok(None);
+        };
+        let window = |from, to| async move {
+            self.pull_window(iface, self.cut(iface, from, to, &p.hints), &p.hints, p.now)
+                .await
+                .map(|s| Some(Pulled::Window(s)))
+        };
+        match &pull.kind {
+            PullKind::Window { from, to } => window(*from, *to).await,
+            PullKind::Keyed { from, keys } => {
+                let req = PullRequest {
+                    interface: *iface,
+                    from: Some(*from),
+                    to: None,
+                    keys: keys.clone(),
+                };
+                match self.request(&req).await {
+                    Outcome::Data(r) => Ok(Some(Pulled::Keyed(r))),
+                    Outcome::TooMany | Outcome::TimeoutSplit { .. } => match p.keyed_fallback() {
+                        Some((from, to)) => window(from, to).await,
+                        None => Err(Failure::Outcome(Outcome::TooMany)),
+                    },
+                    o => Err(Failure::Outcome(o)),
+                }
+            }
+        }
+    }
+
+    /// Cut `[from, to)` where this interface's notices and recently received rows are.
+    fn cut(
+        &self,
+        iface: &InterfaceId,
+        from: Timestamp,
+        to: Timestamp,
+        hints: &[Timestamp],
+    ) -> Vec<(Timestamp, Timestamp)> {
+        let budget = 2 * self.cfg.pull.max_notices_per_window as u64;
+        self.states.with(iface, |s| {
+            plan::cut_windows(from, to, &s.recent_rows, hints, budget)
+        })
+    }
+
+    /// Pull the consecutive `windows` (planned by [`plan::cut_windows`]), bisecting a piece
+    /// on E0004 / bare 503 down to `bisect_max_depth` ([`plan::bisect`]), and hand each piece's
+    /// rows to the sink as soon as it arrives, so the agent holds one piece (about
+    /// `2 × max_notices_per_window` rows, or the provider's row threshold) at a time, not the
+    /// whole burst. Pieces run in time order; on any failure the checkpoint stays where it
+    /// was, so the pieces already delivered are pulled and delivered again later (at least
+    /// once, as inside the overlap). Returns what was delivered: the count and the newest DB
+    /// timestamps.
+    async fn pull_window(
+        &self,
+        iface: &InterfaceId,
+        windows: Vec<(Timestamp, Timestamp)>,
+        hints: &[Timestamp],
+        pulled_at: Timestamp,
+    ) -> Result<Streamed, Failure> {
+        let mut got = Streamed::default();
+        let mut stack: Vec<Piece> = windows.into_iter().rev().map(|(f, t)| (f, t, 0)).collect();
+        while let Some(piece) = stack.pop() {
+            let (f, t, _) = piece;
+            let req = PullRequest {
+                interface: *iface,
+                from: Some(f),
+                to: Some(t),
+                keys: vec![],
+            };
+            match self.request(&req).await {
+                Outcome::Data(r) => {
+                    got.count += r.len();
+                    got.times.extend(r.iter().map(|row| row.updated_at));
+                    // Only the newest timestamps are remembered for cutting windows.
+                    keep_newest(&mut got.times, RECENT_ROWS_CAP);
+                    if !r.is_empty() {
+                        self.deliver(*iface, pulled_at, r.into_iter().map(Record::Row).collect())
+                            .await
+                            .map_err(Failure::Sink)?;
+                    }
+                }
+                o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
+                    match plan::bisect(piece, self.cfg.pull.bisect_max_depth, hints) {
+                        Some([lo, hi]) => {
+                            stack.push(hi);
+                            stack.push(lo);
+                        }
+                        None => {
+                            return Err(Failure::BisectExhausted {
+                                last: o,
+                                from: f,
+                                to: t,
+                            });
+                        }
+                    }
+                }
+                o => return Err(Failure::Outcome(o)),
+            }
+        }
+        Ok(got)
+    }
+
+    /// One request to the provider, unless it is in its maintenance window.
+    async fn request(&self, req: &PullRequest) -> Outcome {
+        // Checked before every request (bisection can run into a window's start); the token
+        // request happens inside `pull`, so it is not sent either.
+        if let Some(wait) = self.guard.remaining() {
+            self.outage.in_maintenance();
+            return Outcome::Maintenance {
+                retry_after: Some(wait),
+            };
+        }
+        let o = self.client.pull(req).await;
+        self.metrics
+            .pulls
+            .get_or_create(&crate::metrics::PullLabels {
+                provider: self.provider().business_id.to_string(),
+                interface: req.interface.to_string(),
+                outcome: o.label().into(),
+            })
+            .inc();
+        self.track_outage(&o).await;
+        o
+    }
+
+    /// Feed the outage tracker; raise its one alert and its one recovery message. The alert
+    /// bypasses the alerter's repeat suppression: the tracker already says it exactly once.
+    async fn track_outage(&self, o: &Outcome) {
+        let p = self.provider().business_id.to_string();
+        let now = tokio::time::Instant::now();
+        let event = match o {
+            Outcome::Connect(_) | Outcome::Transient { .. } | Outcome::TimeoutSplit { .. } => {
+                if matches!(o, Outcome::Connect(_)) {
+                    self.connect_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                self.outage.failure(now)
+            }
+            Outcome::Maintenance { .. } => {
+                self.outage.in_maintenance();
+                OutageEvent::None
+            }
+            _ => {
+                self.connect_failures.store(0, Ordering::Relaxed);
+                self.outage.success(now)
+            }
+        };
+        let (sev, code, message, runbook) = match event {
+            OutageEvent::None => return,
+            OutageEvent::Alert { failing_for } => (
+                Severity::Critical,
+                "provider_unreachable",
+                format!(
+                    "check the operating status of provider {p}: its PULL API has failed for {} s outside its maintenance windows ({} connection failures in a row, last: {}); notices wait in JetStream",
+                    failing_for.as_secs(),
+                    self.connect_failures.load(Ordering::Relaxed),
+                    o.label()
+                ),
+                "Ask the provider's vendor about its operating status (稼働状況). Nothing is lost: notices wait in JetStream and the agent pulls them when the provider answers; a recovery message follows.",
+            ),
+            OutageEvent::Recovered { lasted } => (
+                Severity::Info,
+                "provider_recovered",
+                format!(
+                    "provider {p} answers again after {} s; the agent is catching up",
+                    lasted.as_secs()
+                ),
+                "Nothing to do; watch num_pending of the consumer go back to 0.",
+            ),
+        };
+        if self
+            .alerter
+            .raise_now(sev, code, Some(&p), None, message, Some(runbook.into()))
+            .await
+        {
+            self.metrics
+                .alerts
+                .get_or_create(&crate::metrics::CodeLabels { code: code.into() })
+                .inc();
+        }
+    }
+}

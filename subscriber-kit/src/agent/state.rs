@@ -1,0 +1,179 @@
+//! What a worker remembers per interface between batches: one [`IfaceState`] per interface, all
+//! in one map behind one lock ([`States`]). The methods on [`IfaceState`] are pure bookkeeping
+//! on plain data; the lock is held only for them, never across I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use shirase_proto::InterfaceId;
+use tokio::time::Instant;
+
+/// Most row timestamps remembered per interface for cutting overlap re-reads (16 bytes each);
+/// beyond it the oldest are forgotten and bisection handles what they would have told.
+pub(super) const RECENT_ROWS_CAP: usize = 200_000;
+
+/// One interface's state in this process.
+#[derive(Debug, Default)]
+pub(super) struct IfaceState {
+    /// Highest notice sequence seen, for gap detection.
+    pub(super) last_seq: Option<u64>,
+    /// A sequence gap was seen and the sweeper has not taken it yet.
+    pub(super) gapped: bool,
+    /// DB timestamps of rows received by recent window pulls (sorted, pruned to the overlap
+    /// below the newest). They say how many rows an overlap re-read will meet, so the window
+    /// can be cut before the provider refuses it.
+    pub(super) recent_rows: Vec<Timestamp>,
+    /// When the overlap below the checkpoint was last re-read.
+    pub(super) last_overlap: Option<Instant>,
+    /// Notice id → first failure time, for a dead letter's `first_failure`.
+    pub(super) first_failure: HashMap<String, Timestamp>,
+}
+
+impl IfaceState {
+    /// Record the sequences of a batch's fresh (not replayed) notices; returns how many
+    /// sequences are missing between the highest seen before and these, and among these.
+    pub(super) fn observe_sequences(&mut self, mut seqs: Vec<u64>) -> u64 {
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut missing = 0u64;
+        let mut prev = self.last_seq;
+        for s in seqs {
+            if let Some(p) = prev
+                && s > p + 1
+            {
+                missing += s - p - 1;
+            }
+            prev = Some(prev.map_or(s, |p| p.max(s)));
+        }
+        self.last_seq = prev;
+        if missing > 0 {
+            self.gapped = true;
+        }
+        missing
+    }
+
+    /// Remember the DB timestamps of rows a window pull received, pruned to `overlap` below
+    /// the newest one (`max`, or the newest remembered) and to [`RECENT_ROWS_CAP`].
+    pub(super) fn remember_rows(
+        &mut self,
+        mut new: Vec<Timestamp>,
+        max: Option<Timestamp>,
+        overlap: Duration,
+    ) {
+        let v = &mut self.recent_rows;
+        new.sort_unstable();
+        // Rows come in time order, so appending keeps the list sorted; sort only otherwise.
+        let in_order = v.last().zip(new.first()).is_none_or(|(a, b)| a <= b);
+        v.extend(new);
+        if !in_order {
+            v.sort_unstable();
+        }
+        if let Some(m) = max.or(v.last().copied()) {
+            let floor = m
+                .checked_sub(SignedDuration::try_from(overlap).unwrap_or(SignedDuration::MAX))
+                .unwrap_or(Timestamp::MIN);
+            let keep = v.partition_point(|t| *t < floor);
+            v.drain(..keep);
+        }
+        if v.len() > RECENT_ROWS_CAP {
+            let extra = v.len() - RECENT_ROWS_CAP;
+            v.drain(..extra);
+        }
+    }
+}
+
+/// Keep only about the newest `cap` of `times` once they exceed `2 × cap` (a sweep over a
+/// day's backlog must not hold them all; the newest is always kept).
+pub(super) fn keep_newest(times: &mut Vec<Timestamp>, cap: usize) {
+    if times.len() > 2 * cap {
+        times.sort_unstable();
+        let extra = times.len() - cap;
+        times.drain(..extra);
+    }
+}
+
+/// Every interface's state of one worker.
+#[derive(Debug, Default)]
+pub(super) struct States(Mutex<BTreeMap<InterfaceId, IfaceState>>);
+
+impl States {
+    /// Run `f` on `iface`'s state (created empty on first use) under the lock.
+    pub(super) fn with<R>(&self, iface: &InterfaceId, f: impl FnOnce(&mut IfaceState) -> R) -> R {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(all.entry(*iface).or_default())
+    }
+
+    /// Interfaces whose notices showed a sequence gap since the last call.
+    pub(super) fn take_gaps(&self) -> Vec<InterfaceId> {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter_mut()
+            .filter(|(_, s)| s.gapped)
+            .map(|(i, s)| {
+                s.gapped = false;
+                *i
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn sequences_count_the_missing_ones_across_batches() {
+        let mut s = IfaceState::default();
+        assert_eq!(s.observe_sequences(vec![3, 1, 2, 2]), 0);
+        assert_eq!(s.last_seq, Some(3));
+        assert!(!s.gapped);
+        assert_eq!(s.observe_sequences(vec![7, 5]), 2, "4 and 6 are missing");
+        assert_eq!(s.last_seq, Some(7));
+        assert!(s.gapped);
+        assert_eq!(s.observe_sequences(vec![2]), 0, "an old sequence is no gap");
+        assert_eq!(s.last_seq, Some(7));
+    }
+
+    #[test]
+    fn gaps_are_taken_once() {
+        let states = States::default();
+        let a: InterfaceId = "001o05-00".parse().unwrap();
+        let b: InterfaceId = "001o06-00".parse().unwrap();
+        states.with(&a, |s| s.observe_sequences(vec![1, 3]));
+        states.with(&b, |s| s.observe_sequences(vec![1, 2]));
+        assert_eq!(states.take_gaps(), vec![a]);
+        assert!(states.take_gaps().is_empty());
+    }
+
+    #[test]
+    fn remembered_rows_stay_sorted_and_within_the_overlap() {
+        let mut s = IfaceState::default();
+        s.remember_rows(vec![ts(100), ts(50)], None, Duration::from_secs(60));
+        assert_eq!(s.recent_rows, vec![ts(50), ts(100)]);
+        s.remember_rows(
+            vec![ts(30), ts(200)],
+            Some(ts(200)),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            s.recent_rows,
+            vec![ts(200)],
+            "below 200 - 60 s is forgotten"
+        );
+    }
+
+    #[test]
+    fn keep_newest_drops_the_oldest_beyond_twice_the_cap() {
+        let mut t: Vec<_> = (0..5).rev().map(ts).collect();
+        keep_newest(&mut t, 3);
+        assert_eq!(t.len(), 5, "at most 2 × cap: untouched");
+        let mut t: Vec<_> = (0..7).rev().map(ts).collect();
+        keep_newest(&mut t, 3);
+        assert_eq!(t, vec![ts(4), ts(5), ts(6)]);
+    }
+}

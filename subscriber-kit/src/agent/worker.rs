@@ -1,0 +1,469 @@
+//! The worker of one (subscriber, provider) consumer: the I/O around the pure decisions of
+//! [`super::plan`] and [`super::settle`]. For one interface's notices of a batch:
+//! admit → read the checkpoint → plan → pull ([`super::pull`]) → sink → store the checkpoint
+//! → settle; failures go to [`super::failure`].
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use jiff::Timestamp;
+use shirase_proto::{InterfaceId, Notice, Severity};
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{self, Admission};
+use super::settle::{self, Received};
+use super::state::States;
+use super::{Decision, Item, SWEEP_IDX, sleep_or_cancel};
+use crate::alert::Alerter;
+use crate::checkpoint::{Checkpoints, Read};
+use crate::coalesce::PlanSettings;
+use crate::config::{Config, ProviderConfig};
+use crate::maintenance::Guard;
+use crate::metrics::{IfaceLabels, Metrics};
+use crate::pull_client::PullClient;
+use crate::sink::{Delivery, Record, Sink};
+
+pub(crate) struct Worker {
+    pub(super) guard: Arc<Guard>,
+    pub(super) stop: CancellationToken,
+    pub(super) cfg: Arc<Config>,
+    pub(super) js: jetstream::Context,
+    pub(super) client: Arc<PullClient>,
+    pub(super) sink: Arc<dyn Sink>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) alerter: Arc<Alerter>,
+    pub(super) connect_failures: AtomicU32,
+    // Continuous failure of the provider, for the operating-status alert and recovery message.
+    pub(super) outage: crate::outage::OutageTracker,
+    // Wakes the sweeper when a gap is seen.
+    pub(super) gap_seen: tokio::sync::Notify,
+    // Everything remembered per interface between batches.
+    pub(super) states: States,
+    // The checkpoint bucket's handle, looked up once instead of per batch (a lookup is a
+    // stream-info request to the server); dropped after a store error so it is looked up again.
+    pub(super) checkpoints: std::sync::Mutex<Option<Checkpoints>>,
+}
+
+impl Worker {
+    pub(super) fn provider(&self) -> &ProviderConfig {
+        self.client.config()
+    }
+
+    pub(super) fn labels(&self, i: &InterfaceId) -> IfaceLabels {
+        IfaceLabels {
+            provider: self.provider().business_id.to_string(),
+            interface: i.to_string(),
+        }
+    }
+
+    pub(super) fn backoff(&self, attempt: u64) -> Duration {
+        settle::backoff(&self.cfg.retry, attempt)
+    }
+
+    /// Decide one interface's notices; a nak on the consumer's last allowed delivery becomes a
+    /// dead letter, because JetStream would otherwise drop the notice silently.
+    pub(super) async fn process_interface(
+        &self,
+        iface: InterfaceId,
+        items: Vec<Item>,
+        max_deliver: i64,
+        more_pending: bool,
+    ) -> Vec<(usize, Decision)> {
+        let mut out = self.decide_interface(iface, &items, more_pending).await;
+        // A maintenance nak on the consumer's last delivery would make JetStream drop the
+        // notice: hold the batch instead (handle_batch keeps sending progress heartbeats; the
+        // worker would not fetch during the window anyway) and decide again when it ends.
+        while let Some(wait) = settle::maintenance_hold(&items, &out, max_deliver) {
+            tracing::info!(interface = %iface, secs = wait.as_secs(), "holding notices at their last delivery until the maintenance window ends");
+            if !sleep_or_cancel(wait, &self.stop).await {
+                return out;
+            }
+            out = self.decide_interface(iface, &items, more_pending).await;
+        }
+        // A provider outage never dead-letters: hold notices at their last delivery (progress
+        // heartbeats keep them ours) and try again while the provider keeps failing.
+        while self.outage.failing() && settle::failure_at_last(&items, &out, max_deliver) {
+            if !sleep_or_cancel(Duration::from_millis(self.cfg.retry.max_ms), &self.stop).await {
+                return out;
+            }
+            out = self.decide_interface(iface, &items, more_pending).await;
+        }
+        let last = settle::dead_at_last(&items, &out, max_deliver);
+        if last.is_empty() {
+            return out;
+        }
+        let reason =
+            format!("still failing at the consumer's last delivery (max_deliver {max_deliver})");
+        self.alert(
+            Severity::Warning,
+            "max_deliver",
+            Some(&iface),
+            format!("{} notices {reason}; dead-lettered", last.len()),
+        )
+        .await;
+        let dl = self
+            .dead_letter(&iface, &last, &reason, None, None, None)
+            .await;
+        settle::replace(&mut out, dl);
+        out
+    }
+
+    /// Decide one interface's notices of a batch: admit, plan, pull, deliver, store the
+    /// checkpoint, settle. Acks nothing itself.
+    pub(super) async fn decide_interface(
+        &self,
+        iface: InterfaceId,
+        items: &[Item],
+        more_pending: bool,
+    ) -> Vec<(usize, Decision)> {
+        let labels = self.labels(&iface);
+        let icfg = self.provider().interface(&iface);
+        let admission = plan::admit(
+            self.guard.remaining(),
+            &iface,
+            icfg.is_some(),
+            items,
+            self.cfg.municipality,
+        );
+        match admission {
+            Admission::Wait(wait) => return self.counted(&labels, settle::wait_all(items, wait)),
+            Admission::DeadLetter(reason) => {
+                return self
+                    .dead_letter_all(&iface, items, &reason, None, None, None)
+                    .await;
+            }
+            Admission::Proceed => {}
+        }
+        let keyed_pull_max_keys = icfg.map_or(0, |c| c.keyed_pull_max_keys);
+        let gap = self.note_sequences(&iface, items);
+        let Some((kv, read)) = self.read_checkpoint(&iface).await else {
+            return self.counted(&labels, settle::nak_all(items, &self.cfg.retry));
+        };
+        let checkpoint = read.current.as_ref().map(|c| c.updated_at);
+        let now = Timestamp::now();
+        if let Some(c) = checkpoint {
+            self.metrics
+                .checkpoint_age_seconds
+                .get_or_create(&labels)
+                .set(now.duration_since(c).as_secs_f64());
+        }
+        let reread = self.states.with(&iface, |s| {
+            plan::overlap_due(
+                checkpoint,
+                s.last_overlap,
+                tokio::time::Instant::now(),
+                self.cfg.overlap_reread(),
+            )
+        });
+        let settings = PlanSettings {
+            overlap: if reread {
+                self.cfg.overlap()
+            } else {
+                Duration::ZERO
+            },
+            keyed_pull_max_keys,
+            gap,
+            more_pending,
+        };
+        let pulls = plan::plan_pulls(items, checkpoint, now, settings);
+        let got = match self.pull(&iface, &pulls).await {
+            Ok(p) => Received::of(p),
+            Err(f) => {
+                let out = self.settle_failure(&iface, &pulls.plan, items, f).await;
+                return self.counted(&labels, out);
+            }
+        };
+        let count = got.count;
+        let Some(reached) = self
+            .deliver_and_store(&iface, &pulls, items, got, kv, read)
+            .await
+        else {
+            return self.counted(&labels, settle::nak_all(items, &self.cfg.retry));
+        };
+        let out = self.settle(&iface, &labels, &pulls, items, &reached).await;
+        tracing::debug!(interface = %iface, notices = items.len(), rows = count, "batch done");
+        self.counted(&labels, out)
+    }
+
+    /// The sink gets a keyed pull's rows and the tombstones; then the checkpoint moves to the
+    /// newest row of a window pull (compare-and-set against `read`), and the interface's state
+    /// remembers the pull. Returns what the rows reached; `None` when the sink or the store
+    /// failed (the notices are nak'ed).
+    async fn deliver_and_store(
+        &self,
+        iface: &InterfaceId,
+        pulls: &plan::Pulls,
+        items: &[Item],
+        got: Received,
+        kv: Checkpoints,
+        read: Read,
+    ) -> Option<settle::Reached> {
+        let mut records: Vec<Record> = got.rows.into_iter().map(Record::Row).collect();
+        records.extend(
+            pulls
+                .plan
+                .tombstones
+                .iter()
+                .map(|&i| tombstone(&items[i].notice)),
+        );
+        if !records.is_empty()
+            && let Err(e) = self.deliver(*iface, pulls.now, records).await
+        {
+            tracing::warn!(interface = %iface, "sink refused: {e}");
+            return None;
+        }
+        let max = got.reached.checkpoint();
+        if let Some(max) = max
+            && let Err(e) = kv.advance_from(iface, max, Some(read)).await
+        {
+            tracing::warn!(interface = %iface, "storing checkpoint: {e}");
+            self.forget_checkpoints();
+            return None;
+        }
+        if let settle::Reached::Window(_) = got.reached {
+            let overlap = self.cfg.overlap();
+            let reread = !pulls.settings.overlap.is_zero();
+            self.states.with(iface, |s| {
+                if reread {
+                    s.last_overlap = Some(tokio::time::Instant::now());
+                }
+                s.remember_rows(got.window_times, max, overlap);
+            });
+        }
+        Some(got.reached)
+    }
+
+    /// Settle a batch whose pull, sink and checkpoint succeeded: ack what is covered, count
+    /// and alert the uncovered, measure the lag.
+    async fn settle(
+        &self,
+        iface: &InterfaceId,
+        labels: &IfaceLabels,
+        pulls: &plan::Pulls,
+        items: &[Item],
+        reached: &settle::Reached,
+    ) -> Vec<(usize, Decision)> {
+        let delay = Duration::from_millis(self.cfg.coverage.uncovered_retry_delay_ms);
+        let settled = settle::settle_pulled(&pulls.plan, items, reached, delay);
+        for &i in &settled.uncovered {
+            let it = &items[i];
+            self.metrics.uncovered.get_or_create(labels).inc();
+            if it.delivered >= self.cfg.coverage.uncovered_alert_after {
+                self.alert(
+                    Severity::Warning,
+                    "uncovered",
+                    Some(iface),
+                    format!("notice {} (updated_at {}) is still not covered by the PULL API after {} deliveries; the provider's API may read a lagging replica", it.notice.id, it.notice.data.updated_at, it.delivered),
+                )
+                .await;
+            }
+        }
+        if let Some(t) = settle::oldest_acked(items, &settled.out) {
+            self.metrics
+                .lag_seconds
+                .get_or_create(labels)
+                .set(Timestamp::now().duration_since(t).as_secs_f64());
+        }
+        settled.out
+    }
+
+    /// Count the decisions in the metrics and return them.
+    pub(super) fn counted(
+        &self,
+        labels: &IfaceLabels,
+        out: Vec<(usize, Decision)>,
+    ) -> Vec<(usize, Decision)> {
+        self.count(labels, &out);
+        out
+    }
+
+    pub(super) fn count(&self, labels: &IfaceLabels, out: &[(usize, Decision)]) {
+        // A sweep's synthetic item is not a notice: it is counted as a sweep only.
+        for (_, d) in out.iter().filter(|(i, _)| *i != SWEEP_IDX) {
+            match d {
+                Decision::Ack => self.metrics.acked.get_or_create(labels).inc(),
+                Decision::Nak(_) | Decision::Later(_) => {
+                    self.metrics.naked.get_or_create(labels).inc()
+                }
+                Decision::Wait(_) => {
+                    self.metrics.naked.get_or_create(labels).inc();
+                    self.metrics
+                        .maintenance_deferred
+                        .get_or_create(labels)
+                        .inc()
+                }
+                Decision::Term => self.metrics.dead_lettered.get_or_create(labels).inc(),
+            };
+        }
+    }
+
+    /// Record the fresh notices' sequences; on a gap, count it and wake the sweeper. Returns
+    /// whether there was a gap (it forces a window pull).
+    fn note_sequences(&self, iface: &InterfaceId, items: &[Item]) -> bool {
+        let seqs: Vec<u64> = items
+            .iter()
+            .filter(|it| !it.replay)
+            .map(|it| it.notice.sequence.0)
+            .collect();
+        let missing = self.states.with(iface, |s| s.observe_sequences(seqs));
+        if missing > 0 {
+            self.metrics
+                .sequence_gaps
+                .get_or_create(&self.labels(iface))
+                .inc_by(missing);
+            tracing::info!(interface = %iface, missing, "sequence gap: forcing a differential pull and a sweep");
+            self.gap_seen.notify_one();
+        }
+        missing > 0
+    }
+
+    /// The checkpoint bucket and this interface's checkpoint, read once: the store names this
+    /// read's revision (compare-and-set), so it needs no second read unless the key changed
+    /// meanwhile. `None` (logged) when either is unavailable.
+    async fn read_checkpoint(&self, iface: &InterfaceId) -> Option<(Checkpoints, Read)> {
+        let kv = match self.checkpoints().await {
+            Ok(kv) => kv,
+            Err(e) => {
+                tracing::warn!(interface = %iface, "checkpoint bucket unavailable: {e}");
+                return None;
+            }
+        };
+        match kv.read(iface).await {
+            Ok(r) => Some((kv, r)),
+            Err(e) => {
+                tracing::warn!(interface = %iface, "reading checkpoint: {e}");
+                self.forget_checkpoints();
+                None
+            }
+        }
+    }
+
+    /// The checkpoint bucket, looked up on first use and kept.
+    async fn checkpoints(&self) -> Result<Checkpoints, String> {
+        if let Some(c) = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(c);
+        }
+        let kv = self
+            .js
+            .get_key_value(shirase_proto::subject::CHECKPOINT_BUCKET)
+            .await
+            .map_err(|e| e.to_string())?;
+        let c = Checkpoints::new(kv, self.cfg.subscriber.clone(), self.cfg.municipality);
+        *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Look the bucket up again next time (after a store error: it may have been re-created).
+    fn forget_checkpoints(&self) {
+        *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Hand `records` to the sink and count them.
+    pub(super) async fn deliver(
+        &self,
+        iface: InterfaceId,
+        pulled_at: Timestamp,
+        records: Vec<Record>,
+    ) -> Result<(), String> {
+        let d = Delivery {
+            interface: iface,
+            provider: self.provider().business_id,
+            pulled_at,
+            records,
+        };
+        self.sink
+            .deliver(&d)
+            .await
+            .map_err(|e| format!("{e} ({} records)", d.records.len()))?;
+        self.metrics
+            .rows_delivered
+            .get_or_create(&self.labels(&iface))
+            .inc_by(d.records.len() as u64);
+        Ok(())
+    }
+
+    /// Sweep one interface: a differential pull from its checkpoint (minus the overlap) to
+    /// now, delivered to the sink and checkpointed (compare-and-set) exactly like a
+    /// notice-triggered pull, so changes whose notices were never published still arrive.
+    /// It runs as a synthetic replay item through [`Worker::decide_interface`]: replay keeps it
+    /// out of gap detection and forces a window pull (never keyed). Returns whether it pulled.
+    pub(super) async fn sweep_interface(&self, iface: InterfaceId) -> bool {
+        if self.guard.remaining().is_some() {
+            return false;
+        }
+        let Some(icfg) = self.provider().interface(&iface).cloned() else {
+            return false;
+        };
+        let at = shirase_proto::OffsetTimestamp::from_instant_jst(Timestamp::now());
+        let notice = Notice::new(
+            self.cfg.municipality,
+            iface,
+            icfg.version,
+            shirase_proto::Sequence(0),
+            at,
+            shirase_proto::ChangeKind::Update,
+            None,
+        );
+        let item = Item {
+            idx: SWEEP_IDX,
+            notice,
+            replay: true,
+            delivered: 1,
+            raw: serde_json::Value::Null,
+        };
+        let out = self
+            .decide_interface(iface, std::slice::from_ref(&item), false)
+            .await;
+        let ok = matches!(out.first(), Some((_, Decision::Ack | Decision::Later(_))));
+        if ok {
+            self.metrics
+                .sweeps
+                .get_or_create(&self.labels(&iface))
+                .inc();
+        }
+        ok
+    }
+}
+
+impl crate::sweep::Sweeper for Worker {
+    fn interval_secs(&self) -> u64 {
+        self.cfg.sweep.interval_secs
+    }
+
+    fn interfaces(&self) -> Vec<InterfaceId> {
+        self.provider().interfaces.iter().map(|i| i.id).collect()
+    }
+
+    fn take_gaps(&self) -> Vec<InterfaceId> {
+        self.states.take_gaps()
+    }
+
+    fn gap_seen(&self) -> &tokio::sync::Notify {
+        &self.gap_seen
+    }
+
+    async fn sweep(&self, iface: InterfaceId) -> bool {
+        self.sweep_interface(iface).await
+    }
+}
+
+/// The tombstone record of a `delete` notice.
+fn tombstone(n: &Notice) -> Record {
+    Record::Tombstone {
+        notice_id: n.id.to_string(),
+        atena_no: n
+            .data
+            .keys
+            .as_ref()
+            .map(|k| k.atena_no.iter().map(|a| a.to_string()).collect())
+            .unwrap_or_default(),
+        updated_at: n.data.updated_at.clone(),
+    }
+}
