@@ -158,11 +158,11 @@ impl Agent {
             guards.push(Arc::new(Guard::new(calendar, self.clock.clone())));
             let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
             let c = match self.secrets.get(&p.business_id) {
-                Some(s) => PullClient::with_secret(p.clone(), s.clone(), limiter),
-                None => PullClient::new(p.clone(), limiter),
+                Some(s) => PullClient::with_secret(p.into(), s.clone(), limiter),
+                None => PullClient::new(p.into(), limiter),
             }
             .map_err(|e| AgentError::new(AgentErrorKind::Client, e.to_string()))?;
-            clients.push(Arc::new(c));
+            clients.push((Arc::new(c), p.clone()));
         }
         // Before binding or connecting: an unusable certificate is a configuration error.
         let http_tls = cfg
@@ -241,9 +241,10 @@ impl Agent {
             let tls = http_tls.clone();
             tracker.spawn(async move { serve_http(l, tls, m, c, stop).await });
         }
-        for (c, guard) in clients.into_iter().zip(guards) {
+        for ((c, provider), guard) in clients.into_iter().zip(guards) {
             let w = Worker {
                 guard,
+                provider,
                 stop: shutdown.clone(),
                 cfg: cfg.clone(),
                 js: js.clone(),
@@ -390,6 +391,8 @@ pub(crate) struct Worker {
     stop: CancellationToken,
     cfg: Arc<Config>,
     js: jetstream::Context,
+    // The provider this worker reads (its interfaces and business id).
+    provider: ProviderConfig,
     client: Arc<PullClient>,
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
@@ -433,7 +436,7 @@ async fn sleep_or_cancel(d: Duration, stop: &CancellationToken) -> bool {
 
 impl Worker {
     fn provider(&self) -> &ProviderConfig {
-        self.client.config()
+        &self.provider
     }
 
     fn labels(&self, i: &InterfaceId) -> IfaceLabels {
