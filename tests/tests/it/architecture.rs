@@ -131,9 +131,12 @@ fn crate_dependencies_keep_the_architecture_invariants() {
     assert!(v.is_empty(), "{}", v.join("\n"));
 }
 
-/// A minimal `cargo metadata` document: `(package, [(dependency, kind, optional)])`.
-fn fake_metadata(pkgs: &[(&str, &[(&str, Option<&str>, bool)])]) -> Value {
-    let mut all: Vec<(&str, &[(&str, Option<&str>, bool)])> = pkgs.to_vec();
+/// A dependency of a fake package: `(name, kind, optional)` (`None` = a normal dependency).
+type FakeDep<'a> = (&'a str, Option<&'a str>, bool);
+
+/// A minimal `cargo metadata` document of `(package, dependencies)`.
+fn fake_metadata(pkgs: &[(&str, &[FakeDep])]) -> Value {
+    let mut all: Vec<(&str, &[FakeDep])> = pkgs.to_vec();
     for c in CRATES {
         if !pkgs.iter().any(|(p, _)| *p == c) {
             all.push((c, &[]));
