@@ -62,7 +62,7 @@ if [[ -z "$bin_dir" ]]; then
   command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain (https://rustup.rs) first"
   say "building the release binaries (the first build takes several minutes)"
   cargo build --release --locked --quiet \
-    -p shirase-relay -p shirase-subscriber-kit -p shirase-tests \
+    -p shirase-relay -p shirase-subscriber-kit -p shirase-provider-sim \
     --bin shirase-relay --bin shirase-agent --bin provider-sim
   bin_dir="$root/target/release"
 fi

@@ -17,6 +17,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use shirase_proto::{BusinessId, InterfaceId, InterfaceVersion, MunicipalityCode, SubscriberId};
+use shirase_pull::PullClientConfig;
+
+/// Names of the PULL API query parameters (`[providers.params]`); defined by `shirase-pull`.
+pub use shirase_pull::ParamNames;
 
 /// Prefix of the environment variables that override the configuration.
 pub const ENV_PREFIX: &str = "SHIRASE_AGENT__";
@@ -309,28 +313,6 @@ fn default_rate() -> f64 {
     5.0
 }
 
-/// Names of the PULL API query parameters (the standard does not fix them).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ParamNames {
-    /// Inclusive lower bound of the DB update timestamp.
-    pub updated_from: String,
-    /// Exclusive upper bound.
-    pub updated_to: String,
-    /// Comma-separated addressee numbers.
-    pub atena_no: String,
-}
-
-impl Default for ParamNames {
-    fn default() -> Self {
-        Self {
-            updated_from: "updated_from".into(),
-            updated_to: "updated_to".into(),
-            atena_no: "atena_no".into(),
-        }
-    }
-}
-
 /// One interface read from a provider.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -343,6 +325,22 @@ pub struct InterfaceConfig {
     /// 0 = never.
     #[serde(default)]
     pub keyed_pull_max_keys: usize,
+}
+
+/// The agent's PULL client settings of a provider: everything but the interfaces, limits and
+/// maintenance calendar, which the agent applies itself.
+impl From<&ProviderConfig> for PullClientConfig {
+    fn from(p: &ProviderConfig) -> Self {
+        Self {
+            base_url: p.pull_api_base_url.clone(),
+            token_url: p.token_url.clone(),
+            client_id: p.client_id.clone(),
+            client_secret_file: p.client_secret_file.clone(),
+            client_secret_field: format!("providers[{}].client_secret_file", p.business_id),
+            params: p.params.clone(),
+            timeout: p.timeout(),
+        }
+    }
 }
 
 impl ProviderConfig {
@@ -675,6 +673,23 @@ version = "1.0"
             c.sink,
             SinkConfig::File {
                 dir: "/tmp/x".into()
+            }
+        );
+    }
+
+    #[test]
+    fn pull_client_config_is_built_from_the_provider_section() {
+        let c = Config::from_toml_str(MIN).unwrap();
+        assert_eq!(
+            PullClientConfig::from(&c.providers[0]),
+            PullClientConfig {
+                base_url: "http://127.0.0.1:9001".into(),
+                token_url: "http://127.0.0.1:9001/oauth/token".into(),
+                client_id: "tax".into(),
+                client_secret_file: "/tmp/secret".into(),
+                client_secret_field: "providers[001].client_secret_file".into(),
+                params: ParamNames::default(),
+                timeout: Duration::from_millis(35_000),
             }
         );
     }

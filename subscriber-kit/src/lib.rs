@@ -9,8 +9,9 @@
 //!   [`run`].
 //! - [`coalesce`]: one plan per interface per batch (FROM/TO, keyed pulls, bisection points).
 //! - [`coverage`]: which notices a pull satisfied.
-//! - [`pull_client`]: the provider's PULL API (OAuth2 client_secret_jwt, outcome classes).
-//! - [`limiter`]: per-provider concurrency and request-rate limits.
+//! - [`pull_client`]: the provider's PULL API (OAuth2 client_secret_jwt, outcome classes); the
+//!   `shirase-pull` crate's `client` module, re-exported under this path.
+//! - [`limiter`]: per-provider concurrency and request-rate limits (`shirase-pull`'s `limiter`).
 //! - [`maintenance`]: no request to a provider inside its maintenance window; the [`maintenance::Clock`].
 //! - [`checkpoint`]: compare-and-set checkpoints in the JetStream KV bucket.
 //! - [`sink`]: JSON Lines files, HTTP POST, command, and the embedding trait.
@@ -32,12 +33,13 @@ pub mod coalesce;
 pub mod config;
 pub mod coverage;
 pub mod dlq;
-pub mod limiter;
 pub mod maintenance;
 pub mod metrics;
-pub mod pull_client;
 pub mod sink;
 pub mod watchdog;
+
+pub use shirase_pull::client as pull_client;
+pub use shirase_pull::limiter;
 
 pub use agent::{Agent, AgentError, AgentErrorKind, run};
 pub use config::{Config, ConfigError};

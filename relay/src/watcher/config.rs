@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Deserialize;
 use shirase_proto::InterfaceId;
-use shirase_subscriber_kit::config::ParamNames;
+use shirase_pull::{ParamNames, PullClientConfig};
 
 use crate::config::parse_duration;
 
@@ -257,6 +257,20 @@ impl WatchConfig {
             until,
             enforce_maintenance: raw.enforce_maintenance,
         })
+    }
+
+    /// The PULL client settings of the watched `provider` (whose `watch` section this is).
+    /// An unreadable secret file is reported as `providers[<business id>].client_secret_file`.
+    pub fn pull_client_config(&self, provider: &crate::config::Provider) -> PullClientConfig {
+        PullClientConfig {
+            base_url: provider.pull_api_base_url.clone(),
+            token_url: self.token_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret_file: self.client_secret_file.clone(),
+            client_secret_field: format!("providers[{}].client_secret_file", provider.business_id),
+            params: self.params.clone(),
+            timeout: self.timeout,
+        }
     }
 
     /// Does the watcher (rather than the provider) announce a change made at `updated_at`?

@@ -48,9 +48,7 @@ use jiff::{SignedDuration, Timestamp};
 use shirase_proto::maintenance::{Calendar, Clock, SystemClock};
 use shirase_proto::subject::NOTICE_STREAM;
 use shirase_proto::{InterfaceId, InterfaceVersion, MunicipalityCode, Notice};
-use shirase_subscriber_kit::config::ProviderConfig;
-use shirase_subscriber_kit::limiter::Limiter;
-use shirase_subscriber_kit::pull_client::{Outcome, PullClient, PullRequest};
+use shirase_pull::{Limiter, Outcome, PullClient, PullRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Provider};
@@ -145,20 +143,7 @@ impl Watcher {
             provider: business.clone(),
             message: "no [providers.watch] section".into(),
         })?;
-        let pc = ProviderConfig {
-            business_id: provider.business_id,
-            pull_api_base_url: provider.pull_api_base_url.clone(),
-            token_url: cfg.token_url.clone(),
-            client_id: cfg.client_id.clone(),
-            client_secret_file: cfg.client_secret_file.clone(),
-            params: cfg.params.clone(),
-            timeout_ms: u64::try_from(cfg.timeout.as_millis()).unwrap_or(u64::MAX),
-            concurrency: cfg.concurrency,
-            rate_per_sec: cfg.rate_per_sec,
-            interfaces: Vec::new(),
-            maintenance: Default::default(),
-            enforce_maintenance: cfg.enforce_maintenance,
-        };
+        let pc = cfg.pull_client_config(provider);
         let limiter = Arc::new(Limiter::new(cfg.concurrency, cfg.rate_per_sec));
         let client = PullClient::new(pc, limiter).map_err(|e| WatcherError::Client {
             provider: business.clone(),

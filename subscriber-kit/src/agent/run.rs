@@ -104,9 +104,10 @@ impl Agent {
             let tls = http_tls.clone();
             tracker.spawn(async move { serve_http(l, tls, m, c, stop).await });
         }
-        for (c, guard) in providers {
+        for (c, guard, provider) in providers {
             let w = Worker {
                 guard,
+                provider,
                 stop: shutdown.clone(),
                 cfg: cfg.clone(),
                 js: js.clone(),
@@ -155,18 +156,18 @@ impl Agent {
             let guard = Arc::new(Guard::new(calendar, self.clock.clone()));
             let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
             let c = match self.secrets.get(&p.business_id) {
-                Some(s) => PullClient::with_secret(p.clone(), s.clone(), limiter),
-                None => PullClient::new(p.clone(), limiter),
+                Some(s) => PullClient::with_secret(p.into(), s.clone(), limiter),
+                None => PullClient::new(p.into(), limiter),
             }
             .map_err(|e| AgentError::new(AgentErrorKind::Client, e.to_string()))?;
-            out.push((Arc::new(c), guard));
+            out.push((Arc::new(c), guard, p.clone()));
         }
         Ok(out)
     }
 }
 
-/// A provider's PULL client and its maintenance guard.
-type ProviderClient = (Arc<PullClient>, Arc<Guard>);
+/// A provider's PULL client, its maintenance guard and its configuration.
+type ProviderClient = (Arc<PullClient>, Arc<Guard>, crate::config::ProviderConfig);
 
 /// The given listener, or `http.listen` bound, or none.
 async fn bind_listener(

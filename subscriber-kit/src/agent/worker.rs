@@ -30,6 +30,8 @@ pub(crate) struct Worker {
     pub(super) stop: CancellationToken,
     pub(super) cfg: Arc<Config>,
     pub(super) js: jetstream::Context,
+    // The provider this worker reads (its interfaces and business id).
+    pub(super) provider: ProviderConfig,
     pub(super) client: Arc<PullClient>,
     pub(super) sink: Arc<dyn Sink>,
     pub(super) metrics: Arc<Metrics>,
@@ -48,7 +50,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(super) fn provider(&self) -> &ProviderConfig {
-        self.client.config()
+        &self.provider
     }
 
     pub(super) fn labels(&self, i: &InterfaceId) -> IfaceLabels {

@@ -277,7 +277,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let pcfg: shirase_subscriber_kit::config::ProviderConfig =
         toml_provider(sim.base_url(), sim.token_url())?;
     let client = PullClient::with_secret(
-        pcfg,
+        (&pcfg).into(),
         SECRET.as_bytes().to_vec(),
         Arc::new(Limiter::new(4, 100_000.0)),
     )?;

@@ -160,9 +160,9 @@ fn demo_quick_run_delivers_every_change_and_stops_cleanly() {
         busy.is_empty(),
         "the demo's ports {busy:?} are taken on 127.0.0.1 (a demo left running?)"
     );
-    // The debug binaries next to this test's provider-sim; deploy/dev/test.sh builds them all
+    // The debug binaries in target/debug; deploy/dev/test.sh builds them all
     // (cargo build --workspace --all-targets) before the tests run.
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_provider-sim"))
+    let bin_dir = crate::fault_support::built_binary("provider-sim")
         .parent()
         .unwrap()
         .to_path_buf();

@@ -42,7 +42,7 @@ pub fn built_binary(name: &str) -> PathBuf {
     let bin = dir.join(name);
     assert!(
         bin.is_file(),
-        "{} is not built: run `cargo build -p shirase-relay -p shirase-subscriber-kit` (deploy/dev/test.sh does)",
+        "{} is not built: run `cargo build --workspace --bins` first (deploy/dev/test.sh does)",
         bin.display()
     );
     bin

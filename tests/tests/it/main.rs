@@ -12,6 +12,7 @@ mod agent_replicas;
 mod agent_sink;
 mod agent_support;
 mod agent_watchdog;
+mod architecture;
 mod demo_script;
 mod deploy_files;
 mod fault_cluster;

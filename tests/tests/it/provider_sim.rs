@@ -1053,7 +1053,7 @@ async fn background_generator_commits_at_its_rate_with_notices() {
 async fn binary_prints_its_url_serves_and_exits_cleanly_on_sigterm() {
     use std::io::BufRead;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provider-sim"))
+    let mut child = std::process::Command::new(crate::fault_support::built_binary("provider-sim"))
         .args([
             "--listen",
             "127.0.0.1:0",

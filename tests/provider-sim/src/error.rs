@@ -3,7 +3,7 @@
 /// What went wrong, for callers that branch (tests assert on the kind, never on message text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SimErrorKind {
-    /// A [`crate::provider_sim::Config`] field is out of range or inconsistent.
+    /// A [`crate::Config`] field is out of range or inconsistent.
     Config,
     /// The listener or another I/O resource failed.
     Io,

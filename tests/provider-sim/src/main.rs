@@ -1,6 +1,6 @@
 //! `provider-sim`: the reference PULL API simulator as a process (the demo's provider).
 //!
-//! Thin: parses the CLI into a `provider_sim::Config`, binds the listener, prints the base URL
+//! Thin: parses the CLI into a [`shirase_provider_sim::Config`], binds the listener, prints the base URL
 //! on stdout and runs until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use shirase_proto::{BusinessId, InterfaceId, MunicipalityCode};
-use shirase_tests::provider_sim::{Config, InterfaceSpec, NoticeTarget, ProviderSim};
+use shirase_provider_sim::{Config, InterfaceSpec, NoticeTarget, ProviderSim};
 use tokio_util::sync::CancellationToken;
 
 /// Reference implementation of the standard's PULL API (docs/pull-api.md) over a generated

@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 /// Which clock the simulator's DB runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClockMode {
-    /// The system clock (plus whatever [`crate::provider_sim::SimHandle::advance_clock`] added).
+    /// The system clock (plus whatever [`crate::SimHandle::advance_clock`] added).
     #[default]
     Real,
     /// A clock frozen at this instant until advanced.

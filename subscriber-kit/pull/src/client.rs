@@ -1,6 +1,6 @@
 //! The provider's PULL API client (docs/pull-api.md): GET with a query string, OAuth 2.0
 //! client_credentials with a client_secret_jwt assertion (RFC 7523, HS256), a token cache
-//! refreshed before expiry and once on a 401, and the outcome classes of SPEC.md section 5.
+//! refreshed before expiry and once on a 401, and the outcome classes of docs/pull-api.md.
 //!
 //! Row contents are personal data: this module never logs them (counts and ids only).
 
@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use shirase_proto::{AtenaNo, InterfaceId, OffsetTimestamp};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::ProviderConfig;
+use crate::config::PullClientConfig;
 use crate::limiter::Limiter;
+use crate::wire::{Claims, ErrorBody, TokenResponse, parse_rows};
+
+pub use crate::wire::Row;
 
 /// What to ask the provider for. Bounds are `[from, to)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,19 +29,6 @@ pub struct PullRequest {
     pub to: Option<Timestamp>,
     /// Addressee numbers (keyed pull); empty = none.
     pub keys: Vec<AtenaNo>,
-}
-
-/// One row as the provider returned it. `raw` is the whole row object (personal data).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    /// Addressee number, when the row has one.
-    pub atena_no: Option<String>,
-    /// History number (履歴番号), when present.
-    pub history_no: Option<u64>,
-    /// The row's DB update timestamp: what checkpoints and coverage are computed from.
-    pub updated_at: Timestamp,
-    /// The row as received.
-    pub raw: serde_json::Value,
 }
 
 /// The outcome classes of a PULL request (docs/pull-api.md, "agent's outcome class").
@@ -105,10 +94,10 @@ impl Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The client secret file could not be read.
-    #[error("providers[{provider}].client_secret_file {path}: {source}")]
+    #[error("{field} {path}: {source}")]
     Secret {
-        /// Business id.
-        provider: String,
+        /// The configuration field naming the file ([`PullClientConfig::client_secret_field`]).
+        field: String,
         /// The file.
         path: String,
         /// I/O error.
@@ -126,45 +115,11 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
-#[derive(Debug, Serialize)]
-struct Claims<'a> {
-    iss: &'a str,
-    sub: &'a str,
-    aud: &'a str,
-    exp: i64,
-    iat: i64,
-    jti: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    error_description: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct DataBody {
-    rows: Vec<serde_json::Value>,
-}
-
 /// A PULL API client of one provider. Share it through `Arc` between that provider's interfaces.
 #[derive(Debug)]
 pub struct PullClient {
     http: reqwest::Client,
-    cfg: ProviderConfig,
+    cfg: PullClientConfig,
     secret: Vec<u8>,
     token: Mutex<Option<CachedToken>>,
     limiter: Arc<Limiter>,
@@ -172,10 +127,10 @@ pub struct PullClient {
 
 impl PullClient {
     /// Build the client, reading the secret from `client_secret_file`.
-    pub fn new(cfg: ProviderConfig, limiter: Arc<Limiter>) -> Result<Self, ClientError> {
+    pub fn new(cfg: PullClientConfig, limiter: Arc<Limiter>) -> Result<Self, ClientError> {
         let secret =
             std::fs::read(&cfg.client_secret_file).map_err(|source| ClientError::Secret {
-                provider: cfg.business_id.to_string(),
+                field: cfg.client_secret_field.clone(),
                 path: cfg.client_secret_file.display().to_string(),
                 source,
             })?;
@@ -185,12 +140,12 @@ impl PullClient {
 
     /// Build the client with the secret given directly (embedding, tests).
     pub fn with_secret(
-        cfg: ProviderConfig,
+        cfg: PullClientConfig,
         secret: Vec<u8>,
         limiter: Arc<Limiter>,
     ) -> Result<Self, ClientError> {
         ensure_crypto_provider();
-        let http = reqwest::Client::builder().timeout(cfg.timeout()).build()?;
+        let http = reqwest::Client::builder().timeout(cfg.timeout).build()?;
         Ok(Self {
             http,
             cfg,
@@ -205,8 +160,8 @@ impl PullClient {
         &self.limiter
     }
 
-    /// The provider's settings.
-    pub fn config(&self) -> &ProviderConfig {
+    /// The client's settings.
+    pub fn config(&self) -> &PullClientConfig {
         &self.cfg
     }
 
@@ -240,7 +195,7 @@ impl PullClient {
     fn url(&self, interface: &InterfaceId) -> String {
         format!(
             "{}/api/{}",
-            self.cfg.pull_api_base_url.trim_end_matches('/'),
+            self.cfg.base_url.trim_end_matches('/'),
             interface
         )
     }
@@ -378,8 +333,9 @@ impl PullClient {
 
 /// reqwest is built without a TLS crypto provider (the workspace picks ring once). A binary
 /// installs it at start; an embedding application may not have, and reqwest would panic, so
-/// install ring here if nothing is installed yet (a no-op otherwise).
-pub(crate) fn ensure_crypto_provider() {
+/// install ring here if nothing is installed yet (a no-op otherwise). Public for the other
+/// reqwest clients of an embedding crate (the agent's HTTP sink).
+pub fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
@@ -470,35 +426,6 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outc
     }
 }
 
-fn parse_rows(body: &[u8]) -> Result<Vec<Row>, String> {
-    let b: DataBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    b.rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            let ts = raw
-                .get("updated_at")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| format!("/rows/{i}/updated_at is missing"))?;
-            let updated_at = ts
-                .parse::<OffsetTimestamp>()
-                .map_err(|e| format!("/rows/{i}/updated_at: {e}"))?
-                .instant();
-            let atena_no = raw
-                .get("atena_no")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
-            let history_no = raw.get("history_no").and_then(|v| v.as_u64());
-            Ok(Row {
-                atena_no,
-                history_no,
-                updated_at,
-                raw,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,31 +498,37 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_secret_file_is_named_by_its_field() {
+        let cfg = PullClientConfig {
+            base_url: "http://127.0.0.1:1".into(),
+            token_url: "http://127.0.0.1:1/oauth/token".into(),
+            client_id: "tax-agent".into(),
+            client_secret_file: "/nonexistent/tax.secret".into(),
+            client_secret_field: "providers[001].client_secret_file".into(),
+            params: Default::default(),
+            timeout: Duration::from_secs(35),
+        };
+        let e = PullClient::new(cfg, Arc::new(Limiter::new(1, 1.0))).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("providers[001].client_secret_file /nonexistent/tax.secret: "),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn assertion_carries_the_rfc7523_claims() {
-        let cfg = crate::config::Config::from_toml_str(
-            r#"subscriber="tax"
-municipality="131016"
-[sink]
-kind="file"
-dir="/tmp"
-[[providers]]
-business_id="001"
-pull_api_base_url="http://127.0.0.1:1"
-token_url="http://127.0.0.1:1/oauth/token"
-client_id="tax-agent"
-client_secret_file="/nonexistent"
-[[providers.interfaces]]
-id="001o05-00"
-version="1.0"
-"#,
-        )
-        .unwrap();
-        let c = PullClient::with_secret(
-            cfg.providers[0].clone(),
-            b"s3cret".to_vec(),
-            Arc::new(Limiter::new(1, 1.0)),
-        )
-        .unwrap();
+        let cfg = PullClientConfig {
+            base_url: "http://127.0.0.1:1".into(),
+            token_url: "http://127.0.0.1:1/oauth/token".into(),
+            client_id: "tax-agent".into(),
+            client_secret_file: "/nonexistent".into(),
+            client_secret_field: "providers[001].client_secret_file".into(),
+            params: Default::default(),
+            timeout: Duration::from_secs(35),
+        };
+        let c = PullClient::with_secret(cfg, b"s3cret".to_vec(), Arc::new(Limiter::new(1, 1.0)))
+            .unwrap();
         let jwt = c.assertion().unwrap();
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         v.set_audience(&["http://127.0.0.1:1/oauth/token"]);

@@ -1,5 +1,5 @@
 //! Per-provider load control: a concurrency limit and a request-rate limit shared by all the
-//! provider's interfaces (SPEC.md 5: the provider's DB load stays in the provider's budget), and
+//! provider's interfaces (the provider's DB load stays in the provider's budget), and
 //! a "closed until" gate set when the provider announces maintenance.
 
 use std::sync::Arc;

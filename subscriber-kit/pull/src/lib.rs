@@ -1,0 +1,23 @@
+//! Shirase's client of a provider's PULL API (docs/pull-api.md), shared by the agent
+//! (`shirase-subscriber-kit`) and the relay's watcher.
+//!
+//! Module map:
+//! - [`config`]: [`PullClientConfig`] (what the client needs to reach one provider) and the
+//!   configurable query parameter names [`ParamNames`].
+//! - [`client`]: [`PullClient`]: OAuth 2.0 client_credentials with a client_secret_jwt
+//!   assertion, GET requests, and the [`Outcome`] classes of every answer.
+//! - [`limiter`]: [`Limiter`], per-provider concurrency and request-rate limits.
+//! - [`wire`]: the JSON bodies on the wire (data rows, error bodies, token answers) and the
+//!   parsed [`Row`].
+//!
+//! Row contents are personal data: this crate never logs them.
+
+pub mod client;
+pub mod config;
+pub mod limiter;
+pub mod wire;
+
+pub use client::{ClientError, Outcome, PullClient, PullRequest, classify};
+pub use config::{ParamNames, PullClientConfig};
+pub use limiter::Limiter;
+pub use wire::Row;
