@@ -13,12 +13,16 @@
 //! - [`subject`]: NATS subject mapping both ways, stream/consumer/bucket names.
 //! - [`maintenance`]: a provider's maintenance calendar (windows like `24:00-27:00` in Japan time,
 //!   day types, national holidays); pure, queried with instants.
+//! - [`record`]: the other records written to JetStream (checkpoint, dead letter, alert,
+//!   audit record, watcher checkpoint), shared by their writers and readers.
 //! - `publish` (feature `nats`): a publisher helper for providers that speak NATS directly.
 //!
 //! Invariant: without the `nats` feature this crate does no I/O and uses no async runtime.
 //!
 //! The JSON Schema `schema/notice.v1.json` (for producers in other languages) and the golden
-//! examples in `examples/` are kept in agreement with [`validate`] by `tests/schema.rs`.
+//! examples in `examples/` are kept in agreement with [`validate`] by `tests/schema.rs`; the
+//! records' schemas (`schema/*.v1.json`) and examples (`examples/records/`) with the [`record`]
+//! types by `tests/records.rs`.
 //!
 //! # Example
 //!
@@ -54,6 +58,7 @@
 pub mod check_digit;
 pub mod maintenance;
 pub mod notice;
+pub mod record;
 pub mod subject;
 pub mod validate;
 

@@ -1,5 +1,5 @@
-//! The error notification function (エラー通知機能, issue 5 item 5): alerts any component
-//! publishes on `shirase.alert.<severity>.<component>` are read from the `SHIRASE_ALERTS` stream
+//! The error notification function (エラー通知機能): alerts ([`shirase_proto::record::Alert`]) any
+//! component publishes on `shirase.alert.<severity>.<component>` are read from the `SHIRASE_ALERTS` stream
 //! through the durable consumer `shirase_notifier` (so alerts published while the relay is
 //! down are delivered when it is back) and delivered by e-mail (SMTP with STARTTLS and
 //! authentication, via lettre + rustls), webhook (JSON POST, retried with backoff) and command
@@ -24,7 +24,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use shirase_proto::record::Alert;
 use shirase_proto::subject::ALERT_STREAM;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -367,7 +367,7 @@ pub fn runbook_hint(code: &str, provider: Option<&str>) -> String {
 struct Group {
     first: Delivery,
     first_seen: String,
-    last: Value,
+    last: Alert,
     last_seen: String,
     count: u64,
     unsent: u64,
@@ -389,23 +389,20 @@ impl std::fmt::Debug for Grouper {
     }
 }
 
-fn text(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).map(str::to_owned)
-}
-
-fn delivery_of(v: &Value) -> Delivery {
-    let code = text(v, "code").unwrap_or_else(|| "alert".into());
-    let provider = text(v, "provider");
-    let runbook = text(v, "runbook").unwrap_or_else(|| runbook_hint(&code, provider.as_deref()));
-    let time = text(v, "time").unwrap_or_else(|| jiff::Timestamp::now().to_string());
+fn delivery_of(a: &Alert) -> Delivery {
+    let runbook = a
+        .runbook
+        .clone()
+        .unwrap_or_else(|| runbook_hint(&a.code, a.provider.as_deref()));
+    let time = a.time.to_string();
     Delivery {
-        severity: text(v, "severity").unwrap_or_else(|| "warning".into()),
-        component: text(v, "component").unwrap_or_else(|| "unknown".into()),
-        code,
-        message: text(v, "message").unwrap_or_default(),
-        provider,
-        subscriber: text(v, "subscriber"),
-        interface_id: text(v, "interface_id"),
+        severity: a.severity.as_str().to_owned(),
+        component: a.component.clone(),
+        code: a.code.clone(),
+        message: a.message.clone(),
+        provider: a.provider.clone(),
+        subscriber: Some(a.subscriber.clone()),
+        interface_id: a.interface_id.clone(),
         first_seen: time.clone(),
         last_seen: time,
         count: 1,
@@ -415,12 +412,12 @@ fn delivery_of(v: &Value) -> Delivery {
 
 impl Grouper {
     /// The grouping key: kind + provider + subscriber.
-    pub fn key(v: &Value) -> String {
+    pub fn key(a: &Alert) -> String {
         format!(
             "{}/{}/{}",
-            text(v, "code").unwrap_or_default(),
-            text(v, "provider").unwrap_or_default(),
-            text(v, "subscriber").unwrap_or_default()
+            a.code,
+            a.provider.as_deref().unwrap_or_default(),
+            a.subscriber
         )
     }
 
@@ -438,7 +435,7 @@ impl Grouper {
     /// An alert arrived: returns the delivery to make now, if any.
     pub fn offer(
         &mut self,
-        alert: &Value,
+        alert: &Alert,
         now: Instant,
         window: Duration,
         max_per_hour: u32,
@@ -640,7 +637,7 @@ impl Notifier {
     }
 
     /// Handle one alert body: group it, deliver what is due.
-    pub async fn handle(&self, alert: &Value) {
+    pub async fn handle(&self, alert: &Alert) {
         let now = Instant::now();
         let d = self
             .grouper
@@ -719,9 +716,9 @@ impl Notifier {
                 _ = flush.tick() => self.flush_due().await,
                 m = messages.next() => match m {
                     Some(Ok(m)) => {
-                        match serde_json::from_slice::<Value>(&m.payload) {
-                            Ok(v) => self.handle(&v).await,
-                            Err(_) => tracing::warn!(subject = %m.subject, "alert that is not JSON ignored"),
+                        match serde_json::from_slice::<Alert>(&m.payload) {
+                            Ok(a) => self.handle(&a).await,
+                            Err(e) => tracing::warn!(subject = %m.subject, "message that is not an alert ignored: {e}"),
                         }
                         let _ = m.ack().await;
                     }
@@ -871,8 +868,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn alert(code: &str, provider: &str) -> Value {
-        json!({"severity": "critical", "component": "agent", "code": code, "message": "m", "subscriber": "tax", "provider": provider, "time": "2026-05-12T10:00:00+09:00"})
+    fn alert(code: &str, provider: &str) -> Alert {
+        serde_json::from_value(json!({"severity": "critical", "component": "agent", "code": code, "message": "m", "subscriber": "tax", "provider": provider, "time": "2026-05-12T10:00:00+09:00"})).unwrap()
     }
 
     #[test]

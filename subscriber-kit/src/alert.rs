@@ -1,5 +1,5 @@
-//! Alerts (エラー通知機能, DOMAIN.md 1.2.15): published to `shirase.alert.<severity>.agent`,
-//! where the relay's notifier turns them into e-mail, webhooks and job-management hooks.
+//! Alerts (エラー通知機能): published to `shirase.alert.<severity>.agent`, where the relay's
+//! notifier turns them into e-mail, webhooks and job-management hooks.
 //!
 //! The same alert (code + subject of the alert) is sent at most once per `repeat_after`, so a
 //! provider outage does not flood the operators. Publishing is best effort: an alert that
@@ -9,34 +9,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use serde::{Deserialize, Serialize};
 use shirase_proto::{OffsetTimestamp, Severity};
 use tokio::time::Instant;
 
-/// The JSON body of an alert.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Alert {
-    /// Severity.
-    pub severity: Severity,
-    /// Always `agent`.
-    pub component: String,
-    /// Machine-readable code, e.g. `provider_unreachable`, `uncovered`, `bisect_exhausted`.
-    pub code: String,
-    /// What happened and what to check, for an operator.
-    pub message: String,
-    /// Subscriber.
-    pub subscriber: String,
-    /// Provider business id, when relevant.
-    pub provider: Option<String>,
-    /// Interface id, when relevant.
-    pub interface_id: Option<String>,
-    /// When (RFC 3339).
-    pub time: String,
-    /// What an operator should do, when the component knows better than the notifier's
-    /// built-in hints.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runbook: Option<String>,
-}
+/// The JSON body of an alert: [`shirase_proto::record::Alert`], shared with the relay's
+/// notifier and status.
+pub use shirase_proto::record::Alert;
 
 /// Publishes alerts with de-duplication.
 #[derive(Debug)]
@@ -120,17 +98,16 @@ impl Alerter {
             severity = severity.as_str(),
             "alert: {message}"
         );
-        let alert = Alert {
+        let alert = record(
+            &self.subscriber,
             severity,
-            component: "agent".into(),
-            code: code.into(),
+            code,
+            provider,
+            interface,
             message,
-            subscriber: self.subscriber.clone(),
-            provider: provider.map(str::to_owned),
-            interface_id: interface.map(str::to_owned),
-            time: OffsetTimestamp::from_instant_jst(jiff::Timestamp::now()).to_string(),
             runbook,
-        };
+            jiff::Timestamp::now(),
+        );
         let subject = shirase_proto::subject::alert_subject(severity, "agent");
         let Ok(body) = serde_json::to_vec(&alert) else {
             return false;
@@ -148,6 +125,71 @@ impl Alerter {
                 tracing::error!("could not publish alert {code}: {e}");
                 false
             }
+        }
+    }
+}
+
+/// The alert the agent publishes (component `agent`, time in `+09:00`).
+#[allow(clippy::too_many_arguments)]
+fn record(
+    subscriber: &str,
+    severity: Severity,
+    code: &str,
+    provider: Option<&str>,
+    interface: Option<&str>,
+    message: String,
+    runbook: Option<String>,
+    now: jiff::Timestamp,
+) -> Alert {
+    Alert {
+        severity,
+        component: "agent".into(),
+        code: code.into(),
+        message,
+        subscriber: subscriber.to_owned(),
+        provider: provider.map(str::to_owned),
+        interface_id: interface.map(str::to_owned),
+        time: OffsetTimestamp::from_instant_jst(now),
+        runbook,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_published_alert_is_what_the_schema_describes() {
+        let schema: serde_json::Value =
+            serde_json::from_str(shirase_proto::record::schema::ALERT).unwrap();
+        let v = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let now: jiff::Timestamp = "2026-11-25T01:30:00.000512Z".parse().unwrap();
+        for (provider, interface, runbook) in [
+            (Some("001"), None, Some("check the provider".to_owned())),
+            (Some("001"), Some("001o05-00"), None),
+            (None, None, None),
+        ] {
+            let a = record(
+                "tax",
+                Severity::Critical,
+                "provider_unreachable",
+                provider,
+                interface,
+                "m".into(),
+                runbook,
+                now,
+            );
+            let json = serde_json::to_value(&a).unwrap();
+            assert!(v.is_valid(&json), "{json}");
+            assert_eq!(json["time"], "2026-11-25T10:30:00.000512+09:00");
+            assert_eq!(json["component"], "agent");
+            // Written as null, as it always was, when not relevant.
+            assert!(json.as_object().unwrap().contains_key("interface_id"));
         }
     }
 }

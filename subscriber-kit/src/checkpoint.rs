@@ -8,8 +8,7 @@
 
 use async_nats::jetstream::kv;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-use shirase_proto::{InterfaceId, MunicipalityCode, OffsetTimestamp, SubscriberId};
+use shirase_proto::{InterfaceId, MunicipalityCode, SubscriberId};
 
 /// What a checkpoint operation failed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,14 +37,9 @@ impl CheckpointError {
     }
 }
 
-/// The stored JSON value.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Stored {
-    /// The checkpoint: largest DB update timestamp received, as RFC 3339 (+09:00).
-    pub updated_at: OffsetTimestamp,
-    /// When it was stored (wall clock, for the checkpoint-age view).
-    pub stored_at: OffsetTimestamp,
-}
+/// The stored JSON value: [`shirase_proto::record::Checkpoint`], shared with the relay's
+/// resync and status (kept under this name for existing callers).
+pub use shirase_proto::record::Checkpoint as Stored;
 
 /// A checkpoint as read, with the KV revision to compare against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,11 +181,8 @@ impl Checkpoints {
             {
                 return Ok(c.updated_at);
             }
-            let value = serde_json::to_vec(&Stored {
-                updated_at: OffsetTimestamp::from_instant_jst(to),
-                stored_at: OffsetTimestamp::from_instant_jst(Timestamp::now()),
-            })
-            .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
+            let value = serde_json::to_vec(&Stored::jst(to, Timestamp::now()))
+                .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
             let res = match revision {
                 Some(rev) => {
                     self.kv
@@ -223,5 +214,26 @@ impl Checkpoints {
             &self.key(interface),
             "too many compare-and-set conflicts",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_stored_value_is_what_the_schema_describes() {
+        let schema: serde_json::Value =
+            serde_json::from_str(shirase_proto::record::schema::CHECKPOINT).unwrap();
+        let v = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let to: Timestamp = "2026-11-25T01:15:30.123Z".parse().unwrap();
+        let json = serde_json::to_value(Stored::jst(to, Timestamp::now())).unwrap();
+        assert!(v.is_valid(&json), "{json}");
+        assert_eq!(json["updated_at"], "2026-11-25T10:15:30.123+09:00");
     }
 }

@@ -8,32 +8,10 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use serde::{Deserialize, Serialize};
 
-/// The JSON body of a dead letter.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DeadLetter {
-    /// Subscriber.
-    pub subscriber: String,
-    /// Interface id.
-    pub interface_id: String,
-    /// Why the notice could not be processed.
-    pub reason: String,
-    /// HTTP status of the provider's answer, when there was one.
-    pub http_status: Option<u16>,
-    /// Provider error code (`E0001`...), when there was one.
-    pub code: Option<String>,
-    /// The provider's message (names the parameter; never personal data by contract).
-    pub message: Option<String>,
-    /// Deliveries of the notice so far.
-    pub attempts: u64,
-    /// First failure seen (RFC 3339).
-    pub first_failure: String,
-    /// This failure (RFC 3339).
-    pub last_failure: String,
-    /// The notice as received (no personal data by construction).
-    pub notice: serde_json::Value,
-}
+/// The JSON body of a dead letter: [`shirase_proto::record::DeadLetter`], shared with the
+/// relay's `dlq` operator commands.
+pub use shirase_proto::record::DeadLetter;
 
 /// Publishing a dead letter failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,4 +50,39 @@ pub async fn publish(
         .map_err(|_| err("no ack within 10 s".into()))?
         .map_err(|e| err(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_as_the_agent_builds_it_is_what_the_schema_describes() {
+        let schema: serde_json::Value =
+            serde_json::from_str(shirase_proto::record::schema::DEAD_LETTER).unwrap();
+        let v = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let now = shirase_proto::OffsetTimestamp::from_instant_jst(jiff::Timestamp::now());
+        let dl = DeadLetter {
+            subscriber: "tax".into(),
+            interface_id: "001o05-00".into(),
+            reason: "bisection depth 2 exhausted".into(),
+            http_status: Some(503),
+            code: None,
+            message: None,
+            attempts: 3,
+            first_failure: now.to_string(),
+            last_failure: now.to_string(),
+            notice: serde_json::json!({"id": "0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0e"}),
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec(&dl).unwrap()).unwrap();
+        assert!(v.is_valid(&json), "{json}");
+        assert_eq!(json["code"], serde_json::Value::Null, "written as null");
+        assert_eq!(dl.notice_id(), Some("0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0e"));
+    }
 }

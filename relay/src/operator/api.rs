@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::audit::AuditResult;
 use super::auth::{Actor, OperatorAuth};
 use super::dlq::{self, DlqFilter};
 use super::error::OpsError;
@@ -85,11 +86,11 @@ impl OpsState {
     {
         let actor = self.auth.authenticate(headers)?;
         let outcome = match actor.require_operator(action) {
-            Err(e) => Err(("denied", e)),
-            Ok(()) => f(&actor).await.map_err(|e| ("error", e)),
+            Err(e) => Err((AuditResult::Denied, e)),
+            Ok(()) => f(&actor).await.map_err(|e| (AuditResult::Error, e)),
         };
         let (result, detail) = match &outcome {
-            Ok(v) => ("ok", serde_json::to_value(v).unwrap_or_default()),
+            Ok(v) => (AuditResult::Ok, serde_json::to_value(v).unwrap_or_default()),
             Err((r, e)) => (*r, serde_json::json!({ "error": e.message })),
         };
         self.app
@@ -98,11 +99,11 @@ impl OpsState {
             .operator_actions
             .get_or_create(&ActionLabel {
                 action: action.to_owned(),
-                result: result.to_owned(),
+                result: result.as_str().to_owned(),
             })
             .inc();
         let rec = audit::record(&actor.name, action, params, result, detail);
-        tracing::info!(actor = %actor.name, action, result, audit_id = %rec.id, "operator action");
+        tracing::info!(actor = %actor.name, action, result = result.as_str(), audit_id = %rec.id, "operator action");
         if let Err(e) = audit::write(&self.app.js, &rec).await {
             tracing::error!(action, audit_id = %rec.id, "audit record not written: {e}");
             if outcome.is_ok() {

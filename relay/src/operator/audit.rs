@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Storage};
 
@@ -37,31 +36,18 @@ pub fn stream_config(config: &Config) -> stream::Config {
     }
 }
 
-/// One audit record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AuditRecord {
-    /// Unique id (UUID v7), also the `Nats-Msg-Id`.
-    pub id: String,
-    /// When (RFC 3339, UTC).
-    pub time: String,
-    /// Operator name from `[[operators]]`.
-    pub actor: String,
-    /// `replay`, `resync`, `dlq-redrive`, `dlq-purge`, `pause`, `resume`.
-    pub action: String,
-    /// The request as the operator sent it.
-    pub parameters: serde_json::Value,
-    /// `ok`, `error` or `denied`.
-    pub result: String,
-    /// What happened (counts, from/to, ...) or the error message.
-    pub detail: serde_json::Value,
-}
+/// One audit record: [`shirase_proto::record::AuditRecord`], with its result.
+pub use shirase_proto::record::{AuditRecord, AuditResult};
 
 /// Write one record and wait for the stream's ack.
 pub async fn write(js: &jetstream::Context, record: &AuditRecord) -> Result<(), String> {
     let subject = format!("{AUDIT_PREFIX}.{}", record.action);
     let body = serde_json::to_vec(record).map_err(|e| e.to_string())?;
     let mut h = HeaderMap::new();
-    h.insert(async_nats::header::NATS_MESSAGE_ID, record.id.as_str());
+    h.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        record.id.to_string().as_str(),
+    );
     let ack = js
         .publish_with_headers(subject, h, body.into())
         .await
@@ -75,16 +61,47 @@ pub fn record(
     actor: &str,
     action: &str,
     parameters: serde_json::Value,
-    result: &str,
+    result: AuditResult,
     detail: serde_json::Value,
 ) -> AuditRecord {
     AuditRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        time: jiff::Timestamp::now().to_string(),
+        id: uuid::Uuid::now_v7(),
+        time: jiff::Timestamp::now(),
         actor: actor.to_owned(),
         action: action.to_owned(),
         parameters,
-        result: result.to_owned(),
+        result,
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_record_is_what_the_schema_describes() {
+        let schema: serde_json::Value =
+            serde_json::from_str(shirase_proto::record::schema::AUDIT).unwrap();
+        let v = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        for result in [AuditResult::Ok, AuditResult::Error, AuditResult::Denied] {
+            let r = record(
+                "dev-operator",
+                "resync",
+                serde_json::json!({"subscriber": "tax"}),
+                result,
+                serde_json::json!({"error": "x"}),
+            );
+            let json = serde_json::to_value(&r).unwrap();
+            assert!(v.is_valid(&json), "{json}");
+            assert_eq!(json["result"], result.as_str());
+            assert!(json["time"].as_str().unwrap().ends_with('Z'), "{json}");
+            assert_eq!(json["id"], r.id.to_string());
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Dead letters in `SHIRASE_DLQ` (`shirase.dlq.<subscriber>.<m>.<b>.<i>`, written by the agent):
+//! Dead letters in `SHIRASE_DLQ` (`shirase.dlq.<subscriber>.<m>.<b>.<i>`, written by the agent as
+//! [`shirase_proto::record::DeadLetter`]):
 //! list, show, redrive (republish the notice as a replay for that subscriber, then delete the
 //! dead letter) and purge (delete, only with `yes: true`).
 //!
@@ -9,6 +10,7 @@
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use serde::{Deserialize, Serialize};
+use shirase_proto::record::DeadLetter;
 use shirase_proto::subject::{self, DLQ_PREFIX, DLQ_STREAM, SubjectKind};
 
 use super::error::OpsError;
@@ -79,6 +81,8 @@ pub struct DlqActionResult {
     pub seqs: Vec<u64>,
 }
 
+/// The listed form of the message `seq`, if its subject is a dead-letter subject. A body that is
+/// not a [`DeadLetter`] is still listed (so it can be shown and purged), with the reason why.
 fn entry(seq: u64, subject_text: &str, payload: &[u8], with_body: bool) -> Option<DlqEntry> {
     let Ok(SubjectKind::Dlq {
         subscriber,
@@ -89,28 +93,34 @@ fn entry(seq: u64, subject_text: &str, payload: &[u8], with_body: bool) -> Optio
     else {
         return None;
     };
-    let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null);
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    Some(DlqEntry {
+    let mut e = DlqEntry {
         seq,
         subscriber: subscriber.to_string(),
         provider: provider.to_string(),
         interface: interface.to_string(),
-        notice_id: v
-            .pointer("/notice/id")
-            .and_then(|x| x.as_str())
-            .map(str::to_owned),
-        reason: s("reason").unwrap_or_default(),
-        http_status: v
-            .get("http_status")
-            .and_then(|x| x.as_u64())
-            .and_then(|x| u16::try_from(x).ok()),
-        code: s("code"),
-        attempts: v.get("attempts").and_then(|x| x.as_u64()).unwrap_or(0),
-        first_failure: s("first_failure"),
-        last_failure: s("last_failure"),
-        body: with_body.then_some(v),
-    })
+        notice_id: None,
+        reason: String::new(),
+        http_status: None,
+        code: None,
+        attempts: 0,
+        first_failure: None,
+        last_failure: None,
+        // The body as stored, members this relay does not know included.
+        body: with_body.then(|| serde_json::from_slice(payload).unwrap_or(serde_json::Value::Null)),
+    };
+    match serde_json::from_slice::<DeadLetter>(payload) {
+        Ok(d) => {
+            e.notice_id = d.notice_id().map(str::to_owned);
+            e.reason = d.reason;
+            e.http_status = d.http_status;
+            e.code = d.code;
+            e.attempts = d.attempts;
+            e.first_failure = Some(d.first_failure);
+            e.last_failure = Some(d.last_failure);
+        }
+        Err(x) => e.reason = format!("not a dead letter: {x}"),
+    }
+    Some(e)
 }
 
 fn check(config: &Config, f: &DlqFilter) -> Result<(), OpsError> {
@@ -204,8 +214,14 @@ pub async fn redrive(
     };
     for e in entries {
         let full = show(js, e.seq).await?;
-        let Some(notice) = full.body.as_ref().and_then(|b| b.get("notice")) else {
-            tracing::warn!(seq = e.seq, "dead letter without a notice; left in place");
+        let Some(dead) = full
+            .body
+            .and_then(|b| serde_json::from_value::<DeadLetter>(b).ok())
+        else {
+            tracing::warn!(
+                seq = e.seq,
+                "not a dead letter with a notice; left in place"
+            );
             continue;
         };
         let (Ok(sid), Ok(b), Ok(i)) = (
@@ -215,8 +231,8 @@ pub async fn redrive(
         ) else {
             continue;
         };
-        let payload =
-            serde_json::to_vec(notice).map_err(|x| OpsError::nats("encoding the notice", x))?;
+        let payload = serde_json::to_vec(&dead.notice)
+            .map_err(|x| OpsError::nats("encoding the notice", x))?;
         let mut h = HeaderMap::new();
         let nid = e.notice_id.clone().unwrap_or_default();
         h.insert(

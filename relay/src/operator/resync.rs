@@ -41,14 +41,9 @@ pub struct ResyncResult {
     pub revision: u64,
 }
 
-/// The JSON the agent stores (`subscriber-kit` `checkpoint::Stored`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredCheckpoint {
-    /// Largest DB update timestamp received.
-    pub updated_at: OffsetTimestamp,
-    /// When it was written.
-    pub stored_at: OffsetTimestamp,
-}
+/// The JSON the agent stores: [`shirase_proto::record::Checkpoint`] (the agent's
+/// `checkpoint::Stored`).
+pub use shirase_proto::record::Checkpoint as StoredCheckpoint;
 
 /// Rewind the checkpoint.
 pub async fn run(
@@ -96,11 +91,8 @@ pub async fn run(
             ),
         ));
     }
-    let value = serde_json::to_vec(&StoredCheckpoint {
-        updated_at: OffsetTimestamp::from_instant_jst(to),
-        stored_at: OffsetTimestamp::from_instant_jst(jiff::Timestamp::now()),
-    })
-    .map_err(|e| OpsError::nats("encoding the checkpoint", e))?;
+    let value = serde_json::to_vec(&StoredCheckpoint::jst(to, jiff::Timestamp::now()))
+        .map_err(|e| OpsError::nats("encoding the checkpoint", e))?;
     let revision = match &entry {
         Some(e) => kv.update(&key, value.into(), e.revision).await.map_err(|x| match x.kind() {
             kv::UpdateErrorKind::WrongLastRevision => {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
+use shirase_proto::record::Alert;
 use shirase_proto::subject::{
     ALERT_STREAM, CHECKPOINT_BUCKET, NOTICE_STREAM, checkpoint_key, consumer_name,
 };
@@ -31,7 +32,7 @@ pub struct Status {
     /// Dead letters.
     pub dlq: DlqSummary,
     /// Latest alerts (newest first), as the agents wrote them.
-    pub alerts: Vec<serde_json::Value>,
+    pub alerts: Vec<Alert>,
     /// One per watched (provider, interface): the watcher's checkpoint.
     #[serde(default)]
     pub watched: Vec<WatchedStatus>,
@@ -131,7 +132,7 @@ pub struct ProviderStatus {
     /// Windows overlapping the next 24 hours.
     pub windows: Vec<WindowStatus>,
     /// The latest alert naming this provider.
-    pub last_alert: Option<serde_json::Value>,
+    pub last_alert: Option<Alert>,
 }
 
 /// Dead letters.
@@ -283,9 +284,7 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
             }
             let last_alert = alerts
                 .iter()
-                .find(|a| {
-                    a.get("provider").and_then(|x| x.as_str()) == Some(p.business_id.as_str())
-                })
+                .find(|a| a.provider.as_deref() == Some(p.business_id.as_str()))
                 .cloned();
             ProviderStatus {
                 business_id: p.business_id.to_string(),
@@ -351,8 +350,9 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
     })
 }
 
-/// The last `n` alerts, newest first (empty when the stream is missing).
-pub async fn recent_alerts(js: &jetstream::Context, n: u64) -> Vec<serde_json::Value> {
+/// The last `n` alerts, newest first (empty when the stream is missing). Messages that are not
+/// alerts are skipped.
+pub async fn recent_alerts(js: &jetstream::Context, n: u64) -> Vec<Alert> {
     let Ok(mut s) = js.get_stream(ALERT_STREAM).await else {
         return Vec::new();
     };
@@ -367,7 +367,7 @@ pub async fn recent_alerts(js: &jetstream::Context, n: u64) -> Vec<serde_json::V
     let mut seq = last;
     while seq >= first.max(1) && (out.len() as u64) < n {
         if let Ok(m) = s.get_raw_message(seq).await
-            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload)
+            && let Ok(v) = serde_json::from_slice::<Alert>(&m.payload)
         {
             out.push(v);
         }

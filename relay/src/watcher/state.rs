@@ -9,39 +9,13 @@
 //! first attempt already stored, and [`super::Watcher`] skips what the stream already holds.
 
 use async_nats::jetstream::kv;
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use shirase_proto::{InterfaceId, MunicipalityCode};
 
-/// A window written down before it is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    /// Exclusive end of the window.
-    pub to: Timestamp,
-    /// Sequence of the window's first notice.
-    pub first_sequence: u64,
-}
-
-/// What the watcher keeps about one interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WatchState {
-    /// Every change with a DB update timestamp before this instant has been announced.
-    pub cursor: Timestamp,
-    /// Sequence of the next notice (the per-interface counter, from 1).
-    pub next_sequence: u64,
-    /// The window being read, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<Pending>,
-    /// When the last poll finished (any outcome with an answer).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_poll: Option<Timestamp>,
-    /// Rows read in total (counts only; rows themselves are never kept).
-    #[serde(default)]
-    pub rows_seen: u64,
-    /// Notices published in total.
-    #[serde(default)]
-    pub notices_emitted: u64,
-}
+/// A window written down before it is read: [`shirase_proto::record::PendingWindow`].
+pub use shirase_proto::record::PendingWindow as Pending;
+/// What the watcher keeps about one interface: [`shirase_proto::record::WatcherCheckpoint`],
+/// also read by the operator status.
+pub use shirase_proto::record::WatcherCheckpoint as WatchState;
 
 /// What kind of state failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,5 +141,42 @@ impl StateStore {
                     _ => self.err(StateErrorKind::Store, i, e.to_string()),
                 }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_state_is_what_the_schema_describes() {
+        let schema: serde_json::Value =
+            serde_json::from_str(shirase_proto::record::schema::WATCHER_CHECKPOINT).unwrap();
+        let v = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let now = jiff::Timestamp::now();
+        let mut s = WatchState {
+            cursor: now,
+            next_sequence: 1,
+            pending: None,
+            last_poll: None,
+            rows_seen: 0,
+            notices_emitted: 0,
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(v.is_valid(&json), "{json}");
+        assert!(json.get("pending").is_none(), "left out when empty: {json}");
+        s.pending = Some(Pending {
+            to: now,
+            first_sequence: 1,
+        });
+        s.last_poll = Some(now);
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(v.is_valid(&json), "{json}");
+        assert_eq!(serde_json::from_value::<WatchState>(json).unwrap(), s);
     }
 }
