@@ -1,5 +1,5 @@
-//! The maintenance calendar of a provider: when its PULL API may be down (DOMAIN.md
-//! "Availability and operations", standard 1.1.8).
+//! The maintenance calendar of a provider: when its PULL API may be down (データ連携WT 1.1.8;
+//! docs/standard.md, "Availability and operations").
 //!
 //! Both the relay (which pauses consumers during a window) and the agent (which never sends a
 //! PULL request inside one) need the same answers, so the calendar lives here as a pure

@@ -79,7 +79,7 @@ pub struct WatchPollLabel {
     pub outcome: String,
 }
 
-/// The watcher's metrics (issue 10): per watched interface.
+/// The watcher's metrics: per watched interface.
 #[derive(Debug, Default, Clone)]
 pub struct WatcherMetrics {
     /// Unix time of the last poll that got an answer.

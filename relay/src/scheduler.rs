@@ -1,4 +1,4 @@
-//! The maintenance scheduler (issue 5, SPEC.md 4): during a provider's maintenance window
+//! The maintenance scheduler (データ連携WT 1.1.8): during a provider's maintenance window
 //! every (subscriber, provider) consumer of that provider is paused with JetStream consumer
 //! pause (`$JS.API.CONSUMER.PAUSE`, nats-server ≥ 2.11), until the window's end plus a jitter,
 //! so agents receive no notice while the provider's PULL API may be down and do not all call

@@ -1,4 +1,4 @@
-//! Maintenance self-enforcement (issue 5, SPEC.md 4): the agent never sends a PULL request, nor
+//! Maintenance self-enforcement (データ連携WT 1.1.8): the agent never sends a PULL request, nor
 //! a token request, to a provider inside its maintenance window, whether or not the relay
 //! paused the consumer. The window comes from the provider's calendar
 //! (`[providers.maintenance]`, [`shirase_proto::maintenance`]) and from the provider itself

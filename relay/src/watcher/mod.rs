@@ -1,8 +1,8 @@
-//! The watcher (issue 10): push notices for providers that cannot publish them yet.
+//! The watcher: push notices for providers that cannot publish them yet.
 //!
 //! A standard-compliant system may not be customized (カスタマイズ禁止, no customization), so
 //! until its vendor ships the notice function a provider cannot publish notices, and every
-//! consumer polls it on its own, multiplying its DB load (DOMAIN.md 1.1.9). The watcher polls
+//! consumer polls it on its own, multiplying its DB load (データ連携WT 1.1.9). The watcher polls
 //! once for all of them: for each watched (provider, interface) it runs the differential PULL
 //! call from its own checkpoint, turns the rows into notices ([`notices`]: keys and timestamps
 //! only; the rows are dropped at once, it is not a cache) and publishes them through the same

@@ -1,4 +1,4 @@
-//! `burst`: a burst of notices for one interface at once (10,000 as in issue 4, then 100,000)
+//! `burst`: a burst of notices for one interface at once (10,000, then 100,000)
 //! → PULL calls, pulls per notice, drain time, rows delivered, agent peak RSS.
 //!
 //! The simulator commits the burst in one go and its emitter POSTs every notice to the relay

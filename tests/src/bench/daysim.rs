@@ -18,7 +18,7 @@
 //! batch end − change instant (request latency, milliseconds, is left out for every strategy).
 //! Notices reach the agent at the change instant (relay + JetStream ≈ ms, see `latency`).
 //!
-//! **(d) watcher** (issue 10) is modelled the same way from the relay watcher's rules, for a
+//! **(d) watcher** is modelled the same way from the relay watcher's rules, for a
 //! provider that cannot publish notices and [`WATCH_SUBSCRIBERS`] subscribers: per interface
 //! one poll on the adaptive schedule (60 s at first, halved after changes down to 15 s, ×1.5
 //! when idle up to 120 s), window `[cursor, poll − 2 s)`, never inside the provider's

@@ -44,7 +44,7 @@ pub struct Options {
     pub http_batch: usize,
     /// ingest: HTTP requests in flight.
     pub http_concurrency: usize,
-    /// The full sizes (1,000,000 backlogs...), longer than two minutes.
+    /// The full sizes (1,000,000 backlogs...), longer than two minutes.
     pub full: bool,
     /// latency: seconds of paced load per rate.
     pub seconds: u64,

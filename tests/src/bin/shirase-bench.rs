@@ -22,7 +22,7 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 fn usage() -> String {
     let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
     format!(
-        "usage: shirase-bench <scenario>|all [--full] [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N] [--seconds N] [--max-wait-ms N] [--daysim-wait-s N]\nscenarios: {}\n--full runs the issue's full sizes (1,000,000 backlogs), longer than 2 minutes per scenario",
+        "usage: shirase-bench <scenario>|all [--full] [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N] [--seconds N] [--max-wait-ms N] [--daysim-wait-s N]\nscenarios: {}\n--full runs the full sizes (1,000,000 backlogs), longer than 2 minutes per scenario",
         names.join(", ")
     )
 }

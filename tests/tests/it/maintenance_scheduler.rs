@@ -1,4 +1,4 @@
-//! The relay's maintenance scheduler (issue 5 item 2) against a real nats-server: consumers
+//! The relay's maintenance scheduler against a real nats-server: consumers
 //! are paused with JetStream consumer pause during a window and resumed by the server at the
 //! window's end plus jitter; a restart mid-window re-applies the pause; with two schedulers only
 //! the lease holder acts; an agent against provider-sim sends no PULL request while paused and

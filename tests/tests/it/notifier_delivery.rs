@@ -1,4 +1,4 @@
-//! The relay's notifier (issue 5 items 4 and 5) against real servers: alerts published on
+//! The relay's notifier (エラー通知機能, データ連携WT 1.2.15) against real servers: alerts published on
 //! `shirase.alert.>` reach a webhook (a real axum endpoint that fails once, so the retry is
 //! exercised) and a command (`sh -c 'cat > file'`), grouped per key; a simulated provider
 //! outage produces exactly one "check the operating status" e-mail and one recovery e-mail at a

@@ -1,4 +1,4 @@
-//! The watcher (issue 10) against provider-sim in "no notices" mode: the provider publishes
+//! The watcher against provider-sim in "no notices" mode: the provider publishes
 //! nothing, the relay's watcher polls it and publishes notices, agents pull and deliver.
 //!
 //! What is proved here, each with the simulator's request log or the stream as the witness:
