@@ -57,8 +57,6 @@ pub mod notice;
 pub mod subject;
 pub mod validate;
 
-#[cfg(feature = "https")]
-pub mod https;
 #[cfg(feature = "nats")]
 pub mod publish;
 
