@@ -62,8 +62,6 @@ pub mod record;
 pub mod subject;
 pub mod validate;
 
-#[cfg(feature = "https")]
-pub mod https;
 #[cfg(feature = "nats")]
 pub mod publish;
 

@@ -335,7 +335,7 @@ pub struct HttpConfig {
     pub retry_after: Duration,
     /// Certificate and key of the HTTPS listener; `None` = plain HTTP. The files are read when
     /// `serve` starts (errors there name `http.tls_cert_file` / `http.tls_key_file`).
-    pub tls: Option<shirase_proto::https::ServerTls>,
+    pub tls: Option<shirase_service::https::ServerTls>,
 }
 
 /// Validated `[nats]`.
@@ -632,7 +632,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>) -> Result<Config, ConfigErr
         p.push("http.body_limit_bytes", "must be at least 1024");
     }
     let http_tls = match (&raw.http.tls_cert_file, &raw.http.tls_key_file) {
-        (Some(cert), Some(key)) => Some(shirase_proto::https::ServerTls {
+        (Some(cert), Some(key)) => Some(shirase_service::https::ServerTls {
             cert_file: rebase(cert.clone(), base_dir),
             key_file: rebase(key.clone(), base_dir),
             cert_field: "http.tls_cert_file",

@@ -8,7 +8,7 @@
 //! - [`provision`]: diff of desired vs actual state, create-or-update, dry-run, refusal of
 //!   changes JetStream cannot make in place.
 //! - [`nats_auth`]: nats-server authorization generated from the topology.
-//! - [`connection`]: connecting to NATS with the relay's identity.
+//! - [`connection`]: connecting to NATS with the relay's identity (through `shirase-service`).
 //! - [`auth`]: provider bearer-token authentication (hashes, constant-time compare).
 //! - [`publisher`]: publishing notices with `Nats-Msg-Id`, bounded retries, concurrency.
 //! - [`ingest`]: `POST /v1/notices` and its response bodies.
@@ -21,11 +21,14 @@
 //! - [`notifier`]: the error notification function (alerts by e-mail, webhook, command).
 //! - [`watcher`]: polls providers that cannot publish notices yet and publishes notices for
 //!   them (one poller per interface, deterministic ids, KV checkpoint, hand-over to native).
+//! - [`cli`]: the commands of the `shirase-relay` binary (serve, provision, check-config and
+//!   the operator commands); the binary only parses arguments.
 //!
 //! Invariant: only the relay creates streams, consumers and buckets (in [`provision`]).
 
 pub mod api_error;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod ingest;

@@ -51,7 +51,7 @@ pub enum ServeError {
     Http(#[from] std::io::Error),
     /// The HTTPS certificate or key (`http.tls_cert_file` / `http.tls_key_file`) is unusable.
     #[error("HTTPS listener: {0}")]
-    Tls(#[from] shirase_proto::https::TlsFileError),
+    Tls(#[from] shirase_service::https::TlsFileError),
 }
 
 /// Build the state: connect to NATS (in the background if it is down) and set up publishing.
@@ -160,7 +160,7 @@ pub async fn run(
         https = tls.is_some(),
         "shirase-relay serving"
     );
-    shirase_proto::https::serve(listener, router(state), tls, shutdown.clone()).await?;
+    shirase_service::https::serve(listener, router(state), tls, shutdown.clone()).await?;
     if let Some(task) = scheduler {
         // The scheduler's token is a child of `shutdown`: it is stopping too; let it release
         // its lease so another replica takes over at once.

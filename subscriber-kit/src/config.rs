@@ -214,9 +214,9 @@ pub struct HttpConfig {
 
 impl HttpConfig {
     /// The HTTPS certificate and key, when both are set.
-    pub fn tls(&self) -> Option<shirase_proto::https::ServerTls> {
+    pub fn tls(&self) -> Option<shirase_service::https::ServerTls> {
         (!self.tls_cert_file.is_empty() && !self.tls_key_file.is_empty()).then(|| {
-            shirase_proto::https::ServerTls {
+            shirase_service::https::ServerTls {
                 cert_file: self.tls_cert_file.clone().into(),
                 key_file: self.tls_key_file.clone().into(),
                 cert_field: "http.tls_cert_file",

@@ -5,7 +5,7 @@
 //! | `GET /v1/ops/status` | viewer | [`super::status::Status`] |
 //! | `POST /v1/ops/replay` | operator | [`super::replay::ReplayRequest`] → [`super::replay::ReplayResult`] |
 //! | `POST /v1/ops/resync` | operator | [`super::resync::ResyncRequest`] → [`super::resync::ResyncResult`] |
-//! | `GET /v1/ops/dlq?subscriber=&provider=&interface=&limit=` | viewer | list |
+//! | `GET /v1/ops/dlq?subscriber=&provider=&interface=&limit=` | viewer | [`DlqQuery`] → list |
 //! | `GET /v1/ops/dlq/{seq}` | viewer | one dead letter with its body |
 //! | `POST /v1/ops/dlq/redrive`, `POST /v1/ops/dlq/purge` | operator | [`super::dlq::DlqFilter`] |
 //! | `POST /v1/ops/pause`, `POST /v1/ops/resume` | operator | [`super::pause::PauseRequest`] |
@@ -158,13 +158,22 @@ async fn post_resync(
     .await
 }
 
-#[derive(Debug, serde::Deserialize)]
+/// The query of `GET /v1/ops/dlq`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DlqQuery {
-    subscriber: Option<String>,
-    provider: Option<String>,
-    interface: Option<String>,
-    limit: Option<usize>,
+pub struct DlqQuery {
+    /// Only this subscriber.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<String>,
+    /// Only this provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Only this interface.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// At most this many (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 async fn get_dlq(

@@ -1,13 +1,22 @@
 //! The CLI side of the operator tools: an HTTP client of the operator API and the tables it
 //! prints. The CLI talks to the relay (`--url`, `--token-file`) rather than to NATS directly, so
 //! it needs no NATS credentials, every action runs the same validation and lands in the same
-//! audit stream with the operator's name, and viewers stay read-only. An `https://` relay
+//! audit stream with the operator's name, and viewers stay read-only. Request bodies are the
+//! operator API's own request types, so the CLI sends exactly what the relay reads; answers are
+//! kept as JSON, printed as they came or as tables. An `https://` relay
 //! (`http.tls_cert_file` set) is verified against the system roots plus `--ca-file`.
 
 use std::path::Path;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::Value;
+
+use super::api::DlqQuery;
+use super::dlq::DlqFilter;
+use super::pause::PauseRequest;
+use super::replay::ReplayRequest;
+use super::resync::ResyncRequest;
 
 /// What went wrong talking to the operator API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +149,65 @@ impl Client {
     }
 
     /// `POST path` with a JSON body.
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn post<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Value, ClientError> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
             .await
+    }
+
+    /// `GET /v1/ops/status`: the status snapshot ([`super::status::Status`]).
+    pub async fn status(&self) -> Result<Value, ClientError> {
+        self.get("/v1/ops/status", &[]).await
+    }
+
+    /// `POST /v1/ops/replay`: the [`super::replay::ReplayResult`].
+    pub async fn replay(&self, request: &ReplayRequest) -> Result<Value, ClientError> {
+        self.post("/v1/ops/replay", request).await
+    }
+
+    /// `POST /v1/ops/resync`: the [`super::resync::ResyncResult`].
+    pub async fn resync(&self, request: &ResyncRequest) -> Result<Value, ClientError> {
+        self.post("/v1/ops/resync", request).await
+    }
+
+    /// `POST /v1/ops/pause`: the [`super::pause::PauseResult`].
+    pub async fn pause(&self, request: &PauseRequest) -> Result<Value, ClientError> {
+        self.post("/v1/ops/pause", request).await
+    }
+
+    /// `POST /v1/ops/resume` (`until`, `for` and `reason` unused): the
+    /// [`super::pause::PauseResult`].
+    pub async fn resume(&self, request: &PauseRequest) -> Result<Value, ClientError> {
+        self.post("/v1/ops/resume", request).await
+    }
+
+    /// `GET /v1/ops/dlq`: the matching dead letters ([`super::dlq::DlqEntry`] list).
+    pub async fn dlq_list(&self, query: &DlqQuery) -> Result<Value, ClientError> {
+        self.send(
+            self.http
+                .get(format!("{}/v1/ops/dlq", self.base))
+                .query(query),
+        )
+        .await
+    }
+
+    /// `GET /v1/ops/dlq/{seq}`: one dead letter with its body.
+    pub async fn dlq_show(&self, seq: u64) -> Result<Value, ClientError> {
+        self.get(&format!("/v1/ops/dlq/{seq}"), &[]).await
+    }
+
+    /// `POST /v1/ops/dlq/redrive`: the [`super::dlq::DlqActionResult`].
+    pub async fn dlq_redrive(&self, filter: &DlqFilter) -> Result<Value, ClientError> {
+        self.post("/v1/ops/dlq/redrive", filter).await
+    }
+
+    /// `POST /v1/ops/dlq/purge` (the relay refuses it unless `filter.yes`): the
+    /// [`super::dlq::DlqActionResult`].
+    pub async fn dlq_purge(&self, filter: &DlqFilter) -> Result<Value, ClientError> {
+        self.post("/v1/ops/dlq/purge", filter).await
     }
 }
 

@@ -44,7 +44,7 @@ pub(super) async fn serve_http(
                 }
             }),
         );
-    if let Err(e) = shirase_proto::https::serve(l, app, tls, stop).await {
+    if let Err(e) = shirase_service::https::serve(l, app, tls, stop).await {
         tracing::error!("http listener failed: {e}");
     }
 }

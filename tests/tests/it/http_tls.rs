@@ -10,9 +10,9 @@ use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use shirase_proto::https::{ServerTls, TlsFileErrorKind};
 use shirase_relay::operator::client::{Client, ClientErrorKind};
 use shirase_relay::serve::ServeError;
+use shirase_service::https::{ServerTls, TlsFileErrorKind};
 use shirase_tests::harness::{NatsServer, workspace_root};
 use tokio_util::sync::CancellationToken;
 

@@ -1,10 +1,9 @@
-//! HTTPS for the relay's and the agent's HTTP listeners (feature `https`).
+//! HTTPS for the relay's and the agent's HTTP listeners.
 //!
 //! Both binaries serve an axum router on a listener they were given (tests bind port 0). With
 //! a certificate and key configured ([`ServerTls`]) the same router is served over TLS only
 //! (rustls with the ring provider, the workspace's single crypto backend); without, over plain
-//! HTTP as before. It lives here because the relay and the agent share it and both already
-//! depend on this crate; the protocol types stay I/O-free when the feature is off.
+//! HTTP. The relay and the agent share it, so both load and reject certificates the same way.
 
 use std::io;
 use std::path::{Path, PathBuf};
