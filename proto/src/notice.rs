@@ -590,15 +590,6 @@ impl Notice {
         }
     }
 
-    /// The NATS subject this notice is published on.
-    pub fn subject(&self) -> String {
-        crate::subject::notice_subject(
-            &self.data.municipality_code,
-            &self.data.provider,
-            &self.data.interface_id,
-        )
-    }
-
     /// Serialize to compact JSON.
     pub fn to_json(&self) -> Vec<u8> {
         // Serialization of these types cannot fail: all keys are strings.

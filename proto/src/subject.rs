@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::notice::{BusinessId, InterfaceId, MunicipalityCode, ParseError};
+use crate::notice::{BusinessId, InterfaceId, MunicipalityCode, Notice, ParseError};
 
 /// The stream holding `shirase.notice.>` and `shirase.replay.>`.
 pub const NOTICE_STREAM: &str = "SHIRASE_NOTICES";
@@ -87,6 +87,18 @@ impl<'de> Deserialize<'de> for SubscriberId {
 /// The subject a provider's notice is published on.
 pub fn notice_subject(m: &MunicipalityCode, b: &BusinessId, i: &InterfaceId) -> String {
     format!("{NOTICE_PREFIX}.{m}.{b}.{i}")
+}
+
+impl Notice {
+    /// The NATS subject this notice is published on (kept here, with every other subject, so
+    /// `notice` does not depend on `subject`).
+    pub fn subject(&self) -> String {
+        notice_subject(
+            &self.data.municipality_code,
+            &self.data.provider,
+            &self.data.interface_id,
+        )
+    }
 }
 
 /// The subject a notice replayed for `subscriber` is published on.
