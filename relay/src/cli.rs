@@ -74,6 +74,9 @@ pub enum CliError {
     Output(#[from] std::io::Error),
 }
 
+/// How long provisioning waits for each JetStream API answer.
+const PROVISION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serve `POST /v1/notices`, health, metrics and the operator API with the configuration in
 /// `config` until SIGTERM or Ctrl-C, then finish in-flight requests.
 pub async fn serve(config: &Path) -> Result<(), CliError> {
@@ -153,7 +156,11 @@ pub async fn provision(
         writeln!(out, "wrote NATS authorization to {}", file.display())?;
     }
     let client = connection::connect(&c.nats).await?;
-    let js = async_nats::jetstream::new(client);
+    // Creating a replicated stream or consumer waits for its peers to agree; on a busy cluster
+    // that can take longer than async-nats' default 10 s request timeout.
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(PROVISION_TIMEOUT)
+        .build(client);
     let desired = crate::topology::desired(&c);
     let plan = crate::provision::provision(&js, &desired, dry_run).await?;
     if dry_run {
