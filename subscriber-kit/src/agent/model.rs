@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use shirase_proto::{ChangeKind, InterfaceId, MunicipalityCode, Notice, OffsetTimestamp, Sequence};
-use stateright::{Checker, Model, Property};
+use stateright::{Checker, HasDiscoveries, Model, Property};
 use tokio::time::Instant;
 
 use super::plan::{self, Admission, Pulls};
@@ -150,15 +150,17 @@ pub(super) struct State {
     resyncs: u8,
     /// The scheduled sweep after the busy period completed.
     final_sweep: bool,
-    /// A checkpoint was stored over a visible row the sink had not received.
+    // What the step into this state did wrong (cleared at every step, so that a counterexample
+    // ends where the property broke):
+    /// It stored a checkpoint over a visible row the sink had not received.
     hole: bool,
-    /// A checkpoint was stored over a row the consumer lost at a resync (rewound to before
-    /// it) and that was not delivered again: the rewind was undone.
+    /// It stored a checkpoint over a row the consumer lost at a resync (rewound to before it)
+    /// and that was not delivered again: the rewind was undone.
     resync_undone: bool,
-    /// A notice was acked whose row the sink had not received.
+    /// It acked a notice whose row the sink had not received.
     ack_hole: bool,
-    /// A checkpoint was stored, by a pull that re-read the overlap, over a row that was visible
-    /// when that pull started and that the sink had not received.
+    /// It stored a checkpoint, for a pull that re-read the overlap, over a row that was
+    /// visible when that pull started and that the sink had not received.
     hole_reread: bool,
 }
 
@@ -550,6 +552,10 @@ impl Model for Protocol {
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
         let mut s = last.clone();
+        s.hole = false;
+        s.hole_reread = false;
+        s.resync_undone = false;
+        s.ack_hole = false;
         match action {
             Action::Tick => s.clock += 1,
             Action::Commit(r) => {
@@ -710,24 +716,36 @@ fn trace(checker: &impl Checker<Protocol>, property: &'static str) -> Option<Str
     Some(out)
 }
 
-/// Assert that `holds` have no counterexample and `fails` have one (printed): each with the
-/// trace in the failure message.
+/// Check the model `make` builds and assert that `holds` have no counterexample (else panic
+/// with it), that `fails` have one (printed) and that at least `min_states` were explored.
 fn expect(
     name: &str,
-    checker: &impl Checker<Protocol>,
+    make: fn() -> Protocol,
     holds: &[&'static str],
     fails: &[&'static str],
     min_states: usize,
-) {
+) -> impl Checker<Protocol> {
+    let full = check(name, make());
+    let checker = &full;
     for p in holds {
         if let Some(t) = trace(checker, p) {
             panic!("model {name}: \"{p}\" fails:\n{t}");
         }
     }
     for p in fails {
-        let t = trace(checker, p).unwrap_or_else(|| {
-            panic!("model {name}: expected a counterexample to \"{p}\", the checker found none")
-        });
+        assert!(
+            checker.discovery(p).is_some(),
+            "model {name}: expected a counterexample to \"{p}\", the checker found none"
+        );
+        // The full run keeps replacing a property's counterexample with later (longer) ones:
+        // a second run that stops at the first gives a short trace to print.
+        let short = make()
+            .checker()
+            .threads(1)
+            .finish_when(HasDiscoveries::AnyOf([*p].into()))
+            .spawn_bfs()
+            .join();
+        let t = trace(&short, p).expect("found by the full run");
         eprintln!("model {name}: counterexample to \"{p}\":\n{t}");
     }
     assert!(
@@ -735,6 +753,7 @@ fn expect(
         "model {name}: only {} states, expected at least {min_states}",
         checker.unique_state_count()
     );
+    full
 }
 
 #[cfg(test)]
@@ -746,10 +765,9 @@ mod tests {
     /// gap of `Checkpoints::advance_from`, which keeps the larger value).
     #[test]
     fn model_prompt_commits() {
-        let checker = check("prompt commits", Protocol::new());
-        expect(
+        let checker = expect(
             "prompt commits",
-            &checker,
+            Protocol::new,
             &[CHECKPOINT_SAFE, CHECKPOINT_SAFE_REREAD, ACK_SAFE, LIVE],
             &[RESYNC_KEPT],
             100_000,
@@ -767,16 +785,12 @@ mod tests {
     /// later overlap re-read (a notice's pull or the scheduled sweep) brings it.
     #[test]
     fn model_late_commit() {
-        let checker = check(
+        expect(
             "late commit",
-            Protocol {
+            || Protocol {
                 late_commit: true,
                 ..Protocol::new()
             },
-        );
-        expect(
-            "late commit",
-            &checker,
             &[CHECKPOINT_SAFE_REREAD, LIVE],
             &[CHECKPOINT_SAFE, ACK_SAFE],
             100_000,
@@ -787,17 +801,13 @@ mod tests {
     /// covered never reaches the sink when no later notice triggers an overlap re-read.
     #[test]
     fn model_late_commit_without_sweep_loses_the_row() {
-        let checker = check(
+        expect(
             "late commit, no sweep",
-            Protocol {
+            || Protocol {
                 late_commit: true,
                 sweep: false,
                 ..Protocol::new()
             },
-        );
-        expect(
-            "late commit, no sweep",
-            &checker,
             &[CHECKPOINT_SAFE_REREAD],
             &[LIVE],
             10_000,
@@ -807,13 +817,15 @@ mod tests {
     /// The checker catches a broken agent: settling (acking) before the sink write.
     #[test]
     fn model_ack_before_sink_is_caught() {
-        let checker = check(
+        expect(
             "ack before sink",
-            Protocol {
+            || Protocol {
                 ack_before_sink: true,
                 ..Protocol::new()
             },
+            &[],
+            &[ACK_SAFE],
+            10_000,
         );
-        expect("ack before sink", &checker, &[], &[ACK_SAFE], 10_000);
     }
 }
