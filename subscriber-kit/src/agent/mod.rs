@@ -34,6 +34,8 @@
 
 mod failure;
 mod http;
+#[cfg(test)]
+mod model;
 mod nats;
 mod plan;
 mod pull;
