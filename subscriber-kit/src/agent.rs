@@ -167,7 +167,8 @@ impl Agent {
         // Before binding or connecting: an unusable certificate is a configuration error.
         let http_tls = cfg
             .http
-            .tls()
+            .tls
+            .as_ref()
             .map(|t| t.load())
             .transpose()
             .map_err(|e| AgentError::new(AgentErrorKind::Http, e.to_string()))?;
@@ -204,7 +205,7 @@ impl Agent {
                     return Err(AgentError::new(
                         AgentErrorKind::Nats,
                         format!(
-                            "the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.creds_file against the server's authorization"
+                            "the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.credentials_file against the server's authorization"
                         ),
                     ));
                 }
@@ -253,9 +254,7 @@ impl Agent {
                 alerter: alerter.clone(),
                 last_seq: std::sync::Mutex::new(HashMap::new()),
                 connect_failures: AtomicU32::new(0),
-                outage: crate::outage::OutageTracker::new(Duration::from_secs(
-                    cfg.outage.alert_after_secs,
-                )),
+                outage: crate::outage::OutageTracker::new(cfg.outage.alert_after),
                 gapped: std::sync::Mutex::new(Vec::new()),
                 gap_seen: tokio::sync::Notify::new(),
                 first_failure: std::sync::Mutex::new(HashMap::new()),
@@ -286,25 +285,22 @@ async fn connect_options(cfg: &Config) -> Result<async_nats::ConnectOptions, Age
     let mut opts = async_nats::ConnectOptions::new()
         .name(format!("shirase-agent-{}", cfg.subscriber))
         .max_reconnects(None);
-    if !n.creds_file.is_empty() {
+    if let Some(f) = &n.credentials_file {
         opts = opts
-            .credentials_file(&n.creds_file)
+            .credentials_file(f)
             .await
-            .map_err(|e| nats(format!("nats.creds_file {}: {e}", n.creds_file)))?;
+            .map_err(|e| nats(format!("nats.credentials_file {}: {e}", f.display())))?;
     }
-    if !n.nkey_seed_file.is_empty() {
-        let seed = std::fs::read_to_string(&n.nkey_seed_file)
-            .map_err(|e| nats(format!("nats.nkey_seed_file {}: {e}", n.nkey_seed_file)))?;
+    if let Some(f) = &n.nkey_seed_file {
+        let seed = std::fs::read_to_string(f)
+            .map_err(|e| nats(format!("nats.nkey_seed_file {}: {e}", f.display())))?;
         opts = opts.nkey(seed.trim().to_owned());
     }
-    if !n.tls_ca_file.is_empty() {
-        opts = opts.add_root_certificates(n.tls_ca_file.clone().into());
+    if let Some(f) = &n.tls_ca_file {
+        opts = opts.add_root_certificates(f.clone());
     }
-    if !n.tls_cert_file.is_empty() {
-        opts = opts.add_client_certificate(
-            n.tls_cert_file.clone().into(),
-            n.tls_key_file.clone().into(),
-        );
+    if let (Some(cert), Some(key)) = (&n.tls_cert_file, &n.tls_key_file) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
     }
     if n.tls_required {
         opts = opts.require_tls(true);
@@ -446,7 +442,7 @@ impl Worker {
     fn backoff(&self, attempt: u64) -> Duration {
         let r = &self.cfg.retry;
         let exp = attempt.saturating_sub(1).min(20) as u32;
-        Duration::from_millis(r.base_ms.saturating_mul(1u64 << exp).min(r.max_ms))
+        r.base.saturating_mul(1u32 << exp).min(r.max)
     }
 
     async fn run(self: Arc<Self>, stop: CancellationToken) {
@@ -489,10 +485,8 @@ impl Worker {
                     .map(|i| (i.config.max_deliver, i.config.ack_wait))
                     .unwrap_or((-1, Duration::from_secs(30)))
             };
-            let mut watchdog = Watchdog::new(
-                Duration::from_secs(self.cfg.watchdog.stalled_after_secs),
-                tokio::time::Instant::now(),
-            );
+            let mut watchdog =
+                Watchdog::new(self.cfg.watchdog.stalled_after, tokio::time::Instant::now());
             let mut last_check = tokio::time::Instant::now();
             while !stop.is_cancelled() {
                 // Inside a maintenance window: fetch nothing (no delivery is spent), send nothing.
@@ -584,7 +578,7 @@ impl Worker {
         let mut batch = consumer
             .fetch()
             .max_messages(self.cfg.batch.size)
-            .expires(Duration::from_millis(self.cfg.batch.max_wait_ms))
+            .expires(self.cfg.batch.max_wait)
             .messages()
             .await
             .map_err(|e| e.to_string())?;
@@ -615,7 +609,7 @@ impl Worker {
     ) {
         let work = self.process(&msgs, max_deliver);
         tokio::pin!(work);
-        let grace = Duration::from_millis(self.cfg.shutdown.grace_ms);
+        let grace = self.cfg.shutdown.grace;
         // Three heartbeats per ack_wait, so one lost heartbeat never causes a redelivery.
         let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(500)));
         tick.tick().await;
@@ -779,7 +773,7 @@ impl Worker {
                         .any(|(i, d)| *i == it.idx && matches!(d, Decision::Nak(_)))
             })
         {
-            if !sleep_or_cancel(Duration::from_millis(self.cfg.retry.max_ms), &self.stop).await {
+            if !sleep_or_cancel(self.cfg.retry.max, &self.stop).await {
                 return out;
             }
             out = self.decide_interface(iface, &items, more_pending).await;
@@ -894,7 +888,7 @@ impl Worker {
             })
             .collect();
         // The overlap below the checkpoint is re-read at most once per
-        // `pull.overlap_reread_secs` of a continuous run: between re-reads the windows chain
+        // `pull.overlap_reread` of a continuous run: between re-reads the windows chain
         // from the checkpoint itself (still without holes), so a burst delivered in many
         // batches does not re-read all its earlier rows in every batch.
         let reread = checkpoint.is_none()
@@ -1110,9 +1104,7 @@ impl Worker {
                     }
                     out.push((
                         it.idx,
-                        Decision::Later(Duration::from_millis(
-                            self.cfg.coverage.uncovered_retry_delay_ms,
-                        )),
+                        Decision::Later(self.cfg.coverage.uncovered_retry_delay),
                     ));
                 }
             }
@@ -1266,9 +1258,9 @@ impl Worker {
         ok
     }
 
-    /// `sweep.interval_secs` (0 = gap-triggered sweeps only).
-    pub(crate) fn sweep_interval_secs(&self) -> u64 {
-        self.cfg.sweep.interval_secs
+    /// `sweep.interval` (zero = gap-triggered sweeps only).
+    pub(crate) fn sweep_interval(&self) -> Duration {
+        self.cfg.sweep.interval
     }
 
     /// The interfaces this worker's provider serves.
@@ -1511,7 +1503,7 @@ impl Worker {
                 // every interface of this provider away until the window ends.
                 let d = self
                     .guard
-                    .announce(retry_after.unwrap_or(Duration::from_millis(self.cfg.retry.max_ms)));
+                    .announce(retry_after.unwrap_or(self.cfg.retry.max));
                 self.client
                     .limiter()
                     .close_until(tokio::time::Instant::now() + d);
@@ -1529,7 +1521,7 @@ impl Worker {
                     format!("provider {} refused our credentials ({message}); check providers.client_id / client_secret_file", self.provider().business_id),
                 )
                 .await;
-                nak(&|_| Duration::from_millis(self.cfg.retry.max_ms))
+                nak(&|_| self.cfg.retry.max)
             }
             Failure::Outcome(Outcome::Permanent {
                 status,

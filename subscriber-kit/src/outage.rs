@@ -1,6 +1,6 @@
 //! Outage tracking per provider (DOMAIN.md 1.1.8 baseline, issue 5 item 4): transient
 //! failures are retried with backoff by the worker; once a provider has failed continuously
-//! for `outage.alert_after_secs` outside its maintenance windows, one alert says "check the
+//! for `outage.alert_after` outside its maintenance windows, one alert says "check the
 //! operating status of provider X", and one recovery message follows when it answers again.
 //!
 //! Failures are answers that say "the provider is not working": a connection failure, a 503

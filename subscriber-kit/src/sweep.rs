@@ -1,5 +1,5 @@
 //! The sweep (issue 5 item 6): each provider worker pulls every interface differentially from
-//! its checkpoint on a schedule (`sweep.interval_secs`, hourly by default), so changes whose
+//! its checkpoint on a schedule (`sweep.interval`, hourly by default), so changes whose
 //! notices were never published still arrive; a sequence gap seen in the notices triggers an
 //! immediate sweep of that interface.
 //!
@@ -15,11 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::Worker;
 
-/// Sweep `w`'s interfaces every `sweep.interval_secs`, and at once after a sequence gap.
+/// Sweep `w`'s interfaces every `sweep.interval`, and at once after a sequence gap.
 pub(crate) async fn run(w: Arc<Worker>, stop: CancellationToken) {
-    let secs = w.sweep_interval_secs();
+    let interval = w.sweep_interval();
     // No schedule: sleep "forever" (a year) and only answer gaps.
-    let every = Duration::from_secs(if secs == 0 { 365 * 86_400 } else { secs });
+    let every = if interval.is_zero() {
+        Duration::from_secs(365 * 86_400)
+    } else {
+        interval
+    };
     let mut next = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {

@@ -152,7 +152,7 @@ impl Watcher {
             client_id: cfg.client_id.clone(),
             client_secret_file: cfg.client_secret_file.clone(),
             params: cfg.params.clone(),
-            timeout_ms: u64::try_from(cfg.timeout.as_millis()).unwrap_or(u64::MAX),
+            timeout: cfg.timeout,
             concurrency: cfg.concurrency,
             rate_per_sec: cfg.rate_per_sec,
             interfaces: Vec::new(),
