@@ -34,7 +34,6 @@
 //! the provider's own notices for changes before H with 202 `covered_by_watcher` without
 //! publishing them, and publishes those at or after H. Each change is announced exactly once.
 
-pub mod config;
 pub mod notices;
 pub mod state;
 
@@ -53,11 +52,10 @@ use shirase_subscriber_kit::limiter::Limiter;
 use shirase_subscriber_kit::pull_client::{Outcome, PullClient, PullRequest};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Provider};
+use crate::config::{Config, Provider, WatchConfig};
 use crate::lease::{LEASE_BUCKET, Lease};
 use crate::metrics::{Metrics, ProviderLabel, WatchLabel, WatchPollLabel};
 use crate::publisher::Publisher;
-use config::WatchConfig;
 use state::{Pending, StateErrorKind, StateStore, WatchState};
 
 /// What one poll did.

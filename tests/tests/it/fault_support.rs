@@ -180,7 +180,7 @@ pub fn relay_toml(urls: &[String], port: u16, replicas: usize) -> String {
 municipality_code = "131016"
 [http]
 listen = "127.0.0.1:{port}"
-retry_after_secs = 1
+retry_after = "1s"
 [nats]
 urls = [{urls}]
 publish_timeout = "2s"
