@@ -175,9 +175,9 @@ for sub in tax delinquency; do
   sed 's/^\[\[providers\]\]$/[[providers]]\nenforce_maintenance = false/' \
     "deploy/dev/agent-$sub.toml" > "$data/agent-$sub.toml"
 done
-start agent-tax env SHIRASE_AGENT__SINK__DIR="$data/tax" SHIRASE_AGENT__RETRY__MAX_MS=4000 \
+start agent-tax env SHIRASE_AGENT__SINK__DIR="$data/tax" SHIRASE_AGENT__RETRY__MAX=4s \
   "$bin_dir/shirase-agent" --config "$data/agent-tax.toml"
-start agent-delinquency env SHIRASE_AGENT__SINK__DIR="$data/delinquency" SHIRASE_AGENT__RETRY__MAX_MS=4000 \
+start agent-delinquency env SHIRASE_AGENT__SINK__DIR="$data/delinquency" SHIRASE_AGENT__RETRY__MAX=4s \
   "$bin_dir/shirase-agent" --config "$data/agent-delinquency.toml"
 wait_http agent-tax http://127.0.0.1:9464/healthz
 wait_http agent-delinquency http://127.0.0.1:9465/healthz

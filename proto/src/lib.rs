@@ -11,6 +11,8 @@
 //!   with its JSON Pointer path; batch limits; the personal-data (個人番号) guard.
 //! - [`check_digit`]: the JIS X 0402 municipality-code and individual-number check digits.
 //! - [`subject`]: NATS subject mapping both ways, stream/consumer/bucket names.
+//! - [`config`]: what the relay's and the agent's configuration loaders share: field paths, the
+//!   problem list, duration strings, renamed keys (pure; the loaders read the files).
 //! - [`maintenance`]: a provider's maintenance calendar (windows like `24:00-27:00` in Japan time,
 //!   day types, national holidays); pure, queried with instants.
 //! - [`record`]: the other records written to JetStream (checkpoint, dead letter, alert,
@@ -56,6 +58,7 @@
 //! ```
 
 pub mod check_digit;
+pub mod config;
 pub mod maintenance;
 pub mod notice;
 pub mod record;

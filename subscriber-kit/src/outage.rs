@@ -1,7 +1,7 @@
 //! Outage tracking per provider (the requester retries after a while and, still without an
 //! answer, checks the provider's operating status: データ連携WT 1.1.8): transient failures are
 //! retried with backoff by the worker; once a provider has failed continuously for
-//! `outage.alert_after_secs` outside its maintenance windows, one alert says "check the
+//! `outage.alert_after` outside its maintenance windows, one alert says "check the
 //! operating status of provider X", and one recovery message follows when it answers again.
 //!
 //! Failures are answers that say "the provider is not working": a connection failure, a 503

@@ -158,20 +158,13 @@ pub trait Sink: Send + Sync + Debug {
 pub fn from_config(c: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match c {
         SinkConfig::File { dir } => Box::new(FileSink::new(dir.clone())?),
-        SinkConfig::Http { url, timeout_ms } => Box::new(HttpSink::new(
-            url.clone(),
-            Duration::from_millis(*timeout_ms),
-        )?),
+        SinkConfig::Http { url, timeout } => Box::new(HttpSink::new(url.clone(), *timeout)?),
         SinkConfig::Command {
             program,
             args,
             spool_dir,
         } => {
-            let spool = if spool_dir.as_os_str().is_empty() {
-                std::env::temp_dir()
-            } else {
-                spool_dir.clone()
-            };
+            let spool = spool_dir.clone().unwrap_or_else(std::env::temp_dir);
             Box::new(CommandSink {
                 program: program.clone(),
                 args: args.clone(),

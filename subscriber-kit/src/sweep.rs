@@ -1,5 +1,5 @@
 //! The sweep: each provider worker pulls every interface differentially from its checkpoint
-//! on a schedule (`sweep.interval_secs`, hourly by default), so changes whose notices were
+//! on a schedule (`sweep.interval`, hourly by default), so changes whose notices were
 //! never published still arrive; a sequence gap seen in the notices triggers an immediate
 //! sweep of that interface.
 //!
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 /// What the sweep schedule needs of a provider's worker.
 pub(crate) trait Sweeper: Send + Sync {
-    /// `sweep.interval_secs` (0 = gap-triggered sweeps only).
-    fn interval_secs(&self) -> u64;
+    /// `sweep.interval` (zero = gap-triggered sweeps only).
+    fn sweep_interval(&self) -> Duration;
     /// The interfaces the worker's provider serves.
     fn interfaces(&self) -> Vec<InterfaceId>;
     /// Interfaces whose notices showed a sequence gap since the last call.
@@ -30,11 +30,15 @@ pub(crate) trait Sweeper: Send + Sync {
     fn sweep(&self, iface: InterfaceId) -> impl Future<Output = bool> + Send;
 }
 
-/// Sweep `w`'s interfaces every `sweep.interval_secs`, and at once after a sequence gap.
+/// Sweep `w`'s interfaces every `sweep.interval`, and at once after a sequence gap.
 pub(crate) async fn run<W: Sweeper>(w: Arc<W>, stop: CancellationToken) {
-    let secs = w.interval_secs();
+    let interval = w.sweep_interval();
     // No schedule: sleep "forever" (a year) and only answer gaps.
-    let every = Duration::from_secs(if secs == 0 { 365 * 86_400 } else { secs });
+    let every = if interval.is_zero() {
+        Duration::from_secs(365 * 86_400)
+    } else {
+        interval
+    };
     let mut next = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {

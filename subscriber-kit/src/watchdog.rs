@@ -1,5 +1,5 @@
 //! The stalled-consumer watchdog: notices are unfinished on the durable consumer but none has
-//! been finished (acked or terminated) for `[watchdog] stalled_after_secs`.
+//! been finished (acked or terminated) for `[watchdog] stalled_after`.
 //!
 //! What counts, and why (observed on nats-server 2.15, `tests/it/agent_watchdog.rs`): a notice
 //! nak'ed with a delay is counted in the consumer's `num_ack_pending`, not in `num_pending`

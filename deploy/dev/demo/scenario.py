@@ -341,7 +341,7 @@ def print_summary(res: dict, data_dir: str, elapsed_catch_up: float | None) -> N
     print("  pulls by outcome: " + ", ".join(f"{k} {v}" for k, v in sorted(pulls.items()) if v))
     print(f"  provider 010 answered {int(c['010'].get('error', 0))} requests with 503 E0503 (outage); "
           f"provider 001 answered {int(c['001'].get('maintenance', 0))} with 503 E0900 (maintenance)")
-    print("  sink lines exceed changes: every pull re-reads from checkpoint - pull.overlap_secs (600 s) and")
+    print("  sink lines exceed changes: every pull re-reads from checkpoint - pull.overlap (10m) and")
     print("  returns the rows whose latest flag (最新フラグ) flipped: at-least-once, the consumer de-duplicates")
     print("  by (atena_no, history_no).")
     if elapsed_catch_up is not None:

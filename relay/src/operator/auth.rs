@@ -5,9 +5,8 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use super::config::{Operator, Role};
 use super::error::OpsError;
-use crate::config::token_digest;
+use crate::config::{Operator, Role, token_digest};
 
 /// Who called.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,5 +100,57 @@ impl OperatorAuth {
             .ok_or_else(|| {
                 OpsError::unauthenticated("the bearer token is not valid for any operator")
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tokens_map_to_their_operator_and_role() {
+        use axum::http::{HeaderMap, header::AUTHORIZATION};
+        let op = |name: &str, role, token: &str| Operator {
+            name: name.into(),
+            role,
+            token_hashes: vec![token_digest(token)],
+        };
+        let ops = [
+            op("alice", Role::Operator, "alice-token-0123456789"),
+            op("vera", Role::Viewer, "vera-token-0123456789"),
+        ];
+        let auth = OperatorAuth::new(&ops);
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            "Bearer vera-token-0123456789".parse().unwrap(),
+        );
+        let a = auth.authenticate(&h).unwrap();
+        assert_eq!((a.name.as_str(), a.role), ("vera", Role::Viewer));
+        assert!(
+            a.require_operator("replay")
+                .unwrap_err()
+                .message
+                .contains("viewer role")
+        );
+        h.insert(
+            AUTHORIZATION,
+            "Bearer alice-token-0123456789".parse().unwrap(),
+        );
+        assert!(
+            auth.authenticate(&h)
+                .unwrap()
+                .require_operator("replay")
+                .is_ok()
+        );
+        h.insert(
+            AUTHORIZATION,
+            "Bearer alice-token-0123456780".parse().unwrap(),
+        );
+        assert_eq!(
+            auth.authenticate(&h).unwrap_err().kind(),
+            crate::operator::error::OpsErrorKind::Unauthenticated
+        );
     }
 }

@@ -68,7 +68,7 @@ impl Client {
             message: format!("--token-file {}: {e}", token_file.display()),
             status: None,
         })?;
-        let token = super::config::token_in(&text).ok_or_else(|| ClientError {
+        let token = crate::config::token_in(&text).ok_or_else(|| ClientError {
             kind: ClientErrorKind::Token,
             message: format!(
                 "--token-file {} holds no token (one line, at least 16 characters)",

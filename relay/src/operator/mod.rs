@@ -20,7 +20,6 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod client;
-pub mod config;
 pub mod dlq;
 pub mod error;
 pub mod pause;

@@ -34,7 +34,6 @@
 //! the provider's own notices for changes before H with 202 `covered_by_watcher` without
 //! publishing them, and publishes those at or after H. Each change is announced exactly once.
 
-pub mod config;
 pub mod notices;
 pub mod state;
 
@@ -51,11 +50,10 @@ use shirase_proto::{InterfaceId, InterfaceVersion, MunicipalityCode, Notice};
 use shirase_pull::{Limiter, Outcome, PullClient, PullRequest};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Provider};
+use crate::config::{Config, Provider, WatchConfig};
 use crate::lease::{LEASE_BUCKET, Lease};
 use crate::metrics::{Metrics, ProviderLabel, WatchLabel, WatchPollLabel};
 use crate::publisher::Publisher;
-use config::WatchConfig;
 use state::{Pending, StateErrorKind, StateStore, WatchState};
 
 /// What one poll did.

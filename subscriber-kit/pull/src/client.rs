@@ -355,7 +355,7 @@ fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
 
 fn connect_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        "client timeout (no answer within providers.timeout_ms)".into()
+        "client timeout (no answer within providers.timeout)".into()
     } else if e.is_connect() {
         "connection failed".into()
     } else {

@@ -30,7 +30,7 @@ impl Worker {
             f,
             &self.provider().business_id,
             self.cfg.pull.bisect_max_depth,
-            std::time::Duration::from_millis(self.cfg.retry.max_ms),
+            self.cfg.retry.max,
         );
         if let Some(a) = alert {
             self.alert(a.severity, a.code, Some(iface), a.message).await;

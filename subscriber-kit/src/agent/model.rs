@@ -190,7 +190,7 @@ pub(super) struct Protocol {
     pub(super) late_commit: bool,
     /// The broken variant: settle (ack) before the rows go to the sink.
     pub(super) ack_before_sink: bool,
-    /// Whether the scheduled sweep runs (`sweep.interval_secs` > 0). It runs after the busy
+    /// Whether the scheduled sweep runs (`sweep.interval` > 0). It runs after the busy
     /// period; a sweep during it (a replayed pull, like an operator replay) is left out to keep
     /// the state space small.
     pub(super) sweep: bool,

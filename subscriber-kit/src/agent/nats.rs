@@ -18,7 +18,7 @@ impl Worker {
         let mut batch = consumer
             .fetch()
             .max_messages(self.cfg.batch.size)
-            .expires(Duration::from_millis(self.cfg.batch.max_wait_ms))
+            .expires(self.cfg.batch.max_wait)
             .messages()
             .await
             .map_err(|e| e.to_string())?;
@@ -49,7 +49,7 @@ impl Worker {
     ) {
         let work = self.process(&msgs, max_deliver);
         tokio::pin!(work);
-        let grace = Duration::from_millis(self.cfg.shutdown.grace_ms);
+        let grace = self.cfg.shutdown.grace;
         // Three heartbeats per ack_wait, so one lost heartbeat never causes a redelivery.
         let mut tick = tokio::time::interval((ack_wait / 3).max(Duration::from_millis(500)));
         tick.tick().await;

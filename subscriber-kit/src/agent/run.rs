@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use shirase_proto::{BusinessId, Severity};
+use shirase_service::nats;
 use tokio_util::sync::CancellationToken;
 
 use super::http::serve_http;
@@ -81,7 +82,8 @@ impl Agent {
         // Before binding or connecting: an unusable certificate is a configuration error.
         let http_tls = cfg
             .http
-            .tls()
+            .tls
+            .as_ref()
             .map(|t| t.load())
             .transpose()
             .map_err(|e| AgentError::new(AgentErrorKind::Http, e.to_string()))?;
@@ -116,9 +118,7 @@ impl Agent {
                 metrics: self.metrics.clone(),
                 alerter: alerter.clone(),
                 connect_failures: AtomicU32::new(0),
-                outage: crate::outage::OutageTracker::new(Duration::from_secs(
-                    cfg.outage.alert_after_secs,
-                )),
+                outage: crate::outage::OutageTracker::new(cfg.outage.alert_after),
                 gap_seen: tokio::sync::Notify::new(),
                 states: Default::default(),
                 checkpoints: std::sync::Mutex::new(None),
@@ -197,80 +197,49 @@ async fn connect(
     cfg: &Config,
     shutdown: &CancellationToken,
 ) -> Result<Option<async_nats::Client>, AgentError> {
+    let settings = nats_settings(cfg);
+    let opts = nats::options(&settings)
+        .await
+        .map_err(|e| AgentError::new(AgentErrorKind::Nats, e.to_string()))?;
+    let addrs = nats::server_addrs(&settings)
+        .map_err(|e| AgentError::new(AgentErrorKind::Nats, e.to_string()))?;
     let mut attempt = 0u32;
     loop {
-        match connect_options(cfg)
-            .await?
-            .connect(cfg.nats.urls.clone())
-            .await
-        {
+        match opts.clone().connect(addrs.clone()).await {
             Ok(c) => return Ok(Some(c)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    async_nats::ConnectErrorKind::AuthorizationViolation
-                        | async_nats::ConnectErrorKind::Authentication
-                ) =>
-            {
-                return Err(AgentError::new(
-                    AgentErrorKind::Nats,
-                    format!(
-                        "the NATS server refused this agent's identity ({e}): check nats.nkey_seed_file / nats.creds_file against the server's authorization"
-                    ),
-                ));
-            }
-            Err(e) if matches!(e.kind(), async_nats::ConnectErrorKind::Tls) => {
-                return Err(AgentError::new(
-                    AgentErrorKind::Nats,
-                    format!(
-                        "TLS with the NATS server failed ({e}): check nats.tls_ca_file / nats.tls_cert_file / nats.tls_key_file"
-                    ),
-                ));
-            }
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(attempt, "connecting to nats.urls: {e}; retrying");
-                let d = Duration::from_millis((250u64 << attempt.min(5)).min(5_000));
-                if !sleep_or_cancel(d, shutdown).await {
-                    return Ok(None);
+            Err(e) => match nats::classify(&settings, e) {
+                refused @ nats::ConnectError::Refused { .. } => {
+                    return Err(AgentError::new(
+                        AgentErrorKind::Nats,
+                        format!("the NATS server refused this agent's identity or TLS: {refused}"),
+                    ));
                 }
-            }
+                other => {
+                    attempt += 1;
+                    tracing::warn!(attempt, "{other}; retrying");
+                    let d = Duration::from_millis((250u64 << attempt.min(5)).min(5_000));
+                    if !sleep_or_cancel(d, shutdown).await {
+                        return Ok(None);
+                    }
+                }
+            },
         }
     }
 }
 
-/// NATS connection options from `[nats]`: identity (creds file or nkey seed), TLS, and
+/// The shell's NATS settings from `[nats]`: identity (credentials file or nkey seed), TLS, and
 /// endless reconnection once connected.
-async fn connect_options(cfg: &Config) -> Result<async_nats::ConnectOptions, AgentError> {
-    let nats = |m: String| AgentError::new(AgentErrorKind::Nats, m);
+fn nats_settings(cfg: &Config) -> nats::NatsSettings {
     let n = &cfg.nats;
-    let mut opts = async_nats::ConnectOptions::new()
-        .name(format!("shirase-agent-{}", cfg.subscriber))
-        .max_reconnects(None);
-    if !n.creds_file.is_empty() {
-        opts = opts
-            .credentials_file(&n.creds_file)
-            .await
-            .map_err(|e| nats(format!("nats.creds_file {}: {e}", n.creds_file)))?;
+    nats::NatsSettings {
+        credentials_file: n.credentials_file.clone(),
+        nkey_seed_file: n.nkey_seed_file.clone(),
+        tls_ca_file: n.tls_ca_file.clone(),
+        tls_cert_file: n.tls_cert_file.clone(),
+        tls_key_file: n.tls_key_file.clone(),
+        tls_required: n.tls_required,
+        ..nats::NatsSettings::new(n.urls.clone(), format!("shirase-agent-{}", cfg.subscriber))
     }
-    if !n.nkey_seed_file.is_empty() {
-        let seed = std::fs::read_to_string(&n.nkey_seed_file)
-            .map_err(|e| nats(format!("nats.nkey_seed_file {}: {e}", n.nkey_seed_file)))?;
-        opts = opts.nkey(seed.trim().to_owned());
-    }
-    if !n.tls_ca_file.is_empty() {
-        opts = opts.add_root_certificates(n.tls_ca_file.clone().into());
-    }
-    if !n.tls_cert_file.is_empty() {
-        opts = opts.add_client_certificate(
-            n.tls_cert_file.clone().into(),
-            n.tls_key_file.clone().into(),
-        );
-    }
-    if n.tls_required {
-        opts = opts.require_tls(true);
-    }
-    Ok(opts)
 }
 
 /// Build an [`Agent`] from `config` (sink from the config) and run it. See [`Agent::run`].
@@ -363,10 +332,8 @@ impl Worker {
                 .map(|i| (i.config.max_deliver, i.config.ack_wait))
                 .unwrap_or((-1, Duration::from_secs(30)))
         };
-        let mut watchdog = Watchdog::new(
-            Duration::from_secs(self.cfg.watchdog.stalled_after_secs),
-            tokio::time::Instant::now(),
-        );
+        let mut watchdog =
+            Watchdog::new(self.cfg.watchdog.stalled_after, tokio::time::Instant::now());
         let mut last_check = tokio::time::Instant::now();
         while !stop.is_cancelled() {
             // Inside a maintenance window: fetch nothing (no delivery is spent), send nothing.

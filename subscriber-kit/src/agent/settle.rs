@@ -14,11 +14,11 @@ use crate::config::RetryConfig;
 use crate::coverage::Reach;
 use crate::pull_client::{Outcome, Row};
 
-/// Exponential backoff for a notice's `attempt`-th delivery: `base_ms × 2^(attempt-1)`,
-/// capped at `max_ms`.
+/// Exponential backoff for a notice's `attempt`-th delivery: `base × 2^(attempt-1)`,
+/// capped at `max`.
 pub(super) fn backoff(retry: &RetryConfig, attempt: u64) -> Duration {
     let exp = attempt.saturating_sub(1).min(20) as u32;
-    Duration::from_millis(retry.base_ms.saturating_mul(1u64 << exp).min(retry.max_ms))
+    retry.base.saturating_mul(1u32 << exp).min(retry.max)
 }
 
 /// Hand every notice back until a maintenance window ends.
@@ -382,9 +382,8 @@ mod tests {
     use crate::coalesce::{PlannedPull, PullKind};
 
     const RETRY: RetryConfig = RetryConfig {
-        base_ms: 500,
-        max_ms: 60_000,
-        connect_alert_after: 0,
+        base: std::time::Duration::from_millis(500),
+        max: std::time::Duration::from_secs(60),
     };
 
     fn provider() -> BusinessId {

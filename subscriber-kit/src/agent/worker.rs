@@ -87,7 +87,7 @@ impl Worker {
         // A provider outage never dead-letters: hold notices at their last delivery (progress
         // heartbeats keep them ours) and try again while the provider keeps failing.
         while self.outage.failing() && settle::failure_at_last(&items, &out, max_deliver) {
-            if !sleep_or_cancel(Duration::from_millis(self.cfg.retry.max_ms), &self.stop).await {
+            if !sleep_or_cancel(self.cfg.retry.max, &self.stop).await {
                 return out;
             }
             out = self.decide_interface(iface, &items, more_pending).await;
@@ -247,7 +247,7 @@ impl Worker {
         items: &[Item],
         reached: &settle::Reached,
     ) -> Vec<(usize, Decision)> {
-        let delay = Duration::from_millis(self.cfg.coverage.uncovered_retry_delay_ms);
+        let delay = self.cfg.coverage.uncovered_retry_delay;
         let settled = settle::settle_pulled(&pulls.plan, items, reached, delay);
         for &i in &settled.uncovered {
             let it = &items[i];
@@ -435,8 +435,8 @@ impl Worker {
 }
 
 impl crate::sweep::Sweeper for Worker {
-    fn interval_secs(&self) -> u64 {
-        self.cfg.sweep.interval_secs
+    fn sweep_interval(&self) -> Duration {
+        self.cfg.sweep.interval
     }
 
     fn interfaces(&self) -> Vec<InterfaceId> {

@@ -3,7 +3,7 @@
 //!
 //! The simulator commits the burst in one go and its emitter POSTs every notice to the relay
 //! (batches), as a provider would. The agent is the `shirase-agent` release binary as a child
-//! process (defaults: batch.size 500, max_wait_ms 1000, max_notices_per_window 500, against
+//! process (defaults: batch.size 500, max_wait 1s, max_notices_per_window 500, against
 //! the simulator's E0004 threshold of 1,000 rows), so its RSS is its own. Drain = from the
 //! commit until the `tax` consumer has nothing pending or unacked. PULL calls come from the
 //! simulator's counters (data requests; token requests excluded). The reference is one pull per
@@ -132,7 +132,7 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
     agent.stop();
     env.stop().await?;
     let summary = json!({
-        "agent": "shirase-agent child process: batch.size 500, max_wait_ms 1000, max_notices_per_window 500 (defaults); rate_per_sec 50, concurrency 2",
+        "agent": "shirase-agent child process: batch.size 500, max_wait 1s, max_notices_per_window 500 (defaults); rate_per_sec 50, concurrency 2",
         "simulator": "E0004 threshold 1000 rows; population 200000; notices POSTed to the in-process relay by the simulator's emitter",
         "agent_rss_idle_mib": idle.map(|r| r.0),
         "agent_rss_end_mib": end.map(|r| r.0),

@@ -167,7 +167,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         }),
     ];
     let summary = json!({
-        "agent": "shirase-agent child process: batch.size 1000, max_wait_ms 1000, max_notices_per_window 500; provider concurrency 4, rate_per_sec 50",
+        "agent": "shirase-agent child process: batch.size 1000, max_wait 1s, max_notices_per_window 500; provider concurrency 4, rate_per_sec 50",
         "pause": "JetStream consumer pause of tax_001 (1 h), resumed after the backlog was stored",
         "backlog_ingest_s": round(ingest.as_secs_f64()),
         "request_log_entries_in_drain": log_len,

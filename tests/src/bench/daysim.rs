@@ -10,11 +10,11 @@
 //!
 //! Shirase is **modelled** from the agent's coalescing rules, not run: the real agent's batch
 //! wait runs on tokio's real clock, which the virtual day cannot drive. The model: a fetch
-//! waits `batch.max_wait_ms` (1 s) on a grid while idle and returns early once `batch.size`
+//! waits `batch.max_wait` (1 s) on a grid while idle and returns early once `batch.size`
 //! (1,000) notices arrived; each batch makes one window pull per interface with notices, cut
 //! into windows of at most `max_notices_per_window` (500) notices; FROM = checkpoint (the
 //! newest row's timestamp received), or checkpoint − overlap (600 s) when the last overlap
-//! re-read was more than `overlap_reread_secs` (60 s) ago; TO = the batch end. Freshness =
+//! re-read was more than `overlap_reread` (60 s) ago; TO = the batch end. Freshness =
 //! batch end − change instant (request latency, milliseconds, is left out for every strategy).
 //! Notices reach the agent at the change instant (relay + JetStream ≈ ms, see `latency`).
 //!

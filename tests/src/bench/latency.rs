@@ -7,7 +7,7 @@
 //! sent. The agent runs in-process with a timing sink ([`TimingSink`], the agent's `Sink` trait)
 //! that records the first instant each (addressee, history number) row is delivered. Latency =
 //! sink instant − POST start, so it includes the relay's HTTP handling and publish, the
-//! consumer fetch (batch `max_wait_ms`), the PULL request and the sink call.
+//! consumer fetch (batch `max_wait`), the PULL request and the sink call.
 //! The reference publishes ~400-byte messages with async-nats to a separate R1/R3 stream at the
 //! same pace and measures publish start → receipt by a pull consumer (`messages()`).
 
@@ -292,7 +292,7 @@ async fn setup(
         )
         .replacen(
             "[nats]",
-            "[pull]\noverlap_reread_secs = 300\nmax_notices_per_window = 2500\n[nats]",
+            "[pull]\noverlap_reread = \"5m\"\nmax_notices_per_window = 2500\n[nats]",
             1,
         );
     let cfg = Config::from_toml_str(&toml)?;
@@ -309,7 +309,7 @@ async fn setup(
     let replicas = if env_o.cluster { 3 } else { 1 };
     for &rate in rates {
         let (mut lat, sent, missing) = shirase_at(&env, &sink, rate, o.seconds).await?;
-        let note = format!("batch.size 1000, max_wait_ms {max_wait_ms}, overlap_reread_secs 300");
+        let note = format!("batch.size 1000, max_wait {max_wait_ms}ms, overlap_reread 5m");
         let text = metrics.encode();
         let note = format!(
             "{note}; agent totals so far: pulls {}, notices uncovered {}, nak'ed {}",
@@ -424,7 +424,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     }
     let summary = json!({
         "seconds_per_rate": o.seconds,
-        "agent": format!("in-process, batch.size 1000, batch.max_wait_ms {} (and 1000 in one row), provider rate_per_sec 1000, concurrency 4", o.max_wait_ms),
+        "agent": format!("in-process, batch.size 1000, batch.max_wait {}ms (and 1s in one row), provider rate_per_sec 1000, concurrency 4", o.max_wait_ms),
         "pacing": "10 ms ticks, one relay POST of rate/100 notices per tick",
         "clock_start": "Shirase: relay POST sent; raw: publish call",
         "goal_p99_ms_at_2000": 25,

@@ -255,7 +255,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     let summary = json!({
         "backlog": backlog,
         "full": o.full,
-        "agent": "shirase-agent child: batch.size 1000, max_wait_ms 1000; relay: shirase-relay serve child",
+        "agent": "shirase-agent child: batch.size 1000, max_wait 1s; relay: shirase-relay serve child",
         "peak_columns": "VmHWM since the process started",
         "goal_agent_rss_mib_with_1m_backlog": 64,
         "agent_peak_rss_mib": rss_peak(&rows),

@@ -48,7 +48,7 @@ pub struct Options {
     pub full: bool,
     /// latency: seconds of paced load per rate.
     pub seconds: u64,
-    /// latency: the agent's `batch.max_wait_ms`.
+    /// latency: the agent's `batch.max_wait`, in milliseconds.
     pub max_wait_ms: u64,
     /// daysim: the modelled agent's batch wait, seconds.
     pub daysim_wait_s: u64,
@@ -499,7 +499,7 @@ subscriber = "tax"
 municipality = "131016"
 [batch]
 size = {batch_size}
-max_wait_ms = {max_wait_ms}
+max_wait = "{max_wait_ms}ms"
 [nats]
 urls = [{urls}]
 [http]

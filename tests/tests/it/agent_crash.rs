@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent_support::*;
 
-const CFG: &str = "[batch]\nsize = 50\nmax_wait_ms = 200\n[pull]\noverlap_secs = 1\n[retry]\nbase_ms = 100\nmax_ms = 500\nconnect_alert_after = 3\n";
+const CFG: &str = "[batch]\nsize = 50\nmax_wait = \"200ms\"\n[pull]\noverlap = \"1s\"\n[retry]\nbase = \"100ms\"\nmax = \"500ms\"\n";
 
 /// Run an agent on its own runtime on a thread; the returned sender kills it abruptly.
 fn start_killable(
@@ -85,7 +85,7 @@ async fn killed_agent_loses_nothing_and_duplicates_only_inside_the_overlap() {
         )
         .unwrap();
     wait_notices_published(&env).await;
-    // The agent fetches within batch.max_wait_ms (200 ms) and its pull then takes 2 s: 700 ms
+    // The agent fetches within batch.max_wait (200 ms) and its pull then takes 2 s: 700 ms
     // after the notices are in the stream it is inside that pull, mid-batch.
     tokio::time::sleep(Duration::from_millis(700)).await;
     kill.send(()).unwrap();

@@ -71,7 +71,7 @@ subscriber = "{sub}"
 municipality = "131016"
 [batch]
 size = 200
-max_wait_ms = 200
+max_wait = "200ms"
 [nats]
 urls = ["{nats}"]
 [http]

@@ -12,7 +12,7 @@ use shirase_tests::provider_sim::{ChangeSpec, FaultsUpdate, Outcome};
 
 use crate::agent_support::*;
 
-const FAST_RETRY: &str = "[retry]\nbase_ms = 100\nmax_ms = 500\nconnect_alert_after = 3\n[coverage]\nuncovered_retry_delay_ms = 200\nuncovered_alert_after = 3\n";
+const FAST_RETRY: &str = "[retry]\nbase = \"100ms\"\nmax = \"500ms\"\n[coverage]\nuncovered_retry_delay = \"200ms\"\nuncovered_alert_after = 3\n";
 
 async fn all_delivered(env: &Env) -> bool {
     env.unfinished().await == 0
@@ -123,7 +123,7 @@ async fn bare_503_timeout_splits_the_window_then_dead_letters_at_max_depth() {
     let client = async_nats::connect(env.nats.url()).await.unwrap();
     let mut alerts = client.subscribe("shirase.alert.>").await.unwrap();
     let agent = RunningAgent::start(env.agent_config(
-        &format!("{FAST_RETRY}[pull]\nbisect_max_depth = 2\noverlap_secs = 600\n"),
+        &format!("{FAST_RETRY}[pull]\nbisect_max_depth = 2\noverlap = \"10m\"\n"),
         "",
     ));
     wait_until(30, "notices dead-lettered", || async {

@@ -14,7 +14,7 @@ use shirase_tests::provider_sim::ChangeSpec;
 
 use crate::agent_support::*;
 
-const FAST_RETRY: &str = "[retry]\nbase_ms = 100\nmax_ms = 500\nconnect_alert_after = 3\n";
+const FAST_RETRY: &str = "[retry]\nbase = \"100ms\"\nmax = \"500ms\"\n";
 
 #[tokio::test]
 async fn no_request_inside_the_calendar_window_and_everything_after_it() {

@@ -86,11 +86,14 @@ fn nats_settings_are_validated_naming_the_field() {
     let field = |nats: &str| match shirase_subscriber_kit::Config::from_toml_str(&format!(
         "{base}\n[nats]\nurls = [\"nats://127.0.0.1:4222\"]\n{nats}\n"
     )) {
-        Err(shirase_subscriber_kit::ConfigError::Invalid { field, .. }) => field,
+        // Every problem is listed; these cases have exactly one.
+        Err(e) if e.problems.len() == 1 => e.problems[0].path.clone(),
         other => panic!("{other:?}"),
     };
     assert_eq!(
-        field(&format!("creds_file = \"{p}\"\nnkey_seed_file = \"{p}\"")),
+        field(&format!(
+            "credentials_file = \"{p}\"\nnkey_seed_file = \"{p}\""
+        )),
         "nats.nkey_seed_file"
     );
     assert_eq!(
@@ -110,10 +113,8 @@ fn nats_settings_are_validated_naming_the_field() {
 #[tokio::test]
 async fn keeps_delivering_after_the_nats_server_restarts() {
     let mut env = Env::start(|_| {}).await;
-    let agent = RunningAgent::start(env.agent_config(
-        "[retry]\nbase_ms = 100\nmax_ms = 1000\nconnect_alert_after = 3\n",
-        "",
-    ));
+    let agent =
+        RunningAgent::start(env.agent_config("[retry]\nbase = \"100ms\"\nmax = \"1s\"\n", ""));
     env.sim
         .commit_changes(
             ChangeSpec::new(10)
@@ -140,10 +141,8 @@ async fn keeps_delivering_after_the_nats_server_restarts() {
 #[tokio::test]
 async fn waits_for_a_deleted_consumer_without_creating_it_then_delivers() {
     let env = Env::start(|_| {}).await;
-    let agent = RunningAgent::start(env.agent_config(
-        "[retry]\nbase_ms = 100\nmax_ms = 400\nconnect_alert_after = 3\n",
-        "",
-    ));
+    let agent =
+        RunningAgent::start(env.agent_config("[retry]\nbase = \"100ms\"\nmax = \"400ms\"\n", ""));
     env.sim
         .commit_changes(
             ChangeSpec::new(5)

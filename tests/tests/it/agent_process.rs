@@ -149,7 +149,7 @@ async fn kill_9_of_the_agent_process_loses_nothing_and_duplicates_only_inside_th
     let cfg = write_config(
         &env,
         &format!(
-            "[batch]\nsize = 200\nmax_wait_ms = 200\n[pull]\noverlap_secs = {OVERLAP_SECS}\n[shutdown]\ngrace_ms = 2000\n"
+            "[batch]\nsize = 200\nmax_wait = \"200ms\"\n[pull]\noverlap = \"{OVERLAP_SECS}s\"\n[shutdown]\ngrace = \"2s\"\n"
         ),
     );
     let logs = env.dir.path().to_path_buf();
@@ -325,7 +325,7 @@ async fn sigterm_exits_0_within_the_grace_period_and_hands_back_what_it_holds() 
         .unwrap();
     let cfg = write_config(
         &env,
-        "[batch]\nsize = 500\nmax_wait_ms = 200\n[shutdown]\ngrace_ms = 1000\n",
+        "[batch]\nsize = 500\nmax_wait = \"200ms\"\n[shutdown]\ngrace = \"1s\"\n",
     );
     let logs = env.dir.path().to_path_buf();
     let mut p = AgentProcess::start(&cfg, &logs, 1);

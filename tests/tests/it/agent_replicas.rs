@@ -7,7 +7,7 @@ use shirase_tests::provider_sim::ChangeSpec;
 
 use crate::agent_support::*;
 
-const CFG: &str = "[batch]\nsize = 20\nmax_wait_ms = 100\n";
+const CFG: &str = "[batch]\nsize = 20\nmax_wait = \"100ms\"\n";
 
 #[tokio::test]
 async fn two_replicas_share_a_consumer_without_corrupting_the_checkpoint() {

@@ -44,10 +44,7 @@ async fn http_sink_500_is_retried_and_nothing_is_lost() {
         .unwrap();
     wait_notices_published(&env).await;
     let toml = env
-        .agent_toml(
-            "[retry]\nbase_ms = 100\nmax_ms = 300\nconnect_alert_after = 3\n",
-            "",
-        )
+        .agent_toml("[retry]\nbase = \"100ms\"\nmax = \"300ms\"\n", "")
         .replace(
             &format!("kind = \"file\"\ndir = \"{}\"", env.sink_dir().display()),
             &format!("kind = \"http\"\nurl = \"{url}\""),

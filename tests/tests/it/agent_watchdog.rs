@@ -124,7 +124,7 @@ async fn an_outage_fires_the_watchdog_and_recovery_clears_it() {
     wait_notices_published(&env).await;
     let client = async_nats::connect(env.nats.url()).await.unwrap();
     let mut alerts = client.subscribe("shirase.alert.>").await.unwrap();
-    let cfg = "[batch]\nsize = 50\nmax_wait_ms = 200\n[retry]\nbase_ms = 100\nmax_ms = 300\n[watchdog]\nstalled_after_secs = 2\n";
+    let cfg = "[batch]\nsize = 50\nmax_wait = \"200ms\"\n[retry]\nbase = \"100ms\"\nmax = \"300ms\"\n[watchdog]\nstalled_after = \"2s\"\n";
     let started = tokio::time::Instant::now();
     let agent = RunningAgent::start(env.agent_config(cfg, ""));
 
@@ -210,7 +210,7 @@ async fn a_notice_parked_until_it_is_covered_is_no_stall() {
             ..Default::default()
         })
         .unwrap();
-    let cfg = "[batch]\nmax_wait_ms = 200\n[coverage]\nuncovered_retry_delay_ms = 4000\n[watchdog]\nstalled_after_secs = 1\n";
+    let cfg = "[batch]\nmax_wait = \"200ms\"\n[coverage]\nuncovered_retry_delay = \"4s\"\n[watchdog]\nstalled_after = \"1s\"\n";
     let agent = RunningAgent::start(env.agent_config(cfg, ""));
     env.sim
         .commit_changes(

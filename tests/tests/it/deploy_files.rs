@@ -412,7 +412,8 @@ fn compose_relay_and_agent_configs_load_with_the_real_loaders_and_name_compose_s
     assert!(agent.nats.tls_required);
     assert_eq!(agent.subscriber.as_str(), "tax");
     assert_eq!(
-        agent.http.listen, "0.0.0.0:9464",
+        agent.http.listen,
+        Some("0.0.0.0:9464".parse().unwrap()),
         "the healthchecks read port 9464 from outside 127.0.0.1"
     );
     assert!(
@@ -489,7 +490,7 @@ fn is_mounted(path: &str, mounts: &[String]) -> bool {
 fn agent_config_here(text: &str, tmp: &Path, what: &str) -> shirase_subscriber_kit::Config {
     let mut local = text.to_owned();
     for key in [
-        "creds_file",
+        "credentials_file",
         "nkey_seed_file",
         "tls_ca_file",
         "tls_cert_file",
@@ -1093,7 +1094,8 @@ fn k8s_configs_load_with_the_real_loaders_and_match_their_secrets() {
     );
     assert!(agent.nats.tls_required);
     assert_eq!(
-        agent.http.listen, "0.0.0.0:9464",
+        agent.http.listen,
+        Some("0.0.0.0:9464".parse().unwrap()),
         "the Deployment's http-metrics port"
     );
     assert_eq!(

@@ -180,7 +180,7 @@ pub fn relay_toml(urls: &[String], port: u16, replicas: usize) -> String {
 municipality_code = "131016"
 [http]
 listen = "127.0.0.1:{port}"
-retry_after_secs = 1
+retry_after = "1s"
 [nats]
 urls = [{urls}]
 publish_timeout = "2s"
@@ -213,7 +213,7 @@ subscriber = "tax"
 municipality = "131016"
 [batch]
 size = {BATCH_SIZE}
-max_wait_ms = 200
+max_wait = "200ms"
 [nats]
 urls = [{urls}]
 [http]
@@ -553,7 +553,7 @@ impl ClusterEnv {
         //   (10 minutes, here everything written so far) once, plus the killed process's unacked
         //   batch after ack_wait.
         // Between interruptions windows chain from the checkpoint (the overlap is re-read at
-        // most once per `overlap_reread_secs` = 60 s, longer than these tests).
+        // most once per `pull.overlap_reread` = 60 s, longer than these tests).
         let interruptions = 1 + agent_restarts;
         let max_copies_bound = 2 + interruptions;
         let duplicate_bound =

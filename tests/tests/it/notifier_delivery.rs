@@ -296,7 +296,7 @@ async fn an_outage_sends_one_operating_status_email_and_one_recovery_email_and_l
         .unwrap();
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(env.agent_config(
-        "[retry]\nbase_ms = 100\nmax_ms = 400\n[outage]\nalert_after_secs = 2\n",
+        "[retry]\nbase = \"100ms\"\nmax = \"400ms\"\n[outage]\nalert_after = \"2s\"\n",
         "",
     ));
 

@@ -23,7 +23,7 @@ async fn changes_without_notices_arrive_through_the_scheduled_sweep() {
         0,
         "no notice was published"
     );
-    let agent = RunningAgent::start(env.agent_config("[sweep]\ninterval_secs = 1\n", ""));
+    let agent = RunningAgent::start(env.agent_config("[sweep]\ninterval = \"1s\"\n", ""));
     wait_until(20, "every change delivered by the sweep", || async {
         let rows = env.sink_rows();
         env.expected_rows().iter().all(|k| rows.contains_key(k))
@@ -58,7 +58,7 @@ async fn a_sequence_gap_triggers_an_immediate_sweep_and_the_missing_changes_arri
         [1, 2, 3, 4, 5]
     );
     // No scheduled sweep: only the gap can start one.
-    let agent = RunningAgent::start(env.agent_config("[sweep]\ninterval_secs = 0\n", ""));
+    let agent = RunningAgent::start(env.agent_config("[sweep]\ninterval = \"0s\"\n", ""));
     for n in notices.iter().filter(|n| [1, 2, 5].contains(&n.sequence.0)) {
         shirase_proto::publish::publish(&env.js, n).await.unwrap();
     }

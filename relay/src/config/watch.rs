@@ -9,7 +9,7 @@ use serde::Deserialize;
 use shirase_proto::InterfaceId;
 use shirase_pull::{ParamNames, PullClientConfig};
 
-use crate::config::parse_duration;
+use super::common::parse_duration;
 
 /// `[providers.watch]` as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -141,8 +141,8 @@ pub struct WatchConfig {
 
 impl WatchConfig {
     /// Validate `raw` (at field path `path`, e.g. `providers[1].watch`), reporting each problem
-    /// through `problem`. `interfaces` stays as written; [`crate::config`] resolves it.
-    pub(crate) fn validate(
+    /// through `problem`. `interfaces` stays as written; [`super`] resolves it.
+    pub(super) fn validate(
         raw: &RawWatch,
         path: &str,
         base_dir: Option<&Path>,

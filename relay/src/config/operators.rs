@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::{FieldProblem, RawCredentials, token_digest};
+use super::common::FieldProblem;
+use super::providers::{RawCredentials, token_digest, token_in};
 
 /// What an operator may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -56,7 +57,7 @@ impl std::fmt::Debug for Operator {
 }
 
 /// Validate `[[operators]]`; problems name their field (`operators[1].role`).
-pub fn validate(
+pub(super) fn validate(
     raw: &[RawOperator],
     base_dir: Option<&Path>,
 ) -> (Vec<Operator>, Vec<FieldProblem>) {
@@ -144,19 +145,10 @@ pub fn validate(
     (out, problems)
 }
 
-/// The first line that is neither empty nor a `#` comment, if it is long enough to be a token.
-pub fn token_in(text: &str) -> Option<&str> {
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter(|t| t.len() >= 16)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::config::RawCredentials;
 
     fn raw(name: &str, role: &str, digests: Vec<String>) -> RawOperator {
         RawOperator {
@@ -200,58 +192,6 @@ mod tests {
         assert!(
             !format!("{:?}", ops[0]).contains(&good),
             "digests stay out of Debug"
-        );
-    }
-
-    #[test]
-    fn tokens_map_to_their_operator_and_role() {
-        use axum::http::{HeaderMap, header::AUTHORIZATION};
-        let (ops, _) = validate(
-            &[
-                raw(
-                    "alice",
-                    "operator",
-                    vec![hex::encode(token_digest("alice-token-0123456789"))],
-                ),
-                raw(
-                    "vera",
-                    "viewer",
-                    vec![hex::encode(token_digest("vera-token-0123456789"))],
-                ),
-            ],
-            None,
-        );
-        let auth = super::super::auth::OperatorAuth::new(&ops);
-        let mut h = HeaderMap::new();
-        h.insert(
-            AUTHORIZATION,
-            "Bearer vera-token-0123456789".parse().unwrap(),
-        );
-        let a = auth.authenticate(&h).unwrap();
-        assert_eq!((a.name.as_str(), a.role), ("vera", Role::Viewer));
-        assert!(
-            a.require_operator("replay")
-                .unwrap_err()
-                .message
-                .contains("viewer role")
-        );
-        h.insert(
-            AUTHORIZATION,
-            "Bearer alice-token-0123456789".parse().unwrap(),
-        );
-        assert!(
-            auth.authenticate(&h)
-                .unwrap()
-                .require_operator("replay")
-                .is_ok()
-        );
-        h.insert(
-            AUTHORIZATION,
-            "Bearer alice-token-0123456780".parse().unwrap(),
-        );
-        assert_eq!(
-            auth.authenticate(&h).unwrap_err().kind(),
-            super::super::error::OpsErrorKind::Unauthenticated
         );
     }
 }

@@ -1,0 +1,264 @@
+//! `[[providers]]` and their `[[providers.interfaces]]`: the PULL APIs this subscriber reads.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shirase_proto::{BusinessId, InterfaceId, InterfaceVersion};
+
+use super::common::Problems;
+
+/// `[[providers]]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Business id (業務ID).
+    pub business_id: String,
+    /// Base URL of the PULL API.
+    pub pull_api_base_url: String,
+    /// Token endpoint URL.
+    pub token_url: String,
+    /// OAuth2 client id.
+    pub client_id: String,
+    /// File holding the client secret.
+    pub client_secret_file: PathBuf,
+    /// Query parameter names.
+    #[serde(default)]
+    pub params: ParamNames,
+    /// Client timeout per request.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// Concurrent requests.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Requests per second.
+    #[serde(default = "default_rate")]
+    pub rate_per_sec: f64,
+    /// Interfaces read from this provider.
+    #[serde(default)]
+    pub interfaces: Vec<RawInterface>,
+    /// The provider's maintenance calendar.
+    #[serde(default)]
+    pub maintenance: shirase_proto::maintenance::Config,
+    /// Never send a request inside a maintenance window.
+    #[serde(default = "default_true")]
+    pub enforce_maintenance: bool,
+}
+
+/// `[[providers.interfaces]]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInterface {
+    /// Interface id (連携ID).
+    pub id: String,
+    /// Interface version (版数).
+    pub version: String,
+    /// Keyed pull threshold; 0 = never.
+    #[serde(default)]
+    pub keyed_pull_max_keys: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_timeout() -> String {
+    "35s".into()
+}
+fn default_concurrency() -> usize {
+    2
+}
+fn default_rate() -> f64 {
+    5.0
+}
+
+/// One provider's PULL API.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Business id (業務ID) of the provider, e.g. `001`.
+    pub business_id: BusinessId,
+    /// Base URL; data requests go to `<base>/api/<interface id>`.
+    pub pull_api_base_url: String,
+    /// Token endpoint URL (also the `aud` of the client assertion).
+    pub token_url: String,
+    /// OAuth2 client id.
+    pub client_id: String,
+    /// File holding the client secret (trailing newline ignored).
+    pub client_secret_file: PathBuf,
+    /// Query parameter names.
+    pub params: ParamNames,
+    /// Client timeout per request (a little over the provider's 30 s).
+    pub timeout: Duration,
+    /// Concurrent requests to this provider.
+    pub concurrency: usize,
+    /// Requests per second to this provider (token requests included).
+    pub rate_per_sec: f64,
+    /// Interfaces read from this provider.
+    pub interfaces: Vec<InterfaceConfig>,
+    /// The provider's maintenance calendar (`[providers.maintenance]`, same format as the
+    /// relay's); default: the standard's baseline `24:00-27:00` for every day type.
+    pub maintenance: shirase_proto::maintenance::Config,
+    /// Never send a request inside a window of `maintenance` (default `true`). `false` only
+    /// for tests and drills; E0900 answers are honoured either way.
+    pub enforce_maintenance: bool,
+}
+
+pub use shirase_pull::ParamNames;
+
+/// The agent's PULL client settings of a provider: everything but the interfaces, limits and
+/// maintenance calendar, which the agent applies itself.
+impl From<&ProviderConfig> for shirase_pull::PullClientConfig {
+    fn from(p: &ProviderConfig) -> Self {
+        Self {
+            base_url: p.pull_api_base_url.clone(),
+            token_url: p.token_url.clone(),
+            client_id: p.client_id.clone(),
+            client_secret_file: p.client_secret_file.clone(),
+            client_secret_field: format!("providers[{}].client_secret_file", p.business_id),
+            params: p.params.clone(),
+            timeout: p.timeout,
+        }
+    }
+}
+
+/// One interface read from a provider.
+#[derive(Debug, Clone)]
+pub struct InterfaceConfig {
+    /// Interface id (連携ID).
+    pub id: InterfaceId,
+    /// Interface version (版数) this subscriber reads.
+    pub version: InterfaceVersion,
+    /// Use a keyed pull (by addressee number) when a batch names at most this many keys;
+    /// 0 = never.
+    pub keyed_pull_max_keys: usize,
+}
+
+impl ProviderConfig {
+    /// Client timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    /// The interface settings of `id`, if this subscriber reads it.
+    pub fn interface(&self, id: &InterfaceId) -> Option<&InterfaceConfig> {
+        self.interfaces.iter().find(|i| &i.id == id)
+    }
+
+    /// Validate `[[providers]]`, every problem with its path (`providers[1].interfaces[0].id`).
+    pub(super) fn validate_all(raw: &[RawProvider], p: &mut Problems) -> Vec<Self> {
+        if raw.is_empty() {
+            p.push("providers", "configure at least one [[providers]] entry");
+        }
+        let mut out: Vec<Self> = Vec::new();
+        for (pi, rp) in raw.iter().enumerate() {
+            let f = |name: &str| format!("providers[{pi}].{name}");
+            let business_id = p.parse::<BusinessId>(&f("business_id"), &rp.business_id);
+            if let Some(b) = business_id
+                && out.iter().any(|q| q.business_id == b)
+            {
+                p.push(
+                    f("business_id"),
+                    format!("provider {b} is configured twice"),
+                );
+            }
+            for (name, url) in [
+                ("pull_api_base_url", &rp.pull_api_base_url),
+                ("token_url", &rp.token_url),
+            ] {
+                if reqwest::Url::parse(url)
+                    .map(|u| !matches!(u.scheme(), "http" | "https"))
+                    .unwrap_or(true)
+                {
+                    p.push(f(name), format!("must be an http(s) URL, got {url:?}"));
+                }
+            }
+            if rp.client_id.is_empty() {
+                p.push(f("client_id"), "must not be empty");
+            }
+            if rp.client_secret_file.as_os_str().is_empty() {
+                p.push(
+                    f("client_secret_file"),
+                    "give the file holding the client secret",
+                );
+            }
+            let timeout = p.duration(&f("timeout"), &rp.timeout);
+            if timeout.is_some_and(|t| t < Duration::from_secs(1)) {
+                p.push(
+                    f("timeout"),
+                    "must be at least \"1s\" (the provider answers within 30 s)",
+                );
+            }
+            if !(1..=64).contains(&rp.concurrency) {
+                p.push(f("concurrency"), "must be 1..=64");
+            }
+            if !(rp.rate_per_sec > 0.0 && rp.rate_per_sec <= 1000.0) {
+                p.push(f("rate_per_sec"), "must be > 0 and <= 1000");
+            }
+            for (name, v) in [
+                ("params.updated_from", &rp.params.updated_from),
+                ("params.updated_to", &rp.params.updated_to),
+                ("params.atena_no", &rp.params.atena_no),
+            ] {
+                if v.is_empty() {
+                    p.push(f(name), "must not be empty");
+                }
+            }
+            if let Err(e) = shirase_proto::maintenance::Calendar::new(&rp.maintenance) {
+                p.push(f(&format!("maintenance.{}", e.field())), e.to_string());
+            }
+            if rp.interfaces.is_empty() {
+                p.push(
+                    f("interfaces"),
+                    "configure at least one [[providers.interfaces]] entry",
+                );
+            }
+            let mut interfaces: Vec<InterfaceConfig> = Vec::new();
+            for (ii, ri) in rp.interfaces.iter().enumerate() {
+                let g = |name: &str| format!("providers[{pi}].interfaces[{ii}].{name}");
+                let id = p.parse::<InterfaceId>(&g("id"), &ri.id);
+                let version = p.parse::<InterfaceVersion>(&g("version"), &ri.version);
+                if let (Some(id), Some(b)) = (id, business_id)
+                    && id.business_id() != b
+                {
+                    p.push(
+                        g("id"),
+                        format!(
+                            "interface {id} belongs to business {}, not to provider {b}",
+                            id.business_id()
+                        ),
+                    );
+                }
+                if let Some(id) = id
+                    && interfaces.iter().any(|j| j.id == id)
+                {
+                    p.push(g("id"), format!("interface {id} is listed twice"));
+                }
+                if ri.keyed_pull_max_keys > shirase_proto::notice::MAX_KEYS * 10 {
+                    p.push(g("keyed_pull_max_keys"), "must be 0..=1000");
+                }
+                if let (Some(id), Some(version)) = (id, version) {
+                    interfaces.push(InterfaceConfig {
+                        id,
+                        version,
+                        keyed_pull_max_keys: ri.keyed_pull_max_keys,
+                    });
+                }
+            }
+            if let Some(business_id) = business_id {
+                out.push(ProviderConfig {
+                    business_id,
+                    pull_api_base_url: rp.pull_api_base_url.clone(),
+                    token_url: rp.token_url.clone(),
+                    client_id: rp.client_id.clone(),
+                    client_secret_file: rp.client_secret_file.clone(),
+                    params: rp.params.clone(),
+                    timeout: timeout.unwrap_or_default(),
+                    concurrency: rp.concurrency,
+                    rate_per_sec: rp.rate_per_sec,
+                    interfaces,
+                    maintenance: rp.maintenance.clone(),
+                    enforce_maintenance: rp.enforce_maintenance,
+                });
+            }
+        }
+        out
+    }
+}
