@@ -41,7 +41,7 @@ use shirase_proto::{
 };
 
 use crate::api_error::{ApiError, ErrorBody, Forbidden};
-use crate::serve::AppState;
+use crate::app::AppState;
 
 /// Result of one notice.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -27,6 +27,7 @@
 //! Invariant: only the relay creates streams, consumers and buckets (in [`provision`]).
 
 pub mod api_error;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -28,8 +28,8 @@ use super::auth::{Actor, OperatorAuth};
 use super::dlq::{self, DlqFilter};
 use super::error::OpsError;
 use super::{audit, pause, replay, resync, status};
+use crate::app::AppState;
 use crate::metrics::ActionLabel;
-use crate::serve::AppState;
 
 /// The status page (self-contained: inline CSS and JS, no external resources).
 pub const STATUS_PAGE: &str = include_str!("status.html");

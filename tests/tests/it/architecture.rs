@@ -275,3 +275,139 @@ fn image_and_demo_builds_name_workspace_packages_and_their_binaries() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The library source folders whose modules must not import each other in a cycle.
+const LIBRARY_SOURCES: &[&str] = &[
+    "proto/src",
+    "proto/service/src",
+    "relay/src",
+    "subscriber-kit/src",
+    "subscriber-kit/pull/src",
+];
+
+/// Top-level module of a file under `src` (`a.rs`, `a/mod.rs` and `a/b.rs` are all `a`), or
+/// `None` for the crate root, a binary and test-only files.
+fn top_module(src: &std::path::Path, file: &std::path::Path) -> Option<String> {
+    let rel = file.strip_prefix(src).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?.to_owned();
+    let name = rel.file_name()?.to_str()?;
+    if matches!(name, "tests.rs" | "test_support.rs" | "model.rs")
+        || matches!(first.as_str(), "lib.rs" | "main.rs" | "bin")
+    {
+        return None;
+    }
+    Some(first.trim_end_matches(".rs").to_owned())
+}
+
+/// `module -> modules it names as crate::x` for one crate, comments and test modules left out.
+fn module_graph(src: &std::path::Path) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut graph: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().and_then(|x| x.to_str()) != Some("rs") {
+                continue;
+            }
+            let Some(module) = top_module(src, &path) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+            let deps = graph.entry(module.clone()).or_default();
+            for line in text.lines() {
+                let code = line.split("//").next().unwrap_or("");
+                for (i, _) in code.match_indices("crate::") {
+                    let dep: String = code[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    if !dep.is_empty() && dep != module {
+                        deps.insert(dep);
+                    }
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph`, as the path of modules, if there is one.
+fn find_cycle(graph: &std::collections::BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        g: &std::collections::BTreeMap<String, BTreeSet<String>>,
+        m: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(m.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_owned());
+        for d in g.get(m).into_iter().flatten() {
+            if g.contains_key(d)
+                && let Some(c) = visit(g, d, path, done)
+            {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|m| visit(graph, m, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_crate_has_a_module_import_cycle() {
+    let root = workspace_root();
+    let mut cycles = Vec::new();
+    for dir in LIBRARY_SOURCES {
+        let graph = module_graph(&root.join(dir));
+        assert!(
+            graph.len() >= 3,
+            "{dir}: only {} modules found",
+            graph.len()
+        );
+        if let Some(c) = find_cycle(&graph) {
+            cycles.push(format!("{dir}: {}", c.join(" -> ")));
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "module import cycles:\n{}",
+        cycles.join("\n")
+    );
+}
+
+#[test]
+fn a_module_cycle_is_found_and_named() {
+    let g: std::collections::BTreeMap<String, BTreeSet<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a", "x"]),
+        ("d", vec!["a"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(
+        find_cycle(&g),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+    let mut acyclic = g.clone();
+    acyclic.get_mut("c").unwrap().remove("a");
+    assert_eq!(find_cycle(&acyclic), None);
+}
