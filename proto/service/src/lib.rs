@@ -10,6 +10,7 @@
 //!   async-nats TRACE lines).
 //! - [`crypto`]: the one process-wide rustls crypto provider (ring).
 
+pub mod config;
 pub mod crypto;
 pub mod https;
 pub mod logging;

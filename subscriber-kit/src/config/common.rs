@@ -1,67 +1,10 @@
 //! The configuration helpers every section uses: the shared pure ones from
-//! [`shirase_proto::config`] (problem list, duration strings, field paths, renamed keys) and the
-//! figment glue that turns the merged layers into a raw configuration, collecting every
-//! problem. A leaf: imports nothing from the rest of the crate.
+//! [`shirase_proto::config`] (problem list, duration strings, field paths, renamed keys) and
+//! [`shirase_service::config::extract`], the figment glue that turns the merged layers into a
+//! raw configuration, collecting every problem. A leaf: imports nothing from the rest of the
+//! crate.
 
-use figment::Figment;
-use figment::error::Kind;
-use figment::providers::{Format, Serialized, Toml};
-use serde::de::DeserializeOwned;
 pub use shirase_proto::config::{
-    ConfigError, ConfigErrorKind, DeProblem, FieldProblem, Problems, Renamed, deserialize_all,
-    field_path, parse_duration, take_renamed,
+    ConfigError, ConfigErrorKind, FieldProblem, Problems, Renamed, parse_duration,
 };
-
-/// Deserialize the merged layers of `fig` into `T`: renamed keys (from `renamed`) are reported
-/// and taken out, unknown keys and values of the wrong type are reported (the value at the same
-/// path in `defaults_toml` stands in), and deserialization goes on so that every such problem is
-/// found. `T` is `None` when it could not be built at all.
-pub fn extract<T: DeserializeOwned>(
-    fig: &Figment,
-    defaults_toml: &str,
-    renamed: &[Renamed],
-) -> (Option<T>, Vec<FieldProblem>) {
-    let mut tree: serde_json::Value = match fig.extract() {
-        Ok(t) => t,
-        // Unreadable TOML: figment names the file and the line.
-        Err(e) => {
-            let problems = e
-                .into_iter()
-                .map(|e| FieldProblem {
-                    path: field_path(&e.path),
-                    message: e.to_string(),
-                })
-                .collect();
-            return (None, problems);
-        }
-    };
-    let defaults: serde_json::Value = Figment::from(Toml::string(defaults_toml))
-        .extract()
-        .unwrap_or(serde_json::Value::Null);
-    let mut problems = take_renamed(&mut tree, renamed);
-    let (raw, more) = deserialize_all(tree, &defaults, |v| {
-        Figment::from(Serialized::defaults(v))
-            .extract::<T>()
-            .map_err(de_problems)
-    });
-    problems.extend(more);
-    (raw, problems)
-}
-
-fn de_problems(e: figment::Error) -> Vec<DeProblem> {
-    e.into_iter()
-        .map(|e| {
-            let (unknown_key, missing_key) = match &e.kind {
-                Kind::UnknownField(f, _) => (Some(f.clone()), None),
-                Kind::MissingField(f) => (None, Some(f.to_string())),
-                _ => (None, None),
-            };
-            DeProblem {
-                path: e.path.clone(),
-                unknown_key,
-                missing_key,
-                message: e.kind.to_string(),
-            }
-        })
-        .collect()
-}
+pub use shirase_service::config::extract;
