@@ -5,10 +5,16 @@
 //! A checkpoint is the largest DB update timestamp actually received by a window pull — never
 //! the wall clock — and it never moves backwards: [`Checkpoints::advance`] is a compare-and-set
 //! loop on the entry's revision that keeps the larger value when agent replicas race.
+//!
+//! Besides the timestamp, a checkpoint stored by a window pull says when that pull started and
+//! where its window began ([`LastRead`]): the agent judges from them whether a notice at or
+//! below the checkpoint was read by that pull (`coalesce`).
 
 use async_nats::jetstream::kv;
 use jiff::Timestamp;
 use shirase_proto::{InterfaceId, MunicipalityCode, SubscriberId};
+
+pub use crate::coalesce::LastRead;
 
 /// What a checkpoint operation failed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +54,9 @@ pub struct Checkpoint {
     pub updated_at: Timestamp,
     /// KV revision of the entry.
     pub revision: u64,
+    /// The window pull that stored it, if the record says (none for records written before
+    /// it was recorded, and for an operator's resync).
+    pub read: Option<LastRead>,
 }
 
 /// What one read of a checkpoint key found: the checkpoint (none when the key is absent,
@@ -137,11 +146,16 @@ impl Checkpoints {
                 format!("value is not a checkpoint: {x}"),
             )
         })?;
+        let read = s.read_at.zip(s.read_from).map(|(at, from)| LastRead {
+            at: at.instant(),
+            from: from.instant(),
+        });
         Ok((
             key,
             Some(Checkpoint {
                 updated_at: s.updated_at.instant(),
                 revision: e.revision,
+                read,
             }),
             Some(e.revision),
         ))
@@ -165,6 +179,20 @@ impl Checkpoints {
         &self,
         interface: &InterfaceId,
         to: Timestamp,
+        known: Option<Read>,
+    ) -> Result<Timestamp, CheckpointError> {
+        self.advance_read(interface, to, None, known).await
+    }
+
+    /// [`Checkpoints::advance_from`] recording the window pull that received `to` (`read`:
+    /// when it started and its FROM), so that later notices can be judged against it. The
+    /// record is written only together with a larger `to`: a checkpoint left in place keeps
+    /// the description of the pull that stored it.
+    pub async fn advance_read(
+        &self,
+        interface: &InterfaceId,
+        to: Timestamp,
+        read: Option<LastRead>,
         mut known: Option<Read>,
     ) -> Result<Timestamp, CheckpointError> {
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -181,7 +209,11 @@ impl Checkpoints {
             {
                 return Ok(c.updated_at);
             }
-            let value = serde_json::to_vec(&Stored::jst(to, Timestamp::now()))
+            let mut stored = Stored::jst(to, Timestamp::now());
+            if let Some(r) = read {
+                stored = stored.read_by(r.at, r.from);
+            }
+            let value = serde_json::to_vec(&stored)
                 .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
             let res = match revision {
                 Some(rev) => {

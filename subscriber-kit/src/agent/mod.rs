@@ -108,6 +108,9 @@ struct Item {
     replay: bool,
     delivered: u64,
     raw: serde_json::Value,
+    /// When JetStream stored the message (the server's clock); `None` for a sweep's synthetic
+    /// item.
+    published: Option<Timestamp>,
 }
 
 /// The index of a sweep's synthetic item (no real message has it): never counted as a notice,
@@ -137,6 +140,8 @@ struct Streamed {
     /// DB timestamps of the rows, at most about `2 × state::RECENT_ROWS_CAP` of the newest (so the
     /// newest of all is always among them).
     times: Vec<Timestamp>,
+    /// FROM of the first piece: the window's FROM.
+    from: Option<Timestamp>,
 }
 
 /// Why a planned pull produced no rows.

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use shirase_proto::InterfaceId;
-use tokio::time::Instant;
 
-/// Most row timestamps remembered per interface for cutting overlap re-reads (16 bytes each);
+/// Most row timestamps remembered per interface for cutting sweeps' overlap re-reads (16 bytes each);
 /// beyond it the oldest are forgotten and bisection handles what they would have told.
 pub(super) const RECENT_ROWS_CAP: usize = 200_000;
 
@@ -25,8 +24,6 @@ pub(super) struct IfaceState {
     /// below the newest). They say how many rows an overlap re-read will meet, so the window
     /// can be cut before the provider refuses it.
     pub(super) recent_rows: Vec<Timestamp>,
-    /// When the overlap below the checkpoint was last re-read.
-    pub(super) last_overlap: Option<Instant>,
     /// Notice id → first failure time, for a dead letter's `first_failure`.
     pub(super) first_failure: HashMap<String, Timestamp>,
 }
