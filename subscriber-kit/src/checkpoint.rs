@@ -161,6 +161,22 @@ impl Checkpoints {
         ))
     }
 
+    /// Watch the checkpoints of `interfaces`: each key's latest entry first, then every change
+    /// (the agents' own writes, an operator's resync or reset). Read the entries with
+    /// [`Checkpoints::interface_of`] and [`checkpoint_of`].
+    pub async fn watch(&self, interfaces: &[InterfaceId]) -> Result<kv::Watch, CheckpointError> {
+        let keys: Vec<String> = interfaces.iter().map(|i| self.key(i)).collect();
+        self.kv
+            .watch_many_with_history(keys)
+            .await
+            .map_err(|e| self.err(CheckpointErrorKind::Store, "(watch)", e.to_string()))
+    }
+
+    /// The interface among `interfaces` whose key a watched entry names.
+    pub fn interface_of(&self, key: &str, interfaces: &[InterfaceId]) -> Option<InterfaceId> {
+        interfaces.iter().find(|i| self.key(i) == key).copied()
+    }
+
     /// Move the checkpoint of `interface` up to `to`, never down. Returns the value stored
     /// afterwards (which is larger than `to` when another replica got further first).
     pub async fn advance(
@@ -249,11 +265,43 @@ impl Checkpoints {
     }
 }
 
+/// The checkpoint a watched entry holds: none for a delete or purge marker (an operator's
+/// reset) or a value that is not a checkpoint.
+pub fn checkpoint_of(e: &kv::Entry) -> Option<Timestamp> {
+    if e.operation != kv::Operation::Put {
+        return None;
+    }
+    serde_json::from_slice::<Stored>(&e.value)
+        .ok()
+        .map(|s| s.updated_at.instant())
+}
+
+/// Did a checkpoint move backwards from `before` to `after`? Agents only move it forward, so
+/// a lower value, or none after one, is an operator's resync or reset: re-read from there.
+pub fn rewound(before: Option<Timestamp>, after: Option<Timestamp>) -> bool {
+    match (before, after) {
+        (Some(b), Some(a)) => a < b,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn only_a_lower_or_missing_value_after_one_is_a_rewind() {
+        let t = |s| Timestamp::from_second(s).unwrap();
+        assert!(rewound(Some(t(10)), Some(t(9))));
+        assert!(rewound(Some(t(10)), None), "deleted or purged: a reset");
+        assert!(!rewound(Some(t(10)), Some(t(10))));
+        assert!(!rewound(Some(t(10)), Some(t(11))));
+        assert!(!rewound(None, Some(t(1))), "first value seen");
+        assert!(!rewound(None, None));
+    }
 
     #[test]
     fn the_stored_value_is_what_the_schema_describes() {

@@ -37,6 +37,7 @@ mod http;
 mod nats;
 mod plan;
 mod pull;
+mod rewind;
 mod run;
 mod settle;
 mod state;

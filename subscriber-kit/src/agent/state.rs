@@ -18,7 +18,8 @@ pub(super) const RECENT_ROWS_CAP: usize = 200_000;
 pub(super) struct IfaceState {
     /// Highest notice sequence seen, for gap detection.
     pub(super) last_seq: Option<u64>,
-    /// A sequence gap was seen and the sweeper has not taken it yet.
+    /// A sequence gap was seen, or the checkpoint was rewound by an operator, and the sweeper
+    /// has not taken it yet (either asks for an immediate sweep).
     pub(super) gapped: bool,
     /// DB timestamps of rows received by recent window pulls (sorted, pruned to the overlap
     /// below the newest). They say how many rows an overlap re-read will meet, so the window

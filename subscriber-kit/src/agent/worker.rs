@@ -345,7 +345,7 @@ impl Worker {
     }
 
     /// The checkpoint bucket, looked up on first use and kept.
-    async fn checkpoints(&self) -> Result<Checkpoints, String> {
+    pub(super) async fn checkpoints(&self) -> Result<Checkpoints, String> {
         if let Some(c) = self
             .checkpoints
             .lock()
@@ -365,7 +365,7 @@ impl Worker {
     }
 
     /// Look the bucket up again next time (after a store error: it may have been re-created).
-    fn forget_checkpoints(&self) {
+    pub(super) fn forget_checkpoints(&self) {
         *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 

@@ -5,19 +5,23 @@
 //! checkpoint is usually past that timestamp. The notice itself asks for the row (JetStream
 //! stored it after the pull behind the checkpoint started): the agent pulls exactly that row
 //! (a narrow pull) at once, however late the commit, while ordinary changes keep coming, and
-//! without blind re-reads below its checkpoint.
+//! without blind re-reads below its checkpoint. After an operator's resync the agent re-reads
+//! from the rewound checkpoint at once, without waiting for a notice or the hourly sweep.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
 use shirase_proto::{AtenaNo, ChangeKind, OffsetTimestamp};
 use shirase_tests::provider_sim::ChangeSpec;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_support::*;
+use crate::operator_support::Ops;
+use crate::relay_support::{TestRelay, dev_config};
 
 /// Short batches; no scheduled sweep (so every pull in the log is notice-triggered, unless a
 /// test triggers a sweep on purpose).
@@ -236,4 +240,68 @@ async fn a_late_commit_is_pulled_by_its_keys_when_the_interface_allows_keyed_pul
         "a keyed narrow pull: {asked:?}"
     );
     agent.stop().await;
+}
+
+#[tokio::test]
+async fn after_a_resync_the_rows_are_back_in_the_sink_within_5_seconds_without_a_notice() {
+    let env = Env::start(|_| {}).await;
+    let relay = TestRelay::start(dev_config(&env.nats.url())).await;
+    let ops = Ops::operator(&relay.base);
+    let agent = RunningAgent::start(env.agent_config(CFG, ""));
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(10)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
+    wait_notices_published(&env).await;
+    wait_until(30, "first round acked", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let cp = env.checkpoint().await.expect("a checkpoint");
+    let before = env.sink_rows();
+    let changed = env.expected_rows();
+    assert!(changed.iter().all(|k| before.contains_key(k)));
+
+    // Rewind to before the round; no change and no notice follows.
+    let to = env
+        .sim
+        .changes()
+        .iter()
+        .map(|c| ts(&c.updated_at))
+        .min()
+        .unwrap()
+        - SignedDuration::from_millis(1);
+    let (s, r) = ops
+        .post(
+            "/v1/ops/resync",
+            json!({ "subscriber": "tax", "interface": IFACE, "to": to.to_string() }),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let rewound = Instant::now();
+    let mut back = None;
+    while rewound.elapsed() < Duration::from_secs(10) {
+        let rows = env.sink_rows();
+        if changed.iter().all(|k| rows.get(k) > before.get(k)) {
+            back = Some(rewound.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("resync: rows back in the sink {back:?} after the rewind");
+    let back = back.expect("the rewound rows were re-read");
+    assert!(
+        back <= Duration::from_secs(5),
+        "rows back after {back:?} (limit 5 s)"
+    );
+    assert_eq!(env.sim.changes().len(), 10, "no new change");
+    wait_until(10, "the checkpoint is back where it was", || async {
+        env.checkpoint().await == Some(cp)
+    })
+    .await;
+    agent.stop().await;
+    relay.stop().await;
 }
