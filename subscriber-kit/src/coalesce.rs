@@ -21,13 +21,15 @@
 //!   (inclusive: windows chain without holes), or, when replayed notices are involved
 //!   (an operator's replay, a sweep), min(checkpoint, oldest replayed notice) − overlap, or,
 //!   without a checkpoint, oldest notice − overlap. A notice-triggered pull never re-reads
-//!   below the checkpoint blindly: the notices of late rows ask for them. TO = just past the
-//!   newest notice in hand: rows beyond what this batch knows about are left to the batch
-//!   whose notices name them (a row read ahead of its notice would not cover that notice: it
-//!   was stored after the pull started). Sweeps, replays and the first pull without a
-//!   checkpoint reach now when the consumer is drained (or just past the newest notice if the
-//!   provider's clock runs ahead of ours). A replayed notice (operator replay) is never
-//!   "already covered": the operator asked for that range again.
+//!   below the checkpoint blindly: the notices of late rows ask for them. TO = now (or just
+//!   past the newest notice if the provider's clock runs ahead of ours) when the consumer is
+//!   drained, but just past the newest notice in hand when more notices are pending: rows
+//!   beyond what this batch knows about are left to the next batch, whose notices say where
+//!   they are. A window reaching now reads rows ahead of their notices, which JetStream
+//!   stores after the pull started; such a notice is still already covered when the agent
+//!   remembers receiving a row of each of its keys at exactly its `updated_at`
+//!   (`PlanInput::received`). A replayed notice (operator replay) is never "already
+//!   covered": the operator asked for that range again.
 //! - A window that would hold more than the provider's row threshold is cut before the first
 //!   request ([`cut_windows`]) at notice timestamps (and at the timestamps of rows already
 //!   received in the overlap), so that each piece holds at most `max_notices_per_window`
@@ -81,6 +83,9 @@ pub struct PlanInput {
     /// When JetStream stored the notice (the server's clock); `None` when unknown (a sweep's
     /// synthetic notice).
     pub published: Option<Timestamp>,
+    /// A recent window pull already received a row of each of its keys at exactly its
+    /// `updated_at` (it read the change ahead of its notice).
+    pub received: bool,
 }
 
 /// Settings of the planner for one interface.
@@ -178,14 +183,17 @@ fn plus_micro(t: Timestamp) -> Timestamp {
 /// [`CLOCK_SKEW_MARGIN`] before the pull started: its row was committed before the notice was
 /// sent, so before the pull read the provider. Without `last` (an older agent's or an
 /// operator's checkpoint) or without a publish time, nothing is known to be read.
+/// A notice whose rows a recent window pull received (`received`) is read as well, whenever it
+/// was stored.
 pub fn already_read(n: &PlanInput, checkpoint: Timestamp, last: Option<LastRead>) -> bool {
     !n.replay
         && n.updated_at <= checkpoint
-        && last.is_some_and(|r| {
-            r.from <= n.updated_at
-                && n.published
-                    .is_some_and(|p| p < minus(r.at, CLOCK_SKEW_MARGIN))
-        })
+        && (n.received
+            || last.is_some_and(|r| {
+                r.from <= n.updated_at
+                    && n.published
+                        .is_some_and(|p| p < minus(r.at, CLOCK_SKEW_MARGIN))
+            }))
 }
 
 /// Plan the pull of one interface's notices from a checkpoint that does not say which pull
@@ -276,9 +284,7 @@ pub fn plan_read(
         // TO is exclusive: it must lie past the newest notice even if our clock is behind the
         // provider's, or that notice could never be covered.
         let past_newest = plus_micro(newest);
-        // Only a sweep, a replay or a first pull reads ahead to now: for notice-triggered
-        // pulls the next notices say where their rows are.
-        let to = if s.more_pending || (checkpoint.is_some() && oldest_replay.is_none()) {
+        let to = if s.more_pending {
             past_newest
         } else {
             now.max(past_newest)
@@ -448,6 +454,7 @@ mod tests {
             keys: vec![],
             replay: false,
             published: None,
+            received: false,
         }
     }
     /// A notice at `ts(s)` stored by JetStream at `ts(p)`.
@@ -471,16 +478,16 @@ mod tests {
     };
 
     #[test]
-    fn many_notices_one_window_from_the_checkpoint_to_past_the_newest() {
+    fn many_notices_one_window_from_the_checkpoint() {
         let notices: Vec<_> = (0..500).map(|i| n(1000 + i)).collect();
         let p = plan(&notices, Some(ts(900)), ts(2000), S);
         let pull = p.pull.unwrap();
-        // No blind overlap re-read below the checkpoint, no read-ahead to now.
+        // No blind overlap re-read below the checkpoint.
         assert_eq!(
             pull.kind,
             PullKind::Window {
                 from: ts(900),
-                to: us(ts(1499), 1)
+                to: ts(2000)
             }
         );
         assert_eq!(pull.covers.len(), 500);
@@ -528,6 +535,16 @@ mod tests {
         // Within the clock-skew margin before the pull's start: narrow as well.
         let p = plan_read(&[np(150, 299)], Some(ts(200)), read(300, 100), ts(400), S);
         assert_eq!(p.narrow.map(|n| n.covers), Some(vec![0]));
+    }
+
+    #[test]
+    fn a_notice_whose_rows_were_received_is_covered_whenever_it_was_stored() {
+        // Read ahead: a window reaching now received its row before JetStream stored it.
+        let mut ahead = np(150, 320);
+        ahead.received = true;
+        let p = plan_read(&[ahead], Some(ts(200)), read(300, 100), ts(400), S);
+        assert_eq!(p.already_covered, vec![0]);
+        assert!(p.narrow.is_none());
     }
 
     #[test]
@@ -808,6 +825,7 @@ mod tests {
                 keys: vec![],
                 replay: r,
                 published: p.map(ts),
+                received: false,
             }).collect();
             let last = last.map(|(at, from)| LastRead { at: ts(at), from: ts(from) });
             let p = plan_read(&notices, cp.map(ts), last, ts(now), S);

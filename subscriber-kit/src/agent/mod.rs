@@ -143,6 +143,8 @@ struct Streamed {
     times: Vec<Timestamp>,
     /// FROM of the first piece: the window's FROM.
     from: Option<Timestamp>,
+    /// (DB timestamp, addressee-number hash) of the rows, capped like `times`.
+    keys: Vec<(Timestamp, u64)>,
 }
 
 /// Why a planned pull produced no rows.

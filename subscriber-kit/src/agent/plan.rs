@@ -82,14 +82,16 @@ pub(super) fn plan_pulls(
     now: Timestamp,
     settings: PlanSettings,
 ) -> Pulls {
-    plan_pulls_read(items, checkpoint, None, now, settings)
+    plan_pulls_read(items, &[], checkpoint, None, now, settings)
 }
 
 /// Plan the pulls of one interface's `items` from the stored `checkpoint` and the window pull
-/// that stored it (`last`). `now` is also the start of the window pull this plan makes (its
+/// that stored it (`last`). `received[i]`: a recent window pull received the rows of item `i`
+/// (missing entries: no). `now` is also the start of the window pull this plan makes (its
 /// `read_at`): it is taken before any of the plan's requests.
 pub(super) fn plan_pulls_read(
     items: &[Item],
+    received: &[bool],
     checkpoint: Option<Timestamp>,
     last: Option<LastRead>,
     now: Timestamp,
@@ -97,7 +99,8 @@ pub(super) fn plan_pulls_read(
 ) -> Pulls {
     let inputs: Vec<PlanInput> = items
         .iter()
-        .map(|it| PlanInput {
+        .enumerate()
+        .map(|(i, it)| PlanInput {
             updated_at: it.notice.data.updated_at.instant(),
             change: it.notice.data.change,
             keys: it
@@ -109,6 +112,7 @@ pub(super) fn plan_pulls_read(
                 .unwrap_or_default(),
             replay: it.replay,
             published: it.published,
+            received: received.get(i).copied().unwrap_or(false),
         })
         .collect();
     let plan = coalesce::plan_read(&inputs, checkpoint, last, now, settings);
@@ -255,7 +259,7 @@ mod tests {
         for it in &mut items {
             it.published = Some(ts(240));
         }
-        let p = plan_pulls_read(&items, Some(ts(200)), last(), ts(1000), settings());
+        let p = plan_pulls_read(&items, &[], Some(ts(200)), last(), ts(1000), settings());
         assert_eq!(p.plan.already_covered, vec![0, 1]);
         let pull = p
             .plan
@@ -266,12 +270,19 @@ mod tests {
             pull.kind,
             PullKind::Window {
                 from: ts(200),
-                to: past(ts(300))
+                to: ts(1000)
             }
         );
         assert_eq!(p.hints, vec![ts(100), ts(200), ts(300)]);
 
-        let p = plan_pulls_read(&items[..2], Some(ts(200)), last(), ts(1000), settings());
+        let p = plan_pulls_read(
+            &items[..2],
+            &[],
+            Some(ts(200)),
+            last(),
+            ts(1000),
+            settings(),
+        );
         assert_eq!(p.plan.pull, None, "all covered: no request at all");
         assert_eq!(p.plan.narrow, None);
     }
@@ -281,7 +292,7 @@ mod tests {
         let mut items = [item(0, 100), item(1, 120)];
         items[0].published = Some(ts(240));
         items[1].published = Some(ts(260));
-        let p = plan_pulls_read(&items, Some(ts(200)), last(), ts(1000), settings());
+        let p = plan_pulls_read(&items, &[], Some(ts(200)), last(), ts(1000), settings());
         assert_eq!(p.plan.already_covered, vec![0]);
         assert_eq!(p.plan.pull, None, "the checkpoint does not move");
         let narrow = p.plan.narrow.clone().unwrap();
@@ -294,6 +305,16 @@ mod tests {
         // Without knowing the pull (an older record, a resync): both.
         let p = plan_pulls(&items, Some(ts(200)), ts(1000), settings());
         assert_eq!(p.plan.narrow.unwrap().covers, vec![0, 1]);
+        // Its rows already received (read ahead by a window reaching now): covered.
+        let p = plan_pulls_read(
+            &items,
+            &[false, true],
+            Some(ts(200)),
+            last(),
+            ts(1000),
+            settings(),
+        );
+        assert_eq!(p.plan.already_covered, vec![0, 1]);
     }
 
     #[test]
@@ -311,7 +332,7 @@ mod tests {
             p.plan.pull.as_ref().map(|p| &p.kind),
             Some(PullKind::Keyed { .. })
         ));
-        assert_eq!(p.keyed_fallback(), Some((ts(200), past(ts(300)))));
+        assert_eq!(p.keyed_fallback(), Some((ts(200), ts(1000))));
     }
 
     #[test]

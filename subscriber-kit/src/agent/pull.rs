@@ -10,7 +10,7 @@ use shirase_proto::{InterfaceId, Severity};
 
 use super::plan::{self, Piece, Pulls};
 use super::settle::NarrowReached;
-use super::state::{RECENT_ROWS_CAP, keep_newest};
+use super::state::{RECENT_ROWS_CAP, keep_newest, key_hash};
 use super::{Failure, Pulled, Streamed, Worker};
 use crate::coalesce::{NarrowKind, PullKind};
 use crate::coverage::Reach;
@@ -150,8 +150,13 @@ impl Worker {
                 Outcome::Data(r) => {
                     got.count += r.len();
                     got.times.extend(r.iter().map(|row| row.updated_at));
-                    // Only the newest timestamps are remembered for cutting windows.
+                    got.keys.extend(r.iter().filter_map(|row| {
+                        let k = row.atena_no.as_deref()?;
+                        Some((row.updated_at, key_hash(k)))
+                    }));
+                    // Only the newest are remembered (cutting windows, received rows).
                     keep_newest(&mut got.times, RECENT_ROWS_CAP);
+                    keep_newest(&mut got.keys, RECENT_ROWS_CAP);
                     if !r.is_empty() {
                         self.deliver(*iface, pulled_at, r.into_iter().map(Record::Row).collect())
                             .await

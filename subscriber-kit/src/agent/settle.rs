@@ -49,6 +49,8 @@ pub(super) struct Received {
     pub(super) count: usize,
     /// DB timestamps of a window pull's rows (the newest of them), to remember.
     pub(super) window_times: Vec<Timestamp>,
+    /// (DB timestamp, key hash) of a window pull's rows, to remember.
+    pub(super) window_keys: Vec<(Timestamp, u64)>,
     /// FROM of the window pull, stored with the checkpoint it produces.
     pub(super) read_from: Option<Timestamp>,
 }
@@ -113,6 +115,7 @@ impl Received {
                 rows: vec![],
                 count: got.count,
                 window_times: got.times,
+                window_keys: got.keys,
                 read_from: got.from,
             },
             Some(Pulled::Keyed(rows)) => Self {
@@ -120,6 +123,7 @@ impl Received {
                 count: rows.len(),
                 rows,
                 window_times: vec![],
+                window_keys: vec![],
                 read_from: None,
             },
         }

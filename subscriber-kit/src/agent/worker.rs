@@ -161,7 +161,16 @@ impl Worker {
             gap,
             more_pending,
         };
-        let pulls = plan::plan_pulls_read(items, checkpoint, last, now, settings);
+        let received: Vec<bool> = self.states.with(&iface, |s| {
+            items
+                .iter()
+                .map(|it| {
+                    let keys = it.notice.data.keys.as_ref().map(|k| &k.atena_no[..]);
+                    s.received(it.notice.data.updated_at.instant(), keys.unwrap_or(&[]))
+                })
+                .collect()
+        });
+        let pulls = plan::plan_pulls_read(items, &received, checkpoint, last, now, settings);
         let narrow = match self.pull_narrow(&iface, &pulls).await {
             Ok(n) => n,
             Err(f) => {
@@ -233,6 +242,7 @@ impl Worker {
             let overlap = self.cfg.overlap();
             self.states.with(iface, |s| {
                 s.remember_rows(got.window_times, max, overlap);
+                s.remember_keys(got.window_keys, max, overlap);
             });
         }
         Some(got.reached)

@@ -542,10 +542,11 @@ impl ClusterEnv {
         // The bounds on duplicates. A row version reaches the sink again only when a pull
         // covers it a second time:
         // - steady running: a window starts at the checkpoint (inclusive), so the row at the
-        //   checkpoint comes again with the next window, and a notice stored just after the
-        //   pull behind the checkpoint started gets its row once more (a narrow pull). A
-        //   version comes twice at most: at most 2 copies, at most one duplicate per distinct
-        //   version;
+        //   checkpoint comes again with the next window; a window ending at "now" reads rows
+        //   ahead of their notices, which then find them received (no second pull), but a
+        //   notice stored just after the pull behind the checkpoint started whose row was not
+        //   received gets it once more (a narrow pull). A version comes twice at most: at most
+        //   2 copies, at most one duplicate per distinct version;
         // - each interruption adds at most one more copy: the batch the fault cut short (sink
         //   written, checkpoint CAS or acks failed) is redelivered and pulled again, at most
         //   BATCH_SIZE notices, each one change of at most VERSIONS_PER_CHANGE versions;
