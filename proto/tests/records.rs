@@ -220,4 +220,11 @@ fn writers_helpers_produce_records_the_schemas_accept() {
     let cp = serde_json::to_value(Checkpoint::jst(at, at)).unwrap();
     assert_eq!(cp["updated_at"], "2026-11-25T10:15:30.123456789+09:00");
     assert!(validator(&RECORDS[0]).is_valid(&cp), "{cp}");
+    assert!(
+        cp.get("read_at").is_none(),
+        "a resync's record describes no pull"
+    );
+    let read = serde_json::to_value(Checkpoint::jst(at, at).read_by(at, at)).unwrap();
+    assert_eq!(read["read_from"], "2026-11-25T10:15:30.123456789+09:00");
+    assert!(validator(&RECORDS[0]).is_valid(&read), "{read}");
 }

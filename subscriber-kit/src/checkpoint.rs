@@ -5,10 +5,16 @@
 //! A checkpoint is the largest DB update timestamp actually received by a window pull — never
 //! the wall clock — and it never moves backwards: [`Checkpoints::advance`] is a compare-and-set
 //! loop on the entry's revision that keeps the larger value when agent replicas race.
+//!
+//! Besides the timestamp, a checkpoint stored by a window pull says when that pull started and
+//! where its window began ([`LastRead`]): the agent judges from them whether a notice at or
+//! below the checkpoint was read by that pull (`coalesce`).
 
 use async_nats::jetstream::kv;
 use jiff::Timestamp;
 use shirase_proto::{InterfaceId, MunicipalityCode, SubscriberId};
+
+pub use crate::coalesce::LastRead;
 
 /// What a checkpoint operation failed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +54,9 @@ pub struct Checkpoint {
     pub updated_at: Timestamp,
     /// KV revision of the entry.
     pub revision: u64,
+    /// The window pull that stored it, if the record says (none for records written before
+    /// it was recorded, and for an operator's resync).
+    pub read: Option<LastRead>,
 }
 
 /// What one read of a checkpoint key found: the checkpoint (none when the key is absent,
@@ -137,14 +146,35 @@ impl Checkpoints {
                 format!("value is not a checkpoint: {x}"),
             )
         })?;
+        let read = s.read_at.zip(s.read_from).map(|(at, from)| LastRead {
+            at: at.instant(),
+            from: from.instant(),
+        });
         Ok((
             key,
             Some(Checkpoint {
                 updated_at: s.updated_at.instant(),
                 revision: e.revision,
+                read,
             }),
             Some(e.revision),
         ))
+    }
+
+    /// Watch the checkpoints of `interfaces`: each key's latest entry first, then every change
+    /// (the agents' own writes, an operator's resync or reset). Read the entries with
+    /// [`Checkpoints::interface_of`] and [`checkpoint_of`].
+    pub async fn watch(&self, interfaces: &[InterfaceId]) -> Result<kv::Watch, CheckpointError> {
+        let keys: Vec<String> = interfaces.iter().map(|i| self.key(i)).collect();
+        self.kv
+            .watch_many_with_history(keys)
+            .await
+            .map_err(|e| self.err(CheckpointErrorKind::Store, "(watch)", e.to_string()))
+    }
+
+    /// The interface among `interfaces` whose key a watched entry names.
+    pub fn interface_of(&self, key: &str, interfaces: &[InterfaceId]) -> Option<InterfaceId> {
+        interfaces.iter().find(|i| self.key(i) == key).copied()
     }
 
     /// Move the checkpoint of `interface` up to `to`, never down. Returns the value stored
@@ -165,6 +195,20 @@ impl Checkpoints {
         &self,
         interface: &InterfaceId,
         to: Timestamp,
+        known: Option<Read>,
+    ) -> Result<Timestamp, CheckpointError> {
+        self.advance_read(interface, to, None, known).await
+    }
+
+    /// [`Checkpoints::advance_from`] recording the window pull that received `to` (`read`:
+    /// when it started and its FROM), so that later notices can be judged against it. The
+    /// record is written only together with a larger `to`: a checkpoint left in place keeps
+    /// the description of the pull that stored it.
+    pub async fn advance_read(
+        &self,
+        interface: &InterfaceId,
+        to: Timestamp,
+        read: Option<LastRead>,
         mut known: Option<Read>,
     ) -> Result<Timestamp, CheckpointError> {
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -181,7 +225,11 @@ impl Checkpoints {
             {
                 return Ok(c.updated_at);
             }
-            let value = serde_json::to_vec(&Stored::jst(to, Timestamp::now()))
+            let mut stored = Stored::jst(to, Timestamp::now());
+            if let Some(r) = read {
+                stored = stored.read_by(r.at, r.from);
+            }
+            let value = serde_json::to_vec(&stored)
                 .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
             let res = match revision {
                 Some(rev) => {
@@ -217,11 +265,43 @@ impl Checkpoints {
     }
 }
 
+/// The checkpoint a watched entry holds: none for a delete or purge marker (an operator's
+/// reset) or a value that is not a checkpoint.
+pub fn checkpoint_of(e: &kv::Entry) -> Option<Timestamp> {
+    if e.operation != kv::Operation::Put {
+        return None;
+    }
+    serde_json::from_slice::<Stored>(&e.value)
+        .ok()
+        .map(|s| s.updated_at.instant())
+}
+
+/// Did a checkpoint move backwards from `before` to `after`? Agents only move it forward, so
+/// a lower value, or none after one, is an operator's resync or reset: re-read from there.
+pub fn rewound(before: Option<Timestamp>, after: Option<Timestamp>) -> bool {
+    match (before, after) {
+        (Some(b), Some(a)) => a < b,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn only_a_lower_or_missing_value_after_one_is_a_rewind() {
+        let t = |s| Timestamp::from_second(s).unwrap();
+        assert!(rewound(Some(t(10)), Some(t(9))));
+        assert!(rewound(Some(t(10)), None), "deleted or purged: a reset");
+        assert!(!rewound(Some(t(10)), Some(t(10))));
+        assert!(!rewound(Some(t(10)), Some(t(11))));
+        assert!(!rewound(None, Some(t(1))), "first value seen");
+        assert!(!rewound(None, None));
+    }
 
     #[test]
     fn the_stored_value_is_what_the_schema_describes() {

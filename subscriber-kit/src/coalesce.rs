@@ -3,18 +3,33 @@
 //!
 //! Rules (differential fetch by update date/time FROM–TO, データ連携WT 1.2.8):
 //! - `delete` notices become tombstones: a pull cannot return a deleted row.
-//! - A fresh notice whose `updated_at` is at or below the stored checkpoint is already
-//!   covered: the checkpoint is the largest DB update timestamp a window pull actually
-//!   received, and window pulls chain without holes (each starts at or below the previous
-//!   checkpoint), so that pull's rows reached the notice. It needs no new request; this is what
-//!   keeps a burst of notices at a handful of pulls.
-//! - The rest share one pull. A window pull asks `[FROM, TO)` with
-//!   FROM = min(checkpoint, oldest replayed notice) − overlap, or, without a checkpoint,
-//!   oldest notice − overlap; TO = now (or just past the newest notice if the provider's clock
-//!   runs ahead of ours) when the consumer is drained, but just past the newest notice in hand
-//!   when more notices are pending: rows beyond what this batch knows about are left to the
-//!   next batch, whose notices say where they are. A replayed notice (operator replay) is
-//!   never "already covered": the operator asked for that range again.
+//! - The notices say what a pull must cover. A provider sends a notice after its commit, so a
+//!   notice JetStream stored *before* a window pull started names a row that pull saw if its
+//!   `updated_at` lies inside the pull's window. The stored checkpoint remembers the window
+//!   pull that produced it ([`LastRead`]: when it started, its FROM). A fresh notice whose
+//!   `updated_at` is at or below the checkpoint is therefore already covered only if it lies
+//!   at or above that pull's FROM and was stored more than [`CLOCK_SKEW_MARGIN`] before the
+//!   pull started ([`already_read`]). Otherwise (stored after the pull started: a long
+//!   transaction whose row carries the timestamp of its start but became visible only at its
+//!   commit; below the pull's FROM; or a checkpoint that does not say, e.g. written by an
+//!   older agent or by an operator's resync) it gets a **narrow pull** ([`NarrowPull`]) for
+//!   exactly those notices: their addressee numbers when keyed pulls are allowed and every
+//!   such notice names its keys, else `[updated_at, updated_at + 1 µs)` per distinct
+//!   timestamp (adjacent ones merged, at most [`MAX_NARROW_WINDOWS`] requests). A narrow pull
+//!   never moves the checkpoint.
+//! - The rest share one pull. A window pull asks `[FROM, TO)` with FROM = the checkpoint
+//!   (inclusive: windows chain without holes), or, when replayed notices are involved
+//!   (an operator's replay, a sweep), min(checkpoint, oldest replayed notice) − overlap, or,
+//!   without a checkpoint, oldest notice − overlap. A notice-triggered pull never re-reads
+//!   below the checkpoint blindly: the notices of late rows ask for them. TO = now (or just
+//!   past the newest notice if the provider's clock runs ahead of ours) when the consumer is
+//!   drained, but just past the newest notice in hand when more notices are pending: rows
+//!   beyond what this batch knows about are left to the next batch, whose notices say where
+//!   they are. A window reaching now reads rows ahead of their notices, which JetStream
+//!   stores after the pull started; such a notice is still already covered when the agent
+//!   remembers receiving a row of each of its keys at exactly its `updated_at`
+//!   (`PlanInput::received`). A replayed notice (operator replay) is never "already
+//!   covered": the operator asked for that range again.
 //! - A window that would hold more than the provider's row threshold is cut before the first
 //!   request ([`cut_windows`]) at notice timestamps (and at the timestamps of rows already
 //!   received in the overlap), so that each piece holds at most `max_notices_per_window`
@@ -33,6 +48,27 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use shirase_proto::{AtenaNo, ChangeKind};
 
+/// Clock-skew margin between JetStream's clock (when a notice was stored) and the agent's
+/// (when a pull started): a notice counts as stored before a pull only if it was stored at
+/// least this long before the pull's start by the agent's clock. Servers and agents keep
+/// their clocks by NTP (well under a second apart); a notice stored within the margin merely
+/// costs a narrow pull.
+pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
+
+/// Most requests of one narrow window pull: beyond it the narrow windows of one batch are
+/// merged across their smallest gaps (a redelivered batch of notices must not cost one
+/// request each).
+pub const MAX_NARROW_WINDOWS: usize = 16;
+
+/// The window pull that produced the stored checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRead {
+    /// When it started: the agent's wall clock, taken before its first request.
+    pub at: Timestamp,
+    /// Its FROM (inclusive).
+    pub from: Timestamp,
+}
+
 /// What the planner needs to know of one notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanInput {
@@ -44,12 +80,19 @@ pub struct PlanInput {
     pub keys: Vec<AtenaNo>,
     /// Came from the subscriber's replay subject.
     pub replay: bool,
+    /// When JetStream stored the notice (the server's clock); `None` when unknown (a sweep's
+    /// synthetic notice).
+    pub published: Option<Timestamp>,
+    /// A recent window pull already received a row of each of its keys at exactly its
+    /// `updated_at` (it read the change ahead of its notice).
+    pub received: bool,
 }
 
 /// Settings of the planner for one interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanSettings {
-    /// Overlap subtracted from FROM.
+    /// Overlap subtracted from FROM of a sweep, a replay and a first pull without checkpoint
+    /// (never of a notice-triggered pull from a checkpoint).
     pub overlap: Duration,
     /// Keyed pull threshold (0 = never).
     pub keyed_pull_max_keys: usize,
@@ -79,6 +122,30 @@ pub enum PullKind {
     },
 }
 
+/// The request of a narrow pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NarrowKind {
+    /// Pull by addressee numbers, narrowed to `updated_at >= from`.
+    Keyed {
+        /// Inclusive lower bound: the oldest notice's timestamp.
+        from: Timestamp,
+        /// Distinct keys, sorted.
+        keys: Vec<AtenaNo>,
+    },
+    /// Minimal windows `[from, to)` around the notices' timestamps, in time order.
+    Windows(Vec<(Timestamp, Timestamp)>),
+}
+
+/// A narrow pull: the rows of notices at or below the checkpoint that the pull behind the
+/// checkpoint may have missed. It never moves the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NarrowPull {
+    /// What to ask.
+    pub kind: NarrowKind,
+    /// Indices of the notices it must cover.
+    pub covers: Vec<usize>,
+}
+
 /// One planned request and the notices (indices into the input) it must cover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedPull {
@@ -89,15 +156,17 @@ pub struct PlannedPull {
 }
 
 /// The plan for one interface of one batch. Every input index appears in exactly one of
-/// `tombstones`, `already_covered` or `pull.covers`.
+/// `tombstones`, `already_covered`, `narrow.covers` or `pull.covers`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     /// `delete` notices: deliver tombstones.
     pub tombstones: Vec<usize>,
-    /// Notices covered by the stored checkpoint.
+    /// Notices covered by the window pull behind the stored checkpoint.
     pub already_covered: Vec<usize>,
     /// The request, if any notice needs one.
     pub pull: Option<PlannedPull>,
+    /// The narrow pull for notices at or below the checkpoint that are not already covered.
+    pub narrow: Option<NarrowPull>,
 }
 
 fn minus(t: Timestamp, d: Duration) -> Timestamp {
@@ -105,24 +174,68 @@ fn minus(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_sub(d).unwrap_or(Timestamp::MIN)
 }
 
-/// Plan the pull of one interface's notices.
+fn plus_micro(t: Timestamp) -> Timestamp {
+    t.checked_add(SignedDuration::from_micros(1)).unwrap_or(t)
+}
+
+/// Was the fresh notice `n`, at or below `checkpoint`, read by the window pull behind it
+/// (`last`)? Only if it lies at or above that pull's FROM and JetStream stored it at least
+/// [`CLOCK_SKEW_MARGIN`] before the pull started: its row was committed before the notice was
+/// sent, so before the pull read the provider. Without `last` (an older agent's or an
+/// operator's checkpoint) or without a publish time, nothing is known to be read.
+/// A notice whose rows a recent window pull received (`received`) is read as well, whenever it
+/// was stored.
+pub fn already_read(n: &PlanInput, checkpoint: Timestamp, last: Option<LastRead>) -> bool {
+    !n.replay
+        && n.updated_at <= checkpoint
+        && (n.received
+            || last.is_some_and(|r| {
+                r.from <= n.updated_at
+                    && n.published
+                        .is_some_and(|p| p < minus(r.at, CLOCK_SKEW_MARGIN))
+            }))
+}
+
+/// Plan the pull of one interface's notices from a checkpoint that does not say which pull
+/// stored it: [`plan_read`] without [`LastRead`] (every notice at or below the checkpoint gets
+/// a narrow pull).
 pub fn plan(
     notices: &[PlanInput],
     checkpoint: Option<Timestamp>,
     now: Timestamp,
     s: PlanSettings,
 ) -> Plan {
+    plan_read(notices, checkpoint, None, now, s)
+}
+
+/// Plan the pulls of one interface's notices from the stored `checkpoint` and the window pull
+/// that stored it (`last`).
+pub fn plan_read(
+    notices: &[PlanInput],
+    checkpoint: Option<Timestamp>,
+    last: Option<LastRead>,
+    now: Timestamp,
+    s: PlanSettings,
+) -> Plan {
     let mut p = Plan::default();
     let mut need: Vec<usize> = Vec::new();
+    let mut narrow: Vec<usize> = Vec::new();
     for (i, n) in notices.iter().enumerate() {
         if n.change == ChangeKind::Delete {
             p.tombstones.push(i);
-        } else if !n.replay && checkpoint.is_some_and(|c| n.updated_at <= c) {
-            p.already_covered.push(i);
+        } else if n.replay {
+            need.push(i);
+        } else if let Some(c) = checkpoint.filter(|c| n.updated_at <= *c) {
+            if already_read(n, c, last) {
+                p.already_covered.push(i);
+            } else {
+                narrow.push(i);
+            }
         } else {
             need.push(i);
         }
     }
+    p.narrow = narrow_pull(notices, narrow, s.keyed_pull_max_keys);
     if need.is_empty() {
         return p;
     }
@@ -141,12 +254,18 @@ pub fn plan(
         .filter(|&&i| notices[i].replay)
         .map(|&i| notices[i].updated_at)
         .min();
+    // The overlap only where no notice says what to read: a sweep or replay, a first pull.
+    let overlap = if checkpoint.is_none() || oldest_replay.is_some() {
+        s.overlap
+    } else {
+        Duration::ZERO
+    };
     let base = match (checkpoint, oldest_replay) {
         (Some(c), Some(r)) => c.min(r),
         (Some(c), None) => c,
         (None, _) => oldest,
     };
-    let from = minus(base, s.overlap);
+    let from = minus(base, overlap);
     let keys: BTreeSet<AtenaNo> = need
         .iter()
         .flat_map(|&i| notices[i].keys.iter().copied())
@@ -158,15 +277,13 @@ pub fn plan(
         && keys.len() <= s.keyed_pull_max_keys;
     let kind = if keyed {
         PullKind::Keyed {
-            from: minus(oldest, s.overlap),
+            from: minus(oldest, overlap),
             keys: keys.into_iter().collect(),
         }
     } else {
         // TO is exclusive: it must lie past the newest notice even if our clock is behind the
         // provider's, or that notice could never be covered.
-        let past_newest = newest
-            .checked_add(SignedDuration::from_micros(1))
-            .unwrap_or(newest);
+        let past_newest = plus_micro(newest);
         let to = if s.more_pending {
             past_newest
         } else {
@@ -176,6 +293,69 @@ pub fn plan(
     };
     p.pull = Some(PlannedPull { kind, covers: need });
     p
+}
+
+/// The narrow pull of the notices `idx`: keyed when allowed (`keyed_pull_max_keys`) and every
+/// one names its keys, else [`narrow_windows`].
+fn narrow_pull(
+    notices: &[PlanInput],
+    idx: Vec<usize>,
+    keyed_pull_max_keys: usize,
+) -> Option<NarrowPull> {
+    let oldest = idx.iter().map(|&i| notices[i].updated_at).min()?;
+    let keys: BTreeSet<AtenaNo> = idx
+        .iter()
+        .flat_map(|&i| notices[i].keys.iter().copied())
+        .collect();
+    let keyed = keyed_pull_max_keys > 0
+        && idx.iter().all(|&i| !notices[i].keys.is_empty())
+        && keys.len() <= keyed_pull_max_keys;
+    let kind = if keyed {
+        NarrowKind::Keyed {
+            from: oldest,
+            keys: keys.into_iter().collect(),
+        }
+    } else {
+        let times: Vec<Timestamp> = idx.iter().map(|&i| notices[i].updated_at).collect();
+        NarrowKind::Windows(narrow_windows(&times, MAX_NARROW_WINDOWS))
+    };
+    Some(NarrowPull { kind, covers: idx })
+}
+
+/// The minimal windows around `times`: `[t, t + 1 µs)` per distinct timestamp (the provider's
+/// precision), adjacent ones merged, sorted. Beyond `max` windows, the ones separated by the
+/// smallest gaps are merged, so that at most `max` remain (`max` 0 counts as 1).
+pub fn narrow_windows(times: &[Timestamp], max: usize) -> Vec<(Timestamp, Timestamp)> {
+    let mut ts = times.to_vec();
+    ts.sort_unstable();
+    ts.dedup();
+    let mut w: Vec<(Timestamp, Timestamp)> = Vec::with_capacity(ts.len());
+    for t in ts {
+        match w.last_mut() {
+            Some(last) if last.1 >= t => last.1 = last.1.max(plus_micro(t)),
+            _ => w.push((t, plus_micro(t))),
+        }
+    }
+    let max = max.max(1);
+    if w.len() <= max {
+        return w;
+    }
+    // Keep the max − 1 largest gaps as boundaries (ties: the earlier gap).
+    let mut gaps: Vec<(SignedDuration, usize)> = w
+        .windows(2)
+        .enumerate()
+        .map(|(i, p)| (p[1].0.duration_since(p[0].1), i))
+        .collect();
+    gaps.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut cut: Vec<usize> = gaps.iter().take(max - 1).map(|g| g.1).collect();
+    cut.sort_unstable();
+    let mut out = Vec::with_capacity(max);
+    let mut start = 0;
+    for c in cut.into_iter().chain(std::iter::once(w.len() - 1)) {
+        out.push((w[start].0, w[c].1));
+        start = c + 1;
+    }
+    out
 }
 
 /// Cut `[from, to)` into consecutive windows `[b0, b1), [b1, b2), …` (b0 = `from`, last =
@@ -273,7 +453,19 @@ mod tests {
             change: ChangeKind::Update,
             keys: vec![],
             replay: false,
+            published: None,
+            received: false,
         }
+    }
+    /// A notice at `ts(s)` stored by JetStream at `ts(p)`.
+    fn np(s: i64, p: i64) -> PlanInput {
+        PlanInput {
+            published: Some(ts(p)),
+            ..n(s)
+        }
+    }
+    fn us(t: Timestamp, micros: i64) -> Timestamp {
+        Timestamp::from_microsecond(t.as_microsecond() + micros).unwrap()
     }
     fn key(k: u64) -> AtenaNo {
         format!("{k:015}").parse().unwrap()
@@ -286,19 +478,163 @@ mod tests {
     };
 
     #[test]
-    fn many_notices_one_window_from_checkpoint_minus_overlap() {
+    fn many_notices_one_window_from_the_checkpoint() {
         let notices: Vec<_> = (0..500).map(|i| n(1000 + i)).collect();
         let p = plan(&notices, Some(ts(900)), ts(2000), S);
         let pull = p.pull.unwrap();
+        // No blind overlap re-read below the checkpoint.
         assert_eq!(
             pull.kind,
             PullKind::Window {
-                from: ts(300),
+                from: ts(900),
                 to: ts(2000)
             }
         );
         assert_eq!(pull.covers.len(), 500);
-        assert!(p.tombstones.is_empty() && p.already_covered.is_empty());
+        assert!(p.tombstones.is_empty() && p.already_covered.is_empty() && p.narrow.is_none());
+    }
+
+    const READ: Option<LastRead> = None;
+    fn read(at: i64, from: i64) -> Option<LastRead> {
+        Some(LastRead {
+            at: ts(at),
+            from: ts(from),
+        })
+    }
+
+    #[test]
+    fn a_notice_stored_before_the_pull_behind_the_checkpoint_is_covered() {
+        // The pull [100, …) started at 300 and reached 200; the notice at 150 was stored at 250.
+        let p = plan_read(&[np(150, 250)], Some(ts(200)), read(300, 100), ts(400), S);
+        assert_eq!(p.already_covered, vec![0]);
+        assert!(p.pull.is_none() && p.narrow.is_none());
+        // At the pull's FROM and at the checkpoint itself: covered too.
+        let p = plan_read(
+            &[np(100, 250), np(200, 250)],
+            Some(ts(200)),
+            read(300, 100),
+            ts(400),
+            S,
+        );
+        assert_eq!(p.already_covered, vec![0, 1]);
+    }
+
+    #[test]
+    fn a_notice_stored_after_the_pull_started_gets_a_narrow_pull() {
+        // A long transaction: its row carries 150 but was committed (and announced) at 320,
+        // after the pull behind the checkpoint started at 300.
+        let p = plan_read(&[np(150, 320)], Some(ts(200)), read(300, 100), ts(400), S);
+        assert!(p.already_covered.is_empty() && p.pull.is_none());
+        assert_eq!(
+            p.narrow,
+            Some(NarrowPull {
+                kind: NarrowKind::Windows(vec![(ts(150), us(ts(150), 1))]),
+                covers: vec![0]
+            })
+        );
+        // Within the clock-skew margin before the pull's start: narrow as well.
+        let p = plan_read(&[np(150, 299)], Some(ts(200)), read(300, 100), ts(400), S);
+        assert_eq!(p.narrow.map(|n| n.covers), Some(vec![0]));
+    }
+
+    #[test]
+    fn a_notice_whose_rows_were_received_is_covered_whenever_it_was_stored() {
+        // Read ahead: a window reaching now received its row before JetStream stored it.
+        let mut ahead = np(150, 320);
+        ahead.received = true;
+        let p = plan_read(&[ahead], Some(ts(200)), read(300, 100), ts(400), S);
+        assert_eq!(p.already_covered, vec![0]);
+        assert!(p.narrow.is_none());
+    }
+
+    #[test]
+    fn a_notice_below_the_pulls_from_gets_a_narrow_pull() {
+        let p = plan_read(&[np(50, 250)], Some(ts(200)), read(300, 100), ts(400), S);
+        assert!(p.already_covered.is_empty());
+        assert_eq!(p.narrow.map(|n| n.covers), Some(vec![0]));
+    }
+
+    #[test]
+    fn a_checkpoint_without_its_pull_covers_nothing() {
+        // An older agent's record, or an operator's resync: no read_at.
+        let p = plan_read(&[np(150, 250)], Some(ts(200)), READ, ts(400), S);
+        assert!(p.already_covered.is_empty());
+        assert_eq!(p.narrow.map(|n| n.covers), Some(vec![0]));
+        // A notice without a publish time (none in practice) neither.
+        let p = plan_read(&[n(150)], Some(ts(200)), read(300, 100), ts(400), S);
+        assert_eq!(p.narrow.map(|n| n.covers), Some(vec![0]));
+    }
+
+    #[test]
+    fn narrow_and_window_pulls_share_a_batch() {
+        let s = PlanSettings {
+            keyed_pull_max_keys: 3,
+            ..S
+        };
+        let mut late = np(150, 320);
+        late.keys = vec![key(7)];
+        let mut fresh = np(250, 320);
+        fresh.keys = vec![key(8)];
+        let p = plan_read(
+            &[late.clone(), fresh, np(120, 250)],
+            Some(ts(200)),
+            read(300, 100),
+            ts(400),
+            s,
+        );
+        assert_eq!(p.already_covered, vec![2]);
+        assert_eq!(
+            p.narrow,
+            Some(NarrowPull {
+                kind: NarrowKind::Keyed {
+                    from: ts(150),
+                    keys: vec![key(7)]
+                },
+                covers: vec![0]
+            })
+        );
+        assert_eq!(
+            p.pull,
+            Some(PlannedPull {
+                kind: PullKind::Keyed {
+                    from: ts(250),
+                    keys: vec![key(8)]
+                },
+                covers: vec![1]
+            })
+        );
+        // A narrow notice without keys: windows.
+        let p = plan_read(
+            &[late, np(160, 320)],
+            Some(ts(200)),
+            read(300, 100),
+            ts(400),
+            s,
+        );
+        assert_eq!(
+            p.narrow.unwrap().kind,
+            NarrowKind::Windows(vec![(ts(150), us(ts(150), 1)), (ts(160), us(ts(160), 1))])
+        );
+    }
+
+    #[test]
+    fn narrow_windows_merge_adjacent_and_stay_few() {
+        let t = ts(0);
+        assert_eq!(
+            narrow_windows(&[us(t, 1), t, us(t, 1), us(t, 5)], 16),
+            vec![(t, us(t, 2)), (us(t, 5), us(t, 6))]
+        );
+        // 5 windows, at most 3: the two largest gaps (after 10 and after 40) stay.
+        let times = [0, 10, 30, 31, 40].map(ts);
+        assert_eq!(
+            narrow_windows(&times, 3),
+            vec![
+                (ts(0), us(ts(0), 1)),
+                (ts(10), us(ts(10), 1)),
+                (ts(30), us(ts(40), 1))
+            ]
+        );
+        assert_eq!(narrow_windows(&times, 1), vec![(ts(0), us(ts(40), 1))]);
     }
 
     #[test]
@@ -314,14 +650,21 @@ mod tests {
     }
 
     #[test]
-    fn notices_at_or_below_checkpoint_need_no_pull_but_replays_do() {
+    fn notices_read_behind_the_checkpoint_need_no_pull_but_replays_do() {
         let mut r = n(100);
         r.replay = true;
-        let p = plan(&[n(100), n(200)], Some(ts(200)), ts(300), S);
+        let p = plan_read(
+            &[np(100, 220), np(200, 220)],
+            Some(ts(200)),
+            read(250, 50),
+            ts(300),
+            S,
+        );
         assert_eq!(p.already_covered, vec![0, 1]);
-        assert!(p.pull.is_none());
-        let p = plan(&[n(150), r], Some(ts(200)), ts(300), S);
+        assert!(p.pull.is_none() && p.narrow.is_none());
+        let p = plan_read(&[np(150, 220), r], Some(ts(200)), read(250, 50), ts(300), S);
         assert_eq!(p.already_covered, vec![0]);
+        // A replay re-reads the overlap below it and reaches now.
         assert_eq!(
             p.pull.unwrap().kind,
             PullKind::Window {
@@ -363,7 +706,7 @@ mod tests {
         assert_eq!(
             p.pull.unwrap().kind,
             PullKind::Keyed {
-                from: ts(10 - 600),
+                from: ts(10),
                 keys: vec![key(1), key(2)]
             }
         );
@@ -471,18 +814,32 @@ mod tests {
 
         #[test]
         fn every_notice_is_planned_exactly_once_and_windows_contain_what_they_cover(
-            secs in proptest::collection::vec((0i64..10_000, 0u8..3, any::<bool>()), 1..200),
+            secs in proptest::collection::vec((0i64..10_000, 0u8..3, any::<bool>(), proptest::option::of(0i64..12_000)), 1..200),
             cp in proptest::option::of(0i64..10_000),
+            last in proptest::option::of((0i64..12_000, 0i64..10_000)),
             now in 0i64..12_000,
         ) {
-            let notices: Vec<PlanInput> = secs.iter().map(|&(s, k, r)| PlanInput {
+            let notices: Vec<PlanInput> = secs.iter().map(|&(s, k, r, p)| PlanInput {
                 updated_at: ts(s),
                 change: [ChangeKind::Update, ChangeKind::Retroactive, ChangeKind::Delete][k as usize],
                 keys: vec![],
                 replay: r,
+                published: p.map(ts),
+                received: false,
             }).collect();
-            let p = plan(&notices, cp.map(ts), ts(now), S);
+            let last = last.map(|(at, from)| LastRead { at: ts(at), from: ts(from) });
+            let p = plan_read(&notices, cp.map(ts), last, ts(now), S);
             let mut seen: Vec<usize> = p.tombstones.iter().chain(&p.already_covered).copied().collect();
+            if let Some(narrow) = &p.narrow {
+                seen.extend(&narrow.covers);
+                let NarrowKind::Windows(w) = &narrow.kind else { panic!("no keys, so windows") };
+                prop_assert!(w.len() <= MAX_NARROW_WINDOWS);
+                for &i in &narrow.covers {
+                    let u = notices[i].updated_at;
+                    prop_assert!(!notices[i].replay && Some(u) <= cp.map(ts));
+                    prop_assert!(w.iter().any(|&(f, t)| f <= u && u < t));
+                }
+            }
             if let Some(pull) = &p.pull {
                 seen.extend(&pull.covers);
                 let PullKind::Window { from, to } = pull.kind else { panic!("no keys, so a window") };
@@ -497,7 +854,12 @@ mod tests {
             seen.sort();
             prop_assert_eq!(seen, (0..notices.len()).collect::<Vec<_>>());
             for &i in &p.already_covered {
-                prop_assert!(!notices[i].replay && Some(notices[i].updated_at) <= cp.map(ts));
+                // Read by the pull behind the checkpoint: inside its window, stored before it
+                // started.
+                let (n, l) = (&notices[i], last.unwrap());
+                prop_assert!(!n.replay && Some(n.updated_at) <= cp.map(ts));
+                prop_assert!(l.from <= n.updated_at);
+                prop_assert!(n.published.unwrap() < minus(l.at, CLOCK_SKEW_MARGIN));
             }
         }
 

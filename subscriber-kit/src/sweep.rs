@@ -1,7 +1,8 @@
 //! The sweep: each provider worker pulls every interface differentially from its checkpoint
 //! on a schedule (`sweep.interval`, hourly by default), so changes whose notices were
-//! never published still arrive; a sequence gap seen in the notices triggers an immediate
-//! sweep of that interface.
+//! never published still arrive; a sequence gap seen in the notices, or a checkpoint rewound by
+//! an operator's resync (the worker watches its checkpoint keys), triggers an immediate sweep
+//! of that interface.
 //!
 //! A sweep is an ordinary window pull (the agent's worker implements [`Sweeper`]): it goes
 //! through the provider's rate limiter, never runs inside a maintenance window (it is skipped
@@ -22,15 +23,17 @@ pub(crate) trait Sweeper: Send + Sync {
     fn sweep_interval(&self) -> Duration;
     /// The interfaces the worker's provider serves.
     fn interfaces(&self) -> Vec<InterfaceId>;
-    /// Interfaces whose notices showed a sequence gap since the last call.
+    /// Interfaces whose notices showed a sequence gap, or whose checkpoint was rewound, since
+    /// the last call.
     fn take_gaps(&self) -> Vec<InterfaceId>;
-    /// Notified when a sequence gap is seen.
+    /// Notified when a sequence gap or a rewound checkpoint is seen.
     fn gap_seen(&self) -> &tokio::sync::Notify;
     /// Sweep one interface; whether it pulled.
     fn sweep(&self, iface: InterfaceId) -> impl Future<Output = bool> + Send;
 }
 
-/// Sweep `w`'s interfaces every `sweep.interval`, and at once after a sequence gap.
+/// Sweep `w`'s interfaces every `sweep.interval`, and at once after a sequence gap or a
+/// rewound checkpoint.
 pub(crate) async fn run<W: Sweeper>(w: Arc<W>, stop: CancellationToken) {
     let interval = w.sweep_interval();
     // No schedule: sleep "forever" (a year) and only answer gaps.
@@ -56,7 +59,7 @@ pub(crate) async fn run<W: Sweeper>(w: Arc<W>, stop: CancellationToken) {
             }
             _ = w.gap_seen().notified() => {
                 for iface in w.take_gaps() {
-                    tracing::info!(interface = %iface, "sweeping after a sequence gap");
+                    tracing::info!(interface = %iface, "sweeping at once (sequence gap or rewound checkpoint)");
                     w.sweep(iface).await;
                 }
             }

@@ -8,11 +8,14 @@ use crate::OffsetTimestamp;
 /// (`<subscriber>.<municipality>.<interface>`).
 ///
 /// ```json
-/// {"updated_at":"2026-11-25T10:15:30.123+09:00","stored_at":"2026-11-25T10:15:31.5+09:00"}
+/// {"updated_at":"2026-11-25T10:15:30.123+09:00","stored_at":"2026-11-25T10:15:31.5+09:00",
+///  "read_at":"2026-11-25T10:15:31.2+09:00","read_from":"2026-11-25T10:15:02.004+09:00"}
 /// ```
 ///
 /// The agent moves it forward only (compare-and-set on the KV revision); an operator's resync
-/// moves it back. Both members have always been written.
+/// moves it back. `updated_at` and `stored_at` have always been written; `read_at` and
+/// `read_from` describe the window pull that produced `updated_at` and are absent from records
+/// written before they existed and from a resync's record (they read as unknown).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The checkpoint: the largest DB update timestamp received by a window pull (never the
@@ -20,15 +23,34 @@ pub struct Checkpoint {
     pub updated_at: OffsetTimestamp,
     /// When it was stored (wall clock, for the checkpoint-age view).
     pub stored_at: OffsetTimestamp,
+    /// When the window pull that received `updated_at` started (the agent's wall clock, taken
+    /// before its first request). A change whose notice JetStream stored before this instant
+    /// was committed before the pull read the provider, so the pull saw it if its timestamp
+    /// lies in `[read_from, updated_at]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<OffsetTimestamp>,
+    /// FROM (inclusive) of that window pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_from: Option<OffsetTimestamp>,
 }
 
 impl Checkpoint {
     /// A checkpoint at `updated_at`, stored at `stored_at`, both written in Japan Standard
-    /// Time (`+09:00`), the form every writer uses.
+    /// Time (`+09:00`), the form every writer uses; no pull described (a resync's record).
     pub fn jst(updated_at: jiff::Timestamp, stored_at: jiff::Timestamp) -> Self {
         Self {
             updated_at: OffsetTimestamp::from_instant_jst(updated_at),
             stored_at: OffsetTimestamp::from_instant_jst(stored_at),
+            read_at: None,
+            read_from: None,
         }
+    }
+
+    /// The same checkpoint, produced by a window pull that started at `read_at` (wall clock)
+    /// with FROM `read_from`, both written in Japan Standard Time.
+    pub fn read_by(mut self, read_at: jiff::Timestamp, read_from: jiff::Timestamp) -> Self {
+        self.read_at = Some(OffsetTimestamp::from_instant_jst(read_at));
+        self.read_from = Some(OffsetTimestamp::from_instant_jst(read_from));
+        self
     }
 }

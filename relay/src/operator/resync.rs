@@ -1,7 +1,9 @@
 //! Resync: rewind a subscriber's checkpoint for one interface in the `shirase_checkpoints`
-//! bucket, so the agent's next window pull starts there (minus its overlap) and re-reads the
-//! provider's own differential API — a replay that follows the provider's semantics even when
-//! the notices themselves have expired.
+//! bucket. The agent watches its checkpoint keys: it sees the value move backwards and sweeps
+//! the interface at once, from there (minus its overlap), re-reading the provider's own
+//! differential API — a replay that follows the provider's semantics even when the notices
+//! themselves have expired. The record written names no pull (`read_at` absent), so the agent
+//! takes no notice at or below it as read without pulling its rows.
 //!
 //! The write is a compare-and-set on the revision just read: if an agent advanced the
 //! checkpoint in between, the operator gets 409 and retries, instead of silently losing either

@@ -23,6 +23,7 @@ impl Worker {
             .pull
             .iter()
             .flat_map(|p| &p.covers)
+            .chain(plan.narrow.iter().flat_map(|n| &n.covers))
             .map(|&i| &items[i])
             .collect();
         log_failure(iface, &f);

@@ -123,7 +123,13 @@ impl Worker {
             .is_some_and(|i| i.pending > 0);
         let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
         for (idx, m) in msgs.iter().enumerate() {
-            let delivered = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+            let info = m.info().ok();
+            let delivered = info.as_ref().map_or(1, |i| i.delivered.max(1) as u64);
+            // The server's clock when the notice was stored: whether the pull behind the
+            // checkpoint can have read its row (`coalesce::already_read`).
+            let published = info.as_ref().and_then(|i| {
+                jiff::Timestamp::from_nanosecond(i.published.unix_timestamp_nanos()).ok()
+            });
             let replay = matches!(parse_subject(&m.subject), Ok(SubjectKind::Replay { .. }));
             let notice = match shirase_proto::parse_notice(
                 &m.payload,
@@ -157,6 +163,7 @@ impl Worker {
                 replay,
                 delivered,
                 raw,
+                published,
             });
         }
         for iface in groups.keys() {

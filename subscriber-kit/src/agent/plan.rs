@@ -1,16 +1,17 @@
 //! Pure decisions before a request leaves: whether one interface's notices of a batch may be
-//! worked on at all, and which pulls they need (one coalesced plan from [`coalesce::plan`], the
-//! window cut into pieces the provider accepts, the keyed pull's fallback window, and where a
-//! refused piece is bisected). Plain data in, plain data out: no clock, no I/O.
+//! worked on at all, and which pulls they need (one coalesced plan from [`coalesce::plan_read`]:
+//! the window or keyed pull, and the narrow pull for notices at or below the checkpoint that
+//! the pull behind it may have missed; the window cut into pieces the provider accepts, the
+//! keyed pulls' fallback windows, and where a refused piece is bisected). Plain data in, plain
+//! data out: no clock, no I/O.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use shirase_proto::{InterfaceId, MunicipalityCode};
-use tokio::time::Instant;
 
 use super::Item;
-use crate::coalesce::{self, Plan, PlanInput, PlanSettings, PullKind};
+use crate::coalesce::{self, LastRead, Plan, PlanInput, PlanSettings, PullKind};
 
 /// Whether one interface's notices may be worked on now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,19 +54,6 @@ pub(super) fn admit(
     Admission::Proceed
 }
 
-/// Is the overlap below the checkpoint due to be re-read? Always without a checkpoint;
-/// otherwise at most once per `every` of a continuous run: between re-reads the windows chain
-/// from the checkpoint itself (still without holes), so a burst delivered in many batches does
-/// not re-read all its earlier rows in every batch.
-pub(super) fn overlap_due(
-    checkpoint: Option<Timestamp>,
-    last_overlap: Option<Instant>,
-    now: Instant,
-    every: Duration,
-) -> bool {
-    checkpoint.is_none() || last_overlap.is_none_or(|t| now.saturating_duration_since(t) >= every)
-}
-
 /// The pulls planned for one interface's notices of a batch.
 #[derive(Debug, Clone)]
 pub(super) struct Pulls {
@@ -79,20 +67,40 @@ pub(super) struct Pulls {
     pub(super) settings: PlanSettings,
     /// The stored checkpoint the plan started from.
     pub(super) checkpoint: Option<Timestamp>,
+    /// The window pull that stored it, if the record says.
+    pub(super) last: Option<LastRead>,
     /// "Now" of the plan (the wall clock, only for TO and the delivery's `pulled_at`).
     pub(super) now: Timestamp,
 }
 
-/// Plan the pulls of one interface's `items` from the stored `checkpoint`.
+/// Plan the pulls of one interface's `items` from the stored `checkpoint`, not knowing which
+/// pull stored it ([`plan_pulls_read`] without [`LastRead`]).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn plan_pulls(
     items: &[Item],
     checkpoint: Option<Timestamp>,
     now: Timestamp,
     settings: PlanSettings,
 ) -> Pulls {
+    plan_pulls_read(items, &[], checkpoint, None, now, settings)
+}
+
+/// Plan the pulls of one interface's `items` from the stored `checkpoint` and the window pull
+/// that stored it (`last`). `received[i]`: a recent window pull received the rows of item `i`
+/// (missing entries: no). `now` is also the start of the window pull this plan makes (its
+/// `read_at`): it is taken before any of the plan's requests.
+pub(super) fn plan_pulls_read(
+    items: &[Item],
+    received: &[bool],
+    checkpoint: Option<Timestamp>,
+    last: Option<LastRead>,
+    now: Timestamp,
+    settings: PlanSettings,
+) -> Pulls {
     let inputs: Vec<PlanInput> = items
         .iter()
-        .map(|it| PlanInput {
+        .enumerate()
+        .map(|(i, it)| PlanInput {
             updated_at: it.notice.data.updated_at.instant(),
             change: it.notice.data.change,
             keys: it
@@ -103,9 +111,11 @@ pub(super) fn plan_pulls(
                 .map(|k| k.atena_no.clone())
                 .unwrap_or_default(),
             replay: it.replay,
+            published: it.published,
+            received: received.get(i).copied().unwrap_or(false),
         })
         .collect();
-    let plan = coalesce::plan(&inputs, checkpoint, now, settings);
+    let plan = coalesce::plan_read(&inputs, checkpoint, last, now, settings);
     let mut hints: Vec<Timestamp> = inputs.iter().map(|i| i.updated_at).collect();
     hints.sort_unstable();
     Pulls {
@@ -114,6 +124,7 @@ pub(super) fn plan_pulls(
         hints,
         settings,
         checkpoint,
+        last,
         now,
     }
 }
@@ -126,13 +137,26 @@ impl Pulls {
             keyed_pull_max_keys: 0,
             ..self.settings
         };
-        match coalesce::plan(&self.inputs, self.checkpoint, self.now, settings)
+        match coalesce::plan_read(&self.inputs, self.checkpoint, self.last, self.now, settings)
             .pull
             .map(|p| p.kind)
         {
             Some(PullKind::Window { from, to }) => Some((from, to)),
             _ => None,
         }
+    }
+
+    /// The minimal windows to pull instead of a keyed narrow pull the provider refused: one
+    /// around each of its notices' timestamps ([`coalesce::narrow_windows`]).
+    pub(super) fn narrow_fallback(&self) -> Vec<(Timestamp, Timestamp)> {
+        let times: Vec<Timestamp> = self
+            .plan
+            .narrow
+            .iter()
+            .flat_map(|n| &n.covers)
+            .map(|&i| self.inputs[i].updated_at)
+            .collect();
+        coalesce::narrow_windows(&times, coalesce::MAX_NARROW_WINDOWS)
     }
 }
 
@@ -184,6 +208,7 @@ pub(super) fn bisect(piece: Piece, max_depth: u32, hints: &[Timestamp]) -> Optio
 mod tests {
     use super::*;
     use crate::agent::test_support::{item, ts};
+    use crate::coalesce::NarrowKind;
 
     fn settings() -> PlanSettings {
         PlanSettings {
@@ -216,10 +241,25 @@ mod tests {
         ));
     }
 
+    fn past(t: Timestamp) -> Timestamp {
+        Timestamp::from_microsecond(t.as_microsecond() + 1).unwrap()
+    }
+
+    /// The pull behind checkpoint 200 started at 250 with FROM 50.
+    fn last() -> Option<LastRead> {
+        Some(LastRead {
+            at: ts(250),
+            from: ts(50),
+        })
+    }
+
     #[test]
-    fn a_notice_at_or_below_the_checkpoint_needs_no_pull() {
-        let items = [item(0, 100), item(1, 200), item(2, 300)];
-        let p = plan_pulls(&items, Some(ts(200)), ts(1000), settings());
+    fn a_notice_read_by_the_pull_behind_the_checkpoint_needs_no_pull() {
+        let mut items = [item(0, 100), item(1, 200), item(2, 300)];
+        for it in &mut items {
+            it.published = Some(ts(240));
+        }
+        let p = plan_pulls_read(&items, &[], Some(ts(200)), last(), ts(1000), settings());
         assert_eq!(p.plan.already_covered, vec![0, 1]);
         let pull = p
             .plan
@@ -229,14 +269,52 @@ mod tests {
         assert_eq!(
             pull.kind,
             PullKind::Window {
-                from: ts(200 - 600),
+                from: ts(200),
                 to: ts(1000)
             }
         );
         assert_eq!(p.hints, vec![ts(100), ts(200), ts(300)]);
 
-        let p = plan_pulls(&items[..2], Some(ts(200)), ts(1000), settings());
+        let p = plan_pulls_read(
+            &items[..2],
+            &[],
+            Some(ts(200)),
+            last(),
+            ts(1000),
+            settings(),
+        );
         assert_eq!(p.plan.pull, None, "all covered: no request at all");
+        assert_eq!(p.plan.narrow, None);
+    }
+
+    #[test]
+    fn a_notice_stored_after_the_pull_behind_the_checkpoint_gets_a_narrow_pull() {
+        let mut items = [item(0, 100), item(1, 120)];
+        items[0].published = Some(ts(240));
+        items[1].published = Some(ts(260));
+        let p = plan_pulls_read(&items, &[], Some(ts(200)), last(), ts(1000), settings());
+        assert_eq!(p.plan.already_covered, vec![0]);
+        assert_eq!(p.plan.pull, None, "the checkpoint does not move");
+        let narrow = p.plan.narrow.clone().unwrap();
+        assert_eq!(narrow.covers, vec![1]);
+        assert_eq!(
+            narrow.kind,
+            NarrowKind::Windows(vec![(ts(120), past(ts(120)))])
+        );
+        assert_eq!(p.narrow_fallback(), vec![(ts(120), past(ts(120)))]);
+        // Without knowing the pull (an older record, a resync): both.
+        let p = plan_pulls(&items, Some(ts(200)), ts(1000), settings());
+        assert_eq!(p.plan.narrow.unwrap().covers, vec![0, 1]);
+        // Its rows already received (read ahead by a window reaching now): covered.
+        let p = plan_pulls_read(
+            &items,
+            &[false, true],
+            Some(ts(200)),
+            last(),
+            ts(1000),
+            settings(),
+        );
+        assert_eq!(p.plan.already_covered, vec![0, 1]);
     }
 
     #[test]
@@ -254,22 +332,7 @@ mod tests {
             p.plan.pull.as_ref().map(|p| &p.kind),
             Some(PullKind::Keyed { .. })
         ));
-        assert_eq!(p.keyed_fallback(), Some((ts(200 - 600), ts(1000))));
-    }
-
-    #[test]
-    fn the_overlap_is_reread_without_checkpoint_or_once_per_period() {
-        let t0 = Instant::now();
-        let every = Duration::from_secs(60);
-        assert!(overlap_due(None, Some(t0), t0, every));
-        assert!(overlap_due(Some(ts(0)), None, t0, every));
-        assert!(!overlap_due(
-            Some(ts(0)),
-            Some(t0),
-            t0 + Duration::from_secs(59),
-            every
-        ));
-        assert!(overlap_due(Some(ts(0)), Some(t0), t0 + every, every));
+        assert_eq!(p.keyed_fallback(), Some((ts(200), ts(1000))));
     }
 
     #[test]

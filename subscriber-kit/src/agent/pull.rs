@@ -1,6 +1,7 @@
 //! The requests to the provider's PULL API: the planned pull (a window cut into pieces and
-//! bisected on refusal, or a keyed pull with its window fallback), each request behind the
-//! maintenance guard, and the outage tracking of every answer.
+//! bisected on refusal, or a keyed pull with its window fallback), the narrow pull (keyed, or
+//! minimal windows), each request behind the maintenance guard, and the outage tracking of
+//! every answer.
 
 use std::sync::atomic::Ordering;
 
@@ -8,9 +9,11 @@ use jiff::Timestamp;
 use shirase_proto::{InterfaceId, Severity};
 
 use super::plan::{self, Piece, Pulls};
-use super::state::{RECENT_ROWS_CAP, keep_newest};
+use super::settle::NarrowReached;
+use super::state::{RECENT_ROWS_CAP, keep_newest, key_hash};
 use super::{Failure, Pulled, Streamed, Worker};
-use crate::coalesce::PullKind;
+use crate::coalesce::{NarrowKind, PullKind};
+use crate::coverage::Reach;
 use crate::outage::OutageEvent;
 use crate::pull_client::{Outcome, PullRequest};
 use crate::sink::Record;
@@ -53,6 +56,54 @@ impl Worker {
         }
     }
 
+    /// Make the planned narrow pull, if any, and hand its rows to the sink (it never moves the
+    /// checkpoint). A keyed narrow pull that draws too many rows falls back to minimal windows.
+    pub(super) async fn pull_narrow(
+        &self,
+        iface: &InterfaceId,
+        p: &Pulls,
+    ) -> Result<NarrowReached, Failure> {
+        let Some(narrow) = &p.plan.narrow else {
+            return Ok(NarrowReached::Nothing);
+        };
+        let windows = |w: Vec<(Timestamp, Timestamp)>| async move {
+            let got = self.pull_window(iface, w, &p.hints, p.now).await?;
+            Ok(NarrowReached::Windows(got.times.into_iter().collect()))
+        };
+        let reached = match &narrow.kind {
+            NarrowKind::Windows(w) => windows(w.clone()).await?,
+            NarrowKind::Keyed { from, keys } => {
+                let req = PullRequest {
+                    interface: *iface,
+                    from: Some(*from),
+                    to: None,
+                    keys: keys.clone(),
+                };
+                match self.request(&req).await {
+                    Outcome::Data(rows) => {
+                        let reach = Reach::of(&rows);
+                        if !rows.is_empty() {
+                            self.deliver(
+                                *iface,
+                                p.now,
+                                rows.into_iter().map(Record::Row).collect(),
+                            )
+                            .await
+                            .map_err(Failure::Sink)?;
+                        }
+                        NarrowReached::Keyed(reach)
+                    }
+                    Outcome::TooMany | Outcome::TimeoutSplit { .. } => {
+                        windows(p.narrow_fallback()).await?
+                    }
+                    o => return Err(Failure::Outcome(o)),
+                }
+            }
+        };
+        tracing::debug!(interface = %iface, notices = narrow.covers.len(), "narrow pull for notices at or below the checkpoint");
+        Ok(reached)
+    }
+
     /// Cut `[from, to)` where this interface's notices and recently received rows are.
     fn cut(
         &self,
@@ -82,7 +133,10 @@ impl Worker {
         hints: &[Timestamp],
         pulled_at: Timestamp,
     ) -> Result<Streamed, Failure> {
-        let mut got = Streamed::default();
+        let mut got = Streamed {
+            from: windows.first().map(|w| w.0),
+            ..Streamed::default()
+        };
         let mut stack: Vec<Piece> = windows.into_iter().rev().map(|(f, t)| (f, t, 0)).collect();
         while let Some(piece) = stack.pop() {
             let (f, t, _) = piece;
@@ -96,8 +150,13 @@ impl Worker {
                 Outcome::Data(r) => {
                     got.count += r.len();
                     got.times.extend(r.iter().map(|row| row.updated_at));
-                    // Only the newest timestamps are remembered for cutting windows.
+                    got.keys.extend(r.iter().filter_map(|row| {
+                        let k = row.atena_no.as_deref()?;
+                        Some((row.updated_at, key_hash(k)))
+                    }));
+                    // Only the newest are remembered (cutting windows, received rows).
                     keep_newest(&mut got.times, RECENT_ROWS_CAP);
+                    keep_newest(&mut got.keys, RECENT_ROWS_CAP);
                     if !r.is_empty() {
                         self.deliver(*iface, pulled_at, r.into_iter().map(Record::Row).collect())
                             .await

@@ -127,6 +127,8 @@ impl Agent {
             let w = Arc::new(w);
             let (sw, sweep_stop) = (w.clone(), shutdown.clone());
             tracker.spawn(async move { crate::sweep::run(sw, sweep_stop).await });
+            let (ww, watch_stop) = (w.clone(), shutdown.clone());
+            tracker.spawn(async move { ww.watch_rewinds(watch_stop).await });
             tracker.spawn(async move { w.run(stop).await });
         }
         tracker.close();

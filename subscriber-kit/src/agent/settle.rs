@@ -3,6 +3,7 @@
 //! where the checkpoint goes. Also the rules for a notice at the consumer's last delivery.
 //! Plain data in, plain data out: the worker does the I/O these decisions call for.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -48,6 +49,45 @@ pub(super) struct Received {
     pub(super) count: usize,
     /// DB timestamps of a window pull's rows (the newest of them), to remember.
     pub(super) window_times: Vec<Timestamp>,
+    /// (DB timestamp, key hash) of a window pull's rows, to remember.
+    pub(super) window_keys: Vec<(Timestamp, u64)>,
+    /// FROM of the window pull, stored with the checkpoint it produces.
+    pub(super) read_from: Option<Timestamp>,
+}
+
+/// What a narrow pull's rows reached (they are already delivered).
+#[derive(Debug, Default)]
+pub(super) enum NarrowReached {
+    /// No narrow pull was needed.
+    #[default]
+    Nothing,
+    /// A keyed narrow pull: the keys' rows.
+    Keyed(Reach),
+    /// Minimal windows: the DB timestamps of the rows received.
+    Windows(BTreeSet<Timestamp>),
+}
+
+impl NarrowReached {
+    /// Did the narrow pull cover `it`? A keyed one as any keyed pull (each key at or after
+    /// the notice). A window one when a row carries the notice's timestamp; when none does on a
+    /// redelivery, the answer is taken as is: the first delivery's "not yet" gave a lagging
+    /// replica time to catch up, and a row changed again since carries the newer change's
+    /// timestamp, which that change's own notice reads.
+    fn covers(&self, it: &Item) -> bool {
+        let ts = it.notice.data.updated_at.instant();
+        match self {
+            NarrowReached::Nothing => false,
+            NarrowReached::Keyed(r) => r.covers_keys(
+                ts,
+                it.notice
+                    .data
+                    .keys
+                    .iter()
+                    .flat_map(|k| k.atena_no.iter().map(|a| a.as_str())),
+            ),
+            NarrowReached::Windows(times) => times.contains(&ts) || it.delivered > 1,
+        }
+    }
 }
 
 /// What the rows of the pull reached.
@@ -75,12 +115,16 @@ impl Received {
                 rows: vec![],
                 count: got.count,
                 window_times: got.times,
+                window_keys: got.keys,
+                read_from: got.from,
             },
             Some(Pulled::Keyed(rows)) => Self {
                 reached: Reached::Keyed(Reach::of(&rows)),
                 count: rows.len(),
                 rows,
                 window_times: vec![],
+                window_keys: vec![],
+                read_from: None,
             },
         }
     }
@@ -123,13 +167,33 @@ pub(super) struct Settled {
     pub(super) uncovered: Vec<usize>,
 }
 
-/// Ack tombstones, notices the checkpoint already covered and notices the rows covered; hand
-/// the uncovered ones back after `uncovered_delay` (the provider may answer from a lagging
-/// replica).
+/// [`settle_pulled_narrow`] of a plan without a narrow pull (its narrow notices, if any, are
+/// uncovered).
+#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn settle_pulled(
     plan: &Plan,
     items: &[Item],
     reached: &Reached,
+    uncovered_delay: Duration,
+) -> Settled {
+    settle_pulled_narrow(
+        plan,
+        items,
+        reached,
+        &NarrowReached::Nothing,
+        uncovered_delay,
+    )
+}
+
+/// Ack tombstones, notices the pull behind the checkpoint already covered and notices the
+/// rows covered (the window or keyed pull's `reached`, the narrow pull's `narrow`); hand the
+/// uncovered ones back after `uncovered_delay` (the provider may answer from a lagging
+/// replica).
+pub(super) fn settle_pulled_narrow(
+    plan: &Plan,
+    items: &[Item],
+    reached: &Reached,
+    narrow: &NarrowReached,
     uncovered_delay: Duration,
 ) -> Settled {
     let mut out = Vec::with_capacity(items.len());
@@ -137,8 +201,19 @@ pub(super) fn settle_pulled(
     for &i in plan.tombstones.iter().chain(&plan.already_covered) {
         out.push((items[i].idx, Decision::Ack));
     }
-    for &i in plan.pull.iter().flat_map(|p| &p.covers) {
-        if reached.covers(&items[i]) {
+    let pulled = plan.pull.iter().flat_map(|p| &p.covers).map(|&i| (i, true));
+    let narrowed = plan
+        .narrow
+        .iter()
+        .flat_map(|n| &n.covers)
+        .map(|&i| (i, false));
+    for (i, main) in pulled.chain(narrowed) {
+        let covered = if main {
+            reached.covers(&items[i])
+        } else {
+            narrow.covers(&items[i])
+        };
+        if covered {
             out.push((items[i].idx, Decision::Ack));
         } else {
             uncovered.push(i);
@@ -432,6 +507,41 @@ mod tests {
         assert_eq!(s.uncovered, vec![2]);
         assert_eq!(reached.checkpoint(), Some(ts(250)));
         assert_eq!(Reached::Keyed(Reach::default()).checkpoint(), None);
+    }
+
+    #[test]
+    fn a_narrow_pull_covers_a_notice_with_a_row_at_its_timestamp() {
+        use crate::coalesce::{NarrowKind, NarrowPull};
+        let mut items = [item(0, 100), item(1, 150), item(2, 300)];
+        let mut plan = window_plan(vec![2]);
+        plan.narrow = Some(NarrowPull {
+            kind: NarrowKind::Windows(vec![]),
+            covers: vec![0, 1],
+        });
+        let window = Reached::Window(Reach {
+            max: Some(ts(300)),
+            per_key: Default::default(),
+        });
+        let narrow = NarrowReached::Windows([ts(100)].into());
+        let delay = Duration::from_secs(2);
+        let s = settle_pulled_narrow(&plan, &items, &window, &narrow, delay);
+        assert_eq!(
+            s.out,
+            vec![
+                (2, Decision::Ack),
+                (0, Decision::Ack),
+                (1, Decision::Later(delay))
+            ],
+            "the window reaching 300 does not cover the narrow notice at 150"
+        );
+        // Redelivered and still no row at 150: the row moved on (or the replica caught up
+        // and it is gone): the answer stands.
+        items[1].delivered = 2;
+        let s = settle_pulled_narrow(&plan, &items, &window, &narrow, delay);
+        assert!(s.uncovered.is_empty());
+        // Without the narrow pull's result nothing of it is covered.
+        let s = settle_pulled(&plan, &items, &window, delay);
+        assert_eq!(s.uncovered, vec![0, 1]);
     }
 
     #[test]

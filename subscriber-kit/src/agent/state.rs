@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use shirase_proto::InterfaceId;
-use tokio::time::Instant;
 
-/// Most row timestamps remembered per interface for cutting overlap re-reads (16 bytes each);
+/// Most row timestamps remembered per interface for cutting sweeps' overlap re-reads (16 bytes each);
 /// beyond it the oldest are forgotten and bisection handles what they would have told.
 pub(super) const RECENT_ROWS_CAP: usize = 200_000;
 
@@ -19,14 +18,18 @@ pub(super) const RECENT_ROWS_CAP: usize = 200_000;
 pub(super) struct IfaceState {
     /// Highest notice sequence seen, for gap detection.
     pub(super) last_seq: Option<u64>,
-    /// A sequence gap was seen and the sweeper has not taken it yet.
+    /// A sequence gap was seen, or the checkpoint was rewound by an operator, and the sweeper
+    /// has not taken it yet (either asks for an immediate sweep).
     pub(super) gapped: bool,
     /// DB timestamps of rows received by recent window pulls (sorted, pruned to the overlap
     /// below the newest). They say how many rows an overlap re-read will meet, so the window
     /// can be cut before the provider refuses it.
     pub(super) recent_rows: Vec<Timestamp>,
-    /// When the overlap below the checkpoint was last re-read.
-    pub(super) last_overlap: Option<Instant>,
+    /// (DB timestamp, addressee-number hash) of the rows received by recent window pulls
+    /// (sorted, pruned like `recent_rows`): a notice at or below the checkpoint whose every key
+    /// has a row at exactly its timestamp here was received, whenever its notice was stored (a
+    /// window read it ahead of its notice).
+    pub(super) recent_keys: Vec<(Timestamp, u64)>,
     /// Notice id → first failure time, for a dead letter's `first_failure`.
     pub(super) first_failure: HashMap<String, Timestamp>,
 }
@@ -84,9 +87,59 @@ impl IfaceState {
     }
 }
 
+impl IfaceState {
+    /// Remember the (timestamp, key hash) pairs of rows a window pull received, pruned to
+    /// `overlap` below `max` (or the newest remembered) and to [`RECENT_ROWS_CAP`].
+    pub(super) fn remember_keys(
+        &mut self,
+        mut new: Vec<(Timestamp, u64)>,
+        max: Option<Timestamp>,
+        overlap: Duration,
+    ) {
+        let v = &mut self.recent_keys;
+        new.sort_unstable();
+        let in_order = v.last().zip(new.first()).is_none_or(|(a, b)| a <= b);
+        v.extend(new);
+        if !in_order {
+            v.sort_unstable();
+        }
+        if let Some(m) = max.or(v.last().map(|p| p.0)) {
+            let floor = m
+                .checked_sub(SignedDuration::try_from(overlap).unwrap_or(SignedDuration::MAX))
+                .unwrap_or(Timestamp::MIN);
+            let keep = v.partition_point(|p| p.0 < floor);
+            v.drain(..keep);
+        }
+        if v.len() > RECENT_ROWS_CAP {
+            let extra = v.len() - RECENT_ROWS_CAP;
+            v.drain(..extra);
+        }
+    }
+
+    /// Did a recent window pull receive, for each of `keys`, a row at exactly `at`? (False
+    /// without keys: a row of another transaction may share the instant.)
+    pub(super) fn received(&self, at: Timestamp, keys: &[shirase_proto::AtenaNo]) -> bool {
+        !keys.is_empty()
+            && keys.iter().all(|k| {
+                self.recent_keys
+                    .binary_search(&(at, key_hash(k.as_str())))
+                    .is_ok()
+            })
+    }
+}
+
+/// A 64-bit hash of an addressee number (remembered instead of the number: 8 bytes, and no
+/// personal identifier kept in memory longer than the pull).
+pub(super) fn key_hash(k: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    k.hash(&mut h);
+    h.finish()
+}
+
 /// Keep only about the newest `cap` of `times` once they exceed `2 × cap` (a sweep over a
 /// day's backlog must not hold them all; the newest is always kept).
-pub(super) fn keep_newest(times: &mut Vec<Timestamp>, cap: usize) {
+pub(super) fn keep_newest<T: Ord>(times: &mut Vec<T>, cap: usize) {
     if times.len() > 2 * cap {
         times.sort_unstable();
         let extra = times.len() - cap;
@@ -165,6 +218,23 @@ mod tests {
             vec![ts(200)],
             "below 200 - 60 s is forgotten"
         );
+    }
+
+    #[test]
+    fn received_rows_are_remembered_by_timestamp_and_key() {
+        let mut s = IfaceState::default();
+        let a: shirase_proto::AtenaNo = "000000000000001".parse().unwrap();
+        let b: shirase_proto::AtenaNo = "000000000000002".parse().unwrap();
+        s.remember_keys(
+            vec![(ts(100), key_hash("000000000000001")), (ts(30), 7)],
+            Some(ts(100)),
+            Duration::from_secs(60),
+        );
+        assert_eq!(s.recent_keys.len(), 1, "below 100 - 60 s is forgotten");
+        assert!(s.received(ts(100), &[a]));
+        assert!(!s.received(ts(100), &[a, b]), "every key");
+        assert!(!s.received(ts(101), &[a]), "exactly that instant");
+        assert!(!s.received(ts(100), &[]), "a notice without keys");
     }
 
     #[test]

@@ -26,5 +26,6 @@ pub(super) fn item(idx: usize, secs: i64) -> Item {
         replay: false,
         delivered: 1,
         raw: serde_json::Value::Null,
+        published: None,
     }
 }

@@ -1,7 +1,8 @@
 //! The worker of one (subscriber, provider) consumer: the I/O around the pure decisions of
 //! [`super::plan`] and [`super::settle`]. For one interface's notices of a batch:
-//! admit → read the checkpoint → plan → pull ([`super::pull`]) → sink → store the checkpoint
-//! → settle; failures go to [`super::failure`].
+//! admit → read the checkpoint → plan → narrow pull and pull ([`super::pull`]) → sink → store
+//! the checkpoint (with when the window pull started and its FROM) → settle; failures go to
+//! [`super::failure`].
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -18,7 +19,7 @@ use super::state::States;
 use super::{Decision, Item, SWEEP_IDX, sleep_or_cancel};
 use crate::alert::Alerter;
 use crate::checkpoint::{Checkpoints, Read};
-use crate::coalesce::PlanSettings;
+use crate::coalesce::{LastRead, PlanSettings};
 use crate::config::{Config, ProviderConfig};
 use crate::maintenance::Guard;
 use crate::metrics::{IfaceLabels, Metrics};
@@ -144,6 +145,8 @@ impl Worker {
             return self.counted(&labels, settle::nak_all(items, &self.cfg.retry));
         };
         let checkpoint = read.current.as_ref().map(|c| c.updated_at);
+        let last = read.current.as_ref().and_then(|c| c.read);
+        // Also the start of this plan's window pull (`read_at`): taken before any request.
         let now = Timestamp::now();
         if let Some(c) = checkpoint {
             self.metrics
@@ -151,25 +154,30 @@ impl Worker {
                 .get_or_create(&labels)
                 .set(now.duration_since(c).as_secs_f64());
         }
-        let reread = self.states.with(&iface, |s| {
-            plan::overlap_due(
-                checkpoint,
-                s.last_overlap,
-                tokio::time::Instant::now(),
-                self.cfg.overlap_reread(),
-            )
-        });
         let settings = PlanSettings {
-            overlap: if reread {
-                self.cfg.overlap()
-            } else {
-                Duration::ZERO
-            },
+            // Applied by the planner to sweeps, replays and a first pull only.
+            overlap: self.cfg.overlap(),
             keyed_pull_max_keys,
             gap,
             more_pending,
         };
-        let pulls = plan::plan_pulls(items, checkpoint, now, settings);
+        let received: Vec<bool> = self.states.with(&iface, |s| {
+            items
+                .iter()
+                .map(|it| {
+                    let keys = it.notice.data.keys.as_ref().map(|k| &k.atena_no[..]);
+                    s.received(it.notice.data.updated_at.instant(), keys.unwrap_or(&[]))
+                })
+                .collect()
+        });
+        let pulls = plan::plan_pulls_read(items, &received, checkpoint, last, now, settings);
+        let narrow = match self.pull_narrow(&iface, &pulls).await {
+            Ok(n) => n,
+            Err(f) => {
+                let out = self.settle_failure(&iface, &pulls.plan, items, f).await;
+                return self.counted(&labels, out);
+            }
+        };
         let got = match self.pull(&iface, &pulls).await {
             Ok(p) => Received::of(p),
             Err(f) => {
@@ -184,7 +192,9 @@ impl Worker {
         else {
             return self.counted(&labels, settle::nak_all(items, &self.cfg.retry));
         };
-        let out = self.settle(&iface, &labels, &pulls, items, &reached).await;
+        let out = self
+            .settle(&iface, &labels, &pulls, items, &reached, &narrow)
+            .await;
         tracing::debug!(interface = %iface, notices = items.len(), rows = count, "batch done");
         self.counted(&labels, out)
     }
@@ -217,8 +227,12 @@ impl Worker {
             return None;
         }
         let max = got.reached.checkpoint();
+        let last = got.read_from.map(|from| LastRead {
+            at: pulls.now,
+            from,
+        });
         if let Some(max) = max
-            && let Err(e) = kv.advance_from(iface, max, Some(read)).await
+            && let Err(e) = kv.advance_read(iface, max, last, Some(read)).await
         {
             tracing::warn!(interface = %iface, "storing checkpoint: {e}");
             self.forget_checkpoints();
@@ -226,12 +240,9 @@ impl Worker {
         }
         if let settle::Reached::Window(_) = got.reached {
             let overlap = self.cfg.overlap();
-            let reread = !pulls.settings.overlap.is_zero();
             self.states.with(iface, |s| {
-                if reread {
-                    s.last_overlap = Some(tokio::time::Instant::now());
-                }
                 s.remember_rows(got.window_times, max, overlap);
+                s.remember_keys(got.window_keys, max, overlap);
             });
         }
         Some(got.reached)
@@ -246,9 +257,10 @@ impl Worker {
         pulls: &plan::Pulls,
         items: &[Item],
         reached: &settle::Reached,
+        narrow: &settle::NarrowReached,
     ) -> Vec<(usize, Decision)> {
         let delay = self.cfg.coverage.uncovered_retry_delay;
-        let settled = settle::settle_pulled(&pulls.plan, items, reached, delay);
+        let settled = settle::settle_pulled_narrow(&pulls.plan, items, reached, narrow, delay);
         for &i in &settled.uncovered {
             let it = &items[i];
             self.metrics.uncovered.get_or_create(labels).inc();
@@ -343,7 +355,7 @@ impl Worker {
     }
 
     /// The checkpoint bucket, looked up on first use and kept.
-    async fn checkpoints(&self) -> Result<Checkpoints, String> {
+    pub(super) async fn checkpoints(&self) -> Result<Checkpoints, String> {
         if let Some(c) = self
             .checkpoints
             .lock()
@@ -363,7 +375,7 @@ impl Worker {
     }
 
     /// Look the bucket up again next time (after a store error: it may have been re-created).
-    fn forget_checkpoints(&self) {
+    pub(super) fn forget_checkpoints(&self) {
         *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -419,6 +431,7 @@ impl Worker {
             replay: true,
             delivered: 1,
             raw: serde_json::Value::Null,
+            published: None,
         };
         let out = self
             .decide_interface(iface, std::slice::from_ref(&item), false)

@@ -58,7 +58,8 @@ pub const RENAMED: &[Renamed] = &[
     Renamed { old: "nats.creds_file", new: Some("credentials_file"), hint: "the same .creds file; the relay's name for it" },
     Renamed { old: "batch.max_wait_ms", new: Some("max_wait"), hint: DURATION_MS },
     Renamed { old: "pull.overlap_secs", new: Some("overlap"), hint: DURATION_M },
-    Renamed { old: "pull.overlap_reread_secs", new: Some("overlap_reread"), hint: DURATION_S },
+    Renamed { old: "pull.overlap_reread_secs", new: None, hint: "notice-triggered pulls no longer re-read the overlap; a late row is pulled by its own notice" },
+    Renamed { old: "pull.overlap_reread", new: None, hint: "notice-triggered pulls no longer re-read the overlap; a late row is pulled by its own notice" },
     Renamed { old: "retry.base_ms", new: Some("base"), hint: DURATION_MS },
     Renamed { old: "retry.max_ms", new: Some("max"), hint: DURATION_S },
     Renamed { old: "retry.connect_alert_after", new: None, hint: "it had no effect; the operating-status alert is time-based (outage.alert_after)" },
@@ -222,15 +223,6 @@ impl Config {
         })
     }
 
-    /// Shortest time between overlap re-reads: `pull.overlap_reread`, at most half the
-    /// overlap so that a late row is always caught by some re-read.
-    pub fn overlap_reread(&self) -> Duration {
-        // Half the overlap in whole seconds, so a 1 s overlap re-reads on every batch.
-        self.pull
-            .overlap_reread
-            .min(Duration::from_secs(self.pull.overlap.as_secs() / 2))
-    }
-
     /// Overlap as a duration.
     pub fn overlap(&self) -> Duration {
         self.pull.overlap
@@ -271,7 +263,6 @@ version = "1.0"
         let c = Config::from_toml_str(MIN).unwrap();
         assert_eq!(c.subscriber.as_str(), "tax");
         assert_eq!(c.pull.overlap, Duration::from_secs(600));
-        assert_eq!(c.overlap_reread(), Duration::from_secs(60));
         assert_eq!(c.batch.max_wait, Duration::from_secs(1));
         assert_eq!(c.retry.base, Duration::from_secs(1));
         assert_eq!(c.retry.max, Duration::from_secs(60));
@@ -321,13 +312,12 @@ version = "1.0"
     #[test]
     fn durations_are_strings() {
         let text = format!(
-            "{MIN}\n[batch]\nmax_wait = \"250ms\"\n[pull]\noverlap = \"2m\"\noverlap_reread = \"30s\"\n[sweep]\ninterval = \"0s\"\n"
+            "{MIN}\n[batch]\nmax_wait = \"250ms\"\n[pull]\noverlap = \"2m\"\n[sweep]\ninterval = \"0s\"\n"
         )
         .replace("client_id = \"tax\"", "client_id = \"tax\"\ntimeout = \"1m 5s\"");
         let c = Config::from_toml_str(&text).unwrap();
         assert_eq!(c.batch.max_wait, Duration::from_millis(250));
         assert_eq!(c.pull.overlap, Duration::from_secs(120));
-        assert_eq!(c.overlap_reread(), Duration::from_secs(30));
         assert_eq!(c.sweep.interval, Duration::ZERO);
         assert_eq!(c.providers[0].timeout(), Duration::from_secs(65));
         let e = Config::from_toml_str(&format!("{MIN}\n[batch]\nmax_wait = 1000\n")).unwrap_err();

@@ -27,8 +27,6 @@ pub struct RawPull {
     pub bisect_max_depth: u32,
     /// Most notices planned into one window request.
     pub max_notices_per_window: usize,
-    /// Shortest time between two re-reads of the overlap during a continuous run.
-    pub overlap_reread: String,
 }
 
 /// `[retry]` as written.
@@ -102,9 +100,6 @@ pub struct PullConfig {
     /// Most notices planned into one window request (see agent.default.toml for why it is
     /// half the provider's row threshold).
     pub max_notices_per_window: usize,
-    /// Shortest time between two re-reads of the overlap during a continuous run, as written
-    /// (see [`super::Config::overlap_reread`] for the effective value).
-    pub overlap_reread: Duration,
 }
 
 /// Retry and backoff.
@@ -184,7 +179,6 @@ impl Processing {
         let mut d = |path: &str, v: &str| p.duration(path, v);
         let max_wait = d("batch.max_wait", &raw.batch.max_wait);
         let overlap = d("pull.overlap", &raw.pull.overlap);
-        let overlap_reread = d("pull.overlap_reread", &raw.pull.overlap_reread);
         let base = d("retry.base", &raw.retry.base);
         let max = d("retry.max", &raw.retry.max);
         let alert_after = d("outage.alert_after", &raw.outage.alert_after);
@@ -233,7 +227,6 @@ impl Processing {
                 overlap: overlap.unwrap_or_default(),
                 bisect_max_depth: raw.pull.bisect_max_depth,
                 max_notices_per_window: raw.pull.max_notices_per_window,
-                overlap_reread: overlap_reread.unwrap_or_default(),
             },
             retry: RetryConfig {
                 base: base.unwrap_or_default(),

@@ -78,6 +78,12 @@ pub struct ChangeSpec {
     /// The addressee; random when absent.
     #[serde(default)]
     pub atena_no: Option<AtenaNo>,
+    /// A late commit, like a long transaction's: the changes carry the DB update timestamp
+    /// of this many milliseconds before now (when the transaction began), yet become visible
+    /// only now, at the commit, and their notices are sent after it. The rows they touch (the
+    /// previous latest row too) take that earlier timestamp. Absent: committed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_by_ms: Option<u64>,
 }
 
 fn one() -> usize {
@@ -92,6 +98,7 @@ impl ChangeSpec {
             interface: None,
             kind: None,
             atena_no: None,
+            late_by_ms: None,
         }
     }
     /// Only on this interface.
@@ -107,6 +114,12 @@ impl ChangeSpec {
     /// Only this addressee.
     pub fn atena_no(mut self, atena_no: AtenaNo) -> Self {
         self.atena_no = Some(atena_no);
+        self
+    }
+    /// Commit late: the DB update timestamp is `by` before now, visible only now
+    /// ([`ChangeSpec::late_by_ms`]).
+    pub fn late_by(mut self, by: std::time::Duration) -> Self {
+        self.late_by_ms = Some(by.as_millis() as u64);
         self
     }
 }
@@ -466,7 +479,14 @@ impl Db {
             Some(a) => a,
             None => self.pick_addressee(&iface, kind),
         };
-        let ts = truncate_micros(now).max(self.last_ts + SignedDuration::from_micros(1));
+        let ts = match spec.late_by_ms {
+            // A long transaction's timestamp: taken when it began, not after the last commit.
+            Some(ms) => truncate_micros(
+                now.checked_sub(SignedDuration::from_millis(ms as i64))
+                    .unwrap_or(now),
+            ),
+            None => truncate_micros(now).max(self.last_ts + SignedDuration::from_micros(1)),
+        };
         let table = self
             .tables
             .get_mut(&iface)
@@ -555,7 +575,7 @@ impl Db {
                 h
             }
         };
-        self.last_ts = ts;
+        self.last_ts = self.last_ts.max(ts);
         table.sequence += 1;
         let updated_at = format_db_timestamp(ts);
         let mut notice = Notice::new(
@@ -726,6 +746,41 @@ mod tests {
             )
             .unwrap();
         assert_eq!(next[0].0.history_no, before + 4);
+    }
+
+    #[test]
+    fn a_late_commit_carries_its_transactions_start() {
+        let (mut d, now) = db(10);
+        let a: AtenaNo = "000000000100002".parse().unwrap();
+        let b: AtenaNo = "000000000100003".parse().unwrap();
+        let one = |a| {
+            ChangeSpec::new(1)
+                .interface(i05())
+                .kind(ChangeKind::Update)
+                .atena_no(a)
+        };
+        let first = d.commit(&one(a), now).unwrap();
+        let late = d
+            .commit(&one(b).late_by(std::time::Duration::from_secs(300)), now)
+            .unwrap();
+        assert_eq!(late[0].0.updated_at, "2026-11-25T09:55:00.000000+09:00");
+        assert_eq!(late[0].1.time.to_string(), "2026-11-25T10:00:00+09:00");
+        // Visible now in the window of its timestamp, with the row it demoted.
+        let q = Query {
+            from: Some(now - SignedDuration::from_secs(300)),
+            to: Some(now - SignedDuration::from_secs(299)),
+            ..Default::default()
+        };
+        let rows = d.query(&i05(), &q, 1000, None).unwrap();
+        assert!(rows.iter().all(|r| r.atena_no == b), "{rows:?}");
+        assert!(
+            rows.iter()
+                .any(|r| r.history_no == late[0].0.history_no && r.latest)
+        );
+        // The next ordinary commit still follows the newest timestamp.
+        let next = d.commit(&one(a), now).unwrap();
+        assert!(next[0].0.updated_at > first[0].0.updated_at);
+        assert_eq!(next[0].0.updated_at, "2026-11-25T10:00:00.000002+09:00");
     }
 
     #[test]

@@ -290,11 +290,7 @@ async fn setup(
             "rate_per_sec = 1000.0\nconcurrency = 4",
             "",
         )
-        .replacen(
-            "[nats]",
-            "[pull]\noverlap_reread = \"5m\"\nmax_notices_per_window = 2500\n[nats]",
-            1,
-        );
+        .replacen("[nats]", "[pull]\nmax_notices_per_window = 2500\n[nats]", 1);
     let cfg = Config::from_toml_str(&toml)?;
     let sink = Arc::new(TimingSink::default());
     let agent = Agent::with_sink(cfg, sink.clone());
@@ -309,7 +305,7 @@ async fn setup(
     let replicas = if env_o.cluster { 3 } else { 1 };
     for &rate in rates {
         let (mut lat, sent, missing) = shirase_at(&env, &sink, rate, o.seconds).await?;
-        let note = format!("batch.size 1000, max_wait {max_wait_ms}ms, overlap_reread 5m");
+        let note = format!("batch.size 1000, max_wait {max_wait_ms}ms");
         let text = metrics.encode();
         let note = format!(
             "{note}; agent totals so far: pulls {}, notices uncovered {}, nak'ed {}",

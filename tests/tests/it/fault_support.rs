@@ -541,19 +541,19 @@ impl ClusterEnv {
         let max_copies = versions.values().copied().max().unwrap_or(0);
         // The bounds on duplicates. A row version reaches the sink again only when a pull
         // covers it a second time:
-        // - steady running: a window ends at "now", so it also returns rows committed after the
-        //   newest notice of its batch (read ahead); the checkpoint advances only to what the
-        //   batch's notices cover, so those rows come again with their own notices' window. A
-        //   version is read ahead at most once: at most 2 copies, at most one duplicate per
-        //   distinct version (a no-fault run shows ~1 in 4);
+        // - steady running: a window starts at the checkpoint (inclusive), so the row at the
+        //   checkpoint comes again with the next window; a window ending at "now" reads rows
+        //   ahead of their notices, which then find them received (no second pull), but a
+        //   notice stored just after the pull behind the checkpoint started whose row was not
+        //   received gets it once more (a narrow pull). A version comes twice at most: at most
+        //   2 copies, at most one duplicate per distinct version;
         // - each interruption adds at most one more copy: the batch the fault cut short (sink
         //   written, checkpoint CAS or acks failed) is redelivered and pulled again, at most
         //   BATCH_SIZE notices, each one change of at most VERSIONS_PER_CHANGE versions;
-        // - a new agent process (kill -9, restart) re-reads the overlap below the checkpoint
-        //   (10 minutes, here everything written so far) once, plus the killed process's unacked
-        //   batch after ack_wait.
-        // Between interruptions windows chain from the checkpoint (the overlap is re-read at
-        // most once per `pull.overlap_reread` = 60 s, longer than these tests).
+        // - a new agent process (kill -9, restart) resumes from the checkpoint and pulls the
+        //   killed process's unacked batch again after ack_wait (narrow pulls for the notices
+        //   below the checkpoint).
+        // Notice-triggered windows never re-read the overlap below the checkpoint.
         let interruptions = 1 + agent_restarts;
         let max_copies_bound = 2 + interruptions;
         let duplicate_bound =

@@ -5,6 +5,7 @@ mod agent_crash;
 mod agent_e2e;
 mod agent_e2e_relay;
 mod agent_faults;
+mod agent_late_commit;
 mod agent_maintenance;
 mod agent_nats;
 mod agent_process;
