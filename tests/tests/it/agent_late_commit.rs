@@ -25,7 +25,7 @@ use crate::relay_support::{TestRelay, dev_config};
 
 /// Short batches; no scheduled sweep (so every pull in the log is notice-triggered, unless a
 /// test triggers a sweep on purpose).
-const CFG: &str = "[batch]\nmax_wait_ms = 100\n[sweep]\ninterval_secs = 0\n";
+const CFG: &str = "[batch]\nmax_wait = \"100ms\"\n[sweep]\ninterval = \"0s\"\n";
 
 fn ts(s: &str) -> Timestamp {
     s.parse::<OffsetTimestamp>().unwrap().instant()
