@@ -623,6 +623,52 @@ fn parse_dates(field: &str, raw: &[String]) -> Result<BTreeSet<Date>, ConfigErro
         .collect()
 }
 
+/// A window of day D past 24:00 runs into day D+1; whatever types D and D+1 turn out to be,
+/// D+1's windows must not start before D's end.
+fn check_consecutive_regular(regular: &[Vec<WindowSpec>; 3]) -> Result<(), ConfigError> {
+    for before in DayType::ALL {
+        for after in DayType::ALL {
+            for a in &regular[type_index(before)] {
+                for (j, b) in regular[type_index(after)].iter().enumerate() {
+                    if a.overlaps_shifted(*b, MINUTES_PER_DAY) {
+                        return Err(ConfigError::new(
+                            format!("{after}[{j}]"),
+                            ConfigErrorKind::Overlap,
+                            format!(
+                                "window {b} overlaps the {before} window {a} of the business day before \
+                                 (a {before} followed by a {after}); windows of consecutive business days must not overlap"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `holiday_open_dates` and `holiday_closed_dates`, which must not share a date.
+fn parse_holiday_dates(config: &Config) -> Result<(BTreeSet<Date>, BTreeSet<Date>), ConfigError> {
+    let holiday_open_dates = parse_dates("holiday_open_dates", &config.holiday_open_dates)?;
+    let holiday_closed_dates = parse_dates("holiday_closed_dates", &config.holiday_closed_dates)?;
+    if let Some(d) = holiday_open_dates
+        .intersection(&holiday_closed_dates)
+        .next()
+    {
+        let i = config
+            .holiday_closed_dates
+            .iter()
+            .position(|s| s.trim().parse::<Date>().ok() == Some(*d))
+            .unwrap_or(0);
+        return Err(ConfigError::new(
+            format!("holiday_closed_dates[{i}]"),
+            ConfigErrorKind::ConflictingDates,
+            format!("{d} is also listed in holiday_open_dates; a day is either open or closed"),
+        ));
+    }
+    Ok((holiday_open_dates, holiday_closed_dates))
+}
+
 impl Calendar {
     /// Validates `config` into a calendar. Errors name the field: malformed windows or
     /// dates, windows of one day that overlap, windows of consecutive business days that
@@ -640,47 +686,9 @@ impl Calendar {
             parse_windows("holiday_open", &config.holiday_open)?,
             parse_windows("holiday_closed", &config.holiday_closed)?,
         ];
-        // A window of day D past 24:00 runs into day D+1; whatever types D and D+1 turn out
-        // to be, D+1's windows must not start before D's end.
-        for before in DayType::ALL {
-            for after in DayType::ALL {
-                for a in &regular[type_index(before)] {
-                    for (j, b) in regular[type_index(after)].iter().enumerate() {
-                        if a.overlaps_shifted(*b, MINUTES_PER_DAY) {
-                            return Err(ConfigError::new(
-                                format!("{after}[{j}]"),
-                                ConfigErrorKind::Overlap,
-                                format!(
-                                    "window {b} overlaps the {before} window {a} of the business day before \
-                                     (a {before} followed by a {after}); windows of consecutive business days must not overlap"
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-
-        let holiday_open_dates = parse_dates("holiday_open_dates", &config.holiday_open_dates)?;
-        let holiday_closed_dates =
-            parse_dates("holiday_closed_dates", &config.holiday_closed_dates)?;
-        if let Some(d) = holiday_open_dates
-            .intersection(&holiday_closed_dates)
-            .next()
-        {
-            let i = config
-                .holiday_closed_dates
-                .iter()
-                .position(|s| s.trim().parse::<Date>().ok() == Some(*d))
-                .unwrap_or(0);
-            return Err(ConfigError::new(
-                format!("holiday_closed_dates[{i}]"),
-                ConfigErrorKind::ConflictingDates,
-                format!("{d} is also listed in holiday_open_dates; a day is either open or closed"),
-            ));
-        }
+        check_consecutive_regular(&regular)?;
+        let (holiday_open_dates, holiday_closed_dates) = parse_holiday_dates(config)?;
         let cancel = parse_dates("cancel", &config.cancel)?;
-
         let mut cal = Calendar {
             tz,
             regular,
@@ -691,11 +699,28 @@ impl Calendar {
             cancel,
             last_explicit: None,
         };
-
         // Extra windows: parse, then check against the same day's windows; the check across
         // days needs every extra in place, so it comes after.
+        let extra_fields = cal.add_extras(&config.extra)?;
+        cal.check_extras_across_days(&extra_fields)?;
+        cal.last_explicit = [
+            cal.holiday_open_dates.last(),
+            cal.holiday_closed_dates.last(),
+            cal.cancel.last(),
+            cal.extra.keys().next_back(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .copied();
+        Ok(cal)
+    }
+
+    /// Parse `extra` into the calendar, checking each window against the other windows of
+    /// its day; each extra's date with its field path, for the check across days.
+    fn add_extras(&mut self, extra: &[ExtraWindows]) -> Result<Vec<(Date, String)>, ConfigError> {
         let mut extra_fields: Vec<(Date, String)> = Vec::new();
-        for (i, e) in config.extra.iter().enumerate() {
+        for (i, e) in extra.iter().enumerate() {
             let date = parse_date(&format!("extra[{i}].date"), &e.date)?;
             if e.windows.is_empty() {
                 return Err(ConfigError::new(
@@ -706,12 +731,12 @@ impl Calendar {
             }
             let field = format!("extra[{i}].windows");
             let specs = parse_windows(&field, &e.windows)?;
-            let day_regular: Vec<WindowSpec> = if cal.cancel.contains(&date) {
+            let day_regular: Vec<WindowSpec> = if self.cancel.contains(&date) {
                 Vec::new()
             } else {
-                cal.regular[type_index(cal.day_type(date))].clone()
+                self.regular[type_index(self.day_type(date))].clone()
             };
-            let existing = cal.extra.entry(date).or_default();
+            let existing = self.extra.entry(date).or_default();
             for (j, spec) in specs.iter().enumerate() {
                 if let Some(o) = existing.iter().find(|o| o.overlaps_shifted(*spec, 0)) {
                     return Err(ConfigError::new(
@@ -727,7 +752,7 @@ impl Calendar {
                         format!(
                             "window {spec} overlaps the regular {} window {o} of {date}; \
                              to replace that day's windows, also list {date} in `cancel`",
-                            cal.day_type(date)
+                            self.day_type(date)
                         ),
                     ));
                 }
@@ -736,13 +761,19 @@ impl Calendar {
             existing.sort();
             extra_fields.push((date, field));
         }
-        for (date, field) in &extra_fields {
+        Ok(extra_fields)
+    }
+
+    /// Check that no window of a day with extras overlaps, past midnight, the windows of the
+    /// next business day (nor those of the day before into it).
+    fn check_extras_across_days(&self, extra_fields: &[(Date, String)]) -> Result<(), ConfigError> {
+        for (date, field) in extra_fields {
             let (Ok(prev), Ok(next)) = (date.yesterday(), date.tomorrow()) else {
                 continue;
             };
             for (a_day, b_day) in [(prev, *date), (*date, next)] {
-                for a in cal.specs_of(a_day) {
-                    for (b, _) in cal.specs_of(b_day) {
+                for a in self.specs_of(a_day) {
+                    for (b, _) in self.specs_of(b_day) {
                         if a.0.overlaps_shifted(b, MINUTES_PER_DAY) {
                             return Err(ConfigError::new(
                                 field.clone(),
@@ -758,18 +789,7 @@ impl Calendar {
                 }
             }
         }
-
-        cal.last_explicit = [
-            cal.holiday_open_dates.last(),
-            cal.holiday_closed_dates.last(),
-            cal.cancel.last(),
-            cal.extra.keys().next_back(),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .copied();
-        Ok(cal)
+        Ok(())
     }
 
     /// The time zone all civil times are in (Asia/Tokyo).

@@ -315,12 +315,26 @@ fn raw_ids(bytes: &[u8]) -> Vec<Option<String>> {
         .unwrap_or_default()
 }
 
+/// A batch: classify the items, publish the valid authorized ones, answer per item.
 async fn batch(
     state: &AppState,
     provider: BusinessId,
     bytes: &[u8],
     items: Vec<Result<Notice, Vec<Violation>>>,
 ) -> Response {
+    let (mut results, to_publish) = classify_items(state, provider, bytes, &items);
+    publish_items(state, &to_publish, &mut results).await;
+    batch_response(state, results)
+}
+
+/// One result per item (invalid, forbidden and watcher-covered items final), and the items
+/// left to publish with their index.
+fn classify_items<'a>(
+    state: &AppState,
+    provider: BusinessId,
+    bytes: &[u8],
+    items: &'a [Result<Notice, Vec<Violation>>],
+) -> (Vec<ItemResult>, Vec<(usize, &'a Notice)>) {
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
     let mut to_publish: Vec<(usize, &Notice)> = Vec::new();
     let mut ids: Option<Vec<Option<String>>> = None;
@@ -372,7 +386,15 @@ async fn batch(
         }
         results.push(r);
     }
+    (results, to_publish)
+}
 
+/// Publish `to_publish` and write each outcome into its item's result.
+async fn publish_items(
+    state: &AppState,
+    to_publish: &[(usize, &Notice)],
+    results: &mut [ItemResult],
+) {
     let notices: Vec<&Notice> = to_publish.iter().map(|(_, n)| *n).collect();
     let outcomes = state.publisher.publish_all(&notices).await;
     let mut failed_logged = 0usize;
@@ -400,7 +422,11 @@ async fn batch(
             }
         }
     }
+}
 
+/// The batch answer: counts, the common status (207 when they differ), `Retry-After` when
+/// any item got 503.
+fn batch_response(state: &AppState, results: Vec<ItemResult>) -> Response {
     let accepted = results.iter().filter(|r| r.status == 202).count();
     let duplicates = results.iter().filter(|r| r.duplicate == Some(true)).count();
     let covered = results.iter().filter(|r| r.covered_by_watcher).count();

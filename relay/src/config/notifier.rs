@@ -190,98 +190,22 @@ impl NotifierConfig {
         base_dir: Option<&std::path::Path>,
         problem: &mut dyn FnMut(String, String),
     ) -> Self {
-        let dur = |field: &str, v: &str, problem: &mut dyn FnMut(String, String)| {
-            parse_duration(v).unwrap_or_else(|e| {
-                problem(format!("notifier.{field}"), e);
-                Duration::from_secs(1)
-            })
-        };
-        let group_window = dur("group_window", &raw.group_window, problem);
+        let group_window = duration("group_window", &raw.group_window, problem);
         if raw.max_per_hour == 0 {
             problem("notifier.max_per_hour".into(), "must be at least 1".into());
         }
-        let rebase = |f: &PathBuf| match base_dir {
-            Some(d) if f.is_relative() => d.join(f),
-            _ => f.clone(),
-        };
-        let email = raw.email.as_ref().map(|e| {
-            let security = match e.security.as_str() {
-                "starttls" => SmtpSecurity::StartTls,
-                "tls" => SmtpSecurity::Tls,
-                "none" => SmtpSecurity::None,
-                other => {
-                    problem(
-                        "notifier.email.security".into(),
-                        format!("must be \"starttls\", \"tls\" or \"none\", got {other:?}"),
-                    );
-                    SmtpSecurity::StartTls
-                }
-            };
-            if e.to.is_empty() {
-                problem(
-                    "notifier.email.to".into(),
-                    "list at least one recipient".into(),
-                );
-            }
-            for (i, a) in e.to.iter().chain(std::iter::once(&e.from)).enumerate() {
-                if a.parse::<lettre::message::Mailbox>().is_err() {
-                    let field = if i < e.to.len() {
-                        format!("notifier.email.to[{i}]")
-                    } else {
-                        "notifier.email.from".into()
-                    };
-                    problem(field, format!("{a:?} is not an e-mail address"));
-                }
-            }
-            if e.username.is_some() != e.password_file.is_some() {
-                problem(
-                    "notifier.email.password_file".into(),
-                    "username and password_file go together".into(),
-                );
-            }
-            EmailConfig {
-                smtp_host: e.smtp_host.clone(),
-                smtp_port: e.smtp_port,
-                security,
-                username: e.username.clone(),
-                password_file: e.password_file.as_ref().map(rebase),
-                ca_file: e.ca_file.as_ref().map(rebase),
-                from: e.from.clone(),
-                to: e.to.clone(),
-            }
-        });
-        let webhook = raw.webhook.as_ref().map(|w| {
-            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                problem(
-                    "notifier.webhook.url".into(),
-                    "must be an http:// or https:// URL".into(),
-                );
-            }
-            if w.attempts == 0 {
-                problem(
-                    "notifier.webhook.attempts".into(),
-                    "must be at least 1".into(),
-                );
-            }
-            WebhookConfig {
-                url: w.url.clone(),
-                attempts: w.attempts.max(1),
-                timeout: dur("webhook.timeout", &w.timeout, problem),
-            }
-        });
-        let command = raw.command.as_ref().map(|c| {
-            if c.program.trim().is_empty() {
-                problem(
-                    "notifier.command.program".into(),
-                    "must name a program".into(),
-                );
-            }
-            CommandConfig {
-                program: c.program.clone(),
-                args: c.args.clone(),
-                timeout: dur("command.timeout", &c.timeout, problem),
-            }
-        });
+        let email = raw
+            .email
+            .as_ref()
+            .map(|e| EmailConfig::validate(e, base_dir, problem));
+        let webhook = raw
+            .webhook
+            .as_ref()
+            .map(|w| WebhookConfig::validate(w, problem));
+        let command = raw
+            .command
+            .as_ref()
+            .map(|c| CommandConfig::validate(c, problem));
         Self {
             enabled: raw.enabled,
             group_window,
@@ -289,6 +213,112 @@ impl NotifierConfig {
             email,
             webhook,
             command,
+        }
+    }
+}
+
+/// The duration `v` of `notifier.<field>` (1s, with a problem, when unreadable).
+fn duration(field: &str, v: &str, problem: &mut dyn FnMut(String, String)) -> Duration {
+    parse_duration(v).unwrap_or_else(|e| {
+        problem(format!("notifier.{field}"), e);
+        Duration::from_secs(1)
+    })
+}
+
+impl EmailConfig {
+    /// Validate `[notifier.email]`; relative file paths are resolved against `base_dir`.
+    fn validate(
+        e: &RawEmail,
+        base_dir: Option<&std::path::Path>,
+        problem: &mut dyn FnMut(String, String),
+    ) -> Self {
+        let rebase = |f: &PathBuf| match base_dir {
+            Some(d) if f.is_relative() => d.join(f),
+            _ => f.clone(),
+        };
+        let security = match e.security.as_str() {
+            "starttls" => SmtpSecurity::StartTls,
+            "tls" => SmtpSecurity::Tls,
+            "none" => SmtpSecurity::None,
+            other => {
+                problem(
+                    "notifier.email.security".into(),
+                    format!("must be \"starttls\", \"tls\" or \"none\", got {other:?}"),
+                );
+                SmtpSecurity::StartTls
+            }
+        };
+        if e.to.is_empty() {
+            problem(
+                "notifier.email.to".into(),
+                "list at least one recipient".into(),
+            );
+        }
+        for (i, a) in e.to.iter().chain(std::iter::once(&e.from)).enumerate() {
+            if a.parse::<lettre::message::Mailbox>().is_err() {
+                let field = if i < e.to.len() {
+                    format!("notifier.email.to[{i}]")
+                } else {
+                    "notifier.email.from".into()
+                };
+                problem(field, format!("{a:?} is not an e-mail address"));
+            }
+        }
+        if e.username.is_some() != e.password_file.is_some() {
+            problem(
+                "notifier.email.password_file".into(),
+                "username and password_file go together".into(),
+            );
+        }
+        EmailConfig {
+            smtp_host: e.smtp_host.clone(),
+            smtp_port: e.smtp_port,
+            security,
+            username: e.username.clone(),
+            password_file: e.password_file.as_ref().map(rebase),
+            ca_file: e.ca_file.as_ref().map(rebase),
+            from: e.from.clone(),
+            to: e.to.clone(),
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// Validate `[notifier.webhook]`.
+    fn validate(w: &RawWebhook, problem: &mut dyn FnMut(String, String)) -> Self {
+        if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            problem(
+                "notifier.webhook.url".into(),
+                "must be an http:// or https:// URL".into(),
+            );
+        }
+        if w.attempts == 0 {
+            problem(
+                "notifier.webhook.attempts".into(),
+                "must be at least 1".into(),
+            );
+        }
+        WebhookConfig {
+            url: w.url.clone(),
+            attempts: w.attempts.max(1),
+            timeout: duration("webhook.timeout", &w.timeout, problem),
+        }
+    }
+}
+
+impl CommandConfig {
+    /// Validate `[notifier.command]`.
+    fn validate(c: &RawCommand, problem: &mut dyn FnMut(String, String)) -> Self {
+        if c.program.trim().is_empty() {
+            problem(
+                "notifier.command.program".into(),
+                "must name a program".into(),
+            );
+        }
+        CommandConfig {
+            program: c.program.clone(),
+            args: c.args.clone(),
+            timeout: duration("command.timeout", &c.timeout, problem),
         }
     }
 }

@@ -96,105 +96,8 @@ pub(super) fn validate(
     let mut seen = BTreeSet::new();
     for (i, rp) in raw.iter().enumerate() {
         let path = format!("providers[{i}]");
-        let b = p.parse::<BusinessId>(&format!("{path}.business_id"), &rp.business_id);
-        if let Some(b) = b
-            && !seen.insert(b)
-        {
-            p.push(
-                format!("{path}.business_id"),
-                format!("provider {b} is listed twice"),
-            );
-        }
-        if rp.name.trim().is_empty() {
-            p.push(format!("{path}.name"), "must not be empty");
-        }
-        if !(rp.pull_api_base_url.starts_with("http://")
-            || rp.pull_api_base_url.starts_with("https://"))
-        {
-            p.push(
-                format!("{path}.pull_api_base_url"),
-                "must be an http:// or https:// URL",
-            );
-        }
-        let mut token_hashes = Vec::new();
-        for (j, h) in rp.credentials.token_sha256.iter().enumerate() {
-            match hex::decode(h)
-                .ok()
-                .and_then(|v| <[u8; 32]>::try_from(v).ok())
-            {
-                Some(d) => token_hashes.push(d),
-                None => p.push(
-                    format!("{path}.credentials.token_sha256[{j}]"),
-                    "must be 64 hex digits (sha256sum of the token)",
-                ),
-            }
-        }
-        if let Some(f) = &rp.credentials.token_file {
-            let full = rebase(f, base_dir);
-            match std::fs::read_to_string(&full) {
-                Ok(text) => match token_in(&text) {
-                    Some(t) => token_hashes.push(token_digest(t)),
-                    None => p.push(
-                        format!("{path}.credentials.token_file"),
-                        format!(
-                            "{} holds no token (one line, at least 16 characters)",
-                            full.display()
-                        ),
-                    ),
-                },
-                Err(e) => p.push(
-                    format!("{path}.credentials.token_file"),
-                    format!("cannot read {}: {e}", full.display()),
-                ),
-            }
-        }
-        if token_hashes.is_empty() && rp.watch.is_none() {
-            p.push(
-                format!("{path}.credentials"),
-                "set token_sha256 (list of hex digests) or token_file (or watch, for a provider that cannot publish notices yet)",
-            );
-        }
-        if let Some(k) = &rp.nats_nkey {
-            check_nkey(p, &format!("{path}.nats_nkey"), k);
-        }
-        let calendar = match rp
-            .maintenance
-            .clone()
-            .map(serde_json::from_value::<shirase_proto::maintenance::Config>)
-        {
-            None => shirase_proto::maintenance::Calendar::new(&Default::default())
-                .map_err(|e| (e.field().to_owned(), e.to_string())),
-            Some(Ok(c)) => shirase_proto::maintenance::Calendar::new(&c)
-                .map_err(|e| (e.field().to_owned(), e.to_string())),
-            Some(Err(e)) => Err((String::new(), e.to_string())),
-        };
-        let calendar = match calendar {
-            Ok(c) => Some(c),
-            Err((field, message)) => {
-                let at = if field.is_empty() {
-                    format!("{path}.maintenance")
-                } else {
-                    format!("{path}.maintenance.{field}")
-                };
-                p.push(at, message);
-                None
-            }
-        };
-        let watch = rp.watch.as_ref().and_then(|w| {
-            WatchConfig::validate(w, &format!("{path}.watch"), base_dir, &mut |f, m| {
-                p.push(f, m)
-            })
-        });
-        if let (Some(business_id), Some(calendar)) = (b, calendar) {
-            providers.push(Provider {
-                business_id,
-                name: rp.name.clone(),
-                pull_api_base_url: rp.pull_api_base_url.clone(),
-                token_hashes,
-                nats_nkey: rp.nats_nkey.clone(),
-                maintenance: calendar,
-                watch,
-            });
+        if let Some(provider) = validate_one(rp, &path, base_dir, &mut seen, p) {
+            providers.push(provider);
         }
     }
     if raw.is_empty() {
@@ -204,6 +107,136 @@ pub(super) fn validate(
         p.push("providers", "at least one provider is required");
     }
     providers
+}
+
+/// Validate `providers[i]` (at `path`); `seen` holds the business ids listed before it.
+fn validate_one(
+    rp: &RawProvider,
+    path: &str,
+    base_dir: Option<&Path>,
+    seen: &mut BTreeSet<BusinessId>,
+    p: &mut Problems,
+) -> Option<Provider> {
+    let b = p.parse::<BusinessId>(&format!("{path}.business_id"), &rp.business_id);
+    if let Some(b) = b
+        && !seen.insert(b)
+    {
+        p.push(
+            format!("{path}.business_id"),
+            format!("provider {b} is listed twice"),
+        );
+    }
+    if rp.name.trim().is_empty() {
+        p.push(format!("{path}.name"), "must not be empty");
+    }
+    if !(rp.pull_api_base_url.starts_with("http://")
+        || rp.pull_api_base_url.starts_with("https://"))
+    {
+        p.push(
+            format!("{path}.pull_api_base_url"),
+            "must be an http:// or https:// URL",
+        );
+    }
+    let token_hashes = token_hashes(&rp.credentials, path, base_dir, p);
+    if token_hashes.is_empty() && rp.watch.is_none() {
+        p.push(
+            format!("{path}.credentials"),
+            "set token_sha256 (list of hex digests) or token_file (or watch, for a provider that cannot publish notices yet)",
+        );
+    }
+    if let Some(k) = &rp.nats_nkey {
+        check_nkey(p, &format!("{path}.nats_nkey"), k);
+    }
+    let calendar = calendar(rp, path, p);
+    let watch = rp.watch.as_ref().and_then(|w| {
+        WatchConfig::validate(w, &format!("{path}.watch"), base_dir, &mut |f, m| {
+            p.push(f, m)
+        })
+    });
+    Some(Provider {
+        business_id: b?,
+        name: rp.name.clone(),
+        pull_api_base_url: rp.pull_api_base_url.clone(),
+        token_hashes,
+        nats_nkey: rp.nats_nkey.clone(),
+        maintenance: calendar?,
+        watch,
+    })
+}
+
+/// The accepted token digests of `providers[i].credentials`: the listed ones, then the one of
+/// the token file.
+fn token_hashes(
+    c: &RawCredentials,
+    path: &str,
+    base_dir: Option<&Path>,
+    p: &mut Problems,
+) -> Vec<[u8; 32]> {
+    let mut token_hashes = Vec::new();
+    for (j, h) in c.token_sha256.iter().enumerate() {
+        match hex::decode(h)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        {
+            Some(d) => token_hashes.push(d),
+            None => p.push(
+                format!("{path}.credentials.token_sha256[{j}]"),
+                "must be 64 hex digits (sha256sum of the token)",
+            ),
+        }
+    }
+    if let Some(f) = &c.token_file {
+        let full = rebase(f, base_dir);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => match token_in(&text) {
+                Some(t) => token_hashes.push(token_digest(t)),
+                None => p.push(
+                    format!("{path}.credentials.token_file"),
+                    format!(
+                        "{} holds no token (one line, at least 16 characters)",
+                        full.display()
+                    ),
+                ),
+            },
+            Err(e) => p.push(
+                format!("{path}.credentials.token_file"),
+                format!("cannot read {}: {e}", full.display()),
+            ),
+        }
+    }
+    token_hashes
+}
+
+/// The maintenance calendar of `providers[i]` (the baseline when none is configured); a
+/// problem is recorded at the calendar's field.
+fn calendar(
+    rp: &RawProvider,
+    path: &str,
+    p: &mut Problems,
+) -> Option<shirase_proto::maintenance::Calendar> {
+    let calendar = match rp
+        .maintenance
+        .clone()
+        .map(serde_json::from_value::<shirase_proto::maintenance::Config>)
+    {
+        None => shirase_proto::maintenance::Calendar::new(&Default::default())
+            .map_err(|e| (e.field().to_owned(), e.to_string())),
+        Some(Ok(c)) => shirase_proto::maintenance::Calendar::new(&c)
+            .map_err(|e| (e.field().to_owned(), e.to_string())),
+        Some(Err(e)) => Err((String::new(), e.to_string())),
+    };
+    match calendar {
+        Ok(c) => Some(c),
+        Err((field, message)) => {
+            let at = if field.is_empty() {
+                format!("{path}.maintenance")
+            } else {
+                format!("{path}.maintenance.{field}")
+            };
+            p.push(at, message);
+            None
+        }
+    }
 }
 
 /// `providers[i].watch.interfaces`: as listed (each must be one of the provider's

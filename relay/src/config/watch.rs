@@ -153,82 +153,10 @@ impl WatchConfig {
             before.set(before.get() + 1);
             problem(format!("{path}.{field}"), msg);
         };
-        if !(raw.token_url.starts_with("http://") || raw.token_url.starts_with("https://")) {
-            report(
-                "token_url",
-                format!("{:?} is not an http(s) URL", raw.token_url),
-            );
-        }
-        if raw.client_id.trim().is_empty() {
-            report(
-                "client_id",
-                "required: the watcher's OAuth client id at the provider".into(),
-            );
-        }
-        let secret = match base_dir {
-            Some(d) if raw.client_secret_file.is_relative() => d.join(&raw.client_secret_file),
-            _ => raw.client_secret_file.clone(),
-        };
-        if let Err(e) = std::fs::read(&secret) {
-            report(
-                "client_secret_file",
-                format!("cannot read {}: {e}", secret.display()),
-            );
-        }
-        let dur = |field: &str, v: &str, report: &mut dyn FnMut(&str, String)| {
-            parse_duration(v).unwrap_or_else(|e| {
-                report(field, e);
-                Duration::from_secs(1)
-            })
-        };
-        let interval = dur("interval", &raw.interval, &mut report);
-        let min_interval = dur("min_interval", &raw.min_interval, &mut report);
-        let max_interval = dur("max_interval", &raw.max_interval, &mut report);
-        let settle = dur("settle", &raw.settle, &mut report);
-        let timeout = dur("timeout", &raw.timeout, &mut report);
-        if min_interval.is_zero() {
-            report("min_interval", "must be more than 0s".into());
-        }
-        if !(min_interval <= interval && interval <= max_interval) {
-            report(
-                "interval",
-                format!(
-                    "must lie between min_interval ({}) and max_interval ({}); got {}",
-                    raw.min_interval, raw.max_interval, raw.interval
-                ),
-            );
-        }
-        if !(raw.rate_per_sec > 0.0 && raw.rate_per_sec.is_finite()) {
-            report(
-                "rate_per_sec",
-                format!("must be a positive number, got {}", raw.rate_per_sec),
-            );
-        }
-        if raw.concurrency == 0 {
-            report("concurrency", "must be at least 1".into());
-        }
-        if raw.max_keys_per_notice == 0 || raw.max_keys_per_notice > shirase_proto::notice::MAX_KEYS
-        {
-            report(
-                "max_keys_per_notice",
-                format!(
-                    "must be 1 to {} (the notice format's bound), got {}",
-                    shirase_proto::notice::MAX_KEYS,
-                    raw.max_keys_per_notice
-                ),
-            );
-        }
-        let mut instant = |field: &str, v: &Option<String>| {
-            v.as_ref().and_then(|s| match parse_instant(s) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    report(field, e);
-                    None
-                }
-            })
-        };
-        let start = instant("start", &raw.start);
-        let until = instant("until", &raw.until);
+        let secret = check_client(raw, base_dir, &mut report);
+        let d = durations(raw, &mut report);
+        check_limits(raw, &mut report);
+        let (start, until) = instants(raw, &mut report);
         if let (Some(s), Some(u)) = (start, until)
             && s > u
         {
@@ -244,13 +172,13 @@ impl WatchConfig {
             client_secret_file: secret,
             params: raw.params.clone(),
             interfaces: Vec::new(),
-            interval,
-            min_interval,
-            max_interval,
-            settle,
+            interval: d.interval,
+            min_interval: d.min_interval,
+            max_interval: d.max_interval,
+            settle: d.settle,
             rate_per_sec: raw.rate_per_sec,
             concurrency: raw.concurrency,
-            timeout,
+            timeout: d.timeout,
             max_keys_per_notice: raw.max_keys_per_notice,
             bisect_max_depth: raw.bisect_max_depth,
             start,
@@ -277,6 +205,122 @@ impl WatchConfig {
     pub fn covers(&self, updated_at: Timestamp) -> bool {
         self.until.is_none_or(|u| updated_at < u)
     }
+}
+
+/// The durations of a watch section (each 1s where unreadable).
+struct Durations {
+    interval: Duration,
+    min_interval: Duration,
+    max_interval: Duration,
+    settle: Duration,
+    timeout: Duration,
+}
+
+/// Check the OAuth client settings; the client secret file resolved against `base_dir`.
+fn check_client(
+    raw: &RawWatch,
+    base_dir: Option<&Path>,
+    report: &mut dyn FnMut(&str, String),
+) -> PathBuf {
+    if !(raw.token_url.starts_with("http://") || raw.token_url.starts_with("https://")) {
+        report(
+            "token_url",
+            format!("{:?} is not an http(s) URL", raw.token_url),
+        );
+    }
+    if raw.client_id.trim().is_empty() {
+        report(
+            "client_id",
+            "required: the watcher's OAuth client id at the provider".into(),
+        );
+    }
+    let secret = match base_dir {
+        Some(d) if raw.client_secret_file.is_relative() => d.join(&raw.client_secret_file),
+        _ => raw.client_secret_file.clone(),
+    };
+    if let Err(e) = std::fs::read(&secret) {
+        report(
+            "client_secret_file",
+            format!("cannot read {}: {e}", secret.display()),
+        );
+    }
+    secret
+}
+
+/// Parse the durations and check that `interval` lies between the other two.
+fn durations(raw: &RawWatch, report: &mut dyn FnMut(&str, String)) -> Durations {
+    let dur = |field: &str, v: &str, report: &mut dyn FnMut(&str, String)| {
+        parse_duration(v).unwrap_or_else(|e| {
+            report(field, e);
+            Duration::from_secs(1)
+        })
+    };
+    let interval = dur("interval", &raw.interval, report);
+    let min_interval = dur("min_interval", &raw.min_interval, report);
+    let max_interval = dur("max_interval", &raw.max_interval, report);
+    let settle = dur("settle", &raw.settle, report);
+    let timeout = dur("timeout", &raw.timeout, report);
+    if min_interval.is_zero() {
+        report("min_interval", "must be more than 0s".into());
+    }
+    if !(min_interval <= interval && interval <= max_interval) {
+        report(
+            "interval",
+            format!(
+                "must lie between min_interval ({}) and max_interval ({}); got {}",
+                raw.min_interval, raw.max_interval, raw.interval
+            ),
+        );
+    }
+    Durations {
+        interval,
+        min_interval,
+        max_interval,
+        settle,
+        timeout,
+    }
+}
+
+/// Check the request rate, the concurrency and the keys per notice.
+fn check_limits(raw: &RawWatch, report: &mut dyn FnMut(&str, String)) {
+    if !(raw.rate_per_sec > 0.0 && raw.rate_per_sec.is_finite()) {
+        report(
+            "rate_per_sec",
+            format!("must be a positive number, got {}", raw.rate_per_sec),
+        );
+    }
+    if raw.concurrency == 0 {
+        report("concurrency", "must be at least 1".into());
+    }
+    if raw.max_keys_per_notice == 0 || raw.max_keys_per_notice > shirase_proto::notice::MAX_KEYS {
+        report(
+            "max_keys_per_notice",
+            format!(
+                "must be 1 to {} (the notice format's bound), got {}",
+                shirase_proto::notice::MAX_KEYS,
+                raw.max_keys_per_notice
+            ),
+        );
+    }
+}
+
+/// `start` and `until`, each `None` when absent or unreadable.
+fn instants(
+    raw: &RawWatch,
+    report: &mut dyn FnMut(&str, String),
+) -> (Option<Timestamp>, Option<Timestamp>) {
+    let mut instant = |field: &str, v: &Option<String>| {
+        v.as_ref().and_then(|s| match parse_instant(s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                report(field, e);
+                None
+            }
+        })
+    };
+    let start = instant("start", &raw.start);
+    let until = instant("until", &raw.until);
+    (start, until)
 }
 
 /// An RFC 3339 timestamp with an explicit offset.

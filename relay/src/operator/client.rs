@@ -267,10 +267,27 @@ pub fn render_status(v: &Value) -> String {
         s(v, "/municipality"),
         s(v, "/generated_at")
     );
-    let empty = Vec::new();
-    let rows: Vec<Vec<String>> = v["consumers"]
-        .as_array()
-        .unwrap_or(&empty)
+    out.push_str(&consumers_table(v));
+    out.push_str("\nPROVIDERS\n");
+    out.push_str(&providers_table(v));
+    out.push_str(&watched_table(v));
+    out.push_str(&format!("\nDEAD LETTERS: {}\n", s(v, "/dlq/total")));
+    out.push_str(&render_dlq(
+        v.get("dlq")
+            .and_then(|d| d.get("latest"))
+            .unwrap_or(&Value::Null),
+    ));
+    out
+}
+
+/// The elements of the array at `v[key]` (none when it is missing or not an array).
+fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v[key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// The CONSUMERS table of a status snapshot.
+fn consumers_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(v, "consumers")
         .iter()
         .map(|c| {
             let state = if c["paused"].as_bool() == Some(true) {
@@ -284,9 +301,7 @@ pub fn render_status(v: &Value) -> String {
             } else {
                 "MISSING (run provision)".into()
             };
-            let cps: Vec<String> = c["checkpoints"]
-                .as_array()
-                .unwrap_or(&empty)
+            let cps: Vec<String> = items(c, "checkpoints")
                 .iter()
                 .map(|k| format!("{}={}", s(k, "/interface"), s(k, "/updated_at")))
                 .collect();
@@ -302,7 +317,7 @@ pub fn render_status(v: &Value) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(
+    table(
         &[
             "CONSUMER",
             "PENDING",
@@ -314,11 +329,12 @@ pub fn render_status(v: &Value) -> String {
             "CHECKPOINTS",
         ],
         &rows,
-    ));
-    out.push_str("\nPROVIDERS\n");
-    let rows: Vec<Vec<String>> = v["providers"]
-        .as_array()
-        .unwrap_or(&empty)
+    )
+}
+
+/// The PROVIDERS table of a status snapshot.
+fn providers_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(v, "providers")
         .iter()
         .map(|p| {
             let next = p["windows"]
@@ -338,13 +354,16 @@ pub fn render_status(v: &Value) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(
+    table(
         &["PROVIDER", "NAME", "STATE", "NEXT_WINDOW", "LAST_ALERT"],
         &rows,
-    ));
-    let watched: Vec<Vec<String>> = v["watched"]
-        .as_array()
-        .unwrap_or(&empty)
+    )
+}
+
+/// The WATCHED section of a status snapshot with its heading, or nothing when no interface
+/// is watched.
+fn watched_table(v: &Value) -> String {
+    let watched: Vec<Vec<String>> = items(v, "watched")
         .iter()
         .map(|w| {
             let state = if w["handed_over"].as_bool() == Some(true) {
@@ -367,26 +386,21 @@ pub fn render_status(v: &Value) -> String {
             ]
         })
         .collect();
-    if !watched.is_empty() {
-        out.push_str("\nWATCHED (the watcher polls these for notices)\n");
-        out.push_str(&table(
-            &[
-                "PROVIDER",
-                "INTERFACE",
-                "LAST_POLL",
-                "LAG",
-                "ROWS",
-                "NOTICES",
-                "STATE",
-            ],
-            &watched,
-        ));
+    if watched.is_empty() {
+        return String::new();
     }
-    out.push_str(&format!("\nDEAD LETTERS: {}\n", s(v, "/dlq/total")));
-    out.push_str(&render_dlq(
-        v.get("dlq")
-            .and_then(|d| d.get("latest"))
-            .unwrap_or(&Value::Null),
+    let mut out = "\nWATCHED (the watcher polls these for notices)\n".to_owned();
+    out.push_str(&table(
+        &[
+            "PROVIDER",
+            "INTERFACE",
+            "LAST_POLL",
+            "LAG",
+            "ROWS",
+            "NOTICES",
+            "STATE",
+        ],
+        &watched,
     ));
     out
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
+use shirase_proto::InterfaceId;
 use shirase_proto::record::Alert;
 use shirase_proto::subject::{
     ALERT_STREAM, CHECKPOINT_BUCKET, NOTICE_STREAM, checkpoint_key, consumer_name,
@@ -16,7 +17,7 @@ use super::dlq::{self, DlqEntry, DlqFilter};
 use super::error::OpsError;
 use super::pause::{META_AT, META_BY, META_REASON};
 use super::resync::StoredCheckpoint;
-use crate::config::Config;
+use crate::config::{Config, Provider, Subscriber};
 
 /// The whole snapshot.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,133 +170,178 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
             if ifs.is_empty() {
                 continue;
             }
-            let name = consumer_name(&s.id, &p.business_id);
-            let mut cs = ConsumerStatus {
-                name: name.clone(),
-                subscriber: s.id.to_string(),
-                provider: p.business_id.to_string(),
-                exists: false,
-                pending: 0,
-                ack_pending: 0,
-                redelivered: 0,
-                oldest_pending_age_secs: None,
-                last_delivery: None,
-                paused: false,
-                paused_until: None,
-                pause_reason: None,
-                paused_by: None,
-                paused_at: None,
-                checkpoints: Vec::new(),
-            };
-            if let Ok(info) = stream.consumer_info(&name).await {
-                cs.exists = true;
-                cs.pending = info.num_pending;
-                cs.ack_pending = info.num_ack_pending as u64;
-                cs.redelivered = info.num_redelivered as u64;
-                cs.last_delivery = info
-                    .delivered
-                    .last_active
-                    .and_then(ts)
-                    .map(|t| t.to_string());
-                cs.paused = info.paused;
-                cs.paused_until = if info.paused {
-                    info.config.pause_until.and_then(ts).map(|t| t.to_string())
-                } else {
-                    None
-                };
-                if info.paused {
-                    cs.pause_reason = info.config.metadata.get(META_REASON).cloned();
-                    cs.paused_by = info.config.metadata.get(META_BY).cloned();
-                    cs.paused_at = info.config.metadata.get(META_AT).cloned();
-                    // No operator reason: the maintenance scheduler paused it for the window.
-                    if cs.pause_reason.is_none() && p.maintenance.is_in_maintenance(now).is_some() {
-                        cs.pause_reason = Some("maintenance window (scheduler)".to_owned());
-                    }
-                }
-                if cs.pending + cs.ack_pending > 0 {
-                    let from = info.ack_floor.stream_sequence + 1;
-                    let mut oldest: Option<(u64, jiff::Timestamp)> = None;
-                    let mut filters = info.config.filter_subjects.clone();
-                    if !info.config.filter_subject.is_empty() {
-                        filters.push(info.config.filter_subject.clone());
-                    }
-                    for f in filters {
-                        if let Ok(m) = stream.direct_get_next_for_subject(f, Some(from)).await
-                            && oldest.is_none_or(|(seq, _)| m.sequence < seq)
-                            && let Some(t) = ts(m.time)
-                        {
-                            oldest = Some((m.sequence, t));
-                        }
-                    }
-                    cs.oldest_pending_age_secs =
-                        oldest.map(|(_, t)| now.duration_since(t).as_secs_f64().max(0.0));
-                }
-            }
+            let mut cs = consumer_status(&stream, s, p, now).await;
             for i in ifs {
-                let mut c = CheckpointStatus {
-                    interface: i.to_string(),
-                    updated_at: None,
-                    stored_at: None,
-                    age_secs: None,
-                };
-                if let Some(kv) = &kv
-                    && let Ok(Some(e)) = kv
-                        .entry(checkpoint_key(&s.id, &config.municipality, i))
-                        .await
-                    && e.operation == kv::Operation::Put
-                    && let Ok(v) = serde_json::from_slice::<StoredCheckpoint>(&e.value)
-                {
-                    c.age_secs = Some(now.duration_since(v.updated_at.instant()).as_secs_f64());
-                    c.updated_at = Some(v.updated_at.to_string());
-                    c.stored_at = Some(v.stored_at.to_string());
-                }
-                cs.checkpoints.push(c);
+                cs.checkpoints
+                    .push(checkpoint_status(kv.as_ref(), config, s, i, now).await);
             }
             consumers.push(cs);
         }
     }
-
     let alerts = recent_alerts(js, 20).await;
-    let horizon = now + jiff::SignedDuration::from_hours(24);
     let providers = config
         .providers
         .iter()
-        .map(|p| {
-            let cal = &p.maintenance;
-            let mut windows = Vec::new();
-            let mut in_maintenance = false;
-            {
-                if let Some(w) = cal.is_in_maintenance(now) {
-                    in_maintenance = true;
-                    windows.push(WindowStatus {
-                        start: w.start.to_string(),
-                        end: w.end.to_string(),
-                    });
-                }
-                for w in cal.next_windows(now, 8) {
-                    if w.start < horizon && !windows.iter().any(|x| x.start == w.start.to_string())
-                    {
-                        windows.push(WindowStatus {
-                            start: w.start.to_string(),
-                            end: w.end.to_string(),
-                        });
-                    }
-                }
-            }
-            let last_alert = alerts
-                .iter()
-                .find(|a| a.provider.as_deref() == Some(p.business_id.as_str()))
-                .cloned();
-            ProviderStatus {
-                business_id: p.business_id.to_string(),
-                name: p.name.clone(),
-                in_maintenance,
-                windows,
-                last_alert,
-            }
-        })
+        .map(|p| provider_status(p, &alerts, now))
         .collect();
+    let dlq = dlq_summary(js, config).await;
+    let watched = watched_status(js, config, now).await;
+    Ok(Status {
+        watched,
+        generated_at: now.to_string(),
+        municipality: config.municipality.to_string(),
+        consumers,
+        providers,
+        dlq,
+        alerts,
+    })
+}
 
+/// The consumer of subscriber `s` for provider `p`, without its checkpoints.
+async fn consumer_status(
+    stream: &jetstream::stream::Stream,
+    s: &Subscriber,
+    p: &Provider,
+    now: jiff::Timestamp,
+) -> ConsumerStatus {
+    let name = consumer_name(&s.id, &p.business_id);
+    let mut cs = ConsumerStatus {
+        name: name.clone(),
+        subscriber: s.id.to_string(),
+        provider: p.business_id.to_string(),
+        exists: false,
+        pending: 0,
+        ack_pending: 0,
+        redelivered: 0,
+        oldest_pending_age_secs: None,
+        last_delivery: None,
+        paused: false,
+        paused_until: None,
+        pause_reason: None,
+        paused_by: None,
+        paused_at: None,
+        checkpoints: Vec::new(),
+    };
+    let Ok(info) = stream.consumer_info(&name).await else {
+        return cs;
+    };
+    cs.exists = true;
+    cs.pending = info.num_pending;
+    cs.ack_pending = info.num_ack_pending as u64;
+    cs.redelivered = info.num_redelivered as u64;
+    cs.last_delivery = info
+        .delivered
+        .last_active
+        .and_then(ts)
+        .map(|t| t.to_string());
+    cs.paused = info.paused;
+    cs.paused_until = if info.paused {
+        info.config.pause_until.and_then(ts).map(|t| t.to_string())
+    } else {
+        None
+    };
+    if info.paused {
+        cs.pause_reason = info.config.metadata.get(META_REASON).cloned();
+        cs.paused_by = info.config.metadata.get(META_BY).cloned();
+        cs.paused_at = info.config.metadata.get(META_AT).cloned();
+        // No operator reason: the maintenance scheduler paused it for the window.
+        if cs.pause_reason.is_none() && p.maintenance.is_in_maintenance(now).is_some() {
+            cs.pause_reason = Some("maintenance window (scheduler)".to_owned());
+        }
+    }
+    if cs.pending + cs.ack_pending > 0 {
+        cs.oldest_pending_age_secs = oldest_pending_age(stream, &info, now).await;
+    }
+    cs
+}
+
+/// Age in seconds of the oldest notice after the consumer's ack floor on any of its subjects.
+async fn oldest_pending_age(
+    stream: &jetstream::stream::Stream,
+    info: &jetstream::consumer::Info,
+    now: jiff::Timestamp,
+) -> Option<f64> {
+    let from = info.ack_floor.stream_sequence + 1;
+    let mut oldest: Option<(u64, jiff::Timestamp)> = None;
+    let mut filters = info.config.filter_subjects.clone();
+    if !info.config.filter_subject.is_empty() {
+        filters.push(info.config.filter_subject.clone());
+    }
+    for f in filters {
+        if let Ok(m) = stream.direct_get_next_for_subject(f, Some(from)).await
+            && oldest.is_none_or(|(seq, _)| m.sequence < seq)
+            && let Some(t) = ts(m.time)
+        {
+            oldest = Some((m.sequence, t));
+        }
+    }
+    oldest.map(|(_, t)| now.duration_since(t).as_secs_f64().max(0.0))
+}
+
+/// The stored checkpoint of subscriber `s` for interface `i` (all `None` when absent).
+async fn checkpoint_status(
+    kv: Option<&kv::Store>,
+    config: &Config,
+    s: &Subscriber,
+    i: &InterfaceId,
+    now: jiff::Timestamp,
+) -> CheckpointStatus {
+    let mut c = CheckpointStatus {
+        interface: i.to_string(),
+        updated_at: None,
+        stored_at: None,
+        age_secs: None,
+    };
+    if let Some(kv) = kv
+        && let Ok(Some(e)) = kv
+            .entry(checkpoint_key(&s.id, &config.municipality, i))
+            .await
+        && e.operation == kv::Operation::Put
+        && let Ok(v) = serde_json::from_slice::<StoredCheckpoint>(&e.value)
+    {
+        c.age_secs = Some(now.duration_since(v.updated_at.instant()).as_secs_f64());
+        c.updated_at = Some(v.updated_at.to_string());
+        c.stored_at = Some(v.stored_at.to_string());
+    }
+    c
+}
+
+/// Provider `p`: its maintenance windows overlapping the next 24 hours and its latest alert.
+fn provider_status(p: &Provider, alerts: &[Alert], now: jiff::Timestamp) -> ProviderStatus {
+    let horizon = now + jiff::SignedDuration::from_hours(24);
+    let cal = &p.maintenance;
+    let mut windows = Vec::new();
+    let mut in_maintenance = false;
+    if let Some(w) = cal.is_in_maintenance(now) {
+        in_maintenance = true;
+        windows.push(WindowStatus {
+            start: w.start.to_string(),
+            end: w.end.to_string(),
+        });
+    }
+    for w in cal.next_windows(now, 8) {
+        if w.start < horizon && !windows.iter().any(|x| x.start == w.start.to_string()) {
+            windows.push(WindowStatus {
+                start: w.start.to_string(),
+                end: w.end.to_string(),
+            });
+        }
+    }
+    let last_alert = alerts
+        .iter()
+        .find(|a| a.provider.as_deref() == Some(p.business_id.as_str()))
+        .cloned();
+    ProviderStatus {
+        business_id: p.business_id.to_string(),
+        name: p.name.clone(),
+        in_maintenance,
+        windows,
+        last_alert,
+    }
+}
+
+/// Dead letters: the total, per subscriber, and the latest ten.
+async fn dlq_summary(js: &jetstream::Context, config: &Config) -> DlqSummary {
     let all = dlq::list(js, config, &DlqFilter::default(), 100_000)
         .await
         .unwrap_or_default();
@@ -307,7 +353,15 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
         *dlq.per_subscriber.entry(e.subscriber.clone()).or_default() += 1;
     }
     dlq.latest = all.iter().rev().take(10).cloned().collect();
+    dlq
+}
 
+/// Every watched (provider, interface) with the watcher's checkpoint from KV.
+async fn watched_status(
+    js: &jetstream::Context,
+    config: &Config,
+    now: jiff::Timestamp,
+) -> Vec<WatchedStatus> {
     let mut watched = Vec::new();
     let store = crate::watcher::state::StateStore::open(js, config.municipality)
         .await
@@ -338,16 +392,7 @@ pub async fn collect(js: &jetstream::Context, config: &Config) -> Result<Status,
             });
         }
     }
-
-    Ok(Status {
-        watched,
-        generated_at: now.to_string(),
-        municipality: config.municipality.to_string(),
-        consumers,
-        providers,
-        dlq,
-        alerts,
-    })
+    watched
 }
 
 /// The last `n` alerts, newest first (empty when the stream is missing). Messages that are not

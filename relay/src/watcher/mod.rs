@@ -95,6 +95,21 @@ enum ReadError {
     Failed(String, Option<Duration>),
 }
 
+/// What publishing one window did.
+struct WindowDone {
+    /// Rows read.
+    rows: usize,
+    /// The window's notices.
+    notices: usize,
+    /// Notices found already stored (not published again).
+    skipped: usize,
+}
+
+/// A checkpoint store error as a failed poll.
+fn state_failed(e: state::StateError) -> ReadError {
+    ReadError::Failed(e.to_string(), None)
+}
+
 /// The watcher of one provider.
 #[derive(Debug)]
 pub struct Watcher {
@@ -207,58 +222,108 @@ impl Watcher {
         }
     }
 
+    /// [`Self::poll`], with maintenance and failures as errors.
     async fn poll_inner(&self, iface: &InterfaceId) -> Result<PollOutcome, ReadError> {
-        let failed = |e: state::StateError| ReadError::Failed(e.to_string(), None);
-        let (st, rev) = self.store.load(iface).await.map_err(failed)?;
         let now = Timestamp::now();
         let settle = SignedDuration::try_from(self.cfg.settle).unwrap_or(SignedDuration::ZERO);
         let horizon = {
             let h = now.checked_sub(settle).unwrap_or(now);
             self.cfg.until.map_or(h, |u| h.min(u))
         };
-        let (mut st, mut rev) = match st {
-            Some(s) => (s, rev),
-            None => {
-                let start = self.cfg.start.unwrap_or(horizon);
-                let s = WatchState {
-                    cursor: self.cfg.until.map_or(start, |u| start.min(u)),
-                    next_sequence: 1,
-                    pending: None,
-                    last_poll: None,
-                    rows_seen: 0,
-                    notices_emitted: 0,
-                };
-                let r = self.store.save(iface, &s, rev).await.map_err(failed)?;
-                tracing::info!(provider = %self.provider, interface = %iface, cursor = %s.cursor, "watcher checkpoint created");
-                (s, Some(r))
-            }
-        };
+        let (mut st, mut rev) = self.load_or_create(iface, horizon).await?;
         self.show(iface, &st);
         // Checked after the checkpoint exists: a watcher first started inside a window still
         // announces, after the window, the changes made from its start on.
         if let Some(d) = self.maintenance_left() {
             return Ok(PollOutcome::Maintenance(d));
         }
-        let pending = match st.pending {
-            Some(p) => p,
-            None => {
-                if horizon <= st.cursor {
-                    let handed_over = self.cfg.until.is_some_and(|u| st.cursor >= u);
-                    return Ok(if handed_over {
-                        PollOutcome::HandedOver
-                    } else {
-                        PollOutcome::Idle
-                    });
-                }
-                let p = Pending {
-                    to: horizon,
-                    first_sequence: st.next_sequence,
-                };
-                st.pending = Some(p);
-                rev = Some(self.store.save(iface, &st, rev).await.map_err(failed)?);
-                p
-            }
+        let Some(pending) = self.open_window(iface, &mut st, &mut rev, horizon).await? else {
+            let handed_over = self.cfg.until.is_some_and(|u| st.cursor >= u);
+            return Ok(if handed_over {
+                PollOutcome::HandedOver
+            } else {
+                PollOutcome::Idle
+            });
         };
+        let done = self.publish_window(iface, &st, pending).await?;
+        self.finish_window(iface, &mut st, rev, pending, &done)
+            .await?;
+        Ok(if done.notices == 0 {
+            PollOutcome::Idle
+        } else {
+            PollOutcome::Changes {
+                rows: done.rows,
+                notices: done.notices,
+            }
+        })
+    }
+
+    /// The interface's checkpoint and its revision, created at `start` (or `horizon`) when
+    /// there is none yet.
+    async fn load_or_create(
+        &self,
+        iface: &InterfaceId,
+        horizon: Timestamp,
+    ) -> Result<(WatchState, Option<u64>), ReadError> {
+        let (st, rev) = self.store.load(iface).await.map_err(state_failed)?;
+        if let Some(s) = st {
+            return Ok((s, rev));
+        }
+        let start = self.cfg.start.unwrap_or(horizon);
+        let s = WatchState {
+            cursor: self.cfg.until.map_or(start, |u| start.min(u)),
+            next_sequence: 1,
+            pending: None,
+            last_poll: None,
+            rows_seen: 0,
+            notices_emitted: 0,
+        };
+        let r = self
+            .store
+            .save(iface, &s, rev)
+            .await
+            .map_err(state_failed)?;
+        tracing::info!(provider = %self.provider, interface = %iface, cursor = %s.cursor, "watcher checkpoint created");
+        Ok((s, Some(r)))
+    }
+
+    /// The window to read: the pending one, or `[cursor, horizon)` written down as pending
+    /// first; `None` when the cursor has reached the horizon.
+    async fn open_window(
+        &self,
+        iface: &InterfaceId,
+        st: &mut WatchState,
+        rev: &mut Option<u64>,
+        horizon: Timestamp,
+    ) -> Result<Option<Pending>, ReadError> {
+        if let Some(p) = st.pending {
+            return Ok(Some(p));
+        }
+        if horizon <= st.cursor {
+            return Ok(None);
+        }
+        let p = Pending {
+            to: horizon,
+            first_sequence: st.next_sequence,
+        };
+        st.pending = Some(p);
+        *rev = Some(
+            self.store
+                .save(iface, st, *rev)
+                .await
+                .map_err(state_failed)?,
+        );
+        Ok(Some(p))
+    }
+
+    /// Read the window `[cursor, pending.to)` and publish its notices that the stream does not
+    /// hold yet.
+    async fn publish_window(
+        &self,
+        iface: &InterfaceId,
+        st: &WatchState,
+        pending: Pending,
+    ) -> Result<WindowDone, ReadError> {
         let rows = self.read(iface, st.cursor, pending.to).await?;
         let window = notices::Window {
             municipality: self.municipality,
@@ -280,19 +345,36 @@ impl Watcher {
                 .await
                 .map_err(|f| ReadError::Failed(f.to_string(), None))?;
         }
+        Ok(WindowDone {
+            rows: row_count,
+            notices: ns.len(),
+            skipped: skip,
+        })
+    }
+
+    /// Move the checkpoint past the published window and count it in the metrics.
+    async fn finish_window(
+        &self,
+        iface: &InterfaceId,
+        st: &mut WatchState,
+        rev: Option<u64>,
+        pending: Pending,
+        done: &WindowDone,
+    ) -> Result<(), ReadError> {
+        let (row_count, notice_count, skip) = (done.rows, done.notices, done.skipped);
         st.cursor = pending.to;
-        st.next_sequence = pending.first_sequence + ns.len() as u64;
+        st.next_sequence = pending.first_sequence + notice_count as u64;
         st.pending = None;
         st.last_poll = Some(Timestamp::now());
         st.rows_seen += row_count as u64;
-        st.notices_emitted += ns.len() as u64;
-        match self.store.save(iface, &st, rev).await {
+        st.notices_emitted += notice_count as u64;
+        match self.store.save(iface, st, rev).await {
             Ok(_) => {}
             // Another replica finished the same window first (its notices had our ids).
             Err(e) if e.kind() == StateErrorKind::Conflict => {
                 tracing::info!(provider = %self.provider, interface = %iface, "window finished by another replica");
             }
-            Err(e) => return Err(failed(e)),
+            Err(e) => return Err(state_failed(e)),
         }
         let l = self.labels(iface);
         self.metrics
@@ -304,20 +386,13 @@ impl Watcher {
             .watcher
             .notices_emitted
             .get_or_create(&l)
-            .inc_by((ns.len() - skip) as u64);
+            .inc_by((notice_count - skip) as u64);
         tracing::info!(
-            provider = %self.provider, interface = %iface, rows = row_count, notices = ns.len(),
+            provider = %self.provider, interface = %iface, rows = row_count, notices = notice_count,
             skipped_as_stored = skip, to = %pending.to, "watcher window done"
         );
-        self.show(iface, &st);
-        Ok(if ns.is_empty() {
-            PollOutcome::Idle
-        } else {
-            PollOutcome::Changes {
-                rows: row_count,
-                notices: ns.len(),
-            }
-        })
+        self.show(iface, st);
+        Ok(())
     }
 
     /// Read `[from, to)`, halving a piece the provider refuses as too large or too slow. Only

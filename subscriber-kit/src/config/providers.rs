@@ -149,116 +149,151 @@ impl ProviderConfig {
         }
         let mut out: Vec<Self> = Vec::new();
         for (pi, rp) in raw.iter().enumerate() {
-            let f = |name: &str| format!("providers[{pi}].{name}");
-            let business_id = p.parse::<BusinessId>(&f("business_id"), &rp.business_id);
-            if let Some(b) = business_id
-                && out.iter().any(|q| q.business_id == b)
-            {
-                p.push(
-                    f("business_id"),
-                    format!("provider {b} is configured twice"),
-                );
-            }
-            for (name, url) in [
-                ("pull_api_base_url", &rp.pull_api_base_url),
-                ("token_url", &rp.token_url),
-            ] {
-                if reqwest::Url::parse(url)
-                    .map(|u| !matches!(u.scheme(), "http" | "https"))
-                    .unwrap_or(true)
-                {
-                    p.push(f(name), format!("must be an http(s) URL, got {url:?}"));
-                }
-            }
-            if rp.client_id.is_empty() {
-                p.push(f("client_id"), "must not be empty");
-            }
-            if rp.client_secret_file.as_os_str().is_empty() {
-                p.push(
-                    f("client_secret_file"),
-                    "give the file holding the client secret",
-                );
-            }
-            let timeout = p.duration(&f("timeout"), &rp.timeout);
-            if timeout.is_some_and(|t| t < Duration::from_secs(1)) {
-                p.push(
-                    f("timeout"),
-                    "must be at least \"1s\" (the provider answers within 30 s)",
-                );
-            }
-            if !(1..=64).contains(&rp.concurrency) {
-                p.push(f("concurrency"), "must be 1..=64");
-            }
-            if !(rp.rate_per_sec > 0.0 && rp.rate_per_sec <= 1000.0) {
-                p.push(f("rate_per_sec"), "must be > 0 and <= 1000");
-            }
-            for (name, v) in [
-                ("params.updated_from", &rp.params.updated_from),
-                ("params.updated_to", &rp.params.updated_to),
-                ("params.atena_no", &rp.params.atena_no),
-            ] {
-                if v.is_empty() {
-                    p.push(f(name), "must not be empty");
-                }
-            }
-            if let Err(e) = shirase_proto::maintenance::Calendar::new(&rp.maintenance) {
-                p.push(f(&format!("maintenance.{}", e.field())), e.to_string());
-            }
-            if rp.interfaces.is_empty() {
-                p.push(
-                    f("interfaces"),
-                    "configure at least one [[providers.interfaces]] entry",
-                );
-            }
-            let mut interfaces: Vec<InterfaceConfig> = Vec::new();
-            for (ii, ri) in rp.interfaces.iter().enumerate() {
-                let g = |name: &str| format!("providers[{pi}].interfaces[{ii}].{name}");
-                let id = p.parse::<InterfaceId>(&g("id"), &ri.id);
-                let version = p.parse::<InterfaceVersion>(&g("version"), &ri.version);
-                if let (Some(id), Some(b)) = (id, business_id)
-                    && id.business_id() != b
-                {
-                    p.push(
-                        g("id"),
-                        format!(
-                            "interface {id} belongs to business {}, not to provider {b}",
-                            id.business_id()
-                        ),
-                    );
-                }
-                if let Some(id) = id
-                    && interfaces.iter().any(|j| j.id == id)
-                {
-                    p.push(g("id"), format!("interface {id} is listed twice"));
-                }
-                if ri.keyed_pull_max_keys > shirase_proto::notice::MAX_KEYS * 10 {
-                    p.push(g("keyed_pull_max_keys"), "must be 0..=1000");
-                }
-                if let (Some(id), Some(version)) = (id, version) {
-                    interfaces.push(InterfaceConfig {
-                        id,
-                        version,
-                        keyed_pull_max_keys: ri.keyed_pull_max_keys,
-                    });
-                }
-            }
-            if let Some(business_id) = business_id {
-                out.push(ProviderConfig {
-                    business_id,
-                    pull_api_base_url: rp.pull_api_base_url.clone(),
-                    token_url: rp.token_url.clone(),
-                    client_id: rp.client_id.clone(),
-                    client_secret_file: rp.client_secret_file.clone(),
-                    params: rp.params.clone(),
-                    timeout: timeout.unwrap_or_default(),
-                    concurrency: rp.concurrency,
-                    rate_per_sec: rp.rate_per_sec,
-                    interfaces,
-                    maintenance: rp.maintenance.clone(),
-                    enforce_maintenance: rp.enforce_maintenance,
-                });
+            if let Some(provider) = Self::validate_one(pi, rp, &out, p) {
+                out.push(provider);
             }
         }
         out
     }
+
+    /// Validate `providers[pi]`; `before` holds the valid providers listed before it.
+    fn validate_one(
+        pi: usize,
+        rp: &RawProvider,
+        before: &[Self],
+        p: &mut Problems,
+    ) -> Option<Self> {
+        let f = |name: &str| format!("providers[{pi}].{name}");
+        let business_id = p.parse::<BusinessId>(&f("business_id"), &rp.business_id);
+        if let Some(b) = business_id
+            && before.iter().any(|q| q.business_id == b)
+        {
+            p.push(
+                f("business_id"),
+                format!("provider {b} is configured twice"),
+            );
+        }
+        check_client(pi, rp, p);
+        let timeout = check_limits(pi, rp, p);
+        for (name, v) in [
+            ("params.updated_from", &rp.params.updated_from),
+            ("params.updated_to", &rp.params.updated_to),
+            ("params.atena_no", &rp.params.atena_no),
+        ] {
+            if v.is_empty() {
+                p.push(f(name), "must not be empty");
+            }
+        }
+        if let Err(e) = shirase_proto::maintenance::Calendar::new(&rp.maintenance) {
+            p.push(f(&format!("maintenance.{}", e.field())), e.to_string());
+        }
+        let interfaces = validate_interfaces(pi, rp, business_id, p);
+        Some(ProviderConfig {
+            business_id: business_id?,
+            pull_api_base_url: rp.pull_api_base_url.clone(),
+            token_url: rp.token_url.clone(),
+            client_id: rp.client_id.clone(),
+            client_secret_file: rp.client_secret_file.clone(),
+            params: rp.params.clone(),
+            timeout: timeout.unwrap_or_default(),
+            concurrency: rp.concurrency,
+            rate_per_sec: rp.rate_per_sec,
+            interfaces,
+            maintenance: rp.maintenance.clone(),
+            enforce_maintenance: rp.enforce_maintenance,
+        })
+    }
+}
+
+/// Check the URLs and the OAuth client of `providers[pi]`.
+fn check_client(pi: usize, rp: &RawProvider, p: &mut Problems) {
+    let f = |name: &str| format!("providers[{pi}].{name}");
+    for (name, url) in [
+        ("pull_api_base_url", &rp.pull_api_base_url),
+        ("token_url", &rp.token_url),
+    ] {
+        if reqwest::Url::parse(url)
+            .map(|u| !matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(true)
+        {
+            p.push(f(name), format!("must be an http(s) URL, got {url:?}"));
+        }
+    }
+    if rp.client_id.is_empty() {
+        p.push(f("client_id"), "must not be empty");
+    }
+    if rp.client_secret_file.as_os_str().is_empty() {
+        p.push(
+            f("client_secret_file"),
+            "give the file holding the client secret",
+        );
+    }
+}
+
+/// Check the timeout, concurrency and rate of `providers[pi]`; the timeout, if readable.
+fn check_limits(pi: usize, rp: &RawProvider, p: &mut Problems) -> Option<Duration> {
+    let f = |name: &str| format!("providers[{pi}].{name}");
+    let timeout = p.duration(&f("timeout"), &rp.timeout);
+    if timeout.is_some_and(|t| t < Duration::from_secs(1)) {
+        p.push(
+            f("timeout"),
+            "must be at least \"1s\" (the provider answers within 30 s)",
+        );
+    }
+    if !(1..=64).contains(&rp.concurrency) {
+        p.push(f("concurrency"), "must be 1..=64");
+    }
+    if !(rp.rate_per_sec > 0.0 && rp.rate_per_sec <= 1000.0) {
+        p.push(f("rate_per_sec"), "must be > 0 and <= 1000");
+    }
+    timeout
+}
+
+/// The valid `[[providers.interfaces]]` of `providers[pi]` (whose business id is
+/// `business_id`, when readable).
+fn validate_interfaces(
+    pi: usize,
+    rp: &RawProvider,
+    business_id: Option<BusinessId>,
+    p: &mut Problems,
+) -> Vec<InterfaceConfig> {
+    if rp.interfaces.is_empty() {
+        p.push(
+            format!("providers[{pi}].interfaces"),
+            "configure at least one [[providers.interfaces]] entry",
+        );
+    }
+    let mut interfaces: Vec<InterfaceConfig> = Vec::new();
+    for (ii, ri) in rp.interfaces.iter().enumerate() {
+        let g = |name: &str| format!("providers[{pi}].interfaces[{ii}].{name}");
+        let id = p.parse::<InterfaceId>(&g("id"), &ri.id);
+        let version = p.parse::<InterfaceVersion>(&g("version"), &ri.version);
+        if let (Some(id), Some(b)) = (id, business_id)
+            && id.business_id() != b
+        {
+            p.push(
+                g("id"),
+                format!(
+                    "interface {id} belongs to business {}, not to provider {b}",
+                    id.business_id()
+                ),
+            );
+        }
+        if let Some(id) = id
+            && interfaces.iter().any(|j| j.id == id)
+        {
+            p.push(g("id"), format!("interface {id} is listed twice"));
+        }
+        if ri.keyed_pull_max_keys > shirase_proto::notice::MAX_KEYS * 10 {
+            p.push(g("keyed_pull_max_keys"), "must be 0..=1000");
+        }
+        if let (Some(id), Some(version)) = (id, version) {
+            interfaces.push(InterfaceConfig {
+                id,
+                version,
+                keyed_pull_max_keys: ri.keyed_pull_max_keys,
+            });
+        }
+    }
+    interfaces
 }

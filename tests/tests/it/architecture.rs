@@ -411,3 +411,223 @@ fn a_module_cycle_is_found_and_named() {
     acyclic.get_mut("c").unwrap().remove("a");
     assert_eq!(find_cycle(&acyclic), None);
 }
+
+/// The longest a library `fn` item may be, from its `fn` line to its closing brace.
+const MAX_FN_LINES: usize = 100;
+
+/// `file:function` pairs exempt from [`MAX_FN_LINES`] because their body is a table (one row
+/// a line), not steps; each entry says why. Empty: every long function was split.
+const LONG_FN_ALLOWED: &[&str] = &[];
+
+/// `text` with comments, string literals and char literals blanked out (newlines kept), so
+/// braces inside them do not count.
+fn code_only(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let blank = |out: &mut String, c: char| out.push(if c == '\n' { '\n' } else { ' ' });
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let prev_ident = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    blank(&mut out, chars[i]);
+                    i += 1;
+                }
+            }
+        } else if c == 'r' && !prev_ident && matches!(next, Some('"' | '#')) {
+            // A raw string r"..." or r#"..."#, or an identifier starting with r.
+            let mut j = i + 1;
+            while chars.get(j) == Some(&'#') {
+                j += 1;
+            }
+            if chars.get(j) != Some(&'"') {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            let hashes = j - i - 1;
+            i = j + 1;
+            while i < chars.len() {
+                if chars[i] == '"' && (1..=hashes).all(|k| chars.get(i + k) == Some(&'#')) {
+                    i += 1 + hashes;
+                    break;
+                }
+                blank(&mut out, chars[i]);
+                i += 1;
+            }
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' {
+                    blank(&mut out, chars[i]);
+                    i += 1;
+                }
+                if i < chars.len() {
+                    blank(&mut out, chars[i]);
+                    i += 1;
+                }
+            }
+            i += 1;
+        } else if c == '\'' {
+            // A char literal ('x', '\n', '\u{7f}') or a lifetime ('a).
+            let end = if next == Some('\\') {
+                (i + 2..chars.len()).find(|&k| chars[k] == '\'')
+            } else if chars.get(i + 2) == Some(&'\'') {
+                Some(i + 2)
+            } else {
+                None
+            };
+            match end {
+                Some(e) => i = e + 1,
+                None => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every `fn` item of `code` (as from [`code_only`]) with a body: `(name, lines)`, counted from
+/// the `fn` line to the line of its closing brace.
+fn fn_lengths(code: &str) -> Vec<(String, usize)> {
+    let bytes = code.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let line_of = |at: usize| code[..at].matches('\n').count();
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("fn ") {
+        if at > 0 && ident(bytes[at - 1]) {
+            continue;
+        }
+        let name: String = code[at + 3..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        // The body opens at the first `{` outside the signature's brackets, unless a `;`
+        // (a declaration without a body) comes first.
+        let mut nest = 0i32;
+        let mut open = None;
+        for (k, &b) in bytes.iter().enumerate().skip(at) {
+            match b {
+                b'(' | b'[' => nest += 1,
+                b')' | b']' => nest -= 1,
+                b';' if nest == 0 => break,
+                b'{' if nest == 0 => {
+                    open = Some(k);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(open) = open else { continue };
+        let mut depth = 0i32;
+        for (k, &b) in bytes.iter().enumerate().skip(open) {
+            match b {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        out.push((name, line_of(k) - line_of(at) + 1));
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_library_function_is_longer_than_a_hundred_lines() {
+    let root = workspace_root();
+    let mut long = Vec::new();
+    let mut counted = 0;
+    for dir in LIBRARY_SOURCES {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if !name.ends_with(".rs")
+                    || matches!(
+                        name,
+                        "main.rs" | "tests.rs" | "test_support.rs" | "model.rs"
+                    )
+                {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+                let file = path.strip_prefix(&root).unwrap().display().to_string();
+                for (f, lines) in fn_lengths(&code_only(text)) {
+                    counted += 1;
+                    let key = format!("{file}:{f}");
+                    if lines > MAX_FN_LINES && !LONG_FN_ALLOWED.contains(&key.as_str()) {
+                        long.push(format!("{key}:{lines}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(counted > 500, "only {counted} functions found");
+    long.sort();
+    assert!(
+        long.is_empty(),
+        "library functions longer than {MAX_FN_LINES} lines (split them into steps):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn function_lengths_count_from_fn_to_the_closing_brace() {
+    let src = r##"
+/// A doc comment with fn words { and a brace.
+pub fn short(x: [u8; 2]) -> usize {
+    let s = "}}}"; // }
+    let c = '}';
+    let _r = r#"{"#;
+    x.len() + s.len() + usize::from(c == '{')
+}
+trait T {
+    fn declared(&self);
+    fn provided<'a>(&'a self) -> &'a str {
+        "{"
+    }
+}
+"##;
+    let got = fn_lengths(&code_only(src));
+    assert_eq!(
+        got,
+        vec![("short".to_owned(), 6), ("provided".to_owned(), 3)]
+    );
+}
