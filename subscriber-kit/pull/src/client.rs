@@ -353,6 +353,9 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// The longest token lifetime believed (one year); longer ones are refreshed after 80% of it.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 86_400;
+
 /// What a token endpoint's answer means: the access token and the instant to refresh it (80%
 /// of its lifetime after `now`), or the outcome the pull ends with. Pure, like [`classify`].
 pub fn token_answer(
@@ -368,7 +371,13 @@ pub fn token_answer(
                     "token endpoint answered 200 with an unreadable body: {e}"
                 ))
             })?;
-            let lifetime = Duration::from_secs(t.expires_in.unwrap_or(300).max(1));
+            // At most a year: a larger `expires_in` (up to u64::MAX on the wire) would overflow
+            // the instant below and panic.
+            let lifetime = Duration::from_secs(
+                t.expires_in
+                    .unwrap_or(300)
+                    .clamp(1, MAX_TOKEN_LIFETIME_SECS),
+            );
             // Refresh when 80% of the lifetime has passed, so a request never carries a
             // token that expires on the way.
             let refresh_at = now + lifetime.mul_f64(0.8);
@@ -558,6 +567,24 @@ mod tests {
             token_answer(503, ra, br#"{"code":"E0900","message":"m"}"#, now),
             Err(Outcome::Maintenance { retry_after: ra })
         );
+    }
+
+    #[test]
+    fn a_huge_token_lifetime_is_capped_instead_of_overflowing() {
+        let now = Instant::now();
+        for body in [
+            &br#"{"access_token":"t","expires_in":18446744073709551615}"#[..],
+            br#"{"access_token":"t","expires_in":12000000000000000000}"#,
+        ] {
+            let (_, refresh_at) = token_answer(200, None, body, now).unwrap();
+            assert_eq!(
+                refresh_at,
+                now + Duration::from_secs(MAX_TOKEN_LIFETIME_SECS).mul_f64(0.8)
+            );
+        }
+        let (_, refresh_at) =
+            token_answer(200, None, br#"{"access_token":"t","expires_in":0}"#, now).unwrap();
+        assert_eq!(refresh_at, now + Duration::from_millis(800));
     }
 
     #[test]
