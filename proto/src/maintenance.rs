@@ -72,7 +72,7 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Weekday};
-use jiff::tz::TimeZone;
+use jiff::tz::{AmbiguousOffset, TimeZone};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use holidays::{COVERED_YEARS, Holiday, HolidayName, national_holiday};
@@ -850,11 +850,21 @@ impl Calendar {
             0,
         )
         .ok()?;
-        self.tz.to_timestamp(dt).ok()
+        let ambiguous = self.tz.to_ambiguous_timestamp(dt);
+        if let AmbiguousOffset::Gap { .. } = ambiguous.offset() {
+            // A civil time the clocks skipped (Japan's daylight saving time, 1948–1951, jumped
+            // from 00:00 to 01:00 each spring). Every skipped time is the instant of the jump,
+            // so that a later civil time never maps to an earlier instant: windows keep their
+            // ends after their starts and their order.
+            let before_jump = ambiguous.earlier().ok()?;
+            return self.tz.following(before_jump).next().map(|t| t.timestamp());
+        }
+        ambiguous.compatible().ok()
     }
 
     /// The concrete windows of one business day (regular ones unless cancelled, plus its
-    /// extras), ordered by start.
+    /// extras), ordered by start. A window whose every minute the clocks skipped does not
+    /// happen.
     pub fn windows_of(&self, business_day: Date) -> Vec<Window> {
         let day_type = self.day_type(business_day);
         self.specs_of(business_day)
@@ -869,6 +879,7 @@ impl Calendar {
                     origin,
                 })
             })
+            .filter(|w| w.start < w.end)
             .collect()
     }
 
@@ -978,6 +989,32 @@ mod tests {
         assert!(e.to_string().contains("hour 48"), "{e}");
         let e = "24:75-27:00".parse::<WindowSpec>().unwrap_err();
         assert!(e.to_string().contains("minute 75"), "{e}");
+    }
+
+    #[test]
+    fn windows_in_the_daylight_saving_gap_of_1948_keep_their_ends_after_their_starts() {
+        // Japan's clocks jumped from Sunday 1948-05-02 00:00 JST to 01:00 JDT, i.e. at
+        // 1948-05-01T15:00Z; Saturday 1948-05-01 is a holiday_closed business day.
+        let cal = Calendar::new(&Config {
+            holiday_closed: vec!["24:10-24:50".into(), "24:50-25:10".into()],
+            ..Config::default()
+        })
+        .unwrap();
+        let ts = |s: &str| s.parse::<Timestamp>().unwrap();
+        let windows = cal.windows_of(jiff::civil::date(1948, 5, 1));
+        // 24:10-24:50 was skipped entirely; 24:50-25:10 starts at the jump.
+        assert_eq!(windows.len(), 1, "{windows:?}");
+        assert_eq!(windows[0].spec, spec("24:50-25:10").unwrap());
+        assert_eq!(windows[0].start, ts("1948-05-01T15:00:00Z"));
+        assert_eq!(windows[0].end, ts("1948-05-01T15:10:00Z"));
+        let inside = cal.is_in_maintenance(ts("1948-05-01T15:05:00Z")).unwrap();
+        assert_eq!(inside, windows[0]);
+        let next = cal.next_windows(ts("1948-05-01T14:00:00Z"), 3);
+        assert_eq!(next[0], windows[0]);
+        assert!(
+            next.windows(2)
+                .all(|p| p[0].start < p[0].end && p[0].end <= p[1].start)
+        );
     }
 
     #[test]

@@ -275,40 +275,20 @@ impl PullClient {
             .bytes()
             .await
             .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
-        match status {
-            200 => {
-                let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-                    Outcome::Connect(format!(
-                        "token endpoint answered 200 with an unreadable body: {e}"
-                    ))
-                })?;
-                let lifetime = Duration::from_secs(t.expires_in.unwrap_or(300).max(1));
-                // Refresh when 80% of the lifetime has passed, so a request never carries a
-                // token that expires on the way.
-                let refresh_at = Instant::now() + lifetime.mul_f64(0.8);
+        match token_answer(status, ra, &body, Instant::now()) {
+            Ok((value, refresh_at)) => {
                 *slot = Some(CachedToken {
-                    value: t.access_token.clone(),
+                    value: value.clone(),
                     refresh_at,
                 });
-                Ok(t.access_token)
+                Ok(value)
             }
-            400 | 401 | 403 => {
-                *slot = None;
-                let e: Option<ErrorBody> = serde_json::from_slice(&body).ok();
-                let message = e
-                    .map(|e| {
-                        format!(
-                            "{} {}",
-                            e.error.unwrap_or_default(),
-                            e.error_description.unwrap_or_default()
-                        )
-                    })
-                    .unwrap_or_default();
-                Err(Outcome::Unauthorized {
-                    message: format!("token endpoint {status}: {}", message.trim()),
-                })
+            Err(o) => {
+                if matches!(status, 400 | 401 | 403) {
+                    *slot = None;
+                }
+                Err(o)
             }
-            _ => Err(classify(status, ra, &body)),
         }
     }
 
@@ -371,6 +351,55 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// The longest token lifetime believed (one year); longer ones are refreshed after 80% of it.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 86_400;
+
+/// What a token endpoint's answer means: the access token and the instant to refresh it (80%
+/// of its lifetime after `now`), or the outcome the pull ends with. Pure, like [`classify`].
+pub fn token_answer(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    now: Instant,
+) -> Result<(String, Instant), Outcome> {
+    match status {
+        200 => {
+            let t: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+                Outcome::Connect(format!(
+                    "token endpoint answered 200 with an unreadable body: {e}"
+                ))
+            })?;
+            // At most a year: a larger `expires_in` (up to u64::MAX on the wire) would overflow
+            // the instant below and panic.
+            let lifetime = Duration::from_secs(
+                t.expires_in
+                    .unwrap_or(300)
+                    .clamp(1, MAX_TOKEN_LIFETIME_SECS),
+            );
+            // Refresh when 80% of the lifetime has passed, so a request never carries a
+            // token that expires on the way.
+            let refresh_at = now + lifetime.mul_f64(0.8);
+            Ok((t.access_token, refresh_at))
+        }
+        400 | 401 | 403 => {
+            let e: Option<ErrorBody> = serde_json::from_slice(body).ok();
+            let message = e
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e.error.unwrap_or_default(),
+                        e.error_description.unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            Err(Outcome::Unauthorized {
+                message: format!("token endpoint {status}: {}", message.trim()),
+            })
+        }
+        _ => Err(classify(status, retry_after, body)),
+    }
 }
 
 /// Classify a non-401 answer. Pure, so every row of the docs/pull-api.md table is unit-tested.
@@ -495,6 +524,67 @@ mod tests {
             classify(200, None, bad),
             Outcome::Connect("200 with an unreadable body: /rows/0/updated_at is missing".into())
         );
+    }
+
+    #[test]
+    fn token_answers_give_a_token_or_an_outcome() {
+        let now = Instant::now();
+        let (token, refresh_at) = token_answer(
+            200,
+            None,
+            br#"{"access_token":"t0k","expires_in":100}"#,
+            now,
+        )
+        .unwrap();
+        assert_eq!(token, "t0k");
+        assert_eq!(refresh_at, now + Duration::from_secs(80));
+        // Without expires_in the lifetime is 300 s.
+        let (_, refresh_at) = token_answer(200, None, br#"{"access_token":"t"}"#, now).unwrap();
+        assert_eq!(refresh_at, now + Duration::from_secs(240));
+        assert!(matches!(
+            token_answer(200, None, b"<html>", now),
+            Err(Outcome::Connect(m)) if m.starts_with("token endpoint answered 200 with an unreadable body")
+        ));
+        assert_eq!(
+            token_answer(
+                401,
+                None,
+                br#"{"error":"invalid_client","error_description":"bad assertion"}"#,
+                now
+            ),
+            Err(Outcome::Unauthorized {
+                message: "token endpoint 401: invalid_client bad assertion".into()
+            })
+        );
+        assert_eq!(
+            token_answer(403, None, b"", now),
+            Err(Outcome::Unauthorized {
+                message: "token endpoint 403: ".into()
+            })
+        );
+        let ra = Some(Duration::from_secs(5));
+        assert_eq!(
+            token_answer(503, ra, br#"{"code":"E0900","message":"m"}"#, now),
+            Err(Outcome::Maintenance { retry_after: ra })
+        );
+    }
+
+    #[test]
+    fn a_huge_token_lifetime_is_capped_instead_of_overflowing() {
+        let now = Instant::now();
+        for body in [
+            &br#"{"access_token":"t","expires_in":18446744073709551615}"#[..],
+            br#"{"access_token":"t","expires_in":12000000000000000000}"#,
+        ] {
+            let (_, refresh_at) = token_answer(200, None, body, now).unwrap();
+            assert_eq!(
+                refresh_at,
+                now + Duration::from_secs(MAX_TOKEN_LIFETIME_SECS).mul_f64(0.8)
+            );
+        }
+        let (_, refresh_at) =
+            token_answer(200, None, br#"{"access_token":"t","expires_in":0}"#, now).unwrap();
+        assert_eq!(refresh_at, now + Duration::from_millis(800));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod config;
 pub mod limiter;
 pub mod wire;
 
-pub use client::{ClientError, Outcome, PullClient, PullRequest, classify};
+pub use client::{ClientError, Outcome, PullClient, PullRequest, classify, token_answer};
 pub use config::{ParamNames, PullClientConfig};
 pub use limiter::Limiter;
 pub use wire::Row;
