@@ -211,6 +211,11 @@ impl Checkpoints {
         read: Option<LastRead>,
         mut known: Option<Read>,
     ) -> Result<Timestamp, CheckpointError> {
+        // What the batch saw when it started: a checkpoint found below it later was moved
+        // backwards since, which only an operator's resync does.
+        let baseline = known
+            .as_ref()
+            .and_then(|r| r.current.as_ref().map(|c| c.updated_at));
         for _ in 0..MAX_CAS_ATTEMPTS {
             // A hint is only used to write: "already that far" is confirmed by a fresh read,
             // so the returned value is what is stored now (a reset since the hint reads as none).
@@ -222,6 +227,13 @@ impl Checkpoints {
             };
             if let Some(c) = &current
                 && c.updated_at >= to
+            {
+                return Ok(c.updated_at);
+            }
+            // A resync rewound the checkpoint while this batch was working: keep the rewind
+            // (the re-read it asks for includes this batch's rows) instead of writing over it.
+            if let (Some(b), Some(c)) = (baseline, &current)
+                && c.updated_at < b
             {
                 return Ok(c.updated_at);
             }

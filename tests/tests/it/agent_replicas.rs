@@ -84,7 +84,7 @@ async fn two_replicas_share_a_consumer_without_corrupting_the_checkpoint() {
 /// value another replica stored stays, and after an operator's reset (key deleted) the new
 /// value is written on top of the reset, not refused forever.
 #[tokio::test]
-async fn advancing_from_a_stale_read_keeps_a_larger_value_and_follows_a_reset() {
+async fn advancing_from_a_stale_read_keeps_a_larger_value_follows_a_reset_and_keeps_a_resync() {
     use async_nats::jetstream;
     use shirase_subscriber_kit::checkpoint::Checkpoints;
 
@@ -145,5 +145,26 @@ async fn advancing_from_a_stale_read_keeps_a_larger_value_and_follows_a_reset() 
     assert_eq!(
         cps.get(&i).await.unwrap().map(|c| c.updated_at),
         Some(t("2026-11-26T02:30:00Z"))
+    );
+
+    // An operator's resync rewinds it (a smaller value) while a batch that read it before is
+    // still working: the batch's store keeps the rewind instead of writing over it, so the
+    // re-read the operator asked for happens.
+    let stale = cps.read(&i).await.unwrap();
+    let rewound = shirase_subscriber_kit::checkpoint::Stored::jst(
+        t("2026-11-26T00:10:00Z"),
+        jiff::Timestamp::now(),
+    );
+    kv.put(cps.key(&i), serde_json::to_vec(&rewound).unwrap().into())
+        .await
+        .unwrap();
+    let kept = cps
+        .advance_from(&i, t("2026-11-26T04:00:00Z"), Some(stale))
+        .await
+        .unwrap();
+    assert_eq!(kept, t("2026-11-26T00:10:00Z"));
+    assert_eq!(
+        cps.get(&i).await.unwrap().map(|c| c.updated_at),
+        Some(t("2026-11-26T00:10:00Z"))
     );
 }
