@@ -280,7 +280,13 @@ impl Sink for HttpSink {
                 .send()
                 .await
                 .map_err(|e| {
-                    SinkError::new(SinkErrorKind::Io, format!("POST to sink.url failed: {e}"))
+                    SinkError::new(
+                        SinkErrorKind::Io,
+                        format!(
+                            "POST to sink.url failed: {}",
+                            shirase_pull::error_without_url(&e)
+                        ),
+                    )
                 })?;
             if resp.status().is_success() {
                 Ok(())

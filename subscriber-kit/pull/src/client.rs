@@ -339,8 +339,39 @@ fn connect_reason(e: &reqwest::Error) -> String {
     } else if e.is_connect() {
         "connection failed".into()
     } else {
-        format!("request failed: {e}")
+        format!("request failed: {}", error_without_url(e))
     }
+}
+
+/// A reqwest error described without its URL: a PULL request's query string carries addressee
+/// numbers (宛名番号), which must not reach a log line. The kind of failure and the chain of
+/// causes below reqwest (I/O, HTTP parse, TLS) are kept.
+pub fn error_without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() {
+        "body"
+    } else if e.is_decode() {
+        "decode"
+    } else if e.is_redirect() {
+        "redirect"
+    } else if e.is_status() {
+        "status"
+    } else if e.is_builder() {
+        "builder"
+    } else {
+        "request"
+    };
+    let mut out = format!("{kind} error");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -458,6 +489,32 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn request_errors_are_described_without_the_query_string() {
+        // A peer that answers garbage: reqwest's own message names the URL, query included.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(b"garbage\r\n\r\n").await;
+            }
+        });
+        ensure_crypto_provider();
+        let e = reqwest::Client::new()
+            .get(format!("http://{addr}/api/x?atena_no=123456789012345"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("123456789012345"), "{e}");
+        let described = error_without_url(&e);
+        assert!(!described.contains("123456789012345"), "{described}");
+        assert!(!described.contains("atena_no"), "{described}");
+        assert!(described.starts_with("request error"), "{described}");
+        let reason = connect_reason(&e);
+        assert!(!reason.contains("123456789012345"), "{reason}");
+    }
 
     #[test]
     fn outcome_classes_follow_the_contract_table() {

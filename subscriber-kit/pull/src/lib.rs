@@ -17,7 +17,9 @@ pub mod config;
 pub mod limiter;
 pub mod wire;
 
-pub use client::{ClientError, Outcome, PullClient, PullRequest, classify, token_answer};
+pub use client::{
+    ClientError, Outcome, PullClient, PullRequest, classify, error_without_url, token_answer,
+};
 pub use config::{ParamNames, PullClientConfig};
 pub use limiter::Limiter;
 pub use wire::Row;
