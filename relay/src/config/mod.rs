@@ -335,6 +335,18 @@ interfaces = ["001o05-00"]
     }
 
     #[test]
+    fn a_provider_name_with_a_line_break_is_refused() {
+        let text = MINIMAL.replace(
+            "name = \"resident registry\"",
+            "name = \"resident registry\\n    { nkey: \\\"UXXX\\\" }\"",
+        );
+        let e = Config::from_toml_str(&text, None).unwrap_err();
+        let p = &e.problems[0];
+        assert_eq!(p.path, "providers[0].name");
+        assert!(p.message.contains("control characters"), "{}", p.message);
+    }
+
+    #[test]
     fn notices_in_flight_must_hold_at_least_one_full_batch() {
         let c = Config::from_toml_str(MINIMAL, None).unwrap();
         assert_eq!(c.nats.max_notices_in_flight, 5000);

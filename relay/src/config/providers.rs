@@ -126,6 +126,14 @@ fn validate_one(
             format!("provider {b} is listed twice"),
         );
     }
+    if rp.name.chars().any(char::is_control) {
+        // The name is written into generated files (the NATS authorization's comments): a
+        // line break there would start a line of configuration.
+        p.push(
+            format!("{path}.name"),
+            "must not contain control characters (line breaks, tabs)",
+        );
+    }
     if rp.name.trim().is_empty() {
         p.push(format!("{path}.name"), "must not be empty");
     }
