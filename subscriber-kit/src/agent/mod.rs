@@ -34,10 +34,8 @@
 
 mod failure;
 mod http;
-// The model of the delivery protocol is being brought up to the coverage rule (narrow pulls,
-// no blind re-read); it is compiled again once it steps through the new planning functions.
-// #[cfg(test)]
-// mod model;
+#[cfg(test)]
+mod model;
 mod nats;
 mod plan;
 mod pull;
