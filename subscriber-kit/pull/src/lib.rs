@@ -3,7 +3,9 @@
 //!
 //! Module map:
 //! - [`config`]: [`PullClientConfig`] (what the client needs to reach one provider) and the
-//!   configurable query parameter names [`ParamNames`].
+//!   per-interface additions [`InterfaceApi`].
+//! - [`profile`]: [`ApiProfile`], how a provider spells requests and answers
+//!   (`[providers.api]`): request building, answer parsing, precision.
 //! - [`client`]: [`PullClient`]: OAuth 2.0 client_credentials with a client_secret_jwt
 //!   assertion, GET requests, and the [`Outcome`] classes of every answer.
 //! - [`limiter`]: [`Limiter`], per-provider concurrency and request-rate limits.
@@ -12,12 +14,15 @@
 //!
 //! Row contents are personal data: this crate never logs them.
 
+mod capped;
 pub mod client;
 pub mod config;
 pub mod limiter;
+pub mod profile;
 pub mod wire;
 
 pub use client::{ClientError, Outcome, PullClient, PullRequest, classify};
-pub use config::{ParamNames, PullClientConfig};
+pub use config::{InterfaceApi, PullClientConfig};
 pub use limiter::Limiter;
+pub use profile::{ApiProfile, RawApi};
 pub use wire::Row;
