@@ -226,6 +226,25 @@ impl ApiProfile {
         q
     }
 
+    /// FROM and TO written exactly as given, not widened (the probe's TO check).
+    pub fn exact_bounds(&self, from: Timestamp, to: Timestamp) -> Vec<(String, String)> {
+        let mut q = Vec::new();
+        self.bound(&self.from, from, &mut q);
+        self.bound(&self.to, to, &mut q);
+        q
+    }
+
+    /// A deliberately malformed FROM (every FROM parameter `"x"`): a provider must answer it
+    /// with 400 and a JSON body.
+    pub fn malformed_from(&self) -> Vec<(String, String)> {
+        match &self.from {
+            Item::One(n) => vec![(n.clone(), "x".into())],
+            Item::Split { date, time } => {
+                vec![(date.clone(), "x".into()), (time.clone(), "x".into())]
+            }
+        }
+    }
+
     fn bound(&self, item: &Item, t: Timestamp, q: &mut Vec<(String, String)>) {
         match item {
             Item::One(name) => q.push((name.clone(), self.format_one(t))),

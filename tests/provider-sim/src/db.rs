@@ -19,7 +19,7 @@ use shirase_proto::{
     Sequence,
 };
 
-use super::clock::{format_db_timestamp, jst_date, truncate_micros};
+use super::clock::{format_db_timestamp, jst_date, truncate_micros, truncate_seconds};
 use super::config::{Config, InterfaceSpec};
 use super::data::{self, Resident};
 use super::error::{SimError, SimErrorKind};
@@ -228,6 +228,8 @@ pub(crate) struct Db {
     index_of: HashMap<AtenaNo, usize>,
     rng: StdRng,
     last_ts: Timestamp,
+    /// DB update timestamps at whole seconds (the romaji dialect): commits in one second share it.
+    whole_seconds: bool,
     changes: Vec<CommittedChange>,
     notices: Vec<Notice>,
 }
@@ -297,7 +299,12 @@ impl Db {
             residents,
             index_of,
             rng,
-            last_ts: now,
+            last_ts: if config.dialect.whole_seconds() {
+                truncate_seconds(now)
+            } else {
+                now
+            },
+            whole_seconds: config.dialect.whole_seconds(),
             changes: Vec::new(),
             notices: Vec::new(),
         }
@@ -466,7 +473,11 @@ impl Db {
             Some(a) => a,
             None => self.pick_addressee(&iface, kind),
         };
-        let ts = truncate_micros(now).max(self.last_ts + SignedDuration::from_micros(1));
+        let ts = if self.whole_seconds {
+            truncate_seconds(now).max(self.last_ts)
+        } else {
+            truncate_micros(now).max(self.last_ts + SignedDuration::from_micros(1))
+        };
         let table = self
             .tables
             .get_mut(&iface)
