@@ -8,6 +8,7 @@
 //!   (`[providers.api]`): request building, answer parsing, precision.
 //! - [`client`]: [`PullClient`]: OAuth 2.0 client_credentials with a client_secret_jwt
 //!   assertion, GET requests, and the [`Outcome`] classes of every answer.
+//! - [`outcome`]: the [`Outcome`] classes of an answer.
 //! - [`limiter`]: [`Limiter`], per-provider concurrency and request-rate limits.
 //! - [`wire`]: the JSON bodies on the wire (data rows, error bodies, token answers) and the
 //!   parsed [`Row`].
@@ -18,6 +19,7 @@ mod capped;
 pub mod client;
 pub mod config;
 pub mod limiter;
+pub mod outcome;
 pub mod profile;
 pub mod wire;
 

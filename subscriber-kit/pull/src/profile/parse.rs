@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use shirase_proto::OffsetTimestamp;
 
 use super::{ApiProfile, Item, TimestampFormat, japan};
-use crate::client::Outcome;
+use crate::outcome::Outcome;
 use crate::wire::{ErrorBody, Row};
 
 /// A 200 answer that does not read with the profile: the profile key to change, and what was

@@ -1,5 +1,5 @@
 use super::*;
-use crate::client::Outcome;
+use crate::outcome::Outcome;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
