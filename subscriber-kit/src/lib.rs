@@ -35,6 +35,7 @@ pub mod coverage;
 pub mod dlq;
 pub mod maintenance;
 pub mod metrics;
+pub mod probe;
 pub mod sink;
 pub mod watchdog;
 

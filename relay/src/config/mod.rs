@@ -66,6 +66,7 @@ const ENV_KEYS: &[&str] = &[
 #[rustfmt::skip]
 pub const RENAMED: &[Renamed] = &[
     Renamed { old: "http.retry_after_secs", new: Some("retry_after"), hint: "a duration string such as \"2s\"" },
+    Renamed { old: "providers[].watch.params", new: Some("api"), hint: "the API profile table: updated_from → from, updated_to → to, atena_no → key (docs/pull-api.md)" },
 ];
 
 /// The configuration as written (after layering), before validation.

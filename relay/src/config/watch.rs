@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Deserialize;
 use shirase_proto::InterfaceId;
-use shirase_pull::{ParamNames, PullClientConfig};
+use shirase_pull::{ApiProfile, PullClientConfig, RawApi};
 
 use super::common::parse_duration;
 
@@ -21,9 +21,9 @@ pub struct RawWatch {
     pub client_id: String,
     /// File holding the client secret (client_secret_jwt); relative to the config file.
     pub client_secret_file: PathBuf,
-    /// Query parameter names of the provider's data endpoint.
+    /// How the provider's API spells requests and answers (the agent's `[providers.api]`).
     #[serde(default)]
-    pub params: ParamNames,
+    pub api: RawApi,
     /// Interfaces to watch; default: every `[[interfaces]]` entry of this provider.
     #[serde(default)]
     pub interfaces: Vec<String>,
@@ -109,8 +109,8 @@ pub struct WatchConfig {
     pub client_id: String,
     /// Client secret file (resolved against the config file's folder).
     pub client_secret_file: PathBuf,
-    /// Query parameter names.
-    pub params: ParamNames,
+    /// How the provider's API spells requests and answers.
+    pub api: ApiProfile,
     /// Interfaces to watch (resolved when the whole topology is known).
     pub interfaces: Vec<InterfaceId>,
     /// Start interval.
@@ -148,6 +148,7 @@ impl WatchConfig {
         base_dir: Option<&Path>,
         problem: &mut dyn FnMut(String, String),
     ) -> Option<Self> {
+        let api = validate_api(raw, path, problem);
         let before = std::cell::Cell::new(0usize);
         let mut report = |field: &str, msg: String| {
             before.set(before.get() + 1);
@@ -166,11 +167,12 @@ impl WatchConfig {
             );
             return None;
         }
+        let api = api?;
         (before.get() == 0).then(|| WatchConfig {
             token_url: raw.token_url.clone(),
             client_id: raw.client_id.clone(),
             client_secret_file: secret,
-            params: raw.params.clone(),
+            api,
             interfaces: Vec::new(),
             interval: d.interval,
             min_interval: d.min_interval,
@@ -196,7 +198,10 @@ impl WatchConfig {
             client_id: self.client_id.clone(),
             client_secret_file: self.client_secret_file.clone(),
             client_secret_field: format!("providers[{}].client_secret_file", provider.business_id),
-            params: self.params.clone(),
+            api: self.api.clone(),
+            // The watcher adds each watched interface's version (for `{version}`).
+            interfaces: Default::default(),
+            municipality: None,
             timeout: self.timeout,
         }
     }
@@ -321,6 +326,16 @@ fn instants(
     let start = instant("start", &raw.start);
     let until = instant("until", &raw.until);
     (start, until)
+}
+
+/// Validate `<path>.api`. Every interface of the relay's topology has a version, so a path
+/// may use `{version}`.
+fn validate_api(
+    raw: &RawWatch,
+    path: &str,
+    problem: &mut dyn FnMut(String, String),
+) -> Option<ApiProfile> {
+    raw.api.validate(&format!("{path}.api"), true, problem)
 }
 
 /// An RFC 3339 timestamp with an explicit offset.

@@ -156,13 +156,7 @@ impl Watcher {
             provider: business.clone(),
             message: "no [providers.watch] section".into(),
         })?;
-        let pc = cfg.pull_client_config(provider);
-        let limiter = Arc::new(Limiter::new(cfg.concurrency, cfg.rate_per_sec));
-        let client = PullClient::new(pc, limiter).map_err(|e| WatcherError::Client {
-            provider: business.clone(),
-            message: e.to_string(),
-        })?;
-        let versions = cfg
+        let versions: BTreeMap<InterfaceId, InterfaceVersion> = cfg
             .interfaces
             .iter()
             .filter_map(|i| {
@@ -172,6 +166,16 @@ impl Watcher {
                     .map(|ic| (*i, ic.version.clone()))
             })
             .collect();
+        let pc = with_versions(
+            cfg.pull_client_config(provider),
+            &versions,
+            config.municipality,
+        );
+        let limiter = Arc::new(Limiter::new(cfg.concurrency, cfg.rate_per_sec));
+        let client = PullClient::new(pc, limiter).map_err(|e| WatcherError::Client {
+            provider: business.clone(),
+            message: e.to_string(),
+        })?;
         let store = StateStore::open(&js, config.municipality).await?;
         Ok(Self {
             municipality: config.municipality,
@@ -563,6 +567,27 @@ impl Watcher {
             }
         }
     }
+}
+
+/// The PULL client settings with what the API profile's path template may name: each watched
+/// interface's version (版数) and the municipality.
+fn with_versions(
+    mut pc: shirase_pull::PullClientConfig,
+    versions: &BTreeMap<InterfaceId, InterfaceVersion>,
+    municipality: MunicipalityCode,
+) -> shirase_pull::PullClientConfig {
+    pc.interfaces = versions
+        .iter()
+        .map(|(i, v)| {
+            let api = shirase_pull::InterfaceApi {
+                version: Some(v.to_string()),
+                path: None,
+            };
+            (*i, api)
+        })
+        .collect();
+    pc.municipality = Some(municipality.to_string());
+    pc
 }
 
 /// Start one watcher per watched provider, each behind its lease. Returns when `shutdown` is

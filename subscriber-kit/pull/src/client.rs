@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use shirase_proto::{AtenaNo, InterfaceId, OffsetTimestamp};
+use shirase_proto::{AtenaNo, InterfaceId};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::PullClientConfig;
 use crate::limiter::Limiter;
-use crate::wire::{Claims, ErrorBody, TokenResponse, parse_rows};
+use crate::profile::{Classified, PathValues};
+use crate::wire::{Claims, ErrorBody, TokenResponse};
 
 pub use crate::wire::Row;
 
@@ -31,64 +32,7 @@ pub struct PullRequest {
     pub keys: Vec<AtenaNo>,
 }
 
-/// The outcome classes of a PULL request (docs/pull-api.md, "agent's outcome class").
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// 200: the rows.
-    Data(Vec<Row>),
-    /// 503 with a JSON body (E0503 or another code), or another 5xx: retry with backoff.
-    Transient {
-        /// Error code from the body.
-        code: Option<String>,
-        /// `Retry-After`, when sent.
-        retry_after: Option<Duration>,
-    },
-    /// 503 without a body: the provider's 30 s processing timeout. Retry with a smaller window.
-    TimeoutSplit {
-        /// `Retry-After`, when sent.
-        retry_after: Option<Duration>,
-    },
-    /// 400 `E0004`: too many rows (or no condition). Bisect the window.
-    TooMany,
-    /// 503 `E0900`: the provider is in maintenance.
-    Maintenance {
-        /// `Retry-After`, when sent.
-        retry_after: Option<Duration>,
-    },
-    /// 400 other than `E0004` (or another 4xx): will not succeed by retrying; dead letter.
-    Permanent {
-        /// HTTP status.
-        status: u16,
-        /// Error code from the body.
-        code: Option<String>,
-        /// The provider's message (names the parameter; never personal data by contract).
-        message: String,
-    },
-    /// 401 even after one token refresh, or the token endpoint refused the assertion.
-    Unauthorized {
-        /// What the provider said.
-        message: String,
-    },
-    /// The provider could not be reached (connect error, client timeout, broken response).
-    Connect(String),
-}
-
-impl Outcome {
-    /// A short label for metrics: `data`, `transient`, `timeout_split`, `too_many`,
-    /// `maintenance`, `permanent`, `unauthorized`, `connect`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Data(_) => "data",
-            Outcome::Transient { .. } => "transient",
-            Outcome::TimeoutSplit { .. } => "timeout_split",
-            Outcome::TooMany => "too_many",
-            Outcome::Maintenance { .. } => "maintenance",
-            Outcome::Permanent { .. } => "permanent",
-            Outcome::Unauthorized { .. } => "unauthorized",
-            Outcome::Connect(_) => "connect",
-        }
-    }
-}
+pub use crate::outcome::Outcome;
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -165,65 +109,74 @@ impl PullClient {
         &self.cfg
     }
 
-    /// Run one request and classify the answer. Takes a limiter slot for each HTTP request
-    /// (token requests included).
-    pub async fn pull(&self, req: &PullRequest) -> Outcome {
-        let token = match self.token(false).await {
-            Ok(t) => t,
-            Err(o) => return o,
-        };
-        match self.get(req, &token).await {
-            Err(o) => o,
-            Ok(GetResult::Unauthorized) => {
+    /// Run one request and classify the answer, without reading the rest of a capped answer
+    /// (see [`PullClient::pull`]). Takes a limiter slot for each HTTP request (token requests
+    /// included).
+    pub async fn pull_page(&self, req: &PullRequest) -> Classified {
+        let q = self.cfg.api.query(req.from, req.to, &req.keys);
+        match self.get_raw(&req.interface, &q).await {
+            Ok(a) => self.cfg.api.classify(a.status, a.retry_after, &a.body),
+            Err(outcome) => Classified {
+                outcome,
+                capped: None,
+            },
+        }
+    }
+
+    /// GET the interface's data endpoint with `query` as given (the probe's deliberately
+    /// malformed requests), refreshing the token once on a 401. `Err` is a token or
+    /// connection failure, or a 401 after the refresh.
+    pub async fn get_raw(
+        &self,
+        interface: &InterfaceId,
+        query: &[(String, String)],
+    ) -> Result<RawAnswer, Outcome> {
+        let token = self.token(false).await?;
+        match self.get(interface, query, &token).await? {
+            GetResult::Done(a) => Ok(a),
+            GetResult::Unauthorized => {
                 // The token may have been revoked or the provider restarted: refresh once.
-                let token = match self.token(true).await {
-                    Ok(t) => t,
-                    Err(o) => return o,
-                };
-                match self.get(req, &token).await {
-                    Err(o) => o,
-                    Ok(GetResult::Unauthorized) => Outcome::Unauthorized {
+                let token = self.token(true).await?;
+                match self.get(interface, query, &token).await? {
+                    GetResult::Done(a) => Ok(a),
+                    GetResult::Unauthorized => Err(Outcome::Unauthorized {
                         message: "401 after a token refresh".into(),
-                    },
-                    Ok(GetResult::Done(o)) => o,
+                    }),
                 }
             }
-            Ok(GetResult::Done(o)) => o,
         }
     }
 
-    fn url(&self, interface: &InterfaceId) -> String {
-        format!(
-            "{}/api/{}",
-            self.cfg.base_url.trim_end_matches('/'),
-            interface
-        )
+    /// Ask for a fresh access token (the probe's first check).
+    pub async fn check_token(&self) -> Result<(), Outcome> {
+        self.token(true).await.map(|_| ())
     }
 
-    async fn get(&self, req: &PullRequest, token: &str) -> Result<GetResult, Outcome> {
-        let p = &self.cfg.params;
-        let mut q: Vec<(&str, String)> = Vec::new();
-        if let Some(f) = req.from {
-            q.push((
-                &p.updated_from,
-                OffsetTimestamp::from_instant_jst(f).to_string(),
-            ));
-        }
-        if let Some(t) = req.to {
-            q.push((
-                &p.updated_to,
-                OffsetTimestamp::from_instant_jst(t).to_string(),
-            ));
-        }
-        if !req.keys.is_empty() {
-            let keys: Vec<&str> = req.keys.iter().map(|k| k.as_str()).collect();
-            q.push((&p.atena_no, keys.join(",")));
-        }
+    /// The data URL of an interface (the path template filled; no query).
+    pub fn url(&self, interface: &InterfaceId) -> String {
+        let i = self.cfg.interfaces.get(interface);
+        let path = self.cfg.api.path(
+            i.and_then(|i| i.path.as_deref()),
+            PathValues {
+                interface: interface.as_str(),
+                version: i.and_then(|i| i.version.as_deref()),
+                municipality: self.cfg.municipality.as_deref(),
+            },
+        );
+        format!("{}{}", self.cfg.base_url.trim_end_matches('/'), path)
+    }
+
+    async fn get(
+        &self,
+        interface: &InterfaceId,
+        q: &[(String, String)],
+        token: &str,
+    ) -> Result<GetResult, Outcome> {
         let _permit = self.limiter.acquire().await;
         let resp = self
             .http
-            .get(self.url(&req.interface))
-            .query(&q)
+            .get(self.url(interface))
+            .query(q)
             .bearer_auth(token)
             .send()
             .await
@@ -237,7 +190,11 @@ impl PullClient {
         if status == 401 {
             return Ok(GetResult::Unauthorized);
         }
-        Ok(GetResult::Done(classify(status, retry_after, &body)))
+        Ok(GetResult::Done(RawAnswer {
+            status,
+            retry_after,
+            body: body.to_vec(),
+        }))
     }
 
     /// A valid access token: the cached one unless it is due for refresh or `force`.
@@ -286,8 +243,10 @@ impl PullClient {
             Err(o) => {
                 if matches!(status, 400 | 401 | 403) {
                     *slot = None;
+                    return Err(o);
                 }
-                Err(o)
+                // Any other answer means what it means for the provider's own codes.
+                Err(self.cfg.api.classify(status, ra, &body).outcome)
             }
         }
     }
@@ -323,7 +282,18 @@ pub fn ensure_crypto_provider() {
 
 enum GetResult {
     Unauthorized,
-    Done(Outcome),
+    Done(RawAnswer),
+}
+
+/// An answer of the data endpoint as received (not 401).
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// `Retry-After`, when sent.
+    pub retry_after: Option<Duration>,
+    /// The body (personal data on a 200: never log it).
+    pub body: Vec<u8>,
 }
 
 fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
@@ -433,57 +403,13 @@ pub fn token_answer(
     }
 }
 
-/// Classify a non-401 answer. Pure, so every row of the docs/pull-api.md table is unit-tested.
+/// Classify a non-401 answer of a provider speaking Shirase's own dialect (the default
+/// [`ApiProfile`](crate::ApiProfile)). Pure, so every row of the docs/pull-api.md table is
+/// unit-tested.
 pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
-    let err = || serde_json::from_slice::<ErrorBody>(body).ok();
-    match status {
-        200 => match parse_rows(body) {
-            Ok(rows) => Outcome::Data(rows),
-            Err(m) => Outcome::Connect(format!("200 with an unreadable body: {m}")),
-        },
-        503 if body.iter().all(u8::is_ascii_whitespace) => Outcome::TimeoutSplit { retry_after },
-        503 => match err() {
-            Some(e) if e.code.as_deref() == Some("E0900") => Outcome::Maintenance { retry_after },
-            Some(e) => Outcome::Transient {
-                code: e.code,
-                retry_after,
-            },
-            None => Outcome::Transient {
-                code: None,
-                retry_after,
-            },
-        },
-        400 => match err() {
-            Some(e) if e.code.as_deref() == Some("E0004") => Outcome::TooMany,
-            Some(e) => Outcome::Permanent {
-                status,
-                code: e.code,
-                message: e.message.unwrap_or_default(),
-            },
-            None => Outcome::Permanent {
-                status,
-                code: None,
-                message: "400 without a JSON body".into(),
-            },
-        },
-        401 => Outcome::Unauthorized {
-            message: "401".into(),
-        },
-        s if s >= 500 => Outcome::Transient {
-            code: err().and_then(|e| e.code),
-            retry_after,
-        },
-        s => {
-            let e = err();
-            Outcome::Permanent {
-                status: s,
-                code: e.as_ref().and_then(|e| e.code.clone()),
-                message: e
-                    .and_then(|e| e.message)
-                    .unwrap_or_else(|| format!("unexpected HTTP status {s}")),
-            }
-        }
-    }
+    crate::ApiProfile::default()
+        .classify(status, retry_after, body)
+        .outcome
 }
 
 #[cfg(test)]
@@ -579,7 +505,10 @@ mod tests {
         let bad = br#"{"rows":[{"atena_no":"1"}]}"#;
         assert_eq!(
             classify(200, None, bad),
-            Outcome::Connect("200 with an unreadable body: /rows/0/updated_at is missing".into())
+            Outcome::ProfileMismatch {
+                key: "row_updated_at".into(),
+                message: "/rows/0/updated_at is missing".into()
+            }
         );
     }
 
@@ -652,7 +581,9 @@ mod tests {
             client_id: "tax-agent".into(),
             client_secret_file: "/nonexistent/tax.secret".into(),
             client_secret_field: "providers[001].client_secret_file".into(),
-            params: Default::default(),
+            api: Default::default(),
+            interfaces: Default::default(),
+            municipality: None,
             timeout: Duration::from_secs(35),
         };
         let e = PullClient::new(cfg, Arc::new(Limiter::new(1, 1.0))).unwrap_err();
@@ -671,7 +602,9 @@ mod tests {
             client_id: "tax-agent".into(),
             client_secret_file: "/nonexistent".into(),
             client_secret_field: "providers[001].client_secret_file".into(),
-            params: Default::default(),
+            api: Default::default(),
+            interfaces: Default::default(),
+            municipality: None,
             timeout: Duration::from_secs(35),
         };
         let c = PullClient::with_secret(cfg, b"s3cret".to_vec(), Arc::new(Limiter::new(1, 1.0)))

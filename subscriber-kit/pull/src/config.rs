@@ -5,12 +5,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use shirase_proto::InterfaceId;
+
+use crate::profile::ApiProfile;
 
 /// The settings of one provider's PULL API client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PullClientConfig {
-    /// Base URL; data requests go to `<base>/api/<interface id>`.
+    /// Base URL; data requests go to `<base><api.path>`.
     pub base_url: String,
     /// Token endpoint URL (also the `aud` of the client assertion).
     pub token_url: String,
@@ -22,30 +26,21 @@ pub struct PullClientConfig {
     /// The configuration field that names `client_secret_file`, for the error when it cannot
     /// be read (e.g. `providers[001].client_secret_file`).
     pub client_secret_field: String,
-    /// Query parameter names.
-    pub params: ParamNames,
+    /// How this provider's API spells requests and answers (`[providers.api]`).
+    pub api: ApiProfile,
+    /// Per interface: the version (版数) for `{version}` and an own path template.
+    pub interfaces: BTreeMap<InterfaceId, InterfaceApi>,
+    /// The municipality code for `{municipality}`.
+    pub municipality: Option<String>,
     /// Client timeout per request (a little over the provider's 30 s).
     pub timeout: Duration,
 }
 
-/// Names of the PULL API query parameters (the standard does not fix them).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ParamNames {
-    /// Inclusive lower bound of the DB update timestamp.
-    pub updated_from: String,
-    /// Exclusive upper bound.
-    pub updated_to: String,
-    /// Comma-separated addressee numbers.
-    pub atena_no: String,
-}
-
-impl Default for ParamNames {
-    fn default() -> Self {
-        Self {
-            updated_from: "updated_from".into(),
-            updated_to: "updated_to".into(),
-            atena_no: "atena_no".into(),
-        }
-    }
+/// What an interface adds to its provider's profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceApi {
+    /// The version (版数) the subscriber reads, for `{version}`.
+    pub version: Option<String>,
+    /// The interface's own path template, overriding the profile's.
+    pub path: Option<String>,
 }

@@ -5,7 +5,6 @@
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use shirase_proto::OffsetTimestamp;
 
 /// One row as the provider returned it. `raw` is the whole row object (personal data).
 #[derive(Debug, Clone, PartialEq)]
@@ -63,41 +62,4 @@ pub struct ErrorBody {
     /// OAuth error description.
     #[serde(default)]
     pub error_description: Option<String>,
-}
-
-/// The data endpoint's 200 answer (only `rows` is read).
-#[derive(Debug, Deserialize)]
-pub struct DataBody {
-    /// The row objects.
-    pub rows: Vec<serde_json::Value>,
-}
-
-/// Parse a 200 answer's rows; the error names the JSON Pointer of what is missing or invalid.
-pub fn parse_rows(body: &[u8]) -> Result<Vec<Row>, String> {
-    let b: DataBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    b.rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            let ts = raw
-                .get("updated_at")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| format!("/rows/{i}/updated_at is missing"))?;
-            let updated_at = ts
-                .parse::<OffsetTimestamp>()
-                .map_err(|e| format!("/rows/{i}/updated_at: {e}"))?
-                .instant();
-            let atena_no = raw
-                .get("atena_no")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
-            let history_no = raw.get("history_no").and_then(|v| v.as_u64());
-            Ok(Row {
-                atena_no,
-                history_no,
-                updated_at,
-                raw,
-            })
-        })
-        .collect()
 }

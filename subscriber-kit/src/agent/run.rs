@@ -157,9 +157,11 @@ impl Agent {
             };
             let guard = Arc::new(Guard::new(calendar, self.clock.clone()));
             let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
+            let mut pc = shirase_pull::PullClientConfig::from(p);
+            pc.municipality = Some(self.cfg.municipality.to_string());
             let c = match self.secrets.get(&p.business_id) {
-                Some(s) => PullClient::with_secret(p.into(), s.clone(), limiter),
-                None => PullClient::new(p.into(), limiter),
+                Some(s) => PullClient::with_secret(pc, s.clone(), limiter),
+                None => PullClient::new(pc, limiter),
             }
             .map_err(|e| AgentError::new(AgentErrorKind::Client, e.to_string()))?;
             out.push((Arc::new(c), guard, p.clone()));

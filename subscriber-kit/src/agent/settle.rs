@@ -342,6 +342,18 @@ pub(super) fn on_failure(
             };
             (remedy, a)
         }
+        // The answer does not read with the profile: a guess would ack or dead-letter notices
+        // whose rows were never understood, so retry and say which key to check.
+        Failure::Outcome(Outcome::ProfileMismatch { key, message }) => (
+            Remedy::Retry { retry_after: None },
+            alert(
+                Severity::Warning,
+                "profile_mismatch",
+                format!(
+                    "provider {provider} answered in a form its API profile does not read (check providers.api.{key}): {message}; the notices are retried, nothing is acked or dead-lettered"
+                ),
+            ),
+        ),
         // A connection failure, a refusing sink; Data and TooMany never reach here as failures
         // of a window.
         Failure::Outcome(_) | Failure::Sink(_) => (Remedy::Retry { retry_after: None }, None),

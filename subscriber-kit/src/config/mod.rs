@@ -37,7 +37,9 @@ pub use processing::{
     RawPull, RawRetry, RawShutdown, RawSweep, RawWatchdog, RetryConfig, ShutdownConfig,
     SweepConfig, WatchdogConfig,
 };
-pub use providers::{InterfaceConfig, ParamNames, ProviderConfig, RawInterface, RawProvider};
+pub use providers::{
+    ApiProfile, InterfaceConfig, ProviderConfig, RawApi, RawInterface, RawProvider,
+};
 pub use sink::{RawSink, SinkConfig};
 
 use common::Renamed;
@@ -70,7 +72,11 @@ pub const RENAMED: &[Renamed] = &[
     Renamed { old: "shutdown.grace_ms", new: Some("grace"), hint: DURATION_S },
     Renamed { old: "sink.timeout_ms", new: Some("timeout"), hint: DURATION_S },
     Renamed { old: "providers[].timeout_ms", new: Some("timeout"), hint: DURATION_S },
+    Renamed { old: "providers[].params", new: Some("api"), hint: API_PARAMS },
 ];
+
+/// What replaced `[providers.params]` (and the watcher's `[providers.watch.params]`).
+pub const API_PARAMS: &str = "the API profile table: updated_from → from, updated_to → to, atena_no → key (docs/pull-api.md)";
 
 /// The configuration as written (after layering), before validation.
 #[derive(Debug, Clone, Deserialize)]
@@ -275,7 +281,7 @@ version = "1.0"
         assert_eq!(c.providers[0].concurrency, 2);
         assert_eq!(c.providers[0].rate_per_sec, 5.0);
         assert_eq!(c.providers[0].interfaces[0].keyed_pull_max_keys, 0);
-        assert_eq!(c.providers[0].params, ParamNames::default());
+        assert_eq!(c.providers[0].api, ApiProfile::default());
         assert_eq!(
             c.sink,
             SinkConfig::File {

@@ -22,9 +22,9 @@ pub struct RawProvider {
     pub client_id: String,
     /// File holding the client secret.
     pub client_secret_file: PathBuf,
-    /// Query parameter names.
+    /// How the provider's API spells requests and answers (`[providers.api]`).
     #[serde(default)]
-    pub params: ParamNames,
+    pub api: RawApi,
     /// Client timeout per request.
     #[serde(default = "default_timeout")]
     pub timeout: String,
@@ -56,6 +56,9 @@ pub struct RawInterface {
     /// Keyed pull threshold; 0 = never.
     #[serde(default)]
     pub keyed_pull_max_keys: usize,
+    /// The interface's own path template (overrides `api.path`).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -84,8 +87,8 @@ pub struct ProviderConfig {
     pub client_id: String,
     /// File holding the client secret (trailing newline ignored).
     pub client_secret_file: PathBuf,
-    /// Query parameter names.
-    pub params: ParamNames,
+    /// How the provider's API spells requests and answers.
+    pub api: ApiProfile,
     /// Client timeout per request (a little over the provider's 30 s).
     pub timeout: Duration,
     /// Concurrent requests to this provider.
@@ -102,7 +105,7 @@ pub struct ProviderConfig {
     pub enforce_maintenance: bool,
 }
 
-pub use shirase_pull::ParamNames;
+pub use shirase_pull::{ApiProfile, RawApi};
 
 /// The agent's PULL client settings of a provider: everything but the interfaces, limits and
 /// maintenance calendar, which the agent applies itself.
@@ -114,7 +117,20 @@ impl From<&ProviderConfig> for shirase_pull::PullClientConfig {
             client_id: p.client_id.clone(),
             client_secret_file: p.client_secret_file.clone(),
             client_secret_field: format!("providers[{}].client_secret_file", p.business_id),
-            params: p.params.clone(),
+            api: p.api.clone(),
+            interfaces: p
+                .interfaces
+                .iter()
+                .map(|i| {
+                    let api = shirase_pull::InterfaceApi {
+                        version: Some(i.version.to_string()),
+                        path: i.path.clone(),
+                    };
+                    (i.id, api)
+                })
+                .collect(),
+            // Set by the agent, which knows its municipality.
+            municipality: None,
             timeout: p.timeout,
         }
     }
@@ -130,6 +146,8 @@ pub struct InterfaceConfig {
     /// Use a keyed pull (by addressee number) when a batch names at most this many keys;
     /// 0 = never.
     pub keyed_pull_max_keys: usize,
+    /// The interface's own path template, overriding the provider's `api.path`.
+    pub path: Option<String>,
 }
 
 impl ProviderConfig {
@@ -175,26 +193,19 @@ impl ProviderConfig {
         }
         check_client(pi, rp, p);
         let timeout = check_limits(pi, rp, p);
-        for (name, v) in [
-            ("params.updated_from", &rp.params.updated_from),
-            ("params.updated_to", &rp.params.updated_to),
-            ("params.atena_no", &rp.params.atena_no),
-        ] {
-            if v.is_empty() {
-                p.push(f(name), "must not be empty");
-            }
-        }
+        let api = validate_api(rp, pi, p);
         if let Err(e) = shirase_proto::maintenance::Calendar::new(&rp.maintenance) {
             p.push(f(&format!("maintenance.{}", e.field())), e.to_string());
         }
         let interfaces = validate_interfaces(pi, rp, business_id, p);
+        let api = api?;
         Some(ProviderConfig {
             business_id: business_id?,
             pull_api_base_url: rp.pull_api_base_url.clone(),
             token_url: rp.token_url.clone(),
             client_id: rp.client_id.clone(),
             client_secret_file: rp.client_secret_file.clone(),
-            params: rp.params.clone(),
+            api,
             timeout: timeout.unwrap_or_default(),
             concurrency: rp.concurrency,
             rate_per_sec: rp.rate_per_sec,
@@ -292,8 +303,93 @@ fn validate_interfaces(
                 id,
                 version,
                 keyed_pull_max_keys: ri.keyed_pull_max_keys,
+                path: ri.path.clone(),
             });
         }
     }
     interfaces
+}
+
+/// Validate `providers[pi].api` and the interfaces' own `path`, every problem with its path.
+/// `{version}` is refused when an interface has no version to fill it with.
+fn validate_api(rp: &RawProvider, pi: usize, p: &mut Problems) -> Option<ApiProfile> {
+    let has_version =
+        !rp.interfaces.is_empty() && rp.interfaces.iter().all(|i| !i.version.trim().is_empty());
+    let mut report = |f: String, m: String| p.push(f, m);
+    let api = rp
+        .api
+        .validate(&format!("providers[{pi}].api"), has_version, &mut report);
+    for (ii, ri) in rp.interfaces.iter().enumerate() {
+        if let Some(t) = &ri.path {
+            let field = format!("providers[{pi}].interfaces[{ii}].path");
+            shirase_pull::profile::raw::check_path(t, &field, has_version, &mut report);
+        }
+    }
+    api
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const BASE: &str = r#"
+subscriber = "tax"
+municipality = "131016"
+[sink]
+kind = "file"
+dir = "/tmp/x"
+[[providers]]
+business_id = "001"
+pull_api_base_url = "http://127.0.0.1:9001"
+token_url = "http://127.0.0.1:9001/oauth/token"
+client_id = "tax"
+client_secret_file = "/tmp/secret"
+[[providers.interfaces]]
+id = "001o05-00"
+version = "1.0"
+"#;
+
+    fn lines(extra: &str) -> Vec<String> {
+        let e = Config::from_toml_str(&format!("{BASE}{extra}")).unwrap_err();
+        e.problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_second_dialect_validates() {
+        let c = Config::from_toml_str(&format!(
+            "{BASE}path = \"/renkei/{{interface}}\"\n[providers.api]\npath = \"/api/{{version}}/{{interface}}\"\nfrom = {{ date = \"koshin_ymd_from\", time = \"koshin_time_from\" }}\nto = {{ date = \"koshin_ymd_to\", time = \"koshin_time_to\" }}\nto_inclusive = true\nrows = \"/kekka/meisai\"\nrow_updated_at = {{ date = \"koshin_ymd\", time = \"koshin_time\" }}\ntotal_count = \"/kekka/kensu\"\nreturned_count = \"/kekka/henkyaku_kensu\"\n"
+        ))
+        .unwrap();
+        let p = &c.providers[0];
+        assert!(p.api.whole_seconds());
+        assert_eq!(p.interfaces[0].path.as_deref(), Some("/renkei/{interface}"));
+    }
+
+    #[test]
+    fn old_params_table_names_the_new_keys() {
+        let l = lines("[providers.params]\nupdated_to = \"x\"\n");
+        assert!(
+            l[0].starts_with("providers[0].params: renamed to providers[0].api (")
+                && l[0].contains("updated_to → to"),
+            "{l:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_profile_is_refused_naming_each_field() {
+        let l = lines(
+            "[providers.api]\nrows = \"data\"\ntimestamp_format = \"%Y%m%d\"\nrow_updated_at = { date = \"d\" }\nbogus = 1\n",
+        );
+        for want in [
+            "providers[0].api.bogus: ",
+            "providers[0].api.rows: ",
+            "providers[0].api.timestamp_format: ",
+            "providers[0].api.row_updated_at.time: ",
+        ] {
+            assert!(
+                l.iter().any(|x| x.starts_with(want)),
+                "{want} missing from {l:#?}"
+            );
+        }
+    }
 }

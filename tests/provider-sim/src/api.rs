@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::config::ParamNames;
 use super::db::{Query as DbQuery, TooMany};
+use super::dialect::{Dialect, parse_romaji};
 use super::log::Outcome;
 use super::state::{Shared, lock};
 
@@ -76,10 +77,59 @@ pub(crate) async fn get_rows(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
+    rows_at(s, None, interface, headers, uri).await
+}
+
+/// `GET /api/<version>/<interface id>`: the romaji dialect's path.
+pub(crate) async fn get_versioned_rows(
+    State(s): State<Arc<Shared>>,
+    Path((version, interface)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    rows_at(s, Some(version), interface, headers, uri).await
+}
+
+/// Whether this dialect serves this path: the romaji dialect wants the interface's version in
+/// it, the standard one none.
+fn path_error(s: &Shared, version: Option<&str>, interface: &str) -> Option<Answer> {
+    let spec = s
+        .config
+        .interfaces
+        .iter()
+        .find(|i| i.id.as_str() == interface);
+    let message = match (s.config.dialect, version) {
+        (Dialect::Standard, None) => return None,
+        (Dialect::Romaji, Some(v)) if spec.is_none_or(|i| i.version.as_str() == v) => return None,
+        (Dialect::Standard, Some(_)) => "this provider serves /api/<interface id>".to_owned(),
+        (Dialect::Romaji, Some(v)) => format!("version {v:?} of {interface} is not served"),
+        (Dialect::Romaji, None) => "this provider serves /api/<version>/<interface id>".to_owned(),
+    };
+    Some(Answer::error(
+        StatusCode::NOT_FOUND,
+        Outcome::BadRequest,
+        "E0001",
+        message,
+    ))
+}
+
+async fn rows_at(
+    s: Arc<Shared>,
+    version: Option<String>,
+    interface: String,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let started = Instant::now();
     let client = bearer(&headers).and_then(|t| lock(&s.auth).client_of(t));
-    let a = answer(&s, &interface, &headers, &uri).await;
-    let path = format!("/api/{interface}");
+    let a = match path_error(&s, version.as_deref(), &interface) {
+        Some(a) => a,
+        None => answer(&s, &interface, &headers, &uri).await,
+    };
+    let path = match &version {
+        Some(v) => format!("/api/{v}/{interface}"),
+        None => format!("/api/{interface}"),
+    };
     s.log_request(
         &Method::GET,
         &path,
@@ -148,13 +198,18 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
             return Answer::error(StatusCode::BAD_REQUEST, Outcome::BadRequest, "E0001", m);
         }
     };
-    let q = match parse_query(&pairs, &s.config.params) {
+    let parsed = match s.config.dialect {
+        Dialect::Standard => parse_query(&pairs, &s.config.params),
+        Dialect::Romaji => parse_romaji(&pairs),
+    };
+    let q = match parsed {
         Ok(q) => q,
         Err(ParamError::Malformed(m)) => {
             return Answer::error(StatusCode::BAD_REQUEST, Outcome::BadRequest, "E0001", m);
         }
         Err(ParamError::NoCondition(m)) => {
-            return Answer::error(StatusCode::BAD_REQUEST, Outcome::TooMany, "E0004", m);
+            let code = s.config.dialect.too_many_code();
+            return Answer::error(StatusCode::BAD_REQUEST, Outcome::TooMany, code, m);
         }
     };
 
@@ -192,18 +247,19 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
         Err(TooMany) => Answer::error(
             StatusCode::BAD_REQUEST,
             Outcome::TooMany,
-            "E0004",
+            s.config.dialect.too_many_code(),
             format!(
-                "more than {} rows match; narrow the conditions (a shorter {}–{} window or fewer {})",
+                "more than {} rows match; narrow the conditions (a shorter window or fewer addressee numbers)",
                 s.config.row_threshold,
-                s.config.params.updated_from,
-                s.config.params.updated_to,
-                s.config.params.atena_no
             ),
         ),
-        Ok(rows) => {
+        Ok(mut rows) => {
+            let total = rows.len();
+            if let Some(cap) = s.config.answer_cap {
+                rows.truncate(cap);
+            }
             let n = rows.len();
-            let body = json!({"interface_id": iface, "count": n, "rows": rows});
+            let body = s.config.dialect.body(&iface, rows, total);
             Answer {
                 response: (StatusCode::OK, axum::Json(body)).into_response(),
                 status: StatusCode::OK,
@@ -215,11 +271,37 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
     }
 }
 
-enum ParamError {
+pub(crate) enum ParamError {
     /// E0001: the message names the parameter.
     Malformed(String),
     /// E0004: no condition at all.
     NoCondition(String),
+}
+
+/// Comma-separated addressee numbers, sorted and without repeats.
+pub(crate) fn parse_keys(name: &str, value: &str) -> Result<Vec<AtenaNo>, ParamError> {
+    let malformed = ParamError::Malformed;
+    if value.is_empty() {
+        return Err(malformed(format!(
+            "{name}: empty; give comma-separated 15-digit addressee numbers"
+        )));
+    }
+    let mut list = Vec::new();
+    for (i, item) in value.split(',').enumerate() {
+        list.push(
+            item.parse::<AtenaNo>()
+                .map_err(|e| malformed(format!("{name}: item {i}: {e}")))?,
+        );
+    }
+    if list.len() > MAX_KEYS_PER_REQUEST {
+        return Err(malformed(format!(
+            "{name}: at most {MAX_KEYS_PER_REQUEST} addressee numbers, got {}",
+            list.len()
+        )));
+    }
+    list.sort_unstable();
+    list.dedup();
+    Ok(list)
 }
 
 fn parse_query(pairs: &[(String, String)], names: &ParamNames) -> Result<DbQuery, ParamError> {
@@ -247,27 +329,7 @@ fn parse_query(pairs: &[(String, String)], names: &ParamNames) -> Result<DbQuery
                 return Err(twice());
             }
         } else if *name == names.atena_no {
-            if value.is_empty() {
-                return Err(malformed(format!(
-                    "{name}: empty; give comma-separated 15-digit addressee numbers"
-                )));
-            }
-            let mut list = Vec::new();
-            for (i, item) in value.split(',').enumerate() {
-                list.push(
-                    item.parse::<AtenaNo>()
-                        .map_err(|e| malformed(format!("{name}: item {i}: {e}")))?,
-                );
-            }
-            if list.len() > MAX_KEYS_PER_REQUEST {
-                return Err(malformed(format!(
-                    "{name}: at most {MAX_KEYS_PER_REQUEST} addressee numbers, got {}",
-                    list.len()
-                )));
-            }
-            list.sort_unstable();
-            list.dedup();
-            if keys.replace(list).is_some() {
+            if keys.replace(parse_keys(name, value)?).is_some() {
                 return Err(twice());
             }
         } else {

@@ -52,6 +52,11 @@ pub(crate) fn truncate_micros(t: Timestamp) -> Timestamp {
     Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
 }
 
+/// The instant truncated to whole seconds (the romaji dialect's DB timestamp precision).
+pub(crate) fn truncate_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
 /// `2026-11-25T10:15:30.123456+09:00`: JST, always six fractional digits, as the doc shows.
 pub(crate) fn format_db_timestamp(t: Timestamp) -> String {
     let jst = jiff::tz::TimeZone::fixed(jiff::tz::offset(9));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use shirase_proto::{BusinessId, InterfaceId, InterfaceVersion, MunicipalityCode};
 
 use super::clock::ClockMode;
+pub use super::dialect::Dialect;
 use super::error::{SimError, SimErrorKind};
 
 /// One interface (連携ID) the simulator serves, with the version (版数) its notices name.
@@ -134,8 +135,13 @@ pub struct Config {
     /// The provider-side processing timeout (the standard's 30 s): injected latency beyond it is
     /// answered with a bare 503 once this much time has passed.
     pub provider_timeout: Duration,
-    /// Query parameter names of the data endpoint.
+    /// Query parameter names of the data endpoint (standard dialect).
     pub params: ParamNames,
+    /// Which dialect of the PULL API the data endpoint speaks.
+    pub dialect: Dialect,
+    /// Cap every answer at this many rows, reporting the total (the romaji dialect's counts);
+    /// `None` = whole answers.
+    pub answer_cap: Option<usize>,
     /// Start in maintenance (every request answered 503 `E0900`).
     pub maintenance: bool,
     /// The `Retry-After` sent with maintenance answers.
@@ -179,6 +185,8 @@ impl Config {
             row_threshold: 1_000,
             provider_timeout: Duration::from_secs(30),
             params: ParamNames::default(),
+            dialect: Dialect::Standard,
+            answer_cap: None,
             maintenance: false,
             maintenance_retry_after: Duration::from_secs(60),
             notice_target: NoticeTarget::None,
@@ -260,6 +268,9 @@ impl Config {
             if id.is_empty() {
                 return bad("clients: a client id must not be empty".into());
             }
+        }
+        if self.answer_cap == Some(0) {
+            return bad("answer_cap: must be at least 1 (or none)".into());
         }
         if self.request_log_capacity == 0 {
             return bad("request_log_capacity: must be at least 1".into());

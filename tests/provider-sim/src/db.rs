@@ -19,7 +19,7 @@ use shirase_proto::{
     Sequence,
 };
 
-use super::clock::{format_db_timestamp, jst_date, truncate_micros};
+use super::clock::{format_db_timestamp, jst_date, truncate_micros, truncate_seconds};
 use super::config::{Config, InterfaceSpec};
 use super::data::{self, Resident};
 use super::error::{SimError, SimErrorKind};
@@ -241,6 +241,8 @@ pub(crate) struct Db {
     index_of: HashMap<AtenaNo, usize>,
     rng: StdRng,
     last_ts: Timestamp,
+    /// DB update timestamps at whole seconds (the romaji dialect): commits in one second share it.
+    whole_seconds: bool,
     changes: Vec<CommittedChange>,
     notices: Vec<Notice>,
 }
@@ -310,7 +312,12 @@ impl Db {
             residents,
             index_of,
             rng,
-            last_ts: now,
+            last_ts: if config.dialect.whole_seconds() {
+                truncate_seconds(now)
+            } else {
+                now
+            },
+            whole_seconds: config.dialect.whole_seconds(),
             changes: Vec::new(),
             notices: Vec::new(),
         }
@@ -481,10 +488,17 @@ impl Db {
         };
         let ts = match spec.late_by_ms {
             // A long transaction's timestamp: taken when it began, not after the last commit.
-            Some(ms) => truncate_micros(
-                now.checked_sub(SignedDuration::from_millis(ms as i64))
-                    .unwrap_or(now),
-            ),
+            Some(ms) => {
+                let t = now
+                    .checked_sub(SignedDuration::from_millis(ms as i64))
+                    .unwrap_or(now);
+                if self.whole_seconds {
+                    truncate_seconds(t)
+                } else {
+                    truncate_micros(t)
+                }
+            }
+            None if self.whole_seconds => truncate_seconds(now).max(self.last_ts),
             None => truncate_micros(now).max(self.last_ts + SignedDuration::from_micros(1)),
         };
         let table = self

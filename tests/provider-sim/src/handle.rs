@@ -76,6 +76,7 @@ impl ProviderSim {
         let app = Router::new()
             .route("/oauth/token", post(auth::token))
             .route("/api/{interface}", get(api::get_rows))
+            .route("/api/{version}/{interface}", get(api::get_versioned_rows))
             .merge(admin::router())
             .with_state(shared.clone());
 

@@ -11,7 +11,8 @@
 //! - `db`: history tables, the change generator's commits, differential/keyed queries, the
 //!   lagging-replica view.
 //! - `auth`: `POST /oauth/token` (client_secret_jwt, verified for real) and bearer tokens.
-//! - `api`: `GET /api/<interface id>` with the faults applied.
+//! - `api`: `GET /api/<interface id>` (and `/api/<version>/<interface id>`) with the faults applied.
+//! - `dialect`: the standard and the romaji dialect of the data endpoint.
 //! - `admin`: `/admin/*` JSON endpoints (loopback only).
 //! - `faults`, `log`, `clock`: injected faults, request log and counters, the DB clock.
 //! - `emit`, `generator`: notice delivery to the relay or NATS; the background change rate.
@@ -24,6 +25,7 @@ mod clock;
 mod config;
 mod data;
 mod db;
+mod dialect;
 mod emit;
 mod error;
 mod faults;
@@ -34,7 +36,7 @@ mod state;
 
 pub use auth::ASSERTION_TYPE;
 pub use clock::ClockMode;
-pub use config::{Config, InterfaceSpec, NoticeTarget, ParamNames, Secret};
+pub use config::{Config, Dialect, InterfaceSpec, NoticeTarget, ParamNames, Secret};
 pub use db::{ChangeSpec, CommittedChange, MAX_CHANGES_PER_CALL, Row};
 pub use error::{SimError, SimErrorKind};
 pub use faults::{Faults, FaultsUpdate};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use shirase_proto::{BusinessId, InterfaceId, MunicipalityCode};
-use shirase_provider_sim::{Config, InterfaceSpec, NoticeTarget, ProviderSim};
+use shirase_provider_sim::{Config, Dialect, InterfaceSpec, NoticeTarget, ProviderSim};
 use tokio_util::sync::CancellationToken;
 
 /// Reference implementation of the standard's PULL API (docs/pull-api.md) over a generated
@@ -64,6 +64,13 @@ struct Cli {
     /// Name of the addressee-number parameter.
     #[arg(long, default_value = "atena_no")]
     param_atena: String,
+    /// Dialect of the data endpoint: `standard` (docs/pull-api.md) or `romaji` (split
+    /// date/time bounds at whole seconds, version in the path, counts).
+    #[arg(long, default_value = "standard", value_parser = parse_dialect)]
+    dialect: Dialect,
+    /// Cap every answer at this many rows (reported with the total in the romaji dialect).
+    #[arg(long)]
+    answer_cap: Option<usize>,
     /// URL clients reach this simulator at, if not http://<listen> (the assertion aud is
     /// <this>/oauth/token).
     #[arg(long)]
@@ -80,6 +87,14 @@ struct Cli {
     /// Background change rate, in changes per second ("5" or "5/s"); 0 = off.
     #[arg(long, default_value = "0", value_parser = parse_rate)]
     rate: f64,
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    match s {
+        "standard" => Ok(Dialect::Standard),
+        "romaji" => Ok(Dialect::Romaji),
+        _ => Err(format!("{s:?}: write standard or romaji")),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -128,6 +143,8 @@ fn config(cli: Cli) -> anyhow::Result<Config> {
     c.params.updated_from = cli.param_from;
     c.params.updated_to = cli.param_to;
     c.params.atena_no = cli.param_atena;
+    c.dialect = cli.dialect;
+    c.answer_cap = cli.answer_cap;
     c.public_base_url = cli.public_url;
     c.change_rate = cli.rate;
     c.notice_target = match (cli.notify_relay, cli.notify_nats) {

@@ -249,10 +249,9 @@ async fn permanent_400_goes_to_the_dlq_with_the_response() {
         .unwrap();
     wait_notices_published(&env).await;
     // A parameter name this provider does not know: 400 E0001 naming it.
-    let agent = RunningAgent::start(env.agent_config(
-        FAST_RETRY,
-        "[providers.params]\nupdated_to = \"updated_until\"\n",
-    ));
+    let agent = RunningAgent::start(
+        env.agent_config(FAST_RETRY, "[providers.api]\nto = \"updated_until\"\n"),
+    );
     wait_until(20, "dead-lettered", || async {
         agent
             .metrics

@@ -2,6 +2,7 @@
 
 mod agent_burst;
 mod agent_crash;
+mod agent_dialects;
 mod agent_e2e;
 mod agent_e2e_relay;
 mod agent_faults;

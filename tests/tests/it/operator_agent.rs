@@ -121,9 +121,8 @@ async fn a_dead_letter_is_redriven_and_delivered_after_its_cause_is_fixed() {
         .unwrap();
     wait_notices_published(&env).await;
     // The cause: a parameter name this provider does not know → 400 E0001 → dead letter.
-    let bad = RunningAgent::start(
-        env.agent_config("", "[providers.params]\nupdated_to = \"updated_until\"\n"),
-    );
+    let bad =
+        RunningAgent::start(env.agent_config("", "[providers.api]\nto = \"updated_until\"\n"));
     wait_until(20, "dead-lettered", || async {
         bad.metrics.iface(&bad.metrics.dead_lettered, "001", IFACE) == 2
     })

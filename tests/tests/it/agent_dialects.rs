@@ -1,0 +1,219 @@
+//! The agent and its `probe` command against both dialects of provider-sim: Shirase's own
+//! (docs/pull-api.md) and the romaji one (split date/time bounds at whole seconds, inclusive
+//! TO, romaji item names, rows under `/kekka/meisai`, the version in the path, answers capped
+//! with counts), configured through `[providers.api]` only.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use shirase_proto::ChangeKind;
+use shirase_tests::provider_sim::{ChangeSpec, Dialect};
+
+use crate::agent_support::*;
+
+fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .skip(1)
+        .map(|d| d.join(format!("shirase-agent{}", std::env::consts::EXE_SUFFIX)))
+        .find(|p| p.is_file())
+        .expect("shirase-agent built next to the test binary (cargo build --workspace --bins)")
+}
+
+fn romaji_api() -> String {
+    format!("[providers.api]\n{}", Dialect::Romaji.profile_toml())
+}
+
+async fn romaji_env(cap: usize) -> Env {
+    Env::start(|c| {
+        c.dialect = Dialect::Romaji;
+        c.answer_cap = Some(cap);
+    })
+    .await
+}
+
+/// Run `shirase-agent probe --config <file>`; (exit status, stdout lines).
+fn probe(env: &Env, provider_extra: &str) -> (i32, Vec<String>) {
+    let file = env.dir.path().join("probe.toml");
+    std::fs::write(&file, env.agent_toml("", provider_extra)).unwrap();
+    // The simulator runs on this test's runtime: wait for the child on a blocking thread.
+    let out = tokio::task::block_in_place(|| {
+        Command::new(agent_binary())
+            .arg("probe")
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap()
+    });
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines = text.lines().map(str::to_owned).collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+fn has(lines: &[String], prefix: &str) -> bool {
+    lines.iter().any(|l| l.starts_with(prefix))
+}
+
+fn commit(env: &Env, n: usize) {
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(n)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_accepts_the_standard_dialect_with_the_default_profile() {
+    let env = Env::start(|_| {}).await;
+    commit(&env, 5);
+    let (code, lines) = probe(&env, "");
+    assert_eq!(code, 0, "{lines:#?}");
+    for want in [
+        "ok   001 token: ",
+        "ok   001 001o05-00 window: GET /api/001o05-00 ",
+        "ok   001 001o05-00 rows: ",
+        "ok   001 001o05-00 malformed_bound: a malformed updated_from was answered 400 E0001",
+        "ok   001 001o05-00 to: TO is exclusive",
+    ] {
+        assert!(has(&lines, want), "{want} missing from {lines:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_accepts_the_romaji_dialect_with_its_profile() {
+    let env = romaji_env(3).await;
+    commit(&env, 10);
+    let (code, lines) = probe(&env, &romaji_api());
+    assert_eq!(code, 0, "{lines:#?}");
+    for want in [
+        "ok   001 001o05-00 window: GET /api/1.0/001o05-00 ",
+        "ok   001 001o05-00 precision: DB update timestamps at whole seconds",
+        "ok   001 001o05-00 to: TO is inclusive",
+    ] {
+        assert!(has(&lines, want), "{want} missing from {lines:#?}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("capped at 3 of")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_names_the_keys_of_a_wrong_profile() {
+    let env = romaji_env(1000).await;
+    commit(&env, 3);
+    // The default profile: wrong path.
+    let (code, lines) = probe(&env, "");
+    assert_eq!(code, 1, "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l
+            .starts_with("FAIL 001 001o05-00 window: GET /api/001o05-00: 404 E0001")
+            && l.ends_with("→ change providers[001].api.path")),
+        "{lines:#?}"
+    );
+    // Right path and bounds, but rows read from the wrong pointer.
+    let wrong_rows = romaji_api().replace("/kekka/meisai", "/rows");
+    let (code, lines) = probe(&env, &wrong_rows);
+    assert_eq!(code, 1, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("FAIL 001 001o05-00 window: ")
+                && l.ends_with("→ change providers[001].api.rows")),
+        "{lines:#?}"
+    );
+    // An exclusive TO where the provider's is inclusive.
+    let wrong_to = romaji_api().replace("to_inclusive = true", "to_inclusive = false");
+    let (code, lines) = probe(&env, &wrong_to);
+    assert_eq!(code, 1, "{lines:#?}");
+    assert!(
+        has(
+            &lines,
+            "FAIL 001 001o05-00 to: TO behaves inclusive, the profile says exclusive → change providers[001].api.to_inclusive = true"
+        ),
+        "{lines:#?}"
+    );
+}
+
+/// The romaji sink rows as (atena_bango, rireki_bango).
+fn romaji_sink_rows(env: &Env) -> BTreeSet<(String, u64)> {
+    env.sink_lines()
+        .iter()
+        .filter(|l| l["kind"] == "row")
+        .map(|l: &Value| {
+            let r = &l["row"];
+            (
+                r["atena_bango"].as_str().unwrap().to_owned(),
+                r["rireki_bango"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_agent_drains_the_romaji_dialect_through_capped_answers() {
+    // Answers capped at 7 rows: every window is read to the end by splitting it. A change
+    // also moves the addressee's previous row to its second, so 3 changes a second keep any
+    // one second within the cap (a second holding more than the cap is not split further).
+    let env = romaji_env(7).await;
+    let agent = RunningAgent::start(env.agent_config("", &romaji_api()));
+    for _ in 0..8 {
+        commit(&env, 3);
+        tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+    }
+    wait_notices_published(&env).await;
+    wait_until(60, "all delivered", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let expected = env.expected_rows();
+    assert_eq!(expected.len(), 24);
+    let got = romaji_sink_rows(&env);
+    let missing: Vec<_> = expected.difference(&got).collect();
+    assert!(
+        missing.is_empty(),
+        "{} rows missing: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(3)]
+    );
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.dead_lettered, "001", IFACE),
+        0
+    );
+    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 24);
+    // Whole-second DB timestamps: the checkpoint is the newest one received.
+    let cp = env.checkpoint().await.unwrap();
+    assert_eq!(cp.subsec_nanosecond(), 0);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_profile_mismatch_is_retried_never_acked_or_dead_lettered() {
+    let env = romaji_env(1000).await;
+    commit(&env, 4);
+    wait_notices_published(&env).await;
+    let wrong_rows = romaji_api().replace("/kekka/meisai", "/rows");
+    let agent = RunningAgent::start(
+        env.agent_config("[retry]\nbase = \"50ms\"\nmax = \"200ms\"\n", &wrong_rows),
+    );
+    wait_until(20, "profile mismatches seen", || async {
+        agent.pulls_of("profile_mismatch") >= 2
+    })
+    .await;
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.dead_lettered, "001", IFACE),
+        0
+    );
+    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 0);
+    assert_eq!(env.unfinished().await, 4);
+    agent.stop().await;
+}
