@@ -336,6 +336,22 @@ interfaces = ["001o05-00"]
     }
 
     #[test]
+    fn an_empty_file_names_each_missing_thing_once() {
+        // Found by the `config` fuzz target: "at least one provider is required" came twice.
+        let e = Config::from_toml_str("", None).unwrap_err();
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &e.problems {
+            assert!(
+                seen.insert((p.path.clone(), p.message.clone())),
+                "reported twice: {}: {}",
+                p.path,
+                p.message
+            );
+        }
+        assert!(e.problems.iter().any(|p| p.path == "providers"), "{e}");
+    }
+
+    #[test]
     fn a_provider_name_with_a_line_break_is_refused() {
         let text = MINIMAL.replace(
             "name = \"resident registry\"",

@@ -103,9 +103,6 @@ pub(super) fn validate(
     if raw.is_empty() {
         p.push("providers", "at least one provider is required");
     }
-    if raw.is_empty() {
-        p.push("providers", "at least one provider is required");
-    }
     providers
 }
 

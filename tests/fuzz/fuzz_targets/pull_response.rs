@@ -3,8 +3,9 @@
 //! input is the body.
 //!
 //! Invariants, beyond "no panic":
-//! - `parse_rows` and `classify(200, ..)` agree: rows, or `Connect` with the same reason;
-//!   each row's fields are the ones its raw object carries;
+//! - the default profile's `parse_body` and `classify(200, ..)` agree: rows, or
+//!   `ProfileMismatch` naming the same key; each row's fields are the ones its raw object
+//!   carries;
 //! - a 503 with an empty (blank) body is `TimeoutSplit`, never anything else;
 //! - 401 is `Unauthorized`; statuses under 500 other than 200 and 401 are never transient;
 //! - `token_answer` with a 200 gives a token refreshed after `now`, other statuses an outcome
@@ -15,8 +16,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use shirase_pull::client::Outcome;
-use shirase_pull::wire::parse_rows;
-use shirase_pull::{classify, token_answer};
+use shirase_pull::{ApiProfile, classify, token_answer};
 
 const STATUSES: [u16; 12] = [200, 400, 401, 403, 404, 429, 500, 502, 503, 504, 302, 418];
 
@@ -29,8 +29,8 @@ fuzz_target!(|data: &[u8]| {
 
     let outcome = classify(status, retry_after, body);
     match status {
-        200 => match (parse_rows(body), &outcome) {
-            (Ok(rows), Outcome::Data(got)) => {
+        200 => match (ApiProfile::default().parse_body(body), &outcome) {
+            (Ok((rows, _capped)), Outcome::Data(got)) => {
                 assert_eq!(&rows, got);
                 for row in &rows {
                     assert_eq!(
@@ -45,10 +45,11 @@ fuzz_target!(|data: &[u8]| {
                     assert!(ts.is_some(), "a row without updated_at was accepted");
                 }
             }
-            (Err(m), Outcome::Connect(c)) => {
-                assert_eq!(c, &format!("200 with an unreadable body: {m}"));
+            (Err(m), Outcome::ProfileMismatch { key, message }) => {
+                assert_eq!(key, m.key);
+                assert_eq!(message, &m.message);
             }
-            (r, o) => panic!("parse_rows {r:?} but classify {o:?}"),
+            (r, o) => panic!("parse_body {r:?} but classify {o:?}"),
         },
         401 => assert!(
             matches!(outcome, Outcome::Unauthorized { .. }),
