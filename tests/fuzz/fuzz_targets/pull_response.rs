@@ -66,7 +66,8 @@ fuzz_target!(|data: &[u8]| {
             "{outcome:?}"
         ),
         s => match &outcome {
-            Outcome::TooMany => assert_eq!(s, 400),
+            // The profile's too-many codes count on any 4xx (a provider's own status choice).
+            Outcome::TooMany => assert!((400..500).contains(&s), "too many on a {s}"),
             Outcome::Permanent { status, .. } => assert_eq!(*status, s),
             o => panic!("a {s} classified as {o:?}"),
         },

@@ -224,6 +224,13 @@ impl ApiProfile {
         retry_after: Option<Duration>,
         e: Option<ErrorBody>,
     ) -> Outcome {
+        // Refused credentials stay refused credentials whatever code the body carries (the
+        // client then fetches a new token once).
+        if status == 401 {
+            return Outcome::Unauthorized {
+                message: "401".into(),
+            };
+        }
         let code = e.as_ref().and_then(|e| e.code.clone());
         if Self::code_in(&self.maintenance_codes, code.as_deref()) && status >= 400 {
             return Outcome::Maintenance { retry_after };
@@ -232,9 +239,6 @@ impl ApiProfile {
             return Outcome::TooMany;
         }
         match status {
-            401 => Outcome::Unauthorized {
-                message: "401".into(),
-            },
             s if s >= 500 => Outcome::Transient { code, retry_after },
             400 if e.is_none() => Outcome::Permanent {
                 status,

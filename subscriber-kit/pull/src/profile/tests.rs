@@ -251,3 +251,28 @@ fn bad_profiles_are_refused_with_field_paths() {
     );
     assert!(serde_json::from_value::<RawApi>(serde_json::json!({"bogus": 1})).is_err());
 }
+
+#[test]
+fn a_401_is_refused_credentials_whatever_code_its_body_carries() {
+    // Found by the `pull_response` fuzz target: a 401 whose body said E0004 (or the
+    // maintenance code) was classified by its code.
+    let p = ApiProfile::default();
+    for body in [
+        br#"{"code":"E0004","message":"x"}"#.as_slice(),
+        br#"{"code":"E0900","message":"x"}"#.as_slice(),
+        b"",
+    ] {
+        assert!(
+            matches!(
+                p.classify(401, None, body).outcome,
+                Outcome::Unauthorized { .. }
+            ),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(
+        p.classify(400, None, br#"{"code":"E0004"}"#).outcome,
+        Outcome::TooMany
+    );
+}
