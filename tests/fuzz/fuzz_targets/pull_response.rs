@@ -68,6 +68,8 @@ fuzz_target!(|data: &[u8]| {
         s => match &outcome {
             // The profile's too-many codes count on any 4xx (a provider's own status choice).
             Outcome::TooMany => assert!((400..500).contains(&s), "too many on a {s}"),
+            // The profile's out-of-service codes count on any error status.
+            Outcome::Maintenance { .. } => assert!(s >= 400, "maintenance on a {s}"),
             Outcome::Permanent { status, .. } => assert_eq!(*status, s),
             o => panic!("a {s} classified as {o:?}"),
         },
