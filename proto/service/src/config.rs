@@ -8,8 +8,37 @@ use figment::error::Kind;
 use figment::providers::{Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 use shirase_proto::config::{
-    DeProblem, FieldProblem, Renamed, deserialize_all, field_path, take_renamed,
+    ConfigError, ConfigErrorKind, DeProblem, FieldProblem, Problems, Renamed, deserialize_all,
+    field_path, take_renamed,
 };
+
+/// Extract the raw configuration `R` from `fig` ([`extract`]) and validate it with `validate`,
+/// collecting every problem of both steps: the configuration, or one error of `component`
+/// (`"relay"`, `"agent"`) listing them all — a `Load` error when the file itself did not
+/// read, else `Invalid`.
+pub fn load_validated<R: DeserializeOwned, C>(
+    fig: &Figment,
+    defaults_toml: &str,
+    renamed: &[Renamed],
+    component: &'static str,
+    validate: impl FnOnce(R, &mut Problems) -> Option<C>,
+) -> Result<C, ConfigError> {
+    let (raw, load_problems) = extract::<R>(fig, defaults_toml, renamed);
+    let mut p = Problems::new();
+    p.extend(load_problems.iter().cloned());
+    let config = raw.and_then(|raw| validate(raw, &mut p));
+    match config {
+        Some(c) if p.is_empty() => Ok(c),
+        _ => {
+            let kind = if load_problems.is_empty() {
+                ConfigErrorKind::Invalid
+            } else {
+                ConfigErrorKind::Load
+            };
+            Err(ConfigError::new(kind, component, p.into_vec()))
+        }
+    }
+}
 
 /// Deserialize the merged layers of `fig` into `T`: renamed keys (from `renamed`) are reported
 /// and taken out, unknown keys and values of the wrong type are reported (the value at the same

@@ -161,21 +161,9 @@ impl Config {
     }
 
     fn from_figment(fig: Figment, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
-        let (raw, load_problems) = common::extract::<RawConfig>(&fig, DEFAULT_TOML, RENAMED);
-        let mut p = Problems::new();
-        p.extend(load_problems.iter().cloned());
-        let config = raw.and_then(|raw| validate(raw, base_dir, &mut p));
-        match config {
-            Some(c) if p.is_empty() => Ok(c),
-            _ => {
-                let kind = if load_problems.is_empty() {
-                    ConfigErrorKind::Invalid
-                } else {
-                    ConfigErrorKind::Load
-                };
-                Err(ConfigError::new(kind, "relay", p.into_vec()))
-            }
-        }
+        shirase_service::config::load_validated(&fig, DEFAULT_TOML, RENAMED, "relay", |raw, p| {
+            validate(raw, base_dir, p)
+        })
     }
 
     /// The provider with this business id.

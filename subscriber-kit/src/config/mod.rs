@@ -172,21 +172,9 @@ impl Config {
     }
 
     fn from_figment(fig: &Figment) -> Result<Self, ConfigError> {
-        let (raw, load_problems) = common::extract::<RawConfig>(fig, DEFAULT_TOML, RENAMED);
-        let mut p = Problems::new();
-        p.extend(load_problems.iter().cloned());
-        let config = raw.and_then(|raw| Self::validate(&raw, &mut p));
-        match config {
-            Some(c) if p.is_empty() => Ok(c),
-            _ => {
-                let kind = if load_problems.is_empty() {
-                    ConfigErrorKind::Invalid
-                } else {
-                    ConfigErrorKind::Load
-                };
-                Err(ConfigError::new(kind, "agent", p.into_vec()))
-            }
-        }
+        shirase_service::config::load_validated(fig, DEFAULT_TOML, RENAMED, "agent", |raw, p| {
+            Self::validate(&raw, p)
+        })
     }
 
     /// Validate `raw`, recording every problem in `p`; `None` when a value needed to build
