@@ -3,6 +3,9 @@
 //!
 //! - [`serve`]: the relay until SIGTERM or Ctrl-C.
 //! - [`provision`], [`check_config`]: the configuration and the JetStream state it asks for.
+//! - [`backup`], [`restore`]: every stream and KV bucket to and from a directory
+//!   ([`crate::backup`]).
+//! - [`nkey`]: a new NATS user identity (seed file + public key).
 //! - [`ops`]: the operator commands, through the operator API of a running relay
 //!   ([`crate::operator::client`]), never NATS directly.
 
@@ -14,6 +17,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::backup::BackupError;
 use crate::config::ConfigError;
 use crate::connection::{self, ConnectError};
 use crate::nats_auth::NatsAuthError;
@@ -69,6 +73,18 @@ pub enum CliError {
         "purge deletes dead letters for good; add --yes to confirm (see them first with `dlq list`)"
     )]
     PurgeUnconfirmed,
+    /// A backup or restore failed.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The nkey could not be generated.
+    #[error("generating an nkey: {0}")]
+    Nkey(String),
+    /// The seed file exists already.
+    #[error("{}: exists already; a seed file is never overwritten (remove it or choose another path)", path.display())]
+    SeedExists {
+        /// The file.
+        path: PathBuf,
+    },
     /// The output could not be written.
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
@@ -167,6 +183,75 @@ pub async fn provision(
         writeln!(out, "dry run: nothing was changed")?;
     }
     write!(out, "{plan}")?;
+    Ok(())
+}
+
+async fn jetstream(
+    c: &Config,
+) -> Result<(async_nats::Client, async_nats::jetstream::Context), CliError> {
+    let client = connection::connect(&c.nats).await?;
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(PROVISION_TIMEOUT)
+        .build(client.clone());
+    Ok((client, js))
+}
+
+/// Save every stream and KV bucket of the topology of `config` into the new directory `out_dir`
+/// through JetStream's snapshot API, with the relay's identity (`[nats]`).
+pub async fn backup(config: &Path, out_dir: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let c = Config::load(Some(config))?;
+    let (client, js) = jetstream(&c).await?;
+    let streams = crate::backup::stream_names(&c);
+    crate::backup::backup(
+        &client,
+        &js,
+        c.municipality.as_str(),
+        &streams,
+        out_dir,
+        out,
+    )
+    .await?;
+    client.flush().await.ok();
+    Ok(())
+}
+
+/// Restore every stream of the backup in `from` into the cluster of `config` (which must have
+/// none of them yet); run `provision` afterwards.
+pub async fn restore(config: &Path, from: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let c = Config::load(Some(config))?;
+    let (client, js) = jetstream(&c).await?;
+    crate::backup::restore(&client, &js, c.municipality.as_str(), from, out).await?;
+    Ok(())
+}
+
+/// Generate a NATS user nkey: write its seed to the new file `seed_file` (mode 0600) and print
+/// its public key (the `U...` value relay.toml's `nats_nkey` / `relay_nkey` take).
+pub fn nkey(seed_file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    use std::io::ErrorKind;
+    let pair = nkeys::KeyPair::new_user();
+    let seed = pair.seed().map_err(|e| CliError::Nkey(e.to_string()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(seed_file)
+        .map_err(|source| match source.kind() {
+            ErrorKind::AlreadyExists => CliError::SeedExists {
+                path: seed_file.to_owned(),
+            },
+            _ => CliError::Write {
+                path: seed_file.to_owned(),
+                source,
+            },
+        })?;
+    let write = |source| CliError::Write {
+        path: seed_file.to_owned(),
+        source,
+    };
+    writeln!(file, "{seed}").map_err(write)?;
+    file.sync_all().map_err(write)?;
+    writeln!(out, "{}", pair.public_key())?;
     Ok(())
 }
 

@@ -60,6 +60,34 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Save every Shirase stream and KV bucket (notices, dead letters, alerts, audit trail,
+    /// checkpoints, leases, with their consumers) into a new directory, through JetStream's
+    /// snapshot API.
+    Backup {
+        /// relay.toml (its [nats] section is the identity used; the relay's own).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// New or empty directory to write the backup into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Restore a backup made by `backup` into a cluster that has none of its streams yet;
+    /// run `provision` afterwards.
+    Restore {
+        /// relay.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The backup directory.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+    },
+    /// Generate a NATS user identity: write its seed to a new file (mode 0600) and print its
+    /// public key for relay.toml (relay_nkey, nats_nkey).
+    Nkey {
+        /// The seed file to create.
+        #[arg(long, value_name = "FILE")]
+        seed_file: PathBuf,
+    },
     /// Operator: consumers, checkpoints, maintenance windows, dead letters, alerts.
     Status {
         #[command(flatten)]
@@ -280,6 +308,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             dry_run,
             emit_nats_auth,
         } => return Ok(cli::provision(&config, dry_run, emit_nats_auth.as_deref(), out).await?),
+        Command::Backup { config, out: dir } => return Ok(cli::backup(&config, &dir, out).await?),
+        Command::Restore { config, from } => return Ok(cli::restore(&config, &from, out).await?),
+        Command::Nkey { seed_file } => return Ok(cli::nkey(&seed_file, out)?),
         Command::Status { ops } => (ops, OpsCommand::Status),
         Command::Replay {
             ops,

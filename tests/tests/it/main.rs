@@ -29,6 +29,7 @@ mod operator_metrics;
 mod operator_page;
 mod operator_support;
 mod provider_sim;
+mod relay_backup;
 mod relay_ingest;
 mod relay_load;
 mod relay_nats_auth;
