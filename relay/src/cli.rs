@@ -164,12 +164,7 @@ pub async fn provision(
 ) -> Result<(), CliError> {
     let c = Config::load(Some(config))?;
     if let Some(file) = emit_nats_auth {
-        let text = crate::nats_auth::emit(&c)?;
-        std::fs::write(file, text).map_err(|source| CliError::Write {
-            path: file.to_owned(),
-            source,
-        })?;
-        writeln!(out, "wrote NATS authorization to {}", file.display())?;
+        write_nats_auth(&c, file, out)?;
     }
     let client = connection::connect(&c.nats).await?;
     // Creating a replicated stream or consumer waits for its peers to agree; on a busy cluster
@@ -252,6 +247,30 @@ pub fn nkey(seed_file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(file, "{seed}").map_err(write)?;
     file.sync_all().map_err(write)?;
     writeln!(out, "{}", pair.public_key())?;
+    Ok(())
+}
+
+fn write_nats_auth(c: &Config, file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let text = crate::nats_auth::emit(c)?;
+    std::fs::write(file, text).map_err(|source| CliError::Write {
+        path: file.to_owned(),
+        source,
+    })?;
+    writeln!(out, "wrote NATS authorization to {}", file.display())?;
+    Ok(())
+}
+
+/// `provision --emit-nats-auth FILE --emit-only`: write the nats-server authorization generated
+/// from the topology of `config` to `file` and stop, without connecting to NATS.
+pub fn emit_nats_auth(
+    config: &Path,
+    file: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let c = Config::load(Some(config))?;
+    if let Some(file) = file {
+        write_nats_auth(&c, file, out)?;
+    }
     Ok(())
 }
 

@@ -53,6 +53,10 @@ enum Command {
         /// Also write the nats-server authorization generated from the topology to FILE.
         #[arg(long, value_name = "FILE")]
         emit_nats_auth: Option<PathBuf>,
+        /// With --emit-nats-auth: write the file and stop, without connecting to NATS (the
+        /// first step of a new cluster, whose nodes need the file before they start).
+        #[arg(long, requires = "emit_nats_auth")]
+        emit_only: bool,
     },
     /// Load and validate the configuration, print a summary, exit non-zero on problems.
     CheckConfig {
@@ -307,7 +311,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config,
             dry_run,
             emit_nats_auth,
-        } => return Ok(cli::provision(&config, dry_run, emit_nats_auth.as_deref(), out).await?),
+            emit_only,
+        } => {
+            if emit_only {
+                return Ok(cli::emit_nats_auth(
+                    &config,
+                    emit_nats_auth.as_deref(),
+                    out,
+                )?);
+            }
+            return Ok(cli::provision(&config, dry_run, emit_nats_auth.as_deref(), out).await?);
+        }
         Command::Backup { config, out: dir } => return Ok(cli::backup(&config, &dir, out).await?),
         Command::Restore { config, from } => return Ok(cli::restore(&config, &from, out).await?),
         Command::Nkey { seed_file } => return Ok(cli::nkey(&seed_file, out)?),
