@@ -102,6 +102,14 @@ pub enum BackupError {
         /// The stream.
         stream: String,
     },
+    /// `--only` names a stream the backup does not hold.
+    #[error("stream {stream} is not in the backup in {} (see its {MANIFEST})", dir.display())]
+    NotInBackup {
+        /// The stream.
+        stream: String,
+        /// The backup directory.
+        dir: PathBuf,
+    },
     /// The backup is of another municipality than relay.toml.
     #[error(
         "the backup in {} is of municipality {backup}, relay.toml (municipality_code) says {config}",
@@ -427,17 +435,30 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
     Ok(manifest)
 }
 
-/// Restore every stream of the backup in `dir` into a cluster that has none of them, printing
-/// progress to `out`. Every stream is checked before any is restored: one that exists already
-/// fails the whole restore at once.
+/// Restore the streams of the backup in `dir` (all of them, or those named in `only`) into a
+/// cluster that has none of them, printing progress to `out`. Every stream is checked before
+/// any is restored: one that exists already fails the whole restore at once.
 pub async fn restore(
     client: &async_nats::Client,
     js: &async_nats::jetstream::Context,
     municipality_code: &str,
     dir: &Path,
+    only: &[String],
     out: &mut dyn Write,
 ) -> Result<Vec<StreamSummary>, BackupError> {
-    let manifest = read_manifest(dir)?;
+    let mut manifest = read_manifest(dir)?;
+    if let Some(unknown) = only
+        .iter()
+        .find(|name| !manifest.streams.iter().any(|s| &s.name == *name))
+    {
+        return Err(BackupError::NotInBackup {
+            stream: unknown.clone(),
+            dir: dir.to_owned(),
+        });
+    }
+    if !only.is_empty() {
+        manifest.streams.retain(|s| only.contains(&s.name));
+    }
     if manifest.municipality_code != municipality_code {
         return Err(BackupError::OtherMunicipality {
             dir: dir.to_owned(),

@@ -210,12 +210,17 @@ pub async fn backup(config: &Path, out_dir: &Path, out: &mut dyn Write) -> Resul
     Ok(())
 }
 
-/// Restore every stream of the backup in `from` into the cluster of `config` (which must have
-/// none of them yet); run `provision` afterwards.
-pub async fn restore(config: &Path, from: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+/// Restore the streams of the backup in `from` (all, or those in `only`) into the cluster of
+/// `config` (which must have none of them yet); run `provision` afterwards.
+pub async fn restore(
+    config: &Path,
+    from: &Path,
+    only: &[String],
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let c = Config::load(Some(config))?;
     let (client, js) = jetstream(&c).await?;
-    crate::backup::restore(&client, &js, c.municipality.as_str(), from, out).await?;
+    crate::backup::restore(&client, &js, c.municipality.as_str(), from, only, out).await?;
     Ok(())
 }
 

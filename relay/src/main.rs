@@ -84,6 +84,10 @@ enum Command {
         /// The backup directory.
         #[arg(long, value_name = "DIR")]
         from: PathBuf,
+        /// Only this stream (repeatable; `KV_<bucket>` for a bucket), e.g. one deleted by
+        /// mistake while the others still exist.
+        #[arg(long, value_name = "STREAM")]
+        only: Vec<String>,
     },
     /// Generate a NATS user identity: write its seed to a new file (mode 0600) and print its
     /// public key for relay.toml (relay_nkey, nats_nkey).
@@ -323,7 +327,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             return Ok(cli::provision(&config, dry_run, emit_nats_auth.as_deref(), out).await?);
         }
         Command::Backup { config, out: dir } => return Ok(cli::backup(&config, &dir, out).await?),
-        Command::Restore { config, from } => return Ok(cli::restore(&config, &from, out).await?),
+        Command::Restore { config, from, only } => {
+            return Ok(cli::restore(&config, &from, &only, out).await?);
+        }
         Command::Nkey { seed_file } => return Ok(cli::nkey(&seed_file, out)?),
         Command::Status { ops } => (ops, OpsCommand::Status),
         Command::Replay {

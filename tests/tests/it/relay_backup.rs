@@ -118,13 +118,13 @@ async fn every_stream_and_bucket_comes_back_with_its_consumer_positions() {
 
     let fresh = NatsServer::start().unwrap();
     let (client, js) = connect(&fresh).await;
-    let other = backup::restore(&client, &js, "271004", &out_dir, &mut Vec::new()).await;
+    let other = backup::restore(&client, &js, "271004", &out_dir, &[], &mut Vec::new()).await;
     assert!(
         matches!(other, Err(BackupError::OtherMunicipality { .. })),
         "{other:?}"
     );
     let mut out = Vec::new();
-    let restored = backup::restore(&client, &js, "131016", &out_dir, &mut out)
+    let restored = backup::restore(&client, &js, "131016", &out_dir, &[], &mut out)
         .await
         .unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -162,8 +162,20 @@ async fn every_stream_and_bucket_comes_back_with_its_consumer_positions() {
     let plan = provision(&js, &desired(&config), false).await.unwrap();
     assert!(plan.is_noop(), "{plan}");
 
+    // A stream deleted by mistake comes back alone; a name the backup lacks is refused.
+    js.delete_stream("SHIRASE_AUDIT").await.unwrap();
+    let only = ["SHIRASE_AUDIT".to_owned()];
+    let one = backup::restore(&client, &js, "131016", &out_dir, &only, &mut Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].messages, 1);
+    let unknown = ["SHIRASE_NOPE".to_owned()];
+    let r = backup::restore(&client, &js, "131016", &out_dir, &unknown, &mut Vec::new()).await;
+    assert!(matches!(r, Err(BackupError::NotInBackup { .. })), "{r:?}");
+
     // Restoring over existing streams is refused before anything is sent.
-    let twice = backup::restore(&client, &js, "131016", &out_dir, &mut Vec::new()).await;
+    let twice = backup::restore(&client, &js, "131016", &out_dir, &[], &mut Vec::new()).await;
     assert!(
         matches!(&twice, Err(BackupError::Exists { stream }) if stream == "SHIRASE_NOTICES"),
         "{twice:?}"
@@ -195,7 +207,7 @@ async fn a_backup_of_an_unprovisioned_cluster_names_the_missing_stream_and_write
     assert!(!out_dir.exists());
     // A directory without a manifest is not a backup.
     std::fs::create_dir_all(&out_dir).unwrap();
-    let r = backup::restore(&client, &js, "131016", &out_dir, &mut Vec::new()).await;
+    let r = backup::restore(&client, &js, "131016", &out_dir, &[], &mut Vec::new()).await;
     assert!(
         matches!(&r, Err(BackupError::Io { path, .. }) if path.ends_with(MANIFEST)),
         "{r:?}"
