@@ -340,9 +340,48 @@ async fn snapshot(
         mib(u64_at(&meta, "/state/bytes"))
     );
     let data_path = dir.join(STREAM_DATA);
-    let mut file = tokio::fs::File::create(&data_path)
+    let received = receive(client, &mut chunks, stream, &data_path, out).await?;
+    let consumers = u64_at(&meta, "/state/consumer_count");
+    let stream_meta = json!({ "config": meta.get("config"), "state": meta.get("state") });
+    let meta_path = dir.join(STREAM_META);
+    write_synced(
+        &meta_path,
+        &serde_json::to_vec_pretty(&stream_meta).unwrap_or_default(),
+    )
+    .await?;
+    let _ = writeln!(
+        out,
+        "{stream}: saved {messages} message(s), {consumers} consumer(s), archive {} in {:.1} s",
+        mib(received),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(StreamSummary {
+        name: stream.to_owned(),
+        messages,
+        first_seq: u64_at(&meta, "/state/first_seq"),
+        last_seq: u64_at(&meta, "/state/last_seq"),
+        consumers,
+        archive_bytes: received,
+    })
+}
+
+/// Write the snapshot's chunks to `data_path` until the server's end message, acknowledging
+/// each; returns the bytes written.
+async fn receive(
+    client: &async_nats::Client,
+    chunks: &mut async_nats::Subscriber,
+    stream: &str,
+    data_path: &Path,
+    out: &mut dyn Write,
+) -> Result<u64, BackupError> {
+    let nats = |message: String| BackupError::Nats {
+        what: "snapshot",
+        stream: stream.to_owned(),
+        message,
+    };
+    let mut file = tokio::fs::File::create(data_path)
         .await
-        .map_err(io_err(&data_path))?;
+        .map_err(io_err(data_path))?;
     let mut received: u64 = 0;
     let mut next_report: u64 = 64 * 1024 * 1024;
     loop {
@@ -377,36 +416,15 @@ async fn snapshot(
         }
         file.write_all(&msg.payload)
             .await
-            .map_err(io_err(&data_path))?;
+            .map_err(io_err(data_path))?;
         received += msg.payload.len() as u64;
         if received >= next_report {
             let _ = writeln!(out, "{stream}: {} received", mib(received));
             next_report += 64 * 1024 * 1024;
         }
     }
-    file.sync_all().await.map_err(io_err(&data_path))?;
-    let consumers = u64_at(&meta, "/state/consumer_count");
-    let stream_meta = json!({ "config": meta.get("config"), "state": meta.get("state") });
-    let meta_path = dir.join(STREAM_META);
-    write_synced(
-        &meta_path,
-        &serde_json::to_vec_pretty(&stream_meta).unwrap_or_default(),
-    )
-    .await?;
-    let _ = writeln!(
-        out,
-        "{stream}: saved {messages} message(s), {consumers} consumer(s), archive {} in {:.1} s",
-        mib(received),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(StreamSummary {
-        name: stream.to_owned(),
-        messages,
-        first_seq: u64_at(&meta, "/state/first_seq"),
-        last_seq: u64_at(&meta, "/state/last_seq"),
-        consumers,
-        archive_bytes: received,
-    })
+    file.sync_all().await.map_err(io_err(data_path))?;
+    Ok(received)
 }
 
 /// Read and check `DIR/shirase-backup.json`.
@@ -535,31 +553,7 @@ async fn restore_stream(
             .ok_or_else(|| refused("the server named no deliver_subject".into()))?,
         Response::Err { error } => return Err(refused(js_message(&error))),
     };
-    let data_path = dir.join(STREAM_DATA);
-    let mut file = tokio::fs::File::open(&data_path)
-        .await
-        .map_err(io_err(&data_path))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut sent: u64 = 0;
-    loop {
-        let n = read_full(&mut file, &mut buf)
-            .await
-            .map_err(io_err(&data_path))?;
-        if n == 0 {
-            break;
-        }
-        let request = async_nats::Request::new()
-            .payload(Bytes::copy_from_slice(&buf[..n]))
-            .timeout(Some(CHUNK_ACK));
-        let ack = client
-            .send_request(deliver.clone(), request)
-            .await
-            .map_err(|e| nats(e.to_string()))?;
-        if !ack.payload.is_empty() {
-            return Err(refused(String::from_utf8_lossy(&ack.payload).into_owned()));
-        }
-        sent += n as u64;
-    }
+    let sent = upload(client, &deliver, stream, &dir.join(STREAM_DATA)).await?;
     let _ = writeln!(
         out,
         "{stream}: sent {}; the cluster is rebuilding the stream",
@@ -601,6 +595,50 @@ async fn restore_stream(
         consumers: u64_at(&info, "/state/consumer_count"),
         archive_bytes: sent,
     })
+}
+
+/// Send the snapshot in `data_path` to the restore's deliver subject, one acknowledged
+/// request per chunk; returns the bytes sent.
+async fn upload(
+    client: &async_nats::Client,
+    deliver: &str,
+    stream: &str,
+    data_path: &Path,
+) -> Result<u64, BackupError> {
+    let nats = |message: String| BackupError::Nats {
+        what: "restore",
+        stream: stream.to_owned(),
+        message,
+    };
+    let mut file = tokio::fs::File::open(data_path)
+        .await
+        .map_err(io_err(data_path))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut sent: u64 = 0;
+    loop {
+        let n = read_full(&mut file, &mut buf)
+            .await
+            .map_err(io_err(data_path))?;
+        if n == 0 {
+            break;
+        }
+        let request = async_nats::Request::new()
+            .payload(Bytes::copy_from_slice(&buf[..n]))
+            .timeout(Some(CHUNK_ACK));
+        let ack = client
+            .send_request(deliver.to_owned(), request)
+            .await
+            .map_err(|e| nats(e.to_string()))?;
+        if !ack.payload.is_empty() {
+            return Err(BackupError::JetStream {
+                what: "restore",
+                stream: stream.to_owned(),
+                message: String::from_utf8_lossy(&ack.payload).into_owned(),
+            });
+        }
+        sent += n as u64;
+    }
+    Ok(sent)
 }
 
 async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {

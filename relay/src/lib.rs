@@ -23,8 +23,8 @@
 //!   them (one poller per interface, deterministic ids, KV checkpoint, hand-over to native).
 //! - [`backup`]: `backup` / `restore` of every stream and KV bucket through JetStream's
 //!   snapshot and restore API.
-//! - [`cli`]: the commands of the `shirase-relay` binary (serve, provision, check-config and
-//!   the operator commands); the binary only parses arguments.
+//! - [`cli`]: the commands of the `shirase-relay` binary (serve, provision, check-config,
+//!   backup, restore, nkey and the operator commands); the binary only parses arguments.
 //!
 //! Invariant: only the relay creates streams, consumers and buckets (in [`provision`]).
 

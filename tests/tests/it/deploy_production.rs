@@ -214,3 +214,33 @@ fn the_k8s_and_compose_relays_have_an_operator() {
     let c = shirase_relay::Config::from_toml_str(toml, None).unwrap();
     assert!(c.operators.iter().any(|o| o.role == Role::Operator));
 }
+
+#[test]
+fn the_backup_timer_runs_the_runbooks_backup_as_a_hardened_oneshot() {
+    let unit = read("deploy/systemd/shirase-backup.service");
+    let value = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(value("Type"), ["oneshot"]);
+    assert_eq!(value("DynamicUser"), ["yes"]);
+    assert_eq!(value("ProtectSystem"), ["strict"]);
+    assert_eq!(value("NoNewPrivileges"), ["yes"]);
+    assert_eq!(value("ReadWritePaths"), ["/var/backups/shirase"]);
+    let exec = value("ExecStart").concat();
+    assert!(
+        exec.contains(
+            "/usr/local/bin/shirase-relay backup --config /etc/shirase/relay.toml --out \"$out\""
+        ),
+        "{exec}"
+    );
+    assert!(exec.contains("/var/backups/shirase/latest"), "{exec}");
+    // The same command docs/production.md's backup block runs.
+    let doc = read("docs/production.md");
+    assert!(doc.contains("shirase-relay backup --config /etc/shirase/relay.toml --out \"$out\""));
+    let timer = read("deploy/systemd/shirase-backup.timer");
+    assert!(timer.contains("OnCalendar=*-*-* 02:30:00"));
+    assert!(timer.contains("Persistent=true"));
+}

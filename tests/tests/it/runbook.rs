@@ -584,3 +584,32 @@ fn the_runbook_blocks_are_found_with_their_names() {
         ["A", "B_C"].iter().map(|s| (*s).to_owned()).collect()
     );
 }
+
+#[test]
+fn the_japanese_checklist_shows_the_commands_the_test_runs() {
+    let root = workspace_root();
+    let en = std::fs::read_to_string(root.join("docs/production.md")).unwrap();
+    let ja = std::fs::read_to_string(root.join("docs/ja/production.md")).unwrap();
+    let blocks = runbook_blocks(&en);
+    assert_eq!(blocks.len(), BLOCKS.len());
+    for (name, text) in &blocks {
+        assert!(
+            ja.contains(&format!("```sh\n{text}```")),
+            "docs/ja/production.md lacks block {name} of docs/production.md, word for word"
+        );
+    }
+    for term in [
+        "提供側",
+        "利用側",
+        "連携ID",
+        "版数",
+        "宛名番号",
+        "休日開庁日",
+        "休日閉庁日",
+    ] {
+        assert!(
+            ja.contains(term),
+            "docs/ja/production.md does not use {term}"
+        );
+    }
+}
