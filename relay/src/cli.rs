@@ -367,3 +367,60 @@ pub async fn ops(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+    use super::*;
+
+    #[test]
+    fn nkey_writes_a_private_seed_whose_public_key_it_prints_and_never_overwrites_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed_file = dir.path().join("relay.nk");
+        let mut out = Vec::new();
+        nkey(&seed_file, &mut out).unwrap();
+        let public = String::from_utf8(out).unwrap();
+        let seed = std::fs::read_to_string(&seed_file).unwrap();
+        assert!(seed.starts_with("SU"), "a user seed");
+        let pair = nkeys::KeyPair::from_seed(seed.trim()).unwrap();
+        assert_eq!(public.trim(), pair.public_key());
+        assert_eq!(public.trim().len(), 56);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&seed_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = nkey(&seed_file, &mut Vec::new());
+        assert!(
+            matches!(again, Err(CliError::SeedExists { .. })),
+            "{again:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&seed_file).unwrap(), seed);
+    }
+
+    #[test]
+    fn emit_only_writes_the_authorization_without_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let file = dir.path().join("auth.conf");
+        let mut out = Vec::new();
+        emit_nats_auth(
+            &root.join("deploy/compose/relay.toml"),
+            Some(&file),
+            &mut out,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            std::fs::read_to_string(root.join("deploy/nats/auth.conf")).unwrap()
+        );
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("wrote NATS authorization to ")
+        );
+    }
+}
