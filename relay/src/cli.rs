@@ -3,6 +3,9 @@
 //!
 //! - [`serve`]: the relay until SIGTERM or Ctrl-C.
 //! - [`provision`], [`check_config`]: the configuration and the JetStream state it asks for.
+//! - [`backup`], [`restore`]: every stream and KV bucket to and from a directory
+//!   ([`crate::backup`]).
+//! - [`nkey`]: a new NATS user identity (seed file + public key).
 //! - [`ops`]: the operator commands, through the operator API of a running relay
 //!   ([`crate::operator::client`]), never NATS directly.
 
@@ -14,6 +17,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::backup::BackupError;
 use crate::config::ConfigError;
 use crate::connection::{self, ConnectError};
 use crate::nats_auth::NatsAuthError;
@@ -69,6 +73,18 @@ pub enum CliError {
         "purge deletes dead letters for good; add --yes to confirm (see them first with `dlq list`)"
     )]
     PurgeUnconfirmed,
+    /// A backup or restore failed.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The nkey could not be generated.
+    #[error("generating an nkey: {0}")]
+    Nkey(String),
+    /// The seed file exists already.
+    #[error("{}: exists already; a seed file is never overwritten (remove it or choose another path)", path.display())]
+    SeedExists {
+        /// The file.
+        path: PathBuf,
+    },
     /// The output could not be written.
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
@@ -148,12 +164,7 @@ pub async fn provision(
 ) -> Result<(), CliError> {
     let c = Config::load(Some(config))?;
     if let Some(file) = emit_nats_auth {
-        let text = crate::nats_auth::emit(&c)?;
-        std::fs::write(file, text).map_err(|source| CliError::Write {
-            path: file.to_owned(),
-            source,
-        })?;
-        writeln!(out, "wrote NATS authorization to {}", file.display())?;
+        write_nats_auth(&c, file, out)?;
     }
     let client = connection::connect(&c.nats).await?;
     // Creating a replicated stream or consumer waits for its peers to agree; on a busy cluster
@@ -167,6 +178,104 @@ pub async fn provision(
         writeln!(out, "dry run: nothing was changed")?;
     }
     write!(out, "{plan}")?;
+    Ok(())
+}
+
+async fn jetstream(
+    c: &Config,
+) -> Result<(async_nats::Client, async_nats::jetstream::Context), CliError> {
+    let client = connection::connect(&c.nats).await?;
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(PROVISION_TIMEOUT)
+        .build(client.clone());
+    Ok((client, js))
+}
+
+/// Save every stream and KV bucket of the topology of `config` into the new directory `out_dir`
+/// through JetStream's snapshot API, with the relay's identity (`[nats]`).
+pub async fn backup(config: &Path, out_dir: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let c = Config::load(Some(config))?;
+    let (client, js) = jetstream(&c).await?;
+    let streams = crate::backup::stream_names(&c);
+    crate::backup::backup(
+        &client,
+        &js,
+        c.municipality.as_str(),
+        &streams,
+        out_dir,
+        out,
+    )
+    .await?;
+    client.flush().await.ok();
+    Ok(())
+}
+
+/// Restore the streams of the backup in `from` (all, or those in `only`) into the cluster of
+/// `config` (which must have none of them yet); run `provision` afterwards.
+pub async fn restore(
+    config: &Path,
+    from: &Path,
+    only: &[String],
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let c = Config::load(Some(config))?;
+    let (client, js) = jetstream(&c).await?;
+    crate::backup::restore(&client, &js, c.municipality.as_str(), from, only, out).await?;
+    Ok(())
+}
+
+/// Generate a NATS user nkey: write its seed to the new file `seed_file` (mode 0600) and print
+/// its public key (the `U...` value relay.toml's `nats_nkey` / `relay_nkey` take).
+pub fn nkey(seed_file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    use std::io::ErrorKind;
+    let pair = nkeys::KeyPair::new_user();
+    let seed = pair.seed().map_err(|e| CliError::Nkey(e.to_string()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(seed_file)
+        .map_err(|source| match source.kind() {
+            ErrorKind::AlreadyExists => CliError::SeedExists {
+                path: seed_file.to_owned(),
+            },
+            _ => CliError::Write {
+                path: seed_file.to_owned(),
+                source,
+            },
+        })?;
+    let write = |source| CliError::Write {
+        path: seed_file.to_owned(),
+        source,
+    };
+    writeln!(file, "{seed}").map_err(write)?;
+    file.sync_all().map_err(write)?;
+    writeln!(out, "{}", pair.public_key())?;
+    Ok(())
+}
+
+fn write_nats_auth(c: &Config, file: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    let text = crate::nats_auth::emit(c)?;
+    std::fs::write(file, text).map_err(|source| CliError::Write {
+        path: file.to_owned(),
+        source,
+    })?;
+    writeln!(out, "wrote NATS authorization to {}", file.display())?;
+    Ok(())
+}
+
+/// `provision --emit-nats-auth FILE --emit-only`: write the nats-server authorization generated
+/// from the topology of `config` to `file` and stop, without connecting to NATS.
+pub fn emit_nats_auth(
+    config: &Path,
+    file: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let c = Config::load(Some(config))?;
+    if let Some(file) = file {
+        write_nats_auth(&c, file, out)?;
+    }
     Ok(())
 }
 
@@ -257,4 +366,61 @@ pub async fn ops(
         write!(out, "{}", render(&answer))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+    use super::*;
+
+    #[test]
+    fn nkey_writes_a_private_seed_whose_public_key_it_prints_and_never_overwrites_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed_file = dir.path().join("relay.nk");
+        let mut out = Vec::new();
+        nkey(&seed_file, &mut out).unwrap();
+        let public = String::from_utf8(out).unwrap();
+        let seed = std::fs::read_to_string(&seed_file).unwrap();
+        assert!(seed.starts_with("SU"), "a user seed");
+        let pair = nkeys::KeyPair::from_seed(seed.trim()).unwrap();
+        assert_eq!(public.trim(), pair.public_key());
+        assert_eq!(public.trim().len(), 56);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&seed_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = nkey(&seed_file, &mut Vec::new());
+        assert!(
+            matches!(again, Err(CliError::SeedExists { .. })),
+            "{again:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&seed_file).unwrap(), seed);
+    }
+
+    #[test]
+    fn emit_only_writes_the_authorization_without_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let file = dir.path().join("auth.conf");
+        let mut out = Vec::new();
+        emit_nats_auth(
+            &root.join("deploy/compose/relay.toml"),
+            Some(&file),
+            &mut out,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            std::fs::read_to_string(root.join("deploy/nats/auth.conf")).unwrap()
+        );
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("wrote NATS authorization to ")
+        );
+    }
 }

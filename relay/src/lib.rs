@@ -21,14 +21,17 @@
 //! - [`notifier`]: the error notification function (alerts by e-mail, webhook, command).
 //! - [`watcher`]: polls providers that cannot publish notices yet and publishes notices for
 //!   them (one poller per interface, deterministic ids, KV checkpoint, hand-over to native).
-//! - [`cli`]: the commands of the `shirase-relay` binary (serve, provision, check-config and
-//!   the operator commands); the binary only parses arguments.
+//! - [`backup`]: `backup` / `restore` of every stream and KV bucket through JetStream's
+//!   snapshot and restore API.
+//! - [`cli`]: the commands of the `shirase-relay` binary (serve, provision, check-config,
+//!   backup, restore, nkey and the operator commands); the binary only parses arguments.
 //!
 //! Invariant: only the relay creates streams, consumers and buckets (in [`provision`]).
 
 pub mod api_error;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -53,12 +53,48 @@ enum Command {
         /// Also write the nats-server authorization generated from the topology to FILE.
         #[arg(long, value_name = "FILE")]
         emit_nats_auth: Option<PathBuf>,
+        /// With --emit-nats-auth: write the file and stop, without connecting to NATS (the
+        /// first step of a new cluster, whose nodes need the file before they start).
+        #[arg(long, requires = "emit_nats_auth")]
+        emit_only: bool,
     },
     /// Load and validate the configuration, print a summary, exit non-zero on problems.
     CheckConfig {
         /// relay.toml.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Save every Shirase stream and KV bucket (notices, dead letters, alerts, audit trail,
+    /// checkpoints, leases, with their consumers) into a new directory, through JetStream's
+    /// snapshot API.
+    Backup {
+        /// relay.toml (its [nats] section is the identity used; the relay's own).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// New or empty directory to write the backup into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Restore a backup made by `backup` into a cluster that has none of its streams yet;
+    /// run `provision` afterwards.
+    Restore {
+        /// relay.toml.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The backup directory.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Only this stream (repeatable; `KV_<bucket>` for a bucket), e.g. one deleted by
+        /// mistake while the others still exist.
+        #[arg(long, value_name = "STREAM")]
+        only: Vec<String>,
+    },
+    /// Generate a NATS user identity: write its seed to a new file (mode 0600) and print its
+    /// public key for relay.toml (relay_nkey, nats_nkey).
+    Nkey {
+        /// The seed file to create.
+        #[arg(long, value_name = "FILE")]
+        seed_file: PathBuf,
     },
     /// Operator: consumers, checkpoints, maintenance windows, dead letters, alerts.
     Status {
@@ -279,7 +315,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
             config,
             dry_run,
             emit_nats_auth,
-        } => return Ok(cli::provision(&config, dry_run, emit_nats_auth.as_deref(), out).await?),
+            emit_only,
+        } => {
+            if emit_only {
+                return Ok(cli::emit_nats_auth(
+                    &config,
+                    emit_nats_auth.as_deref(),
+                    out,
+                )?);
+            }
+            return Ok(cli::provision(&config, dry_run, emit_nats_auth.as_deref(), out).await?);
+        }
+        Command::Backup { config, out: dir } => return Ok(cli::backup(&config, &dir, out).await?),
+        Command::Restore { config, from, only } => {
+            return Ok(cli::restore(&config, &from, &only, out).await?);
+        }
+        Command::Nkey { seed_file } => return Ok(cli::nkey(&seed_file, out)?),
         Command::Status { ops } => (ops, OpsCommand::Status),
         Command::Replay {
             ops,

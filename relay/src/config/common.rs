@@ -17,7 +17,7 @@ pub fn check_nkey(p: &mut Problems, path: &str, k: &str) {
     if !ok {
         p.push(
             path,
-            "must be a public user nkey (56 characters starting with U, from `nk -gen user -pubout`)",
+            "must be a public user nkey (56 characters starting with U, from `shirase-relay nkey --seed-file FILE` or `nk -gen user -pubout`)",
         );
     }
 }
