@@ -342,6 +342,36 @@ pub(super) fn on_failure(
             };
             (remedy, a)
         }
+        Failure::Burst { last, at, keyless } => {
+            let why = if keyless {
+                "a notice there names no addressee number to pull by"
+            } else {
+                "one addressee number's rows there are refused as well"
+            };
+            let reason = format!(
+                "one instant ({}) holds more rows than the provider answers at once ({}) and {why}",
+                shirase_proto::OffsetTimestamp::from_instant_jst(at),
+                last.label()
+            );
+            let a = alert(
+                Severity::Warning,
+                "bisect_exhausted",
+                format!(
+                    "{reason}; ask the provider to raise its row threshold; notices dead-lettered"
+                ),
+            );
+            let remedy = Remedy::DeadLetter {
+                reason,
+                status: Some(if matches!(last, Outcome::TooMany) {
+                    400
+                } else {
+                    503
+                }),
+                code: None,
+                message: None,
+            };
+            (remedy, a)
+        }
         // The answer does not read with the profile: a guess would ack or dead-letter notices
         // whose rows were never understood, so retry and say which key to check.
         Failure::Outcome(Outcome::ProfileMismatch { key, message }) => (
@@ -587,6 +617,35 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_instant_that_keys_cannot_read_dead_letters_with_an_alert() {
+        let f = Failure::Burst {
+            last: Outcome::TooMany,
+            at: ts(100),
+            keyless: true,
+        };
+        let (remedy, alert) = on_failure(f, &provider(), 6, Duration::from_secs(60));
+        let Remedy::DeadLetter { reason, status, .. } = remedy else {
+            panic!("expected a dead letter, got {remedy:?}");
+        };
+        assert!(
+            reason.starts_with("one instant (2027-01-15T17:01:40+09:00) holds more rows"),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with("names no addressee number to pull by"),
+            "{reason}"
+        );
+        assert_eq!(status, Some(400));
+        let alert = alert.unwrap();
+        assert_eq!(alert.code, "bisect_exhausted");
+        assert!(
+            alert.message.contains("raise its row threshold"),
+            "{}",
+            alert.message
+        );
     }
 
     #[test]

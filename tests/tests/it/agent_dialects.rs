@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
-use shirase_proto::ChangeKind;
-use shirase_tests::provider_sim::{ChangeSpec, Dialect};
+use shirase_proto::{ChangeKind, OffsetTimestamp};
+use shirase_tests::provider_sim::{ChangeSpec, ClockMode, Dialect};
 
 use crate::agent_support::*;
 
@@ -216,4 +216,87 @@ async fn a_profile_mismatch_is_retried_never_acked_or_dead_lettered() {
     assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 0);
     assert_eq!(env.unfinished().await, 4);
     agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_one_second_over_the_threshold_is_read_by_its_keys() {
+    // Whole-second DB timestamps on a frozen DB clock: all 120 commits share one second, and
+    // each also moves the addressee's previous row to it, so that second alone holds far more
+    // rows than the provider's threshold of 50 (answers capped at 7 besides). Bisection
+    // cannot go below a second: the agent reads that second by the addressee numbers its
+    // notices name, 20 keys a request (pull.max_notices_per_window), split further by the
+    // capped answers.
+    let second = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 30).unwrap();
+    let env = Env::start(|c| {
+        c.dialect = Dialect::Romaji;
+        c.answer_cap = Some(7);
+        c.row_threshold = 50;
+        c.clock = ClockMode::Manual(second);
+    })
+    .await;
+    commit(&env, 120);
+    wait_notices_published(&env).await;
+    let in_second = env
+        .sim
+        .rows(&iface())
+        .unwrap()
+        .iter()
+        .filter(|r| r.updated_at.parse::<OffsetTimestamp>().unwrap().instant() == second)
+        .count();
+    assert!(in_second > 120, "{in_second} rows in the burst's second");
+    let agent = RunningAgent::start(
+        env.agent_config("[pull]\nmax_notices_per_window = 20\n", &romaji_api()),
+    );
+    wait_until(60, "all delivered", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let expected = env.expected_rows();
+    let got = romaji_sink_rows(&env);
+    let missing: Vec<_> = expected.difference(&got).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} rows missing",
+        missing.len(),
+        expected.len()
+    );
+    let dead = agent
+        .metrics
+        .iface(&agent.metrics.dead_lettered, "001", IFACE);
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 120);
+    // The window met the threshold; the second was then read by keys, every answer within
+    // the cap, no keyed request refused.
+    assert!(agent.pulls_of("too_many") >= 1);
+    let data = data_requests(&env);
+    let keyed: Vec<_> = data
+        .iter()
+        .filter(|r| {
+            r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("atena_bango="))
+        })
+        .collect();
+    assert!(!keyed.is_empty(), "no keyed request in {data:#?}");
+    for r in &keyed {
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.rows.unwrap_or(0) <= 7, "{r:?}");
+        assert!(
+            r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("koshin_time_from=")),
+            "keyed requests stay inside the second: {r:?}"
+        );
+    }
+    let cp = env.checkpoint().await.unwrap();
+    assert_eq!(cp, second, "the checkpoint is the burst's second");
+    agent.stop().await;
+}
+
+fn data_requests(env: &Env) -> Vec<shirase_tests::provider_sim::RequestLogEntry> {
+    env.sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/"))
+        .collect()
 }
