@@ -220,6 +220,18 @@ async fn a_profile_mismatch_is_retried_never_acked_or_dead_lettered() {
 
 #[tokio::test]
 async fn a_burst_of_one_second_over_the_threshold_is_read_by_its_keys() {
+    burst_of_one_second("").await;
+}
+
+#[tokio::test]
+async fn a_burst_of_one_second_across_batches_is_read_by_its_keys() {
+    // Batches of 25: the first reads the second by its 25 notices' keys; the later ones find
+    // their notices at the checkpoint, not read by that pull, and read them by keys too
+    // (narrow pulls).
+    burst_of_one_second("[batch]\nsize = 25\n").await;
+}
+
+async fn burst_of_one_second(extra: &str) {
     // Whole-second DB timestamps on a frozen DB clock: all 120 commits share one second, and
     // each also moves the addressee's previous row to it, so that second alone holds far more
     // rows than the provider's threshold of 50 (answers capped at 7 besides). Bisection
@@ -245,7 +257,10 @@ async fn a_burst_of_one_second_over_the_threshold_is_read_by_its_keys() {
         .count();
     assert!(in_second > 120, "{in_second} rows in the burst's second");
     let agent = RunningAgent::start(
-        env.agent_config("[pull]\nmax_notices_per_window = 20\n", &romaji_api()),
+        env.agent_config(
+            &format!("{extra}[pull]\nmax_notices_per_window = 20\n"),
+            &romaji_api(),
+        ),
     );
     wait_until(60, "all delivered", || async {
         env.unfinished().await == 0
@@ -265,6 +280,10 @@ async fn a_burst_of_one_second_over_the_threshold_is_read_by_its_keys() {
         .iface(&agent.metrics.dead_lettered, "001", IFACE);
     assert_eq!(dead, 0, "nothing dead-lettered");
     assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 120);
+    if !extra.is_empty() {
+        let batches = agent.metrics.iface(&agent.metrics.batches, "001", IFACE);
+        assert!(batches >= 5, "120 notices in batches of 25: {batches} batches");
+    }
     // The window met the threshold; the second was then read by keys, every answer within
     // the cap, no keyed request refused.
     assert!(agent.pulls_of("too_many") >= 1);
