@@ -83,6 +83,9 @@ pub struct Metrics {
     pub in_maintenance: Family<ProviderLabels, Gauge>,
     /// Notices handed back until a maintenance window ends (not counted as failures).
     pub maintenance_deferred: Family<IfaceLabels, Counter>,
+    /// Notices naming another interface version (版数) than the one configured (they are
+    /// pulled from the configured version).
+    pub version_mismatch: Family<IfaceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -114,6 +117,7 @@ impl Metrics {
             alerts: Family::default(),
             in_maintenance: Family::default(),
             maintenance_deferred: Family::default(),
+            version_mismatch: Family::default(),
         };
         registry.register(
             "notices_received",
@@ -187,6 +191,11 @@ impl Metrics {
             "notices_maintenance_deferred",
             "Notices handed back until a maintenance window ends",
             m.maintenance_deferred.clone(),
+        );
+        registry.register(
+            "version_mismatch",
+            "Notices naming another interface version than the configured one (pulled from the configured version)",
+            m.version_mismatch.clone(),
         );
         Metrics { registry, ..m }
     }

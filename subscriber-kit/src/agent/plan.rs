@@ -56,6 +56,25 @@ pub(super) fn admit(
     Admission::Proceed
 }
 
+/// The interface versions (版数) other than `configured` that `items` name, each with how
+/// many notices name it, sorted. Such notices are still pulled, from the configured version
+/// (the path's `{version}`): the subscriber reads the version it was built for, and a
+/// provider serves old and new versions side by side during a transition (旧版準拠API).
+pub(super) fn other_versions(
+    items: &[Item],
+    configured: &shirase_proto::InterfaceVersion,
+) -> Vec<(String, u64)> {
+    let mut out: std::collections::BTreeMap<String, u64> = Default::default();
+    for it in items
+        .iter()
+        .filter(|it| it.notice.data.interface_version != *configured)
+    {
+        *out.entry(it.notice.data.interface_version.to_string())
+            .or_default() += 1;
+    }
+    out.into_iter().collect()
+}
+
 /// The pulls planned for one interface's notices of a batch.
 #[derive(Debug, Clone)]
 pub(super) struct Pulls {
@@ -581,5 +600,18 @@ mod tests {
             Some([vec![k(1)], vec![k(2), k(3)]])
         );
         assert_eq!(halve_keys(&[k(1)]), None);
+    }
+
+    #[test]
+    fn notices_of_another_version_are_counted_by_version() {
+        let mut items = [item(0, 100), item(1, 101), item(2, 102)];
+        items[1].notice.data.interface_version = "2.0".parse().unwrap();
+        items[2].notice.data.interface_version = "2.0".parse().unwrap();
+        let configured = "1.0".parse().unwrap();
+        assert_eq!(
+            other_versions(&items, &configured),
+            vec![("2.0".to_owned(), 2)]
+        );
+        assert!(other_versions(&items[..1], &configured).is_empty());
     }
 }

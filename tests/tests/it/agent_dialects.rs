@@ -256,12 +256,10 @@ async fn burst_of_one_second(extra: &str) {
         .filter(|r| r.updated_at.parse::<OffsetTimestamp>().unwrap().instant() == second)
         .count();
     assert!(in_second > 120, "{in_second} rows in the burst's second");
-    let agent = RunningAgent::start(
-        env.agent_config(
-            &format!("{extra}[pull]\nmax_notices_per_window = 20\n"),
-            &romaji_api(),
-        ),
-    );
+    let agent = RunningAgent::start(env.agent_config(
+        &format!("{extra}[pull]\nmax_notices_per_window = 20\n"),
+        &romaji_api(),
+    ));
     wait_until(60, "all delivered", || async {
         env.unfinished().await == 0
     })
@@ -282,7 +280,10 @@ async fn burst_of_one_second(extra: &str) {
     assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 120);
     if !extra.is_empty() {
         let batches = agent.metrics.iface(&agent.metrics.batches, "001", IFACE);
-        assert!(batches >= 5, "120 notices in batches of 25: {batches} batches");
+        assert!(
+            batches >= 5,
+            "120 notices in batches of 25: {batches} batches"
+        );
     }
     // The window met the threshold; the second was then read by keys, every answer within
     // the cap, no keyed request refused.
@@ -318,4 +319,67 @@ fn data_requests(env: &Env) -> Vec<shirase_tests::provider_sim::RequestLogEntry>
         .into_iter()
         .filter(|r| r.path.starts_with("/api/"))
         .collect()
+}
+
+#[tokio::test]
+async fn a_notice_of_another_version_is_counted_and_pulled_from_the_configured_one() {
+    // The romaji provider serves version 1.0 under /api/1.0/...; two notices name version 2.0
+    // (a provider announcing its next version's API while the subscriber still reads 1.0).
+    let env = romaji_env(1000).await;
+    let changes = env
+        .sim
+        .commit_changes(
+            ChangeSpec::new(3)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
+    wait_notices_published(&env).await;
+    for (i, c) in changes.iter().take(2).enumerate() {
+        let n = shirase_proto::Notice::new(
+            "131016".parse().unwrap(),
+            iface(),
+            "2.0".parse().unwrap(),
+            shirase_proto::Sequence(4 + i as u64),
+            c.updated_at.parse().unwrap(),
+            ChangeKind::Update,
+            Some(shirase_proto::Keys {
+                atena_no: vec![c.atena_no],
+            }),
+        );
+        shirase_proto::publish::publish(&env.js, &n).await.unwrap();
+    }
+    let agent = RunningAgent::start(env.agent_config("", &romaji_api()));
+    wait_until(30, "all delivered", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 5);
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.version_mismatch, "001", IFACE),
+        2
+    );
+    let text = agent.metrics.encode();
+    assert!(
+        text.contains(
+            "shirase_agent_version_mismatch_total{provider=\"001\",interface=\"001o05-00\"} 2"
+        ),
+        "{text}"
+    );
+    let data = data_requests(&env);
+    assert!(!data.is_empty());
+    assert!(
+        data.iter()
+            .all(|r| r.path == "/api/1.0/001o05-00" && r.status == 200),
+        "{data:#?}"
+    );
+    let missing: Vec<_> = env
+        .expected_rows()
+        .difference(&romaji_sink_rows(&env))
+        .cloned()
+        .collect();
+    assert!(missing.is_empty(), "{missing:?}");
+    agent.stop().await;
 }
