@@ -383,3 +383,65 @@ async fn a_notice_of_another_version_is_counted_and_pulled_from_the_configured_o
     assert!(missing.is_empty(), "{missing:?}");
     agent.stop().await;
 }
+
+#[test]
+fn an_invalid_profile_stops_the_agent_at_startup_naming_each_field() {
+    // Nothing is contacted: the configuration is refused before NATS or the provider.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s\n").unwrap();
+    let toml = format!(
+        r#"
+subscriber = "tax"
+municipality = "131016"
+[nats]
+urls = ["nats://127.0.0.1:1"]
+[sink]
+kind = "file"
+dir = "{sink}"
+[[providers]]
+business_id = "001"
+pull_api_base_url = "http://127.0.0.1:1"
+token_url = "http://127.0.0.1:1/oauth/token"
+client_id = "tax-agent"
+client_secret_file = "{secret}"
+[providers.api]
+path = "/api/{{version}}/{{interface}}"
+from = {{ date = "koshin_ymd_from", time = "koshin_time_from" }}
+to = {{ date = "koshin_ymd_to" }}
+time_format = "%H%M"
+rows = "kekka/meisai"
+row_key = "atena_bango"
+[[providers.interfaces]]
+id = "001o05-00"
+version = ""
+"#,
+        sink = dir.path().join("sink").display(),
+        secret = dir.path().join("secret").display(),
+    );
+    let file = dir.path().join("agent.toml");
+    std::fs::write(&file, toml).unwrap();
+    for args in [vec![], vec!["probe"]] {
+        let out = Command::new(agent_binary())
+            .args(&args)
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        for want in [
+            "providers[0].api.row_key",
+            "providers[0].api.rows",
+            "providers[0].api.to.time",
+            "providers[0].api.time_format",
+            "providers[0].api.path",
+            "providers[0].interfaces[0].version",
+        ] {
+            assert!(err.contains(want), "{args:?}: {want} missing from {err}");
+        }
+        assert!(
+            !dir.path().join("sink").exists(),
+            "the agent did not start (no sink created)"
+        );
+    }
+}
