@@ -256,6 +256,7 @@ impl<'a> Probe<'a> {
         let path = path_of(c, i);
         let now = Timestamp::now();
         let mut span = SignedDuration::from_hours(24);
+        let mut refused = false;
         loop {
             let q = api.query(Some(now - span), Some(now), &[]);
             let a = match c.get_raw(i, &q).await {
@@ -285,6 +286,14 @@ impl<'a> Probe<'a> {
                         api.rows
                     );
                     self.push(Some(i), Status::Ok, "window", m, None);
+                    if !refused {
+                        let m = format!(
+                            "not observed: {} rows in {mins} min were answered without a too-many code (the profile's: {}); the provider's threshold is above that",
+                            cl.capped.map_or(rows.len() as u64, |k| k.total),
+                            api.too_many_codes.join(", ")
+                        );
+                        self.push(Some(i), Status::Info, "too_many", m, None);
+                    }
                     return Some(rows);
                 }
                 Outcome::TooMany if span > SignedDuration::from_mins(1) => {
@@ -293,6 +302,7 @@ impl<'a> Probe<'a> {
                         code_of(&a)
                     );
                     self.push(Some(i), Status::Info, "too_many", m, None);
+                    refused = true;
                     span = span / 24;
                 }
                 Outcome::ProfileMismatch { key, message } => {
