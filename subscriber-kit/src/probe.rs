@@ -241,7 +241,7 @@ impl<'a> Probe<'a> {
         self.rows(i, &rows);
         self.malformed(c, i).await;
         match rows.iter().map(|r| r.updated_at).max() {
-            Some(newest) => self.to_bound(c, i, newest).await,
+            Some(newest) => self.check_to(c, i, newest).await,
             None => {
                 let m = "no rows in the recent window: TO inclusive/exclusive not observed";
                 self.push(Some(i), Status::Info, "to", m.into(), None);
@@ -303,7 +303,7 @@ impl<'a> Probe<'a> {
                     );
                     self.push(Some(i), Status::Info, "too_many", m, None);
                     refused = true;
-                    span = span / 24;
+                    span /= 24;
                 }
                 Outcome::ProfileMismatch { key, message } => {
                     let m = format!("GET {path} answered 200 but {message}");
@@ -411,7 +411,7 @@ impl<'a> Probe<'a> {
     }
 
     /// FROM = TO = the newest row's timestamp: an inclusive TO returns that row.
-    async fn to_bound(&mut self, c: &PullClient, i: &InterfaceId, t: Timestamp) {
+    async fn check_to(&mut self, c: &PullClient, i: &InterfaceId, t: Timestamp) {
         let api: ApiProfile = self.p.api.clone();
         let q = api.exact_bounds(t, t);
         let inclusive = match c.get_raw(i, &q).await {

@@ -3,6 +3,8 @@
 //! TO, romaji item names, rows under `/kekka/meisai`, the version in the path, answers capped
 //! with counts), configured through `[providers.api]` only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
