@@ -182,21 +182,7 @@ impl Metrics {
             m.resubscribes.clone(),
         );
         registry.register("alerts", "Alerts raised", m.alerts.clone());
-        registry.register(
-            "in_maintenance",
-            "1 while the provider is in a maintenance window",
-            m.in_maintenance.clone(),
-        );
-        registry.register(
-            "notices_maintenance_deferred",
-            "Notices handed back until a maintenance window ends",
-            m.maintenance_deferred.clone(),
-        );
-        registry.register(
-            "version_mismatch",
-            "Notices naming another interface version than the configured one (pulled from the configured version)",
-            m.version_mismatch.clone(),
-        );
+        register_provider_state(&mut registry, &m);
         Metrics { registry, ..m }
     }
 
@@ -249,4 +235,24 @@ impl Metrics {
             })
             .get()
     }
+}
+
+/// Register the families about the provider's state and the notices' versions (split from
+/// [`Metrics::new`] to keep it short).
+fn register_provider_state(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "in_maintenance",
+        "1 while the provider is in a maintenance window",
+        m.in_maintenance.clone(),
+    );
+    registry.register(
+        "notices_maintenance_deferred",
+        "Notices handed back until a maintenance window ends",
+        m.maintenance_deferred.clone(),
+    );
+    registry.register(
+        "version_mismatch",
+        "Notices naming another interface version than the configured one (pulled from the configured version)",
+        m.version_mismatch.clone(),
+    );
 }

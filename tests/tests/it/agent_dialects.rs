@@ -301,6 +301,13 @@ async fn burst_of_one_second(extra: &str) {
         })
         .collect();
     assert!(!keyed.is_empty(), "no keyed request in {data:#?}");
+    println!(
+        "one-second burst: notices=120 rows_in_second={in_second} threshold=50 cap=7 requests={} keyed={} too_many={} batches={}",
+        data.len(),
+        keyed.len(),
+        agent.pulls_of("too_many"),
+        agent.metrics.iface(&agent.metrics.batches, "001", IFACE)
+    );
     for r in &keyed {
         assert_eq!(r.status, 200, "{r:?}");
         assert!(r.rows.unwrap_or(0) <= 7, "{r:?}");
