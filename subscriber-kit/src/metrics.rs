@@ -83,6 +83,9 @@ pub struct Metrics {
     pub in_maintenance: Family<ProviderLabels, Gauge>,
     /// Notices handed back until a maintenance window ends (not counted as failures).
     pub maintenance_deferred: Family<IfaceLabels, Counter>,
+    /// Notices naming another interface version (版数) than the one configured (they are
+    /// pulled from the configured version).
+    pub version_mismatch: Family<IfaceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -114,6 +117,7 @@ impl Metrics {
             alerts: Family::default(),
             in_maintenance: Family::default(),
             maintenance_deferred: Family::default(),
+            version_mismatch: Family::default(),
         };
         registry.register(
             "notices_received",
@@ -178,16 +182,7 @@ impl Metrics {
             m.resubscribes.clone(),
         );
         registry.register("alerts", "Alerts raised", m.alerts.clone());
-        registry.register(
-            "in_maintenance",
-            "1 while the provider is in a maintenance window",
-            m.in_maintenance.clone(),
-        );
-        registry.register(
-            "notices_maintenance_deferred",
-            "Notices handed back until a maintenance window ends",
-            m.maintenance_deferred.clone(),
-        );
+        register_provider_state(&mut registry, &m);
         Metrics { registry, ..m }
     }
 
@@ -240,4 +235,24 @@ impl Metrics {
             })
             .get()
     }
+}
+
+/// Register the families about the provider's state and the notices' versions (split from
+/// [`Metrics::new`] to keep it short).
+fn register_provider_state(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "in_maintenance",
+        "1 while the provider is in a maintenance window",
+        m.in_maintenance.clone(),
+    );
+    registry.register(
+        "notices_maintenance_deferred",
+        "Notices handed back until a maintenance window ends",
+        m.maintenance_deferred.clone(),
+    );
+    registry.register(
+        "version_mismatch",
+        "Notices naming another interface version than the configured one (pulled from the configured version)",
+        m.version_mismatch.clone(),
+    );
 }

@@ -241,7 +241,7 @@ impl<'a> Probe<'a> {
         self.rows(i, &rows);
         self.malformed(c, i).await;
         match rows.iter().map(|r| r.updated_at).max() {
-            Some(newest) => self.to_bound(c, i, newest).await,
+            Some(newest) => self.check_to(c, i, newest).await,
             None => {
                 let m = "no rows in the recent window: TO inclusive/exclusive not observed";
                 self.push(Some(i), Status::Info, "to", m.into(), None);
@@ -256,6 +256,7 @@ impl<'a> Probe<'a> {
         let path = path_of(c, i);
         let now = Timestamp::now();
         let mut span = SignedDuration::from_hours(24);
+        let mut refused = false;
         loop {
             let q = api.query(Some(now - span), Some(now), &[]);
             let a = match c.get_raw(i, &q).await {
@@ -285,6 +286,14 @@ impl<'a> Probe<'a> {
                         api.rows
                     );
                     self.push(Some(i), Status::Ok, "window", m, None);
+                    if !refused {
+                        let m = format!(
+                            "not observed: {} rows in {mins} min were answered without a too-many code (the profile's: {}); the provider's threshold is above that",
+                            cl.capped.map_or(rows.len() as u64, |k| k.total),
+                            api.too_many_codes.join(", ")
+                        );
+                        self.push(Some(i), Status::Info, "too_many", m, None);
+                    }
                     return Some(rows);
                 }
                 Outcome::TooMany if span > SignedDuration::from_mins(1) => {
@@ -293,7 +302,8 @@ impl<'a> Probe<'a> {
                         code_of(&a)
                     );
                     self.push(Some(i), Status::Info, "too_many", m, None);
-                    span = span / 24;
+                    refused = true;
+                    span /= 24;
                 }
                 Outcome::ProfileMismatch { key, message } => {
                     let m = format!("GET {path} answered 200 but {message}");
@@ -401,7 +411,7 @@ impl<'a> Probe<'a> {
     }
 
     /// FROM = TO = the newest row's timestamp: an inclusive TO returns that row.
-    async fn to_bound(&mut self, c: &PullClient, i: &InterfaceId, t: Timestamp) {
+    async fn check_to(&mut self, c: &PullClient, i: &InterfaceId, t: Timestamp) {
         let api: ApiProfile = self.p.api.clone();
         let q = api.exact_bounds(t, t);
         let inclusive = match c.get_raw(i, &q).await {

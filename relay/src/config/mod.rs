@@ -436,6 +436,32 @@ interfaces = ["001o05-00"]
     }
 
     #[test]
+    fn a_bad_watch_api_profile_is_refused_naming_each_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = watched(
+            dir.path(),
+            concat!(
+                "[providers.watch.api]\n",
+                "rows = \"kekka/meisai\"\n",
+                "from = { date = \"koshin_ymd_from\" }\n",
+                "to = { date = \"koshin_ymd_to\", time = \"koshin_time_to\" }\n",
+                "time_format = \"%H%M\"\n",
+                "row_key = \"x\"\n",
+            ),
+        );
+        let e = Config::from_toml_str(&text, Some(dir.path())).unwrap_err();
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "providers[0].watch.api.row_key",
+            "providers[0].watch.api.rows",
+            "providers[0].watch.api.from.time",
+            "providers[0].watch.api.time_format",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_and_bad_durations_are_refused() {
         let e = Config::from_toml_str(&format!("{MINIMAL}\n[stream]\nmax_agee = \"1d\"\n"), None)
             .unwrap_err();

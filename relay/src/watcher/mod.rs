@@ -226,12 +226,20 @@ impl Watcher {
         }
     }
 
+    /// The provider's API profile (its precision).
+    fn api(&self) -> &shirase_pull::ApiProfile {
+        &self.client.config().api
+    }
+
     /// [`Self::poll`], with maintenance and failures as errors.
     async fn poll_inner(&self, iface: &InterfaceId) -> Result<PollOutcome, ReadError> {
         let now = Timestamp::now();
         let settle = SignedDuration::try_from(self.cfg.settle).unwrap_or(SignedDuration::ZERO);
         let horizon = {
-            let h = now.checked_sub(settle).unwrap_or(now);
+            // At the provider's precision: with whole-second DB timestamps a window ending
+            // inside a second would read the rows of that second stamped before its end,
+            // and the next window would skip the ones of the same second committed after.
+            let h = self.api().floor(now.checked_sub(settle).unwrap_or(now));
             self.cfg.until.map_or(h, |u| h.min(u))
         };
         let (mut st, mut rev) = self.load_or_create(iface, horizon).await?;
@@ -428,9 +436,11 @@ impl Watcher {
                         .map(|r| (r.atena_no, r.updated_at)),
                 ),
                 o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
+                    // Halves at the provider's precision: below it both halves ask the same.
                     let mid = f
                         .checked_add(t.duration_since(f) / 2)
                         .ok()
+                        .map(|m| self.api().floor(m))
                         .filter(|m| *m > f && *m < t);
                     match mid.filter(|_| depth < self.cfg.bisect_max_depth) {
                         Some(mid) => {

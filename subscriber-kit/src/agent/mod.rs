@@ -159,4 +159,12 @@ enum Failure {
         from: Timestamp,
         to: Timestamp,
     },
+    /// One instant (`at`, at the provider's precision) holds more rows than the provider
+    /// answers at once, and keyed pulls cannot read it: a notice there names no addressee
+    /// number (`keyless`), or one addressee number's rows alone are refused.
+    Burst {
+        last: Outcome,
+        at: Timestamp,
+        keyless: bool,
+    },
 }

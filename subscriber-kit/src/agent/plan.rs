@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use jiff::Timestamp;
-use shirase_proto::{InterfaceId, MunicipalityCode};
+use shirase_proto::{AtenaNo, InterfaceId, MunicipalityCode};
 
 use super::Item;
 use crate::coalesce::{self, LastRead, Plan, PlanInput, PlanSettings, PullKind};
@@ -52,6 +54,25 @@ pub(super) fn admit(
         ));
     }
     Admission::Proceed
+}
+
+/// The interface versions (版数) other than `configured` that `items` name, each with how
+/// many notices name it, sorted. Such notices are still pulled, from the configured version
+/// (the path's `{version}`): the subscriber reads the version it was built for, and a
+/// provider serves old and new versions side by side during a transition (旧版準拠API).
+pub(super) fn other_versions(
+    items: &[Item],
+    configured: &shirase_proto::InterfaceVersion,
+) -> Vec<(String, u64)> {
+    let mut out: std::collections::BTreeMap<String, u64> = Default::default();
+    for it in items
+        .iter()
+        .filter(|it| it.notice.data.interface_version != *configured)
+    {
+        *out.entry(it.notice.data.interface_version.to_string())
+            .or_default() += 1;
+    }
+    out.into_iter().collect()
 }
 
 /// The pulls planned for one interface's notices of a batch.
@@ -193,15 +214,131 @@ pub(super) fn cut_windows(
 pub(super) type Piece = (Timestamp, Timestamp, u32);
 
 /// The two halves of a piece the provider refused (E0004 or a bare 503), split where the
-/// notices are ([`coalesce::split_point`]); `None` once `max_depth` is reached or the piece is
-/// too narrow to split: the bisection is exhausted.
-pub(super) fn bisect(piece: Piece, max_depth: u32, hints: &[Timestamp]) -> Option<[Piece; 2]> {
+/// notices are ([`coalesce::split_point`]), at whole seconds when the provider's bounds are
+/// (`whole_seconds`: a split inside a second would ask the same second twice); `None` once
+/// `max_depth` is reached or the piece holds one instant ([`one_instant`]).
+pub(super) fn bisect(
+    piece: Piece,
+    max_depth: u32,
+    hints: &[Timestamp],
+    whole_seconds: bool,
+) -> Option<[Piece; 2]> {
     let (from, to, depth) = piece;
-    if depth >= max_depth {
+    if depth >= max_depth || one_instant(from, to, whole_seconds) {
         return None;
     }
-    let mid = coalesce::split_point(from, to, hints)?;
+    let mid = if whole_seconds {
+        split_whole_seconds(from, to, hints)?
+    } else {
+        coalesce::split_point(from, to, hints)?
+    };
     Some([(from, mid, depth + 1), (mid, to, depth + 1)])
+}
+
+fn floor_second(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second() - i64::from(t.subsec_nanosecond() < 0)).unwrap_or(t)
+}
+
+const ONE_SECOND: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
+
+/// Does `[from, to)` hold one instant at the provider's precision, so that no narrower window
+/// exists? At whole seconds: it lies inside one second (the request asks that whole second);
+/// else under 2 µs (the DB timestamps' microseconds).
+pub(super) fn one_instant(from: Timestamp, to: Timestamp, whole_seconds: bool) -> bool {
+    if whole_seconds {
+        floor_second(from)
+            .checked_add(ONE_SECOND)
+            .is_ok_and(|end| end >= to)
+    } else {
+        to.duration_since(from) < jiff::SignedDuration::from_micros(2)
+    }
+}
+
+/// Where to split `[from, to)` at whole seconds: the second of the median notice inside it;
+/// when that is the piece's first second (a burst sits there), the end of that second, so
+/// the burst gets a piece of its own in one step.
+fn split_whole_seconds(from: Timestamp, to: Timestamp, hints: &[Timestamp]) -> Option<Timestamp> {
+    let first = floor_second(from);
+    let after_first = first.checked_add(ONE_SECOND).ok()?;
+    let lo = hints.partition_point(|h| *h < from);
+    let hi = hints.partition_point(|h| *h < to);
+    let candidate = if hi > lo {
+        floor_second(hints[lo + (hi - lo) / 2])
+    } else {
+        floor_second(coalesce::bisect(from, to)?)
+    };
+    let mid = if candidate <= first {
+        after_first
+    } else {
+        candidate
+    };
+    (mid > from && mid < to).then_some(mid)
+}
+
+/// What to do with a refused piece that holds one instant ([`one_instant`]): a night batch
+/// committing thousands of rows in one second at whole-second precision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Burst {
+    /// Pull the addressee numbers (宛名番号) the pull's notices at that instant name, in
+    /// these groups (each small enough for the provider's threshold), restricted to the
+    /// instant.
+    Keyed(Vec<Vec<AtenaNo>>),
+    /// No notice of this pull is at that instant and it lies at or below the checkpoint: the
+    /// pull behind the checkpoint read it; rows committed there later come with notices, whose
+    /// narrow pulls ask for them. Go on after it.
+    Skip,
+    /// No notice of this pull is at that instant, above the checkpoint: end the window before
+    /// it (the notices above stay uncovered and come back; the notices of that instant, when
+    /// they arrive, name its keys).
+    Stop,
+    /// A notice at that instant names no addressee number: there is nothing narrower to ask.
+    NoKeys,
+}
+
+/// Decide a refused one-instant piece `[from, to)` of a pull covering the notices `covers`
+/// (indices into `inputs`), from the stored `checkpoint`; `group` is the most keys one
+/// request may name (`pull.max_notices_per_window`: each key brings about two rows at that
+/// instant, its new row and the one it demoted).
+pub(super) fn burst(
+    from: Timestamp,
+    to: Timestamp,
+    inputs: &[PlanInput],
+    covers: &[usize],
+    checkpoint: Option<Timestamp>,
+    whole_seconds: bool,
+    group: usize,
+) -> Burst {
+    let start = if whole_seconds {
+        floor_second(from)
+    } else {
+        from
+    };
+    let at: Vec<&PlanInput> = covers
+        .iter()
+        .filter_map(|&i| inputs.get(i))
+        .filter(|n| start <= n.updated_at && n.updated_at < to)
+        .collect();
+    if at.is_empty() {
+        return if checkpoint.is_some_and(|c| start <= c) {
+            Burst::Skip
+        } else {
+            Burst::Stop
+        };
+    }
+    if at.iter().any(|n| n.keys.is_empty()) {
+        return Burst::NoKeys;
+    }
+    let keys: BTreeSet<AtenaNo> = at.iter().flat_map(|n| n.keys.iter().copied()).collect();
+    let keys: Vec<AtenaNo> = keys.into_iter().collect();
+    Burst::Keyed(keys.chunks(group.max(1)).map(<[AtenaNo]>::to_vec).collect())
+}
+
+/// The two halves of a keyed group the provider refused; `None` for a single key.
+pub(super) fn halve_keys(keys: &[AtenaNo]) -> Option<[Vec<AtenaNo>; 2]> {
+    (keys.len() > 1).then(|| {
+        let (a, b) = keys.split_at(keys.len() / 2);
+        [a.to_vec(), b.to_vec()]
+    })
 }
 
 #[cfg(test)]
@@ -352,14 +489,129 @@ mod tests {
     fn a_refused_window_is_bisected_at_the_notices_until_the_depth_is_spent() {
         let hints = [ts(10), ts(11), ts(90)];
         assert_eq!(
-            bisect((ts(0), ts(100), 0), 3, &hints),
+            bisect((ts(0), ts(100), 0), 3, &hints, false),
             Some([(ts(0), ts(11), 1), (ts(11), ts(100), 1)])
         );
         // No notice inside: the midpoint.
         assert_eq!(
-            bisect((ts(20), ts(80), 2), 3, &hints),
+            bisect((ts(20), ts(80), 2), 3, &hints, false),
             Some([(ts(20), ts(50), 3), (ts(50), ts(80), 3)])
         );
-        assert_eq!(bisect((ts(0), ts(100), 3), 3, &hints), None, "max depth");
+        assert_eq!(
+            bisect((ts(0), ts(100), 3), 3, &hints, false),
+            None,
+            "max depth"
+        );
+    }
+    fn ms(t: Timestamp, millis: i64) -> Timestamp {
+        Timestamp::from_millisecond(t.as_millisecond() + millis).unwrap()
+    }
+
+    #[test]
+    fn at_whole_seconds_bisection_isolates_a_burst_second_and_never_splits_it() {
+        // A burst at 100 (whole second), the window from the checkpoint 40 to now (130.7).
+        let hints = vec![ts(100); 50];
+        let to = ms(ts(130), 700);
+        let [lo, hi] = bisect((ts(40), to, 0), 24, &hints, true).unwrap();
+        assert_eq!(lo, (ts(40), ts(100), 1), "cut at the burst's second");
+        // The burst's second is the first of the upper half: one more step isolates it.
+        let [a, b] = bisect(hi, 24, &hints, true).unwrap();
+        assert_eq!(a, (ts(100), ts(101), 2));
+        assert_eq!(b, (ts(101), to, 2));
+        // One second holds one instant: no split below the precision.
+        assert!(one_instant(ts(100), ts(101), true));
+        assert!(one_instant(ms(ts(100), 300), ms(ts(100), 800), true));
+        assert!(!one_instant(ts(100), ms(ts(101), 1), true));
+        assert_eq!(bisect(a, 24, &hints, true), None);
+        // Without notices: the midpoint, floored to a second.
+        assert_eq!(
+            bisect((ts(0), ts(9), 0), 24, &[], true),
+            Some([(ts(0), ts(4), 1), (ts(4), ts(9), 1)])
+        );
+        // At microseconds, one instant is under 2 µs.
+        let us =
+            |t: Timestamp, n: i64| Timestamp::from_microsecond(t.as_microsecond() + n).unwrap();
+        assert!(one_instant(ts(100), us(ts(100), 1), false));
+        assert!(!one_instant(ts(100), us(ts(100), 2), false));
+    }
+
+    fn keyed_input(secs: i64, keys: &[u64]) -> PlanInput {
+        PlanInput {
+            updated_at: ts(secs),
+            change: shirase_proto::ChangeKind::Update,
+            keys: keys
+                .iter()
+                .map(|k| format!("{k:015}").parse().unwrap())
+                .collect(),
+            replay: false,
+            published: None,
+            received: false,
+        }
+    }
+
+    fn k(n: u64) -> AtenaNo {
+        format!("{n:015}").parse().unwrap()
+    }
+
+    #[test]
+    fn a_burst_second_is_read_by_its_notices_keys_in_groups() {
+        let inputs = vec![
+            keyed_input(100, &[5, 1]),
+            keyed_input(100, &[3, 1]),
+            keyed_input(100, &[2]),
+            keyed_input(101, &[9]),
+        ];
+        // The pull covers all four; the instant [100, 101) holds the first three (keys 1, 2,
+        // 3, 5), two keys a group.
+        let b = burst(
+            ts(100),
+            ts(101),
+            &inputs,
+            &[0, 1, 2, 3],
+            Some(ts(40)),
+            true,
+            2,
+        );
+        assert_eq!(b, Burst::Keyed(vec![vec![k(1), k(2)], vec![k(3), k(5)]]));
+        // A piece starting inside the second still means the whole second.
+        let b = burst(ms(ts(100), 500), ts(101), &inputs, &[2], None, true, 10);
+        assert_eq!(b, Burst::Keyed(vec![vec![k(2)]]));
+        // Only this pull's notices count: a narrow notice at that instant is not the window's.
+        let b = burst(ts(100), ts(101), &inputs, &[3], Some(ts(100)), true, 2);
+        assert_eq!(
+            b,
+            Burst::Skip,
+            "at the checkpoint and no notice: read before"
+        );
+        let b = burst(ts(100), ts(101), &inputs, &[3], Some(ts(99)), true, 2);
+        assert_eq!(
+            b,
+            Burst::Stop,
+            "above the checkpoint and no notice: end the window"
+        );
+        let b = burst(ts(100), ts(101), &inputs, &[3], None, true, 2);
+        assert_eq!(b, Burst::Stop);
+        // A notice there without keys: nothing narrower to ask.
+        let inputs = vec![keyed_input(100, &[1]), keyed_input(100, &[])];
+        let b = burst(ts(100), ts(101), &inputs, &[0, 1], None, true, 2);
+        assert_eq!(b, Burst::NoKeys);
+        assert_eq!(
+            halve_keys(&[k(1), k(2), k(3)]),
+            Some([vec![k(1)], vec![k(2), k(3)]])
+        );
+        assert_eq!(halve_keys(&[k(1)]), None);
+    }
+
+    #[test]
+    fn notices_of_another_version_are_counted_by_version() {
+        let mut items = [item(0, 100), item(1, 101), item(2, 102)];
+        items[1].notice.data.interface_version = "2.0".parse().unwrap();
+        items[2].notice.data.interface_version = "2.0".parse().unwrap();
+        let configured = "1.0".parse().unwrap();
+        assert_eq!(
+            other_versions(&items, &configured),
+            vec![("2.0".to_owned(), 2)]
+        );
+        assert!(other_versions(&items[..1], &configured).is_empty());
     }
 }

@@ -6,9 +6,9 @@
 use std::sync::atomic::Ordering;
 
 use jiff::Timestamp;
-use shirase_proto::{InterfaceId, Severity};
+use shirase_proto::{AtenaNo, InterfaceId, Severity};
 
-use super::plan::{self, Piece, Pulls};
+use super::plan::{self, Burst, Piece, Pulls};
 use super::settle::NarrowReached;
 use super::state::{RECENT_ROWS_CAP, keep_newest, key_hash};
 use super::{Failure, Pulled, Streamed, Worker};
@@ -31,7 +31,8 @@ impl Worker {
             return Ok(None);
         };
         let window = |from, to| async move {
-            self.pull_window(iface, self.cut(iface, from, to, &p.hints), &p.hints, p.now)
+            let pieces = self.cut(iface, from, to, &p.hints);
+            self.pull_window(iface, pieces, p, &pull.covers)
                 .await
                 .map(|s| Some(Pulled::Window(s)))
         };
@@ -67,7 +68,7 @@ impl Worker {
             return Ok(NarrowReached::Nothing);
         };
         let windows = |w: Vec<(Timestamp, Timestamp)>| async move {
-            let got = self.pull_window(iface, w, &p.hints, p.now).await?;
+            let got = self.pull_window(iface, w, p, &narrow.covers).await?;
             Ok(NarrowReached::Windows(got.times.into_iter().collect()))
         };
         let reached = match &narrow.kind {
@@ -119,20 +120,24 @@ impl Worker {
     }
 
     /// Pull the consecutive `windows` (planned by [`plan::cut_windows`]), bisecting a piece
-    /// on E0004 / bare 503 down to `bisect_max_depth` ([`plan::bisect`]), and hand each piece's
-    /// rows to the sink as soon as it arrives, so the agent holds one piece (about
-    /// `2 × max_notices_per_window` rows, or the provider's row threshold) at a time, not the
-    /// whole burst. Pieces run in time order; on any failure the checkpoint stays where it
-    /// was, so the pieces already delivered are pulled and delivered again later (at least
-    /// once, as inside the overlap). Returns what was delivered: the count and the newest DB
+    /// on E0004 / bare 503 down to `bisect_max_depth` ([`plan::bisect`], never below the
+    /// provider's precision), and hand each piece's rows to the sink as soon as it arrives, so
+    /// the agent holds one piece (about `2 × max_notices_per_window` rows, or the provider's
+    /// row threshold) at a time, not the whole burst. A refused piece holding one instant
+    /// alone is read by the addressee numbers its notices name ([`plan::burst`],
+    /// [`Worker::pull_burst`]). Pieces run in time order; on any failure the checkpoint stays
+    /// where it was, so the pieces already delivered are pulled and delivered again later (at
+    /// least once, as inside the overlap). `covers`: the notices (indices into `p.inputs`)
+    /// this pull must cover. Returns what was delivered: the count and the newest DB
     /// timestamps.
     async fn pull_window(
         &self,
         iface: &InterfaceId,
         windows: Vec<(Timestamp, Timestamp)>,
-        hints: &[Timestamp],
-        pulled_at: Timestamp,
+        p: &Pulls,
+        covers: &[usize],
     ) -> Result<Streamed, Failure> {
+        let whole_seconds = self.client.config().api.whole_seconds();
         let mut got = Streamed {
             from: windows.first().map(|w| w.0),
             ..Streamed::default()
@@ -147,24 +152,32 @@ impl Worker {
                 keys: vec![],
             };
             match self.request(&req).await {
-                Outcome::Data(r) => {
-                    got.count += r.len();
-                    got.times.extend(r.iter().map(|row| row.updated_at));
-                    got.keys.extend(r.iter().filter_map(|row| {
-                        let k = row.atena_no.as_deref()?;
-                        Some((row.updated_at, key_hash(k)))
-                    }));
-                    // Only the newest are remembered (cutting windows, received rows).
-                    keep_newest(&mut got.times, RECENT_ROWS_CAP);
-                    keep_newest(&mut got.keys, RECENT_ROWS_CAP);
-                    if !r.is_empty() {
-                        self.deliver(*iface, pulled_at, r.into_iter().map(Record::Row).collect())
-                            .await
-                            .map_err(Failure::Sink)?;
-                    }
-                }
+                Outcome::Data(r) => self.take(iface, r, p.now, &mut got).await?,
                 o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
-                    match plan::bisect(piece, self.cfg.pull.bisect_max_depth, hints) {
+                    if plan::one_instant(f, t, whole_seconds) {
+                        let burst = plan::burst(
+                            f,
+                            t,
+                            &p.inputs,
+                            covers,
+                            p.checkpoint,
+                            whole_seconds,
+                            self.cfg.pull.max_notices_per_window,
+                        );
+                        if !self
+                            .pull_burst(iface, (f, t), burst, o, p, &mut got)
+                            .await?
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    match plan::bisect(
+                        piece,
+                        self.cfg.pull.bisect_max_depth,
+                        &p.hints,
+                        whole_seconds,
+                    ) {
                         Some([lo, hi]) => {
                             stack.push(hi);
                             stack.push(lo);
@@ -182,6 +195,97 @@ impl Worker {
             }
         }
         Ok(got)
+    }
+
+    /// Read a refused one-instant piece `[f, t)` as [`plan::burst`] decided: by the addressee
+    /// numbers of its notices, in groups (a refused group is halved, down to one key), or skip
+    /// it, or stop the window before it (returns `false`). A piece not read as a window moves
+    /// the pull's recorded FROM past it: notices at that instant that were not in this batch
+    /// are then not taken as read by this pull, and get their own narrow pulls.
+    async fn pull_burst(
+        &self,
+        iface: &InterfaceId,
+        (f, t): (Timestamp, Timestamp),
+        burst: Burst,
+        last: Outcome,
+        p: &Pulls,
+        got: &mut Streamed,
+    ) -> Result<bool, Failure> {
+        let groups = match burst {
+            Burst::Keyed(groups) => groups,
+            Burst::Skip => {
+                tracing::info!(interface = %iface, "one instant at or below the checkpoint holds more rows than the provider answers at once: skipped (read before)");
+                got.from = got.from.max(Some(t));
+                return Ok(true);
+            }
+            Burst::Stop => {
+                tracing::info!(interface = %iface, "one instant above the checkpoint holds more rows than the provider answers at once and no notice in hand names it: the window ends before it");
+                return Ok(false);
+            }
+            Burst::NoKeys => {
+                return Err(Failure::Burst {
+                    last,
+                    at: f,
+                    keyless: true,
+                });
+            }
+        };
+        tracing::info!(interface = %iface, groups = groups.len(), "one instant holds more rows than the provider answers at once: pulling it by the addressee numbers of its notices");
+        let mut stack: Vec<Vec<AtenaNo>> = groups.into_iter().rev().collect();
+        while let Some(keys) = stack.pop() {
+            let req = PullRequest {
+                interface: *iface,
+                from: Some(f),
+                to: Some(t),
+                keys,
+            };
+            match self.request(&req).await {
+                Outcome::Data(r) => self.take(iface, r, p.now, got).await?,
+                o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
+                    match plan::halve_keys(&req.keys) {
+                        Some([a, b]) => {
+                            stack.push(b);
+                            stack.push(a);
+                        }
+                        None => {
+                            return Err(Failure::Burst {
+                                last: o,
+                                at: f,
+                                keyless: false,
+                            });
+                        }
+                    }
+                }
+                o => return Err(Failure::Outcome(o)),
+            }
+        }
+        got.from = got.from.max(Some(t));
+        Ok(true)
+    }
+
+    /// Count and remember a piece's rows, and hand them to the sink.
+    async fn take(
+        &self,
+        iface: &InterfaceId,
+        r: Vec<crate::pull_client::Row>,
+        pulled_at: Timestamp,
+        got: &mut Streamed,
+    ) -> Result<(), Failure> {
+        got.count += r.len();
+        got.times.extend(r.iter().map(|row| row.updated_at));
+        got.keys.extend(r.iter().filter_map(|row| {
+            let k = row.atena_no.as_deref()?;
+            Some((row.updated_at, key_hash(k)))
+        }));
+        // Only the newest are remembered (cutting windows, received rows).
+        keep_newest(&mut got.times, RECENT_ROWS_CAP);
+        keep_newest(&mut got.keys, RECENT_ROWS_CAP);
+        if !r.is_empty() {
+            self.deliver(*iface, pulled_at, r.into_iter().map(Record::Row).collect())
+                .await
+                .map_err(Failure::Sink)?;
+        }
+        Ok(())
     }
 
     /// One request to the provider, unless it is in its maintenance window.

@@ -317,31 +317,9 @@ pub(super) fn on_failure(
             (remedy, a)
         }
         Failure::BisectExhausted { last, from, to } => {
-            let reason = format!(
-                "bisection depth {bisect_max_depth} exhausted at window [{}, {}) with {}",
-                shirase_proto::OffsetTimestamp::from_instant_jst(from),
-                shirase_proto::OffsetTimestamp::from_instant_jst(to),
-                last.label()
-            );
-            let a = alert(
-                Severity::Warning,
-                "bisect_exhausted",
-                format!(
-                    "{reason}; raise the provider's threshold or pull.bisect_max_depth; notices dead-lettered"
-                ),
-            );
-            let status = match last {
-                Outcome::TooMany => Some(400),
-                _ => Some(503),
-            };
-            let remedy = Remedy::DeadLetter {
-                reason,
-                status,
-                code: None,
-                message: None,
-            };
-            (remedy, a)
+            bisect_exhausted(&last, from, to, bisect_max_depth)
         }
+        Failure::Burst { last, at, keyless } => unreadable_instant(&last, at, keyless),
         // The answer does not read with the profile: a guess would ack or dead-letter notices
         // whose rows were never understood, so retry and say which key to check.
         Failure::Outcome(Outcome::ProfileMismatch { key, message }) => (
@@ -358,6 +336,77 @@ pub(super) fn on_failure(
         // of a window.
         Failure::Outcome(_) | Failure::Sink(_) => (Remedy::Retry { retry_after: None }, None),
     }
+}
+
+/// The remedy and alert of [`Failure::BisectExhausted`]: the smallest window bisection
+/// reached (depth `bisect_max_depth`) was still refused.
+fn bisect_exhausted(
+    last: &Outcome,
+    from: Timestamp,
+    to: Timestamp,
+    bisect_max_depth: u32,
+) -> (Remedy, Option<FailureAlert>) {
+    let reason = format!(
+        "bisection depth {bisect_max_depth} exhausted at window [{}, {}) with {}",
+        shirase_proto::OffsetTimestamp::from_instant_jst(from),
+        shirase_proto::OffsetTimestamp::from_instant_jst(to),
+        last.label()
+    );
+    let alert = FailureAlert {
+        severity: Severity::Warning,
+        code: "bisect_exhausted",
+        message: format!(
+            "{reason}; raise the provider's threshold or pull.bisect_max_depth; notices dead-lettered"
+        ),
+    };
+    let status = match last {
+        Outcome::TooMany => Some(400),
+        _ => Some(503),
+    };
+    let remedy = Remedy::DeadLetter {
+        reason,
+        status,
+        code: None,
+        message: None,
+    };
+    (remedy, Some(alert))
+}
+
+/// The remedy and alert of [`Failure::Burst`]: one instant over the provider's threshold that
+/// keyed pulls cannot read either.
+fn unreadable_instant(
+    last: &Outcome,
+    at: Timestamp,
+    keyless: bool,
+) -> (Remedy, Option<FailureAlert>) {
+    let why = if keyless {
+        "a notice there names no addressee number to pull by"
+    } else {
+        "one addressee number's rows there are refused as well"
+    };
+    let reason = format!(
+        "one instant ({}) holds more rows than the provider answers at once ({}) and {why}",
+        shirase_proto::OffsetTimestamp::from_instant_jst(at),
+        last.label()
+    );
+    let alert = FailureAlert {
+        severity: Severity::Warning,
+        code: "bisect_exhausted",
+        message: format!(
+            "{reason}; ask the provider to raise its row threshold; notices dead-lettered"
+        ),
+    };
+    let remedy = Remedy::DeadLetter {
+        reason,
+        status: Some(if matches!(last, Outcome::TooMany) {
+            400
+        } else {
+            503
+        }),
+        code: None,
+        message: None,
+    };
+    (remedy, Some(alert))
 }
 
 /// Nak `covers` after `retry_after`, or each after its own backoff.
@@ -587,6 +636,35 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_instant_that_keys_cannot_read_dead_letters_with_an_alert() {
+        let f = Failure::Burst {
+            last: Outcome::TooMany,
+            at: ts(100),
+            keyless: true,
+        };
+        let (remedy, alert) = on_failure(f, &provider(), 6, Duration::from_secs(60));
+        let Remedy::DeadLetter { reason, status, .. } = remedy else {
+            panic!("expected a dead letter, got {remedy:?}");
+        };
+        assert!(
+            reason.starts_with("one instant (2027-01-15T17:01:40+09:00) holds more rows"),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with("names no addressee number to pull by"),
+            "{reason}"
+        );
+        assert_eq!(status, Some(400));
+        let alert = alert.unwrap();
+        assert_eq!(alert.code, "bisect_exhausted");
+        assert!(
+            alert.message.contains("raise its row threshold"),
+            "{}",
+            alert.message
+        );
     }
 
     #[test]

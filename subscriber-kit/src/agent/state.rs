@@ -32,9 +32,18 @@ pub(super) struct IfaceState {
     pub(super) recent_keys: Vec<(Timestamp, u64)>,
     /// Notice id → first failure time, for a dead letter's `first_failure`.
     pub(super) first_failure: HashMap<String, Timestamp>,
+    /// Interface versions (版数) seen in notices other than the configured one, each logged
+    /// once.
+    pub(super) other_versions: std::collections::BTreeSet<String>,
 }
 
 impl IfaceState {
+    /// Note a notice naming `version` other than the configured one; true the first time
+    /// (to log it once).
+    pub(super) fn first_other_version(&mut self, version: &str) -> bool {
+        self.other_versions.insert(version.to_owned())
+    }
+
     /// Record the sequences of a batch's fresh (not replayed) notices; returns how many
     /// sequences are missing between the highest seen before and these, and among these.
     pub(super) fn observe_sequences(&mut self, mut seqs: Vec<u64>) -> u64 {
@@ -177,6 +186,14 @@ mod tests {
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn another_version_is_logged_once_per_version() {
+        let mut s = IfaceState::default();
+        assert!(s.first_other_version("2.0"));
+        assert!(!s.first_other_version("2.0"));
+        assert!(s.first_other_version("2.1"));
     }
 
     #[test]

@@ -140,6 +140,9 @@ impl Worker {
             Admission::Proceed => {}
         }
         let keyed_pull_max_keys = icfg.map_or(0, |c| c.keyed_pull_max_keys);
+        if let Some(c) = icfg {
+            self.note_versions(&iface, items, &c.version);
+        }
         let gap = self.note_sequences(&iface, items);
         let Some((kv, read)) = self.read_checkpoint(&iface).await else {
             return self.counted(&labels, settle::nak_all(items, &self.cfg.retry));
@@ -310,6 +313,25 @@ impl Worker {
                 }
                 Decision::Term => self.metrics.dead_lettered.get_or_create(labels).inc(),
             };
+        }
+    }
+
+    /// Count the notices naming another interface version than `configured` (they are pulled
+    /// from the configured one); log each such version once per interface.
+    fn note_versions(
+        &self,
+        iface: &InterfaceId,
+        items: &[Item],
+        configured: &shirase_proto::InterfaceVersion,
+    ) {
+        for (version, n) in plan::other_versions(items, configured) {
+            self.metrics
+                .version_mismatch
+                .get_or_create(&self.labels(iface))
+                .inc_by(n);
+            if self.states.with(iface, |s| s.first_other_version(&version)) {
+                tracing::warn!(interface = %iface, notice_version = %version, configured = %configured, "notices name another interface version than the configured one; pulling the configured version (counted in shirase_agent_version_mismatch_total, logged once)");
+            }
         }
     }
 

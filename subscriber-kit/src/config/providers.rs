@@ -376,6 +376,80 @@ version = "1.0"
     }
 
     #[test]
+    fn every_kind_of_bad_profile_is_refused_with_its_field_path() {
+        // (the [providers.api] table or the interface's fields, the field path expected)
+        let cases: [(&str, &str); 9] = [
+            (
+                "[providers.api]\nrow_key = \"x\"\n",
+                "providers[0].api.row_key: ",
+            ),
+            (
+                "[providers.api]\nrows = \"kekka/meisai\"\n",
+                "providers[0].api.rows: ",
+            ),
+            (
+                "[providers.api]\ntotal_count = \"kensu\"\nreturned_count = \"/n\"\n",
+                "providers[0].api.total_count: ",
+            ),
+            (
+                "[providers.api]\ntimestamp_format = \"%Y%m%d%H%M\"\n",
+                "providers[0].api.timestamp_format: ",
+            ),
+            (
+                "[providers.api]\nfrom = { date = \"d\", time = \"t\" }\nto = { date = \"d2\", time = \"t2\" }\ndate_format = \"%m%d\"\n",
+                "providers[0].api.date_format: ",
+            ),
+            (
+                "[providers.api]\nfrom = { date = \"d\", time = \"t\" }\nto = { date = \"d2\", time = \"t2\" }\ntime_format = \"%H%M\"\n",
+                "providers[0].api.time_format: ",
+            ),
+            (
+                "[providers.api]\nfrom = { date = \"d\", time = \"t\" }\nto = { date = \"d2\" }\n",
+                "providers[0].api.to.time: ",
+            ),
+            (
+                "[providers.api]\nfrom = { time = \"t\" }\nto = { date = \"d2\", time = \"t2\" }\n",
+                "providers[0].api.from.date: ",
+            ),
+            (
+                "[providers.api]\nrow_updated_at = { date = \"koshin_ymd\" }\n",
+                "providers[0].api.row_updated_at.time: ",
+            ),
+        ];
+        for (extra, want) in cases {
+            let l = lines(extra);
+            assert!(
+                l.iter().any(|x| x.starts_with(want)),
+                "{want} missing for {extra:?}: {l:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_version_placeholder_needs_a_version_on_every_interface() {
+        let base = BASE.replace("version = \"1.0\"", "version = \"\"");
+        let e = Config::from_toml_str(&format!(
+            "{base}path = \"/renkei/{{version}}/{{interface}}\"\n[providers.api]\npath = \"/api/{{version}}/{{interface}}\"\n"
+        ))
+        .unwrap_err();
+        let l: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        for want in [
+            "providers[0].api.path: {version} needs a version",
+            "providers[0].interfaces[0].path: {version} needs a version",
+        ] {
+            assert!(
+                l.iter().any(|x| x.starts_with(want)),
+                "{want} missing from {l:#?}"
+            );
+        }
+        // With a version on the interface the same paths are accepted.
+        Config::from_toml_str(&format!(
+            "{BASE}path = \"/renkei/{{version}}/{{interface}}\"\n[providers.api]\npath = \"/api/{{version}}/{{interface}}\"\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
     fn a_bad_profile_is_refused_naming_each_field() {
         let l = lines(
             "[providers.api]\nrows = \"data\"\ntimestamp_format = \"%Y%m%d\"\nrow_updated_at = { date = \"d\" }\nbogus = 1\n",

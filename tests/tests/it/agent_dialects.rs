@@ -3,13 +3,15 @@
 //! TO, romaji item names, rows under `/kekka/meisai`, the version in the path, answers capped
 //! with counts), configured through `[providers.api]` only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
-use shirase_proto::ChangeKind;
-use shirase_tests::provider_sim::{ChangeSpec, Dialect};
+use shirase_proto::{ChangeKind, OffsetTimestamp};
+use shirase_tests::provider_sim::{ChangeSpec, ClockMode, Dialect};
 
 use crate::agent_support::*;
 
@@ -79,6 +81,7 @@ async fn probe_accepts_the_standard_dialect_with_the_default_profile() {
         "ok   001 001o05-00 rows: ",
         "ok   001 001o05-00 malformed_bound: a malformed updated_from was answered 400 E0001",
         "ok   001 001o05-00 to: TO is exclusive",
+        "info 001 001o05-00 too_many: not observed: ",
     ] {
         assert!(has(&lines, want), "{want} missing from {lines:#?}");
     }
@@ -216,4 +219,277 @@ async fn a_profile_mismatch_is_retried_never_acked_or_dead_lettered() {
     assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 0);
     assert_eq!(env.unfinished().await, 4);
     agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_one_second_over_the_threshold_is_read_by_its_keys() {
+    burst_of_one_second("").await;
+}
+
+#[tokio::test]
+async fn a_burst_of_one_second_across_batches_is_read_by_its_keys() {
+    // Batches of 25: the first reads the second by its 25 notices' keys; the later ones find
+    // their notices at the checkpoint, not read by that pull, and read them by keys too
+    // (narrow pulls).
+    burst_of_one_second("[batch]\nsize = 25\n").await;
+}
+
+async fn burst_of_one_second(extra: &str) {
+    // Whole-second DB timestamps on a frozen DB clock: all 120 commits share one second, and
+    // each also moves the addressee's previous row to it, so that second alone holds far more
+    // rows than the provider's threshold of 50 (answers capped at 7 besides). Bisection
+    // cannot go below a second: the agent reads that second by the addressee numbers its
+    // notices name, 20 keys a request (pull.max_notices_per_window), split further by the
+    // capped answers.
+    let second = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 30).unwrap();
+    let env = Env::start(|c| {
+        c.dialect = Dialect::Romaji;
+        c.answer_cap = Some(7);
+        c.row_threshold = 50;
+        c.clock = ClockMode::Manual(second);
+    })
+    .await;
+    commit(&env, 120);
+    wait_notices_published(&env).await;
+    let in_second = env
+        .sim
+        .rows(&iface())
+        .unwrap()
+        .iter()
+        .filter(|r| r.updated_at.parse::<OffsetTimestamp>().unwrap().instant() == second)
+        .count();
+    assert!(in_second > 120, "{in_second} rows in the burst's second");
+    let agent = RunningAgent::start(env.agent_config(
+        &format!("{extra}[pull]\nmax_notices_per_window = 20\n"),
+        &romaji_api(),
+    ));
+    wait_until(60, "all delivered", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let expected = env.expected_rows();
+    let got = romaji_sink_rows(&env);
+    let missing: Vec<_> = expected.difference(&got).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} rows missing",
+        missing.len(),
+        expected.len()
+    );
+    let dead = agent
+        .metrics
+        .iface(&agent.metrics.dead_lettered, "001", IFACE);
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 120);
+    if !extra.is_empty() {
+        let batches = agent.metrics.iface(&agent.metrics.batches, "001", IFACE);
+        assert!(
+            batches >= 5,
+            "120 notices in batches of 25: {batches} batches"
+        );
+    }
+    // The window met the threshold; the second was then read by keys, every answer within
+    // the cap, no keyed request refused.
+    assert!(agent.pulls_of("too_many") >= 1);
+    let data = data_requests(&env);
+    let keyed: Vec<_> = data
+        .iter()
+        .filter(|r| {
+            r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("atena_bango="))
+        })
+        .collect();
+    assert!(!keyed.is_empty(), "no keyed request in {data:#?}");
+    println!(
+        "one-second burst: notices=120 rows_in_second={in_second} threshold=50 cap=7 requests={} keyed={} too_many={} batches={}",
+        data.len(),
+        keyed.len(),
+        agent.pulls_of("too_many"),
+        agent.metrics.iface(&agent.metrics.batches, "001", IFACE)
+    );
+    for r in &keyed {
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.rows.unwrap_or(0) <= 7, "{r:?}");
+        assert!(
+            r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("koshin_time_from=")),
+            "keyed requests stay inside the second: {r:?}"
+        );
+    }
+    let cp = env.checkpoint().await.unwrap();
+    assert_eq!(cp, second, "the checkpoint is the burst's second");
+    // Later changes: the next window starts at the checkpoint, inside the burst's second,
+    // which is refused again. No notice in hand names it and it lies at the checkpoint: it is
+    // skipped (read before), and the window goes on to the new rows.
+    // Three changes: six rows in their second, within the cap of 7.
+    env.sim.advance_clock(std::time::Duration::from_secs(3));
+    let before = data_requests(&env).len();
+    commit(&env, 3);
+    wait_notices_published(&env).await;
+    wait_until(30, "the later changes delivered", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let missing: Vec<_> = env
+        .expected_rows()
+        .difference(&romaji_sink_rows(&env))
+        .cloned()
+        .collect();
+    assert!(missing.is_empty(), "{missing:?}");
+    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 123);
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.dead_lettered, "001", IFACE),
+        0
+    );
+    let later: Vec<_> = data_requests(&env).into_iter().skip(before).collect();
+    assert!(
+        later.iter().all(|r| !r
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .contains("atena_bango=")),
+        "the burst's second is not read again by keys: {later:#?}"
+    );
+    assert_eq!(
+        env.checkpoint().await.unwrap(),
+        second + jiff::SignedDuration::from_secs(3)
+    );
+    agent.stop().await;
+}
+
+fn data_requests(env: &Env) -> Vec<shirase_tests::provider_sim::RequestLogEntry> {
+    env.sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_notice_of_another_version_is_counted_and_pulled_from_the_configured_one() {
+    // The romaji provider serves version 1.0 under /api/1.0/...; two notices name version 2.0
+    // (a provider announcing its next version's API while the subscriber still reads 1.0).
+    let env = romaji_env(1000).await;
+    let changes = env
+        .sim
+        .commit_changes(
+            ChangeSpec::new(3)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
+    wait_notices_published(&env).await;
+    for (i, c) in changes.iter().take(2).enumerate() {
+        let n = shirase_proto::Notice::new(
+            "131016".parse().unwrap(),
+            iface(),
+            "2.0".parse().unwrap(),
+            shirase_proto::Sequence(4 + i as u64),
+            c.updated_at.parse().unwrap(),
+            ChangeKind::Update,
+            Some(shirase_proto::Keys {
+                atena_no: vec![c.atena_no],
+            }),
+        );
+        shirase_proto::publish::publish(&env.js, &n).await.unwrap();
+    }
+    let agent = RunningAgent::start(env.agent_config("", &romaji_api()));
+    wait_until(30, "all delivered", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 5);
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.version_mismatch, "001", IFACE),
+        2
+    );
+    let text = agent.metrics.encode();
+    assert!(
+        text.contains(
+            "shirase_agent_version_mismatch_total{provider=\"001\",interface=\"001o05-00\"} 2"
+        ),
+        "{text}"
+    );
+    let data = data_requests(&env);
+    assert!(!data.is_empty());
+    assert!(
+        data.iter()
+            .all(|r| r.path == "/api/1.0/001o05-00" && r.status == 200),
+        "{data:#?}"
+    );
+    let missing: Vec<_> = env
+        .expected_rows()
+        .difference(&romaji_sink_rows(&env))
+        .cloned()
+        .collect();
+    assert!(missing.is_empty(), "{missing:?}");
+    agent.stop().await;
+}
+
+#[test]
+fn an_invalid_profile_stops_the_agent_at_startup_naming_each_field() {
+    // Nothing is contacted: the configuration is refused before NATS or the provider.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s\n").unwrap();
+    let toml = format!(
+        r#"
+subscriber = "tax"
+municipality = "131016"
+[nats]
+urls = ["nats://127.0.0.1:1"]
+[sink]
+kind = "file"
+dir = "{sink}"
+[[providers]]
+business_id = "001"
+pull_api_base_url = "http://127.0.0.1:1"
+token_url = "http://127.0.0.1:1/oauth/token"
+client_id = "tax-agent"
+client_secret_file = "{secret}"
+[providers.api]
+path = "/api/{{version}}/{{interface}}"
+from = {{ date = "koshin_ymd_from", time = "koshin_time_from" }}
+to = {{ date = "koshin_ymd_to" }}
+time_format = "%H%M"
+rows = "kekka/meisai"
+row_key = "atena_bango"
+[[providers.interfaces]]
+id = "001o05-00"
+version = ""
+"#,
+        sink = dir.path().join("sink").display(),
+        secret = dir.path().join("secret").display(),
+    );
+    let file = dir.path().join("agent.toml");
+    std::fs::write(&file, toml).unwrap();
+    for args in [vec![], vec!["probe"]] {
+        let out = Command::new(agent_binary())
+            .args(&args)
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        for want in [
+            "providers[0].api.row_key",
+            "providers[0].api.rows",
+            "providers[0].api.to.time",
+            "providers[0].api.time_format",
+            "providers[0].api.path",
+            "providers[0].interfaces[0].version",
+        ] {
+            assert!(err.contains(want), "{args:?}: {want} missing from {err}");
+        }
+        assert!(
+            !dir.path().join("sink").exists(),
+            "the agent did not start (no sink created)"
+        );
+    }
 }

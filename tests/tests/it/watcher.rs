@@ -51,6 +51,7 @@ fn relay_toml(
     sim: &SimHandle,
     dir: &std::path::Path,
     s: &Setup<'_>,
+    watch_api: &str,
 ) -> String {
     let digest = hex::encode(shirase_relay::config::token_digest(TOKEN));
     let until = s
@@ -90,6 +91,7 @@ settle = "1s"
 rate_per_sec = 50.0
 enforce_maintenance = {enforce}
 {until}
+{watch_api}
 [[interfaces]]
 id = "{I05}"
 version = "1.0"
@@ -121,6 +123,17 @@ struct WatchEnv {
 
 impl WatchEnv {
     async fn start(s: &Setup<'_>, target: impl FnOnce(&str) -> NoticeTarget) -> WatchEnv {
+        Self::start_with(s, target, |_| {}, "").await
+    }
+
+    /// [`WatchEnv::start`] with the simulator's config adjusted by `tune` and `watch_api` (a
+    /// `[providers.watch.api]` table) in the relay's configuration.
+    async fn start_with(
+        s: &Setup<'_>,
+        target: impl FnOnce(&str) -> NoticeTarget,
+        tune: impl FnOnce(&mut provider_sim::Config),
+        watch_api: &str,
+    ) -> WatchEnv {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let nats = NatsServer::start().unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -133,12 +146,13 @@ impl WatchEnv {
         // The switch test points the simulator at the relay through `target`.
         let port = free_port().unwrap();
         sc.notice_target = target(&format!("http://127.0.0.1:{port}"));
+        tune(&mut sc);
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sim = ProviderSim::start(sc, l, CancellationToken::new())
             .await
             .unwrap();
         std::fs::write(dir.path().join("watcher.secret"), WATCHER_SECRET).unwrap();
-        let text = relay_toml(&nats.url(), port, &sim, dir.path(), s);
+        let text = relay_toml(&nats.url(), port, &sim, dir.path(), s, watch_api);
         let relay_config = shirase_relay::Config::from_toml_str(&text, None).unwrap();
         let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
         shirase_relay::provision::provision(
@@ -690,6 +704,86 @@ async fn switch_to_native_notices_at_until_announces_each_change_once() {
     })
     .await;
     agent.stop().await;
+    relay_stop.cancel();
+    relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_romaji_dialect_is_watched_through_capped_answers_at_whole_seconds() {
+    // The provider's second dialect: split date/time bounds at whole seconds with an
+    // inclusive TO, the version in the path, romaji item names, rows under /kekka/meisai and
+    // answers capped at 7 rows with their counts. The watcher reads it through
+    // [providers.watch.api] alone; every change becomes a notice, none twice.
+    let setup = Setup {
+        subscribers: &["tax"],
+        // Windows of about 2 s hold more rows than the cap: their answers are capped.
+        interval: "2s",
+        until: None,
+        enforce_maintenance: false,
+    };
+    let api = format!(
+        "[providers.watch.api]\n{}",
+        provider_sim::Dialect::Romaji.profile_toml()
+    );
+    let env = WatchEnv::start_with(
+        &setup,
+        |_| NoticeTarget::None,
+        |c| {
+            c.dialect = provider_sim::Dialect::Romaji;
+            c.answer_cap = Some(7);
+        },
+        &api,
+    )
+    .await;
+    let (relay_stop, relay) = env.run_relay().await;
+    wait_until(20, "the watcher's first poll", || async {
+        watch_state(&env.js)
+            .await
+            .is_some_and(|s| s["last_poll"].is_string())
+    })
+    .await;
+    // Three changes a second (each also moves the addressee's previous row to that second):
+    // at most 6 rows in any second, within the cap, for 6 seconds, so windows and their
+    // capped answers are split at whole seconds.
+    let i05 = I05.parse().unwrap();
+    for _ in 0..6 {
+        env.sim
+            .commit_changes(ChangeSpec::new(3).interface(i05).kind(ChangeKind::Update))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+    }
+    let changes = env.sim.changes();
+    assert_eq!(changes.len(), 18);
+    wait_for_cursor_past(&env.js, ts(&changes.last().unwrap().updated_at)).await;
+    let notices = stored_notices(&env.js).await;
+    assert_each_change_announced_once(&visible(&changes), &notices);
+    assert!(
+        notices
+            .iter()
+            .all(|n| n.data.interface_version.to_string() == "1.0")
+    );
+    let data = data_requests(&env.sim);
+    assert!(
+        data.iter().any(|r| r.rows == Some(7)),
+        "some answer reached the cap: {data:#?}"
+    );
+    for r in &data {
+        assert_eq!(r.path, "/api/1.0/001o05-00", "{r:?}");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.rows.unwrap_or(0) <= 7, "{r:?}");
+        let q = r.query.as_deref().unwrap_or_default();
+        assert!(
+            q.contains("koshin_ymd_from=") && q.contains("koshin_time_to="),
+            "{r:?}"
+        );
+    }
+    // The watcher's window ends at whole seconds (its cursor), as the provider's bounds are.
+    let cursor: Timestamp = watch_state(&env.js).await.unwrap()["cursor"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(cursor.subsec_nanosecond(), 0, "cursor {cursor}");
     relay_stop.cancel();
     relay.await.unwrap();
 }

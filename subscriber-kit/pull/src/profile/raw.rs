@@ -159,7 +159,10 @@ impl RawApi {
                 TimestampFormat::Pattern(p.to_owned())
             }
         };
-        if split(&from) || split(&row_updated_at) {
+        // From the table as written, so that a split bound missing a half still has its
+        // patterns checked (every problem at once).
+        let raw_split = |i: &RawItem| matches!(i, RawItem::Split(_));
+        if raw_split(&self.from) || raw_split(&self.to) || raw_split(&self.row_updated_at) {
             check_pattern(&self.date_format, Need::Date, "date_format", &mut report);
             check_pattern(&self.time_format, Need::Time, "time_format", &mut report);
         }
