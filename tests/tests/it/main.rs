@@ -15,6 +15,7 @@ mod agent_sink;
 mod agent_support;
 mod agent_watchdog;
 mod architecture;
+mod config_reference;
 mod demo_script;
 mod deploy_files;
 mod fault_cluster;
