@@ -18,6 +18,7 @@ mod architecture;
 mod config_reference;
 mod demo_script;
 mod deploy_files;
+mod docs_drift;
 mod fault_cluster;
 mod fault_support;
 mod http_tls;
