@@ -14,6 +14,7 @@ mod agent_replicas;
 mod agent_sink;
 mod agent_support;
 mod agent_watchdog;
+mod alert_rules;
 mod architecture;
 mod config_reference;
 mod demo_script;
