@@ -15,7 +15,10 @@ use shirase_tests::harness::workspace_root;
 /// `PROMTOOL`, else `promtool` on PATH.
 fn promtool() -> String {
     let bin = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let found = Command::new(&bin).arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     assert!(
         found,
         "promtool is not installed ({bin:?} does not run): deploy/dev/test.sh installs it \
@@ -37,7 +40,8 @@ fn every_alert_rule_passes_its_promtool_unit_tests() {
         .args(["test", "rules", "deploy/prometheus/alerts.test.yml"])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool test rules failed:\n{text}");
     assert!(text.contains("SUCCESS"), "{text}");
     let out = Command::new(&bin)
@@ -45,7 +49,11 @@ fn every_alert_rule_passes_its_promtool_unit_tests() {
         .args(["check", "rules", "deploy/prometheus/alerts.yml"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// A rule without a test that shows it firing is a rule nobody has seen fire.

@@ -70,7 +70,10 @@ impl Reference {
             for p in ex["providers"].as_array().into_iter().flatten() {
                 if p["maintenance"].is_object() {
                     let (keys, _) = keys_of::<CalendarConfig>(&p["maintenance"]);
-                    extra.extend(keys.into_iter().map(|k| format!("providers[].maintenance.{k}")));
+                    extra.extend(
+                        keys.into_iter()
+                            .map(|k| format!("providers[].maintenance.{k}")),
+                    );
                 }
             }
         }
@@ -287,7 +290,9 @@ fn walk<T: DeserializeOwned>(
     variants: &mut BTreeMap<String, Vec<String>>,
 ) {
     let mut probed = tree.clone();
-    let node = node_mut(&mut probed, segs).expect("walk stays inside the tree").clone();
+    let node = node_mut(&mut probed, segs)
+        .expect("walk stays inside the tree")
+        .clone();
     match node {
         Value::Object(map) => {
             if let Some(Value::Object(m)) = node_mut(&mut probed, segs) {
@@ -374,7 +379,9 @@ fn problems(r: &Reference) -> Vec<String> {
         }
     }
     // Defaults: every value of the defaults file, as the row's default cell shows it.
-    let defaults: Value = Figment::from(Toml::string(r.defaults_toml)).extract().unwrap();
+    let defaults: Value = Figment::from(Toml::string(r.defaults_toml))
+        .extract()
+        .unwrap();
     let mut ls = Vec::new();
     leaves(&defaults, "", &mut ls);
     for (key, v) in ls {
@@ -407,7 +414,10 @@ fn problems(r: &Reference) -> Vec<String> {
         let tree: Value = match Figment::from(Toml::string(&block)).extract() {
             Ok(t) => t,
             Err(e) => {
-                out.push(format!("{}:{line}: the TOML block does not parse: {e}", r.file));
+                out.push(format!(
+                    "{}:{line}: the TOML block does not parse: {e}",
+                    r.file
+                ));
                 continue;
             }
         };
@@ -454,12 +464,24 @@ fn calendar_problems(tree: &Value, at: &str) -> Vec<String> {
 #[test]
 fn relay_reference_documents_every_accepted_key_and_only_those() {
     let r = Reference::relay();
-    for k in ["providers[].maintenance.extra[].date", "notifier.email.smtp_port", "providers[].watch.api.from.date"] {
-        assert!(r.accepted.contains(k), "the probe did not find {k}: {:?}", r.accepted);
+    for k in [
+        "providers[].maintenance.extra[].date",
+        "notifier.email.smtp_port",
+        "providers[].watch.api.from.date",
+    ] {
+        assert!(
+            r.accepted.contains(k),
+            "the probe did not find {k}: {:?}",
+            r.accepted
+        );
     }
     assert!(r.accepted.len() > 100, "{}", r.accepted.len());
     let p = problems(&r);
-    assert!(p.is_empty(), "docs/config/relay.md is out of date:\n  {}", p.join("\n  "));
+    assert!(
+        p.is_empty(),
+        "docs/config/relay.md is out of date:\n  {}",
+        p.join("\n  ")
+    );
 }
 
 #[test]
@@ -469,11 +491,23 @@ fn agent_reference_documents_every_accepted_key_and_only_those() {
         r.variants.get("sink.kind").map(Vec::as_slice),
         Some(["file", "http", "command"].map(String::from).as_slice())
     );
-    for k in ["sink.spool_dir", "providers[].interfaces[].keyed_pull_max_keys", "providers[].maintenance.cancel"] {
-        assert!(r.accepted.contains(k), "the probe did not find {k}: {:?}", r.accepted);
+    for k in [
+        "sink.spool_dir",
+        "providers[].interfaces[].keyed_pull_max_keys",
+        "providers[].maintenance.cancel",
+    ] {
+        assert!(
+            r.accepted.contains(k),
+            "the probe did not find {k}: {:?}",
+            r.accepted
+        );
     }
     let p = problems(&r);
-    assert!(p.is_empty(), "docs/config/agent.md is out of date:\n  {}", p.join("\n  "));
+    assert!(
+        p.is_empty(),
+        "docs/config/agent.md is out of date:\n  {}",
+        p.join("\n  ")
+    );
 }
 
 /// The probe itself: a key a type accepts but an example does not set is still found, and a
@@ -507,7 +541,8 @@ sink = { kind = "http", url = "https://import.example.lg.jp" }
         "{p:?}"
     );
     assert!(
-        p.iter().any(|m| m.starts_with("docs/config/agent.md:7: documents `sink.retries`")),
+        p.iter()
+            .any(|m| m.starts_with("docs/config/agent.md:7: documents `sink.retries`")),
         "{p:?}"
     );
 }

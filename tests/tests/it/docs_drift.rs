@@ -40,10 +40,23 @@ const GENERATED: &[(&str, &str)] = &[
 ];
 
 /// Directories never scanned.
-const SKIP_DIRS: &[&str] = &["target", ".git", ".tools", "demo-data", "corpus", "artifacts", "node_modules"];
+const SKIP_DIRS: &[&str] = &[
+    "target",
+    ".git",
+    ".tools",
+    "demo-data",
+    "corpus",
+    "artifacts",
+    "node_modules",
+];
 
 /// The binaries docs run, as cargo builds them.
-const BINARIES: &[&str] = &["shirase-relay", "shirase-agent", "shirase-bench", "provider-sim"];
+const BINARIES: &[&str] = &[
+    "shirase-relay",
+    "shirase-agent",
+    "shirase-bench",
+    "provider-sim",
+];
 
 /// File extensions that make a dotted word a file name, not a configuration key.
 const FILE_EXTENSIONS: &[&str] = &[
@@ -80,7 +93,11 @@ fn load(filter: impl Fn(&str) -> bool) -> Vec<File> {
     files(&root, &mut all);
     all.into_iter()
         .filter_map(|p| {
-            let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             if !filter(&rel) {
                 return None;
             }
@@ -100,9 +117,11 @@ fn deploy_configs() -> Vec<File> {
     load(|rel| {
         rel.starts_with("deploy/")
             && !rel.ends_with(".md")
-            && [".yml", ".yaml", ".json", ".toml", ".conf", ".service", ".sh"]
-                .iter()
-                .any(|e| rel.ends_with(e))
+            && [
+                ".yml", ".yaml", ".json", ".toml", ".conf", ".service", ".sh",
+            ]
+            .iter()
+            .any(|e| rel.ends_with(e))
     })
 }
 
@@ -156,13 +175,18 @@ fn idents(text: &str, prefix: &str, upper: bool) -> Vec<(String, char, char)> {
         while end < b.len()
             && (b[end] == b'_'
                 || b[end].is_ascii_digit()
-                || if upper { b[end].is_ascii_uppercase() } else { b[end].is_ascii_lowercase() })
+                || if upper {
+                    b[end].is_ascii_uppercase()
+                } else {
+                    b[end].is_ascii_lowercase()
+                })
         {
             end += 1;
         }
         let after = text[end..].chars().next().unwrap_or(' ');
-        let word_start = !(before.is_ascii_alphanumeric() || before == '_' && !upper)
-            || (before == '_' && text[..start].ends_with("KV_"));
+        // `KV_shirase_checkpoints`: the bucket's stream name holds the bucket name.
+        let inside_word = before.is_ascii_alphanumeric() || (before == '_' && !upper);
+        let word_start = !inside_word || text[..start].ends_with("KV_");
         if word_start {
             out.push((text[start..end].to_owned(), before, after));
         }
@@ -200,7 +224,15 @@ fn exported_metrics() -> BTreeSet<String> {
             let var = args
                 .rsplit(',')
                 .find(|a| a.contains(".clone()"))
-                .map(|a| a.trim().trim_end_matches(".clone()").rsplit('.').next().unwrap().trim().to_owned())
+                .map(|a| {
+                    a.trim()
+                        .trim_end_matches(".clone()")
+                        .rsplit('.')
+                        .next()
+                        .unwrap()
+                        .trim()
+                        .to_owned()
+                })
                 .unwrap_or_else(|| panic!("{rel}: register({name:?}, …) without a `x.clone()`"));
             let decl = text
                 .lines()
@@ -249,7 +281,10 @@ fn literals() -> (BTreeSet<String>, BTreeSet<String>) {
         files(&root.join(d), &mut all);
     }
     let (mut upper, mut lower) = (BTreeSet::new(), BTreeSet::new());
-    for p in all.iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
+    for p in all
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    {
         let text = std::fs::read_to_string(p).unwrap();
         for (w, before, _) in idents(&text, "SHIRASE_", true) {
             if before == '"' {
@@ -293,7 +328,11 @@ fn help(bin: &str, path: &[&str]) -> String {
         "{} is missing: build the binaries first (cargo build --workspace --bins)",
         exe.display()
     );
-    let out = Command::new(&exe).args(path).arg("--help").output().unwrap();
+    let out = Command::new(&exe)
+        .args(path)
+        .arg("--help")
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -330,7 +369,9 @@ fn cli(bin: &str, path: &mut Vec<String>) -> Cli {
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                     continue;
                 }
-                let next = words.get(i + 1).map(|n| n.trim_matches(|c| c == '[' || c == ']'));
+                let next = words
+                    .get(i + 1)
+                    .map(|n| n.trim_matches(|c| c == '[' || c == ']'));
                 let takes = next.is_some_and(|n| n.starts_with('<') || n == "N");
                 let e = c.flags.entry(name.to_owned()).or_insert(false);
                 *e |= takes;
@@ -383,7 +424,10 @@ impl Truth {
             metrics: exported_metrics(),
             upper,
             lower,
-            clis: BINARIES.iter().map(|b| (*b, cli(b, &mut Vec::new()))).collect(),
+            clis: BINARIES
+                .iter()
+                .map(|b| (*b, cli(b, &mut Vec::new())))
+                .collect(),
             relay,
             agent,
             tables,
@@ -395,14 +439,23 @@ impl Truth {
     fn key_exists(&self, dotted: &str) -> bool {
         let want = normalize_key(dotted);
         // A key of an earlier release, named where the docs say it is refused.
-        let old = shirase_relay::config::RENAMED.iter().chain(shirase_subscriber_kit::config::RENAMED);
-        if old.map(|r| r.old.replace("[]", "")).any(|o| o == want || o.ends_with(&format!(".{want}"))) {
+        let old = shirase_relay::config::RENAMED
+            .iter()
+            .chain(shirase_subscriber_kit::config::RENAMED);
+        if old
+            .map(|r| r.old.replace("[]", ""))
+            .any(|o| o == want || o.ends_with(&format!(".{want}")))
+        {
             return true;
         }
-        self.relay.accepted.iter().chain(&self.agent.accepted).any(|k| {
-            let k = k.replace("[]", "");
-            k == want || k.ends_with(&format!(".{want}"))
-        })
+        self.relay
+            .accepted
+            .iter()
+            .chain(&self.agent.accepted)
+            .any(|k| {
+                let k = k.replace("[]", "");
+                k == want || k.ends_with(&format!(".{want}"))
+            })
     }
 }
 
@@ -425,7 +478,8 @@ fn check_metrics(t: &Truth, rel: &str, n: usize, text: &str, out: &mut Vec<Strin
     for prefix in ["shirase_relay_", "shirase_agent_"] {
         for (name, _, after) in idents(text, prefix, false) {
             // `^shirase_relay_notices` in a grep pattern, `shirase_agent_(pulls|…)`: a prefix.
-            let partial = name.ends_with('_') || matches!(after, '(' | '*' | '\'' | '.' | '"' | '|' | '{' | '[') && !t.metrics.contains(&name);
+            let pattern_char = matches!(after, '(' | '*' | '\'' | '.' | '"' | '|' | '{' | '[');
+            let partial = name.ends_with('_') || (pattern_char && !t.metrics.contains(&name));
             let ok = if partial {
                 t.metrics.iter().any(|m| m.starts_with(&name))
             } else {
@@ -455,7 +509,9 @@ fn check_names(t: &Truth, rel: &str, n: usize, text: &str, out: &mut Vec<String>
             continue;
         }
         if w.contains("__") {
-            let key = w["SHIRASE_".len()..].to_ascii_lowercase().replace("__", ".");
+            let key = w["SHIRASE_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
             if !t.relay.accepts(&key) {
                 out.push(format!(
                     "{rel}:{n}: `{w}` sets relay key `{key}`, which the relay's configuration does not accept (docs/config/relay.md)"
@@ -504,11 +560,15 @@ fn shell_words(line: &str) -> Vec<String> {
 fn check_cli(t: &Truth, rel: &str, n: usize, text: &str, out: &mut Vec<String>) {
     let words = shell_words(text);
     for (i, w) in words.iter().enumerate() {
-        let Some(bin) = BINARIES.iter().find(|b| w == *b || w.ends_with(&format!("/{b}"))) else {
+        let Some(bin) = BINARIES
+            .iter()
+            .find(|b| w == *b || w.ends_with(&format!("/{b}")))
+        else {
             continue;
         };
         // `cargo build -p shirase-relay`, `--bin shirase-agent`: a package, not a command.
-        if i > 0 && ["-p", "--package", "--bin", "--bins", "build"].contains(&words[i - 1].as_str()) {
+        if i > 0 && ["-p", "--package", "--bin", "--bins", "build"].contains(&words[i - 1].as_str())
+        {
             continue;
         }
         let mut cur = &t.clis[bin];
@@ -516,7 +576,13 @@ fn check_cli(t: &Truth, rel: &str, n: usize, text: &str, out: &mut Vec<String>) 
         let mut j = i + 1;
         while j < words.len() {
             let a = &words[j];
-            if a.starts_with('$') || a.starts_with('<') || a.starts_with('[') || a == "..." || a == "…" || a.contains("…") {
+            if a.starts_with('$')
+                || a.starts_with('<')
+                || a.starts_with('[')
+                || a == "..."
+                || a == "…"
+                || a.contains("…")
+            {
                 break; // a variable or a placeholder: nothing more to check on this line
             }
             if let Some(flag) = a.strip_prefix("--") {
@@ -567,7 +633,11 @@ fn check_key_span(t: &Truth, rel: &str, n: usize, span: &str, out: &mut Vec<Stri
         let Some((table, after)) = rest.split_once(']') else {
             return;
         };
-        if !table.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.') || table.is_empty() {
+        if !table
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+            || table.is_empty()
+        {
             return;
         }
         let first = table.split('.').next().unwrap();
@@ -594,13 +664,18 @@ fn check_key_span(t: &Truth, rel: &str, n: usize, span: &str, out: &mut Vec<Stri
     // `pull.overlap`, `watch.until`, `providers[0].api.rows`
     let key = s.split([' ', '=']).next().unwrap_or("");
     if !key.contains('.')
-        || !key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c))
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c))
     {
         return;
     }
     let segs: Vec<&str> = key.split('.').collect();
     let first = normalize_key(segs[0]);
-    if !t.tables.contains(&first) || FILE_EXTENSIONS.contains(segs.last().unwrap()) || segs.iter().any(|s| s.is_empty()) {
+    if !t.tables.contains(&first)
+        || FILE_EXTENSIONS.contains(segs.last().unwrap())
+        || segs.iter().any(|s| s.is_empty())
+    {
         return;
     }
     if !t.key_exists(key) {
@@ -619,7 +694,10 @@ fn check_toml_block(t: &Truth, rel: &str, n: usize, block: &str, out: &mut Vec<S
     leaves(&tree, "", &mut ls);
     let top = |k: &str| tree.get(k).is_some();
     let first = |k: &str| normalize_key(k.split('.').next().unwrap_or(""));
-    if !ls.iter().any(|(k, _)| t.tables.contains(&first(k)) || ["subscriber", "municipality", "municipality_code"].contains(&k.as_str())) {
+    if !ls.iter().any(|(k, _)| {
+        t.tables.contains(&first(k))
+            || ["subscriber", "municipality", "municipality_code"].contains(&k.as_str())
+    }) {
         return; // not a configuration (a Cargo.toml snippet)
     }
     for (key, _) in ls {
@@ -648,25 +726,35 @@ fn check_path_word(rel: &str, n: usize, word: &str, doc_relative: bool, out: &mu
     if w.is_empty()
         || w.starts_with('/')
         || w.contains("://")
-        || w.contains(['<', '>', '*', '{', '}', '$', '…', '=', '@', '|', '~', '%', '?', '&'])
+        || w.contains([
+            '<', '>', '*', '{', '}', '$', '…', '=', '@', '|', '~', '%', '?', '&',
+        ])
         || w.contains("...")
         || !w.contains('/')
-        || !w.chars().all(|c| c.is_ascii_alphanumeric() || "/._-#".contains(c))
+        || !w
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-#".contains(c))
     {
         return;
     }
     let w = w.split('#').next().unwrap();
     // `tests/fuzz/seeds/TARGET/`: a placeholder segment
-    if w.split('/').any(|s| s.len() > 1 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_')) {
+    if w.split('/')
+        .any(|s| s.len() > 1 && s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+    {
         return;
     }
     let first = w.split('/').next().unwrap();
     let root_entry = root.join(first).exists();
-    let dir_entry = doc_relative && !dir.as_os_str().is_empty() && root.join(dir).join(first).exists();
+    let dir_entry =
+        doc_relative && !dir.as_os_str().is_empty() && root.join(dir).join(first).exists();
     if !root_entry && !dir_entry {
         return; // not a repository path (a URL path, a subject, an API route)
     }
-    if GENERATED.iter().any(|(g, _)| w.starts_with(g) || format!("{w}/").starts_with(g)) {
+    if GENERATED
+        .iter()
+        .any(|(g, _)| w.starts_with(g) || format!("{w}/").starts_with(g))
+    {
         return;
     }
     if root.join(w).exists() || (doc_relative && root.join(dir).join(w).exists()) {
@@ -691,7 +779,9 @@ fn check_links(rel: &str, n: usize, line: &str, out: &mut Vec<String>) {
         }
         let path = target.split('#').next().unwrap();
         if !root.join(dir).join(path).exists() {
-            out.push(format!("{rel}:{n}: the link target `{target}` does not exist"));
+            out.push(format!(
+                "{rel}:{n}: the link target `{target}` does not exist"
+            ));
         }
     }
 }
@@ -790,7 +880,9 @@ fn all_findings() -> Vec<String> {
         for (i, l) in f.text.lines().enumerate() {
             check_metrics(&t, &f.rel, i + 1, l, &mut out);
             check_names(&t, &f.rel, i + 1, l, &mut out);
-            if f.rel.ends_with(".service") && let Some(cmd) = l.strip_prefix("ExecStart=") {
+            if f.rel.ends_with(".service")
+                && let Some(cmd) = l.strip_prefix("ExecStart=")
+            {
                 check_cli(&t, &f.rel, i + 1, cmd, &mut out);
             }
         }
@@ -816,17 +908,58 @@ fn everything_the_docs_name_exists_in_the_code() {
 fn each_kind_of_drift_is_found_and_named() {
     let t = Truth::new();
     let mut out = Vec::new();
-    check_metrics(&t, "doc.md", 1, "rate(shirase_relay_notices_accepted_total[5m])", &mut out);
+    check_metrics(
+        &t,
+        "doc.md",
+        1,
+        "rate(shirase_relay_notices_accepted_total[5m])",
+        &mut out,
+    );
     assert!(out.is_empty(), "{out:?}");
-    check_metrics(&t, "doc.md", 2, "`shirase_relay_notices_acepted_total`", &mut out);
-    check_names(&t, "doc.md", 3, "stream SHIRASE_NOTICE and bucket shirase_checkpoint", &mut out);
-    check_names(&t, "doc.md", 4, "SHIRASE_AGENT__SINK__FOLDER=/x SHIRASE_HTTP__LISTEN=:8080", &mut out);
-    check_cli(&t, "doc.md", 5, "shirase-relay replay --subscriber tax --dryrun", &mut out);
-    check_cli(&t, "doc.md", 6, "./target/release/shirase-relay rewind --url x", &mut out);
+    check_metrics(
+        &t,
+        "doc.md",
+        2,
+        "`shirase_relay_notices_acepted_total`",
+        &mut out,
+    );
+    check_names(
+        &t,
+        "doc.md",
+        3,
+        "stream SHIRASE_NOTICE and bucket shirase_checkpoint",
+        &mut out,
+    );
+    check_names(
+        &t,
+        "doc.md",
+        4,
+        "SHIRASE_AGENT__SINK__FOLDER=/x SHIRASE_HTTP__LISTEN=:8080",
+        &mut out,
+    );
+    check_cli(
+        &t,
+        "doc.md",
+        5,
+        "shirase-relay replay --subscriber tax --dryrun",
+        &mut out,
+    );
+    check_cli(
+        &t,
+        "doc.md",
+        6,
+        "./target/release/shirase-relay rewind --url x",
+        &mut out,
+    );
     check_key_span(&t, "doc.md", 7, "pull.overlaps", &mut out);
     check_key_span(&t, "doc.md", 8, "[providers.apis]", &mut out);
     check_path_word("doc.md", 9, "relay/src/publish.rs", true, &mut out);
-    check_figures("README.md", "## Benchmarks\nserved by 654 PULL calls, 37.8 MiB\n", "655 calls, 37.7 MiB", &mut out);
+    check_figures(
+        "README.md",
+        "## Benchmarks\nserved by 654 PULL calls, 37.8 MiB\n",
+        "655 calls, 37.7 MiB",
+        &mut out,
+    );
     assert_eq!(
         out,
         [

@@ -209,8 +209,12 @@ async fn alert_rules_and_dashboard_parse_and_use_only_exported_metrics() {
             );
             let names = metric_names(expr);
             // A rule on Prometheus' own `up` of a Shirase scrape job (a silent relay or agent).
-            let on_up = expr.contains("up{job=\"shirase-relay\"}") || expr.contains("up{job=\"shirase-agent\"}");
-            assert!(!names.is_empty() || on_up, "{name} uses no Shirase metric or job");
+            let on_up = expr.contains("up{job=\"shirase-relay\"}")
+                || expr.contains("up{job=\"shirase-agent\"}");
+            assert!(
+                !names.is_empty() || on_up,
+                "{name} uses no Shirase metric or job"
+            );
             used.extend(names);
             alerts.push(name.to_owned());
         }
