@@ -819,6 +819,68 @@ fn check_figures(rel: &str, text: &str, bench: &str, out: &mut Vec<String>) {
     }
 }
 
+/// The binary a container image runs (`shirase/relay:0.1.0` → `shirase-relay`).
+fn image_binary(image: &str) -> Option<&'static str> {
+    let name = image.rsplit('/').next()?.split(':').next()?;
+    match name {
+        "relay" => Some("shirase-relay"),
+        "agent" => Some("shirase-agent"),
+        "provider-sim" => Some("provider-sim"),
+        _ => None,
+    }
+}
+
+/// `(image, command line)` of every container (compose service, Kubernetes container) that runs
+/// a Shirase image, in file order.
+fn container_commands(v: &serde_yaml_ng::Value, out: &mut Vec<(String, String)>) {
+    use serde_yaml_ng::Value as Y;
+    match v {
+        Y::Mapping(m) => {
+            if let Some(image) = m.get("image").and_then(Y::as_str)
+                && image.starts_with("shirase/")
+                && let Some(bin) = image_binary(image)
+            {
+                let args: Vec<&str> = ["command", "args"]
+                    .iter()
+                    .filter_map(|k| m.get(*k).and_then(Y::as_sequence))
+                    .flatten()
+                    .filter_map(Y::as_str)
+                    .collect();
+                out.push((image.to_owned(), format!("{bin} {}", args.join(" "))));
+            }
+            for (_, child) in m {
+                container_commands(child, out);
+            }
+        }
+        Y::Sequence(items) => items.iter().for_each(|i| container_commands(i, out)),
+        _ => {}
+    }
+}
+
+/// The command lines of the containers in a compose file or Kubernetes manifests, checked
+/// against the image's binary; findings name the line of the container's `image:`.
+fn check_container_commands(t: &Truth, f: &File, out: &mut Vec<String>) {
+    use serde::Deserialize;
+    let mut commands = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&f.text) {
+        if let Ok(v) = serde_yaml_ng::Value::deserialize(doc) {
+            container_commands(&v, &mut commands);
+        }
+    }
+    let mut from_line = 0;
+    for (image, cmd) in commands {
+        let line = f
+            .text
+            .lines()
+            .enumerate()
+            .skip(from_line)
+            .find(|(_, l)| l.contains(&image))
+            .map_or(from_line, |(i, _)| i);
+        from_line = line + 1;
+        check_cli(t, &f.rel, line + 1, &cmd, out);
+    }
+}
+
 fn all_findings() -> Vec<String> {
     let t = Truth::new();
     let mut out = Vec::new();
@@ -877,6 +939,9 @@ fn all_findings() -> Vec<String> {
         }
     }
     for f in deploy_configs() {
+        if f.rel.ends_with(".yaml") || f.rel.ends_with(".yml") {
+            check_container_commands(&t, &f, &mut out);
+        }
         for (i, l) in f.text.lines().enumerate() {
             check_metrics(&t, &f.rel, i + 1, l, &mut out);
             check_names(&t, &f.rel, i + 1, l, &mut out);
@@ -960,6 +1025,23 @@ fn each_kind_of_drift_is_found_and_named() {
         "655 calls, 37.7 MiB",
         &mut out,
     );
+    let manifest = File {
+        rel: "deploy/k8s/x.yaml".into(),
+        text: "kind: Deployment\nspec:\n  containers:\n    - name: relay\n      image: shirase/relay:0.1.0\n      args: [\"serve\", \"--configfile\", \"/etc/relay.toml\"]\n".into(),
+    };
+    check_container_commands(&t, &manifest, &mut out);
+    // The real compose file's containers are found, with their command lines.
+    let compose: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(workspace_root().join("deploy/compose/compose.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut found = Vec::new();
+    container_commands(&compose, &mut found);
+    assert!(
+        found.iter().any(|(image, cmd)| image == "shirase/relay:dev"
+            && cmd == "shirase-relay serve --config /etc/shirase/relay.toml"),
+        "{found:?}"
+    );
     assert_eq!(
         out,
         [
@@ -974,6 +1056,7 @@ fn each_kind_of_drift_is_found_and_named() {
             "doc.md:9: `relay/src/publish.rs` does not exist in the repository",
             "README.md:2: the figure 654 is not in BENCHMARKS.md: quote the latest run there",
             "README.md:2: the figure 37.8 is not in BENCHMARKS.md: quote the latest run there",
+            "deploy/k8s/x.yaml:5: `shirase-relay serve --configfile`: no such flag (see `shirase-relay serve --help`)",
         ]
     );
 }
