@@ -537,6 +537,38 @@ fn check_names(t: &Truth, rel: &str, n: usize, text: &str, out: &mut Vec<String>
     }
 }
 
+/// A metric table under a heading that names the prefix (docs/operations.md: "Relay
+/// (`shirase_relay_*`)"): its first column names metrics without the prefix.
+fn check_metric_table_row(
+    t: &Truth,
+    prefix: &str,
+    rel: &str,
+    n: usize,
+    line: &str,
+    out: &mut Vec<String>,
+) {
+    let Some(first) = line.trim_start_matches('|').split('|').next() else {
+        return;
+    };
+    for (i, span) in first.split('`').enumerate() {
+        let name = span.split('{').next().unwrap_or("");
+        if i % 2 == 0
+            || name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            continue;
+        }
+        let full = format!("{prefix}{name}");
+        if !t.metrics.contains(&full) {
+            out.push(format!(
+                "{rel}:{n}: metric `{full}` (written `{name}` under the `{prefix}*` heading) is not exported by the relay or the agent"
+            ));
+        }
+    }
+}
+
 /// Shell words of a command line, cut at the first shell operator or comment.
 fn shell_words(line: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -891,9 +923,21 @@ fn all_findings() -> Vec<String> {
         let mut block = String::new();
         let mut block_line = 0;
         let mut in_toml = false;
+        let mut table_prefix: Option<&str> = None;
         for (n, piece, text) in pieces(&f.text) {
             match &piece {
                 Piece::Prose => {
+                    if text.starts_with('#') {
+                        table_prefix = ["shirase_relay_", "shirase_agent_"]
+                            .into_iter()
+                            .find(|p| text.contains(&format!("`{p}*`")));
+                    } else if let Some(prefix) = table_prefix
+                        && text.starts_with('|')
+                        && !text.starts_with("| ---")
+                        && !text.starts_with("| metric")
+                    {
+                        check_metric_table_row(&t, prefix, rel, n, &text, &mut out);
+                    }
                     check_metrics(&t, rel, n, &text, &mut out);
                     check_names(&t, rel, n, &text, &mut out);
                     check_links(rel, n, &text, &mut out);
@@ -1025,6 +1069,14 @@ fn each_kind_of_drift_is_found_and_named() {
         "655 calls, 37.7 MiB",
         &mut out,
     );
+    check_metric_table_row(
+        &t,
+        "shirase_agent_",
+        "ops.md",
+        10,
+        "| `pulls_total{provider}`, `rows_delivred_total` | meaning | act |",
+        &mut out,
+    );
     let manifest = File {
         rel: "deploy/k8s/x.yaml".into(),
         text: "kind: Deployment\nspec:\n  containers:\n    - name: relay\n      image: shirase/relay:0.1.0\n      args: [\"serve\", \"--configfile\", \"/etc/relay.toml\"]\n".into(),
@@ -1056,6 +1108,7 @@ fn each_kind_of_drift_is_found_and_named() {
             "doc.md:9: `relay/src/publish.rs` does not exist in the repository",
             "README.md:2: the figure 654 is not in BENCHMARKS.md: quote the latest run there",
             "README.md:2: the figure 37.8 is not in BENCHMARKS.md: quote the latest run there",
+            "ops.md:10: metric `shirase_agent_rows_delivred_total` (written `rows_delivred_total` under the `shirase_agent_*` heading) is not exported by the relay or the agent",
             "deploy/k8s/x.yaml:5: `shirase-relay serve --configfile`: no such flag (see `shirase-relay serve --help`)",
         ]
     );
