@@ -298,11 +298,24 @@ fn walk<T: DeserializeOwned>(
             if let Some(Value::Object(m)) = node_mut(&mut probed, segs) {
                 m.insert(PROBE.into(), Value::Bool(true));
             }
+            let mut expected_here: Vec<&'static str> = Vec::new();
             for k in errors::<T>(&probed) {
                 if let Kind::UnknownField(f, expected) = k
                     && f == PROBE
                 {
-                    keys.extend(expected.iter().map(|e| join(pattern, e)));
+                    expected_here.extend(expected.iter().copied());
+                }
+            }
+            for e in &expected_here {
+                keys.insert(join(pattern, e));
+                if !map.contains_key(*e) {
+                    // A key no example sets may be a table (or a list of tables): probe inside it,
+                    // so a new section's keys are found before anyone writes an example of it.
+                    let inner = probe_absent_table::<T>(tree, segs, e);
+                    let p = join(pattern, e);
+                    for (suffix, inner_key) in inner {
+                        keys.insert(format!("{p}{suffix}.{inner_key}"));
+                    }
                 }
             }
             for (k, _) in map {
@@ -339,6 +352,34 @@ fn walk<T: DeserializeOwned>(
         }
         _ => {}
     }
+}
+
+/// The keys of the table (suffix `""`) or list of tables (suffix `"[]"`) that `T` takes at
+/// `segs.key`, which the tree does not set; empty when it takes neither there.
+fn probe_absent_table<T: DeserializeOwned>(
+    tree: &Value,
+    segs: &[String],
+    key: &str,
+) -> Vec<(&'static str, String)> {
+    let mut probe = serde_json::Map::new();
+    probe.insert(PROBE.into(), Value::Bool(true));
+    for (suffix, value) in [
+        ("", Value::Object(probe.clone())),
+        ("[]", Value::Array(vec![Value::Object(probe.clone())])),
+    ] {
+        let mut t = tree.clone();
+        if let Some(Value::Object(m)) = node_mut(&mut t, segs) {
+            m.insert(key.to_owned(), value);
+        }
+        for k in errors::<T>(&t) {
+            if let Kind::UnknownField(f, expected) = k
+                && f == PROBE
+            {
+                return expected.iter().map(|e| (suffix, (*e).to_owned())).collect();
+            }
+        }
+    }
+    Vec::new()
 }
 
 /// Leaves of a tree as (pattern, value).
@@ -526,6 +567,8 @@ sink = { kind = "http", url = "https://import.example.lg.jp" }
     let (keys, _) = keys_of::<shirase_subscriber_kit::config::RawConfig>(&tree);
     assert!(keys.contains("sink.timeout"), "{keys:?}");
     assert!(keys.contains("providers"), "{keys:?}");
+    // A section no example writes is probed too: its keys are found.
+    assert!(keys.contains("providers[].business_id"), "{keys:?}");
     let mut r = Reference::agent();
     r.rows.retain(|row| row.key != "sink.timeout");
     r.rows.push(KeyRow {
