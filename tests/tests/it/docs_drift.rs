@@ -913,6 +913,43 @@ fn check_container_commands(t: &Truth, f: &File, out: &mut Vec<String>) {
     }
 }
 
+/// Code blocks that change directory (`cd "$SHIRASE_STAGE"`) run their commands outside the
+/// repository: their lines, and the paths they name (which the same document may then name in
+/// its prose, `relay/relay.toml` of the staging directory), are not repository paths.
+fn outside_repo(text: &str) -> (BTreeSet<usize>, BTreeSet<String>) {
+    let (mut lines, mut paths) = (BTreeSet::new(), BTreeSet::new());
+    let mut block: Vec<(usize, &str)> = Vec::new();
+    let mut in_block = false;
+    for (i, l) in text.lines().enumerate() {
+        if l.trim_start().starts_with("```") {
+            if in_block {
+                let leaves = block.iter().any(|(_, b)| {
+                    b.split([';', '&', '|'])
+                        .any(|c| c.trim_start().starts_with("cd "))
+                });
+                if leaves {
+                    for (n, b) in &block {
+                        lines.insert(*n);
+                        for w in b.split_whitespace() {
+                            let w = w.trim_matches(|c| c == '"' || c == '\'' || c == ';');
+                            if w.contains('/') && !w.starts_with('/') && !w.contains('$') {
+                                paths.insert(w.trim_end_matches('/').to_owned());
+                            }
+                        }
+                    }
+                }
+                block.clear();
+            }
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            block.push((i + 1, l));
+        }
+    }
+    (lines, paths)
+}
+
 fn all_findings() -> Vec<String> {
     let t = Truth::new();
     let mut out = Vec::new();
@@ -924,6 +961,15 @@ fn all_findings() -> Vec<String> {
         let mut block_line = 0;
         let mut in_toml = false;
         let mut table_prefix: Option<&str> = None;
+        let (elsewhere_lines, elsewhere) = outside_repo(&f.text);
+        let made_elsewhere = |w: &str| {
+            let w = w
+                .trim_matches(|c: char| "\"'(),.:;".contains(c))
+                .trim_end_matches('/');
+            elsewhere
+                .iter()
+                .any(|p| w == p || w.starts_with(&format!("{p}/")))
+        };
         for (n, piece, text) in pieces(&f.text) {
             match &piece {
                 Piece::Prose => {
@@ -945,7 +991,7 @@ fn all_findings() -> Vec<String> {
                 Piece::Span => {
                     check_cli(&t, rel, n, &text, &mut out);
                     check_key_span(&t, rel, n, &text, &mut out);
-                    for w in text.split_whitespace() {
+                    for w in text.split_whitespace().filter(|w| !made_elsewhere(w)) {
                         check_path_word(rel, n, w, true, &mut out);
                     }
                 }
@@ -962,8 +1008,10 @@ fn all_findings() -> Vec<String> {
                         block.push('\n');
                     } else if ["sh", "bash", "console", ""].contains(&lang.as_str()) {
                         check_cli(&t, rel, n, &text, &mut out);
-                        for w in shell_words(&text) {
-                            check_path_word(rel, n, &w, false, &mut out);
+                        if !elsewhere_lines.contains(&n) {
+                            for w in shell_words(&text) {
+                                check_path_word(rel, n, &w, false, &mut out);
+                            }
                         }
                     }
                 }
@@ -1076,6 +1124,15 @@ fn each_kind_of_drift_is_found_and_named() {
         10,
         "| `pulls_total{provider}`, `rows_delivred_total` | meaning | act |",
         &mut out,
+    );
+    // A block run in a staging directory names its own files; the prose may name them too.
+    let (skip, made) = outside_repo(
+        "```sh\ncd \"$SHIRASE_STAGE\" && mkdir -p relay/tls\ncp x relay/tls/ca.pem\n```\nEdit `relay/relay.toml`.\n",
+    );
+    assert_eq!(skip, BTreeSet::from([2, 3]));
+    assert!(
+        made.contains("relay/tls") && made.contains("relay/tls/ca.pem"),
+        "{made:?}"
     );
     let manifest = File {
         rel: "deploy/k8s/x.yaml".into(),
