@@ -28,6 +28,18 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# promtool, for the alert rules' unit tests (alert_rules): Debian's prometheus package ships it.
+# The test itself fails with a message naming this step when promtool is missing.
+if ! command -v promtool >/dev/null 2>&1 && [[ -z "${PROMTOOL:-}" ]]; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing promtool (apt-get install prometheus) for the alert rule tests"
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+      || echo "test.sh: prometheus (promtool) could not be installed; the alert rule tests will fail" >&2
+  else
+    echo "test.sh: promtool is not installed (run: sudo apt-get install -y --no-install-recommends prometheus); the alert rule tests will fail" >&2
+  fi
+fi
+
 # Python's aiosmtpd: the real SMTP server the notifier's e-mail test sends to (pinned; installed
 # into .tools/python, found by the test through PYTHONPATH).
 if ! PYTHONPATH="$root/.tools/python" python3 -c 'import aiosmtpd' >/dev/null 2>&1; then

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "shirase-agent", version)]
 struct Cli {
-    /// Configuration file (TOML); see agent.default.toml for every setting.
+    /// Configuration file (TOML); every setting is in docs/config/agent.md.
     #[arg(long, short, env = "SHIRASE_AGENT_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Log as JSON lines.

@@ -25,7 +25,7 @@ pub enum HarnessError {
     /// No nats-server binary anywhere we look.
     #[error(
         "nats-server not found: run ./deploy/dev/install-nats-server.sh (installs the pinned version into .tools/), \
-         or set NATS_SERVER_BIN to a nats-server >= 2.11 binary"
+         or set NATS_SERVER_BIN to a nats-server >= 2.12 binary"
     )]
     BinaryNotFound,
     /// An OS-level failure (spawn, temp dir, ports).
