@@ -54,6 +54,28 @@ pub(super) fn admit(
     Admission::Proceed
 }
 
+/// How long to hand one interface's notices back under its `min_interval`
+/// ([`coalesce::hold_for`], from the oldest notice's store time): `None` to pull now. Only
+/// fresh first deliveries are held: a replay or a sweep is pulled at once, and a notice
+/// delivered again (after a hold, or after a failure) is never held twice.
+pub(super) fn min_interval_hold(
+    items: &[Item],
+    min_interval: Option<Duration>,
+    now: Timestamp,
+) -> Option<Duration> {
+    let min_interval = min_interval?;
+    if items.iter().any(|it| it.replay || it.delivered > 1) {
+        return None;
+    }
+    let oldest = items
+        .iter()
+        .map(|it| it.published)
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .min()?;
+    coalesce::hold_for(oldest, now, min_interval)
+}
+
 /// The pulls planned for one interface's notices of a batch.
 #[derive(Debug, Clone)]
 pub(super) struct Pulls {
@@ -241,6 +263,30 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn min_interval_holds_fresh_notices_until_the_oldest_is_that_old() {
+        let m = Some(Duration::from_secs(10));
+        let mut items = [item(0, 100), item(1, 103)];
+        items[0].published = Some(ts(100));
+        items[1].published = Some(ts(103));
+        assert_eq!(min_interval_hold(&items, None, ts(104)), None, "no minimum");
+        assert_eq!(
+            min_interval_hold(&items, m, ts(104)),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(min_interval_hold(&items, m, ts(110)), None);
+        // Redelivered (held before): never held twice.
+        items[0].delivered = 2;
+        assert_eq!(min_interval_hold(&items, m, ts(104)), None);
+        items[0].delivered = 1;
+        // A replay, or a sweep's item without a store time: at once.
+        items[1].replay = true;
+        assert_eq!(min_interval_hold(&items, m, ts(104)), None);
+        items[1].replay = false;
+        items[1].published = None;
+        assert_eq!(min_interval_hold(&items, m, ts(104)), None);
+    }
+
     fn past(t: Timestamp) -> Timestamp {
         Timestamp::from_microsecond(t.as_microsecond() + 1).unwrap()
     }
@@ -269,9 +315,10 @@ mod tests {
         assert_eq!(
             pull.kind,
             PullKind::Window {
-                from: ts(200),
+                from: past(ts(200)),
                 to: ts(1000)
-            }
+            },
+            "the pull behind the checkpoint read its instant"
         );
         assert_eq!(p.hints, vec![ts(100), ts(200), ts(300)]);
 

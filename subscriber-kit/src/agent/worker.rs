@@ -1,7 +1,7 @@
 //! The worker of one (subscriber, provider) consumer: the I/O around the pure decisions of
 //! [`super::plan`] and [`super::settle`]. For one interface's notices of a batch:
-//! admit → read the checkpoint → plan → narrow pull and pull ([`super::pull`]) → sink → store
-//! the checkpoint (with when the window pull started and its FROM) → settle; failures go to
+//! admit → hold under the interface's `min_interval` → read the checkpoint → plan → narrow
+//! pull and pull ([`super::pull`]) → sink → store the checkpoint (with when the window pull started and its FROM) → settle; failures go to
 //! [`super::failure`].
 
 use std::sync::Arc;
@@ -141,6 +141,16 @@ impl Worker {
         }
         let keyed_pull_max_keys = icfg.map_or(0, |c| c.keyed_pull_max_keys);
         let gap = self.note_sequences(&iface, items);
+        // After the sequences are noted, so that held notices never look like a gap.
+        let min_interval = icfg.and_then(|c| c.min_interval);
+        if let Some(wait) = plan::min_interval_hold(items, min_interval, Timestamp::now()) {
+            // A nak delayed until then: not a failure, not maintenance.
+            let out = items
+                .iter()
+                .map(|it| (it.idx, Decision::Later(wait)))
+                .collect();
+            return self.counted(&labels, out);
+        }
         let Some((kv, read)) = self.read_checkpoint(&iface).await else {
             return self.counted(&labels, settle::nak_all(items, &self.cfg.retry));
         };
