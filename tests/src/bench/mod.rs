@@ -1,6 +1,7 @@
 //! `shirase-bench` scenarios: each starts its own nats-server(s), relay, provider-sim and agent,
 //! measures Shirase and its reference in the same run, prints a table and writes
-//! `target/bench/<scenario>.json`.
+//! `target/bench/<scenario>.json`; [`summary`] merges each scenario's headline figure into
+//! `target/bench/summary.json`.
 //!
 //! One file per scenario ([`ingest`], [`latency`], [`burst`], [`catchup`], [`daysim`],
 //! [`memory`]); this module holds what they share: the [`Report`] format, the environment
@@ -15,6 +16,7 @@ pub mod daysim;
 pub mod ingest;
 pub mod latency;
 pub mod memory;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,8 +52,6 @@ pub struct Options {
     pub seconds: u64,
     /// latency: the agent's `batch.max_wait`, in milliseconds.
     pub max_wait_ms: u64,
-    /// daysim: the modelled agent's batch wait, seconds.
-    pub daysim_wait_s: u64,
 }
 
 impl Default for Options {
@@ -64,7 +64,6 @@ impl Default for Options {
             full: false,
             seconds: 5,
             max_wait_ms: 20,
-            daysim_wait_s: 1,
         }
     }
 }
@@ -162,16 +161,21 @@ impl Report {
 
     /// Write `target/bench/<scenario>.json` (or under `CARGO_TARGET_DIR`).
     pub fn write_json(&self) -> anyhow::Result<PathBuf> {
-        let dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| harness::workspace_root().join("target"))
-            .join("bench");
+        let dir = bench_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{}.json", self.scenario));
         std::fs::write(&path, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
+}
+
+/// `target/bench` (or under `CARGO_TARGET_DIR`).
+pub fn bench_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| harness::workspace_root().join("target"))
+        .join("bench")
 }
 
 /// nproc, CPU model, RAM, nats-server version and the load average now.
@@ -269,6 +273,9 @@ pub struct EnvOptions {
     pub request_log: usize,
     /// The `tax` consumer's ack_wait.
     pub ack_wait_secs: u64,
+    /// The simulator publishes its notices straight to JetStream, one by one (instead of the
+    /// relay target or none).
+    pub notices_to_nats: bool,
 }
 
 impl Default for EnvOptions {
@@ -281,6 +288,7 @@ impl Default for EnvOptions {
             row_threshold: 1_000,
             request_log: 10_000,
             ack_wait_secs: 60,
+            notices_to_nats: false,
         }
     }
 }
@@ -457,6 +465,10 @@ impl Env {
             sc.notice_target = NoticeTarget::Relay {
                 url: relay_url.clone(),
                 token: TOKEN.into(),
+            };
+        } else if o.notices_to_nats {
+            sc.notice_target = NoticeTarget::Nats {
+                url: urls[0].clone(),
             };
         }
         let sim_stop = CancellationToken::new();
