@@ -407,7 +407,10 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
         // The day's last sweep is at 24:00; every held notice is pulled by then.
         a.run_until(end, &client, &ifaces, &sim, at).await?;
         if a.pending() {
-            bail!("{}: notices left on the consumer at the end of the day", a.st.name);
+            bail!(
+                "{}: notices left on the consumer at the end of the day",
+                a.st.name
+            );
         }
         a.finish(&committed, day0);
     }
@@ -415,7 +418,10 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
     sim.stopped().await;
     let versions = strategies[2].rows;
     let mut rows = Vec::new();
-    for st in strategies.iter_mut().chain(agents.iter_mut().map(|a| &mut a.st)) {
+    for st in strategies
+        .iter_mut()
+        .chain(agents.iter_mut().map(|a| &mut a.st))
+    {
         rows.push(strategy_row(st, &committed, versions));
     }
     let summary = summary(&rows, &agents, &instants, &watch, versions, wall);
