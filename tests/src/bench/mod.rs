@@ -4,7 +4,7 @@
 //! `target/bench/summary.json`.
 //!
 //! One file per scenario ([`ingest`], [`latency`], [`burst`], [`catchup`], [`daysim`],
-//! [`memory`]); this module holds what they share: the [`Report`] format, the environment
+//! [`memory`], [`latecommit`]); this module holds what they share: the [`Report`] format, the environment
 //! ([`Env`]: nats-server, in-process relay on port 0, provider-sim, agent in-process or as a
 //! `shirase-agent` child process), percentiles and RSS readings.
 //!
@@ -14,6 +14,7 @@ pub mod burst;
 pub mod catchup;
 pub mod daysim;
 pub mod ingest;
+pub mod latecommit;
 pub mod latency;
 pub mod memory;
 pub mod summary;
@@ -248,6 +249,8 @@ pub const CLIENT: &str = "tax-agent";
 const SECRET: &str = "bench-only-secret-tax";
 /// The provider's relay credential (benchmarks only; the relay holds its sha256).
 pub const TOKEN: &str = "bench-only-relay-token-provider-001";
+/// The operator's credential for the relay's operator API (benchmarks only).
+pub const OPS_TOKEN: &str = "bench-only-operator-token";
 
 /// The interfaces a scenario uses: 001o05-00, 001o06-00, 001o07-00... (business 001).
 pub fn interfaces(n: usize) -> Vec<InterfaceId> {
@@ -349,6 +352,7 @@ fn relay_toml(
     sync_always: bool,
 ) -> String {
     let digest = hex::encode(shirase_relay::config::token_digest(TOKEN));
+    let ops_digest = hex::encode(shirase_relay::config::token_digest(OPS_TOKEN));
     let urls = urls
         .iter()
         .map(|u| format!("\"{u}\""))
@@ -370,6 +374,10 @@ business_id = "001"
 name = "resident registry"
 pull_api_base_url = "http://127.0.0.1:9001"
 credentials = {{ token_sha256 = ["{digest}"] }}
+[[operators]]
+name = "bench-operator"
+role = "operator"
+credentials = {{ token_sha256 = ["{ops_digest}"] }}
 "#
     );
     for i in ifaces {
@@ -723,6 +731,20 @@ impl Drop for AgentProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `shirase-relay` next to the running binary (target/release), or `SHIRASE_RELAY_BIN`.
+pub fn relay_bin() -> anyhow::Result<PathBuf> {
+    let bin = std::env::var_os("SHIRASE_RELAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or(std::env::current_exe()?.with_file_name("shirase-relay"));
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p shirase-relay --bin shirase-relay`",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }
 
 /// `shirase-agent` next to the running binary (target/release), or `SHIRASE_AGENT_BIN`.

@@ -18,6 +18,7 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("catchup", |o| Box::pin(bench::catchup::run(o))),
     ("daysim", |o| Box::pin(bench::daysim::run(o))),
     ("memory", |o| Box::pin(bench::memory::run(o))),
+    ("latecommit", |o| Box::pin(bench::latecommit::run(o))),
 ];
 
 fn usage() -> String {
