@@ -54,26 +54,22 @@ pub(super) fn admit(
     Admission::Proceed
 }
 
-/// How long to hand one interface's notices back under its `min_interval`
-/// ([`coalesce::hold_for`], from the oldest notice's store time): `None` to pull now. Only
-/// fresh first deliveries are held: a replay or a sweep is pulled at once, and a notice
-/// delivered again (after a hold, or after a failure) is never held twice.
+/// Which of one interface's notices to hand back under its `min_interval`, and for how long
+/// ([`coalesce::hold_for`], from the oldest one's store time): the fresh first deliveries.
+/// `None`: pull now. A replay or a sweep is never held, and a notice delivered again (after a
+/// hold, or after a failure) is never held twice: those are decided at once, and a pull they
+/// need reads the held notices' rows too (covered at their next delivery).
 pub(super) fn min_interval_hold(
     items: &[Item],
     min_interval: Option<Duration>,
     now: Timestamp,
-) -> Option<Duration> {
+) -> Option<(Duration, Vec<usize>)> {
     let min_interval = min_interval?;
-    if items.iter().any(|it| it.replay || it.delivered > 1) {
-        return None;
-    }
-    let oldest = items
-        .iter()
-        .map(|it| it.published)
-        .collect::<Option<Vec<_>>>()?
-        .into_iter()
-        .min()?;
-    coalesce::hold_for(oldest, now, min_interval)
+    let fresh: Vec<usize> = (0..items.len())
+        .filter(|&i| !items[i].replay && items[i].delivered <= 1 && items[i].published.is_some())
+        .collect();
+    let oldest = fresh.iter().filter_map(|&i| items[i].published).min()?;
+    coalesce::hold_for(oldest, now, min_interval).map(|wait| (wait, fresh))
 }
 
 /// The pulls planned for one interface's notices of a batch.
@@ -266,25 +262,31 @@ mod tests {
     #[test]
     fn min_interval_holds_fresh_notices_until_the_oldest_is_that_old() {
         let m = Some(Duration::from_secs(10));
-        let mut items = [item(0, 100), item(1, 103)];
+        let mut items = [item(0, 100), item(1, 103), item(2, 90)];
         items[0].published = Some(ts(100));
         items[1].published = Some(ts(103));
-        assert_eq!(min_interval_hold(&items, None, ts(104)), None, "no minimum");
         assert_eq!(
-            min_interval_hold(&items, m, ts(104)),
-            Some(Duration::from_secs(6))
+            min_interval_hold(&items[..2], None, ts(104)),
+            None,
+            "no minimum"
         );
-        assert_eq!(min_interval_hold(&items, m, ts(110)), None);
-        // Redelivered (held before): never held twice.
+        assert_eq!(
+            min_interval_hold(&items[..2], m, ts(104)),
+            Some((Duration::from_secs(6), vec![0, 1]))
+        );
+        assert_eq!(min_interval_hold(&items[..2], m, ts(110)), None);
+        // Delivered again (held before, covered by a pull since): decided now; the fresh
+        // notice beside it is still held.
         items[0].delivered = 2;
-        assert_eq!(min_interval_hold(&items, m, ts(104)), None);
-        items[0].delivered = 1;
-        // A replay, or a sweep's item without a store time: at once.
+        assert_eq!(
+            min_interval_hold(&items[..2], m, ts(104)),
+            Some((Duration::from_secs(9), vec![1]))
+        );
+        assert_eq!(min_interval_hold(&items[..1], m, ts(104)), None);
+        // A replay, or a sweep's item without a store time: never held.
         items[1].replay = true;
-        assert_eq!(min_interval_hold(&items, m, ts(104)), None);
-        items[1].replay = false;
-        items[1].published = None;
-        assert_eq!(min_interval_hold(&items, m, ts(104)), None);
+        assert_eq!(min_interval_hold(&items[..2], m, ts(104)), None);
+        assert_eq!(min_interval_hold(&items[2..], m, ts(104)), None);
     }
 
     fn past(t: Timestamp) -> Timestamp {

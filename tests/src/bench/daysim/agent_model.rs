@@ -204,22 +204,32 @@ impl AgentModel {
             for &k in &mine {
                 self.queue[k].delivered += 1;
             }
-            // The agent's hold: first deliveries only, from the oldest store time.
-            let first = mine.iter().all(|&k| self.queue[k].delivered == 1);
-            let oldest = mine
+            // The agent's hold (plan::min_interval_hold): its first deliveries, from the
+            // oldest store time; notices delivered again are decided now.
+            let fresh: Vec<usize> = mine
+                .iter()
+                .copied()
+                .filter(|&k| self.queue[k].delivered == 1)
+                .collect();
+            let oldest = fresh
                 .iter()
                 .map(|&k| self.queue[k].stored)
-                .min_by(f64::total_cmp)
-                .unwrap_or(t);
-            if let Some(wait) = self
+                .min_by(f64::total_cmp);
+            let hold = self
                 .min_interval
-                .filter(|_| first)
-                .and_then(|m| coalesce::hold_for(at(oldest), now, m))
-            {
-                for &k in &mine {
-                    self.queue[k].due = t + wait.as_secs_f64();
+                .zip(oldest)
+                .and_then(|(m, o)| coalesce::hold_for(at(o), now, m));
+            let mine: Vec<usize> = match hold {
+                Some(wait) => {
+                    for &k in &fresh {
+                        self.queue[k].due = t + wait.as_secs_f64();
+                    }
+                    self.held += fresh.len() as u64;
+                    mine.into_iter().filter(|k| !fresh.contains(k)).collect()
                 }
-                self.held += mine.len() as u64;
+                None => mine,
+            };
+            if mine.is_empty() {
                 continue;
             }
             let inputs: Vec<PlanInput> = mine
