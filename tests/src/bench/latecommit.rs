@@ -9,8 +9,8 @@
 //! agent's checkpoint. Late commit = from the commit (its notice is sent right after) until its
 //! row is in the file sink (polled every 10 ms). Then the traffic stops, everything drains, and
 //! the `shirase-relay resync` command (a child process through the operator API) rewinds the
-//! checkpoint to before the first change; resync = from starting the command until every row
-//! changed since then has a new line in the sink, with no new change or notice.
+//! checkpoint to before the first change; resync = from starting the command until the row of
+//! every change since then has a new line in the sink, with no new change or notice.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -174,7 +174,16 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
         .min()
         .context("no first round")?
         - SignedDuration::from_millis(1);
-    let before = sink_lines(&sink, iface.as_str());
+    // The rows of every change after `to` (the late ones lie before it) and their lines now.
+    let all = sink_lines(&sink, iface.as_str());
+    let mut before = BTreeMap::new();
+    for c in env.sim.changes() {
+        let at = c.updated_at.parse::<OffsetTimestamp>()?.instant();
+        let key = (c.atena_no.to_string(), u64::from(c.history_no));
+        if at > to {
+            before.insert(key.clone(), all.get(&key).copied().unwrap_or(0));
+        }
+    }
     let changes_before = env.sim.changes().len();
     let t0 = Instant::now();
     resync(&env, iface.as_str(), to)?;
@@ -206,7 +215,7 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
         "resync_rows": before.len(),
         "resync_new_changes": new_changes,
         "agent": "shirase-agent child process, defaults (batch.size 500, max_wait 1s, sweep 1h); relay in-process; notices POSTed by the simulator after each commit",
-        "clock": "late commit: from the commit call (its notice follows it) to the row in the file sink; resync: from starting `shirase-relay resync` to every earlier row's new line in the sink",
+        "clock": "late commit: from the commit call (its notice follows it) to the row in the file sink; resync: from starting `shirase-relay resync` to a new line in the sink for the row of every change after the new checkpoint",
     });
     Ok(Report::new("latecommit", rows, summary))
 }
