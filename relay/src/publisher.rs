@@ -290,10 +290,12 @@ impl Publisher {
             );
             return notices.iter().map(|(n, _)| Err(busy(n, &why))).collect();
         };
-        if self.atomic && notices.len() > 1 && notices.len() <= 1000 {
-            if let Some(stored) = self.try_atomic(notices).await {
-                return stored;
-            }
+        if self.atomic
+            && notices.len() > 1
+            && notices.len() <= 1000
+            && let Some(stored) = self.try_atomic(notices).await
+        {
+            return stored;
         }
         // Sent one after another on the one connection, so the stream stores them in the order
         // given (a provider's sequence order: an agent would otherwise see a reordering at a

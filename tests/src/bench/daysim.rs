@@ -302,7 +302,7 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
     plan.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let at = |s: f64| day0 + SignedDuration::from_micros((s * 1e6) as i64);
 
-    let mut strategies = vec![
+    let mut strategies = [
         Strategy::new("poll every 5 min", ifaces.len()),
         Strategy::new("poll every 1 min", ifaces.len()),
         Strategy::new("one pull per notice", ifaces.len()),

@@ -614,7 +614,7 @@ pub fn notice_of(c: &CommittedChange) -> anyhow::Result<Notice> {
         updated_at,
         c.kind,
         Some(Keys {
-            atena_no: vec![c.atena_no.clone()],
+            atena_no: vec![c.atena_no],
         }),
     );
     n.id = c.notice_id;

@@ -163,8 +163,8 @@ impl AgentModel {
             }
             advance_to(sim, at(t));
             if sweep_first {
-                for i in 0..ifaces.len() {
-                    self.sweep(client, ifaces[i], i, t, at).await?;
+                for (i, iface) in ifaces.iter().enumerate() {
+                    self.sweep(client, *iface, i, t, at).await?;
                 }
                 self.next_sweep += SWEEP_EVERY;
             } else {
