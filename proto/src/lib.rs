@@ -62,6 +62,7 @@ pub mod config;
 pub mod maintenance;
 pub mod notice;
 pub mod record;
+mod strict_json;
 pub mod subject;
 pub mod validate;
 
@@ -74,4 +75,7 @@ pub use notice::{
     Sequence, Source,
 };
 pub use subject::{Severity, SubjectError, SubjectKind, SubscriberId};
-pub use validate::{Limits, Payload, PayloadError, Rule, Violation, parse_notice, parse_payload};
+pub use validate::{
+    Limits, Payload, PayloadError, Rule, Violation, parse_notice, parse_payload,
+    parse_payload_spans,
+};

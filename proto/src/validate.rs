@@ -9,7 +9,7 @@
 //!
 //! | rule | what |
 //! | --- | --- |
-//! | [`Rule::Syntax`] | not UTF-8, not JSON, trailing bytes, nested deeper than serde_json's limit (128) |
+//! | [`Rule::Syntax`] | not UTF-8, not JSON, trailing bytes, nested deeper than serde_json's limit (128), a member named twice in one object |
 //! | [`Rule::Type`] | a member has the wrong JSON type (the notice, `data`, `data.keys` are objects; `atena_no` an array; the rest strings) |
 //! | [`Rule::Required`] | a required member is missing (every member but `datacontenttype` and `data.keys`) |
 //! | [`Rule::UnknownField`] | a member the protocol does not define, at the top level, in `data`, in `data.keys` |
@@ -28,6 +28,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -221,7 +222,7 @@ fn too_large(size: usize, limits: &Limits) -> Violation {
 /// parser ignore it), then JSON.
 fn decode(bytes: &[u8]) -> Result<Value, String> {
     let text = utf8(bytes)?;
-    serde_json::from_str(text).map_err(|e| json_error(&e))
+    crate::strict_json::value(text).map_err(|e| json_error(&e))
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, String> {
@@ -987,9 +988,20 @@ impl PayloadError {
 /// Parse a request body holding one notice (an object) or a batch (an array of notices).
 ///
 /// The body is refused as a whole when it is over [`Limits::max_batch_bytes`], is not UTF-8 or
-/// JSON, is empty, or holds more than [`Limits::max_batch_notices`] items. Otherwise each item
-/// gets its own result, in order; an item's size is its bytes as written in the body.
+/// JSON (a member named twice in one object counts as unreadable JSON), is empty, or holds more
+/// than [`Limits::max_batch_notices`] items. Otherwise each item gets its own result, in order;
+/// an item's size is its bytes as written in the body.
 pub fn parse_payload(bytes: &[u8], limits: &Limits) -> Result<Payload, PayloadError> {
+    parse_payload_spans(bytes, limits).map(|(p, _)| p)
+}
+
+/// [`parse_payload`], also returning where each item lies in `bytes` (one range per result, in
+/// order): a valid item's bytes there are exactly the notice that was validated, so they can be
+/// stored as received instead of re-encoding the [`Notice`].
+pub fn parse_payload_spans(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(Payload, Vec<Range<usize>>), PayloadError> {
     if bytes.len() > limits.max_batch_bytes {
         return Err(PayloadError::TooLarge {
             bytes: bytes.len(),
@@ -997,11 +1009,19 @@ pub fn parse_payload(bytes: &[u8], limits: &Limits) -> Result<Payload, PayloadEr
         });
     }
     let text = utf8(bytes).map_err(PayloadError::Syntax)?;
+    // Where `part` (a slice of `text`, itself a slice of `bytes`) lies in `bytes`.
+    let span = |part: &str| {
+        let start = part.as_ptr() as usize - bytes.as_ptr() as usize;
+        start..start + part.len()
+    };
     match text.trim_start().as_bytes().first() {
         Some(b'{') => {
-            let value: Value =
-                serde_json::from_str(text).map_err(|e| PayloadError::Syntax(json_error(&e)))?;
-            Ok(Payload::Single(check_sized(&value, bytes.len(), limits)))
+            let value: Value = crate::strict_json::value(text)
+                .map_err(|e| PayloadError::Syntax(json_error(&e)))?;
+            Ok((
+                Payload::Single(check_sized(&value, bytes.len(), limits)),
+                vec![span(text.trim())],
+            ))
         }
         Some(b'[') => {
             // Raw items first: their count is checked before any is parsed, and each item's
@@ -1018,15 +1038,17 @@ pub fn parse_payload(bytes: &[u8], limits: &Limits) -> Result<Payload, PayloadEr
                 });
             }
             let mut results = Vec::with_capacity(items.len());
+            let mut spans = Vec::with_capacity(items.len());
             for (i, raw) in items.iter().enumerate() {
                 // Capturing a raw item does not apply serde_json's depth limit; parsing it does.
                 // A body that is not JSON we can read is refused as a whole, like any other.
-                let value: Value = serde_json::from_str(raw.get()).map_err(|e| {
+                let value: Value = crate::strict_json::value(raw.get()).map_err(|e| {
                     PayloadError::Syntax(format!("{} (in batch item {i})", json_error(&e)))
                 })?;
                 results.push(check_sized(&value, raw.get().len(), limits));
+                spans.push(span(raw.get()));
             }
-            Ok(Payload::Batch(results))
+            Ok((Payload::Batch(results), spans))
         }
         _ => match serde_json::from_str::<Value>(text) {
             Ok(_) => Err(PayloadError::Shape),

@@ -3,6 +3,7 @@
 //! Order of checks: credentials (401) → content type (415) → body size (413) → JSON and shape
 //! (400/413/422 for the whole body) → per notice: validation (422), authorization (403),
 //! publish with `Nats-Msg-Id` = id and wait for the PubAck (202, or 503 + `Retry-After`).
+//! A notice is stored as the bytes received for it, which validated as exactly that notice.
 //!
 //! # Bodies
 //!
@@ -37,11 +38,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use shirase_proto::{
-    BusinessId, Limits, Notice, Payload, PayloadError, Rule, Violation, parse_payload,
+    BusinessId, Limits, Notice, Payload, PayloadError, Rule, Violation, parse_payload_spans,
 };
 
 use crate::api_error::{ApiError, ErrorBody, Forbidden};
 use crate::app::AppState;
+use crate::publisher::Outgoing;
 
 /// Result of one notice.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -248,7 +250,10 @@ async fn handle(
         max_batch_notices: state.config.http.max_batch_notices,
         ..Limits::default()
     };
-    match parse_payload(&bytes, &limits).map_err(payload_error)? {
+    let (payload, spans) = parse_payload_spans(&bytes, &limits).map_err(payload_error)?;
+    // Each valid notice is stored as the bytes it was validated from.
+    let raw: Vec<Bytes> = spans.into_iter().map(|r| bytes.slice(r)).collect();
+    match payload {
         Payload::Single(Err(violations)) => Err(ApiError::Unprocessable(
             format!(
                 "the notice has {} problem(s); see violations",
@@ -274,7 +279,11 @@ async fn handle(
                 )
                     .into_response());
             }
-            match state.publisher.publish(&notice).await {
+            let payload = raw
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| notice.to_json().into());
+            match state.publisher.publish_raw(&notice, payload).await {
                 Ok(s) => Ok((
                     StatusCode::ACCEPTED,
                     Json(ItemResult {
@@ -295,7 +304,7 @@ async fn handle(
                 Err(f) => Err(ApiError::Internal(f.to_string())),
             }
         }
-        Payload::Batch(items) => Ok(batch(state, provider, &bytes, items).await),
+        Payload::Batch(items) => Ok(batch(state, provider, &bytes, items, &raw).await),
     }
 }
 
@@ -321,9 +330,10 @@ async fn batch(
     provider: BusinessId,
     bytes: &[u8],
     items: Vec<Result<Notice, Vec<Violation>>>,
+    raw: &[Bytes],
 ) -> Response {
     let (mut results, to_publish) = classify_items(state, provider, bytes, &items);
-    publish_items(state, &to_publish, &mut results).await;
+    publish_items(state, &to_publish, raw, &mut results).await;
     batch_response(state, results)
 }
 
@@ -389,14 +399,22 @@ fn classify_items<'a>(
     (results, to_publish)
 }
 
-/// Publish `to_publish` and write each outcome into its item's result.
+/// Publish `to_publish` (each as its bytes in `raw`, by index) and write each outcome into its
+/// item's result.
 async fn publish_items(
     state: &AppState,
     to_publish: &[(usize, &Notice)],
+    raw: &[Bytes],
     results: &mut [ItemResult],
 ) {
-    let notices: Vec<&Notice> = to_publish.iter().map(|(_, n)| *n).collect();
-    let outcomes = state.publisher.publish_all(&notices).await;
+    let notices: Vec<Outgoing<'_>> = to_publish
+        .iter()
+        .map(|(i, n)| {
+            let payload = raw.get(*i).cloned();
+            (*n, payload.unwrap_or_else(|| n.to_json().into()))
+        })
+        .collect();
+    let outcomes = state.publisher.publish_all_raw(&notices).await;
     let mut failed_logged = 0usize;
     for ((index, notice), outcome) in to_publish.iter().zip(outcomes) {
         let r = &mut results[*index];

@@ -4,6 +4,9 @@
 //! [`shirase_proto::publish::headers`]), so a retry — ours after a lost PubAck, or the
 //! provider's after a 503 — is stored at most once inside the stream's duplicate window.
 //! A batch is published concurrently: every message is sent before any PubAck is awaited.
+//! HTTP ingest publishes each notice's bytes as received ([`Publisher::publish_all_raw`]: they
+//! validated as exactly that notice, members named twice refused), so the stored JSON is the
+//! validated notice without the cost of encoding it again.
 //!
 //! # Room for notices in flight
 //! Every publish holds a place among at most `max_in_flight` notices awaiting a PubAck, and a
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
+use bytes::Bytes;
 use shirase_proto::Notice;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -27,6 +31,10 @@ use crate::metrics::{Metrics, ProviderLabel};
 
 /// A publish sent to the server, its PubAck not yet awaited.
 type Sent = Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError>;
+
+/// A notice to publish and its JSON payload: the bytes received for it when they validated as
+/// exactly this notice, else its encoding ([`Notice::to_json`]).
+pub type Outgoing<'a> = (&'a Notice, Bytes);
 
 /// A PubAck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,19 +148,29 @@ impl Publisher {
 
     /// Publish one notice and wait for its PubAck, retrying transient errors with the same id.
     pub async fn publish(&self, notice: &Notice) -> Result<Stored, PublishFailure> {
-        let mut results = self.publish_all(&[notice]).await;
+        self.publish_raw(notice, notice.to_json().into()).await
+    }
+
+    /// [`Publisher::publish`] with the notice's JSON as received (`payload`: bytes that
+    /// validated as exactly `notice`), stored without re-encoding.
+    pub async fn publish_raw(
+        &self,
+        notice: &Notice,
+        payload: Bytes,
+    ) -> Result<Stored, PublishFailure> {
+        let mut results = self.publish_all_raw(&[(notice, payload)]).await;
         results
             .pop()
             .unwrap_or_else(|| Err(busy(notice, "no result")))
     }
 
-    /// Send `notice` without waiting for its PubAck.
-    async fn send(&self, notice: &Notice) -> Sent {
+    /// Send `notice` (its JSON: `payload`) without waiting for its PubAck.
+    async fn send(&self, notice: &Notice, payload: &Bytes) -> Sent {
         self.js
             .publish_with_headers(
                 notice.subject(),
                 shirase_proto::publish::headers(notice),
-                notice.to_json().into(),
+                payload.clone(),
             )
             .await
     }
@@ -161,7 +179,7 @@ impl Publisher {
     /// its PubAck and the back-off before the next end at `deadline`.
     async fn publish_sent(
         &self,
-        notice: &Notice,
+        (notice, payload): &Outgoing<'_>,
         mut first: Option<Sent>,
         deadline: Instant,
     ) -> Result<Stored, PublishFailure> {
@@ -172,7 +190,7 @@ impl Publisher {
             attempt += 1;
             let sent = match first.take() {
                 Some(s) => s,
-                None => tokio::time::timeout_at(deadline, self.send(notice))
+                None => tokio::time::timeout_at(deadline, self.send(notice, payload))
                     .await
                     .unwrap_or_else(|_| Err(timed_out())),
             };
@@ -249,6 +267,16 @@ impl Publisher {
     /// so a refused or unanswered batch falls back to per-notice publishing with the same
     /// ids: per-notice de-duplication (`duplicate: true`) is kept either way.
     pub async fn publish_all(&self, notices: &[&Notice]) -> Vec<Result<Stored, PublishFailure>> {
+        let out: Vec<Outgoing<'_>> = notices.iter().map(|n| (*n, n.to_json().into())).collect();
+        self.publish_all_raw(&out).await
+    }
+
+    /// [`Publisher::publish_all`] with each notice's JSON as received (bytes that validated as
+    /// exactly that notice), stored without re-encoding.
+    pub async fn publish_all_raw(
+        &self,
+        notices: &[Outgoing<'_>],
+    ) -> Vec<Result<Stored, PublishFailure>> {
         if notices.is_empty() {
             return Vec::new();
         }
@@ -260,19 +288,21 @@ impl Publisher {
                 self.max_in_flight,
                 self.answer_bound() - self.timeout
             );
-            return notices.iter().map(|n| Err(busy(n, &why))).collect();
+            return notices.iter().map(|(n, _)| Err(busy(n, &why))).collect();
         };
-        if self.atomic && notices.len() > 1 && notices.len() <= 1000 {
-            if let Some(stored) = self.try_atomic(notices).await {
-                return stored;
-            }
+        if self.atomic
+            && notices.len() > 1
+            && notices.len() <= 1000
+            && let Some(stored) = self.try_atomic(notices).await
+        {
+            return stored;
         }
         // Sent one after another on the one connection, so the stream stores them in the order
         // given (a provider's sequence order: an agent would otherwise see a reordering at a
         // batch boundary as a sequence gap and sweep); the PubAcks are awaited together.
         let mut sent = Vec::with_capacity(notices.len());
-        for n in notices {
-            let s = tokio::time::timeout_at(deadline, self.send(n))
+        for (n, payload) in notices {
+            let s = tokio::time::timeout_at(deadline, self.send(n, payload))
                 .await
                 .unwrap_or_else(|_| Err(timed_out()));
             sent.push(s);
@@ -288,12 +318,15 @@ impl Publisher {
 
     /// One atomic batch, at most one `timeout` long; `None` when it was not committed as a
     /// whole (the caller publishes per notice).
-    async fn try_atomic(&self, notices: &[&Notice]) -> Option<Vec<Result<Stored, PublishFailure>>> {
+    async fn try_atomic(
+        &self,
+        notices: &[Outgoing<'_>],
+    ) -> Option<Vec<Result<Stored, PublishFailure>>> {
         let started = Instant::now();
         self.metrics.in_flight.inc_by(notices.len() as i64);
         let res = tokio::time::timeout(
             self.timeout,
-            publish_atomic(&self.client, notices, self.timeout),
+            publish_atomic_raw(&self.client, notices, self.timeout),
         )
         .await
         .unwrap_or_else(|_| {
@@ -314,7 +347,7 @@ impl Publisher {
                     notices
                         .iter()
                         .enumerate()
-                        .map(|(i, n)| {
+                        .map(|(i, (n, _))| {
                             let s = Stored {
                                 stream_seq: first + i as u64,
                                 duplicate: false,
@@ -392,13 +425,23 @@ pub async fn publish_atomic(
     notices: &[&Notice],
     timeout: Duration,
 ) -> Result<AtomicAck, AtomicError> {
+    let out: Vec<Outgoing<'_>> = notices.iter().map(|n| (*n, n.to_json().into())).collect();
+    publish_atomic_raw(client, &out, timeout).await
+}
+
+/// [`publish_atomic`] with each notice's JSON as received.
+pub async fn publish_atomic_raw(
+    client: &async_nats::Client,
+    notices: &[Outgoing<'_>],
+    timeout: Duration,
+) -> Result<AtomicAck, AtomicError> {
     let batch_id = uuid::Uuid::now_v7().simple().to_string();
     let last = notices.len().saturating_sub(1);
-    for (i, n) in notices.iter().enumerate() {
+    for (i, (n, payload)) in notices.iter().enumerate() {
         let mut h = shirase_proto::publish::headers(n);
         h.insert("Nats-Batch-Id", batch_id.as_str());
         h.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
-        let payload: bytes::Bytes = n.to_json().into();
+        let payload = payload.clone();
         if i < last {
             client
                 .publish_with_headers(n.subject(), h, payload)

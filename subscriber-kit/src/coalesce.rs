@@ -17,8 +17,13 @@
 //!   such notice names its keys, else `[updated_at, updated_at + 1 µs)` per distinct
 //!   timestamp (adjacent ones merged, at most [`MAX_NARROW_WINDOWS`] requests). A narrow pull
 //!   never moves the checkpoint.
-//! - The rest share one pull. A window pull asks `[FROM, TO)` with FROM = the checkpoint
-//!   (inclusive: windows chain without holes), or, when replayed notices are involved
+//! - The rest share one pull. A window pull asks `[FROM, TO)` with FROM = just past the
+//!   checkpoint when the checkpoint says which window pull stored it (that pull received every
+//!   row at the checkpoint's instant committed before it started; a row committed later at
+//!   that instant has a notice stored after the pull started, which asks for it by a narrow
+//!   pull: re-reading the checkpoint's rows on every pull would read each changed row about
+//!   twice when notices come one by one), the checkpoint itself (inclusive: windows chain
+//!   without holes) when it does not, or, when replayed notices are involved
 //!   (an operator's replay, a sweep), min(checkpoint, oldest replayed notice) − overlap, or,
 //!   without a checkpoint, oldest notice − overlap. A notice-triggered pull never re-reads
 //!   below the checkpoint blindly: the notices of late rows ask for them. TO = now (or just
@@ -260,12 +265,13 @@ pub fn plan_read(
     } else {
         Duration::ZERO
     };
-    let base = match (checkpoint, oldest_replay) {
-        (Some(c), Some(r)) => c.min(r),
+    let from = match (checkpoint, oldest_replay) {
+        (Some(c), Some(r)) => minus(c.min(r), overlap),
+        // The pull behind the checkpoint read its instant (see the module's rules).
+        (Some(c), None) if last.is_some() => plus_micro(c),
         (Some(c), None) => c,
-        (None, _) => oldest,
+        (None, _) => minus(oldest, overlap),
     };
-    let from = minus(base, overlap);
     let keys: BTreeSet<AtenaNo> = need
         .iter()
         .flat_map(|&i| notices[i].keys.iter().copied())
@@ -424,6 +430,26 @@ pub fn split_point(from: Timestamp, to: Timestamp, hints: &[Timestamp]) -> Optio
     bisect(from, to)
 }
 
+/// How long to hold an interface's notices under its `min_interval` before pulling them:
+/// until the oldest of them (stored by JetStream at `oldest_stored`) is `min_interval` old, so
+/// all that arrive meanwhile share one pull. `None`: pull now. Every notice is then pulled at
+/// most `min_interval` after it was stored, and consecutive pulls lie at least that far apart
+/// (a pull takes every notice stored before it; the next waits for a notice stored after it).
+/// For a freshness bound B that is the fewest pulls possible: pulling exactly when the oldest
+/// unread change reaches age B.
+pub fn hold_for(
+    oldest_stored: Timestamp,
+    now: Timestamp,
+    min_interval: Duration,
+) -> Option<Duration> {
+    let age = now.duration_since(oldest_stored);
+    let min = SignedDuration::try_from(min_interval).unwrap_or(SignedDuration::MAX);
+    (age < min)
+        .then(|| Duration::try_from(min - age.max(SignedDuration::ZERO)).ok())
+        .flatten()
+        .filter(|d| !d.is_zero())
+}
+
 /// The midpoint of `[from, to)` for bisection, or `None` when the window is too narrow to
 /// split (under 2 µs; the provider's timestamps have microsecond precision).
 pub fn bisect(from: Timestamp, to: Timestamp) -> Option<Timestamp> {
@@ -476,6 +502,42 @@ mod tests {
         gap: false,
         more_pending: false,
     };
+
+    #[test]
+    fn min_interval_holds_until_the_oldest_notice_is_that_old() {
+        let m = Duration::from_secs(60);
+        assert_eq!(hold_for(ts(100), ts(100), m), Some(m));
+        assert_eq!(hold_for(ts(100), ts(130), m), Some(Duration::from_secs(30)));
+        assert_eq!(hold_for(ts(100), ts(160), m), None, "old enough: pull");
+        assert_eq!(hold_for(ts(100), ts(500), m), None);
+        // A notice stored by a server clock ahead of ours is held for the whole interval.
+        assert_eq!(hold_for(ts(110), ts(100), m), Some(m));
+    }
+
+    #[test]
+    fn from_lies_just_past_a_checkpoint_whose_pull_is_known() {
+        // The pull behind checkpoint 900 started at 950: it read the rows at 900, so the next
+        // window starts 1 µs later and re-reads none of them.
+        let last = Some(LastRead {
+            at: ts(950),
+            from: ts(800),
+        });
+        let p = plan_read(&[np(1000, 1000)], Some(ts(900)), last, ts(2000), S);
+        assert_eq!(
+            p.pull.unwrap().kind,
+            PullKind::Window {
+                from: us(ts(900), 1),
+                to: ts(2000)
+            }
+        );
+        // A row committed later at the checkpoint's instant: its notice asks for it.
+        let p = plan_read(&[np(900, 960)], Some(ts(900)), last, ts(2000), S);
+        assert_eq!(p.pull, None);
+        assert_eq!(
+            p.narrow.unwrap().kind,
+            NarrowKind::Windows(vec![(ts(900), us(ts(900), 1))])
+        );
+    }
 
     #[test]
     fn many_notices_one_window_from_the_checkpoint() {

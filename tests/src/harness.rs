@@ -335,6 +335,11 @@ impl NatsServer {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// The server's process id while it runs (e.g. to pin it to a CPU with `taskset`).
+    pub fn process_id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     fn pid(&self) -> Option<Pid> {
         self.child
             .as_ref()

@@ -1050,3 +1050,41 @@ fn format_messages_name_the_member_once() {
         "data.keys must be an object, got null (omit data.keys when there are no keys)"
     );
 }
+
+#[test]
+fn spans_locate_each_item_as_received() {
+    let a = serde_json::to_string_pretty(&valid()).unwrap();
+    let mut other = valid();
+    other["id"] = json!("0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0f");
+    let b = serde_json::to_string(&other).unwrap();
+    let body = format!("\u{feff}[ {a} ,\n{b}]");
+    let (p, spans) = parse_payload_spans(body.as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(p.results().len(), 2);
+    assert!(p.results().iter().all(Result::is_ok));
+    assert_eq!(&body[spans[0].clone()], a);
+    assert_eq!(&body[spans[1].clone()], b);
+    let single = format!("  {b}\n");
+    let (_, spans) = parse_payload_spans(single.as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(spans, vec![2..2 + b.len()]);
+}
+
+#[test]
+fn a_member_named_twice_makes_the_body_unreadable() {
+    let one = serde_json::to_string(&valid()).unwrap();
+    let twice = one.replacen(
+        "\"id\":",
+        "\"id\":\"0192f0c1-5e2a-7b3c-9d4e-5f6a7b8c9d0f\",\"id\":",
+        1,
+    );
+    assert!(matches!(
+        parse_payload(twice.as_bytes(), &Limits::default()),
+        Err(PayloadError::Syntax(m)) if m.contains("\"id\" appears twice")
+    ));
+    let batch = format!("[{one},{twice}]");
+    assert!(matches!(
+        parse_payload(batch.as_bytes(), &Limits::default()),
+        Err(PayloadError::Syntax(m)) if m.contains("in batch item 1")
+    ));
+    let e = parse_notice(twice.as_bytes(), &Limits::default()).unwrap_err();
+    assert_eq!(e[0].rule, Rule::Syntax);
+}

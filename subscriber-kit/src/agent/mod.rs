@@ -105,6 +105,7 @@ enum Decision {
     Term,
 }
 
+#[derive(Debug, Clone)]
 struct Item {
     idx: usize,
     notice: Notice,

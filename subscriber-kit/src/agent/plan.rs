@@ -75,6 +75,24 @@ pub(super) fn other_versions(
     out.into_iter().collect()
 }
 
+/// Which of one interface's notices to hand back under its `min_interval`, and for how long
+/// ([`coalesce::hold_for`], from the oldest one's store time): the fresh first deliveries.
+/// `None`: pull now. A replay or a sweep is never held, and a notice delivered again (after a
+/// hold, or after a failure) is never held twice: those are decided at once, and a pull they
+/// need reads the held notices' rows too (covered at their next delivery).
+pub(super) fn min_interval_hold(
+    items: &[Item],
+    min_interval: Option<Duration>,
+    now: Timestamp,
+) -> Option<(Duration, Vec<usize>)> {
+    let min_interval = min_interval?;
+    let fresh: Vec<usize> = (0..items.len())
+        .filter(|&i| !items[i].replay && items[i].delivered <= 1 && items[i].published.is_some())
+        .collect();
+    let oldest = fresh.iter().filter_map(|&i| items[i].published).min()?;
+    coalesce::hold_for(oldest, now, min_interval).map(|wait| (wait, fresh))
+}
+
 /// The pulls planned for one interface's notices of a batch.
 #[derive(Debug, Clone)]
 pub(super) struct Pulls {
@@ -378,6 +396,36 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn min_interval_holds_fresh_notices_until_the_oldest_is_that_old() {
+        let m = Some(Duration::from_secs(10));
+        let mut items = [item(0, 100), item(1, 103), item(2, 90)];
+        items[0].published = Some(ts(100));
+        items[1].published = Some(ts(103));
+        assert_eq!(
+            min_interval_hold(&items[..2], None, ts(104)),
+            None,
+            "no minimum"
+        );
+        assert_eq!(
+            min_interval_hold(&items[..2], m, ts(104)),
+            Some((Duration::from_secs(6), vec![0, 1]))
+        );
+        assert_eq!(min_interval_hold(&items[..2], m, ts(110)), None);
+        // Delivered again (held before, covered by a pull since): decided now; the fresh
+        // notice beside it is still held.
+        items[0].delivered = 2;
+        assert_eq!(
+            min_interval_hold(&items[..2], m, ts(104)),
+            Some((Duration::from_secs(9), vec![1]))
+        );
+        assert_eq!(min_interval_hold(&items[..1], m, ts(104)), None);
+        // A replay, or a sweep's item without a store time: never held.
+        items[1].replay = true;
+        assert_eq!(min_interval_hold(&items[..2], m, ts(104)), None);
+        assert_eq!(min_interval_hold(&items[2..], m, ts(104)), None);
+    }
+
     fn past(t: Timestamp) -> Timestamp {
         Timestamp::from_microsecond(t.as_microsecond() + 1).unwrap()
     }
@@ -406,9 +454,10 @@ mod tests {
         assert_eq!(
             pull.kind,
             PullKind::Window {
-                from: ts(200),
+                from: past(ts(200)),
                 to: ts(1000)
-            }
+            },
+            "the pull behind the checkpoint read its instant"
         );
         assert_eq!(p.hints, vec![ts(100), ts(200), ts(300)]);
 

@@ -1,7 +1,7 @@
 //! The worker of one (subscriber, provider) consumer: the I/O around the pure decisions of
 //! [`super::plan`] and [`super::settle`]. For one interface's notices of a batch:
-//! admit → read the checkpoint → plan → narrow pull and pull ([`super::pull`]) → sink → store
-//! the checkpoint (with when the window pull started and its FROM) → settle; failures go to
+//! admit → hold under the interface's `min_interval` → read the checkpoint → plan → narrow
+//! pull and pull ([`super::pull`]) → sink → store the checkpoint (with when the window pull started and its FROM) → settle; failures go to
 //! [`super::failure`].
 
 use std::sync::Arc;
@@ -144,6 +144,47 @@ impl Worker {
             self.note_versions(&iface, items, &c.version);
         }
         let gap = self.note_sequences(&iface, items);
+        // After the sequences are noted, so that held notices never look like a gap.
+        let min_interval = icfg.and_then(|c| c.min_interval);
+        let Some((wait, held)) = plan::min_interval_hold(items, min_interval, Timestamp::now())
+        else {
+            return self
+                .decide_admitted(iface, items, gap, keyed_pull_max_keys, more_pending)
+                .await;
+        };
+        // Held: a nak delayed until then (not a failure, not maintenance). The others
+        // (delivered again, replayed) are decided now.
+        let mut out: Vec<(usize, Decision)> = held
+            .iter()
+            .map(|&i| (items[i].idx, Decision::Later(wait)))
+            .collect();
+        self.count(&labels, &out);
+        let rest: Vec<Item> = items
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !held.contains(i))
+            .map(|(_, it)| it.clone())
+            .collect();
+        if !rest.is_empty() {
+            out.extend(
+                self.decide_admitted(iface, &rest, gap, keyed_pull_max_keys, more_pending)
+                    .await,
+            );
+        }
+        out
+    }
+
+    /// Decide admitted notices: read the checkpoint, plan, pull, deliver, store the
+    /// checkpoint, settle.
+    async fn decide_admitted(
+        &self,
+        iface: InterfaceId,
+        items: &[Item],
+        gap: bool,
+        keyed_pull_max_keys: usize,
+        more_pending: bool,
+    ) -> Vec<(usize, Decision)> {
+        let labels = self.labels(&iface);
         let Some((kv, read)) = self.read_checkpoint(&iface).await else {
             return self.counted(&labels, settle::nak_all(items, &self.cfg.retry));
         };

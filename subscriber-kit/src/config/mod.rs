@@ -269,6 +269,7 @@ version = "1.0"
         assert_eq!(c.providers[0].concurrency, 2);
         assert_eq!(c.providers[0].rate_per_sec, 5.0);
         assert_eq!(c.providers[0].interfaces[0].keyed_pull_max_keys, 0);
+        assert_eq!(c.providers[0].interfaces[0].min_interval, None);
         assert_eq!(c.providers[0].api, ApiProfile::default());
         assert_eq!(
             c.sink,
@@ -415,6 +416,29 @@ version = "1.0"
             paths(&Config::from_toml_str(&bad).unwrap_err()),
             ["providers[0].interfaces[0].id"]
         );
+    }
+
+    #[test]
+    fn min_interval_is_a_duration_of_an_interface() {
+        let with = |v: &str| {
+            MIN.replace(
+                "version = \"1.0\"",
+                &format!("version = \"1.0\"\nmin_interval = {v}"),
+            )
+        };
+        let c = Config::from_toml_str(&with("\"10s\"")).unwrap();
+        assert_eq!(
+            c.providers[0].interfaces[0].min_interval,
+            Some(Duration::from_secs(10))
+        );
+        for bad in ["\"0s\"", "\"2h\"", "\"ten seconds\""] {
+            let e = Config::from_toml_str(&with(bad)).unwrap_err();
+            assert_eq!(
+                paths(&e),
+                ["providers[0].interfaces[0].min_interval"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct RawInterface {
     /// Keyed pull threshold; 0 = never.
     #[serde(default)]
     pub keyed_pull_max_keys: usize,
+    /// Least time between two pulls of the interface (duration string); absent = none.
+    #[serde(default)]
+    pub min_interval: Option<String>,
     /// The interface's own path template (overrides `api.path`).
     #[serde(default)]
     pub path: Option<String>,
@@ -136,6 +139,10 @@ impl From<&ProviderConfig> for shirase_pull::PullClientConfig {
     }
 }
 
+/// Longest `min_interval` of an interface: beyond an hour the hourly sweep would read the
+/// held changes first.
+pub const MAX_MIN_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// One interface read from a provider.
 #[derive(Debug, Clone)]
 pub struct InterfaceConfig {
@@ -146,6 +153,10 @@ pub struct InterfaceConfig {
     /// Use a keyed pull (by addressee number) when a batch names at most this many keys;
     /// 0 = never.
     pub keyed_pull_max_keys: usize,
+    /// Hold the interface's notices until the oldest of them was stored this long ago, then
+    /// pull them together: consecutive pulls lie at least this far apart (fewer requests,
+    /// each change up to this much later). `None`: pull as soon as a batch brings notices.
+    pub min_interval: Option<Duration>,
     /// The interface's own path template, overriding the provider's `api.path`.
     pub path: Option<String>,
 }
@@ -298,11 +309,24 @@ fn validate_interfaces(
         if ri.keyed_pull_max_keys > shirase_proto::notice::MAX_KEYS * 10 {
             p.push(g("keyed_pull_max_keys"), "must be 0..=1000");
         }
+        let min_interval = ri
+            .min_interval
+            .as_deref()
+            .and_then(|v| p.duration(&g("min_interval"), v));
+        if let Some(d) = min_interval
+            && (d.is_zero() || d > MAX_MIN_INTERVAL)
+        {
+            p.push(
+                g("min_interval"),
+                "must be more than 0s and at most 1h (leave the key out for no minimum)",
+            );
+        }
         if let (Some(id), Some(version)) = (id, version) {
             interfaces.push(InterfaceConfig {
                 id,
                 version,
                 keyed_pull_max_keys: ri.keyed_pull_max_keys,
+                min_interval,
                 path: ri.path.clone(),
             });
         }

@@ -8,6 +8,12 @@
 //! commit until the `tax` consumer has nothing pending or unacked. PULL calls come from the
 //! simulator's counters (data requests; token requests excluded). The reference is one pull per
 //! notice (the calls a naive notice-triggered consumer would make).
+//!
+//! **Trickle** (the summary's `trickle_requests`): 10,000 changes committed at once whose
+//! notices the simulator publishes to JetStream one by one while a fresh agent drains them (as
+//! `agent_burst::burst_drained_while_published_reads_ahead_of_its_notices` does in-process):
+//! the agent sees a few notices per batch, and a window reaching "now" reads rows whose notices
+//! are still on their way. Requests = the simulator's data requests.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -42,6 +48,58 @@ pub fn sink_rows(dir: &std::path::Path, iface: &str) -> (BTreeSet<(String, u64)>
         }
     }
     (set, lines)
+}
+
+/// The trickle: 10,000 notices published one by one while a fresh agent (defaults, E0004
+/// threshold 1,000 rows) drains them; returns the row of the summary.
+async fn trickle() -> anyhow::Result<Value> {
+    let env = Env::start(
+        &EnvOptions {
+            population: 50_000,
+            request_log: 100_000,
+            notices_to_nats: true,
+            ..EnvOptions::default()
+        },
+        false,
+    )
+    .await?;
+    let port = harness::free_port()?;
+    let toml = env.agent_toml(500, 1000, "", &format!("127.0.0.1:{port}"));
+    let agent = AgentProcess::start(env.dir.path(), &toml, port).await?;
+    let iface = env.ifaces[0];
+    let before = env.sim.counters();
+    let batches_before = agent.metric_sum("shirase_agent_batches_total").await?;
+    let t0 = Instant::now();
+    let changes = commit_updates(&env.sim, iface, 10_000)?;
+    let expected: BTreeSet<(String, u64)> = changes
+        .iter()
+        .map(|c| (c.atena_no.to_string(), u64::from(c.history_no)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let c = env.sim.counters();
+        if c.notices_delivered >= c.changes_committed && env.unfinished().await? == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("trickle: not drained within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = t0.elapsed();
+    let after = env.sim.counters();
+    let (got, _) = sink_rows(&env.sink_dir(), iface.as_str());
+    let batches = agent.metric_sum("shirase_agent_batches_total").await? - batches_before;
+    agent.stop();
+    env.stop().await?;
+    Ok(json!({
+        "notices": 10_000,
+        "requests": data_requests(&after) - data_requests(&before),
+        "e0004": after.too_many - before.too_many,
+        "batches": batches,
+        "drain_s": round(drain.as_secs_f64()),
+        "rows_missing": expected.difference(&got).count(),
+    }))
 }
 
 /// Run the scenario.
@@ -131,7 +189,14 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
     let end = rss_mib(agent.pid());
     agent.stop();
     env.stop().await?;
+    let trickle = trickle().await?;
+    println!(
+        "  trickle 10,000: {} requests, drain {} s, missing {}",
+        trickle["requests"], trickle["drain_s"], trickle["rows_missing"]
+    );
     let summary = json!({
+        "trickle_requests": trickle["requests"],
+        "trickle": trickle,
         "agent": "shirase-agent child process: batch.size 500, max_wait 1s, max_notices_per_window 500 (defaults); rate_per_sec 50, concurrency 2",
         "simulator": "E0004 threshold 1000 rows; population 200000; notices POSTed to the in-process relay by the simulator's emitter",
         "agent_rss_idle_mib": idle.map(|r| r.0),

@@ -8,15 +8,16 @@
 //! provider requests and rows transferred are counted by the simulator, and rows missed are
 //! computed from what each strategy received.
 //!
-//! Shirase is **modelled** from the agent's coalescing rules, not run: the real agent's batch
-//! wait runs on tokio's real clock, which the virtual day cannot drive. The model: a fetch
-//! waits `batch.max_wait` (1 s) on a grid while idle and returns early once `batch.size`
-//! (1,000) notices arrived; each batch makes one window pull per interface with notices, cut
-//! into windows of at most `max_notices_per_window` (500) notices; FROM = checkpoint (the
-//! newest row's timestamp received), or checkpoint − overlap (600 s) when the last overlap
-//! re-read was more than `overlap_reread` (60 s) ago; TO = the batch end. Freshness =
-//! batch end − change instant (request latency, milliseconds, is left out for every strategy).
-//! Notices reach the agent at the change instant (relay + JetStream ≈ ms, see `latency`).
+//! Shirase is **modelled** ([`agent_model`]): the agent's own pure planning functions decide
+//! every request (the coverage rule: a window from just past the checkpoint, narrow pulls for
+//! late notices, no blind re-read except the hourly sweep; `min_interval` holds), around a model
+//! of its fetch loop in virtual time (the real agent's batch wait runs on tokio's real clock,
+//! which the virtual day cannot drive). Four configurations run side by side: no
+//! `min_interval` (the default) and `min_interval` 1 s, 10 s and 60 s. Each is compared with
+//! the offline optimum for its freshness bound ([`agent_model::optimum_requests`]: pull exactly
+//! when the oldest unread change reaches that age). Rows per row version = rows transferred /
+//! rows the one-pull-per-notice strategy transferred (it reads exactly the row versions each
+//! change committed).
 //!
 //! **(d) watcher** is modelled the same way from the relay watcher's rules, for a
 //! provider that cannot publish notices and [`WATCH_SUBSCRIBERS`] subscribers: per interface
@@ -46,6 +47,10 @@ use shirase_proto::{ChangeKind, InterfaceId};
 use shirase_subscriber_kit::limiter::Limiter;
 use shirase_subscriber_kit::pull_client::{Outcome, PullClient, PullRequest};
 use tokio_util::sync::CancellationToken;
+
+mod agent_model;
+
+use agent_model::AgentModel;
 
 use super::{CLIENT, Options, Report, interfaces, percentiles_ms, round};
 use crate::provider_sim::{self, ChangeSpec, ClockMode, InterfaceSpec, ProviderSim};
@@ -202,7 +207,9 @@ fn day_plan(seed: u64) -> Vec<(f64, Ev)> {
     out
 }
 
-struct Strategy {
+/// Requests, rows and freshness of one strategy.
+#[derive(Debug)]
+pub struct Strategy {
     name: &'static str,
     requests: u64,
     rows: u64,
@@ -211,7 +218,8 @@ struct Strategy {
 }
 
 impl Strategy {
-    fn new(name: &'static str, ifaces: usize) -> Self {
+    /// A strategy with nothing done yet.
+    pub fn new(name: &'static str, ifaces: usize) -> Self {
         Self {
             name,
             requests: 0,
@@ -222,6 +230,7 @@ impl Strategy {
     }
 }
 
+/// One real request; returns each row's (addressee, history number, timestamp).
 async fn pull(
     client: &PullClient,
     iface: InterfaceId,
@@ -229,7 +238,7 @@ async fn pull(
     to: Timestamp,
     s: &mut Strategy,
     i: usize,
-) -> anyhow::Result<Vec<Timestamp>> {
+) -> anyhow::Result<Vec<(Option<String>, Option<u64>, Timestamp)>> {
     s.requests += 1;
     match client
         .pull(&PullRequest {
@@ -242,14 +251,14 @@ async fn pull(
     {
         Outcome::Data(rows) => {
             s.rows += rows.len() as u64;
-            let mut ts = Vec::with_capacity(rows.len());
+            let mut out = Vec::with_capacity(rows.len());
             for r in rows {
-                if let (Some(a), Some(h)) = (r.atena_no, r.history_no) {
-                    s.got[i].insert((a, h));
+                if let (Some(a), Some(h)) = (&r.atena_no, r.history_no) {
+                    s.got[i].insert((a.clone(), h));
                 }
-                ts.push(r.updated_at);
+                out.push((r.atena_no, r.history_no, r.updated_at));
             }
-            Ok(ts)
+            Ok(out)
         }
         other => bail!(
             "{}: pull of {iface} [{from}, {to}) answered {other:?}",
@@ -259,7 +268,7 @@ async fn pull(
 }
 
 /// Run the scenario.
-pub async fn run(o: Options) -> anyhow::Result<Report> {
+pub async fn run(_o: Options) -> anyhow::Result<Report> {
     let wall = Instant::now();
     let ifaces: Vec<InterfaceId> = interfaces(2);
     // Midnight JST of a fixed day, so runs are comparable.
@@ -293,7 +302,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
     plan.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let at = |s: f64| day0 + SignedDuration::from_micros((s * 1e6) as i64);
 
-    let mut strategies = vec![
+    let mut strategies = [
         Strategy::new("poll every 5 min", ifaces.len()),
         Strategy::new("poll every 1 min", ifaces.len()),
         Strategy::new("one pull per notice", ifaces.len()),
@@ -301,27 +310,16 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
             "(d) watcher, 5 subscribers, no provider notices",
             ifaces.len(),
         ),
-        Strategy::new(
-            if o.daysim_wait_s == 1 {
-                "shirase coalescing (modelled), max_wait 1 s"
-            } else {
-                "shirase coalescing (modelled), max_wait as given"
-            },
-            ifaces.len(),
-        ),
     ];
+    let mut agents: Vec<AgentModel> = AGENT_ROWS
+        .iter()
+        .map(|(name, mi)| AgentModel::new(name, ifaces.len(), mi.map(Duration::from_secs)))
+        .collect();
     let mut last_poll = [[day0; 2]; 2];
     // Committed (iface, atena, history) → commit instant; the freshness references.
     let mut committed: Vec<HashMap<(String, u64), Timestamp>> = vec![HashMap::new(); ifaces.len()];
-    // Shirase model state.
-    let (batch_size, wait, per_window, overlap, reread) =
-        (1000usize, o.daysim_wait_s as f64, 500usize, 600i64, 60i64);
-    let mut pending: Vec<(Timestamp, usize)> = Vec::new();
-    let mut window_end = 0.0f64;
-    let mut checkpoint: Vec<Option<Timestamp>> = vec![None; ifaces.len()];
-    let mut last_reread: Vec<Option<Timestamp>> = vec![None; ifaces.len()];
-    let mut shirase_seen: Vec<HashMap<(String, u64), Timestamp>> =
-        vec![HashMap::new(); ifaces.len()];
+    // Change instants per interface (seconds into the day), for the offline optimum.
+    let mut instants: Vec<Vec<f64>> = vec![Vec::new(); ifaces.len()];
 
     let mut watch = WatchModel {
         next: vec![WatchModel::START; ifaces.len()],
@@ -333,9 +331,7 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         window_end: day0 + SignedDuration::from_secs(3 * 3600),
     };
 
-    let mut idx = 0;
-    while idx < plan.len() {
-        let (s, ev) = plan[idx];
+    for &(s, ev) in &plan {
         watcher_until(
             &client,
             &ifaces,
@@ -347,27 +343,8 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
             &committed,
         )
         .await?;
-        // Close Shirase batches that end before this event.
-        while !pending.is_empty() && window_end <= s {
-            let end = at(window_end);
-            advance_to(&sim, end);
-            run_batch(
-                &client,
-                &ifaces,
-                &mut pending,
-                end,
-                &mut checkpoint,
-                &mut last_reread,
-                (per_window, overlap, reread),
-                &mut strategies[4],
-                &mut shirase_seen,
-            )
-            .await?;
-            window_end += wait;
-        }
-        if pending.is_empty() && window_end <= s {
-            // Idle fetches: the grid continues; the next window containing `s` ends at:
-            window_end += ((s - window_end) / wait).floor() * wait + wait;
+        for a in &mut agents {
+            a.run_until(s, &client, &ifaces, &sim, at).await?;
         }
         let t = at(s);
         advance_to(&sim, t);
@@ -385,27 +362,14 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                         .parse::<shirase_proto::OffsetTimestamp>()?
                         .instant();
                     committed[i].insert((c.atena_no.to_string(), u64::from(c.history_no)), ts);
+                    instants[i].push(s);
                     // (b) one pull per notice, right away.
                     let to = ts + SignedDuration::from_micros(1);
                     pull(&client, ifaces[i], ts, to, &mut strategies[2], i).await?;
                     strategies[2].freshness.push(Duration::ZERO);
-                    pending.push((ts, i));
-                }
-                if pending.len() >= batch_size {
-                    // A full fetch returns at once; the next fetch starts now.
-                    run_batch(
-                        &client,
-                        &ifaces,
-                        &mut pending,
-                        t,
-                        &mut checkpoint,
-                        &mut last_reread,
-                        (per_window, overlap, reread),
-                        &mut strategies[4],
-                        &mut shirase_seen,
-                    )
-                    .await?;
-                    window_end = s + wait;
+                    for a in &mut agents {
+                        a.notice(s, i, ts, kind, c.atena_no.to_string());
+                    }
                 }
             }
             Ev::Poll(p, i) => {
@@ -425,7 +389,6 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
                 last_poll[p][i] = t;
             }
         }
-        idx += 1;
     }
     // The watcher's polls until the end of the day (and one past it, for the last changes).
     let end = DAY as f64 + WatchModel::MAX;
@@ -440,63 +403,110 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         &committed,
     )
     .await?;
-    while !pending.is_empty() {
-        let end = at(window_end);
-        advance_to(&sim, end);
-        run_batch(
-            &client,
-            &ifaces,
-            &mut pending,
-            end,
-            &mut checkpoint,
-            &mut last_reread,
-            (per_window, overlap, reread),
-            &mut strategies[4],
-            &mut shirase_seen,
-        )
-        .await?;
-        window_end += wait;
-    }
-    for i in 0..ifaces.len() {
-        for (k, seen) in &shirase_seen[i] {
-            if let Some(c) = committed[i].get(k) {
-                strategies[4].freshness.push(Duration::from_micros(
-                    (seen.as_microsecond() - c.as_microsecond()).max(0) as u64,
-                ));
-            }
+    for a in &mut agents {
+        // The day's last sweep is at 24:00; every held notice is pulled by then.
+        a.run_until(end, &client, &ifaces, &sim, at).await?;
+        if a.pending() {
+            bail!(
+                "{}: notices left on the consumer at the end of the day",
+                a.st.name
+            );
         }
-    }
-    let total_changes: usize = committed.iter().map(HashMap::len).sum();
-    let mut rows = Vec::new();
-    for st in &mut strategies {
-        let missed: usize = (0..ifaces.len())
-            .map(|i| {
-                committed[i]
-                    .keys()
-                    .filter(|k| !st.got[i].contains(*k))
-                    .count()
-            })
-            .sum();
-        let (p50, p99, max) = percentiles_ms(&mut st.freshness);
-        rows.push(json!({
-            "strategy": st.name, "requests_per_day": st.requests, "rows_transferred": st.rows,
-            "freshness_p50_s": round(p50 / 1000.0), "freshness_p99_s": round(p99 / 1000.0), "freshness_max_s": round(max / 1000.0),
-            "rows_missed": missed,
-        }));
+        a.finish(&committed, day0);
     }
     stop.cancel();
     sim.stopped().await;
+    let versions = strategies[2].rows;
+    let mut rows = Vec::new();
+    for st in strategies
+        .iter_mut()
+        .chain(agents.iter_mut().map(|a| &mut a.st))
+    {
+        rows.push(strategy_row(st, &committed, versions));
+    }
+    let summary = summary(&rows, &agents, &instants, &watch, versions, wall);
+    Ok(Report::new("daysim", rows, summary))
+}
+
+/// Shirase's rows: the agent's defaults (no `min_interval`) and `min_interval` 1, 10, 60 s.
+const AGENT_ROWS: [(&str, Option<u64>); 4] = [
+    ("shirase agent (modelled), defaults", None),
+    ("shirase agent (modelled), min_interval 1 s", Some(1)),
+    ("shirase agent (modelled), min_interval 10 s", Some(10)),
+    ("shirase agent (modelled), min_interval 60 s", Some(60)),
+];
+
+/// One table row.
+fn strategy_row(
+    st: &mut Strategy,
+    committed: &[HashMap<(String, u64), Timestamp>],
+    versions: u64,
+) -> serde_json::Value {
+    let missed: usize = committed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| c.keys().filter(|k| !st.got[i].contains(*k)).count())
+        .sum();
+    let (p50, p99, max) = percentiles_ms(&mut st.freshness);
+    json!({
+        "strategy": st.name, "requests_per_day": st.requests, "rows_transferred": st.rows,
+        "rows_per_version": round(st.rows as f64 / versions.max(1) as f64),
+        "freshness_p50_s": round(p50 / 1000.0), "freshness_p99_s": round(p99 / 1000.0), "freshness_max_s": round(max / 1000.0),
+        "rows_missed": missed,
+    })
+}
+
+/// The scenario's summary: ratios against polling, the watcher's figures and each agent row
+/// against the offline optimum for its freshness bound.
+fn summary(
+    rows: &[serde_json::Value],
+    agents: &[AgentModel],
+    instants: &[Vec<f64>],
+    watch: &WatchModel,
+    versions: u64,
+    wall: Instant,
+) -> serde_json::Value {
     let req = |i: usize| rows[i]["requests_per_day"].as_f64().unwrap_or(f64::NAN);
     let p99 = |i: usize| rows[i]["freshness_p99_s"].as_f64().unwrap_or(f64::NAN);
     let subs = WATCH_SUBSCRIBERS as f64;
-    let (w50, w99, _) = percentiles_ms(&mut watch.fresh_outside);
-    let summary = json!({
-        "changes": total_changes,
-        "interfaces": ifaces.len(),
+    let mut fresh = watch.fresh_outside.clone();
+    let (w50, w99, _) = percentiles_ms(&mut fresh);
+    let base = rows.len() - agents.len();
+    let mut vs_optimum = serde_json::Map::new();
+    for (k, a) in agents.iter().enumerate() {
+        let Some(m) = a.min_interval else { continue };
+        let bound = m.as_secs_f64();
+        let optimum = agent_model::optimum_requests(instants, bound);
+        let shirase = req(base + k);
+        vs_optimum.insert(
+            format!("{}s", m.as_secs()),
+            json!({
+                "bound_s": bound,
+                "optimum_requests": optimum,
+                "shirase_requests": shirase,
+                "shirase_freshness_p99_s": p99(base + k),
+                "shirase_sweep_requests": a.sweep_requests,
+                "shirase_narrow_requests": a.narrow_requests,
+                "notices_held": a.held,
+                "ratio": round(shirase / optimum.max(1) as f64),
+            }),
+        );
+    }
+    let d = &agents[0];
+    json!({
+        "changes": instants.iter().map(Vec::len).sum::<usize>(),
+        "row_versions_committed": versions,
+        "interfaces": instants.len(),
         "population": 300_000,
-        "shirase": "modelled from the agent's coalescing rules (batch.size 1000, max_wait 1 s, max_notices_per_window 500, overlap 600 s re-read every 60 s); its pulls are real requests to the simulator",
-        "requests_ratio_1min_poll_to_shirase": round(req(1) / req(4)),
-        "freshness_p99_ratio_5min_poll_to_shirase": round(p99(0) / p99(4)),
+        "shirase": format!("modelled with the agent's own planning functions (coalesce::plan_read, cut_windows, hold_for); defaults: batch.size 500, max_notices_per_window 500, overlap 600 s for sweeps only, sweep every 1 h; a batch takes {} s; its requests are real requests to the simulator", agent_model::TURNAROUND),
+        "rows_per_version_day": round(d.st.rows as f64 / versions.max(1) as f64),
+        "shirase_defaults_sweep_requests": d.sweep_requests,
+        "shirase_defaults_sweep_rows": d.sweep_rows,
+        "shirase_defaults_narrow_requests": d.narrow_requests,
+        "rows_per_version_without_sweeps": round((d.st.rows - d.sweep_rows) as f64 / versions.max(1) as f64),
+        "requests_vs_optimum": vs_optimum,
+        "optimum": "per interface, pull exactly when the oldest unread change reaches the bound (every change committed until then in one pull), cut into requests of at most 500 notices like the agent's windows; computed offline from the change instants",
+        "requests_ratio_1min_poll_to_shirase_defaults": round(req(1) / req(base)),
         "watcher": "modelled from the relay watcher's rules (adaptive 60/15/120 s, settle 2 s, no poll 00:00-03:00 JST); 5 subscribers each pull once per window with rows; every request is real",
         "watched_subscribers": WATCH_SUBSCRIBERS,
         "requests_5_subscribers_polling_1min": req(1) * subs,
@@ -508,73 +518,16 @@ pub async fn run(o: Options) -> anyhow::Result<Report> {
         "watcher_freshness_outside_maintenance_p99_s": round(w99 / 1000.0),
         "requests_ratio_5x1min_poll_to_watcher": round(req(1) * subs / req(3)),
         "wall_seconds": round(wall.elapsed().as_secs_f64()),
-        "shirase_batch_wait_s": o.daysim_wait_s,
-    });
-    Ok(Report::new("daysim", rows, summary))
+    })
 }
 
+/// Move the simulator's clock forward to `t` (never back).
 fn advance_to(sim: &provider_sim::SimHandle, t: Timestamp) {
     let now = sim.now();
     if t > now {
         let d = t.as_microsecond() - now.as_microsecond();
         sim.advance_clock(Duration::from_micros(d as u64));
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_batch(
-    client: &PullClient,
-    ifaces: &[InterfaceId],
-    pending: &mut Vec<(Timestamp, usize)>,
-    end: Timestamp,
-    checkpoint: &mut [Option<Timestamp>],
-    last_reread: &mut [Option<Timestamp>],
-    (per_window, overlap, reread): (usize, i64, i64),
-    st: &mut Strategy,
-    seen: &mut [HashMap<(String, u64), Timestamp>],
-) -> anyhow::Result<()> {
-    let batch = std::mem::take(pending);
-    for (i, iface) in ifaces.iter().enumerate() {
-        let mut ts: Vec<Timestamp> = batch
-            .iter()
-            .filter(|(_, j)| *j == i)
-            .map(|(t, _)| *t)
-            .collect();
-        if ts.is_empty() {
-            continue;
-        }
-        ts.sort_unstable();
-        let base = checkpoint[i].unwrap_or(ts[0]).min(ts[0]);
-        let due = last_reread[i].is_none_or(|r| end.duration_since(r).as_secs() >= reread);
-        let from = if due {
-            last_reread[i] = Some(end);
-            base - SignedDuration::from_secs(overlap)
-        } else {
-            base
-        };
-        let to = end.max(ts[ts.len() - 1] + SignedDuration::from_micros(1));
-        // Cut points so no window holds more than `per_window` notices.
-        let mut bounds = vec![from];
-        let mut k = per_window;
-        while k < ts.len() {
-            if ts[k] > *bounds.last().unwrap_or(&from) {
-                bounds.push(ts[k]);
-            }
-            k += per_window;
-        }
-        bounds.push(to);
-        let before: BTreeSet<(String, u64)> = st.got[i].clone();
-        for w in bounds.windows(2) {
-            let got = pull(client, *iface, w[0], w[1], st, i).await?;
-            if let Some(m) = got.into_iter().max() {
-                checkpoint[i] = Some(checkpoint[i].map_or(m, |c| c.max(m)));
-            }
-        }
-        for k in st.got[i].difference(&before) {
-            seen[i].entry(k.clone()).or_insert(end);
-        }
-    }
-    Ok(())
 }
 
 fn toml_provider(

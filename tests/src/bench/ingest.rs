@@ -2,6 +2,11 @@
 //! HTTP batch ingest through the relay (in-process, port 0) on the same stream settings, with
 //! the default fsync policy and with `sync_interval: always`; also JetStream atomic batches
 //! (ADR-50) raw and through the relay, and what atomic batches do with duplicate ids.
+//!
+//! **Pinned** (default sync): the same raw and relay measurements with nats-server pinned to
+//! CPU 0 and this process (the relay, in-process, its HTTP client and the raw publisher) to
+//! CPU 1 with `taskset`, as deployed (relay and NATS on separate hosts); without pinning they
+//! take each other's CPU on a 2-core machine. Needs 2 CPUs; skipped (no `ratio_pinned`) else.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -286,6 +291,73 @@ async fn atomic_findings(
     }))
 }
 
+/// `taskset -a -p -c <cpus> <pid>`: pin every thread of `pid` to `cpus`.
+fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "taskset -a -p -c {cpus} {pid}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Raw and relay ingest (default sync) with nats-server on CPU 0 and this process on CPU 1;
+/// the ratio relay / raw. The process is unpinned again afterwards.
+async fn pinned(opts: &Options, token: &str, rows: &mut Vec<Row>) -> anyhow::Result<f64> {
+    let server = NatsServer::start()?;
+    let server_pid = server
+        .process_id()
+        .ok_or_else(|| anyhow::anyhow!("nats-server has no process id"))?;
+    let mut config = bench_config(&server.url())?;
+    config.nats.atomic_batches = false;
+    let js = jetstream::new(async_nats::connect(server.url()).await?);
+    shirase_relay::provision::provision(&js, &shirase_relay::topology::desired(&config), false)
+        .await?;
+    pin(server_pid, "0")?;
+    pin(std::process::id(), "1")?;
+    let result = async {
+        let warm: Vec<Notice> = (0..2_000).map(make_notice).collect();
+        raw_publish(&js, &warm).await?;
+        purge(&js).await?;
+        let n = opts.messages;
+        let notices: Vec<Notice> = (0..n).map(make_notice).collect();
+        let raw = raw_publish(&js, &notices).await?;
+        let got = stored(&js).await?;
+        rows.push(row(
+            "raw async-nats publish, pinned",
+            "default",
+            n,
+            raw,
+            format!("{IN_FLIGHT} in flight; nats-server on CPU 0, publisher on CPU 1; stored {got}"),
+        ));
+        purge(&js).await?;
+        let relay = start_relay(config.clone()).await?;
+        let notices: Vec<Notice> = (0..n).map(make_notice).collect();
+        let http = http_ingest(&relay.base, token, &notices, opts).await?;
+        let got = stored(&js).await?;
+        rows.push(row(
+            "relay HTTP batch ingest, pinned",
+            "default",
+            n,
+            http,
+            format!(
+                "batches of {}, {} concurrent; nats-server on CPU 0, relay and client on CPU 1; stored {got}",
+                opts.http_batch, opts.http_concurrency
+            ),
+        ));
+        relay.shutdown.cancel();
+        relay.task.await??;
+        anyhow::Ok(round(raw.as_secs_f64() / http.as_secs_f64()))
+    }
+    .await;
+    pin(std::process::id(), "0-1")?;
+    result
+}
+
 /// Run the scenario.
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let token = std::fs::read_to_string(
@@ -401,6 +473,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             round(raw.as_secs_f64() / atomic.as_secs_f64()).into(),
         );
         drop(server);
+    }
+    if let Some(r) = summary.get("ratio_relay_to_raw_default").cloned() {
+        summary.insert("ratio_unpinned".into(), r);
+    }
+    if std::thread::available_parallelism().map_or(0, |n| n.get()) >= 2 {
+        let r = pinned(&opts, &token, &mut rows).await?;
+        summary.insert("ratio_pinned".into(), r.into());
     }
     let rows = rows
         .iter()

@@ -7,7 +7,6 @@
 //! benchmark POSTing the notices of the changes it commits. The reference is nats-server's own
 //! RSS at the same moments.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,15 +25,7 @@ struct RelayProcess {
 
 impl RelayProcess {
     async fn start(env: &Env, port: u16) -> anyhow::Result<(Self, String)> {
-        let bin = std::env::var_os("SHIRASE_RELAY_BIN")
-            .map(PathBuf::from)
-            .unwrap_or(std::env::current_exe()?.with_file_name("shirase-relay"));
-        if !bin.exists() {
-            bail!(
-                "{} not found: build it with `cargo build --release -p shirase-relay --bin shirase-relay`",
-                bin.display()
-            );
-        }
+        let bin = super::relay_bin()?;
         let toml = super::relay_toml(&env.servers.urls(), &env.ifaces, 1, 120, false)
             .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
         let cfg = env.dir.path().join("relay.toml");

@@ -1,9 +1,10 @@
 //! `shirase-bench` scenarios: each starts its own nats-server(s), relay, provider-sim and agent,
 //! measures Shirase and its reference in the same run, prints a table and writes
-//! `target/bench/<scenario>.json`.
+//! `target/bench/<scenario>.json`; [`summary`] merges each scenario's headline figure into
+//! `target/bench/summary.json`.
 //!
 //! One file per scenario ([`ingest`], [`latency`], [`burst`], [`catchup`], [`daysim`],
-//! [`memory`]); this module holds what they share: the [`Report`] format, the environment
+//! [`memory`], [`latecommit`]); this module holds what they share: the [`Report`] format, the environment
 //! ([`Env`]: nats-server, in-process relay on port 0, provider-sim, agent in-process or as a
 //! `shirase-agent` child process), percentiles and RSS readings.
 //!
@@ -13,8 +14,10 @@ pub mod burst;
 pub mod catchup;
 pub mod daysim;
 pub mod ingest;
+pub mod latecommit;
 pub mod latency;
 pub mod memory;
+pub mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,8 +53,6 @@ pub struct Options {
     pub seconds: u64,
     /// latency: the agent's `batch.max_wait`, in milliseconds.
     pub max_wait_ms: u64,
-    /// daysim: the modelled agent's batch wait, seconds.
-    pub daysim_wait_s: u64,
 }
 
 impl Default for Options {
@@ -64,7 +65,6 @@ impl Default for Options {
             full: false,
             seconds: 5,
             max_wait_ms: 20,
-            daysim_wait_s: 1,
         }
     }
 }
@@ -162,16 +162,21 @@ impl Report {
 
     /// Write `target/bench/<scenario>.json` (or under `CARGO_TARGET_DIR`).
     pub fn write_json(&self) -> anyhow::Result<PathBuf> {
-        let dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| harness::workspace_root().join("target"))
-            .join("bench");
+        let dir = bench_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{}.json", self.scenario));
         std::fs::write(&path, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
+}
+
+/// `target/bench` (or under `CARGO_TARGET_DIR`).
+pub fn bench_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| harness::workspace_root().join("target"))
+        .join("bench")
 }
 
 /// nproc, CPU model, RAM, nats-server version and the load average now.
@@ -244,6 +249,8 @@ pub const CLIENT: &str = "tax-agent";
 const SECRET: &str = "bench-only-secret-tax";
 /// The provider's relay credential (benchmarks only; the relay holds its sha256).
 pub const TOKEN: &str = "bench-only-relay-token-provider-001";
+/// The operator's credential for the relay's operator API (benchmarks only).
+pub const OPS_TOKEN: &str = "bench-only-operator-token";
 
 /// The interfaces a scenario uses: 001o05-00, 001o06-00, 001o07-00... (business 001).
 pub fn interfaces(n: usize) -> Vec<InterfaceId> {
@@ -269,6 +276,9 @@ pub struct EnvOptions {
     pub request_log: usize,
     /// The `tax` consumer's ack_wait.
     pub ack_wait_secs: u64,
+    /// The simulator publishes its notices straight to JetStream, one by one (instead of the
+    /// relay target or none).
+    pub notices_to_nats: bool,
 }
 
 impl Default for EnvOptions {
@@ -281,6 +291,7 @@ impl Default for EnvOptions {
             row_threshold: 1_000,
             request_log: 10_000,
             ack_wait_secs: 60,
+            notices_to_nats: false,
         }
     }
 }
@@ -341,6 +352,7 @@ fn relay_toml(
     sync_always: bool,
 ) -> String {
     let digest = hex::encode(shirase_relay::config::token_digest(TOKEN));
+    let ops_digest = hex::encode(shirase_relay::config::token_digest(OPS_TOKEN));
     let urls = urls
         .iter()
         .map(|u| format!("\"{u}\""))
@@ -362,6 +374,10 @@ business_id = "001"
 name = "resident registry"
 pull_api_base_url = "http://127.0.0.1:9001"
 credentials = {{ token_sha256 = ["{digest}"] }}
+[[operators]]
+name = "bench-operator"
+role = "operator"
+credentials = {{ token_sha256 = ["{ops_digest}"] }}
 "#
     );
     for i in ifaces {
@@ -457,6 +473,10 @@ impl Env {
             sc.notice_target = NoticeTarget::Relay {
                 url: relay_url.clone(),
                 token: TOKEN.into(),
+            };
+        } else if o.notices_to_nats {
+            sc.notice_target = NoticeTarget::Nats {
+                url: urls[0].clone(),
             };
         }
         let sim_stop = CancellationToken::new();
@@ -594,7 +614,7 @@ pub fn notice_of(c: &CommittedChange) -> anyhow::Result<Notice> {
         updated_at,
         c.kind,
         Some(Keys {
-            atena_no: vec![c.atena_no.clone()],
+            atena_no: vec![c.atena_no],
         }),
     );
     n.id = c.notice_id;
@@ -711,6 +731,20 @@ impl Drop for AgentProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `shirase-relay` next to the running binary (target/release), or `SHIRASE_RELAY_BIN`.
+pub fn relay_bin() -> anyhow::Result<PathBuf> {
+    let bin = std::env::var_os("SHIRASE_RELAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or(std::env::current_exe()?.with_file_name("shirase-relay"));
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p shirase-relay --bin shirase-relay`",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }
 
 /// `shirase-agent` next to the running binary (target/release), or `SHIRASE_AGENT_BIN`.

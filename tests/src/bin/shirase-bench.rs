@@ -1,5 +1,6 @@
 //! `shirase-bench <scenario>|all [options]`: benchmarks that start their own nats-server(s),
-//! relay, provider-sim and agent, print a table and write `target/bench/<scenario>.json`.
+//! relay, provider-sim and agent, print a table and write `target/bench/<scenario>.json` and
+//! the merged `target/bench/summary.json`.
 //! The scenarios live in `shirase_tests::bench` (one module each); this is only the CLI.
 
 use std::future::Future;
@@ -17,12 +18,13 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("catchup", |o| Box::pin(bench::catchup::run(o))),
     ("daysim", |o| Box::pin(bench::daysim::run(o))),
     ("memory", |o| Box::pin(bench::memory::run(o))),
+    ("latecommit", |o| Box::pin(bench::latecommit::run(o))),
 ];
 
 fn usage() -> String {
     let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
     format!(
-        "usage: shirase-bench <scenario>|all [--full] [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N] [--seconds N] [--max-wait-ms N] [--daysim-wait-s N]\nscenarios: {}\n--full runs the full sizes (1,000,000 backlogs), longer than 2 minutes per scenario",
+        "usage: shirase-bench <scenario>|all [--full] [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N] [--seconds N] [--max-wait-ms N]\nscenarios: {}\n--full runs the full sizes (1,000,000 backlogs), longer than 2 minutes per scenario",
         names.join(", ")
     )
 }
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
     while i < args.len() {
         match args[i].as_str() {
             "--messages" | "--messages-sync" | "--http-batch" | "--http-concurrency"
-            | "--seconds" | "--max-wait-ms" | "--daysim-wait-s" => {
+            | "--seconds" | "--max-wait-ms" => {
                 let Some(n) = args
                     .get(i + 1)
                     .and_then(|v| v.parse::<usize>().ok())
@@ -58,7 +60,6 @@ fn main() -> ExitCode {
                     "--http-batch" => opts.http_batch = n.min(1000),
                     "--seconds" => opts.seconds = n as u64,
                     "--max-wait-ms" => opts.max_wait_ms = n as u64,
-                    "--daysim-wait-s" => opts.daysim_wait_s = n as u64,
                     _ => opts.http_concurrency = n,
                 }
                 i += 1;
@@ -104,6 +105,13 @@ fn main() -> ExitCode {
                     Ok(p) => println!("wrote {}", p.display()),
                     Err(e) => {
                         eprintln!("writing JSON for {name}: {e:#}");
+                        failed = true;
+                    }
+                }
+                match bench::summary::update(&report) {
+                    Ok(p) => println!("updated {}", p.display()),
+                    Err(e) => {
+                        eprintln!("updating the summary for {name}: {e:#}");
                         failed = true;
                     }
                 }

@@ -8,6 +8,7 @@ mod agent_e2e_relay;
 mod agent_faults;
 mod agent_late_commit;
 mod agent_maintenance;
+mod agent_min_interval;
 mod agent_nats;
 mod agent_process;
 mod agent_replicas;

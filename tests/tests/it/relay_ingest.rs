@@ -485,3 +485,53 @@ async fn a_jetstream_timeout_gives_503_and_the_resend_is_stored_once() {
     );
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_are_stored_as_the_bytes_received_and_a_member_named_twice_is_refused() {
+    let (_server, js, relay) = setup().await;
+    let a = notice("001o05-00", 1);
+    let b = notice("001o06-00", 2);
+    // Pretty-printed, members in another order than the relay's encoding: stored as sent.
+    let pretty = serde_json::to_string_pretty(&json(&a)).unwrap();
+    let mut reordered = serde_json::Map::new();
+    let v = json(&b);
+    for (k, val) in v.as_object().unwrap().iter().rev() {
+        reordered.insert(k.clone(), val.clone());
+    }
+    let compact = serde_json::to_string(&Value::Object(reordered)).unwrap();
+    let body = format!("[{pretty},\n  {compact}]");
+    let (status, _, r) = relay
+        .post_raw(Some(&token_001()), "application/json", body.into_bytes())
+        .await;
+    assert_eq!(status, 202, "{r}");
+    let stream = js.get_stream("SHIRASE_NOTICES").await.unwrap();
+    let first = stream.get_raw_message(1).await.unwrap();
+    let second = stream.get_raw_message(2).await.unwrap();
+    assert_eq!(std::str::from_utf8(&first.payload).unwrap(), pretty);
+    assert_eq!(std::str::from_utf8(&second.payload).unwrap(), compact);
+    assert_ne!(compact.as_bytes(), b.to_json().as_slice(), "not re-encoded");
+    // The stored bytes are the validated notice.
+    let back: shirase_proto::Notice = serde_json::from_slice(&second.payload).unwrap();
+    assert_eq!(back, b);
+
+    // A member named twice: which value counts would depend on the reader; refused.
+    let c = serde_json::to_string(&json(&notice("001o05-00", 3))).unwrap();
+    let twice = c.replacen(
+        "\"sequence\":",
+        "\"sequence\":\"00000000000000000009\",\"sequence\":",
+        1,
+    );
+    let (status, _, r) = relay
+        .post_raw(Some(&token_001()), "application/json", twice.into_bytes())
+        .await;
+    assert_eq!(status, 400, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"sequence\" appears twice"),
+        "{r}"
+    );
+    assert_eq!(read_stream(&js).await.len(), 2);
+    relay.stop().await;
+}
