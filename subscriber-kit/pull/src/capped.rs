@@ -33,7 +33,11 @@ const MAX_PIECES: usize = 4096;
 /// come ascending by DB update timestamp: the same request from the newest timestamp received.
 /// `None` (split instead) when the rows' order is unspecified, or when that FROM would not
 /// move forward at the profile's precision (every row at the request's FROM, or no rows).
-pub(crate) fn continuation(api: &ApiProfile, req: &PullRequest, rows: &[Row]) -> Option<PullRequest> {
+pub(crate) fn continuation(
+    api: &ApiProfile,
+    req: &PullRequest,
+    rows: &[Row],
+) -> Option<PullRequest> {
     if api.rows_order != RowsOrder::UpdatedAt {
         return None;
     }

@@ -176,7 +176,9 @@ impl RawApi {
             other => {
                 report(
                     "rows_order",
-                    format!("{other:?}: write \"updated_at\" (rows ascending by DB update timestamp) or \"unspecified\""),
+                    format!(
+                        "{other:?}: write \"updated_at\" (rows ascending by DB update timestamp) or \"unspecified\""
+                    ),
                 );
                 RowsOrder::Unspecified
             }

@@ -253,7 +253,9 @@ fn bad_profiles_are_refused_with_field_paths() {
     let e = problems(serde_json::json!({"rows_order": "atena_no"}), true);
     assert_eq!(
         e,
-        ["providers[0].api.rows_order: \"atena_no\": write \"updated_at\" (rows ascending by DB update timestamp) or \"unspecified\""]
+        [
+            "providers[0].api.rows_order: \"atena_no\": write \"updated_at\" (rows ascending by DB update timestamp) or \"unspecified\""
+        ]
     );
 }
 
