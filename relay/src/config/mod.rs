@@ -447,6 +447,7 @@ interfaces = ["001o05-00"]
                 "to = { date = \"koshin_ymd_to\", time = \"koshin_time_to\" }\n",
                 "time_format = \"%H%M\"\n",
                 "row_key = \"x\"\n",
+                "rows_order = \"newest_first\"\n",
             ),
         );
         let e = Config::from_toml_str(&text, Some(dir.path())).unwrap_err();
@@ -456,6 +457,7 @@ interfaces = ["001o05-00"]
             "providers[0].watch.api.rows",
             "providers[0].watch.api.from.time",
             "providers[0].watch.api.time_format",
+            "providers[0].watch.api.rows_order",
         ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }

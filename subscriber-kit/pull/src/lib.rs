@@ -28,5 +28,5 @@ pub use client::{
 };
 pub use config::{InterfaceApi, PullClientConfig};
 pub use limiter::Limiter;
-pub use profile::{ApiProfile, RawApi};
+pub use profile::{ApiProfile, RawApi, RowsOrder};
 pub use wire::Row;

@@ -80,6 +80,30 @@ pub struct ApiProfile {
     pub total_count: Option<String>,
     /// JSON Pointer of the returned count (返却レコード数).
     pub returned_count: Option<String>,
+    /// The order of an answer's rows, which decides how a capped answer is read to the end.
+    pub rows_order: RowsOrder,
+}
+
+/// The order in which the provider returns an answer's rows (`rows_order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowsOrder {
+    /// `"unspecified"`: no order promised (e.g. by 宛名番号, addressee number). A capped
+    /// answer is read again in smaller pieces (split), its rows discarded.
+    #[default]
+    Unspecified,
+    /// `"updated_at"`: ascending by DB update timestamp. A capped answer's rows are kept and
+    /// the rest is read from the newest timestamp received (FROM is inclusive).
+    UpdatedAt,
+}
+
+impl RowsOrder {
+    /// The value as written in `rows_order`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowsOrder::Unspecified => "unspecified",
+            RowsOrder::UpdatedAt => "updated_at",
+        }
+    }
 }
 
 impl Default for ApiProfile {
@@ -101,6 +125,7 @@ impl Default for ApiProfile {
             maintenance_codes: vec!["E0900".into()],
             total_count: None,
             returned_count: None,
+            rows_order: RowsOrder::Unspecified,
         }
     }
 }
@@ -277,4 +302,4 @@ fn item_names(i: &Item) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -402,10 +402,14 @@ version = "1.0"
     #[test]
     fn every_kind_of_bad_profile_is_refused_with_its_field_path() {
         // (the [providers.api] table or the interface's fields, the field path expected)
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 10] = [
             (
                 "[providers.api]\nrow_key = \"x\"\n",
                 "providers[0].api.row_key: ",
+            ),
+            (
+                "[providers.api]\nrows_order = \"atena_no\"\n",
+                "providers[0].api.rows_order: ",
             ),
             (
                 "[providers.api]\nrows = \"kekka/meisai\"\n",

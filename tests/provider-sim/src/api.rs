@@ -15,7 +15,7 @@ use serde_json::json;
 use shirase_proto::{AtenaNo, InterfaceId, OffsetTimestamp};
 use tokio::time::Instant;
 
-use super::config::ParamNames;
+use super::config::{AnswerOrder, ParamNames};
 use super::db::{Query as DbQuery, TooMany};
 use super::dialect::{Dialect, parse_romaji};
 use super::log::Outcome;
@@ -255,6 +255,9 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
         ),
         Ok(mut rows) => {
             let total = rows.len();
+            if s.config.answer_order == AnswerOrder::Key {
+                rows.sort_by(|a, b| (&a.atena_no, a.history_no).cmp(&(&b.atena_no, b.history_no)));
+            }
             if let Some(cap) = s.config.answer_cap {
                 rows.truncate(cap);
             }

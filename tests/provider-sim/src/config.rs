@@ -142,6 +142,8 @@ pub struct Config {
     /// Cap every answer at this many rows, reporting the total (the romaji dialect's counts);
     /// `None` = whole answers.
     pub answer_cap: Option<usize>,
+    /// The order of an answer's rows (which rows a capped answer holds).
+    pub answer_order: AnswerOrder,
     /// Start in maintenance (every request answered 503 `E0900`).
     pub maintenance: bool,
     /// The `Retry-After` sent with maintenance answers.
@@ -187,6 +189,7 @@ impl Config {
             params: ParamNames::default(),
             dialect: Dialect::Standard,
             answer_cap: None,
+            answer_order: AnswerOrder::UpdatedAt,
             maintenance: false,
             maintenance_retry_after: Duration::from_secs(60),
             notice_target: NoticeTarget::None,
@@ -335,4 +338,16 @@ mod tests {
         let c = Config::default().with_client("tax", "s3cr3t");
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }
+}
+
+/// The order of a data answer's rows, and so which rows a capped answer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnswerOrder {
+    /// Ascending by DB update timestamp (then addressee number, history number): a capped
+    /// answer holds the oldest rows (the agent's `rows_order = "updated_at"`).
+    #[default]
+    UpdatedAt,
+    /// Ascending by addressee number (宛名番号), then history number: a capped answer's newest
+    /// row may be newer than rows it left out (the agent's `rows_order = "unspecified"`).
+    Key,
 }

@@ -36,7 +36,7 @@ mod state;
 
 pub use auth::ASSERTION_TYPE;
 pub use clock::ClockMode;
-pub use config::{Config, Dialect, InterfaceSpec, NoticeTarget, ParamNames, Secret};
+pub use config::{AnswerOrder, Config, Dialect, InterfaceSpec, NoticeTarget, ParamNames, Secret};
 pub use db::{ChangeSpec, CommittedChange, MAX_CHANGES_PER_CALL, Row};
 pub use error::{SimError, SimErrorKind};
 pub use faults::{Faults, FaultsUpdate};

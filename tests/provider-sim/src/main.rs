@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use shirase_proto::{BusinessId, InterfaceId, MunicipalityCode};
-use shirase_provider_sim::{Config, Dialect, InterfaceSpec, NoticeTarget, ProviderSim};
+use shirase_provider_sim::{
+    AnswerOrder, Config, Dialect, InterfaceSpec, NoticeTarget, ProviderSim,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Reference implementation of the standard's PULL API (docs/pull-api.md) over a generated
@@ -71,6 +73,10 @@ struct Cli {
     /// Cap every answer at this many rows (reported with the total in the romaji dialect).
     #[arg(long)]
     answer_cap: Option<usize>,
+    /// Order of an answer's rows: `updated_at` (ascending DB update timestamp) or `key`
+    /// (ascending addressee number, history number).
+    #[arg(long, default_value = "updated_at", value_parser = parse_answer_order)]
+    answer_order: AnswerOrder,
     /// URL clients reach this simulator at, if not http://<listen> (the assertion aud is
     /// <this>/oauth/token).
     #[arg(long)]
@@ -94,6 +100,14 @@ fn parse_dialect(s: &str) -> Result<Dialect, String> {
         "standard" => Ok(Dialect::Standard),
         "romaji" => Ok(Dialect::Romaji),
         _ => Err(format!("{s:?}: write standard or romaji")),
+    }
+}
+
+fn parse_answer_order(s: &str) -> Result<AnswerOrder, String> {
+    match s {
+        "updated_at" => Ok(AnswerOrder::UpdatedAt),
+        "key" => Ok(AnswerOrder::Key),
+        _ => Err(format!("{s:?}: write updated_at or key")),
     }
 }
 
@@ -145,6 +159,7 @@ fn config(cli: Cli) -> anyhow::Result<Config> {
     c.params.atena_no = cli.param_atena;
     c.dialect = cli.dialect;
     c.answer_cap = cli.answer_cap;
+    c.answer_order = cli.answer_order;
     c.public_base_url = cli.public_url;
     c.change_rate = cli.rate;
     c.notice_target = match (cli.notify_relay, cli.notify_nats) {

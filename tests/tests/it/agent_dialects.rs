@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use shirase_proto::{ChangeKind, OffsetTimestamp};
-use shirase_tests::provider_sim::{ChangeSpec, ClockMode, Dialect};
+use shirase_tests::provider_sim::{AnswerOrder, ChangeSpec, ClockMode, Dialect};
 
 use crate::agent_support::*;
 
@@ -195,6 +195,160 @@ async fn the_agent_drains_the_romaji_dialect_through_capped_answers() {
     let cp = env.checkpoint().await.unwrap();
     assert_eq!(cp.subsec_nanosecond(), 0);
     agent.stop().await;
+}
+
+/// What draining a capped provider took ([`drain_capped`]).
+#[derive(Debug)]
+struct Drained {
+    /// Data requests the provider received.
+    requests: usize,
+    /// Answers holding the cap's 7 rows (capped, or exactly 7 matching).
+    at_cap: usize,
+    /// Rows the sink received.
+    sink_rows: usize,
+    /// Data requests by addressee numbers.
+    keyed: usize,
+}
+
+/// Whole seconds of `per_second[i]` changes each, committed before the agent starts (each
+/// change also moves the addressee's previous row to its second: 3 changes make 6 rows),
+/// drained through answers capped at 7 rows in the provider's `order`, the agent's profile
+/// saying `rows_order`. Asserts nothing is missing, nothing dead-lettered, and every row
+/// reached the sink once.
+async fn drain_capped(order: AnswerOrder, rows_order: &str, per_second: &[usize]) -> Drained {
+    let start = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() - 60).unwrap();
+    let env = Env::start(|c| {
+        c.dialect = Dialect::Romaji;
+        c.answer_cap = Some(7);
+        c.answer_order = order;
+        c.clock = ClockMode::Manual(start);
+    })
+    .await;
+    for n in per_second {
+        commit(&env, *n);
+        env.sim.advance_clock(std::time::Duration::from_secs(1));
+    }
+    wait_notices_published(&env).await;
+    let api = format!("{}rows_order = \"{rows_order}\"\n", romaji_api());
+    let agent = RunningAgent::start(env.agent_config("", &api));
+    wait_until(60, "all delivered", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let expected = env.expected_rows();
+    let changes: usize = per_second.iter().sum();
+    assert_eq!(expected.len(), changes);
+    let got = romaji_sink_rows(&env);
+    let missing: Vec<_> = expected.difference(&got).collect();
+    assert!(missing.is_empty(), "{rows_order}: {missing:?} missing");
+    assert_eq!(
+        agent
+            .metrics
+            .iface(&agent.metrics.dead_lettered, "001", IFACE),
+        0
+    );
+    assert_eq!(
+        agent.metrics.iface(&agent.metrics.acked, "001", IFACE),
+        changes as u64
+    );
+    // Each row of the provider's table changed since `start`, as it stands, in the sink; no
+    // row version (addressee, history, update timestamp) delivered twice.
+    let table: BTreeSet<(String, u64)> = env
+        .sim
+        .rows(&iface())
+        .unwrap()
+        .iter()
+        .filter(|r| r.updated_at.parse::<OffsetTimestamp>().unwrap().instant() >= start)
+        .map(|r| (r.atena_no.to_string(), u64::from(r.history_no)))
+        .collect();
+    assert_eq!(table.len(), 2 * changes);
+    let missing = table.difference(&got).count();
+    assert_eq!(missing, 0, "{rows_order}: rows of the table missing");
+    let mut versions = std::collections::BTreeMap::new();
+    for l in env.sink_lines().iter().filter(|l| l["kind"] == "row") {
+        let r = &l["row"];
+        let v = (
+            r["atena_bango"].to_string(),
+            r["rireki_bango"].to_string(),
+            r["koshin_ymd"].to_string(),
+            r["koshin_time"].to_string(),
+        );
+        *versions.entry(v).or_insert(0usize) += 1;
+    }
+    let sink_rows: usize = versions.values().sum();
+    let twice = versions.values().filter(|n| **n > 1).count();
+    assert_eq!(
+        twice, 0,
+        "{rows_order}: {twice} rows delivered more than once"
+    );
+    // The checkpoint is the newest second committed, never past rows not received.
+    assert_eq!(
+        env.checkpoint().await,
+        Some(start + jiff::SignedDuration::from_secs(per_second.len() as i64 - 1))
+    );
+    let data = data_requests(&env);
+    let at_cap = data
+        .iter()
+        .filter(|r| r.rows.is_some_and(|n| n == 7))
+        .count();
+    let keyed = data
+        .iter()
+        .filter(|r| {
+            r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("atena_bango="))
+        })
+        .count();
+    agent.stop().await;
+    Drained {
+        keyed,
+        requests: data.len(),
+        at_cap,
+        sink_rows,
+    }
+}
+
+#[tokio::test]
+async fn capped_answers_ordered_by_time_are_continued_in_fewer_requests_than_split() {
+    // The same table, answers ascending by update timestamp: read by continuing from the
+    // newest row received, then by splitting (the profile promising no order).
+    let continued = drain_capped(AnswerOrder::UpdatedAt, "updated_at", &[3; 10]).await;
+    let split = drain_capped(AnswerOrder::UpdatedAt, "unspecified", &[3; 10]).await;
+    println!("capped answers, 60 rows over 10 s, cap 7: continued={continued:?} split={split:?}");
+    assert_eq!(continued.sink_rows, split.sink_rows);
+    // 60 rows at 7 an answer take at least 9 answers; each continuation starts inside the
+    // second of the previous answer's newest row, so it advances by 6 or 7 rows less the rows
+    // read again: 10 to 15 requests. Splitting discards every capped answer and halves the
+    // window until each piece holds at most 7 rows.
+    assert!(
+        (9..=15).contains(&continued.requests),
+        "continued: {continued:?}"
+    );
+    assert!(
+        continued.requests < split.requests,
+        "continued {continued:?} split {split:?}"
+    );
+    assert!(split.at_cap >= 5, "split: {split:?}");
+}
+
+#[tokio::test]
+async fn capped_answers_ordered_by_key_drain_by_splitting() {
+    // Answers ascending by addressee number: a capped answer's newest row is newer than rows
+    // it left out. With rows_order = "unspecified" the agent splits, and nothing is missing.
+    let split = drain_capped(AnswerOrder::Key, "unspecified", &[3; 10]).await;
+    println!("capped answers ordered by key, 60 rows over 10 s, cap 7: split={split:?}");
+    assert!(split.at_cap >= 1, "{split:?}");
+}
+
+#[tokio::test]
+async fn a_continuation_stuck_in_a_second_over_the_cap_falls_back_to_splitting() {
+    // The third second holds 5 changes, 10 rows: more than the cap of 7. The continuation
+    // that reaches it cannot move FROM; the rest is split, that second cannot be, and the agent
+    // reads it by the addressee numbers of its notices, as for a refused second.
+    let d = drain_capped(AnswerOrder::UpdatedAt, "updated_at", &[3, 3, 5, 3, 3]).await;
+    println!("capped answers, a second of 10 rows, cap 7, continued: {d:?}");
+    assert_eq!(d.sink_rows, 34);
+    assert!(d.keyed >= 1, "{d:?}");
 }
 
 #[tokio::test]

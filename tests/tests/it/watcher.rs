@@ -710,6 +710,19 @@ async fn switch_to_native_notices_at_until_announces_each_change_once() {
 
 #[tokio::test]
 async fn the_romaji_dialect_is_watched_through_capped_answers_at_whole_seconds() {
+    watch_romaji_capped("").await;
+}
+
+#[tokio::test]
+async fn capped_answers_ordered_by_time_are_continued_by_the_watcher() {
+    // The profile says the rows come ascending by update timestamp (as the simulator sends
+    // them): capped answers are continued from their newest row, each change still announced
+    // once.
+    watch_romaji_capped("rows_order = \"updated_at\"\n").await;
+}
+
+/// The romaji dialect watched through capped answers, the profile with `extra` keys.
+async fn watch_romaji_capped(extra: &str) {
     // The provider's second dialect: split date/time bounds at whole seconds with an
     // inclusive TO, the version in the path, romaji item names, rows under /kekka/meisai and
     // answers capped at 7 rows with their counts. The watcher reads it through
@@ -722,7 +735,7 @@ async fn the_romaji_dialect_is_watched_through_capped_answers_at_whole_seconds()
         enforce_maintenance: false,
     };
     let api = format!(
-        "[providers.watch.api]\n{}",
+        "[providers.watch.api]\n{}{extra}",
         provider_sim::Dialect::Romaji.profile_toml()
     );
     let env = WatchEnv::start_with(

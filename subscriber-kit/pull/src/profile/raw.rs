@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{ApiProfile, Item, TimestampFormat, japan};
+use super::{ApiProfile, Item, RowsOrder, TimestampFormat, japan};
 
 /// A timestamp's name(s) as written: `"updated_at"` or `{ date = "...", time = "..." }`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub struct RawApi {
     pub total_count: Option<String>,
     /// JSON Pointer of the returned count.
     pub returned_count: Option<String>,
+    /// `unspecified` or `updated_at`: the order of an answer's rows.
+    pub rows_order: String,
 }
 
 impl Default for RawApi {
@@ -85,6 +87,7 @@ impl Default for RawApi {
             maintenance_codes: vec!["E0900".into()],
             total_count: None,
             returned_count: None,
+            rows_order: "unspecified".into(),
         }
     }
 }
@@ -167,6 +170,19 @@ impl RawApi {
             check_pattern(&self.time_format, Need::Time, "time_format", &mut report);
         }
         self.check_names(&mut report);
+        let rows_order = match self.rows_order.as_str() {
+            "unspecified" => RowsOrder::Unspecified,
+            "updated_at" => RowsOrder::UpdatedAt,
+            other => {
+                report(
+                    "rows_order",
+                    format!(
+                        "{other:?}: write \"updated_at\" (rows ascending by DB update timestamp) or \"unspecified\""
+                    ),
+                );
+                RowsOrder::Unspecified
+            }
+        };
         let profile = ApiProfile {
             path: self.path.clone(),
             from: from?,
@@ -184,6 +200,7 @@ impl RawApi {
             maintenance_codes: self.maintenance_codes.clone(),
             total_count: self.total_count.clone(),
             returned_count: self.returned_count.clone(),
+            rows_order,
         };
         (count.get() == 0).then_some(profile)
     }

@@ -250,6 +250,21 @@ fn bad_profiles_are_refused_with_field_paths() {
         "{e:?}"
     );
     assert!(serde_json::from_value::<RawApi>(serde_json::json!({"bogus": 1})).is_err());
+    let e = problems(serde_json::json!({"rows_order": "atena_no"}), true);
+    assert_eq!(
+        e,
+        [
+            "providers[0].api.rows_order: \"atena_no\": write \"updated_at\" (rows ascending by DB update timestamp) or \"unspecified\""
+        ]
+    );
+}
+
+#[test]
+fn rows_order_is_read_from_the_profile() {
+    let raw: RawApi = toml_like(serde_json::json!({"rows_order": "updated_at"}));
+    let p = raw.validate("api", false, &mut |f, m| panic!("{f}: {m}"));
+    assert_eq!(p.map(|p| p.rows_order), Some(RowsOrder::UpdatedAt));
+    assert_eq!(ApiProfile::default().rows_order, RowsOrder::Unspecified);
 }
 
 #[test]
