@@ -1404,7 +1404,8 @@ fn cluster_configs_keep_the_durability_and_security_settings() {
         "nats-route://nats-1:6222",
         "nats-route://nats-2:6222",
         "nats-route://nats-3:6222",
-        "http: 0.0.0.0:8222",
+        // Monitoring (no authentication) on loopback only.
+        "http: 127.0.0.1:8222",
     ] {
         assert!(cluster.contains(must), "cluster.conf lost {must:?}");
     }
@@ -1495,7 +1496,7 @@ fn checked_in_cluster_configs_form_a_jetstream_cluster_on_loopback() {
         );
         text = replace_all(
             &text,
-            "http: 0.0.0.0:8222",
+            "http: 127.0.0.1:8222",
             &format!("http: 127.0.0.1:{}", monitor[i]),
             "monitoring",
         );
