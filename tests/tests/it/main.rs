@@ -36,6 +36,7 @@ mod relay_provision;
 mod relay_restart;
 mod relay_support;
 mod security_logs;
+mod security_nats_inbox;
 mod security_nats_permissions;
 mod security_nats_tls;
 mod security_relay_http;
