@@ -41,7 +41,7 @@ pub use notifier::{
 };
 pub use operators::{Operator, RawOperator, Role};
 pub use providers::{Provider, RawCredentials, RawProvider, token_digest, token_in};
-pub use stream::{RawStream, Storage, StreamConfig};
+pub use stream::{Quotas, RawStream, Storage, StreamConfig};
 pub use subscribers::{Interface, RawInterface, RawSubscriber, Subscriber};
 pub use watch::{RawWatch, WatchConfig};
 

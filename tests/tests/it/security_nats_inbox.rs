@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::relay_support::{dev_config, notice};
 
-struct Id {
-    seed: String,
-    public: String,
+pub(crate) struct Id {
+    pub(crate) seed: String,
+    pub(crate) public: String,
 }
 
 fn ident() -> Id {
@@ -31,7 +31,7 @@ fn ident() -> Id {
 
 /// A client of `id` replying under `inbox` (`None`: the library's shared `_INBOX`), and the
 /// errors the server sends it (permission violations).
-async fn connect(
+pub(crate) async fn connect(
     url: &str,
     id: &Id,
     inbox: Option<String>,
@@ -53,7 +53,7 @@ async fn connect(
     (opts.connect(url).await.unwrap(), rx)
 }
 
-fn js_short(client: async_nats::Client) -> jetstream::Context {
+pub(crate) fn js_short(client: async_nats::Client) -> jetstream::Context {
     jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(2))
         .build(client)
@@ -76,16 +76,16 @@ async fn refused(errors: &mut mpsc::UnboundedReceiver<String>, subject: &str) {
 
 /// The topology of deploy/dev/relay.toml with an identity for the relay, both providers and
 /// both subscribers, and the server running its generated authorization.
-struct Cluster {
-    server: NatsServer,
-    config: shirase_relay::Config,
-    relay: Id,
-    p001: Id,
-    tax: Id,
-    delinquency: Id,
+pub(crate) struct Cluster {
+    pub(crate) server: NatsServer,
+    pub(crate) config: shirase_relay::Config,
+    pub(crate) relay: Id,
+    pub(crate) p001: Id,
+    pub(crate) tax: Id,
+    pub(crate) delinquency: Id,
 }
 
-fn cluster() -> Cluster {
+pub(crate) fn cluster() -> Cluster {
     let (relay, p001, p010, tax, delinquency) = (ident(), ident(), ident(), ident(), ident());
     let mut config = dev_config("nats://127.0.0.1:4222");
     config.relay_nkey = Some(relay.public.clone());
