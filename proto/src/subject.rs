@@ -358,46 +358,58 @@ pub fn parse_subject(subject: &str) -> Result<SubjectKind, SubjectError> {
                 }
             })
         }
-        "alert" => {
-            let subscriber = if tokens.len() == 5 && tokens[3] == AGENT_COMPONENT {
-                Some(tokens[4].parse::<SubscriberId>().map_err(tok_err)?)
-            } else {
-                count("alert", 4)?;
-                None
-            };
-            let severity = match tokens[2] {
-                "critical" => Severity::Critical,
-                "warning" => Severity::Warning,
-                "info" => Severity::Info,
-                other => {
-                    return Err(SubjectError::Token {
-                        subject: subject.to_owned(),
-                        message: format!(
-                            "severity must be critical, warning or info, got {other:?}"
-                        ),
-                    });
-                }
-            };
-            let c = tokens[3];
-            let ok = (1..=32).contains(&c.len())
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                return Err(SubjectError::Token {
-                    subject: subject.to_owned(),
-                    message: format!(
-                        "component must be 1 to 32 characters of a-z, 0-9 and '-', got {c:?}"
-                    ),
-                });
-            }
-            Ok(SubjectKind::Alert {
-                severity,
-                component: c.to_owned(),
-                subscriber,
-            })
-        }
+        "alert" => parse_alert(subject, &tokens),
         _ => Err(SubjectError::UnknownPrefix(subject.to_owned())),
     }
+}
+
+/// `shirase.alert.<severity>.<component>` or `shirase.alert.<severity>.agent.<subscriber>`.
+fn parse_alert(subject: &str, tokens: &[&str]) -> Result<SubjectKind, SubjectError> {
+    let err = |message: String| SubjectError::Token {
+        subject: subject.to_owned(),
+        message,
+    };
+    let subscriber = if tokens.len() == 5 && tokens[3] == AGENT_COMPONENT {
+        Some(
+            tokens[4]
+                .parse::<SubscriberId>()
+                .map_err(|e| err(e.message))?,
+        )
+    } else {
+        if tokens.len() != 4 {
+            return Err(SubjectError::TokenCount {
+                subject: subject.to_owned(),
+                kind: "alert",
+                got: tokens.len(),
+                want: 4,
+            });
+        }
+        None
+    };
+    let severity = match tokens[2] {
+        "critical" => Severity::Critical,
+        "warning" => Severity::Warning,
+        "info" => Severity::Info,
+        other => {
+            return Err(err(format!(
+                "severity must be critical, warning or info, got {other:?}"
+            )));
+        }
+    };
+    let c = tokens[3];
+    let ok = (1..=32).contains(&c.len())
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        return Err(err(format!(
+            "component must be 1 to 32 characters of a-z, 0-9 and '-', got {c:?}"
+        )));
+    }
+    Ok(SubjectKind::Alert {
+        severity,
+        component: c.to_owned(),
+        subscriber,
+    })
 }
 
 #[cfg(test)]

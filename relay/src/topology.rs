@@ -66,11 +66,11 @@ pub fn notice_stream(config: &Config) -> stream::Config {
     }
 }
 
-/// The desired state for `config`.
-pub fn desired(config: &Config) -> Desired {
+/// The four streams: notices, dead letters, alerts, audit.
+fn streams(config: &Config) -> Vec<stream::Config> {
     let replicas = config.stream.replicas;
     let st = storage(config.stream.storage);
-    let streams = vec![
+    vec![
         notice_stream(config),
         stream::Config {
             name: DLQ_STREAM.to_owned(),
@@ -100,7 +100,14 @@ pub fn desired(config: &Config) -> Desired {
             ..Default::default()
         },
         crate::operator::audit::stream_config(config),
-    ];
+    ]
+}
+
+/// The desired state for `config`.
+pub fn desired(config: &Config) -> Desired {
+    let replicas = config.stream.replicas;
+    let st = storage(config.stream.storage);
+    let streams = streams(config);
 
     let mut consumers = Vec::new();
     for s in &config.subscribers {

@@ -417,7 +417,7 @@ async fn atomic_batches_keep_per_notice_dedup() {
     // The sequences the relay derived from the batch PubAck are the real ones.
     let stored = read_stream(&js).await;
     for (item, (id, _, seq)) in first.iter().zip(&stored) {
-        assert_eq!(item["id"].as_str().unwrap(), id);
+        assert_eq!(&format!("001:{}", item["id"].as_str().unwrap()), id);
         assert_eq!(
             b["results"]
                 .as_array()
