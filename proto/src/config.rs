@@ -208,7 +208,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A byte size as written in configuration files: a whole number with a binary unit, `"512KiB"`,
 /// `"64MiB"`, `"8GiB"`, `"1TiB"`, or plain bytes (`"4096"`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let bad = || format!("{s:?} is not a size; write e.g. \"64MiB\", \"8GiB\" (or bytes: \"4096\")");
+    let bad =
+        || format!("{s:?} is not a size; write e.g. \"64MiB\", \"8GiB\" (or bytes: \"4096\")");
     let t = s.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
     let (num, unit) = t.split_at(digits);
@@ -439,7 +440,10 @@ mod tests {
         assert_eq!(parse_size("8GiB"), Ok(8 << 30));
         assert_eq!(parse_size("1TiB"), Ok(1 << 40));
         for bad in ["", "MiB", "8GB", "8 gib", "-1", "1.5GiB"] {
-            assert!(parse_size(bad).unwrap_err().contains("is not a size"), "{bad}");
+            assert!(
+                parse_size(bad).unwrap_err().contains("is not a size"),
+                "{bad}"
+            );
         }
         assert!(parse_size("99999999TiB").unwrap_err().contains("too large"));
     }

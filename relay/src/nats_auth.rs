@@ -164,3 +164,20 @@ pub fn emit(config: &Config) -> Result<String, NatsAuthError> {
     let _ = writeln!(out, "  ]\n}}");
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_break_in_a_name_cannot_start_a_line_of_configuration() {
+        assert_eq!(
+            comment_text("registry\n{ nkey: \"U\" }\r\tx"),
+            "registry { nkey: \"U\" }  x"
+        );
+        assert_eq!(
+            inbox("_INBOX_subscriber_tax"),
+            "\"_INBOX_subscriber_tax.>\""
+        );
+    }
+}

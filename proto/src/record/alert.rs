@@ -68,10 +68,16 @@ mod tests {
     #[test]
     fn an_agent_subject_names_the_subscriber_whatever_the_body_says() {
         let a = Alert::from_stored("shirase.alert.critical.agent.tax", BODY.as_bytes()).unwrap();
-        assert_eq!((a.subscriber.as_str(), a.component.as_str()), ("tax", "agent"));
+        assert_eq!(
+            (a.subscriber.as_str(), a.component.as_str()),
+            ("tax", "agent")
+        );
         // The relay's own subjects are read as written.
         let r = Alert::from_stored("shirase.alert.critical.relay", BODY.as_bytes()).unwrap();
-        assert_eq!((r.subscriber.as_str(), r.component.as_str()), ("delinquency", "relay"));
+        assert_eq!(
+            (r.subscriber.as_str(), r.component.as_str()),
+            ("delinquency", "relay")
+        );
         assert!(Alert::from_stored("shirase.alert.critical.agent.tax", b"{}").is_err());
     }
 }

@@ -125,7 +125,11 @@ fn alert_subjects_both_ways() {
     token_error("shirase.alert.info.agent.Tax", "subscriber id");
     assert!(matches!(
         parse_subject("shirase.alert.info.relay.tax"),
-        Err(SubjectError::TokenCount { got: 5, want: 4, .. })
+        Err(SubjectError::TokenCount {
+            got: 5,
+            want: 4,
+            ..
+        })
     ));
 }
 
@@ -133,7 +137,10 @@ fn alert_subjects_both_ways() {
 fn inbox_prefixes_are_one_per_identity_and_never_overlap() {
     assert_eq!(relay_inbox_prefix(), "_INBOX_relay");
     assert_eq!(provider_inbox_prefix(&b("001")), "_INBOX_provider_001");
-    assert_eq!(subscriber_inbox_prefix(&sub("tax")), "_INBOX_subscriber_tax");
+    assert_eq!(
+        subscriber_inbox_prefix(&sub("tax")),
+        "_INBOX_subscriber_tax"
+    );
     // None is the client library's default `_INBOX`, whose replies every identity could read.
     for p in [
         relay_inbox_prefix(),
@@ -146,7 +153,18 @@ fn inbox_prefixes_are_one_per_identity_and_never_overlap() {
     for ok in ["_INBOX_x", "a.b-c.D_9"] {
         assert!(check_inbox_prefix(ok).is_ok(), "{ok}");
     }
-    for bad in ["", "_INBOX.>", "_INBOX.*", "a..b", ".a", "a.", "a b", "a\"b", "a\nb", &"a".repeat(129)] {
+    for bad in [
+        "",
+        "_INBOX.>",
+        "_INBOX.*",
+        "a..b",
+        ".a",
+        "a.",
+        "a b",
+        "a\"b",
+        "a\nb",
+        &"a".repeat(129),
+    ] {
         let e = check_inbox_prefix(bad).unwrap_err();
         assert!(e.message.contains("inbox prefix"), "{bad:?}: {}", e.message);
     }

@@ -242,9 +242,11 @@ fn nats_settings(cfg: &Config) -> nats::NatsSettings {
         tls_cert_file: n.tls_cert_file.clone(),
         tls_key_file: n.tls_key_file.clone(),
         tls_required: n.tls_required,
-        inbox_prefix: Some(n.inbox_prefix.clone().unwrap_or_else(|| {
-            shirase_proto::subject::subscriber_inbox_prefix(&cfg.subscriber)
-        })),
+        inbox_prefix: Some(
+            n.inbox_prefix.clone().unwrap_or_else(|| {
+                shirase_proto::subject::subscriber_inbox_prefix(&cfg.subscriber)
+            }),
+        ),
         ..nats::NatsSettings::new(n.urls.clone(), format!("shirase-agent-{}", cfg.subscriber))
     }
 }

@@ -658,7 +658,9 @@ fn checked_in_nats_auth_is_what_the_relay_emits_for_the_dev_seeds() {
         "_INBOX_subscriber_delinquency.>",
     ] {
         assert_eq!(
-            checked_in.matches(&format!("subscribe: {{ allow: [\"{inbox}\"] }}")).count(),
+            checked_in
+                .matches(&format!("subscribe: {{ allow: [\"{inbox}\"] }}"))
+                .count(),
             1,
             "{inbox}"
         );

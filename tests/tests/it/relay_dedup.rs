@@ -73,7 +73,10 @@ async fn the_same_notice_id_from_two_providers_is_two_notices() {
         ]
     );
     // Subscriber delinquency reads both providers: each consumer delivers its provider's notice.
-    assert_eq!(delivered_ids(&js, "delinquency_001").await, vec![id.clone()]);
+    assert_eq!(
+        delivered_ids(&js, "delinquency_001").await,
+        vec![id.clone()]
+    );
     assert_eq!(delivered_ids(&js, "delinquency_010").await, vec![id]);
     relay.stop().await;
 }

@@ -76,7 +76,10 @@ async fn a_mixed_batch_gets_207_with_per_item_results_and_valid_items_are_publis
     assert_eq!(r[2]["id"], other.id.to_string());
 
     let ids: Vec<String> = read_stream(&js).await.into_iter().map(|m| m.0).collect();
-    assert_eq!(ids, vec![format!("001:{}", ok1.id), format!("001:{}", ok2.id)]);
+    assert_eq!(
+        ids,
+        vec![format!("001:{}", ok1.id), format!("001:{}", ok2.id)]
+    );
     relay.stop().await;
 }
 

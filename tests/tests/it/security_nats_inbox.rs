@@ -37,16 +37,15 @@ pub(crate) async fn connect(
     inbox: Option<String>,
 ) -> (async_nats::Client, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut opts = async_nats::ConnectOptions::with_nkey(id.seed.clone()).event_callback(
-        move |e| {
+    let mut opts =
+        async_nats::ConnectOptions::with_nkey(id.seed.clone()).event_callback(move |e| {
             let tx = tx.clone();
             async move {
                 if let Event::ServerError(ServerError::Other(m)) = e {
                     let _ = tx.send(m);
                 }
             }
-        },
-    );
+        });
     if let Some(p) = inbox {
         opts = opts.custom_inbox_prefix(p);
     }
@@ -144,9 +143,13 @@ async fn each_identity_receives_replies_only_under_its_own_inbox() {
     )
     .await;
     let admin = js_short(admin_client.clone());
-    shirase_relay::provision::provision(&admin, &shirase_relay::topology::desired(&c.config), false)
-        .await
-        .unwrap();
+    shirase_relay::provision::provision(
+        &admin,
+        &shirase_relay::topology::desired(&c.config),
+        false,
+    )
+    .await
+    .unwrap();
 
     // Provider 001 with the publisher helper's options (its own inbox): the PubAck arrives.
     let b001 = "001".parse().unwrap();
@@ -263,9 +266,13 @@ async fn relay_and_agents_deliver_end_to_end_with_their_own_inboxes_only() {
             .await
             .unwrap(),
     );
-    shirase_relay::provision::provision(&admin, &shirase_relay::topology::desired(&c.config), false)
-        .await
-        .unwrap();
+    shirase_relay::provision::provision(
+        &admin,
+        &shirase_relay::topology::desired(&c.config),
+        false,
+    )
+    .await
+    .unwrap();
     let relay_stop = CancellationToken::new();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_url = format!("http://{}", l.local_addr().unwrap());
@@ -300,13 +307,12 @@ async fn relay_and_agents_deliver_end_to_end_with_their_own_inboxes_only() {
         agents.push(RunningAgent::start(cfg));
     }
     // A tax spy on delinquency's inbox is refused before anything flows.
-    let (spy, mut spy_errors) = connect(
-        &url,
-        &c.tax,
-        Some("_INBOX_subscriber_tax".to_owned()),
-    )
-    .await;
-    let mut tap = spy.subscribe("_INBOX_subscriber_delinquency.>").await.unwrap();
+    let (spy, mut spy_errors) =
+        connect(&url, &c.tax, Some("_INBOX_subscriber_tax".to_owned())).await;
+    let mut tap = spy
+        .subscribe("_INBOX_subscriber_delinquency.>")
+        .await
+        .unwrap();
     spy.flush().await.unwrap();
     refused(&mut spy_errors, "_INBOX_subscriber_delinquency.>").await;
 

@@ -40,14 +40,25 @@ async fn a_subscriber_publishes_only_its_own_alerts_and_dead_letters() {
     )
     .await;
     let admin = js_short(admin_client);
-    shirase_relay::provision::provision(&admin, &shirase_relay::topology::desired(&c.config), false)
-        .await
-        .unwrap();
+    shirase_relay::provision::provision(
+        &admin,
+        &shirase_relay::topology::desired(&c.config),
+        false,
+    )
+    .await
+    .unwrap();
     let (tax_client, _) = connect(&url, &c.tax, Some("_INBOX_subscriber_tax".to_owned())).await;
     let tax = js_short(tax_client);
 
     // Its own alert is stored, even with another subscriber's name in the body...
-    assert!(stored(&tax, "shirase.alert.critical.agent.tax", alert_body("delinquency")).await);
+    assert!(
+        stored(
+            &tax,
+            "shirase.alert.critical.agent.tax",
+            alert_body("delinquency")
+        )
+        .await
+    );
     // ...but an alert on another subscriber's subject, or as the relay, is refused.
     for forged in [
         "shirase.alert.critical.agent.delinquency",
@@ -106,10 +117,22 @@ async fn provisioning_bounds_every_stream_and_bucket_and_a_full_dead_letter_stre
         let i = s.info().await.unwrap();
         (i.config.max_bytes, i.config.discard)
     };
-    assert_eq!(max_bytes("SHIRASE_NOTICES").await, (2 << 30, DiscardPolicy::Old));
-    assert_eq!(max_bytes("SHIRASE_DLQ").await, (512 << 20, DiscardPolicy::New));
-    assert_eq!(max_bytes("SHIRASE_ALERTS").await, (128 << 20, DiscardPolicy::Old));
-    assert_eq!(max_bytes("SHIRASE_AUDIT").await, (512 << 20, DiscardPolicy::Old));
+    assert_eq!(
+        max_bytes("SHIRASE_NOTICES").await,
+        (2 << 30, DiscardPolicy::Old)
+    );
+    assert_eq!(
+        max_bytes("SHIRASE_DLQ").await,
+        (512 << 20, DiscardPolicy::New)
+    );
+    assert_eq!(
+        max_bytes("SHIRASE_ALERTS").await,
+        (128 << 20, DiscardPolicy::Old)
+    );
+    assert_eq!(
+        max_bytes("SHIRASE_AUDIT").await,
+        (512 << 20, DiscardPolicy::Old)
+    );
     assert_eq!(max_bytes("KV_shirase_checkpoints").await.0, 64 << 20);
     assert_eq!(max_bytes("KV_shirase_leases").await.0, 1 << 20);
 
@@ -124,7 +147,10 @@ async fn provisioning_bounds_every_stream_and_bucket_and_a_full_dead_letter_stre
         text.contains("~ stream SHIRASE_DLQ (update)") && text.contains("max_bytes"),
         "{text}"
     );
-    assert_eq!(max_bytes("SHIRASE_DLQ").await, (1 << 20, DiscardPolicy::New));
+    assert_eq!(
+        max_bytes("SHIRASE_DLQ").await,
+        (1 << 20, DiscardPolicy::New)
+    );
 
     // 64 KiB dead letters: the sixteenth fills 1 MiB, the next ones are refused and the first
     // one is still there.
@@ -133,7 +159,12 @@ async fn provisioning_bounds_every_stream_and_bucket_and_a_full_dead_letter_stre
     let mut refused = 0;
     for _ in 0..20 {
         let subject = "shirase.dlq.tax.131016.001.001o05-00";
-        match js.publish(subject, body.clone().into()).await.unwrap().await {
+        match js
+            .publish(subject, body.clone().into())
+            .await
+            .unwrap()
+            .await
+        {
             Ok(_) => accepted += 1,
             Err(e) => {
                 assert!(
@@ -144,7 +175,11 @@ async fn provisioning_bounds_every_stream_and_bucket_and_a_full_dead_letter_stre
             }
         }
     }
-    assert_eq!((accepted, refused), (15, 5), "1 MiB holds 15 messages of 64 KiB plus headers");
+    assert_eq!(
+        (accepted, refused),
+        (15, 5),
+        "1 MiB holds 15 messages of 64 KiB plus headers"
+    );
     let mut dlq = js.get_stream("SHIRASE_DLQ").await.unwrap();
     let state = dlq.info().await.unwrap().state.clone();
     assert_eq!((state.first_sequence, state.messages), (1, 15));
