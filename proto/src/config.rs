@@ -154,6 +154,17 @@ impl Problems {
         }
     }
 
+    /// Parse a byte size ([`parse_size`]); a failure is recorded at `path`.
+    pub fn size(&mut self, path: &str, value: &str) -> Option<u64> {
+        match parse_size(value) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.push(path, e);
+                None
+            }
+        }
+    }
+
     /// An optional path as written: absent is `None`; an empty string is a problem (leave the
     /// key out instead).
     pub fn optional_path(&mut self, path: &str, value: &Option<PathBuf>) -> Option<PathBuf> {
@@ -192,6 +203,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
         .map_err(|e| format!("{s:?}: {e}"))?;
     Duration::try_from(sd).map_err(|_| format!("{s:?} must not be negative"))
+}
+
+/// A byte size as written in configuration files: a whole number with a binary unit, `"512KiB"`,
+/// `"64MiB"`, `"8GiB"`, `"1TiB"`, or plain bytes (`"4096"`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad =
+        || format!("{s:?} is not a size; write e.g. \"64MiB\", \"8GiB\" (or bytes: \"4096\")");
+    let t = s.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|v| i64::try_from(*v).is_ok())
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// A field path from its segments: `["providers", "1", "id"]` → `providers[1].id`.
@@ -398,6 +431,23 @@ fn remove_at(v: &mut Value, path: &[String]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_take_binary_units() {
+        use super::parse_size;
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        for bad in ["", "MiB", "8GB", "8 gib", "-1", "1.5GiB"] {
+            assert!(
+                parse_size(bad).unwrap_err().contains("is not a size"),
+                "{bad}"
+            );
+        }
+        assert!(parse_size("99999999TiB").unwrap_err().contains("too large"));
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -5,7 +5,16 @@
 //! | `shirase.notice.<municipality>.<business id>.<interface id>` | notices as providers sent them |
 //! | `shirase.replay.<subscriber>.<municipality>.<business id>.<interface id>` | notices an operator replayed for one subscriber |
 //! | `shirase.dlq.<subscriber>.<municipality>.<business id>.<interface id>` | dead letters of one subscriber |
-//! | `shirase.alert.<severity>.<component>` | alerts (error notification, エラー通知) |
+//! | `shirase.alert.<severity>.<component>` | alerts (error notification, エラー通知) of the relay |
+//! | `shirase.alert.<severity>.agent.<subscriber>` | alerts of one subscriber's agent |
+//! | `_INBOX_relay.>`, `_INBOX_provider_<business id>.>`, `_INBOX_subscriber_<subscriber>.>` | replies to one identity (its inbox prefix) |
+//!
+//! Each identity has its own inbox prefix ([`relay_inbox_prefix`], [`provider_inbox_prefix`],
+//! [`subscriber_inbox_prefix`]): the generated NATS authorization lets an identity subscribe to
+//! its own prefix only, so no identity can receive another's replies (JetStream API answers,
+//! PubAcks, the messages a pull consumer delivers, key-value reads). A client sets it with
+//! `async_nats::ConnectOptions::custom_inbox_prefix`; every request, JetStream API call and pull
+//! fetch of that client then replies under it.
 //!
 //! Notices and replays live in one stream ([`NOTICE_STREAM`]) so a subscriber's consumer can
 //! filter on both; dead letters live in [`DLQ_STREAM`].
@@ -127,6 +136,52 @@ pub fn alert_subject(severity: Severity, component: &str) -> String {
     format!("{ALERT_PREFIX}.{}.{component}", severity.as_str())
 }
 
+/// The subject an agent's alert is published on: the subscriber is part of the subject, so the
+/// generated authorization can let each subscriber publish its own alerts only.
+pub fn agent_alert_subject(severity: Severity, s: &SubscriberId) -> String {
+    format!("{ALERT_PREFIX}.{}.{AGENT_COMPONENT}.{s}", severity.as_str())
+}
+
+/// The component token of the agent's alerts.
+pub const AGENT_COMPONENT: &str = "agent";
+
+/// The inbox prefix of the relay (and operator) identity.
+pub fn relay_inbox_prefix() -> String {
+    "_INBOX_relay".to_owned()
+}
+
+/// The inbox prefix of a provider publishing its notices over NATS.
+pub fn provider_inbox_prefix(b: &BusinessId) -> String {
+    format!("_INBOX_provider_{b}")
+}
+
+/// The inbox prefix of a subscriber's agents.
+pub fn subscriber_inbox_prefix(s: &SubscriberId) -> String {
+    format!("_INBOX_subscriber_{s}")
+}
+
+/// Check an inbox prefix written in a configuration: one or more tokens of `A-Z`, `a-z`, `0-9`,
+/// `_` and `-` separated by dots (no wildcard, no empty token, at most 128 characters), so
+/// `<prefix>.>` is the subject filter of exactly its replies.
+pub fn check_inbox_prefix(p: &str) -> Result<(), ParseError> {
+    let ok = (1..=128).contains(&p.len())
+        && p.split('.').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ParseError {
+            message: format!(
+                "an inbox prefix is 1 to 128 characters: tokens of A-Z, a-z, 0-9, '_' and '-' separated by '.', no wildcard (e.g. _INBOX_subscriber_tax), got {:?}",
+                crate::notice::truncate(p)
+            ),
+        })
+    }
+}
+
 /// The durable consumer name of (`subscriber`, `provider`): `<subscriber>_<business id>`.
 pub fn consumer_name(s: &SubscriberId, b: &BusinessId) -> String {
     format!("{s}_{b}")
@@ -195,12 +250,14 @@ pub enum SubjectKind {
         /// Interface.
         interface: InterfaceId,
     },
-    /// `shirase.alert.<severity>.<component>`
+    /// `shirase.alert.<severity>.<component>` or `shirase.alert.<severity>.agent.<subscriber>`
     Alert {
         /// Severity.
         severity: Severity,
         /// Component token (`[a-z0-9-]{1,32}`).
         component: String,
+        /// The subscriber whose agent published it (`shirase.alert.<severity>.agent.<subscriber>`).
+        subscriber: Option<SubscriberId>,
     },
 }
 
@@ -301,40 +358,58 @@ pub fn parse_subject(subject: &str) -> Result<SubjectKind, SubjectError> {
                 }
             })
         }
-        "alert" => {
-            count("alert", 4)?;
-            let severity = match tokens[2] {
-                "critical" => Severity::Critical,
-                "warning" => Severity::Warning,
-                "info" => Severity::Info,
-                other => {
-                    return Err(SubjectError::Token {
-                        subject: subject.to_owned(),
-                        message: format!(
-                            "severity must be critical, warning or info, got {other:?}"
-                        ),
-                    });
-                }
-            };
-            let c = tokens[3];
-            let ok = (1..=32).contains(&c.len())
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                return Err(SubjectError::Token {
-                    subject: subject.to_owned(),
-                    message: format!(
-                        "component must be 1 to 32 characters of a-z, 0-9 and '-', got {c:?}"
-                    ),
-                });
-            }
-            Ok(SubjectKind::Alert {
-                severity,
-                component: c.to_owned(),
-            })
-        }
+        "alert" => parse_alert(subject, &tokens),
         _ => Err(SubjectError::UnknownPrefix(subject.to_owned())),
     }
+}
+
+/// `shirase.alert.<severity>.<component>` or `shirase.alert.<severity>.agent.<subscriber>`.
+fn parse_alert(subject: &str, tokens: &[&str]) -> Result<SubjectKind, SubjectError> {
+    let err = |message: String| SubjectError::Token {
+        subject: subject.to_owned(),
+        message,
+    };
+    let subscriber = if tokens.len() == 5 && tokens[3] == AGENT_COMPONENT {
+        Some(
+            tokens[4]
+                .parse::<SubscriberId>()
+                .map_err(|e| err(e.message))?,
+        )
+    } else {
+        if tokens.len() != 4 {
+            return Err(SubjectError::TokenCount {
+                subject: subject.to_owned(),
+                kind: "alert",
+                got: tokens.len(),
+                want: 4,
+            });
+        }
+        None
+    };
+    let severity = match tokens[2] {
+        "critical" => Severity::Critical,
+        "warning" => Severity::Warning,
+        "info" => Severity::Info,
+        other => {
+            return Err(err(format!(
+                "severity must be critical, warning or info, got {other:?}"
+            )));
+        }
+    };
+    let c = tokens[3];
+    let ok = (1..=32).contains(&c.len())
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        return Err(err(format!(
+            "component must be 1 to 32 characters of a-z, 0-9 and '-', got {c:?}"
+        )));
+    }
+    Ok(SubjectKind::Alert {
+        severity,
+        component: c.to_owned(),
+        subscriber,
+    })
 }
 
 #[cfg(test)]

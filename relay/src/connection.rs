@@ -25,6 +25,7 @@ pub fn settings(config: &NatsConfig) -> NatsSettings {
         tls_cert_file: config.tls_cert_file.clone(),
         tls_key_file: config.tls_key_file.clone(),
         tls_required: config.tls_required,
+        inbox_prefix: Some(config.inbox_prefix.clone()),
         ..NatsSettings::new(config.urls.clone(), CONNECTION_NAME)
     }
 }

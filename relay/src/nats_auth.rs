@@ -1,18 +1,31 @@
 //! NATS authorization generated from the topology (`provision --emit-nats-auth FILE`).
 //!
 //! Each identity is a user nkey (only the public key is in the relay's configuration):
-//! - the relay/operator (`nats_auth.relay_nkey`): everything (it provisions and publishes);
+//! - the relay/operator (`nats_auth.relay_nkey`): publish everything (it provisions and
+//!   publishes), subscribe to its own inbox (`nats.inbox_prefix`, default `_INBOX_relay`) only;
 //! - a provider (`providers[].nats_nkey`): publish only to its own notice subjects
-//!   `shirase.notice.<m>.<b>.<i>` for its configured interfaces, plus replies;
+//!   `shirase.notice.<m>.<b>.<i>` for its configured interfaces, subscribe to its own inbox
+//!   `_INBOX_provider_<business id>` (its PubAcks) only;
 //! - a subscriber (`subscribers[].nats_nkey`): fetch and ack on its own consumers only, its own
-//!   checkpoint keys in `shirase_checkpoints`, its own dead-letter subjects, alerts.
+//!   checkpoint keys in `shirase_checkpoints`, its own dead-letter subjects, its own alert
+//!   subjects `shirase.alert.<severity>.agent.<subscriber>`; subscribe to its own inbox
+//!   `_INBOX_subscriber_<subscriber>` only.
+//!
+//! No identity may subscribe to the library's shared `_INBOX.>` or to `>`: every reply (a
+//! JetStream API answer, a PubAck, the notices a pull consumer delivers with 宛名番号 in their
+//! keys, a checkpoint or dead-letter read) goes to an inbox only its requester can read. Each
+//! client sets its prefix: the relay from `[nats] inbox_prefix`, the agent from its `[nats]
+//! inbox_prefix` (default from its subscriber), a provider with
+//! [`shirase_proto::subject::provider_inbox_prefix`].
 //!
 //! The output is a nats-server configuration fragment (`authorization { users = [...] }`) to
 //! `include` in the server configuration.
 
 use std::fmt::Write as _;
 
-use shirase_proto::subject::{self, ALERT_PREFIX, CHECKPOINT_BUCKET, DLQ_PREFIX, NOTICE_STREAM};
+use shirase_proto::subject::{
+    self, AGENT_COMPONENT, ALERT_PREFIX, CHECKPOINT_BUCKET, DLQ_PREFIX, NOTICE_STREAM,
+};
 
 use crate::config::Config;
 use crate::topology;
@@ -33,6 +46,20 @@ fn list(items: &[String]) -> String {
         .map(|s| format!("\"{s}\""))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A configuration-written text as it may appear in a comment of the generated file: the
+/// loader already refuses control characters in names; this keeps a line break from ever
+/// starting a line of configuration, whoever calls [`emit`].
+fn comment_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The subjects an identity with inbox `prefix` may subscribe to: its own replies only.
+fn inbox(prefix: &str) -> String {
+    list(&[format!("{prefix}.>")])
 }
 
 /// Subjects a provider may publish to.
@@ -67,7 +94,7 @@ pub fn subscriber_publish(config: &Config, s: &shirase_proto::SubscriberId) -> V
     ));
     v.push(format!("$KV.{CHECKPOINT_BUCKET}.{s}.>"));
     v.push(format!("{DLQ_PREFIX}.{s}.>"));
-    v.push(format!("{ALERT_PREFIX}.>"));
+    v.push(format!("{ALERT_PREFIX}.*.{AGENT_COMPONENT}.{s}"));
     v
 }
 
@@ -91,26 +118,30 @@ pub fn emit(config: &Config) -> Result<String, NatsAuthError> {
     );
     let _ = writeln!(
         out,
-        "    {{ nkey: \"{relay}\", permissions: {{ publish: {{ allow: [\">\"] }}, subscribe: {{ allow: [\">\"] }} }} }}"
+        "    {{ nkey: \"{relay}\", permissions: {{ publish: {{ allow: [\">\"] }}, subscribe: {{ allow: [{}] }} }} }}",
+        inbox(&config.nats.inbox_prefix)
     );
     for p in &config.providers {
         let Some(k) = &p.nats_nkey else {
             let _ = writeln!(
                 out,
                 "    # provider {} ({}): no nats_nkey configured; HTTP ingest only",
-                p.business_id, p.name
+                p.business_id,
+                comment_text(&p.name)
             );
             continue;
         };
         let _ = writeln!(
             out,
-            "    # provider {} ({}): its own notice subjects only",
-            p.business_id, p.name
+            "    # provider {} ({}): its own notice subjects and inbox only",
+            p.business_id,
+            comment_text(&p.name)
         );
         let _ = writeln!(
             out,
-            "    {{ nkey: \"{k}\", permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [\"_INBOX.>\"] }} }} }}",
-            list(&provider_publish(config, &p.business_id))
+            "    {{ nkey: \"{k}\", permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }} }}",
+            list(&provider_publish(config, &p.business_id)),
+            inbox(&subject::provider_inbox_prefix(&p.business_id))
         );
     }
     for s in &config.subscribers {
@@ -120,15 +151,33 @@ pub fn emit(config: &Config) -> Result<String, NatsAuthError> {
         };
         let _ = writeln!(
             out,
-            "    # subscriber {}: its own consumers, checkpoint keys and dead letters only",
+            "    # subscriber {}: its own consumers, checkpoint keys, dead letters, alerts and inbox only",
             s.id
         );
         let _ = writeln!(
             out,
-            "    {{ nkey: \"{k}\", permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [\"_INBOX.>\"] }} }} }}",
-            list(&subscriber_publish(config, &s.id))
+            "    {{ nkey: \"{k}\", permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }} }}",
+            list(&subscriber_publish(config, &s.id)),
+            inbox(&subject::subscriber_inbox_prefix(&s.id))
         );
     }
     let _ = writeln!(out, "  ]\n}}");
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_break_in_a_name_cannot_start_a_line_of_configuration() {
+        assert_eq!(
+            comment_text("registry\n{ nkey: \"U\" }\r\tx"),
+            "registry { nkey: \"U\" }  x"
+        );
+        assert_eq!(
+            inbox("_INBOX_subscriber_tax"),
+            "\"_INBOX_subscriber_tax.>\""
+        );
+    }
 }

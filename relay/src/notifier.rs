@@ -433,7 +433,7 @@ impl Notifier {
                 _ = flush.tick() => self.flush_due().await,
                 m = messages.next() => match m {
                     Some(Ok(m)) => {
-                        match serde_json::from_slice::<Alert>(&m.payload) {
+                        match Alert::from_stored(&m.subject, &m.payload) {
                             Ok(a) => self.handle(&a).await,
                             Err(e) => tracing::warn!(subject = %m.subject, "message that is not an alert ignored: {e}"),
                         }

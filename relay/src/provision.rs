@@ -266,6 +266,7 @@ pub fn diff_stream(actual: &stream::Config, desired: &stream::Config) -> Change 
         true,
     );
     d.duration("max_age", actual.max_age, desired.max_age);
+    d.field("max_bytes", actual.max_bytes, desired.max_bytes, true);
     d.duration(
         "duplicate_window",
         actual.duplicate_window,
@@ -345,6 +346,7 @@ fn diff_bucket(actual: &stream::Config, desired: &kv::Config) -> Change {
         desired.num_replicas,
         true,
     );
+    d.field("max_bytes", actual.max_bytes, desired.max_bytes, true);
     d.change()
 }
 

@@ -54,6 +54,9 @@ pub fn notice_stream(config: &Config) -> stream::Config {
         storage: storage(config.stream.storage),
         num_replicas: config.stream.replicas,
         max_age: config.stream.max_age,
+        // When full, the oldest notices go (the agent's sweeps read what a lost notice said
+        // changed); refusing new ones would stop ingest for every provider until max_age.
+        max_bytes: config.stream.quotas.notices,
         duplicate_window: config.stream.duplicate_window,
         // Operators replay by sequence and the agent reads single messages: direct gets avoid
         // the stream leader for reads.
@@ -63,11 +66,11 @@ pub fn notice_stream(config: &Config) -> stream::Config {
     }
 }
 
-/// The desired state for `config`.
-pub fn desired(config: &Config) -> Desired {
+/// The four streams: notices, dead letters, alerts, audit.
+fn streams(config: &Config) -> Vec<stream::Config> {
     let replicas = config.stream.replicas;
     let st = storage(config.stream.storage);
-    let streams = vec![
+    vec![
         notice_stream(config),
         stream::Config {
             name: DLQ_STREAM.to_owned(),
@@ -76,6 +79,10 @@ pub fn desired(config: &Config) -> Desired {
             storage: st,
             num_replicas: replicas,
             max_age: config.stream.dlq_max_age,
+            max_bytes: config.stream.quotas.dlq,
+            // A dead letter refused is kept by the agent as an unacked notice; one dropped to
+            // make room would be lost.
+            discard: stream::DiscardPolicy::New,
             duplicate_window: Duration::from_secs(120),
             allow_direct: true,
             ..Default::default()
@@ -87,12 +94,20 @@ pub fn desired(config: &Config) -> Desired {
             storage: st,
             num_replicas: replicas,
             max_age: config.stream.alert_max_age,
+            max_bytes: config.stream.quotas.alerts,
             duplicate_window: Duration::from_secs(120),
             allow_direct: true,
             ..Default::default()
         },
         crate::operator::audit::stream_config(config),
-    ];
+    ]
+}
+
+/// The desired state for `config`.
+pub fn desired(config: &Config) -> Desired {
+    let replicas = config.stream.replicas;
+    let st = storage(config.stream.storage);
+    let streams = streams(config);
 
     let mut consumers = Vec::new();
     for s in &config.subscribers {
@@ -141,6 +156,7 @@ pub fn desired(config: &Config) -> Desired {
         bucket: CHECKPOINT_BUCKET.to_owned(),
         description: "Shirase agent checkpoints (max DB update timestamp received per subscriber and interface)".into(),
         history: config.stream.checkpoint_history,
+        max_bytes: config.stream.quotas.checkpoints,
         storage: st,
         num_replicas: replicas,
         ..Default::default()
@@ -152,6 +168,7 @@ pub fn desired(config: &Config) -> Desired {
         description: "Shirase relay leases (the maintenance scheduler's leader)".into(),
         history: 1,
         max_age: config.maintenance.lease_ttl,
+        max_bytes: config.stream.quotas.leases,
         storage: st,
         num_replicas: replicas,
         ..Default::default()

@@ -1,5 +1,7 @@
-//! Alerts (エラー通知機能): published to `shirase.alert.<severity>.agent`, where the relay's
-//! notifier turns them into e-mail, webhooks and job-management hooks.
+//! Alerts (エラー通知機能): published to `shirase.alert.<severity>.agent.<subscriber>`, where the
+//! relay's notifier turns them into e-mail, webhooks and job-management hooks. The subscriber
+//! is in the subject so the server's permissions can let each subscriber publish its own alerts
+//! only (the notifier takes the subscriber from the subject, not from the body).
 //!
 //! The same alert (code + subject of the alert) is sent at most once per `repeat_after`, so a
 //! provider outage does not flood the operators. Publishing is best effort: an alert that
@@ -9,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use shirase_proto::{OffsetTimestamp, Severity};
+use shirase_proto::{OffsetTimestamp, Severity, SubscriberId};
 use tokio::time::Instant;
 
 /// The JSON body of an alert: [`shirase_proto::record::Alert`], shared with the relay's
@@ -20,7 +22,7 @@ pub use shirase_proto::record::Alert;
 #[derive(Debug)]
 pub struct Alerter {
     js: jetstream::Context,
-    subscriber: String,
+    subscriber: SubscriberId,
     repeat_after: Duration,
     // A std mutex: held only for a map lookup, never across an await.
     last: std::sync::Mutex<HashMap<String, Instant>>,
@@ -28,7 +30,7 @@ pub struct Alerter {
 
 impl Alerter {
     /// An alerter for `subscriber`.
-    pub fn new(js: jetstream::Context, subscriber: String, repeat_after: Duration) -> Self {
+    pub fn new(js: jetstream::Context, subscriber: SubscriberId, repeat_after: Duration) -> Self {
         Self {
             js,
             subscriber,
@@ -99,7 +101,7 @@ impl Alerter {
             "alert: {message}"
         );
         let alert = record(
-            &self.subscriber,
+            self.subscriber.as_str(),
             severity,
             code,
             provider,
@@ -108,7 +110,7 @@ impl Alerter {
             runbook,
             jiff::Timestamp::now(),
         );
-        let subject = shirase_proto::subject::alert_subject(severity, "agent");
+        let subject = shirase_proto::subject::agent_alert_subject(severity, &self.subscriber);
         let Ok(body) = serde_json::to_vec(&alert) else {
             return false;
         };

@@ -23,8 +23,10 @@ pub struct DlqError {
     pub message: String,
 }
 
-/// Publish one dead letter and wait for the stream's ack. `dedup_id` (the notice id) makes a
-/// re-publish after a crash a duplicate.
+/// Publish one dead letter and wait for the stream's ack. `dedup_id` (the notice id) with the
+/// subject (subscriber, provider, interface) makes a re-publish after a crash a duplicate, while
+/// another subscriber's dead letter of the same notice, or another provider's notice with the
+/// same id, is stored on its own.
 pub async fn publish(
     js: &jetstream::Context,
     subject: String,
@@ -39,7 +41,7 @@ pub async fn publish(
     let mut h = HeaderMap::new();
     h.insert(
         async_nats::header::NATS_MESSAGE_ID,
-        format!("dlq-{dedup_id}").as_str(),
+        format!("dlq-{subject}:{dedup_id}").as_str(),
     );
     let ack = js
         .publish_with_headers(subject.clone(), h, body.into())

@@ -5,6 +5,9 @@
 //! [`NatsSettings`], whose [`NatsFields`] say which configuration field each setting came from,
 //! so every error names the field to fix.
 //!
+//! Each identity replies under its own inbox prefix ([`NatsSettings::inbox_prefix`]), so the
+//! server's permissions can keep one identity from receiving another's replies.
+//!
 //! A server that refuses the identity (wrong nkey seed, unknown user, a certificate that is not
 //! trusted) is a configuration mistake, not an outage: [`classify`] tells it apart from a
 //! server that is merely unreachable, [`connect_lazily`] fails at once for the first and keeps
@@ -69,6 +72,10 @@ pub struct NatsSettings {
     pub tls_key_file: Option<PathBuf>,
     /// Refuse a server that does not offer TLS.
     pub tls_required: bool,
+    /// The subject prefix of this client's replies (`<prefix>.<unique id>`): every request,
+    /// JetStream API call and pull fetch replies under it. `None` = the client library's
+    /// `_INBOX`, which an identity may read only on a server without per-identity permissions.
+    pub inbox_prefix: Option<String>,
     /// Which configuration field each setting came from.
     pub fields: NatsFields,
 }
@@ -85,6 +92,7 @@ impl NatsSettings {
             tls_cert_file: None,
             tls_key_file: None,
             tls_required: false,
+            inbox_prefix: None,
             fields: NatsFields::default(),
         }
     }
@@ -175,6 +183,9 @@ fn display(p: &Path) -> String {
 pub async fn options(s: &NatsSettings) -> Result<ConnectOptions, ConnectError> {
     let f = &s.fields;
     let mut opts = ConnectOptions::new().name(&s.name).max_reconnects(None);
+    if let Some(prefix) = &s.inbox_prefix {
+        opts = opts.custom_inbox_prefix(prefix);
+    }
     if let Some(path) = &s.credentials_file {
         opts = opts
             .credentials_file(path)

@@ -34,3 +34,50 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<String>,
 }
+
+impl Alert {
+    /// Read a stored alert, trusting its subject over its body for who raised it: on an agent's
+    /// subject `shirase.alert.<severity>.agent.<subscriber>` (which the generated NATS
+    /// authorization lets only that subscriber publish) the subscriber and the component are
+    /// the subject's, so one subscriber cannot raise an alert in another's name by writing
+    /// another name into the body. Other subjects (the relay's own, which no subscriber may
+    /// publish) are read as written.
+    pub fn from_stored(subject: &str, payload: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut alert: Self = serde_json::from_slice(payload)?;
+        if let Ok(crate::subject::SubjectKind::Alert {
+            component,
+            subscriber: Some(s),
+            ..
+        }) = crate::subject::parse_subject(subject)
+        {
+            alert.subscriber = s.to_string();
+            alert.component = component;
+        }
+        Ok(alert)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const BODY: &str = r#"{"severity":"critical","component":"relay","code":"c","message":"m","subscriber":"delinquency","provider":null,"interface_id":null,"time":"2026-11-25T10:30:00+09:00"}"#;
+
+    #[test]
+    fn an_agent_subject_names_the_subscriber_whatever_the_body_says() {
+        let a = Alert::from_stored("shirase.alert.critical.agent.tax", BODY.as_bytes()).unwrap();
+        assert_eq!(
+            (a.subscriber.as_str(), a.component.as_str()),
+            ("tax", "agent")
+        );
+        // The relay's own subjects are read as written.
+        let r = Alert::from_stored("shirase.alert.critical.relay", BODY.as_bytes()).unwrap();
+        assert_eq!(
+            (r.subscriber.as_str(), r.component.as_str()),
+            ("delinquency", "relay")
+        );
+        assert!(Alert::from_stored("shirase.alert.critical.agent.tax", b"{}").is_err());
+    }
+}

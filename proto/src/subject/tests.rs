@@ -104,12 +104,70 @@ fn alert_subjects_both_ways() {
             parse_subject(&s),
             Ok(SubjectKind::Alert {
                 severity: sev,
-                component: "agent".to_owned()
+                component: "agent".to_owned(),
+                subscriber: None,
+            })
+        );
+        let s = agent_alert_subject(sev, &sub("tax"));
+        assert_eq!(s, format!("shirase.alert.{}.agent.tax", sev.as_str()));
+        assert_eq!(
+            parse_subject(&s),
+            Ok(SubjectKind::Alert {
+                severity: sev,
+                component: "agent".to_owned(),
+                subscriber: Some(sub("tax")),
             })
         );
     }
     assert!(parse_subject(&format!("shirase.alert.info.{}", "a".repeat(32))).is_ok());
     assert!(parse_subject("shirase.alert.info.relay-2").is_ok());
+    // Only the agent's alerts carry a fifth token, and it is a subscriber id.
+    token_error("shirase.alert.info.agent.Tax", "subscriber id");
+    assert!(matches!(
+        parse_subject("shirase.alert.info.relay.tax"),
+        Err(SubjectError::TokenCount {
+            got: 5,
+            want: 4,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn inbox_prefixes_are_one_per_identity_and_never_overlap() {
+    assert_eq!(relay_inbox_prefix(), "_INBOX_relay");
+    assert_eq!(provider_inbox_prefix(&b("001")), "_INBOX_provider_001");
+    assert_eq!(
+        subscriber_inbox_prefix(&sub("tax")),
+        "_INBOX_subscriber_tax"
+    );
+    // None is the client library's default `_INBOX`, whose replies every identity could read.
+    for p in [
+        relay_inbox_prefix(),
+        provider_inbox_prefix(&b("001")),
+        subscriber_inbox_prefix(&sub("tax")),
+    ] {
+        assert!(check_inbox_prefix(&p).is_ok(), "{p}");
+        assert_ne!(p.split('.').next(), Some("_INBOX"));
+    }
+    for ok in ["_INBOX_x", "a.b-c.D_9"] {
+        assert!(check_inbox_prefix(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "",
+        "_INBOX.>",
+        "_INBOX.*",
+        "a..b",
+        ".a",
+        "a.",
+        "a b",
+        "a\"b",
+        "a\nb",
+        &"a".repeat(129),
+    ] {
+        let e = check_inbox_prefix(bad).unwrap_err();
+        assert!(e.message.contains("inbox prefix"), "{bad:?}: {}", e.message);
+    }
 }
 
 #[test]
@@ -144,7 +202,8 @@ fn wrong_token_counts() {
     );
     count_error("shirase.dlq.131016.001.001o05-00", "dlq", 5, 6);
     count_error("shirase.alert.info", "alert", 3, 4);
-    count_error("shirase.alert.info.agent.x", "alert", 5, 4);
+    count_error("shirase.alert.info.relay.x", "alert", 5, 4);
+    count_error("shirase.alert.info.agent.tax.x", "alert", 6, 4);
     let e = parse_subject("shirase.alert.info").unwrap_err();
     assert_eq!(
         e.to_string(),

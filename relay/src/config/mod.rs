@@ -41,7 +41,7 @@ pub use notifier::{
 };
 pub use operators::{Operator, RawOperator, Role};
 pub use providers::{Provider, RawCredentials, RawProvider, token_digest, token_in};
-pub use stream::{RawStream, Storage, StreamConfig};
+pub use stream::{Quotas, RawStream, Storage, StreamConfig};
 pub use subscribers::{Interface, RawInterface, RawSubscriber, Subscriber};
 pub use watch::{RawWatch, WatchConfig};
 
@@ -266,6 +266,34 @@ interfaces = ["001o05-00"]
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
         assert!(e.to_string().contains("providers[1].business_id"));
+    }
+
+    #[test]
+    fn quotas_and_the_inbox_prefix_are_checked_naming_their_field() {
+        let c = Config::from_toml_str(MINIMAL, None).unwrap();
+        assert_eq!(c.nats.inbox_prefix, "_INBOX_relay");
+        assert_eq!(
+            (c.stream.quotas.notices, c.stream.quotas.leases),
+            (2 << 30, 1 << 20)
+        );
+        let text = format!(
+            "{MINIMAL}\n[stream]\nmax_bytes = \"lots\"\ndlq_max_bytes = \"512KiB\"\n[nats]\ninbox_prefix = \"_INBOX.>\"\n"
+        );
+        let e = Config::from_toml_str(&text, None).unwrap_err();
+        let lines: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        for want in [
+            "stream.max_bytes: \"lots\" is not a size",
+            "stream.dlq_max_bytes: must be at least 1MiB",
+            "nats.inbox_prefix: an inbox prefix is",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.starts_with(want)),
+                "{want} missing from {lines:?}"
+            );
+        }
+        let text = format!("{MINIMAL}\n[nats]\ninbox_prefix = \"_INBOX_relay_2\"\n");
+        let c = Config::from_toml_str(&text, None).unwrap();
+        assert_eq!(c.nats.inbox_prefix, "_INBOX_relay_2");
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct RawNats {
     /// Refuse to talk to a server without TLS.
     #[serde(default)]
     pub tls_required: bool,
+    /// Subject prefix of the relay's replies; absent = `_INBOX_relay`.
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
     /// PubAck timeout.
     pub publish_timeout: String,
     /// Attempts per notice.
@@ -68,6 +71,10 @@ pub struct NatsConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Refuse a server that does not offer TLS.
     pub tls_required: bool,
+    /// Subject prefix of the relay's replies (default
+    /// [`shirase_proto::subject::relay_inbox_prefix`]); the generated authorization lets the
+    /// relay identity subscribe under it only.
+    pub inbox_prefix: String,
     /// PubAck timeout per attempt.
     pub publish_timeout: Duration,
     /// Attempts per notice.
@@ -126,6 +133,15 @@ impl NatsConfig {
                 "nats.tls_cert_file and nats.tls_key_file go together (client certificate and its key)",
             );
         }
+        let inbox_prefix = match &raw.inbox_prefix {
+            Some(prefix) => {
+                if let Err(e) = shirase_proto::subject::check_inbox_prefix(prefix) {
+                    p.push("nats.inbox_prefix", e.message);
+                }
+                prefix.clone()
+            }
+            None => shirase_proto::subject::relay_inbox_prefix(),
+        };
         let mut file = |name: &str, f: &Option<PathBuf>| {
             p.optional_path(&format!("nats.{name}"), f)
                 .map(|f| rebase(&f, base_dir))
@@ -138,6 +154,7 @@ impl NatsConfig {
             tls_cert_file: file("tls_cert_file", &raw.tls_cert_file),
             tls_key_file: file("tls_key_file", &raw.tls_key_file),
             tls_required: raw.tls_required,
+            inbox_prefix,
             publish_timeout: publish_timeout.unwrap_or_default(),
             publish_attempts: raw.publish_attempts,
             atomic_batches: raw.atomic_batches,

@@ -30,6 +30,7 @@ pub fn stream_config(config: &Config) -> stream::Config {
         },
         num_replicas: config.stream.replicas,
         max_age: Duration::from_secs(366 * 86_400),
+        max_bytes: config.stream.quotas.audit,
         duplicate_window: Duration::from_secs(120),
         allow_direct: true,
         ..Default::default()

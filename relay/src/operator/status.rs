@@ -412,7 +412,7 @@ pub async fn recent_alerts(js: &jetstream::Context, n: u64) -> Vec<Alert> {
     let mut seq = last;
     while seq >= first.max(1) && (out.len() as u64) < n {
         if let Ok(m) = s.get_raw_message(seq).await
-            && let Ok(v) = serde_json::from_slice::<Alert>(&m.payload)
+            && let Ok(v) = Alert::from_stored(&m.subject, &m.payload)
         {
             out.push(v);
         }

@@ -94,7 +94,7 @@ impl Agent {
         let js = jetstream::new(client.clone());
         let alerter = Arc::new(Alerter::new(
             js.clone(),
-            cfg.subscriber.to_string(),
+            cfg.subscriber.clone(),
             Duration::from_secs(300),
         ));
 
@@ -231,8 +231,8 @@ async fn connect(
     }
 }
 
-/// The shell's NATS settings from `[nats]`: identity (credentials file or nkey seed), TLS, and
-/// endless reconnection once connected.
+/// The shell's NATS settings from `[nats]`: identity (credentials file or nkey seed), TLS, the
+/// subscriber's own inbox prefix, and endless reconnection once connected.
 fn nats_settings(cfg: &Config) -> nats::NatsSettings {
     let n = &cfg.nats;
     nats::NatsSettings {
@@ -242,6 +242,11 @@ fn nats_settings(cfg: &Config) -> nats::NatsSettings {
         tls_cert_file: n.tls_cert_file.clone(),
         tls_key_file: n.tls_key_file.clone(),
         tls_required: n.tls_required,
+        inbox_prefix: Some(
+            n.inbox_prefix.clone().unwrap_or_else(|| {
+                shirase_proto::subject::subscriber_inbox_prefix(&cfg.subscriber)
+            }),
+        ),
         ..nats::NatsSettings::new(n.urls.clone(), format!("shirase-agent-{}", cfg.subscriber))
     }
 }

@@ -281,6 +281,22 @@ version = "1.0"
     }
 
     #[test]
+    fn the_inbox_prefix_is_checked_naming_its_field() {
+        assert_eq!(Config::from_toml_str(MIN).unwrap().nats.inbox_prefix, None);
+        let with =
+            |p: &str| MIN.replace("[sink]", &format!("[nats]\ninbox_prefix = {p:?}\n[sink]"));
+        let c = Config::from_toml_str(&with("_INBOX_subscriber_tax")).unwrap();
+        assert_eq!(
+            c.nats.inbox_prefix.as_deref(),
+            Some("_INBOX_subscriber_tax")
+        );
+        for bad in ["_INBOX.>", "a b", ""] {
+            let e = Config::from_toml_str(&with(bad)).unwrap_err();
+            assert_eq!(paths(&e), ["nats.inbox_prefix"], "{bad:?}");
+        }
+    }
+
+    #[test]
     fn optional_paths_are_absent_keys() {
         let c = Config::from_toml_str(MIN).unwrap();
         let n = &c.nats;

@@ -31,6 +31,9 @@ pub struct RawNats {
     /// Refuse to talk to a server without TLS.
     #[serde(default)]
     pub tls_required: bool,
+    /// Subject prefix of this agent's replies; absent = `_INBOX_subscriber_<subscriber>`.
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
 }
 
 /// NATS connection settings.
@@ -51,6 +54,10 @@ pub struct NatsConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Refuse a server that does not offer TLS.
     pub tls_required: bool,
+    /// Subject prefix of this agent's replies as configured; `None` = the subscriber's own,
+    /// [`shirase_proto::subject::subscriber_inbox_prefix`] (what the relay's generated
+    /// authorization lets this subscriber read).
+    pub inbox_prefix: Option<String>,
 }
 
 impl NatsConfig {
@@ -87,6 +94,11 @@ impl NatsConfig {
                 "nats.tls_cert_file and nats.tls_key_file go together (client certificate and its key)",
             );
         }
+        if let Some(prefix) = &raw.inbox_prefix
+            && let Err(e) = shirase_proto::subject::check_inbox_prefix(prefix)
+        {
+            p.push("nats.inbox_prefix", e.message);
+        }
         Self {
             urls: raw.urls.clone(),
             credentials_file,
@@ -95,6 +107,7 @@ impl NatsConfig {
             tls_cert_file,
             tls_key_file,
             tls_required: raw.tls_required,
+            inbox_prefix: raw.inbox_prefix.clone(),
         }
     }
 }

@@ -173,7 +173,7 @@ async fn bare_503_timeout_splits_the_window_then_dead_letters_at_max_depth() {
     })
     .await
     .unwrap();
-    assert_eq!(alert.0, "shirase.alert.warning.agent");
+    assert_eq!(alert.0, "shirase.alert.warning.agent.tax");
     let js = jetstream::new(client);
     let mut dlq = js
         .get_stream(shirase_proto::subject::DLQ_STREAM)

@@ -151,7 +151,7 @@ async fn an_outage_fires_the_watchdog_and_recovery_clears_it() {
     })
     .await
     .expect("a consumer_stalled alert");
-    assert_eq!(alert.0, "shirase.alert.warning.agent");
+    assert_eq!(alert.0, "shirase.alert.warning.agent.tax");
     let a = alert.1;
     assert_eq!(a.subscriber, "tax");
     assert_eq!(a.provider.as_deref(), Some("001"));

@@ -295,7 +295,7 @@ mod readme {
             ChangeKind::Update,
             None,                 // or Some(keys) with the 宛名番号 concerned
         );
-        // Nats-Msg-Id = notice.id; waits for the PubAck. On an error, publish the same notice again.
+        // Nats-Msg-Id = "<business id>:<notice id>"; waits for the PubAck. On an error, publish the same notice again.
         let ack = shirase_proto::publish::publish(js, &notice).await?;
         println!("stored at stream sequence {} (duplicate: {})", ack.sequence, ack.duplicate);
         Ok(())

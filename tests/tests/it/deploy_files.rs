@@ -641,12 +641,30 @@ fn checked_in_nats_auth_is_what_the_relay_emits_for_the_dev_seeds() {
         "deploy/nats/auth.conf is stale; regenerate it:\n  shirase-relay provision --config deploy/compose/relay.toml \
          --emit-nats-auth deploy/nats/auth.conf\n--- emitted ---\n{emitted}"
     );
-    // Least privilege as generated: one unrestricted identity (the relay), the others scoped.
+    // Least privilege as generated: only the relay publishes to >, nobody subscribes to > or to
+    // the shared _INBOX; each identity subscribes to its own inbox only.
     assert_eq!(
         checked_in.matches("allow: [\">\"]").count(),
-        2,
-        "only the relay publishes and subscribes to >"
+        1,
+        "only the relay publishes to >"
     );
+    assert!(!checked_in.contains("subscribe: { allow: [\">\"]"));
+    assert!(!checked_in.contains("\"_INBOX.>\""));
+    for inbox in [
+        "_INBOX_relay.>",
+        "_INBOX_provider_001.>",
+        "_INBOX_provider_010.>",
+        "_INBOX_subscriber_tax.>",
+        "_INBOX_subscriber_delinquency.>",
+    ] {
+        assert_eq!(
+            checked_in
+                .matches(&format!("subscribe: {{ allow: [\"{inbox}\"] }}"))
+                .count(),
+            1,
+            "{inbox}"
+        );
+    }
     assert!(checked_in.contains("\"shirase.notice.131016.010.010o01-00\""));
 }
 
@@ -1404,7 +1422,8 @@ fn cluster_configs_keep_the_durability_and_security_settings() {
         "nats-route://nats-1:6222",
         "nats-route://nats-2:6222",
         "nats-route://nats-3:6222",
-        "http: 0.0.0.0:8222",
+        // Monitoring (no authentication) on loopback only.
+        "http: 127.0.0.1:8222",
     ] {
         assert!(cluster.contains(must), "cluster.conf lost {must:?}");
     }
@@ -1495,7 +1514,7 @@ fn checked_in_cluster_configs_form_a_jetstream_cluster_on_loopback() {
         );
         text = replace_all(
             &text,
-            "http: 0.0.0.0:8222",
+            "http: 127.0.0.1:8222",
             &format!("http: 127.0.0.1:{}", monitor[i]),
             "monitoring",
         );

@@ -483,7 +483,7 @@ impl ClusterEnv {
         let notices = self.sim.notices();
         let lost: Vec<String> = notices
             .iter()
-            .map(|n| n.id.to_string())
+            .map(shirase_proto::publish::dedup_key)
             .filter(|id| !stored.contains(id))
             .collect();
         assert!(

@@ -93,7 +93,7 @@ async fn relay_over_https_stores_a_notice_and_refuses_untrusted_and_plain_client
     assert_eq!(body["duplicate"], false);
     let stored = read_stream(&js).await;
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].0, n.id.to_string());
+    assert_eq!(stored[0].0, format!("001:{}", n.id));
     assert_eq!(stored[0].1, "shirase.notice.131016.001.001o05-00");
 
     // (b) A client trusting another CA fails the handshake on the certificate.

@@ -69,7 +69,7 @@ async fn published_notice_survives_server_restart() {
     assert_eq!(back, n);
     assert_eq!(
         msg.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
-        Some(n.id.to_string().as_str())
+        Some(format!("001:{}", n.id).as_str())
     );
 }
 

@@ -76,7 +76,7 @@ async fn publish_alert(js: &async_nats::jetstream::Context, code: &str, provider
     let a = json!({"severity": "critical", "component": "agent", "code": code, "message": format!("{code} on {provider}"),
                    "subscriber": "tax", "provider": provider, "time": jiff::Timestamp::now().to_string()});
     js.publish(
-        "shirase.alert.critical.agent",
+        "shirase.alert.critical.agent.tax",
         serde_json::to_vec(&a).unwrap().into(),
     )
     .await

@@ -73,7 +73,10 @@ async fn replay_of_a_time_range_reaches_that_subscriber_only_and_a_retry_duplica
     let copies = read_all(&js, "SHIRASE_NOTICES", Some("shirase.replay.>")).await;
     let mut got: Vec<String> = copies.iter().map(|(_, id, _)| id.clone()).collect();
     got.sort();
-    let mut want: Vec<String> = inside.iter().map(|n| format!("replay:{rid}:{n}")).collect();
+    let mut want: Vec<String> = inside
+        .iter()
+        .map(|n| format!("replay:{rid}:001:{n}"))
+        .collect();
     want.sort();
     assert_eq!(got, want);
     assert!(

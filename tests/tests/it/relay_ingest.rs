@@ -28,7 +28,8 @@ async fn single_notice_is_stored_once_and_a_resend_is_a_duplicate() {
 
     let stored = read_stream(&js).await;
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].0, n.id.to_string());
+    // The de-duplication key is the provider's business id and the notice id.
+    assert_eq!(stored[0].0, format!("001:{}", n.id));
     assert_eq!(stored[0].1, "shirase.notice.131016.001.001o05-00");
     relay.stop().await;
 }
@@ -75,7 +76,10 @@ async fn a_mixed_batch_gets_207_with_per_item_results_and_valid_items_are_publis
     assert_eq!(r[2]["id"], other.id.to_string());
 
     let ids: Vec<String> = read_stream(&js).await.into_iter().map(|m| m.0).collect();
-    assert_eq!(ids, vec![ok1.id.to_string(), ok2.id.to_string()]);
+    assert_eq!(
+        ids,
+        vec![format!("001:{}", ok1.id), format!("001:{}", ok2.id)]
+    );
     relay.stop().await;
 }
 
@@ -332,9 +336,9 @@ async fn jetstream_down_gives_503_and_a_resend_after_recovery_is_stored_once() {
     let mut ids: Vec<String> = stored.into_iter().map(|m| m.0).collect();
     ids.sort();
     let mut want = vec![
-        n.id.to_string(),
-        batch[0]["id"].as_str().unwrap().to_owned(),
-        batch[1]["id"].as_str().unwrap().to_owned(),
+        format!("001:{}", n.id),
+        format!("001:{}", batch[0]["id"].as_str().unwrap()),
+        format!("001:{}", batch[1]["id"].as_str().unwrap()),
     ];
     want.sort();
     assert_eq!(ids, want, "each notice exactly once");
@@ -416,7 +420,7 @@ async fn atomic_batches_keep_per_notice_dedup() {
     // The sequences the relay derived from the batch PubAck are the real ones.
     let stored = read_stream(&js).await;
     for (item, (id, _, seq)) in first.iter().zip(&stored) {
-        assert_eq!(item["id"].as_str().unwrap(), id);
+        assert_eq!(&format!("001:{}", item["id"].as_str().unwrap()), id);
         assert_eq!(
             b["results"]
                 .as_array()
@@ -465,7 +469,7 @@ async fn a_jetstream_timeout_gives_503_and_the_resend_is_stored_once() {
     let (s, _, b) = relay.post(&token_001(), &json(&n)).await;
     assert_eq!(s, 202, "{b}");
     let ids: Vec<String> = read_stream(&js).await.into_iter().map(|m| m.0).collect();
-    assert_eq!(ids, vec![n.id.to_string()]);
+    assert_eq!(ids, vec![format!("001:{}", n.id)]);
     let text = relay
         .http
         .get(format!("{}/metrics", relay.base))

@@ -23,11 +23,24 @@ fn ident() -> Id {
     }
 }
 
-async fn connect(url: &str, id: &Id) -> async_nats::Client {
+/// Connect as `id`, replying under `inbox` (the identity's own prefix: the generated
+/// authorization lets it subscribe there only).
+async fn connect(url: &str, id: &Id, inbox: String) -> async_nats::Client {
     async_nats::ConnectOptions::with_nkey(id.seed.clone())
+        .custom_inbox_prefix(inbox)
         .connect(url)
         .await
         .unwrap()
+}
+
+fn relay_inbox() -> String {
+    shirase_proto::subject::relay_inbox_prefix()
+}
+fn provider_inbox(b: &str) -> String {
+    shirase_proto::subject::provider_inbox_prefix(&b.parse().unwrap())
+}
+fn subscriber_inbox(s: &str) -> String {
+    shirase_proto::subject::subscriber_inbox_prefix(&s.parse().unwrap())
 }
 
 fn js_short(client: async_nats::Client) -> jetstream::Context {
@@ -66,13 +79,13 @@ async fn generated_permissions_confine_providers_and_subscribers() {
             .is_err()
     );
 
-    let admin = js_short(connect(&url, &relay_id).await);
+    let admin = js_short(connect(&url, &relay_id, relay_inbox()).await);
     shirase_relay::provision::provision(&admin, &shirase_relay::topology::desired(&config), false)
         .await
         .unwrap();
 
     // Provider 001 may publish its own interface...
-    let pjs = js_short(connect(&url, &p001).await);
+    let pjs = js_short(connect(&url, &p001, provider_inbox("001")).await);
     let own = notice("001o05-00", 1);
     let ack = shirase_proto::publish::publish(&pjs, &own).await.unwrap();
     assert_eq!(ack.sequence, 1);
@@ -95,7 +108,7 @@ async fn generated_permissions_confine_providers_and_subscribers() {
     };
     assert!(!replay_acked, "a provider must not publish replays");
     // Provider 010 can publish its own.
-    let p10 = js_short(connect(&url, &p010).await);
+    let p10 = js_short(connect(&url, &p010, provider_inbox("010")).await);
     shirase_proto::publish::publish(&p10, &foreign)
         .await
         .unwrap();
@@ -107,7 +120,7 @@ async fn generated_permissions_confine_providers_and_subscribers() {
     );
 
     // Subscriber tax fetches from its own consumer...
-    let tjs = js_short(connect(&url, &tax).await);
+    let tjs = js_short(connect(&url, &tax, subscriber_inbox("tax")).await);
     let ts = tjs.get_stream("SHIRASE_NOTICES").await.unwrap();
     let own_consumer: consumer::PullConsumer = ts.get_consumer("tax_001").await.unwrap();
     let mut batch = own_consumer
@@ -126,7 +139,7 @@ async fn generated_permissions_confine_providers_and_subscribers() {
             .await
             .is_err()
     );
-    let tclient = connect(&url, &tax).await;
+    let tclient = connect(&url, &tax, subscriber_inbox("tax")).await;
     let raw = tokio::time::timeout(
         Duration::from_secs(2),
         tclient.request(

@@ -26,11 +26,24 @@ fn ident() -> Id {
     }
 }
 
-async fn connect(url: &str, id: &Id) -> async_nats::Client {
+/// Connect as `id`, replying under `inbox` (the identity's own prefix: the generated
+/// authorization lets it subscribe there only).
+async fn connect(url: &str, id: &Id, inbox: String) -> async_nats::Client {
     async_nats::ConnectOptions::with_nkey(id.seed.clone())
+        .custom_inbox_prefix(inbox)
         .connect(url)
         .await
         .unwrap()
+}
+
+fn relay_inbox() -> String {
+    shirase_proto::subject::relay_inbox_prefix()
+}
+fn provider_inbox(b: &str) -> String {
+    shirase_proto::subject::provider_inbox_prefix(&b.parse().unwrap())
+}
+fn subscriber_inbox(s: &str) -> String {
+    shirase_proto::subject::subscriber_inbox_prefix(&s.parse().unwrap())
 }
 
 fn js_short(client: async_nats::Client) -> jetstream::Context {
@@ -91,7 +104,7 @@ async fn generated_permissions_refuse_reading_what_is_not_yours() {
     .unwrap();
     let url = server.url();
     config.nats.urls = vec![url.clone()];
-    let admin_client = connect(&url, &relay_id).await;
+    let admin_client = connect(&url, &relay_id, relay_inbox()).await;
     let admin = js_short(admin_client.clone());
     shirase_relay::provision::provision(&admin, &shirase_relay::topology::desired(&config), false)
         .await
@@ -115,19 +128,19 @@ async fn generated_permissions_refuse_reading_what_is_not_yours() {
             .is_some()
     );
 
-    // The listening probe works where it is allowed (the relay identity may read everything).
-    let admin_sub = connect(&url, &relay_id).await;
+    // The listening probe works where it is allowed (tax's own inbox).
+    let tclient = connect(&url, &tax, subscriber_inbox("tax")).await;
     let heard = hears(
-        &admin_sub,
-        "shirase.replay.>",
+        &tclient,
+        "_INBOX_subscriber_tax.probe",
         &admin_client,
-        &["shirase.replay.delinquency.131016.001.001o05-00"],
+        &["_INBOX_subscriber_tax.probe"],
     )
     .await;
     assert!(heard, "the probe hears an allowed subject");
 
     // Provider 001: no consumer info, no consumer creation, no listening to notices.
-    let pclient = connect(&url, &p001).await;
+    let pclient = connect(&url, &p001, provider_inbox("001")).await;
     let pjs = js_short(pclient.clone());
     assert!(
         pjs.get_stream("SHIRASE_NOTICES").await.is_err(),
@@ -164,7 +177,6 @@ async fn generated_permissions_refuse_reading_what_is_not_yours() {
     assert!(!heard, "a provider listened to notices");
 
     // Subscriber tax: another subscriber's checkpoint is unreadable...
-    let tclient = connect(&url, &tax).await;
     let tjs = js_short(tclient.clone());
     let tkv = tjs.get_key_value("shirase_checkpoints").await.unwrap();
     assert!(

@@ -112,7 +112,7 @@ async fn relay_connects_over_tls_with_its_nkey_provisions_and_serves() {
     assert_eq!(status, 202, "{body}");
     let stored = read_stream(&js).await;
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].0, n.id.to_string());
+    assert_eq!(stored[0].0, format!("001:{}", n.id));
     relay.stop().await;
 }
 
