@@ -62,11 +62,11 @@ pub struct PublishError {
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// Headers a notice is published with: `Nats-Msg-Id` and `Content-Type`.
-pub fn headers(notice: &Notice) -> HeaderMap {
+pub fn headers<N: crate::Envelope + ?Sized>(notice: &N) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         async_nats::header::NATS_MESSAGE_ID,
-        notice.id.to_string().as_str(),
+        notice.notice_id().to_string().as_str(),
     );
     h.insert("Content-Type", CONTENT_TYPE);
     h

@@ -37,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use shirase_proto::{
-    BusinessId, Limits, Notice, Payload, PayloadError, Rule, Violation, parse_payload,
+    AnyNotice, BusinessId, Limits, Payload, PayloadError, Rule, Violation, parse_any_payload,
 };
 
 use crate::api_error::{ApiError, ErrorBody, Forbidden};
@@ -92,7 +92,11 @@ fn is_zero(n: &usize) -> bool {
 
 /// Whether the watcher, not the provider, announces `notice`'s change: the provider has a
 /// `watch` section and the change is older than its `watch.until` (or there is no `until`).
-fn covered_by_watcher(state: &AppState, notice: &Notice) -> bool {
+/// File-ready notices are never covered: the API watcher announces rows, not files.
+fn covered_by_watcher(state: &AppState, notice: &AnyNotice) -> bool {
+    let AnyNotice::Change(notice) = notice else {
+        return false;
+    };
     state
         .config
         .providers
@@ -150,42 +154,40 @@ fn payload_error(e: PayloadError) -> ApiError {
 }
 
 /// Whether `provider` may publish `notice` under this topology.
-fn authorize(state: &AppState, provider: BusinessId, notice: &Notice) -> Result<(), ApiError> {
-    let d = &notice.data;
-    if d.provider != provider {
+fn authorize(state: &AppState, provider: BusinessId, notice: &AnyNotice) -> Result<(), ApiError> {
+    let (d_provider, d_municipality) = (notice.provider(), notice.municipality());
+    let (d_interface, d_version) = (notice.interface_id(), notice.interface_version());
+    if d_provider != provider {
         return Err(ApiError::Forbidden(
             Forbidden::WrongProvider,
             format!(
-                "your credentials are provider {provider}'s; data.provider is {}",
-                d.provider
+                "your credentials are provider {provider}'s; data.provider is {d_provider}"
             ),
         ));
     }
-    if d.municipality_code != state.config.municipality {
+    if d_municipality != state.config.municipality {
         return Err(ApiError::Forbidden(
             Forbidden::WrongMunicipality,
             format!(
-                "this relay serves municipality {}; data.municipality_code is {}",
-                state.config.municipality, d.municipality_code
+                "this relay serves municipality {}; data.municipality_code is {d_municipality}",
+                state.config.municipality
             ),
         ));
     }
-    let mut known = state.config.interface(&d.interface_id).peekable();
+    let mut known = state.config.interface(&d_interface).peekable();
     if known.peek().is_none() {
         return Err(ApiError::Forbidden(
             Forbidden::UnknownInterface,
             format!(
-                "interface {} is not configured for provider {provider}",
-                d.interface_id
+                "interface {d_interface} is not configured for provider {provider}"
             ),
         ));
     }
-    if !known.any(|i| i.version == d.interface_version) {
+    if !known.any(|i| i.version == *d_version) {
         return Err(ApiError::Forbidden(
             Forbidden::UnknownInterfaceVersion,
             format!(
-                "interface {} is not configured at version {}",
-                d.interface_id, d.interface_version
+                "interface {d_interface} is not configured at version {d_version}"
             ),
         ));
     }
@@ -248,7 +250,7 @@ async fn handle(
         max_batch_notices: state.config.http.max_batch_notices,
         ..Limits::default()
     };
-    match parse_payload(&bytes, &limits).map_err(payload_error)? {
+    match parse_any_payload(&bytes, &limits).map_err(payload_error)? {
         Payload::Single(Err(violations)) => Err(ApiError::Unprocessable(
             format!(
                 "the notice has {} problem(s); see violations",
@@ -258,7 +260,7 @@ async fn handle(
         )),
         Payload::Single(Ok(notice)) => {
             authorize(state, provider, &notice)?;
-            let id = notice.id.to_string();
+            let id = notice.id().to_string();
             if covered_by_watcher(state, &notice) {
                 return Ok((
                     StatusCode::ACCEPTED,
@@ -320,7 +322,7 @@ async fn batch(
     state: &AppState,
     provider: BusinessId,
     bytes: &[u8],
-    items: Vec<Result<Notice, Vec<Violation>>>,
+    items: Vec<Result<AnyNotice, Vec<Violation>>>,
 ) -> Response {
     let (mut results, to_publish) = classify_items(state, provider, bytes, &items);
     publish_items(state, &to_publish, &mut results).await;
@@ -333,10 +335,10 @@ fn classify_items<'a>(
     state: &AppState,
     provider: BusinessId,
     bytes: &[u8],
-    items: &'a [Result<Notice, Vec<Violation>>],
-) -> (Vec<ItemResult>, Vec<(usize, &'a Notice)>) {
+    items: &'a [Result<AnyNotice, Vec<Violation>>],
+) -> (Vec<ItemResult>, Vec<(usize, &'a AnyNotice)>) {
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
-    let mut to_publish: Vec<(usize, &Notice)> = Vec::new();
+    let mut to_publish: Vec<(usize, &AnyNotice)> = Vec::new();
     let mut ids: Option<Vec<Option<String>>> = None;
     for (index, item) in items.iter().enumerate() {
         let mut r = ItemResult {
@@ -369,7 +371,7 @@ fn classify_items<'a>(
                 r.error = Some(e.body());
             }
             Ok(notice) => {
-                r.id = Some(notice.id.to_string());
+                r.id = Some(notice.id().to_string());
                 match authorize(state, provider, notice) {
                     Err(e) => {
                         state.metrics.reject(e.code(), 1);
@@ -392,10 +394,10 @@ fn classify_items<'a>(
 /// Publish `to_publish` and write each outcome into its item's result.
 async fn publish_items(
     state: &AppState,
-    to_publish: &[(usize, &Notice)],
+    to_publish: &[(usize, &AnyNotice)],
     results: &mut [ItemResult],
 ) {
-    let notices: Vec<&Notice> = to_publish.iter().map(|(_, n)| *n).collect();
+    let notices: Vec<&AnyNotice> = to_publish.iter().map(|(_, n)| *n).collect();
     let outcomes = state.publisher.publish_all(&notices).await;
     let mut failed_logged = 0usize;
     for ((index, notice), outcome) in to_publish.iter().zip(outcomes) {
@@ -408,12 +410,12 @@ async fn publish_items(
             }
             Err(f) => {
                 let e = if f.transient {
-                    unavailable(state, &notice.id.to_string())
+                    unavailable(state, &notice.id().to_string())
                 } else {
                     ApiError::Internal(f.to_string())
                 };
                 if failed_logged == 0 {
-                    tracing::warn!(notice = %notice.id, attempts = f.attempts, error = %f.last, "batch item not acknowledged");
+                    tracing::warn!(notice = %notice.id(), attempts = f.attempts, error = %f.last, "batch item not acknowledged");
                 }
                 failed_logged += 1;
                 state.metrics.reject(e.code(), 1);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
-use shirase_proto::Notice;
+use shirase_proto::Envelope;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -128,9 +128,9 @@ impl Publisher {
         self.timeout * self.attempts + atomic
     }
 
-    fn record(&self, notice: &Notice, stored: &Stored) {
+    fn record<N: Envelope>(&self, notice: &N, stored: &Stored) {
         let label = ProviderLabel {
-            provider: notice.data.provider.to_string(),
+            provider: notice.provider().to_string(),
         };
         self.metrics.accepted.get_or_create(&label).inc();
         if stored.duplicate {
@@ -139,7 +139,7 @@ impl Publisher {
     }
 
     /// Publish one notice and wait for its PubAck, retrying transient errors with the same id.
-    pub async fn publish(&self, notice: &Notice) -> Result<Stored, PublishFailure> {
+    pub async fn publish<N: Envelope + Sync>(&self, notice: &N) -> Result<Stored, PublishFailure> {
         let mut results = self.publish_all(&[notice]).await;
         results
             .pop()
@@ -147,7 +147,7 @@ impl Publisher {
     }
 
     /// Send `notice` without waiting for its PubAck.
-    async fn send(&self, notice: &Notice) -> Sent {
+    async fn send<N: Envelope + Sync>(&self, notice: &N) -> Sent {
         self.js
             .publish_with_headers(
                 notice.subject(),
@@ -159,9 +159,9 @@ impl Publisher {
 
     /// [`Publisher::publish`] whose first attempt may already have been sent; every attempt,
     /// its PubAck and the back-off before the next end at `deadline`.
-    async fn publish_sent(
+    async fn publish_sent<N: Envelope + Sync>(
         &self,
-        notice: &Notice,
+        notice: &N,
         mut first: Option<Sent>,
         deadline: Instant,
     ) -> Result<Stored, PublishFailure> {
@@ -195,10 +195,10 @@ impl Publisher {
                     let retry = transient(e.kind())
                         && attempt < self.attempts
                         && Instant::now() + backoff < deadline;
-                    tracing::debug!(notice = %notice.id, attempt, error = %e, retry, "publish failed");
+                    tracing::debug!(notice = %notice.notice_id(), attempt, error = %e, retry, "publish failed");
                     if !retry {
                         break Err(PublishFailure {
-                            id: notice.id.to_string(),
+                            id: notice.notice_id().to_string(),
                             attempts: attempt,
                             last: e.to_string(),
                             transient: transient(e.kind()),
@@ -248,7 +248,7 @@ impl Publisher {
     /// JetStream refuses a whole atomic batch when any `Nats-Msg-Id` in it is already stored,
     /// so a refused or unanswered batch falls back to per-notice publishing with the same
     /// ids: per-notice de-duplication (`duplicate: true`) is kept either way.
-    pub async fn publish_all(&self, notices: &[&Notice]) -> Vec<Result<Stored, PublishFailure>> {
+    pub async fn publish_all<N: Envelope + Sync>(&self, notices: &[&N]) -> Vec<Result<Stored, PublishFailure>> {
         if notices.is_empty() {
             return Vec::new();
         }
@@ -288,7 +288,7 @@ impl Publisher {
 
     /// One atomic batch, at most one `timeout` long; `None` when it was not committed as a
     /// whole (the caller publishes per notice).
-    async fn try_atomic(&self, notices: &[&Notice]) -> Option<Vec<Result<Stored, PublishFailure>>> {
+    async fn try_atomic<N: Envelope + Sync>(&self, notices: &[&N]) -> Option<Vec<Result<Stored, PublishFailure>>> {
         let started = Instant::now();
         self.metrics.in_flight.inc_by(notices.len() as i64);
         let res = tokio::time::timeout(
@@ -346,9 +346,9 @@ fn timed_out() -> jetstream::context::PublishError {
 }
 
 /// A transient failure of `notice` before it was sent.
-fn busy(notice: &Notice, why: &str) -> PublishFailure {
+fn busy<N: Envelope>(notice: &N, why: &str) -> PublishFailure {
     PublishFailure {
-        id: notice.id.to_string(),
+        id: notice.notice_id().to_string(),
         attempts: 0,
         last: why.to_owned(),
         transient: true,
@@ -387,9 +387,9 @@ pub enum AtomicError {
 /// `allow_atomic`): every message carries `Nats-Batch-Id` and `Nats-Batch-Sequence` besides
 /// its `Nats-Msg-Id`; the last one carries `Nats-Batch-Commit: 1` and is sent as a request
 /// whose answer is the batch's only PubAck. At most 1,000 notices.
-pub async fn publish_atomic(
+pub async fn publish_atomic<N: Envelope + Sync>(
     client: &async_nats::Client,
-    notices: &[&Notice],
+    notices: &[&N],
     timeout: Duration,
 ) -> Result<AtomicAck, AtomicError> {
     let batch_id = uuid::Uuid::now_v7().simple().to_string();

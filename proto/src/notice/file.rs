@@ -309,9 +309,26 @@ impl AnyNotice {
             AnyNotice::File(f) => f.data.interface_id,
         }
     }
-    /// The providing business id.
+    /// The providing business id (`data.provider`).
     pub fn provider(&self) -> BusinessId {
-        self.source().provider
+        match self {
+            AnyNotice::Change(n) => n.data.provider,
+            AnyNotice::File(f) => f.data.provider,
+        }
+    }
+    /// The municipality (`data.municipality_code`).
+    pub fn municipality(&self) -> MunicipalityCode {
+        match self {
+            AnyNotice::Change(n) => n.data.municipality_code,
+            AnyNotice::File(f) => f.data.municipality_code,
+        }
+    }
+    /// The interface version (版数).
+    pub fn interface_version(&self) -> &InterfaceVersion {
+        match self {
+            AnyNotice::Change(n) => &n.data.interface_version,
+            AnyNotice::File(f) => &f.data.interface_version,
+        }
     }
     /// The NATS subject.
     pub fn subject(&self) -> String {
@@ -326,6 +343,79 @@ impl AnyNotice {
             AnyNotice::Change(n) => n.to_json(),
             AnyNotice::File(f) => f.to_json(),
         }
+    }
+}
+
+/// What publishing needs of a notice of either kind: its id (`Nats-Msg-Id`), subject,
+/// provider and bytes.
+pub trait Envelope {
+    /// The notice id.
+    fn notice_id(&self) -> NoticeId;
+    /// The NATS subject.
+    fn subject(&self) -> String;
+    /// The providing business id.
+    fn provider(&self) -> BusinessId;
+    /// Compact JSON.
+    fn to_json(&self) -> Vec<u8>;
+}
+
+impl<T: Envelope + ?Sized> Envelope for &T {
+    fn notice_id(&self) -> NoticeId {
+        (**self).notice_id()
+    }
+    fn subject(&self) -> String {
+        (**self).subject()
+    }
+    fn provider(&self) -> BusinessId {
+        (**self).provider()
+    }
+    fn to_json(&self) -> Vec<u8> {
+        (**self).to_json()
+    }
+}
+
+impl Envelope for super::Notice {
+    fn notice_id(&self) -> NoticeId {
+        self.id
+    }
+    fn subject(&self) -> String {
+        super::Notice::subject(self)
+    }
+    fn provider(&self) -> BusinessId {
+        self.data.provider
+    }
+    fn to_json(&self) -> Vec<u8> {
+        super::Notice::to_json(self)
+    }
+}
+
+impl Envelope for FileNotice {
+    fn notice_id(&self) -> NoticeId {
+        self.id
+    }
+    fn subject(&self) -> String {
+        FileNotice::subject(self)
+    }
+    fn provider(&self) -> BusinessId {
+        self.data.provider
+    }
+    fn to_json(&self) -> Vec<u8> {
+        FileNotice::to_json(self)
+    }
+}
+
+impl Envelope for AnyNotice {
+    fn notice_id(&self) -> NoticeId {
+        self.id()
+    }
+    fn subject(&self) -> String {
+        AnyNotice::subject(self)
+    }
+    fn provider(&self) -> BusinessId {
+        AnyNotice::provider(self)
+    }
+    fn to_json(&self) -> Vec<u8> {
+        AnyNotice::to_json(self)
     }
 }
 
