@@ -69,7 +69,9 @@ pub mod validate;
 #[cfg(feature = "nats")]
 pub mod publish;
 
-pub use notice::file::{AnyNotice, Envelope, FILE_EVENT_TYPE, FileData, FileNotice, Sha256Hex, SharePath};
+pub use notice::file::{
+    AnyNotice, Envelope, FILE_EVENT_TYPE, FileData, FileNotice, Sha256Hex, SharePath,
+};
 pub use notice::{
     AtenaNo, BusinessId, ChangeKind, EVENT_TYPE, InterfaceId, InterfaceVersion, Keys,
     MunicipalityCode, Notice, NoticeData, NoticeId, OffsetTimestamp, ParseError, SPEC_VERSION,

@@ -160,9 +160,7 @@ fn authorize(state: &AppState, provider: BusinessId, notice: &AnyNotice) -> Resu
     if d_provider != provider {
         return Err(ApiError::Forbidden(
             Forbidden::WrongProvider,
-            format!(
-                "your credentials are provider {provider}'s; data.provider is {d_provider}"
-            ),
+            format!("your credentials are provider {provider}'s; data.provider is {d_provider}"),
         ));
     }
     if d_municipality != state.config.municipality {
@@ -178,17 +176,13 @@ fn authorize(state: &AppState, provider: BusinessId, notice: &AnyNotice) -> Resu
     if known.peek().is_none() {
         return Err(ApiError::Forbidden(
             Forbidden::UnknownInterface,
-            format!(
-                "interface {d_interface} is not configured for provider {provider}"
-            ),
+            format!("interface {d_interface} is not configured for provider {provider}"),
         ));
     }
     if !known.any(|i| i.version == *d_version) {
         return Err(ApiError::Forbidden(
             Forbidden::UnknownInterfaceVersion,
-            format!(
-                "interface {d_interface} is not configured at version {d_version}"
-            ),
+            format!("interface {d_interface} is not configured at version {d_version}"),
         ));
     }
     Ok(())

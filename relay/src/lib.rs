@@ -19,6 +19,8 @@
 //! - [`scheduler`]: pauses consumers during providers' maintenance windows.
 //! - [`lease`]: the KV lease that makes one relay replica the scheduler.
 //! - [`notifier`]: the error notification function (alerts by e-mail, webhook, command).
+//! - [`file_watcher`]: announces completed files on providers' file-server folders with
+//!   file-ready notices (格納完了通知), behind a KV lease per provider.
 //! - [`watcher`]: polls providers that cannot publish notices yet and publishes notices for
 //!   them (one poller per interface, deterministic ids, KV checkpoint, hand-over to native).
 //! - [`cli`]: the commands of the `shirase-relay` binary (serve, provision, check-config and
@@ -32,6 +34,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod file_watcher;
 pub mod ingest;
 pub mod lease;
 pub mod metrics;

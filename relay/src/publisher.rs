@@ -248,7 +248,10 @@ impl Publisher {
     /// JetStream refuses a whole atomic batch when any `Nats-Msg-Id` in it is already stored,
     /// so a refused or unanswered batch falls back to per-notice publishing with the same
     /// ids: per-notice de-duplication (`duplicate: true`) is kept either way.
-    pub async fn publish_all<N: Envelope + Sync>(&self, notices: &[&N]) -> Vec<Result<Stored, PublishFailure>> {
+    pub async fn publish_all<N: Envelope + Sync>(
+        &self,
+        notices: &[&N],
+    ) -> Vec<Result<Stored, PublishFailure>> {
         if notices.is_empty() {
             return Vec::new();
         }
@@ -288,7 +291,10 @@ impl Publisher {
 
     /// One atomic batch, at most one `timeout` long; `None` when it was not committed as a
     /// whole (the caller publishes per notice).
-    async fn try_atomic<N: Envelope + Sync>(&self, notices: &[&N]) -> Option<Vec<Result<Stored, PublishFailure>>> {
+    async fn try_atomic<N: Envelope + Sync>(
+        &self,
+        notices: &[&N],
+    ) -> Option<Vec<Result<Stored, PublishFailure>>> {
         let started = Instant::now();
         self.metrics.in_flight.inc_by(notices.len() as i64);
         let res = tokio::time::timeout(
