@@ -9,7 +9,7 @@ use shirase_proto::BusinessId;
 use super::common::Problems;
 
 /// `[files]` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFiles {
     /// Deliveries of a file that is missing or differs from its notice before it is
@@ -23,6 +23,15 @@ pub struct RawFiles {
 
 fn d_attempts() -> u64 {
     5
+}
+
+impl Default for RawFiles {
+    fn default() -> Self {
+        Self {
+            attempts: d_attempts(),
+            shares: Vec::new(),
+        }
+    }
 }
 
 /// `[[files.shares]]` as written.
