@@ -19,6 +19,7 @@ mod demo_script;
 mod deploy_files;
 mod fault_cluster;
 mod fault_support;
+mod files;
 mod http_tls;
 mod maintenance_scheduler;
 mod nats_harness;
