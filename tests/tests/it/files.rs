@@ -361,3 +361,108 @@ async fn a_file_ready_notice_posted_by_the_provider_is_delivered() {
     assert!(answer.to_string().contains("/data/path"), "{answer}");
     agent.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "slow: 10,000 files announced, hashed, copied and fsync'd one by one (about a minute)"]
+async fn ten_thousand_small_files_are_each_announced_and_delivered_once() {
+    let env = FileEnv::start(r#"completion = "settle""#).await;
+    for i in 0..10_000 {
+        write(
+            &env.share().join(format!("f{i:05}.csv")),
+            format!("{i}\n").as_bytes(),
+        );
+    }
+    let agent = env.agent();
+    let sink = env.sink();
+    wait_until(600, "10,000 files delivered", || async {
+        std::fs::read_dir(&sink).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".csv"))
+            })
+            .count()
+        }) == 10_000
+    })
+    .await;
+    assert_eq!(std::fs::read(sink.join("f04242.csv")).unwrap(), b"4242\n");
+    let n = env.file_notices().await;
+    assert_eq!(n.len(), 10_000);
+    let ids: std::collections::BTreeSet<_> = n.iter().map(|v| v["id"].to_string()).collect();
+    assert_eq!(ids.len(), 10_000);
+    agent.stop().await;
+}
+
+/// `target/<profile>/shirase-agent`, next to the test executable's folder.
+fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .skip(1)
+        .map(|d| d.join("shirase-agent"))
+        .find(|p| p.is_file())
+        .expect("shirase-agent binary: run `cargo build --workspace --bins` first")
+}
+
+/// Peak resident memory (VmHWM) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// One 2 GiB file through the `shirase-agent` process: verified and copied in pieces, so the
+/// agent's peak memory stays far below the file's size. Prints throughput and peak RSS.
+#[tokio::test]
+#[ignore = "slow: writes, hashes and copies a 2 GiB file (about a minute, 4 GiB of disk)"]
+async fn a_two_gib_file_is_streamed_with_flat_agent_memory() {
+    const SIZE: u64 = 2 << 30;
+    let env = FileEnv::start(r#"completion = "marker""#).await;
+    let data = env.share().join("big.csv");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&data).unwrap());
+        let piece: Vec<u8> = (0..(1u32 << 20)).map(|i| b'a' + (i % 26) as u8).collect();
+        for _ in 0..(SIZE >> 20) {
+            f.write_all(&piece).unwrap();
+        }
+        f.flush().unwrap();
+    }
+    write(&env.share().join("big.csv.end"), b"record_count=1\n");
+    wait_until(300, "announced", || async {
+        env.file_notices().await.len() == 1
+    })
+    .await;
+    let config = env.dir.path().join("agent.toml");
+    std::fs::write(&config, env.agent_toml()).unwrap();
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new(agent_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dest = env.sink().join("big.csv");
+    let mut peak = 0;
+    wait_until(600, "the 2 GiB copy in the sink", || {
+        peak = peak.max(peak_rss_kib(child.id()));
+        let done = std::fs::metadata(&dest).is_ok_and(|m| m.len() == SIZE);
+        async move { done }
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    peak = peak.max(peak_rss_kib(child.id()));
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "2 GiB file: agent start to verified copy {secs:.1} s ({:.0} MiB/s; read once, hashed while copied), agent peak RSS {} MiB",
+        (SIZE >> 20) as f64 / secs,
+        peak / 1024
+    );
+    assert!(
+        peak < 200 * 1024,
+        "agent peak RSS {peak} KiB: the file was not streamed"
+    );
+}
