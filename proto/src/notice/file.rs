@@ -261,15 +261,6 @@ impl FileNotice {
         NoticeId(uuid::Builder::from_custom_bytes(bytes).into_uuid())
     }
 
-    /// The NATS subject: the same as a change notice of the interface.
-    pub fn subject(&self) -> String {
-        crate::subject::notice_subject(
-            &self.data.municipality_code,
-            &self.data.provider,
-            &self.data.interface_id,
-        )
-    }
-
     /// Serialize to compact JSON.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

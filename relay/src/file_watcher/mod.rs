@@ -260,21 +260,13 @@ impl FileWatcher {
             return Err(Waiting);
         };
         let info = match (&marker_path, marker) {
-            (Some(p), Some(_)) => {
-                let p = p.clone();
-                let text = tokio::task::spawn_blocking(move || scan::read_marker(&p))
-                    .await
-                    .map_err(|_| Waiting)?
-                    .map_err(|_| Waiting)?;
-                match scan::parse_marker(&text) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::warn!(provider = %self.cfg.provider, interface = %fi.id, "completion marker unreadable, file not announced: {e}");
-                        self.refused.insert(key, l.stat);
-                        return Ok(false);
-                    }
+            (Some(p), Some(_)) => match self.marker_info(fi, p).await? {
+                Some(i) => i,
+                None => {
+                    self.refused.insert(key, l.stat);
+                    return Ok(false);
                 }
-            }
+            },
             _ => scan::MarkerInfo::default(),
         };
         if let Some(other) = info.interface_id.filter(|i| *i != fi.id) {
@@ -304,13 +296,27 @@ impl FileWatcher {
             self.refused.insert(key, l.stat);
             return Ok(false);
         }
+        self.announce(fi, &key, l.stat, &notice).await
+    }
+
+    /// Publish `notice` unless the same contents were announced under this path already, and
+    /// remember it.
+    async fn announce(
+        &mut self,
+        fi: &FileInterface,
+        key: &str,
+        stat: Stat,
+        notice: &FileNotice,
+    ) -> Result<bool, Waiting> {
+        let key = key.to_owned();
+        let (size, sha256) = (notice.data.size, notice.data.sha256);
         let same_contents = self
             .memory
             .as_ref()
             .and_then(|m| m.files.get(&key))
             .is_some_and(|a| a.size == size && a.sha256 == sha256.to_string());
         if !same_contents {
-            match self.publisher.publish(&notice).await {
+            match self.publisher.publish(notice).await {
                 Ok(_) => {}
                 Err(f) => {
                     tracing::warn!(provider = %self.cfg.provider, notice = %notice.id, "file-ready notice not acknowledged, trying again: {}", f.last);
@@ -321,7 +327,7 @@ impl FileWatcher {
         let a = Announced {
             path: key.clone(),
             size,
-            mtime_ns: l.stat.mtime.as_nanosecond(),
+            mtime_ns: stat.mtime.as_nanosecond(),
             sha256: sha256.to_string(),
             id: notice.id.to_string(),
         };
@@ -335,6 +341,26 @@ impl FileWatcher {
             tracing::info!(provider = %self.cfg.provider, interface = %fi.id, notice = %notice.id, size, "file announced");
         }
         Ok(!same_contents)
+    }
+
+    /// The marker's content; `None` (logged) when it cannot be used.
+    async fn marker_info(
+        &self,
+        fi: &FileInterface,
+        p: &std::path::Path,
+    ) -> Result<Option<scan::MarkerInfo>, Waiting> {
+        let p = p.to_path_buf();
+        let text = tokio::task::spawn_blocking(move || scan::read_marker(&p))
+            .await
+            .map_err(|_| Waiting)?
+            .map_err(|_| Waiting)?;
+        match scan::parse_marker(&text) {
+            Ok(i) => Ok(Some(i)),
+            Err(e) => {
+                tracing::warn!(provider = %self.cfg.provider, interface = %fi.id, "completion marker unreadable, file not announced: {e}");
+                Ok(None)
+            }
+        }
     }
 
     /// Scan every `scan_interval` while this replica holds the provider's lease, until `stop`.

@@ -415,7 +415,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 /// One 2 GiB file through the `shirase-agent` process: verified and copied in pieces, so the
 /// agent's peak memory stays far below the file's size. Prints throughput and peak RSS.
 #[tokio::test]
-#[ignore = "slow: writes, hashes and copies a 2 GiB file (about a minute, 4 GiB of disk)"]
+#[ignore = "slow: writes, hashes and copies a 2 GiB file (minutes in a debug build, 4 GiB of disk)"]
 async fn a_two_gib_file_is_streamed_with_flat_agent_memory() {
     const SIZE: u64 = 2 << 30;
     let env = FileEnv::start(r#"completion = "marker""#).await;
