@@ -312,17 +312,17 @@ fn validate_interface(
             }
         },
     };
-    let dir = if ri.dir.is_empty() {
-        None
-    } else {
-        Some(p.parse::<SharePath>(&format!("{ipath}.dir"), &ri.dir)?)
-    };
     if ri.pattern.is_empty() || ri.pattern.contains('/') {
         p.push(
             format!("{ipath}.pattern"),
             "give a file name pattern without '/' (e.g. \"*.csv\")",
         );
     }
+    let dir = if ri.dir.is_empty() {
+        None
+    } else {
+        Some(p.parse::<SharePath>(&format!("{ipath}.dir"), &ri.dir)?)
+    };
     Some(FileInterface {
         id,
         version,
@@ -343,6 +343,68 @@ mod tests {
         assert!(!glob_match("*.csv", "x.csv.end"));
         assert!(!glob_match("a?c", "ac"));
         assert!(glob_match("滞納*.csv", "滞納1.csv"));
+    }
+
+    const TOPOLOGY: &str = r#"
+municipality_code = "131016"
+[[providers]]
+business_id = "015"
+name = "tax collection"
+pull_api_base_url = "http://127.0.0.1:9000"
+credentials = { token_sha256 = ["0000000000000000000000000000000000000000000000000000000000000000"] }
+[[interfaces]]
+id = "015o02-00"
+version = "1.0"
+provider = "015"
+"#;
+
+    #[test]
+    fn a_valid_folder_loads_with_defaults() {
+        let text = format!(
+            "{TOPOLOGY}\n[[file_watch]]\nprovider = \"015\"\nroot = \"share\"\n[[file_watch.interfaces]]\nid = \"015o02-00\"\ndir = \"015o02\"\npattern = \"*.csv\"\n"
+        );
+        let c =
+            crate::config::Config::from_toml_str(&text, Some(Path::new("/etc/shirase"))).unwrap();
+        let fw = &c.file_watch[0];
+        assert_eq!(fw.root, PathBuf::from("/etc/shirase/share"));
+        assert_eq!(fw.completion, Completion::Marker("{name}.end".into()));
+        assert_eq!(fw.settle, Duration::from_secs(30));
+        assert_eq!(fw.scan_interval, Duration::from_secs(5));
+        assert_eq!(fw.interfaces[0].version.as_str(), "1.0");
+        assert_eq!(fw.interfaces[0].dir.as_ref().unwrap().as_str(), "015o02");
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        let text = format!(
+            "{TOPOLOGY}\n[[file_watch]]\nprovider = \"016\"\nroot = \"\"\ncompletion = \"mtime\"\nmarker = \"end\"\nsettle = \"soon\"\nscan_interval = \"10ms\"\n[[file_watch.interfaces]]\nid = \"001o05-00\"\ndir = \"../x\"\npattern = \"a/b\"\n"
+        );
+        let e = crate::config::Config::from_toml_str(&text, None).unwrap_err();
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "file_watch[0].provider",
+            "file_watch[0].root",
+            "file_watch[0].completion",
+            "file_watch[0].settle",
+            "file_watch[0].scan_interval",
+            "file_watch[0].interfaces[0].id",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+        let text = format!(
+            "{TOPOLOGY}\n[[file_watch]]\nprovider = \"015\"\nroot = \"s\"\nmarker = \"end\"\n[[file_watch.interfaces]]\nid = \"015o02-00\"\ndir = \"../x\"\npattern = \"a/b\"\n"
+        );
+        let e = crate::config::Config::from_toml_str(&text, None).unwrap_err();
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "file_watch[0].marker",
+                "file_watch[0].interfaces[0].pattern",
+                "file_watch[0].interfaces[0].dir"
+            ],
+            "{e}"
+        );
     }
 
     #[test]
