@@ -19,7 +19,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shirase_proto::record::{
-    Alert, AuditRecord, Checkpoint, DeadLetter, WatcherCheckpoint, schema as shipped,
+    Alert, AuditRecord, Checkpoint, DeadLetter, FileWatchEntry, WatcherCheckpoint,
+    schema as shipped,
 };
 
 fn dir() -> PathBuf {
@@ -64,6 +65,11 @@ const RECORDS: &[Record] = &[
         name: "watcher-checkpoint",
         shipped: shipped::WATCHER_CHECKPOINT,
         round_trip: round_trip::<WatcherCheckpoint>,
+    },
+    Record {
+        name: "file-watch-entry",
+        shipped: shipped::FILE_WATCH_ENTRY,
+        round_trip: round_trip::<FileWatchEntry>,
     },
 ];
 

@@ -3,30 +3,16 @@
 //! (or another replica taking the lease over) neither hashes unchanged files again nor
 //! announces them again. Written after the notice's PubAck: a crash in between announces the
 //! file once more with the same deterministic id, which JetStream drops inside its duplicate
-//! window and the agent delivers idempotently after it.
+//! window and the agent delivers idempotently after it. The value is
+//! [`shirase_proto::record::FileWatchEntry`] (schema `file-watch-entry.v1.json`).
 
 use std::collections::HashMap;
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+pub use shirase_proto::record::FileWatchEntry as Announced;
 use shirase_proto::subject::CHECKPOINT_BUCKET;
-
-/// One announced file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Announced {
-    /// Path relative to the share.
-    pub path: String,
-    /// Size announced.
-    pub size: u64,
-    /// Modification time seen, nanoseconds since the Unix epoch.
-    pub mtime_ns: i128,
-    /// SHA-256 announced.
-    pub sha256: String,
-    /// Notice id.
-    pub id: String,
-}
 
 /// The watcher's memory of one provider's folder.
 #[derive(Debug)]
@@ -58,7 +44,7 @@ impl Memory {
             if let Some(v) = store.get(k.as_str()).await.map_err(|e| e.to_string())?
                 && let Ok(a) = serde_json::from_slice::<Announced>(&v)
             {
-                files.insert(a.path.clone(), a);
+                files.insert(a.path.to_string(), a);
             }
         }
         Ok(Self {
@@ -78,10 +64,10 @@ impl Memory {
     pub async fn remember(&mut self, a: Announced) -> Result<(), String> {
         let bytes = serde_json::to_vec(&a).map_err(|e| e.to_string())?;
         self.store
-            .put(self.key(&a.path), bytes.into())
+            .put(self.key(a.path.as_str()), bytes.into())
             .await
             .map_err(|e| e.to_string())?;
-        self.files.insert(a.path.clone(), a);
+        self.files.insert(a.path.to_string(), a);
         Ok(())
     }
 }

@@ -218,9 +218,9 @@ impl FileWatcher {
         };
         let key = rel.as_str().to_owned();
         let known = self.memory.as_ref().and_then(|m| m.files.get(&key));
-        if known
-            .is_some_and(|a| a.size == l.stat.size && a.mtime_ns == l.stat.mtime.as_nanosecond())
-            || self.refused.get(&key) == Some(&l.stat)
+        if known.is_some_and(|a| {
+            a.size == l.stat.size && i128::from(a.mtime_ns) == l.stat.mtime.as_nanosecond()
+        }) || self.refused.get(&key) == Some(&l.stat)
         {
             self.seen.remove(&key);
             return Ok(false);
@@ -314,7 +314,7 @@ impl FileWatcher {
             .memory
             .as_ref()
             .and_then(|m| m.files.get(&key))
-            .is_some_and(|a| a.size == size && a.sha256 == sha256.to_string());
+            .is_some_and(|a| a.size == size && a.sha256 == sha256);
         if !same_contents {
             match self.publisher.publish(notice).await {
                 Ok(_) => {}
@@ -325,11 +325,11 @@ impl FileWatcher {
             }
         }
         let a = Announced {
-            path: key.clone(),
+            path: notice.data.path.clone(),
             size,
-            mtime_ns: stat.mtime.as_nanosecond(),
-            sha256: sha256.to_string(),
-            id: notice.id.to_string(),
+            mtime_ns: i64::try_from(stat.mtime.as_nanosecond()).unwrap_or(i64::MAX),
+            sha256,
+            id: notice.id,
         };
         if let Some(m) = self.memory.as_mut()
             && let Err(e) = m.remember(a).await

@@ -24,6 +24,7 @@ pub(crate) struct FileEnv {
     pub dir: tempfile::TempDir,
     pub js: jetstream::Context,
     pub relay: TestRelay,
+    pub config: shirase_relay::config::Config,
 }
 
 impl FileEnv {
@@ -74,12 +75,13 @@ pattern = "*.csv"
         );
         let config = shirase_relay::config::Config::from_toml_str(&text, None).unwrap();
         let js = provision(&config).await;
-        let relay = TestRelay::start(config).await;
+        let relay = TestRelay::start(config.clone()).await;
         FileEnv {
             nats,
             dir,
             js,
             relay,
+            config,
         }
     }
 
@@ -212,6 +214,74 @@ async fn a_partial_write_is_not_announced_the_completed_file_is_delivered_once()
     assert_eq!(env.file_notices().await.len(), 1);
     assert!(data.is_file());
     agent.stop().await;
+}
+
+/// `name{provider="015"} value` from the relay's OpenMetrics text.
+async fn relay_metric(relay: &TestRelay, name: &str) -> u64 {
+    let text = relay
+        .http
+        .get(format!("{}/metrics", relay.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("provider=\"015\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test]
+async fn a_restarted_relay_announces_nothing_it_announced_before() {
+    let env = FileEnv::start(r#"completion = "settle""#).await;
+    write(&env.share().join("a.csv"), b"a\n");
+    wait_until(20, "a.csv announced", || async {
+        env.file_notices().await.len() == 1
+    })
+    .await;
+    let FileEnv {
+        nats,
+        dir,
+        js,
+        relay,
+        config,
+    } = env;
+    relay.stop().await;
+    let relay = TestRelay::start(config.clone()).await;
+    let env = FileEnv {
+        nats,
+        dir,
+        js,
+        relay,
+        config,
+    };
+    write(&env.share().join("b.csv"), b"b\n");
+    wait_until(20, "b.csv announced by the new relay", || async {
+        env.file_notices().await.len() == 2
+    })
+    .await;
+    let paths: Vec<Value> = env
+        .file_notices()
+        .await
+        .iter()
+        .map(|n| n["data"]["path"].clone())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![Value::from("015o02/a.csv"), Value::from("015o02/b.csv")]
+    );
+    // The new relay remembered a.csv (KV) instead of publishing it again for JetStream to drop.
+    assert_eq!(
+        relay_metric(&env.relay, "shirase_relay_notices_accepted_total").await,
+        1
+    );
+    assert_eq!(
+        relay_metric(&env.relay, "shirase_relay_notices_duplicate_total").await,
+        0
+    );
 }
 
 #[tokio::test]
