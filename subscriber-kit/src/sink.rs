@@ -15,6 +15,10 @@
 //! - [`CommandSink`]: writes the delivery to a batch file and runs a program with its path
 //!   (job-management tools, ジョブ管理ツール); exit status 0 = accepted.
 //! - [`Sink`]: the trait for embedding the kit in a Rust consumer.
+//!
+//! Files named by file-ready notices (格納完了通知) go through [`Sink::deliver_file`]: the file
+//! sink copies them atomically into `<dir>/files/<interface id>/`, the HTTP sink streams their
+//! bytes, the command sink runs its program with the path on the share (see [`crate::files`]).
 
 use std::fmt::Debug;
 use std::io::{Read, Seek, Write};
