@@ -11,7 +11,8 @@
 #
 # What runs (logs in <data-dir>/logs/):
 #   nats-server  127.0.0.1:4222 (monitoring :8222), JetStream store <data-dir>/nats, sync always
-#   shirase-relay provision + serve, 127.0.0.1:8080   (deploy/dev/relay.toml)
+#   shirase-relay provision + serve, 127.0.0.1:8080   (deploy/dev/relay.toml + a [[file_watch]] of
+#                                                     <data-dir>/share/010, the tax provider's folder)
 #   provider-sim 001 resident registry  127.0.0.1:9001, notifying the relay with the dev token
 #   provider-sim 010 resident tax       127.0.0.1:9010, notifying the relay with the dev token
 #   shirase-agent tax          127.0.0.1:9464, sink <data-dir>/tax          (deploy/dev/agent-tax.toml)
@@ -71,8 +72,8 @@ for b in shirase-relay shirase-agent provider-sim; do
 done
 
 # --- process bookkeeping: every child by pid, stopped in reverse order ----------------------
-rm -rf "${data:?}/nats" "$data/logs" "$data/tax" "$data/delinquency" "$data/summary.json"
-mkdir -p "$data/nats" "$data/logs"
+rm -rf "${data:?}/nats" "$data/logs" "$data/tax" "$data/delinquency" "$data/summary.json" "$data/share"
+mkdir -p "$data/nats" "$data/logs" "$data/share/010/010o01"
 pids=()
 names=()
 export NO_COLOR=1 # plain log files
@@ -142,12 +143,29 @@ start nats-server "$nats_bin" -c "$data/nats-server.conf"
 wait_http nats-server http://127.0.0.1:8222/healthz
 say "nats-server $("$nats_bin" --version | sed 's/^nats-server: //') up: nats://127.0.0.1:4222"
 
-"$bin_dir/shirase-relay" provision --config deploy/dev/relay.toml >"$data/logs/provision.plan" 2>"$data/logs/provision.log" \
+# The dev topology plus file integration: the tax provider's folder on the "file server" (a
+# directory under the data dir) watched by the relay; its credential paths made absolute.
+sed "s#token_file = \"credentials/#token_file = \"$root/deploy/dev/credentials/#" deploy/dev/relay.toml >"$data/relay.toml"
+cat >>"$data/relay.toml" <<TOML
+
+[[file_watch]]
+provider = "010"
+root = "$data/share/010"
+completion = "marker"
+marker = "{name}.end"
+settle = "2s"
+scan_interval = "1s"
+[[file_watch.interfaces]]
+id = "010o01-00"
+dir = "010o01"
+pattern = "*.csv"
+TOML
+"$bin_dir/shirase-relay" provision --config "$data/relay.toml" >"$data/logs/provision.plan" 2>"$data/logs/provision.log" \
   || { cat "$data/logs/provision.log" >&2; die "provisioning failed"; }
 say "provisioned (shirase-relay provision --config deploy/dev/relay.toml):"
 sed 's/^/demo:     /' "$data/logs/provision.plan"
 
-start relay "$bin_dir/shirase-relay" serve --config deploy/dev/relay.toml
+start relay "$bin_dir/shirase-relay" serve --config "$data/relay.toml"
 wait_http relay http://127.0.0.1:8080/readyz
 say "relay up: POST http://127.0.0.1:8080/v1/notices"
 
@@ -175,6 +193,14 @@ for sub in tax delinquency; do
   sed 's/^\[\[providers\]\]$/[[providers]]\nenforce_maintenance = false/' \
     "deploy/dev/agent-$sub.toml" > "$data/agent-$sub.toml"
 done
+# The delinquency agent's own mount of the tax provider's share (here: the same directory).
+cat >>"$data/agent-delinquency.toml" <<TOML
+
+[files]
+[[files.shares]]
+provider = "010"
+root = "$data/share/010"
+TOML
 start agent-tax env SHIRASE_AGENT__SINK__DIR="$data/tax" SHIRASE_AGENT__RETRY__MAX=4s \
   "$bin_dir/shirase-agent" --config "$data/agent-tax.toml"
 start agent-delinquency env SHIRASE_AGENT__SINK__DIR="$data/delinquency" SHIRASE_AGENT__RETRY__MAX=4s \

@@ -6,7 +6,8 @@
 //! agent and any provider that writes notices itself.
 //!
 //! Module map:
-//! - [`notice`]: the CloudEvents 1.0 notice type and its typed fields (newtypes).
+//! - [`notice`]: the CloudEvents 1.0 notice type and its typed fields (newtypes); `notice::file`:
+//!   the file-ready notice (格納完了通知) of file integration, same envelope, its own `type`.
 //! - [`validate`]: validation of untrusted bytes into a [`Notice`], returning every violation
 //!   with its JSON Pointer path; batch limits; the personal-data (個人番号) guard.
 //! - [`check_digit`]: the JIS X 0402 municipality-code and individual-number check digits.
@@ -21,7 +22,7 @@
 //!
 //! Invariant: without the `nats` feature this crate does no I/O and uses no async runtime.
 //!
-//! The JSON Schema `schema/notice.v1.json` (for producers in other languages) and the golden
+//! The JSON Schemas `schema/notice.v1.json` and `schema/file-ready.v1.json` (for producers in other languages) and the golden
 //! examples in `examples/` are kept in agreement with [`validate`] by `tests/schema.rs`; the
 //! records' schemas (`schema/*.v1.json`) and examples (`examples/records/`) with the [`record`]
 //! types by `tests/records.rs`.
@@ -69,6 +70,9 @@ pub mod validate;
 #[cfg(feature = "nats")]
 pub mod publish;
 
+pub use notice::file::{
+    AnyNotice, Envelope, FILE_EVENT_TYPE, FileData, FileNotice, Sha256Hex, SharePath,
+};
 pub use notice::{
     AtenaNo, BusinessId, ChangeKind, EVENT_TYPE, InterfaceId, InterfaceVersion, Keys,
     MunicipalityCode, Notice, NoticeData, NoticeId, OffsetTimestamp, ParseError, SPEC_VERSION,
@@ -76,6 +80,6 @@ pub use notice::{
 };
 pub use subject::{Severity, SubjectError, SubjectKind, SubscriberId};
 pub use validate::{
-    Limits, Payload, PayloadError, Rule, Violation, parse_notice, parse_payload,
-    parse_payload_spans,
+    Limits, Payload, PayloadError, Rule, Violation, parse_any_notice, parse_any_payload,
+    parse_any_payload_spans, parse_file_notice, parse_notice, parse_payload, parse_payload_spans,
 };

@@ -606,5 +606,7 @@ pub(crate) fn truncate(s: &str) -> String {
         .collect()
 }
 
+pub mod file;
+
 #[cfg(test)]
 mod tests;

@@ -82,12 +82,12 @@ pub fn connect_options(provider: &BusinessId) -> async_nats::ConnectOptions {
 /// The JetStream de-duplication key (`Nats-Msg-Id`) of a notice: `<business id>:<notice id>`.
 /// The provider is part of it so that the same id sent by two providers is two notices, while
 /// a re-send by the same provider (or the relay's retry of it) is stored once.
-pub fn dedup_key(notice: &Notice) -> String {
-    format!("{}:{}", notice.data.provider, notice.id)
+pub fn dedup_key<N: crate::Envelope + ?Sized>(notice: &N) -> String {
+    format!("{}:{}", notice.provider(), notice.notice_id())
 }
 
 /// Headers a notice is published with: `Nats-Msg-Id` ([`dedup_key`]) and `Content-Type`.
-pub fn headers(notice: &Notice) -> HeaderMap {
+pub fn headers<N: crate::Envelope + ?Sized>(notice: &N) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         async_nats::header::NATS_MESSAGE_ID,

@@ -8,6 +8,7 @@
 //! | [`Alert`] | stream `SHIRASE_ALERTS`, `shirase.alert.<severity>.<component>` | agent | relay (notifier, status) |
 //! | [`AuditRecord`] | stream `SHIRASE_AUDIT`, `shirase.audit.<action>` | relay (operator API) | operators, tests |
 //! | [`WatcherCheckpoint`] | KV `shirase_checkpoints`, key `_watcher.<municipality>.<interface>` | relay (watcher) | relay (watcher, status) |
+//! | [`FileWatchEntry`] | KV `shirase_checkpoints`, key `_files.<business id>.<path hash>` | relay (file watcher) | relay (file watcher) |
 //!
 //! Each type is pure data; the JSON it (de)serializes to is the wire format stored in
 //! JetStream, described for other languages by a JSON Schema (draft 2020-12) in `schema/`
@@ -30,12 +31,14 @@ mod alert;
 mod audit;
 mod checkpoint;
 mod dead_letter;
+mod file_watch;
 mod watcher;
 
 pub use alert::Alert;
 pub use audit::{AuditRecord, AuditResult};
 pub use checkpoint::Checkpoint;
 pub use dead_letter::DeadLetter;
+pub use file_watch::FileWatchEntry;
 pub use watcher::{PendingWindow, WatcherCheckpoint};
 
 /// The JSON Schemas of the records (draft 2020-12), as shipped in `schema/`.
@@ -50,4 +53,6 @@ pub mod schema {
     pub const AUDIT: &str = include_str!("../schema/audit.v1.json");
     /// `schema/watcher-checkpoint.v1.json`: [`super::WatcherCheckpoint`].
     pub const WATCHER_CHECKPOINT: &str = include_str!("../schema/watcher-checkpoint.v1.json");
+    /// `schema/file-watch-entry.v1.json`.
+    pub const FILE_WATCH_ENTRY: &str = include_str!("../schema/file-watch-entry.v1.json");
 }

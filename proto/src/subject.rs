@@ -110,6 +110,18 @@ impl Notice {
     }
 }
 
+impl crate::notice::file::FileNotice {
+    /// The NATS subject: the same as a change notice of the interface (so consumers, replays
+    /// and maintenance pauses apply unchanged).
+    pub fn subject(&self) -> String {
+        notice_subject(
+            &self.data.municipality_code,
+            &self.data.provider,
+            &self.data.interface_id,
+        )
+    }
+}
+
 /// The subject a notice replayed for `subscriber` is published on.
 pub fn replay_subject(
     s: &SubscriberId,

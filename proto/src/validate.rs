@@ -184,6 +184,14 @@ impl fmt::Display for Violation {
 /// Every violation is returned, sorted by path. A body larger than both
 /// [`Limits::max_notice_bytes`] and [`Limits::max_batch_bytes`] is refused without parsing.
 pub fn parse_notice(bytes: &[u8], limits: &Limits) -> Result<Notice, Vec<Violation>> {
+    parse_with(bytes, limits, check_sized)
+}
+
+fn parse_with<N>(
+    bytes: &[u8],
+    limits: &Limits,
+    check_sized: ItemCheck<N>,
+) -> Result<N, Vec<Violation>> {
     if bytes.len() > limits.max_notice_bytes.max(limits.max_batch_bytes) {
         return Err(vec![too_large(bytes.len(), limits)]);
     }
@@ -712,7 +720,21 @@ impl Check<'_> {
             None => Some(None),
             Some(k) => self.keys(k).map(Some),
         };
-        if let (Some(i), Some(p)) = (&interface_id, &provider)
+        self.provider_consistency(&interface_id, &provider);
+        Some(NoticeData {
+            interface_id: interface_id?,
+            interface_version: interface_version?,
+            municipality_code: municipality_code?,
+            provider: provider?,
+            updated_at: updated_at?,
+            change: change?,
+            keys: keys?,
+        })
+    }
+
+    /// `data.provider` = the interface id's business id.
+    fn provider_consistency(&mut self, i: &Option<InterfaceId>, p: &Option<BusinessId>) {
+        if let (Some(i), Some(p)) = (i, p)
             && i.business_id() != *p
         {
             self.push(
@@ -724,15 +746,6 @@ impl Check<'_> {
                 ),
             );
         }
-        Some(NoticeData {
-            interface_id: interface_id?,
-            interface_version: interface_version?,
-            municipality_code: municipality_code?,
-            provider: provider?,
-            updated_at: updated_at?,
-            change: change?,
-            keys: keys?,
-        })
     }
 
     fn notice(&mut self, value: &Value) -> Option<Notice> {
@@ -769,14 +782,37 @@ impl Check<'_> {
                 None
             }
         };
-        // Cross-field rules, each only when both sides parsed (otherwise the format violation
-        // already says what to fix).
+        self.envelope_consistency(obj, &subject, &source);
+        specversion?;
+        event_type?;
+        Some(Notice {
+            specversion: SPEC_VERSION.to_owned(),
+            id: id?,
+            source: source?,
+            event_type: EVENT_TYPE.to_owned(),
+            time: time?,
+            subject: subject?,
+            sequence: sequence?,
+            datacontenttype: datacontenttype?,
+            data: data?,
+        })
+    }
+
+    /// Envelope rules shared by both kinds of notice, each only when both sides parsed
+    /// (otherwise the format violation already says what to fix): `subject` =
+    /// `data.interface_id`, `source` = `data.municipality_code` and `data.provider`.
+    fn envelope_consistency(
+        &mut self,
+        obj: &Map<String, Value>,
+        subject: &Option<InterfaceId>,
+        source: &Option<Source>,
+    ) {
         let data_interface = obj
             .get("data")
             .and_then(|d| d.get("interface_id"))
             .and_then(Value::as_str);
         if let (Some(s), Some(i)) = (
-            &subject,
+            subject,
             data_interface.and_then(|i| i.parse::<InterfaceId>().ok()),
         ) && *s != i
         {
@@ -786,7 +822,7 @@ impl Check<'_> {
                 format!("subject is {s} but data.interface_id is {i}; they must be equal"),
             );
         }
-        if let Some(src) = &source {
+        if let Some(src) = source {
             let data_obj = obj.get("data");
             let m = data_obj
                 .and_then(|d| d.get("municipality_code"))
@@ -818,37 +854,28 @@ impl Check<'_> {
                 );
             }
         }
-        specversion?;
-        event_type?;
-        Some(Notice {
-            specversion: SPEC_VERSION.to_owned(),
-            id: id?,
-            source: source?,
-            event_type: EVENT_TYPE.to_owned(),
-            time: time?,
-            subject: subject?,
-            sequence: sequence?,
-            datacontenttype: datacontenttype?,
-            data: data?,
-        })
     }
 
     /// The personal-data guard: every string, number and member name anywhere in the value, with
     /// an explicit stack so that depth cannot overflow ours. `/id` is exempt: it is a UUID,
     /// validated as such, whose random last group would otherwise be refused about once in
     /// 3,000 notices.
-    fn personal_data(&mut self, root: &Value) {
+    fn personal_data(&mut self, root: &Value, exempt: &[&str]) {
         const WHY: &str = "holds a 12-digit number that passes the individual-number (個人番号) check digit; a notice must never carry personal data (remove it)";
         let mut stack: Vec<(String, &Value)> = vec![(String::new(), root)];
         while let Some((path, value)) = stack.pop() {
             match value {
                 Value::String(s) => {
-                    if path != "/id" && !check_digit::find_individual_numbers(s).is_empty() {
+                    if !exempt.contains(&path.as_str())
+                        && !check_digit::find_individual_numbers(s).is_empty()
+                    {
                         self.push(path, Rule::PersonalData, format!("this string {WHY}"));
                     }
                 }
                 Value::Number(n) => {
-                    if !check_digit::find_individual_numbers(&n.to_string()).is_empty() {
+                    if !exempt.contains(&path.as_str())
+                        && !check_digit::find_individual_numbers(&n.to_string()).is_empty()
+                    {
                         self.push(path, Rule::PersonalData, format!("this number {WHY}"));
                     }
                 }
@@ -886,9 +913,13 @@ fn check_sized(value: &Value, size: usize, limits: &Limits) -> Result<Notice, Ve
         check.out.push(too_large(size, limits));
     }
     let notice = check.notice(value);
-    check.personal_data(value);
-    let mut out = check.out;
-    match notice {
+    check.personal_data(value, &["/id"]);
+    finish(check.out, notice)
+}
+
+/// The result of a walk: the value when nothing was found, else every violation sorted by path.
+fn finish<T>(mut out: Vec<Violation>, parsed: Option<T>) -> Result<T, Vec<Violation>> {
+    match parsed {
         Some(n) if out.is_empty() => Ok(n),
         Some(_) | None => {
             if out.is_empty() {
@@ -912,16 +943,16 @@ fn check_sized(value: &Value, size: usize, limits: &Limits) -> Result<Notice, Ve
 // A public shape other crates match on; boxing `Single` would change it for a few hundred bytes.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Payload {
+pub enum Payload<N = Notice> {
     /// The body was one object.
-    Single(Result<Notice, Vec<Violation>>),
+    Single(Result<N, Vec<Violation>>),
     /// The body was an array; one result per item, in order.
-    Batch(Vec<Result<Notice, Vec<Violation>>>),
+    Batch(Vec<Result<N, Vec<Violation>>>),
 }
 
-impl Payload {
+impl<N> Payload<N> {
     /// The per-notice results in order (one for a single notice).
-    pub fn results(&self) -> &[Result<Notice, Vec<Violation>>] {
+    pub fn results(&self) -> &[Result<N, Vec<Violation>>] {
         match self {
             Payload::Single(r) => std::slice::from_ref(r),
             Payload::Batch(rs) => rs,
@@ -929,7 +960,7 @@ impl Payload {
     }
 
     /// The per-notice results in order, owned.
-    pub fn into_results(self) -> Vec<Result<Notice, Vec<Violation>>> {
+    pub fn into_results(self) -> Vec<Result<N, Vec<Violation>>> {
         match self {
             Payload::Single(r) => vec![r],
             Payload::Batch(rs) => rs,
@@ -992,7 +1023,7 @@ impl PayloadError {
 /// than [`Limits::max_batch_notices`] items. Otherwise each item gets its own result, in order;
 /// an item's size is its bytes as written in the body.
 pub fn parse_payload(bytes: &[u8], limits: &Limits) -> Result<Payload, PayloadError> {
-    parse_payload_spans(bytes, limits).map(|(p, _)| p)
+    payload_with(bytes, limits, check_sized).map(|(p, _)| p)
 }
 
 /// [`parse_payload`], also returning where each item lies in `bytes` (one range per result, in
@@ -1002,6 +1033,17 @@ pub fn parse_payload_spans(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<(Payload, Vec<Range<usize>>), PayloadError> {
+    payload_with(bytes, limits, check_sized)
+}
+
+/// A checker of one item: its parsed JSON and its size as received.
+type ItemCheck<N> = fn(&Value, usize, &Limits) -> Result<N, Vec<Violation>>;
+
+fn payload_with<N>(
+    bytes: &[u8],
+    limits: &Limits,
+    check_sized: ItemCheck<N>,
+) -> Result<(Payload<N>, Vec<Range<usize>>), PayloadError> {
     if bytes.len() > limits.max_batch_bytes {
         return Err(PayloadError::TooLarge {
             bytes: bytes.len(),
@@ -1056,6 +1098,12 @@ pub fn parse_payload_spans(
         },
     }
 }
+
+mod file;
+
+pub use file::{
+    check_file_value, parse_any_notice, parse_any_payload, parse_any_payload_spans, parse_file_notice,
+};
 
 #[cfg(test)]
 mod tests;

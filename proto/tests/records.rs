@@ -19,7 +19,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shirase_proto::record::{
-    Alert, AuditRecord, Checkpoint, DeadLetter, WatcherCheckpoint, schema as shipped,
+    Alert, AuditRecord, Checkpoint, DeadLetter, FileWatchEntry, WatcherCheckpoint,
+    schema as shipped,
 };
 
 fn dir() -> PathBuf {
@@ -64,6 +65,11 @@ const RECORDS: &[Record] = &[
         name: "watcher-checkpoint",
         shipped: shipped::WATCHER_CHECKPOINT,
         round_trip: round_trip::<WatcherCheckpoint>,
+    },
+    Record {
+        name: "file-watch-entry",
+        shipped: shipped::FILE_WATCH_ENTRY,
+        round_trip: round_trip::<FileWatchEntry>,
     },
 ];
 
@@ -203,7 +209,8 @@ fn every_schema_in_the_directory_is_tested() {
     let mut files: Vec<String> = std::fs::read_dir(dir().join("schema"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|f| f != "notice.v1.json")
+        // The notices' schemas are tested by tests/schema.rs and tests/file_schema.rs.
+        .filter(|f| f != "notice.v1.json" && f != "file-ready.v1.json")
         .collect();
     files.sort();
     let mut tested: Vec<String> = RECORDS

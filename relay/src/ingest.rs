@@ -38,7 +38,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use shirase_proto::{
-    BusinessId, Limits, Notice, Payload, PayloadError, Rule, Violation, parse_payload_spans,
+    AnyNotice, BusinessId, Envelope, Limits, Payload, PayloadError, Rule, Violation,
+    parse_any_payload_spans,
 };
 
 use crate::api_error::{ApiError, ErrorBody, Forbidden};
@@ -94,7 +95,11 @@ fn is_zero(n: &usize) -> bool {
 
 /// Whether the watcher, not the provider, announces `notice`'s change: the provider has a
 /// `watch` section and the change is older than its `watch.until` (or there is no `until`).
-fn covered_by_watcher(state: &AppState, notice: &Notice) -> bool {
+/// File-ready notices are never covered: the API watcher announces rows, not files.
+fn covered_by_watcher(state: &AppState, notice: &AnyNotice) -> bool {
+    let AnyNotice::Change(notice) = notice else {
+        return false;
+    };
     state
         .config
         .providers
@@ -152,43 +157,35 @@ fn payload_error(e: PayloadError) -> ApiError {
 }
 
 /// Whether `provider` may publish `notice` under this topology.
-fn authorize(state: &AppState, provider: BusinessId, notice: &Notice) -> Result<(), ApiError> {
-    let d = &notice.data;
-    if d.provider != provider {
+fn authorize(state: &AppState, provider: BusinessId, notice: &AnyNotice) -> Result<(), ApiError> {
+    let (d_provider, d_municipality) = (notice.provider(), notice.municipality());
+    let (d_interface, d_version) = (notice.interface_id(), notice.interface_version());
+    if d_provider != provider {
         return Err(ApiError::Forbidden(
             Forbidden::WrongProvider,
-            format!(
-                "your credentials are provider {provider}'s; data.provider is {}",
-                d.provider
-            ),
+            format!("your credentials are provider {provider}'s; data.provider is {d_provider}"),
         ));
     }
-    if d.municipality_code != state.config.municipality {
+    if d_municipality != state.config.municipality {
         return Err(ApiError::Forbidden(
             Forbidden::WrongMunicipality,
             format!(
-                "this relay serves municipality {}; data.municipality_code is {}",
-                state.config.municipality, d.municipality_code
+                "this relay serves municipality {}; data.municipality_code is {d_municipality}",
+                state.config.municipality
             ),
         ));
     }
-    let mut known = state.config.interface(&d.interface_id).peekable();
+    let mut known = state.config.interface(&d_interface).peekable();
     if known.peek().is_none() {
         return Err(ApiError::Forbidden(
             Forbidden::UnknownInterface,
-            format!(
-                "interface {} is not configured for provider {provider}",
-                d.interface_id
-            ),
+            format!("interface {d_interface} is not configured for provider {provider}"),
         ));
     }
-    if !known.any(|i| i.version == d.interface_version) {
+    if !known.any(|i| i.version == *d_version) {
         return Err(ApiError::Forbidden(
             Forbidden::UnknownInterfaceVersion,
-            format!(
-                "interface {} is not configured at version {}",
-                d.interface_id, d.interface_version
-            ),
+            format!("interface {d_interface} is not configured at version {d_version}"),
         ));
     }
     Ok(())
@@ -250,7 +247,7 @@ async fn handle(
         max_batch_notices: state.config.http.max_batch_notices,
         ..Limits::default()
     };
-    let (payload, spans) = parse_payload_spans(&bytes, &limits).map_err(payload_error)?;
+    let (payload, spans) = parse_any_payload_spans(&bytes, &limits).map_err(payload_error)?;
     // Each valid notice is stored as the bytes it was validated from.
     let raw: Vec<Bytes> = spans.into_iter().map(|r| bytes.slice(r)).collect();
     match payload {
@@ -263,7 +260,7 @@ async fn handle(
         )),
         Payload::Single(Ok(notice)) => {
             authorize(state, provider, &notice)?;
-            let id = notice.id.to_string();
+            let id = notice.id().to_string();
             if covered_by_watcher(state, &notice) {
                 return Ok((
                     StatusCode::ACCEPTED,
@@ -329,7 +326,7 @@ async fn batch(
     state: &AppState,
     provider: BusinessId,
     bytes: &[u8],
-    items: Vec<Result<Notice, Vec<Violation>>>,
+    items: Vec<Result<AnyNotice, Vec<Violation>>>,
     raw: &[Bytes],
 ) -> Response {
     let (mut results, to_publish) = classify_items(state, provider, bytes, &items);
@@ -343,10 +340,10 @@ fn classify_items<'a>(
     state: &AppState,
     provider: BusinessId,
     bytes: &[u8],
-    items: &'a [Result<Notice, Vec<Violation>>],
-) -> (Vec<ItemResult>, Vec<(usize, &'a Notice)>) {
+    items: &'a [Result<AnyNotice, Vec<Violation>>],
+) -> (Vec<ItemResult>, Vec<(usize, &'a AnyNotice)>) {
     let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
-    let mut to_publish: Vec<(usize, &Notice)> = Vec::new();
+    let mut to_publish: Vec<(usize, &AnyNotice)> = Vec::new();
     let mut ids: Option<Vec<Option<String>>> = None;
     for (index, item) in items.iter().enumerate() {
         let mut r = ItemResult {
@@ -379,7 +376,7 @@ fn classify_items<'a>(
                 r.error = Some(e.body());
             }
             Ok(notice) => {
-                r.id = Some(notice.id.to_string());
+                r.id = Some(notice.id().to_string());
                 match authorize(state, provider, notice) {
                     Err(e) => {
                         state.metrics.reject(e.code(), 1);
@@ -403,11 +400,11 @@ fn classify_items<'a>(
 /// item's result.
 async fn publish_items(
     state: &AppState,
-    to_publish: &[(usize, &Notice)],
+    to_publish: &[(usize, &AnyNotice)],
     raw: &[Bytes],
     results: &mut [ItemResult],
 ) {
-    let notices: Vec<Outgoing<'_>> = to_publish
+    let notices: Vec<Outgoing<'_, AnyNotice>> = to_publish
         .iter()
         .map(|(i, n)| {
             let payload = raw.get(*i).cloned();
@@ -426,12 +423,12 @@ async fn publish_items(
             }
             Err(f) => {
                 let e = if f.transient {
-                    unavailable(state, &notice.id.to_string())
+                    unavailable(state, &notice.id().to_string())
                 } else {
                     ApiError::Internal(f.to_string())
                 };
                 if failed_logged == 0 {
-                    tracing::warn!(notice = %notice.id, attempts = f.attempts, error = %f.last, "batch item not acknowledged");
+                    tracing::warn!(notice = %notice.id(), attempts = f.attempts, error = %f.last, "batch item not acknowledged");
                 }
                 failed_logged += 1;
                 state.metrics.reject(e.code(), 1);

@@ -19,6 +19,8 @@
 //! - [`scheduler`]: pauses consumers during providers' maintenance windows.
 //! - [`lease`]: the KV lease that makes one relay replica the scheduler.
 //! - [`notifier`]: the error notification function (alerts by e-mail, webhook, command).
+//! - [`file_watcher`]: announces completed files on providers' file-server folders with
+//!   file-ready notices (格納完了通知), behind a KV lease per provider.
 //! - [`watcher`]: polls providers that cannot publish notices yet and publishes notices for
 //!   them (one poller per interface, deterministic ids, KV checkpoint, hand-over to native).
 //! - [`backup`]: `backup` / `restore` of every stream and KV bucket through JetStream's
@@ -35,6 +37,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod file_watcher;
 pub mod ingest;
 pub mod lease;
 pub mod metrics;

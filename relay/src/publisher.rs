@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
-use shirase_proto::Notice;
+use shirase_proto::{Envelope, Notice};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -34,7 +34,7 @@ type Sent = Result<jetstream::context::PublishAckFuture, jetstream::context::Pub
 
 /// A notice to publish and its JSON payload: the bytes received for it when they validated as
 /// exactly this notice, else its encoding ([`Notice::to_json`]).
-pub type Outgoing<'a> = (&'a Notice, Bytes);
+pub type Outgoing<'a, N = Notice> = (&'a N, Bytes);
 
 /// A PubAck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,9 +136,9 @@ impl Publisher {
         self.timeout * self.attempts + atomic
     }
 
-    fn record(&self, notice: &Notice, stored: &Stored) {
+    fn record<N: Envelope>(&self, notice: &N, stored: &Stored) {
         let label = ProviderLabel {
-            provider: notice.data.provider.to_string(),
+            provider: notice.provider().to_string(),
         };
         self.metrics.accepted.get_or_create(&label).inc();
         if stored.duplicate {
@@ -147,15 +147,15 @@ impl Publisher {
     }
 
     /// Publish one notice and wait for its PubAck, retrying transient errors with the same id.
-    pub async fn publish(&self, notice: &Notice) -> Result<Stored, PublishFailure> {
+    pub async fn publish<N: Envelope + Sync>(&self, notice: &N) -> Result<Stored, PublishFailure> {
         self.publish_raw(notice, notice.to_json().into()).await
     }
 
     /// [`Publisher::publish`] with the notice's JSON as received (`payload`: bytes that
     /// validated as exactly `notice`), stored without re-encoding.
-    pub async fn publish_raw(
+    pub async fn publish_raw<N: Envelope + Sync>(
         &self,
-        notice: &Notice,
+        notice: &N,
         payload: Bytes,
     ) -> Result<Stored, PublishFailure> {
         let mut results = self.publish_all_raw(&[(notice, payload)]).await;
@@ -165,7 +165,7 @@ impl Publisher {
     }
 
     /// Send `notice` (its JSON: `payload`) without waiting for its PubAck.
-    async fn send(&self, notice: &Notice, payload: &Bytes) -> Sent {
+    async fn send<N: Envelope + Sync>(&self, notice: &N, payload: &Bytes) -> Sent {
         self.js
             .publish_with_headers(
                 notice.subject(),
@@ -177,9 +177,9 @@ impl Publisher {
 
     /// [`Publisher::publish`] whose first attempt may already have been sent; every attempt,
     /// its PubAck and the back-off before the next end at `deadline`.
-    async fn publish_sent(
+    async fn publish_sent<N: Envelope + Sync>(
         &self,
-        (notice, payload): &Outgoing<'_>,
+        (notice, payload): &Outgoing<'_, N>,
         mut first: Option<Sent>,
         deadline: Instant,
     ) -> Result<Stored, PublishFailure> {
@@ -213,10 +213,10 @@ impl Publisher {
                     let retry = transient(e.kind())
                         && attempt < self.attempts
                         && Instant::now() + backoff < deadline;
-                    tracing::debug!(notice = %notice.id, attempt, error = %e, retry, "publish failed");
+                    tracing::debug!(notice = %notice.notice_id(), attempt, error = %e, retry, "publish failed");
                     if !retry {
                         break Err(PublishFailure {
-                            id: notice.id.to_string(),
+                            id: notice.notice_id().to_string(),
                             attempts: attempt,
                             last: e.to_string(),
                             transient: transient(e.kind()),
@@ -266,16 +266,16 @@ impl Publisher {
     /// JetStream refuses a whole atomic batch when any `Nats-Msg-Id` in it is already stored,
     /// so a refused or unanswered batch falls back to per-notice publishing with the same
     /// ids: per-notice de-duplication (`duplicate: true`) is kept either way.
-    pub async fn publish_all(&self, notices: &[&Notice]) -> Vec<Result<Stored, PublishFailure>> {
-        let out: Vec<Outgoing<'_>> = notices.iter().map(|n| (*n, n.to_json().into())).collect();
+    pub async fn publish_all<N: Envelope + Sync>(&self, notices: &[&N]) -> Vec<Result<Stored, PublishFailure>> {
+        let out: Vec<Outgoing<'_, N>> = notices.iter().map(|n| (*n, n.to_json().into())).collect();
         self.publish_all_raw(&out).await
     }
 
     /// [`Publisher::publish_all`] with each notice's JSON as received (bytes that validated as
     /// exactly that notice), stored without re-encoding.
-    pub async fn publish_all_raw(
+    pub async fn publish_all_raw<N: Envelope + Sync>(
         &self,
-        notices: &[Outgoing<'_>],
+        notices: &[Outgoing<'_, N>],
     ) -> Vec<Result<Stored, PublishFailure>> {
         if notices.is_empty() {
             return Vec::new();
@@ -318,9 +318,9 @@ impl Publisher {
 
     /// One atomic batch, at most one `timeout` long; `None` when it was not committed as a
     /// whole (the caller publishes per notice).
-    async fn try_atomic(
+    async fn try_atomic<N: Envelope + Sync>(
         &self,
-        notices: &[Outgoing<'_>],
+        notices: &[Outgoing<'_, N>],
     ) -> Option<Vec<Result<Stored, PublishFailure>>> {
         let started = Instant::now();
         self.metrics.in_flight.inc_by(notices.len() as i64);
@@ -379,9 +379,9 @@ fn timed_out() -> jetstream::context::PublishError {
 }
 
 /// A transient failure of `notice` before it was sent.
-fn busy(notice: &Notice, why: &str) -> PublishFailure {
+fn busy<N: Envelope>(notice: &N, why: &str) -> PublishFailure {
     PublishFailure {
-        id: notice.id.to_string(),
+        id: notice.notice_id().to_string(),
         attempts: 0,
         last: why.to_owned(),
         transient: true,
@@ -420,19 +420,19 @@ pub enum AtomicError {
 /// `allow_atomic`): every message carries `Nats-Batch-Id` and `Nats-Batch-Sequence` besides
 /// its `Nats-Msg-Id`; the last one carries `Nats-Batch-Commit: 1` and is sent as a request
 /// whose answer is the batch's only PubAck. At most 1,000 notices.
-pub async fn publish_atomic(
+pub async fn publish_atomic<N: Envelope + Sync>(
     client: &async_nats::Client,
-    notices: &[&Notice],
+    notices: &[&N],
     timeout: Duration,
 ) -> Result<AtomicAck, AtomicError> {
-    let out: Vec<Outgoing<'_>> = notices.iter().map(|n| (*n, n.to_json().into())).collect();
+    let out: Vec<Outgoing<'_, N>> = notices.iter().map(|n| (*n, n.to_json().into())).collect();
     publish_atomic_raw(client, &out, timeout).await
 }
 
 /// [`publish_atomic`] with each notice's JSON as received.
-pub async fn publish_atomic_raw(
+pub async fn publish_atomic_raw<N: Envelope + Sync>(
     client: &async_nats::Client,
-    notices: &[Outgoing<'_>],
+    notices: &[Outgoing<'_, N>],
     timeout: Duration,
 ) -> Result<AtomicAck, AtomicError> {
     let batch_id = uuid::Uuid::now_v7().simple().to_string();

@@ -88,6 +88,12 @@ pub async fn run(
             shutdown.child_token(),
         )
     });
+    let file_watchers = crate::file_watcher::spawn(
+        state.config.clone(),
+        state.js.clone(),
+        state.publisher.clone(),
+        shutdown.child_token(),
+    );
     let watchers = crate::watcher::spawn(
         state.config.clone(),
         state.js.clone(),
@@ -106,7 +112,7 @@ pub async fn run(
         // its lease so another replica takes over at once.
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    for task in watchers {
+    for task in watchers.into_iter().chain(file_watchers) {
         // Each releases its lease on the way out.
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }

@@ -14,7 +14,10 @@
 //! - [`limiter`]: per-provider concurrency and request-rate limits (`shirase-pull`'s `limiter`).
 //! - [`maintenance`]: no request to a provider inside its maintenance window; the [`maintenance::Clock`].
 //! - [`checkpoint`]: compare-and-set checkpoints in the JetStream KV bucket.
-//! - [`sink`]: JSON Lines files, HTTP POST, command, and the embedding trait.
+//! - [`sink`]: JSON Lines files, HTTP POST, command, and the embedding trait; files named by
+//!   file-ready notices go to the same sinks ([`sink::Sink::deliver_file`]).
+//! - [`files`]: file integration: the announced file read through the agent's mount of the
+//!   share, verified (size, SHA-256) while streamed, copied atomically; never written to.
 //! - [`dlq`]: dead letters of permanent failures.
 //! - [`alert`]: alerts (エラー通知) to `shirase.alert.<severity>.agent`.
 //! - [`metrics`]: Prometheus metrics.
@@ -33,6 +36,7 @@ pub mod coalesce;
 pub mod config;
 pub mod coverage;
 pub mod dlq;
+pub mod files;
 pub mod maintenance;
 pub mod metrics;
 pub mod probe;

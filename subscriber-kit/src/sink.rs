@@ -15,6 +15,10 @@
 //! - [`CommandSink`]: writes the delivery to a batch file and runs a program with its path
 //!   (job-management tools, ジョブ管理ツール); exit status 0 = accepted.
 //! - [`Sink`]: the trait for embedding the kit in a Rust consumer.
+//!
+//! Files named by file-ready notices (格納完了通知) go through [`Sink::deliver_file`]: the file
+//! sink copies them atomically into `<dir>/files/<interface id>/`, the HTTP sink streams their
+//! bytes, the command sink runs its program with the path on the share (see [`crate::files`]).
 
 use std::fmt::Debug;
 use std::io::{Read, Seek, Write};
@@ -27,6 +31,7 @@ use serde::Serialize;
 use shirase_proto::{BusinessId, InterfaceId, OffsetTimestamp};
 
 use crate::config::SinkConfig;
+use crate::files::{self, FileDelivery, FileError, FileErrorKind};
 use crate::pull_client::Row;
 
 /// One thing delivered.
@@ -152,6 +157,27 @@ impl SinkError {
 pub trait Sink: Send + Sync + Debug {
     /// Accept the delivery as a whole, or fail.
     fn deliver<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Accept a file named by a file-ready notice, or fail. The file is read from the share
+    /// (never written there) and must be checked against the notice's size and SHA-256 while
+    /// it is read ([`crate::files`]). The default refuses: a sink built for rows only.
+    fn deliver_file<'a>(&'a self, file: &'a FileDelivery) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(async move {
+            Err(FileError::new(
+                FileErrorKind::Sink,
+                format!("this sink does not take files ({})", file.interface),
+            ))
+        })
+    }
+}
+
+/// Run blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, FileError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FileError::new(FileErrorKind::Io, format!("file task: {e}")))?
 }
 
 /// Build the sink a configuration names.
@@ -205,6 +231,11 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
+    /// A verified atomic copy (temporary file, fsync, rename) into `<dir>/files/<interface>/`.
+    fn deliver_file<'a>(&'a self, f: &'a FileDelivery) -> BoxFuture<'a, Result<(), FileError>> {
+        self.deliver_file_now(f)
+    }
+
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let mut bytes = d.to_json_lines();
@@ -244,6 +275,26 @@ impl Sink for FileSink {
     }
 }
 
+impl FileSink {
+    /// Where a delivered file lands: `<dir>/files/<interface id>/<file name>`.
+    pub fn file_path(&self, f: &FileDelivery) -> PathBuf {
+        self.dir
+            .join("files")
+            .join(f.interface.as_str())
+            .join(f.share_path.file_name())
+    }
+
+    fn deliver_file_now<'a>(&'a self, f: &'a FileDelivery) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(async move {
+            let dest = self.file_path(f);
+            let dir = dest.parent().map(PathBuf::from).unwrap_or_default();
+            let name = f.share_path.file_name().to_owned();
+            let f = f.clone();
+            blocking(move || files::copy_verified(&f, &dir, &name).map(|_| ())).await
+        })
+    }
+}
+
 /// POST to the consumer's import endpoint.
 #[derive(Debug)]
 pub struct HttpSink {
@@ -269,6 +320,53 @@ impl HttpSink {
 }
 
 impl Sink for HttpSink {
+    /// POST of the file's bytes, streamed (`application/octet-stream`) with headers naming
+    /// the interface, version, share path, size and SHA-256; a body that turns out not to be
+    /// what the notice says aborts the request.
+    fn deliver_file<'a>(&'a self, f: &'a FileDelivery) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(async move {
+            let stream = files::stream_verified(f.clone())?;
+            let resp = self
+                .http
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, f.size)
+                .header("Shirase-Interface", f.interface.as_str())
+                .header("Shirase-Interface-Version", f.version.as_str())
+                .header("Shirase-File-Path", utf8_header(f.share_path.as_str()))
+                .header("Shirase-File-Sha256", f.sha256.to_string())
+                .header("Shirase-Notice-Id", f.notice_id.as_str())
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+                .map_err(|e| {
+                    let kind = if std::error::Error::source(&e)
+                        .and_then(|s| s.downcast_ref::<FileError>())
+                        .is_some()
+                    {
+                        FileErrorKind::Mismatch
+                    } else {
+                        FileErrorKind::Sink
+                    };
+                    FileError::new(
+                        kind,
+                        format!(
+                            "POST of the file to sink.url failed: {}",
+                            shirase_pull::error_without_url(&e)
+                        ),
+                    )
+                })?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(FileError::new(
+                    FileErrorKind::Sink,
+                    format!("sink.url answered {}", resp.status()),
+                ))
+            }
+        })
+    }
+
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let resp = self
@@ -300,6 +398,22 @@ impl Sink for HttpSink {
     }
 }
 
+/// A header value for a path: ASCII as is, otherwise percent-encoded UTF-8.
+fn utf8_header(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_owned();
+    }
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_graphic() && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Runs a program with the batch file's path.
 #[derive(Debug)]
 pub struct CommandSink {
@@ -320,6 +434,42 @@ impl CommandSink {
 }
 
 impl Sink for CommandSink {
+    /// Verifies the file, then runs `program args... <path on the share>` with
+    /// `SHIRASE_INTERFACE`, `SHIRASE_INTERFACE_VERSION`, `SHIRASE_FILE_SIZE`,
+    /// `SHIRASE_FILE_SHA256` and `SHIRASE_NOTICE_ID` set; exit status 0 = accepted. The
+    /// program must only read the file (the share is the provider's).
+    fn deliver_file<'a>(&'a self, f: &'a FileDelivery) -> BoxFuture<'a, Result<(), FileError>> {
+        Box::pin(async move {
+            let v = f.clone();
+            blocking(move || files::verify(&v)).await?;
+            let status = tokio::process::Command::new(&self.program)
+                .args(&self.args)
+                .arg(&f.source)
+                .env("SHIRASE_INTERFACE", f.interface.as_str())
+                .env("SHIRASE_INTERFACE_VERSION", &f.version)
+                .env("SHIRASE_FILE_SIZE", f.size.to_string())
+                .env("SHIRASE_FILE_SHA256", f.sha256.to_string())
+                .env("SHIRASE_NOTICE_ID", &f.notice_id)
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(|e| {
+                    FileError::new(
+                        FileErrorKind::Sink,
+                        format!("running sink.program {}: {e}", self.program.display()),
+                    )
+                })?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(FileError::new(
+                    FileErrorKind::Sink,
+                    format!("sink.program exited with {status}"),
+                ))
+            }
+        })
+    }
+
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let io = |what: &str, e: std::io::Error| {

@@ -6,7 +6,9 @@ deploy/dev/demo.sh starts the stack and then runs this script. It
 1. drives about a minute of provider activity through the simulators' admin endpoints
    (moves in and out, a retroactive correction, a cancelled entry, an outage of the tax
    provider's PULL API, a maintenance window of the resident registry compressed to seconds,
-   a nightly batch inside that window, a rush at the counter);
+   a nightly batch inside that window, a rush at the counter, and the tax provider's nightly
+   batch writing a file to the file server's folder with its completion marker, which the relay
+   announces with a file-ready notice (格納完了通知) and the delinquency agent copies);
 2. prints one line per second read from the relay's and agents' /metrics, the NATS monitoring
    endpoint and the simulators' /admin/counters and /admin/faults;
 3. waits for the agents to catch up, then proves from the simulators' /admin/changes and the
@@ -20,6 +22,7 @@ printed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -37,6 +40,11 @@ AGENTS = {"tax": "http://127.0.0.1:9464", "delinquency": "http://127.0.0.1:9465"
 READS = {"tax": ["001o05-00"], "delinquency": ["001o05-00", "010o01-00"]}
 PROVIDER_OF = {"001o05-00": "001", "001o06-00": "001", "010o01-00": "010"}
 INTERFACES = ["001o05-00", "001o06-00", "010o01-00"]
+# File integration: the tax provider's folder on the file server (demo.sh's [[file_watch]]) and
+# where the delinquency agent's file sink puts the files it received.
+FILE_IFACE = "010o01-00"
+FILE_DIR = os.path.join("share", "010", "010o01")
+FILE_SINK = os.path.join("delinquency", "files", FILE_IFACE)
 
 
 # --- HTTP helpers ---------------------------------------------------------------------------
@@ -99,7 +107,8 @@ def highest(samples, name: str) -> float:
 class Scenario:
     """The timeline, written for 60 s and scaled to --duration."""
 
-    def __init__(self, duration: float, seed: int) -> None:
+    def __init__(self, duration: float, seed: int, data_dir: str = ".") -> None:
+        self.data_dir = data_dir
         self.duration = duration
         self.k = duration / 60.0
         self.rng = random.Random(seed)
@@ -160,6 +169,9 @@ class Scenario:
             self.faults("001", maintenance=False)
             self.maintenance = False
             ev.append("maintenance window over: the agents pull the backlog, one coalesced pull per interface")
+        if self.once("file", self.at(36), now):
+            name, n = self.nightly_file()
+            ev.append(f"tax provider's nightly batch writes {name} ({n} records) and its completion marker {name}.end to the file server")
         if self.once("rush", self.at(48), now):
             self.changes("001", "001o05-00", "update", 20)
             self.changes("010", "010o01-00", "update", 5)
@@ -170,6 +182,20 @@ class Scenario:
         if self.once("stop", self.duration, now):
             ev.append("providers stop changing data; waiting for every subscriber to catch up")
         return ev
+
+    def nightly_file(self) -> tuple[str, int]:
+        """Write a batch file (no personal data: row numbers and amounts), then its marker."""
+        folder = os.path.join(self.data_dir, FILE_DIR)
+        os.makedirs(folder, exist_ok=True)
+        name = time.strftime("kojin-juminzei-%Y%m%d-%H%M%S.csv")
+        n = 500
+        with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
+            f.write("row,amount\n")
+            for i in range(n):
+                f.write(f"{i},{self.rng.randint(1000, 99999)}\n")
+        with open(os.path.join(folder, name + ".end"), "w", encoding="utf-8") as f:
+            f.write(f"interface_id={FILE_IFACE}\nversion=1.0\nrecord_count={n}\n")
+        return name, n
 
     def heal(self) -> None:
         """Lift any fault the scenario set (also on interrupt)."""
@@ -306,7 +332,27 @@ def check(data_dir: str, changes: list[dict] | None = None) -> dict:
             }
             result["lost"] += len(missing)
         result["subscribers"][sub] = per
+    result["files"] = check_files(data_dir)
+    result["lost"] += result["files"]["missing"]
     return result
+
+
+def sha256_of(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def check_files(data_dir: str) -> dict:
+    """Files written to the tax provider's folder vs identical copies in delinquency's sink."""
+    folder = os.path.join(data_dir, FILE_DIR)
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".csv")) if os.path.isdir(folder) else []
+    delivered = [n for n in names
+                 if sha256_of(os.path.join(data_dir, FILE_SINK, n)) == sha256_of(os.path.join(folder, n))]
+    return {"interface": FILE_IFACE, "written": len(names), "delivered": len(delivered),
+            "missing": len(names) - len(delivered), "sink_dir": os.path.join(data_dir, FILE_SINK)}
 
 
 def counters() -> dict:
@@ -332,6 +378,9 @@ def print_summary(res: dict, data_dir: str, elapsed_catch_up: float | None) -> N
     made = sum(int(x.get("changes_committed", 0)) for x in c.values())
     accepted = int(total(relay, "shirase_relay_notices_accepted_total"))
     dups = int(total(relay, "shirase_relay_notices_duplicate_total"))
+    fl = res.get("files", {})
+    print(f"  files ({fl.get('interface')}, file integration): {fl.get('written', 0)} written to the file server, "
+          f"{fl.get('delivered', 0)} delivered to delinquency (same SHA-256), {fl.get('missing', 0)} missing")
     print(f"  notices: {made} made by the providers, {accepted} accepted by the relay ({dups} re-sends de-duplicated)")
     pulls: dict[str, int] = {}
     for samples in agents.values():
@@ -385,7 +434,7 @@ def main() -> int:
             for iface, s in per.items():
                 print(f"{sub} {iface}: {s['delivered']} of {s['changes']} delivered, missing sequences {s['missing_sequences']}")
         return 0 if res["lost"] == 0 else 1
-    sc = Scenario(a.duration, a.seed)
+    sc = Scenario(a.duration, a.seed, a.data_dir)
     start = time.monotonic()
     tick = 0
     caught_up_after = None

@@ -14,6 +14,7 @@
 //! (scheduler, notifier, watcher, operator API) import it from here, never the other way round.
 
 mod common;
+mod files;
 mod http;
 mod maintenance;
 mod nats;
@@ -32,6 +33,9 @@ use serde::Deserialize;
 use shirase_proto::{BusinessId, InterfaceId, MunicipalityCode};
 
 pub use common::{ConfigError, ConfigErrorKind, FieldProblem, Problems, parse_duration};
+pub use files::{
+    Completion, FileInterface, FileWatchConfig, RawFileInterface, RawFileWatch, glob_match,
+};
 pub use http::{HttpConfig, RawHttp};
 pub use maintenance::{RawSchedulerConfig, SchedulerConfig};
 pub use nats::{NatsConfig, RawNats, RawNatsAuth};
@@ -103,6 +107,9 @@ pub struct RawConfig {
     /// Operator API credentials (`[[operators]]`, roles `operator` and `viewer`).
     #[serde(default)]
     pub operators: Vec<RawOperator>,
+    /// Provider folders on the file server to announce completed files of (`[[file_watch]]`).
+    #[serde(default)]
+    pub file_watch: Vec<RawFileWatch>,
 }
 
 /// The validated configuration.
@@ -130,6 +137,8 @@ pub struct Config {
     pub subscribers: Vec<Subscriber>,
     /// Operators of the operator API.
     pub operators: Vec<Operator>,
+    /// Watched provider folders (file integration).
+    pub file_watch: Vec<FileWatchConfig>,
 }
 
 impl Config {
@@ -203,6 +212,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>, p: &mut Problems) -> Option
     let subscribers = subscribers::validate_subscribers(&raw.subscribers, &interfaces, p);
     let (operators, operator_problems) = operators::validate(&raw.operators, base_dir);
     p.extend(operator_problems);
+    let file_watch = files::validate(&raw.file_watch, &providers, &interfaces, base_dir, p);
     Some(Config {
         municipality: municipality?,
         http: http?,
@@ -215,6 +225,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>, p: &mut Problems) -> Option
         interfaces,
         subscribers,
         operators,
+        file_watch,
     })
 }
 

@@ -24,6 +24,10 @@
 //! (may the notices be worked on, which pulls: windows, keyed pulls, bisection) and `settle`
 //! (which notices to ack, nak with what delay or dead-letter, and the new checkpoint).
 //!
+//! File-ready notices (格納完了通知) of file integration are decided by `files`: the announced
+//! file is read through this host's mount of the provider's share, verified and handed to the
+//! sink, then acked; missing or changed files are retried, then dead-lettered with the reason.
+//!
 //! Invariants:
 //! - A notice is acked only after the sink accepted the data and the checkpoint was stored.
 //!   Acks happen in one place (`Worker::apply`), after all work of the batch is done; work that is
@@ -33,6 +37,7 @@
 //! - Row contents are never logged; logs carry counts, ids and interface ids.
 
 mod failure;
+mod files;
 mod http;
 #[cfg(test)]
 mod model;

@@ -10,6 +10,7 @@ use shirase_proto::subject::{SubjectKind, parse_subject};
 use shirase_proto::{InterfaceId, Severity};
 use tokio_util::sync::CancellationToken;
 
+use super::files::FileItem;
 use super::{Decision, Item, Worker};
 use crate::watchdog::Watchdog;
 
@@ -122,6 +123,8 @@ impl Worker {
             .and_then(|m| m.info().ok())
             .is_some_and(|i| i.pending > 0);
         let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
+        // File-ready notices (格納完了通知) go their own way (`files`): no pull, no checkpoint.
+        let mut files: Vec<FileItem> = Vec::new();
         for (idx, m) in msgs.iter().enumerate() {
             let info = m.info().ok();
             let delivered = info.as_ref().map_or(1, |i| i.delivered.max(1) as u64);
@@ -131,6 +134,22 @@ impl Worker {
                 jiff::Timestamp::from_nanosecond(i.published.unix_timestamp_nanos()).ok()
             });
             let replay = matches!(parse_subject(&m.subject), Ok(SubjectKind::Replay { .. }));
+            if let Ok(file) =
+                shirase_proto::parse_file_notice(&m.payload, &shirase_proto::Limits::default())
+            {
+                let raw = serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null);
+                self.metrics
+                    .notices_received
+                    .get_or_create(&self.labels(&file.data.interface_id))
+                    .inc();
+                files.push(FileItem {
+                    idx,
+                    notice: file,
+                    delivered,
+                    raw,
+                });
+                continue;
+            }
             let notice = match shirase_proto::parse_notice(
                 &m.payload,
                 &shirase_proto::Limits::default(),
@@ -175,10 +194,13 @@ impl Worker {
         let futs = groups
             .into_iter()
             .map(|(iface, items)| self.process_interface(iface, items, max_deliver, more_pending));
-        for results in futures::future::join_all(futs).await {
-            for (idx, d) in results {
-                decisions[idx] = d;
-            }
+        let (changes, files) = futures::future::join(
+            futures::future::join_all(futs),
+            self.process_files(files, max_deliver),
+        )
+        .await;
+        for (idx, d) in changes.into_iter().flatten().chain(files) {
+            decisions[idx] = d;
         }
         decisions
     }

@@ -14,6 +14,7 @@
 //! is started from.
 
 mod common;
+mod files;
 mod http;
 mod nats;
 mod processing;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 use shirase_proto::{MunicipalityCode, SubscriberId};
 
 pub use common::{ConfigError, ConfigErrorKind, FieldProblem, Problems, parse_duration};
+pub use files::{FilesConfig, RawFiles, RawShare};
 pub use http::{HttpConfig, RawHttp};
 pub use nats::{NatsConfig, RawNats};
 pub use processing::{
@@ -111,6 +113,9 @@ pub struct RawConfig {
     /// `[[providers]]`.
     #[serde(default)]
     pub providers: Vec<RawProvider>,
+    /// `[files]`: file integration.
+    #[serde(default)]
+    pub files: RawFiles,
 }
 
 /// The whole agent configuration (one subscriber system), validated.
@@ -144,6 +149,8 @@ pub struct Config {
     pub sink: SinkConfig,
     /// Providers this subscriber reads from.
     pub providers: Vec<ProviderConfig>,
+    /// File integration: the providers' shares as mounted here.
+    pub files: FilesConfig,
 }
 
 impl Config {
@@ -199,6 +206,8 @@ impl Config {
         let http = HttpConfig::validate(&raw.http, p);
         let sink = SinkConfig::validate(&raw.sink, p);
         let providers = ProviderConfig::validate_all(&raw.providers, p);
+        let ids: Vec<_> = providers.iter().map(|x| x.business_id).collect();
+        let files = FilesConfig::validate(&raw.files, &ids, p);
         Some(Config {
             subscriber: subscriber?,
             municipality: municipality?,
@@ -214,6 +223,7 @@ impl Config {
             http,
             sink,
             providers,
+            files,
         })
     }
 

@@ -220,6 +220,11 @@ fn demo_quick_run_delivers_every_change_and_stops_cleanly() {
         serde_json::from_str(&std::fs::read_to_string(data.path().join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["lost"], 0, "{summary:#}");
+    // File integration: the tax provider's nightly file reached delinquency's sink unchanged.
+    let files = &summary["files"];
+    assert_eq!(files["written"], 1, "{summary:#}");
+    assert_eq!(files["delivered"], 1, "{summary:#}");
+    assert_eq!(files["missing"], 0, "{summary:#}");
     for (sub, iface) in [
         ("tax", "001o05-00"),
         ("delinquency", "001o05-00"),

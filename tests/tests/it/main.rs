@@ -24,6 +24,7 @@ mod deploy_production;
 mod docs_drift;
 mod fault_cluster;
 mod fault_support;
+mod files;
 mod http_tls;
 mod maintenance_scheduler;
 mod nats_harness;
