@@ -3,7 +3,7 @@
 //! `target/bench/<scenario>.json`.
 //!
 //! One file per scenario ([`ingest`], [`latency`], [`burst`], [`catchup`], [`daysim`],
-//! [`memory`]); this module holds what they share: the [`Report`] format, the environment
+//! [`memory`], and [`soak`], the randomized fault soak, which `all` leaves out); this module holds what they share: the [`Report`] format, the environment
 //! ([`Env`]: nats-server, in-process relay on port 0, provider-sim, agent in-process or as a
 //! `shirase-agent` child process), percentiles and RSS readings.
 //!
@@ -15,6 +15,7 @@ pub mod daysim;
 pub mod ingest;
 pub mod latency;
 pub mod memory;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,6 +53,10 @@ pub struct Options {
     pub max_wait_ms: u64,
     /// daysim: the modelled agent's batch wait, seconds.
     pub daysim_wait_s: u64,
+    /// soak: seconds of faults (`--seconds` for the soak).
+    pub soak_seconds: u64,
+    /// soak: the fault schedule's seed (`None`: from the clock, printed).
+    pub seed: Option<u64>,
 }
 
 impl Default for Options {
@@ -65,6 +70,8 @@ impl Default for Options {
             seconds: 5,
             max_wait_ms: 20,
             daysim_wait_s: 1,
+            soak_seconds: 60,
+            seed: None,
         }
     }
 }
@@ -80,6 +87,10 @@ pub struct Report {
     pub summary: Value,
     /// Machine and load when the scenario ran.
     pub machine: Value,
+    /// Why the scenario failed its own check (the soak: what was lost); the binary exits
+    /// non-zero after printing the table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl Report {
@@ -90,6 +101,7 @@ impl Report {
             rows,
             summary,
             machine: machine(),
+            failure: None,
         }
     }
 

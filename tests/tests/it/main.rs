@@ -18,6 +18,7 @@ mod architecture;
 mod demo_script;
 mod deploy_files;
 mod fault_cluster;
+mod fault_soak;
 mod fault_support;
 mod http_tls;
 mod maintenance_scheduler;
