@@ -121,13 +121,15 @@ pub async fn soak(o: SoakOptions) -> anyhow::Result<Report> {
     let outcome = drain(&stack, &ledger, start_ts).await?;
     let drained = drain_start.elapsed();
     scanner.abort();
+    // Nothing reads the sinks any more: the report owns what the ledger gathered.
+    let ledger = std::mem::take(&mut *lock(&ledger));
     let report = report(Figures {
         o,
         plan: &plan,
         injected,
         committed,
         stack: &stack,
-        ledger: &lock(&ledger),
+        ledger: &ledger,
         outcome: &outcome,
         exited: &exited,
         drained,
