@@ -173,7 +173,7 @@ async fn advancing_from_a_stale_read_keeps_a_larger_value_follows_a_reset_and_ke
 /// clustered server refuses a stale revision with its own error code (10164, "wrong last
 /// sequence"), not the single server's (10071). It is still a conflict to re-read, never a
 /// failed store: otherwise every race between two replicas fails a batch, which is then
-/// delivered and pulled again (found by the fault soak as tens of copies per row).
+/// delivered and pulled again (found in the fault soak's agent logs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: 3-node cluster"]
 async fn on_a_cluster_a_stale_compare_and_set_rereads_and_keeps_the_larger_value() {
