@@ -112,7 +112,7 @@ impl Lease {
             {
                 Ok(_) => Ok(true),
                 // Someone else created it between our read and our write.
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                Err(e) if shirase_service::kv::create_conflict(&e) => Ok(false),
                 Err(e) => Err(self.server(e)),
             },
             Some(e) if e.value.as_ref() == self.holder.as_bytes() => {
@@ -126,7 +126,7 @@ impl Lease {
                     .await
                 {
                     Ok(_) => Ok(true),
-                    Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+                    Err(err) if shirase_service::kv::update_conflict(&err) => Ok(false),
                     Err(err) => Err(self.server(err)),
                 }
             }

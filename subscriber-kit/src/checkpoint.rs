@@ -244,23 +244,12 @@ impl Checkpoints {
             let value = serde_json::to_vec(&stored)
                 .map_err(|e| self.err(CheckpointErrorKind::Store, &key, e.to_string()))?;
             let res = match revision {
-                Some(rev) => {
-                    self.kv
-                        .update(&key, value.into(), rev)
-                        .await
-                        .map_err(|e| match e.kind() {
-                            kv::UpdateErrorKind::WrongLastRevision => None,
-                            _ => Some(e.to_string()),
-                        })
-                }
-                None => self
-                    .kv
-                    .create(&key, value.into())
-                    .await
-                    .map_err(|e| match e.kind() {
-                        kv::CreateErrorKind::AlreadyExists => None,
-                        _ => Some(e.to_string()),
-                    }),
+                Some(rev) => self.kv.update(&key, value.into(), rev).await.map_err(|e| {
+                    (!shirase_service::kv::update_conflict(&e)).then(|| e.to_string())
+                }),
+                None => self.kv.create(&key, value.into()).await.map_err(|e| {
+                    (!shirase_service::kv::create_conflict(&e)).then(|| e.to_string())
+                }),
             };
             match res {
                 Ok(_) => return Ok(to),

@@ -96,14 +96,14 @@ pub async fn run(
     let value = serde_json::to_vec(&StoredCheckpoint::jst(to, jiff::Timestamp::now()))
         .map_err(|e| OpsError::nats("encoding the checkpoint", e))?;
     let revision = match &entry {
-        Some(e) => kv.update(&key, value.into(), e.revision).await.map_err(|x| match x.kind() {
-            kv::UpdateErrorKind::WrongLastRevision => {
+        Some(e) => kv.update(&key, value.into(), e.revision).await.map_err(|x| match x {
+            x if shirase_service::kv::update_conflict(&x) => {
                 OpsError::conflict(format!("checkpoint {key} changed while resyncing (an agent advanced it); run the resync again"))
             }
             _ => OpsError::nats("writing the checkpoint", x),
         })?,
-        None => kv.create(&key, value.into()).await.map_err(|x| match x.kind() {
-            kv::CreateErrorKind::AlreadyExists => {
+        None => kv.create(&key, value.into()).await.map_err(|x| match x {
+            x if shirase_service::kv::create_conflict(&x) => {
                 OpsError::conflict(format!("checkpoint {key} was created while resyncing; run the resync again"))
             }
             _ => OpsError::nats("writing the checkpoint", x),

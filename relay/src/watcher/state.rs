@@ -120,26 +120,22 @@ impl StateStore {
         let value =
             serde_json::to_vec(s).map_err(|e| self.err(StateErrorKind::Store, i, e.to_string()))?;
         match revision {
-            Some(rev) => self
-                .kv
-                .update(&k, value.into(), rev)
-                .await
-                .map_err(|e| match e.kind() {
-                    kv::UpdateErrorKind::WrongLastRevision => {
-                        self.err(StateErrorKind::Conflict, i, e.to_string())
-                    }
-                    _ => self.err(StateErrorKind::Store, i, e.to_string()),
-                }),
-            None => self
-                .kv
-                .create(&k, value.into())
-                .await
-                .map_err(|e| match e.kind() {
-                    kv::CreateErrorKind::AlreadyExists => {
-                        self.err(StateErrorKind::Conflict, i, e.to_string())
-                    }
-                    _ => self.err(StateErrorKind::Store, i, e.to_string()),
-                }),
+            Some(rev) => self.kv.update(&k, value.into(), rev).await.map_err(|e| {
+                let kind = if shirase_service::kv::update_conflict(&e) {
+                    StateErrorKind::Conflict
+                } else {
+                    StateErrorKind::Store
+                };
+                self.err(kind, i, e.to_string())
+            }),
+            None => self.kv.create(&k, value.into()).await.map_err(|e| {
+                let kind = if shirase_service::kv::create_conflict(&e) {
+                    StateErrorKind::Conflict
+                } else {
+                    StateErrorKind::Store
+                };
+                self.err(kind, i, e.to_string())
+            }),
         }
     }
 }

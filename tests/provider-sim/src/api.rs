@@ -242,15 +242,33 @@ async fn answer(s: &Shared, interface: &str, headers: &HeaderMap, uri: &Uri) -> 
         now.checked_sub(SignedDuration::from_millis(faults.replica_lag_ms as i64))
             .unwrap_or(now)
     });
-    let result = lock(&s.db).query(&iface, &q, s.config.row_threshold, view);
+    if faults.timeout_above_rows > 0
+        && lock(&s.db)
+            .query(&iface, &q, faults.timeout_above_rows, view)
+            .is_err()
+    {
+        // Heavy under the injected slowness: the provider timeout expires first.
+        tokio::time::sleep(s.config.provider_timeout).await;
+        return Answer {
+            response: StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            outcome: Outcome::Timeout,
+            code: None,
+            rows: None,
+        };
+    }
+    let threshold = match faults.row_threshold {
+        0 => s.config.row_threshold,
+        n => n,
+    };
+    let result = lock(&s.db).query(&iface, &q, threshold, view);
     match result {
         Err(TooMany) => Answer::error(
             StatusCode::BAD_REQUEST,
             Outcome::TooMany,
             s.config.dialect.too_many_code(),
             format!(
-                "more than {} rows match; narrow the conditions (a shorter window or fewer addressee numbers)",
-                s.config.row_threshold,
+                "more than {threshold} rows match; narrow the conditions (a shorter window or fewer addressee numbers)",
             ),
         ),
         Ok(mut rows) => {

@@ -1,5 +1,5 @@
 //! Injected faults: error rate, latency (beyond the provider timeout: a bare 503), outage,
-//! maintenance and replica lag. Changed at run time over `/admin/faults` or the handle.
+//! maintenance, replica lag, a lowered row threshold (E0004) and time-outs of heavy requests. Changed at run time over `/admin/faults` or the handle.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,15 @@ pub struct Faults {
     pub maintenance: bool,
     /// The data endpoint reads a replica showing the DB as it was this many ms ago.
     pub replica_lag_ms: u64,
+    /// When not 0, the row threshold in force instead of the configured one: more matching
+    /// rows are answered 400 `E0004` (an E0004 storm).
+    #[serde(default)]
+    pub row_threshold: usize,
+    /// When not 0, a request matching more rows than this takes longer than the provider
+    /// timeout and is answered with a bare 503 when it expires (a provider whose DB is slow
+    /// under load: heavy requests time out, light ones are answered).
+    #[serde(default)]
+    pub timeout_above_rows: usize,
 }
 
 /// A partial update of [`Faults`]: absent fields keep their value.
@@ -41,6 +50,12 @@ pub struct FaultsUpdate {
     /// See [`Faults::replica_lag_ms`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_lag_ms: Option<u64>,
+    /// See [`Faults::row_threshold`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_threshold: Option<usize>,
+    /// See [`Faults::timeout_above_rows`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_above_rows: Option<usize>,
 }
 
 impl Faults {
@@ -68,6 +83,12 @@ impl Faults {
         }
         if let Some(v) = u.replica_lag_ms {
             self.replica_lag_ms = v;
+        }
+        if let Some(v) = u.row_threshold {
+            self.row_threshold = v;
+        }
+        if let Some(v) = u.timeout_above_rows {
+            self.timeout_above_rows = v;
         }
         Ok(())
     }

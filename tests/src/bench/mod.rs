@@ -4,7 +4,8 @@
 //! `target/bench/summary.json`.
 //!
 //! One file per scenario ([`ingest`], [`latency`], [`burst`], [`catchup`], [`daysim`],
-//! [`memory`], [`latecommit`]); this module holds what they share: the [`Report`] format, the environment
+//! [`memory`], [`latecommit`], and [`soak`], the randomized fault soak, which `all` leaves out);
+//! this module holds what they share: the [`Report`] format, the environment
 //! ([`Env`]: nats-server, in-process relay on port 0, provider-sim, agent in-process or as a
 //! `shirase-agent` child process), percentiles and RSS readings.
 //!
@@ -17,6 +18,7 @@ pub mod ingest;
 pub mod latecommit;
 pub mod latency;
 pub mod memory;
+pub mod soak;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +55,10 @@ pub struct Options {
     pub seconds: u64,
     /// latency: the agent's `batch.max_wait`, in milliseconds.
     pub max_wait_ms: u64,
+    /// soak: seconds of faults (`--seconds` for the soak).
+    pub soak_seconds: u64,
+    /// soak: the fault schedule's seed (`None`: from the clock, printed).
+    pub seed: Option<u64>,
 }
 
 impl Default for Options {
@@ -65,6 +71,8 @@ impl Default for Options {
             full: false,
             seconds: 5,
             max_wait_ms: 20,
+            soak_seconds: 60,
+            seed: None,
         }
     }
 }
@@ -80,6 +88,10 @@ pub struct Report {
     pub summary: Value,
     /// Machine and load when the scenario ran.
     pub machine: Value,
+    /// Why the scenario failed its own check (the soak: what was lost); the binary exits
+    /// non-zero after printing the table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl Report {
@@ -90,6 +102,7 @@ impl Report {
             rows,
             summary,
             machine: machine(),
+            failure: None,
         }
     }
 

@@ -234,6 +234,7 @@ mod tests {
                 "requests_vs_optimum": {"1s": {"ratio": 1.02}, "10s": {"ratio": 1.05}, "60s": {"ratio": null}},
             }),
             machine: json!({}),
+            failure: None,
         };
         assert_eq!(
             figures(&r),
@@ -251,6 +252,7 @@ mod tests {
             ],
             summary: json!({"trickle_requests": 61}),
             machine: json!({}),
+            failure: None,
         };
         assert_eq!(
             figures(&r),

@@ -11,20 +11,23 @@ use shirase_tests::bench::{self, Options, Report};
 
 type ScenarioFn = fn(Options) -> Pin<Box<dyn Future<Output = anyhow::Result<Report>>>>;
 
-const SCENARIOS: &[(&str, ScenarioFn)] = &[
-    ("ingest", |o| Box::pin(bench::ingest::run(o))),
-    ("latency", |o| Box::pin(bench::latency::run(o))),
-    ("burst", |o| Box::pin(bench::burst::run(o))),
-    ("catchup", |o| Box::pin(bench::catchup::run(o))),
-    ("daysim", |o| Box::pin(bench::daysim::run(o))),
-    ("memory", |o| Box::pin(bench::memory::run(o))),
-    ("latecommit", |o| Box::pin(bench::latecommit::run(o))),
+/// (name, scenario, part of `all`).
+const SCENARIOS: &[(&str, ScenarioFn, bool)] = &[
+    ("ingest", |o| Box::pin(bench::ingest::run(o)), true),
+    ("latency", |o| Box::pin(bench::latency::run(o)), true),
+    ("burst", |o| Box::pin(bench::burst::run(o)), true),
+    ("catchup", |o| Box::pin(bench::catchup::run(o)), true),
+    ("daysim", |o| Box::pin(bench::daysim::run(o)), true),
+    ("memory", |o| Box::pin(bench::memory::run(o)), true),
+    ("latecommit", |o| Box::pin(bench::latecommit::run(o)), true),
+    // A check, not a measurement: run on its own.
+    ("soak", |o| Box::pin(bench::soak::run(o)), false),
 ];
 
 fn usage() -> String {
-    let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = SCENARIOS.iter().map(|(n, _, _)| *n).collect();
     format!(
-        "usage: shirase-bench <scenario>|all [--full] [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N] [--seconds N] [--max-wait-ms N]\nscenarios: {}\n--full runs the full sizes (1,000,000 backlogs), longer than 2 minutes per scenario",
+        "usage: shirase-bench <scenario>|all [--full] [--messages N] [--messages-sync N] [--http-batch N] [--http-concurrency N] [--seconds N] [--max-wait-ms N] [--seed S]\nscenarios: {}\n--full runs the full sizes (1,000,000 backlogs), longer than 2 minutes per scenario\nsoak (not in all): shirase-bench soak --seconds N --seed S, N seconds of random faults (default 60) from seed S (default: the clock; printed for a replay); exits 1 when anything was lost",
         names.join(", ")
     )
 }
@@ -58,10 +61,21 @@ fn main() -> ExitCode {
                     "--messages" => opts.messages = n,
                     "--messages-sync" => opts.messages_sync = n,
                     "--http-batch" => opts.http_batch = n.min(1000),
-                    "--seconds" => opts.seconds = n as u64,
+                    "--seconds" => {
+                        opts.seconds = n as u64;
+                        opts.soak_seconds = n as u64;
+                    }
                     "--max-wait-ms" => opts.max_wait_ms = n as u64,
                     _ => opts.http_concurrency = n,
                 }
+                i += 1;
+            }
+            "--seed" => {
+                let Some(s) = args.get(i + 1).and_then(|v| v.parse::<u64>().ok()) else {
+                    eprintln!("--seed needs a number (0 to 2^64-1)\n{}", usage());
+                    return ExitCode::from(2);
+                };
+                opts.seed = Some(s);
                 i += 1;
             }
             "--full" => opts.full = true,
@@ -81,9 +95,9 @@ fn main() -> ExitCode {
         eprintln!("{}", usage());
         return ExitCode::from(2);
     };
-    let selected: Vec<&(&str, ScenarioFn)> = SCENARIOS
+    let selected: Vec<&(&str, ScenarioFn, bool)> = SCENARIOS
         .iter()
-        .filter(|(n, _)| which == "all" || *n == which)
+        .filter(|(n, _, in_all)| (which == "all" && *in_all) || *n == which)
         .collect();
     if selected.is_empty() {
         eprintln!("unknown scenario {which:?}\n{}", usage());
@@ -97,7 +111,7 @@ fn main() -> ExitCode {
         }
     };
     let mut failed = false;
-    for (name, f) in selected {
+    for (name, f, _) in selected {
         match rt.block_on(f(opts.clone())) {
             Ok(report) => {
                 report.print();
@@ -107,6 +121,10 @@ fn main() -> ExitCode {
                         eprintln!("writing JSON for {name}: {e:#}");
                         failed = true;
                     }
+                }
+                if let Some(why) = &report.failure {
+                    eprintln!("scenario {name} FAILED: {why}");
+                    failed = true;
                 }
                 match bench::summary::update(&report) {
                     Ok(p) => println!("updated {}", p.display()),

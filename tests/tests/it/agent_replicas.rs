@@ -168,3 +168,63 @@ async fn advancing_from_a_stale_read_keeps_a_larger_value_follows_a_reset_and_ke
         Some(t("2026-11-26T00:10:00Z"))
     );
 }
+
+/// The same compare-and-set race on a 3-node cluster with an R3 bucket, as in production: a
+/// clustered server refuses a stale revision with its own error code (10164, "wrong last
+/// sequence"), not the single server's (10071). It is still a conflict to re-read, never a
+/// failed store: otherwise every race between two replicas fails a batch, which is then
+/// delivered and pulled again (found in the fault soak's agent logs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: 3-node cluster"]
+async fn on_a_cluster_a_stale_compare_and_set_rereads_and_keeps_the_larger_value() {
+    use async_nats::jetstream;
+    use shirase_subscriber_kit::checkpoint::Checkpoints;
+
+    let cluster =
+        tokio::task::spawn_blocking(|| shirase_tests::harness::NatsCluster::start(3).unwrap())
+            .await
+            .unwrap();
+    let addrs: Vec<async_nats::ServerAddr> =
+        cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
+    let js = jetstream::new(async_nats::connect(addrs).await.unwrap());
+    let kv = js
+        .create_key_value(jetstream::kv::Config {
+            bucket: shirase_proto::subject::CHECKPOINT_BUCKET.into(),
+            history: 5,
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cps = Checkpoints::new(kv, "tax".parse().unwrap(), "131016".parse().unwrap());
+    let i = iface();
+    let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    cps.advance(&i, t("2026-11-26T01:00:00Z")).await.unwrap();
+    let stale = cps.read(&i).await.unwrap();
+    cps.advance(&i, t("2026-11-26T03:00:00Z")).await.unwrap();
+    let kept = cps
+        .advance_from(&i, t("2026-11-26T02:00:00Z"), Some(stale))
+        .await
+        .unwrap();
+    assert_eq!(kept, t("2026-11-26T03:00:00Z"));
+    // Replicas racing: many stores from the same read at once. The server refuses all but
+    // one while the first is still being proposed; each refused one re-reads and stores its
+    // value or keeps a larger one. None fails.
+    let base = cps.read(&i).await.unwrap();
+    let mut tasks = Vec::new();
+    for k in 0..24i64 {
+        let (cps, base) = (cps.clone(), base.clone());
+        let to = t("2026-11-26T04:00:00Z") + jiff::SignedDuration::from_secs(k);
+        tasks.push(tokio::spawn(async move {
+            cps.advance_from(&i, to, Some(base)).await
+        }));
+    }
+    for task in tasks {
+        let got = task.await.unwrap();
+        assert!(got.is_ok(), "a racing store failed: {got:?}");
+    }
+    assert_eq!(
+        cps.get(&i).await.unwrap().map(|c| c.updated_at),
+        Some(t("2026-11-26T04:00:23Z"))
+    );
+}

@@ -23,6 +23,7 @@ mod deploy_files;
 mod deploy_production;
 mod docs_drift;
 mod fault_cluster;
+mod fault_soak;
 mod fault_support;
 mod files;
 mod http_tls;

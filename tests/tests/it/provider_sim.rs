@@ -1111,3 +1111,67 @@ async fn binary_prints_its_url_serves_and_exits_cleanly_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn lowered_row_threshold_and_heavy_request_timeouts_refuse_only_requests_over_them() {
+    let mut c = base_config();
+    c.provider_timeout = Duration::from_millis(200);
+    let sim = start(c).await;
+    let t = token(&sim).await;
+    let a = sim.h.atena_numbers()[3];
+    let keyed = [("atena_no", a.as_str())];
+    let window = [("updated_from", "2000-01-01T00:00:00+09:00")];
+    let (status, body) = get_json(&sim, &t, "001o05-00", &keyed).await;
+    assert_eq!(status, 200, "{body}");
+    let few = rows(&body).len();
+    let (status, body) = get_json(&sim, &t, "001o05-00", &window).await;
+    assert_eq!(status, 200, "{body}");
+    let all = rows(&body).len();
+    assert!(
+        few >= 1 && all > few,
+        "{few} rows of one addressee, {all} in all"
+    );
+
+    // An E0004 storm: the threshold drops to what one addressee has.
+    let f = sim
+        .h
+        .set_faults(FaultsUpdate {
+            row_threshold: Some(few),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(f.row_threshold, few);
+    let (status, body) = get_json(&sim, &t, "001o05-00", &window).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("E0004")),
+        "{body}"
+    );
+    assert_eq!(get_json(&sim, &t, "001o05-00", &keyed).await.0, 200);
+
+    // Heavy requests time out instead: a bare 503 (no body) after the provider timeout.
+    sim.h
+        .set_faults(FaultsUpdate {
+            row_threshold: Some(0),
+            timeout_above_rows: Some(few),
+            ..Default::default()
+        })
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = get(&sim, &t, "001o05-00", &window).await;
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(r.bytes().await.unwrap().len(), 0, "a bare 503 has no body");
+    assert_eq!(get_json(&sim, &t, "001o05-00", &keyed).await.0, 200);
+
+    sim.h
+        .set_faults(FaultsUpdate {
+            timeout_above_rows: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+    let (status, body) = get_json(&sim, &t, "001o05-00", &window).await;
+    assert_eq!((status, rows(&body).len()), (200, all));
+    let c = sim.h.counters();
+    assert_eq!((c.too_many, c.timeout), (1, 1));
+}
