@@ -50,9 +50,11 @@ pub enum CliError {
     #[error(transparent)]
     Provision(#[from] ProvisionError),
     /// The listen address could not be bound.
-    #[error("binding http.listen {listen}")]
+    #[error("binding {field} {listen}")]
     Bind {
-        /// `http.listen`.
+        /// `http.listen` or `ops.listen`.
+        field: &'static str,
+        /// The address.
         listen: SocketAddr,
         /// The error.
         #[source]
@@ -84,9 +86,20 @@ pub async fn serve(config: &Path) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(c.http.listen)
         .await
         .map_err(|source| CliError::Bind {
+            field: "http.listen",
             listen: c.http.listen,
             source,
         })?;
+    let ops_listener = match c.ops.listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+            CliError::Bind {
+                field: "ops.listen",
+                listen: addr,
+                source,
+            }
+        })?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
@@ -94,7 +107,7 @@ pub async fn serve(config: &Path) -> Result<(), CliError> {
         tracing::info!("shutdown requested; finishing in-flight requests");
         signal_token.cancel();
     });
-    crate::run(c, listener, shutdown).await?;
+    crate::serve::run_with_ops(c, listener, ops_listener, shutdown).await?;
     Ok(())
 }
 

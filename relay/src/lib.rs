@@ -11,6 +11,7 @@
 //! - [`connection`]: connecting to NATS with the relay's identity (through `shirase-service`).
 //! - [`auth`]: provider bearer-token authentication (hashes, constant-time compare).
 //! - [`publisher`]: publishing notices with `Nats-Msg-Id`, bounded retries, concurrency.
+//! - [`rate_limit`]: the per-provider token bucket of HTTP ingest (429 + `Retry-After`).
 //! - [`ingest`]: `POST /v1/notices` and its response bodies.
 //! - [`api_error`]: the error type every handler answers with.
 //! - [`metrics`]: Prometheus metrics.
@@ -40,6 +41,7 @@ pub mod notifier;
 pub mod operator;
 pub mod provision;
 pub mod publisher;
+pub mod rate_limit;
 pub mod scheduler;
 pub mod serve;
 pub mod topology;

@@ -35,6 +35,7 @@ mod relay_nats_auth;
 mod relay_provision;
 mod relay_restart;
 mod relay_support;
+mod security_http_limits;
 mod security_logs;
 mod security_nats_permissions;
 mod security_nats_tls;
