@@ -126,6 +126,7 @@ async fn get_status(
     headers: HeaderMap,
 ) -> Result<Json<status::Status>, OpsError> {
     s.viewer(&headers)?;
+    s.app.metrics.operator.status_collections.inc();
     let st = status::collect(&s.app.js, &s.app.config).await?;
     refresh_gauges(&s.app, &st);
     Ok(Json(st))
@@ -325,8 +326,10 @@ pub fn refresh_gauges(app: &AppState, st: &status::Status) {
     }
 }
 
-/// Refresh the gauges before a scrape (bounded: a slow JetStream must not hang `/metrics`).
+/// Refresh the gauges (the relay's timer calls it every `ops.metrics_refresh`; bounded, so a
+/// slow JetStream delays the next refresh, never a scrape).
 pub async fn refresh_metrics(app: &AppState) {
+    app.metrics.operator.status_collections.inc();
     let collect = status::collect(&app.js, &app.config);
     match tokio::time::timeout(std::time::Duration::from_secs(3), collect).await {
         Ok(Ok(st)) => refresh_gauges(app, &st),

@@ -27,6 +27,7 @@ mod operator_agent;
 mod operator_api;
 mod operator_metrics;
 mod operator_page;
+mod operator_surface;
 mod operator_support;
 mod provider_sim;
 mod relay_ingest;
