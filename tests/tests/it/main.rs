@@ -38,6 +38,7 @@ mod relay_restart;
 mod relay_support;
 mod security_http_limits;
 mod security_logs;
+mod security_operator_login;
 mod security_nats_permissions;
 mod security_nats_tls;
 mod security_relay_http;
