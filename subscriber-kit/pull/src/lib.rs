@@ -25,8 +25,9 @@ pub mod wire;
 
 pub use client::{
     ClientError, Outcome, PullClient, PullRequest, classify, error_without_url, token_answer,
+ http_client,
 };
-pub use config::{InterfaceApi, PullClientConfig};
+pub use config::{CaFile, InterfaceApi, PullClientConfig};
 pub use limiter::Limiter;
 pub use profile::{ApiProfile, RawApi};
 pub use wire::Row;

@@ -37,6 +37,7 @@ mod relay_provision;
 mod relay_restart;
 mod relay_support;
 mod security_http_limits;
+mod security_agent_transport;
 mod security_logs;
 mod security_operator_login;
 mod security_nats_permissions;
