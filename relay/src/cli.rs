@@ -60,6 +60,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The configuration holds committed dev credentials and listens beyond loopback.
+    #[error("{0}")]
+    DevCredentials(String),
     /// Serving stopped with an error.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -83,6 +86,9 @@ const PROVISION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// `config` until SIGTERM or Ctrl-C, then finish in-flight requests.
 pub async fn serve(config: &Path) -> Result<(), CliError> {
     let c = Config::load(Some(config))?;
+    if let Some(why) = crate::dev_credentials::refusal(&c) {
+        return Err(CliError::DevCredentials(why));
+    }
     let listener = tokio::net::TcpListener::bind(c.http.listen)
         .await
         .map_err(|source| CliError::Bind {

@@ -9,6 +9,8 @@
 //!   changes JetStream cannot make in place.
 //! - [`nats_auth`]: nats-server authorization generated from the topology.
 //! - [`connection`]: connecting to NATS with the relay's identity (through `shirase-service`).
+//! - [`dev_credentials`]: the credentials committed for dev and tests; `serve` refuses them
+//!   beyond loopback.
 //! - [`auth`]: provider bearer-token authentication (hashes, constant-time compare).
 //! - [`publisher`]: publishing notices with `Nats-Msg-Id`, bounded retries, concurrency.
 //! - [`rate_limit`]: the per-provider token bucket of HTTP ingest (429 + `Retry-After`).
@@ -33,6 +35,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod dev_credentials;
 pub mod ingest;
 pub mod lease;
 pub mod metrics;

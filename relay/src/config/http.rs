@@ -38,6 +38,8 @@ pub struct RawHttp {
     pub provider_rate_per_sec: f64,
     /// Requests a provider may send at once above its rate (token bucket size).
     pub provider_burst: u32,
+    /// Start with committed dev credentials even when listening beyond loopback.
+    pub allow_dev_credentials: bool,
 }
 
 /// Validated `[http]`.
@@ -62,6 +64,9 @@ pub struct HttpConfig {
     pub provider_rate_per_sec: f64,
     /// Each provider's burst (token bucket size).
     pub provider_burst: u32,
+    /// Start with committed dev credentials even when listening beyond loopback (dev and demo
+    /// setups in containers only).
+    pub allow_dev_credentials: bool,
 }
 
 impl HttpConfig {
@@ -148,6 +153,7 @@ impl HttpConfig {
             body_timeout,
             provider_rate_per_sec: raw.provider_rate_per_sec,
             provider_burst: raw.provider_burst,
+            allow_dev_credentials: raw.allow_dev_credentials,
         })
     }
 }

@@ -36,6 +36,7 @@ mod relay_nats_auth;
 mod relay_provision;
 mod relay_restart;
 mod relay_support;
+mod security_dev_credentials;
 mod security_http_limits;
 mod security_agent_transport;
 mod security_logs;
