@@ -60,8 +60,10 @@ pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         metrics.clone(),
     );
     let auth = Authenticator::from_config(&config);
-    let rate_limit =
-        ProviderRateLimit::new(config.http.provider_rate_per_sec, config.http.provider_burst);
+    let rate_limit = ProviderRateLimit::new(
+        config.http.provider_rate_per_sec,
+        config.http.provider_burst,
+    );
     Ok(Arc::new(AppState {
         config,
         auth,

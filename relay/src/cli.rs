@@ -97,13 +97,15 @@ pub async fn serve(config: &Path) -> Result<(), CliError> {
             source,
         })?;
     let ops_listener = match c.ops.listen {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| {
-            CliError::Bind {
-                field: "ops.listen",
-                listen: addr,
-                source,
-            }
-        })?),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| CliError::Bind {
+                    field: "ops.listen",
+                    listen: addr,
+                    source,
+                })?,
+        ),
         None => None,
     };
     let shutdown = CancellationToken::new();

@@ -81,7 +81,8 @@ mod tests {
     use super::*;
 
     fn dev() -> Config {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev/relay.toml");
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dev/relay.toml");
         Config::load(Some(&file)).unwrap()
     }
 
@@ -105,16 +106,29 @@ mod tests {
 
         c.http.listen = "0.0.0.0:8080".parse().unwrap();
         let why = refusal(&c).unwrap();
-        assert!(why.starts_with("http.listen = 0.0.0.0:8080 is not a loopback address"), "{why}");
-        assert!(why.contains("providers[0].credentials (a dev token)"), "{why}");
-        assert!(why.contains("operators[0].credentials (a dev token)"), "{why}");
+        assert!(
+            why.starts_with("http.listen = 0.0.0.0:8080 is not a loopback address"),
+            "{why}"
+        );
+        assert!(
+            why.contains("providers[0].credentials (a dev token)"),
+            "{why}"
+        );
+        assert!(
+            why.contains("operators[0].credentials (a dev token)"),
+            "{why}"
+        );
 
         c.http.allow_dev_credentials = true;
         assert_eq!(refusal(&c), None, "explicitly allowed");
 
         let mut c = dev();
         c.ops.listen = Some("10.0.0.5:9090".parse().unwrap());
-        assert!(refusal(&c).unwrap().starts_with("ops.listen = 10.0.0.5:9090"));
+        assert!(
+            refusal(&c)
+                .unwrap()
+                .starts_with("ops.listen = 10.0.0.5:9090")
+        );
     }
 
     #[test]

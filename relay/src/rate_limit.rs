@@ -52,7 +52,9 @@ impl ProviderRateLimit {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.rate_per_sec))
+            Err(Duration::from_secs_f64(
+                (1.0 - b.tokens) / self.rate_per_sec,
+            ))
         }
     }
 }
@@ -73,7 +75,11 @@ mod tests {
         }
         // Empty: one token comes back after 1 / rate = 500 ms.
         assert_eq!(limit.check(a, t0), Err(Duration::from_millis(500)));
-        assert_eq!(limit.check(b, t0), Ok(()), "another provider's bucket is full");
+        assert_eq!(
+            limit.check(b, t0),
+            Ok(()),
+            "another provider's bucket is full"
+        );
         let later = t0 + Duration::from_millis(250);
         assert_eq!(limit.check(a, later), Err(Duration::from_millis(250)));
         assert_eq!(limit.check(a, t0 + Duration::from_millis(500)), Ok(()));

@@ -83,7 +83,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// Collect the operator gauges now and then every `ops.metrics_refresh`, until `shutdown`.
-fn refresh_gauges(state: Arc<AppState>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn refresh_gauges(
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.config.ops.metrics_refresh);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -148,7 +151,8 @@ pub async fn run_with_ops(
     let ops = match ops_listener {
         Some(l) => {
             tracing::info!(addr = %l.local_addr()?, https = tls.is_some(), "operator surface serving");
-            let app = shirase_service::https::body_deadline(ops_router(state.clone()), body_timeout);
+            let app =
+                shirase_service::https::body_deadline(ops_router(state.clone()), body_timeout);
             Some(tokio::spawn(shirase_service::https::serve_with_limits(
                 l,
                 app,

@@ -291,7 +291,10 @@ impl http_body::Body for DeadlineBody {
         if deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(axum::Error::new(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("request body not received within {}s", timeout.as_secs_f64()),
+                format!(
+                    "request body not received within {}s",
+                    timeout.as_secs_f64()
+                ),
             )))));
         }
         Pin::new(&mut this.inner).poll_frame(cx)
@@ -310,7 +313,10 @@ impl http_body::Body for DeadlineBody {
 /// else (out of file descriptors) is waited out briefly instead of spinning.
 async fn accept_error(e: io::Error) {
     use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if !matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+    if !matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
         tracing::warn!("accept failed: {e}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -34,7 +34,11 @@ pub struct OpsConfig {
 
 impl OpsConfig {
     /// Validate `[ops]`.
-    pub(super) fn validate(raw: &RawOps, http_listen: Option<SocketAddr>, p: &mut Problems) -> Self {
+    pub(super) fn validate(
+        raw: &RawOps,
+        http_listen: Option<SocketAddr>,
+        p: &mut Problems,
+    ) -> Self {
         let listen = raw.listen.as_deref().and_then(|l| {
             let addr = l.parse::<SocketAddr>().ok();
             if addr.is_none() {

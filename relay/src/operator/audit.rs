@@ -85,7 +85,9 @@ impl LoginAuditBudget {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (start, used) = match *w {
-            Some((start, used)) if now.saturating_duration_since(start) < Duration::from_secs(60) => {
+            Some((start, used))
+                if now.saturating_duration_since(start) < Duration::from_secs(60) =>
+            {
                 (start, used)
             }
             _ => (now, 0),

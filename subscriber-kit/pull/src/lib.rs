@@ -24,8 +24,8 @@ pub mod profile;
 pub mod wire;
 
 pub use client::{
-    ClientError, Outcome, PullClient, PullRequest, classify, error_without_url, token_answer,
- http_client,
+    ClientError, Outcome, PullClient, PullRequest, classify, error_without_url, http_client,
+    token_answer,
 };
 pub use config::{CaFile, InterfaceApi, PullClientConfig};
 pub use limiter::Limiter;

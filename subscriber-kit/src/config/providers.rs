@@ -204,12 +204,12 @@ impl ProviderConfig {
             );
         }
         check_client(pi, rp, p);
-        let ca_file = p
-            .optional_path(&f("ca_file"), &rp.ca_file)
-            .map(|path| shirase_pull::CaFile {
-                path,
-                field: f("ca_file"),
-            });
+        let ca_file =
+            p.optional_path(&f("ca_file"), &rp.ca_file)
+                .map(|path| shirase_pull::CaFile {
+                    path,
+                    field: f("ca_file"),
+                });
         let timeout = check_limits(pi, rp, p);
         let api = validate_api(rp, pi, p);
         if let Err(e) = shirase_proto::maintenance::Calendar::new(&rp.maintenance) {
@@ -382,8 +382,14 @@ version = "1.0"
         let e = Config::from_toml_str(&plain).unwrap_err();
         let l: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
         assert_eq!(l.len(), 2, "{l:?}");
-        assert!(l[0].starts_with("providers[0].pull_api_base_url: http:// sends"), "{l:?}");
-        assert!(l[1].starts_with("providers[0].token_url: http:// sends"), "{l:?}");
+        assert!(
+            l[0].starts_with("providers[0].pull_api_base_url: http:// sends"),
+            "{l:?}"
+        );
+        assert!(
+            l[1].starts_with("providers[0].token_url: http:// sends"),
+            "{l:?}"
+        );
         assert!(l[0].contains("providers[0].insecure_http = true"), "{l:?}");
         let allowed = plain.replace(
             "client_id = \"tax\"",
@@ -412,10 +418,9 @@ version = "1.0"
             })
         );
         assert_eq!(pc.provider, "provider 001");
-        let e = Config::from_toml_str(&BASE.replace(
-            "client_id = \"tax\"",
-            "client_id = \"tax\"\nca_file = \"\"",
-        ))
+        let e = Config::from_toml_str(
+            &BASE.replace("client_id = \"tax\"", "client_id = \"tax\"\nca_file = \"\""),
+        )
         .unwrap_err();
         assert_eq!(e.problems[0].path, "providers[0].ca_file");
     }
@@ -431,11 +436,17 @@ version = "1.0"
         let e = Config::from_toml_str(&http_sink("")).unwrap_err();
         assert_eq!(e.problems.len(), 1, "{e}");
         assert_eq!(e.problems[0].path, "sink.url");
-        assert!(e.problems[0].message.contains("sink.insecure_http = true"), "{e}");
+        assert!(
+            e.problems[0].message.contains("sink.insecure_http = true"),
+            "{e}"
+        );
         let c = Config::from_toml_str(&http_sink("\ninsecure_http = true")).unwrap();
         assert!(matches!(
             c.sink,
-            crate::config::SinkConfig::Http { insecure_http: true, .. }
+            crate::config::SinkConfig::Http {
+                insecure_http: true,
+                ..
+            }
         ));
     }
 

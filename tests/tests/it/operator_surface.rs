@@ -61,11 +61,19 @@ async fn the_operator_surface_listens_on_its_own_address_and_scrapes_read_no_jet
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     for path in ["/metrics", "/status", "/v1/ops/status"] {
-        assert_eq!(get(format!("{ingest_base}{path}")).await.0, 404, "{path} on http.listen");
+        assert_eq!(
+            get(format!("{ingest_base}{path}")).await.0,
+            404,
+            "{path} on http.listen"
+        );
     }
     // The ops address: the operator surface and health; no ingest.
     assert_eq!(get(format!("{ops_base}/status")).await.0, 200);
-    assert_eq!(get(format!("{ops_base}/v1/ops/status")).await.0, 401, "needs a token");
+    assert_eq!(
+        get(format!("{ops_base}/v1/ops/status")).await.0,
+        401,
+        "needs a token"
+    );
     assert_eq!(get(format!("{ops_base}/healthz")).await.0, 200);
     let r = http
         .post(format!("{ops_base}/v1/notices"))

@@ -91,7 +91,10 @@ async fn a_redirect_is_an_error_naming_the_provider_or_the_sink_and_is_never_fol
     };
     match client.pull(&req).await {
         Outcome::Connect(m) => {
-            assert!(m.starts_with("provider 001: the token endpoint answered 307"), "{m}");
+            assert!(
+                m.starts_with("provider 001: the token endpoint answered 307"),
+                "{m}"
+            );
             assert!(m.contains("not followed"), "{m}");
         }
         other => panic!("expected a connect error, got {other:?}"),
@@ -121,9 +124,17 @@ async fn a_private_ca_in_ca_file_is_trusted_and_without_it_the_server_is_refused
     .unwrap();
     let app = axum::Router::new().route("/import", axum::routing::post(|| async { "ok" }));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://localhost:{}/import", l.local_addr().unwrap().port());
+    let url = format!(
+        "https://localhost:{}/import",
+        l.local_addr().unwrap().port()
+    );
     let stop = CancellationToken::new();
-    let server = tokio::spawn(shirase_service::https::serve(l, app, Some(tls), stop.clone()));
+    let server = tokio::spawn(shirase_service::https::serve(
+        l,
+        app,
+        Some(tls),
+        stop.clone(),
+    ));
 
     let ca = CaFile {
         path: pki.join("ca.pem"),

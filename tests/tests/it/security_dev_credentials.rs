@@ -77,7 +77,11 @@ fn production_shaped_manifests_hold_no_committed_credential() {
     for m in manifests {
         let text = std::fs::read_to_string(&m).unwrap();
         for s in &secrets {
-            assert!(!text.contains(s.as_str()), "{} holds the committed credential {s}", m.display());
+            assert!(
+                !text.contains(s.as_str()),
+                "{} holds the committed credential {s}",
+                m.display()
+            );
         }
     }
 }
@@ -114,8 +118,14 @@ fn serve_dev(listen: &str, within: Duration) -> Option<(i32, String)> {
 fn serve_refuses_dev_credentials_beyond_loopback_and_starts_on_loopback() {
     let (code, err) = serve_dev("0.0.0.0:0", Duration::from_secs(20)).expect("did not stop");
     assert_ne!(code, 0);
-    assert!(err.contains("http.listen = 0.0.0.0:0 is not a loopback address"), "{err}");
-    assert!(err.contains("providers[0].credentials (a dev token)"), "{err}");
+    assert!(
+        err.contains("http.listen = 0.0.0.0:0 is not a loopback address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("providers[0].credentials (a dev token)"),
+        "{err}"
+    );
     // On loopback the same configuration serves (still running after 3 s).
     assert_eq!(serve_dev("127.0.0.1:0", Duration::from_secs(3)), None);
 }

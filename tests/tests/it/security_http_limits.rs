@@ -32,7 +32,10 @@ async fn read_to_close(s: &mut TcpStream, within: Duration) -> String {
         }
     })
     .await;
-    assert!(r.is_ok(), "the server kept the connection open for {within:?}");
+    assert!(
+        r.is_ok(),
+        "the server kept the connection open for {within:?}"
+    );
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -43,7 +46,11 @@ async fn status_line(s: &mut TcpStream, within: Duration) -> String {
         let mut buf = [0u8; 4096];
         while !out.windows(4).any(|w| w == b"\r\n\r\n") {
             let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before an answer: {:?}", String::from_utf8_lossy(&out));
+            assert!(
+                n > 0,
+                "closed before an answer: {:?}",
+                String::from_utf8_lossy(&out)
+            );
             out.extend_from_slice(&buf[..n]);
         }
     })
@@ -64,16 +71,23 @@ async fn start(edit: impl FnOnce(&mut Config)) -> (NatsServer, TestRelay) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_dribbling_its_headers_is_disconnected_within_the_header_read_timeout() {
-    let (_server, relay) = start(|c| c.http.limits.header_read_timeout = Duration::from_secs(1)).await;
+    let (_server, relay) =
+        start(|c| c.http.limits.header_read_timeout = Duration::from_secs(1)).await;
     let mut s = TcpStream::connect(addr(&relay)).await.unwrap();
     let started = Instant::now();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n").await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n")
+        .await
+        .unwrap();
     // One header line every 200 ms, never the blank line that ends them.
     let (mut rd, mut wr) = s.into_split();
     let dribble = tokio::spawn(async move {
         for i in 0.. {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if wr.write_all(format!("X-Slow-{i}: a\r\n").as_bytes()).await.is_err() {
+            if wr
+                .write_all(format!("X-Slow-{i}: a\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 return i;
             }
         }
@@ -91,14 +105,22 @@ async fn a_client_dribbling_its_headers_is_disconnected_within_the_header_read_t
     })
     .await;
     let after = started.elapsed();
-    assert!(closed.is_ok(), "the dribbling client was not disconnected within 10 s");
+    assert!(
+        closed.is_ok(),
+        "the dribbling client was not disconnected within 10 s"
+    );
     assert!(
         after >= Duration::from_millis(900) && after < Duration::from_secs(4),
         "disconnected after {after:?}; the header read timeout is 1 s"
     );
     dribble.abort();
     // The listener still serves others.
-    let r = relay.http.get(format!("{}/healthz", relay.base)).send().await.unwrap();
+    let r = relay
+        .http
+        .get(format!("{}/healthz", relay.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     relay.stop().await;
 }
@@ -184,7 +206,9 @@ async fn the_connection_cap_holds_and_a_freed_slot_is_served_again() {
     // A third is closed without an answer, however often it tries.
     for _ in 0..3 {
         let mut s = TcpStream::connect(&a).await.unwrap();
-        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n").await;
+        let _ = s
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+            .await;
         let answer = read_to_close(&mut s, Duration::from_secs(5)).await;
         assert_eq!(answer, "", "a connection over the cap was answered");
     }
@@ -196,7 +220,10 @@ async fn the_connection_cap_holds_and_a_freed_slot_is_served_again() {
             held.push(s);
             break;
         }
-        assert!(Instant::now() < deadline, "the freed slot was not served again");
+        assert!(
+            Instant::now() < deadline,
+            "the freed slot was not served again"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(held);
@@ -211,10 +238,14 @@ async fn a_provider_over_its_rate_gets_429_with_retry_after_and_another_provider
     })
     .await;
     for seq in 1..=2 {
-        let (status, _, body) = relay.post(&token_001(), &json(&notice("001o05-00", seq))).await;
+        let (status, _, body) = relay
+            .post(&token_001(), &json(&notice("001o05-00", seq)))
+            .await;
         assert_eq!(status, 202, "{body}");
     }
-    let (status, headers, body) = relay.post(&token_001(), &json(&notice("001o05-00", 3))).await;
+    let (status, headers, body) = relay
+        .post(&token_001(), &json(&notice("001o05-00", 3)))
+        .await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
     // One token every 4 s.
@@ -222,7 +253,9 @@ async fn a_provider_over_its_rate_gets_429_with_retry_after_and_another_provider
     assert_eq!(after, 4, "Retry-After (seconds, rounded up)");
     // Provider 010 has its own bucket.
     for seq in 1..=2 {
-        let (status, _, body) = relay.post(&token_010(), &json(&notice("010o01-00", seq))).await;
+        let (status, _, body) = relay
+            .post(&token_010(), &json(&notice("010o01-00", seq)))
+            .await;
         assert_eq!(status, 202, "{body}");
     }
     // Without a valid token the bucket is never reached: 401, not 429.

@@ -24,7 +24,10 @@ async fn failed_operator_logins_are_audited_up_to_the_per_minute_budget() {
 
     let bad = "not-an-operator-token-0123456789";
     let (s, _) = Ops::with(&relay.base, bad.to_owned())
-        .post("/v1/ops/replay", serde_json::json!({"subscriber": "tax", "from_seq": 1}))
+        .post(
+            "/v1/ops/replay",
+            serde_json::json!({"subscriber": "tax", "from_seq": 1}),
+        )
         .await;
     assert_eq!(s, 401);
     // No token at all.
@@ -37,7 +40,9 @@ async fn failed_operator_logins_are_audited_up_to_the_per_minute_budget() {
     assert_eq!(r.status().as_u16(), 401);
     // A flood: 28 more.
     for _ in 0..28 {
-        let (s, _) = Ops::with(&relay.base, bad.to_owned()).get("/v1/ops/status").await;
+        let (s, _) = Ops::with(&relay.base, bad.to_owned())
+            .get("/v1/ops/status")
+            .await;
         assert_eq!(s, 401);
     }
     // A good login is not a failure.
@@ -56,7 +61,10 @@ async fn failed_operator_logins_are_audited_up_to_the_per_minute_budget() {
     assert_eq!(logins[1]["parameters"]["action"], "dlq-list");
     assert_eq!(logins[2]["parameters"]["action"], "status");
     for r in &logins {
-        assert!(!r.to_string().contains(bad), "the token is in the audit: {r}");
+        assert!(
+            !r.to_string().contains(bad),
+            "the token is in the audit: {r}"
+        );
     }
     let text = relay
         .http
@@ -67,9 +75,15 @@ async fn failed_operator_logins_are_audited_up_to_the_per_minute_budget() {
         .text()
         .await
         .unwrap();
-    assert_eq!(sample(&text, "shirase_relay_operator_login_failures_total"), Some(30.0));
     assert_eq!(
-        sample(&text, "shirase_relay_operator_login_failures_unaudited_total"),
+        sample(&text, "shirase_relay_operator_login_failures_total"),
+        Some(30.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "shirase_relay_operator_login_failures_unaudited_total"
+        ),
         Some(25.0)
     );
     relay.stop().await;
