@@ -1,9 +1,9 @@
 //! `POST /v1/notices`: authenticated HTTP ingest of one notice or a batch.
 //!
 //! Order of checks: credentials (401) → the provider's request rate (429 + `Retry-After`) →
-//! content type (415) → announced body size (413), all before a byte of the body is read, so a
-//! client without a token cannot make the relay buffer anything → the body, read within
-//! `http.body_timeout` (408) and `http.body_limit_bytes` (413) → JSON and shape
+//! content type (415), all before a byte of the body is read, so a client without a token
+//! cannot make the relay buffer anything → the body, read within `http.body_timeout` (408) and
+//! `http.body_limit_bytes` (413) → JSON and shape
 //! (400/413/422 for the whole body) → per notice: validation (422), authorization (403),
 //! publish with `Nats-Msg-Id` = id and wait for the PubAck (202, or 503 + `Retry-After`).
 //!
@@ -223,7 +223,7 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 /// Everything decided from the headers alone: who is calling, whether they are within their
-/// rate, and whether the body they announce is acceptable.
+/// rate, and whether the body's type is acceptable.
 fn admit(state: &AppState, headers: &HeaderMap) -> Result<BusinessId, ApiError> {
     let provider = state
         .auth
@@ -239,14 +239,10 @@ fn admit(state: &AppState, headers: &HeaderMap) -> Result<BusinessId, ApiError> 
         ));
     }
     content_type_ok(headers)?;
-    let limit = state.config.http.body_limit_bytes;
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        return Err(too_large(limit));
-    }
+    // A body over the limit is answered 413 once `body_limit_bytes` of it were read, not from
+    // its Content-Length: answering before reading makes the server close a connection the
+    // client is still writing to, and the client sees a broken pipe instead of the 413. Only
+    // an authenticated provider within its rate gets this far.
     Ok(provider)
 }
 
