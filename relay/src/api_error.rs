@@ -70,6 +70,10 @@ pub enum ApiError {
     Forbidden(Forbidden, String),
     /// 503: JetStream unavailable; retry after the given time with the same ids.
     Unavailable(String, Duration),
+    /// 429: the provider is over its request rate; retry after the given time.
+    TooManyRequests(String, Duration),
+    /// 408: the body did not arrive within `http.body_timeout`.
+    RequestTimeout(String),
     /// 500: a bug or an unexpected failure; logged, answered opaquely.
     Internal(String),
 }
@@ -112,6 +116,18 @@ impl ApiError {
                 m.clone(),
                 vec![],
             ),
+            ApiError::TooManyRequests(m, _) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                m.clone(),
+                vec![],
+            ),
+            ApiError::RequestTimeout(m) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                m.clone(),
+                vec![],
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -147,10 +163,13 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, Json(Envelope { error: body })).into_response();
         match &self {
-            ApiError::Unavailable(_, after) => {
+            ApiError::Unavailable(_, after) | ApiError::TooManyRequests(_, after) => {
                 resp.headers_mut().insert(
                     header::RETRY_AFTER,
-                    HeaderValue::from(after.as_secs().max(1)),
+                    // Whole seconds, rounded up: never earlier than the wait.
+                    HeaderValue::from(
+                        (after.as_secs() + u64::from(after.subsec_nanos() > 0)).max(1),
+                    ),
                 );
             }
             ApiError::Unauthenticated(_) => {

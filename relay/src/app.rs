@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::connection::{self, ConnectError};
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
+use crate::rate_limit::ProviderRateLimit;
 
 /// Shared state of the handlers.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Publishes notices.
     pub publisher: Publisher,
+    /// Each provider's request rate.
+    pub rate_limit: ProviderRateLimit,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The NATS client (for readiness).
@@ -57,10 +60,15 @@ pub async fn state(config: Config) -> Result<Arc<AppState>, ServeError> {
         metrics.clone(),
     );
     let auth = Authenticator::from_config(&config);
+    let rate_limit = ProviderRateLimit::new(
+        config.http.provider_rate_per_sec,
+        config.http.provider_burst,
+    );
     Ok(Arc::new(AppState {
         config,
         auth,
         publisher,
+        rate_limit,
         metrics,
         client,
         js,

@@ -54,14 +54,19 @@ pub enum CliError {
     #[error(transparent)]
     Provision(#[from] ProvisionError),
     /// The listen address could not be bound.
-    #[error("binding http.listen {listen}")]
+    #[error("binding {field} {listen}")]
     Bind {
-        /// `http.listen`.
+        /// `http.listen` or `ops.listen`.
+        field: &'static str,
+        /// The address.
         listen: SocketAddr,
         /// The error.
         #[source]
         source: std::io::Error,
     },
+    /// The configuration holds committed dev credentials and listens beyond loopback.
+    #[error("{0}")]
+    DevCredentials(String),
     /// Serving stopped with an error.
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -97,12 +102,28 @@ const PROVISION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 /// `config` until SIGTERM or Ctrl-C, then finish in-flight requests.
 pub async fn serve(config: &Path) -> Result<(), CliError> {
     let c = Config::load(Some(config))?;
+    if let Some(why) = crate::dev_credentials::refusal(&c) {
+        return Err(CliError::DevCredentials(why));
+    }
     let listener = tokio::net::TcpListener::bind(c.http.listen)
         .await
         .map_err(|source| CliError::Bind {
+            field: "http.listen",
             listen: c.http.listen,
             source,
         })?;
+    let ops_listener = match c.ops.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| CliError::Bind {
+                    field: "ops.listen",
+                    listen: addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
@@ -110,7 +131,7 @@ pub async fn serve(config: &Path) -> Result<(), CliError> {
         tracing::info!("shutdown requested; finishing in-flight requests");
         signal_token.cancel();
     });
-    crate::run(c, listener, shutdown).await?;
+    crate::serve::run_with_ops(c, listener, ops_listener, shutdown).await?;
     Ok(())
 }
 

@@ -1,6 +1,9 @@
 //! `POST /v1/notices`: authenticated HTTP ingest of one notice or a batch.
 //!
-//! Order of checks: credentials (401) → content type (415) → body size (413) → JSON and shape
+//! Order of checks: credentials (401) → the provider's request rate (429 + `Retry-After`) →
+//! content type (415), all before a byte of the body is read, so a client without a token
+//! cannot make the relay buffer anything → the body, read within `http.body_timeout` (408) and
+//! `http.body_limit_bytes` (413) → JSON and shape
 //! (400/413/422 for the whole body) → per notice: validation (422), authorization (403),
 //! publish with `Nats-Msg-Id` = id and wait for the PubAck (202, or 503 + `Retry-After`).
 //! A notice is stored as the bytes received for it, which validated as exactly that notice.
@@ -30,9 +33,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -111,11 +113,8 @@ fn covered_by_watcher(state: &AppState, notice: &AnyNotice) -> bool {
 
 /// The ingest router.
 pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.config.http.body_limit_bytes;
     Router::new()
         .route("/v1/notices", post(post_notices))
-        // One byte over the limit is enough to know the body is too large.
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -200,12 +199,9 @@ fn unavailable(state: &AppState, id: &str) -> ApiError {
     )
 }
 
-async fn post_notices(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match handle(&state, &headers, body).await {
+async fn post_notices(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match handle(&state, &parts.headers, body).await {
         Ok(r) => r,
         Err(e) => {
             state.metrics.reject(e.code(), 1);
@@ -214,34 +210,93 @@ async fn post_notices(
     }
 }
 
-async fn handle(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+fn too_large(limit: usize) -> ApiError {
+    ApiError::TooLarge(
+        format!("body is larger than the limit of {limit} bytes (split the batch)"),
+        vec![Violation {
+            path: String::new(),
+            rule: Rule::TooLarge,
+            message: format!("limit is {limit} bytes"),
+        }],
+    )
+}
+
+/// Everything decided from the headers alone: who is calling, whether they are within their
+/// rate, and whether the body's type is acceptable.
+fn admit(state: &AppState, headers: &HeaderMap) -> Result<BusinessId, ApiError> {
     let provider = state
         .auth
         .authenticate(headers)
         .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+    if let Err(wait) = state.rate_limit.check(provider, std::time::Instant::now()) {
+        return Err(ApiError::TooManyRequests(
+            format!(
+                "provider {provider} is over its request rate ({} per second, bursts of {}); retry after Retry-After",
+                state.config.http.provider_rate_per_sec, state.config.http.provider_burst
+            ),
+            wait,
+        ));
+    }
     content_type_ok(headers)?;
+    // A body over the limit is answered 413 once `body_limit_bytes` of it were read, not from
+    // its Content-Length: answering before reading makes the server close a connection the
+    // client is still writing to, and the client sees a broken pipe instead of the 413. Only
+    // an authenticated provider within its rate gets this far.
+    Ok(provider)
+}
+
+/// The body, read only now: at most `body_limit_bytes`, within `body_timeout`.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.config.http.body_limit_bytes;
-    let bytes = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(
-                format!("body is larger than the limit of {limit} bytes (split the batch)"),
-                vec![Violation {
-                    path: String::new(),
-                    rule: Rule::TooLarge,
-                    message: format!("limit is {limit} bytes"),
-                }],
-            )
-        } else {
-            ApiError::BadRequest(
-                format!("could not read the body: {}", r.body_text()),
+    let timeout = state.config.http.body_timeout;
+    let timed_out = || {
+        ApiError::RequestTimeout(format!(
+            "the body did not arrive within {}s (http.body_timeout)",
+            timeout.as_secs_f64()
+        ))
+    };
+    // The listener's own body deadline (the same `http.body_timeout`) may fire first.
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(timed_out()),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => match cause(&e) {
+            BodyFailure::TooLarge => Err(too_large(limit)),
+            BodyFailure::TimedOut => Err(timed_out()),
+            BodyFailure::Other => Err(ApiError::BadRequest(
+                format!("could not read the body: {e}"),
                 vec![],
-            )
+            )),
+        },
+    }
+}
+
+enum BodyFailure {
+    TooLarge,
+    TimedOut,
+    Other,
+}
+
+fn cause(e: &axum::Error) -> BodyFailure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return BodyFailure::TooLarge;
         }
-    })?;
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return BodyFailure::TimedOut;
+        }
+        source = err.source();
+    }
+    BodyFailure::Other
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let provider = admit(state, headers)?;
+    let bytes = read_body(state, body).await?;
+    let limit = state.config.http.body_limit_bytes;
     let limits = Limits {
         max_batch_bytes: limit,
         max_batch_notices: state.config.http.max_batch_notices,

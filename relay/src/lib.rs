@@ -9,8 +9,11 @@
 //!   changes JetStream cannot make in place.
 //! - [`nats_auth`]: nats-server authorization generated from the topology.
 //! - [`connection`]: connecting to NATS with the relay's identity (through `shirase-service`).
+//! - [`dev_credentials`]: the credentials committed for dev and tests; `serve` refuses them
+//!   beyond loopback.
 //! - [`auth`]: provider bearer-token authentication (hashes, constant-time compare).
 //! - [`publisher`]: publishing notices with `Nats-Msg-Id`, bounded retries, concurrency.
+//! - [`rate_limit`]: the per-provider token bucket of HTTP ingest (429 + `Retry-After`).
 //! - [`ingest`]: `POST /v1/notices` and its response bodies.
 //! - [`api_error`]: the error type every handler answers with.
 //! - [`metrics`]: Prometheus metrics.
@@ -37,6 +40,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod dev_credentials;
 pub mod file_watcher;
 pub mod ingest;
 pub mod lease;
@@ -46,6 +50,7 @@ pub mod notifier;
 pub mod operator;
 pub mod provision;
 pub mod publisher;
+pub mod rate_limit;
 pub mod scheduler;
 pub mod serve;
 pub mod topology;

@@ -156,10 +156,17 @@ pub struct OperatorMetrics {
     /// Dead letters in SHIRASE_DLQ, per subscriber.
     pub dlq_messages: Family<SubscriberLabel, Gauge>,
     /// 1 while the provider's calendar says it is in a maintenance window (every replica
-    /// computes it on each scrape, whether or not it holds the scheduler's lease).
+    /// computes it at each refresh, whether or not it holds the scheduler's lease).
     pub provider_in_maintenance: Family<ProviderLabel, Gauge>,
     /// Operator actions by result.
     pub operator_actions: Family<ActionLabel, Counter>,
+    /// Status collections (JetStream reads: consumers, checkpoints, a dead-letter scan) made
+    /// for the gauges above, by the refresh timer or `GET /v1/ops/status`; never by a scrape.
+    pub status_collections: Counter,
+    /// Operator API requests refused for a missing, malformed or unknown token.
+    pub operator_login_failures: Counter,
+    /// Failed operator logins not written to SHIRASE_AUDIT because the audit rate was reached.
+    pub operator_login_failures_unaudited: Counter,
 }
 
 impl OperatorMetrics {
@@ -208,6 +215,21 @@ impl OperatorMetrics {
             "operator_actions",
             "Operator actions by result",
             self.operator_actions.clone(),
+        );
+        registry.register(
+            "status_collections",
+            "Status collections (JetStream reads) for the operator gauges: refresh timer and GET /v1/ops/status",
+            self.status_collections.clone(),
+        );
+        registry.register(
+            "operator_login_failures",
+            "Operator API requests refused for a missing, malformed or unknown token",
+            self.operator_login_failures.clone(),
+        );
+        registry.register(
+            "operator_login_failures_unaudited",
+            "Failed operator logins over the audit rate, counted but not written to SHIRASE_AUDIT",
+            self.operator_login_failures_unaudited.clone(),
         );
     }
 }

@@ -184,7 +184,19 @@ async fn blocking<T: Send + 'static>(
 pub fn from_config(c: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match c {
         SinkConfig::File { dir } => Box::new(FileSink::new(dir.clone())?),
-        SinkConfig::Http { url, timeout } => Box::new(HttpSink::new(url.clone(), *timeout)?),
+        SinkConfig::Http {
+            url,
+            timeout,
+            insecure_http,
+            ca_file,
+        } => {
+            if *insecure_http {
+                tracing::warn!(
+                    "sink.insecure_http = true: rows are posted in clear to the sink; dev and tests only"
+                );
+            }
+            Box::new(HttpSink::with_ca(url.clone(), *timeout, ca_file.as_ref())?)
+        }
         SinkConfig::Command {
             program,
             args,
@@ -305,16 +317,22 @@ pub struct HttpSink {
 impl HttpSink {
     /// A sink posting to `url`.
     pub fn new(url: String, timeout: Duration) -> Result<Self, SinkError> {
-        crate::pull_client::ensure_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| {
-                SinkError::new(
-                    SinkErrorKind::Io,
-                    format!("building the sink's HTTP client: {e}"),
-                )
-            })?;
+        Self::with_ca(url, timeout, None)
+    }
+
+    /// A sink posting to `url`, trusting `ca` besides the system roots. Redirects are not
+    /// followed (a 307 would re-send the rows elsewhere): a 3xx is a failed delivery.
+    pub fn with_ca(
+        url: String,
+        timeout: Duration,
+        ca: Option<&shirase_pull::CaFile>,
+    ) -> Result<Self, SinkError> {
+        let http = shirase_pull::http_client(timeout, ca).map_err(|e| {
+            SinkError::new(
+                SinkErrorKind::Io,
+                format!("building the sink's HTTP client: {e}"),
+            )
+        })?;
         Ok(Self { url, http })
     }
 }
@@ -388,6 +406,14 @@ impl Sink for HttpSink {
                 })?;
             if resp.status().is_success() {
                 Ok(())
+            } else if resp.status().is_redirection() {
+                Err(SinkError::new(
+                    SinkErrorKind::Refused,
+                    format!(
+                        "sink.url answered {} (a redirect), which is not followed; configure the final address",
+                        resp.status()
+                    ),
+                ))
             } else {
                 Err(SinkError::new(
                     SinkErrorKind::Refused,

@@ -26,6 +26,20 @@ pub struct RawHttp {
     /// Private key (PEM) of `tls_cert_file`.
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+    /// A request's headers must arrive within this time.
+    pub header_read_timeout: String,
+    /// A request's body must arrive within this time once its headers are in.
+    pub body_timeout: String,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: String,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Requests per second each provider may send (token bucket refill).
+    pub provider_rate_per_sec: f64,
+    /// Requests a provider may send at once above its rate (token bucket size).
+    pub provider_burst: u32,
+    /// Start with committed dev credentials even when listening beyond loopback.
+    pub allow_dev_credentials: bool,
 }
 
 /// Validated `[http]`.
@@ -42,6 +56,17 @@ pub struct HttpConfig {
     /// Certificate and key of the HTTPS listener; `None` = plain HTTP. The files are read when
     /// `serve` starts (errors there name `http.tls_cert_file` / `http.tls_key_file`).
     pub tls: Option<shirase_service::https::ServerTls>,
+    /// Header read timeout, idle timeout and connection cap of every listener.
+    pub limits: shirase_service::https::ConnLimits,
+    /// Longest time to receive a request body once its headers are in.
+    pub body_timeout: Duration,
+    /// Each provider's request rate (token bucket refill per second).
+    pub provider_rate_per_sec: f64,
+    /// Each provider's burst (token bucket size).
+    pub provider_burst: u32,
+    /// Start with committed dev credentials even when listening beyond loopback (dev and demo
+    /// setups in containers only).
+    pub allow_dev_credentials: bool,
 }
 
 impl HttpConfig {
@@ -94,12 +119,53 @@ impl HttpConfig {
                 "must be between 1 and 1000 (the protocol's batch limit)",
             );
         }
+        let limits = shirase_service::https::ConnLimits {
+            header_read_timeout: positive(p, "http.header_read_timeout", &raw.header_read_timeout),
+            idle_timeout: positive(p, "http.idle_timeout", &raw.idle_timeout),
+            max_connections: raw.max_connections,
+        };
+        let body_timeout = positive(p, "http.body_timeout", &raw.body_timeout);
+        if raw.max_connections == 0 {
+            p.push(
+                "http.max_connections",
+                "must be at least 1 (connections served at once)",
+            );
+        }
+        if !(raw.provider_rate_per_sec.is_finite() && raw.provider_rate_per_sec > 0.0) {
+            p.push(
+                "http.provider_rate_per_sec",
+                "must be a positive number of requests per second",
+            );
+        }
+        if raw.provider_burst == 0 {
+            p.push(
+                "http.provider_burst",
+                "must be at least 1 (requests a provider may send at once)",
+            );
+        }
         Some(Self {
             listen: listen?,
             body_limit_bytes: raw.body_limit_bytes,
             max_batch_notices: raw.max_batch_notices,
             retry_after: retry_after.unwrap_or_default(),
             tls,
+            limits,
+            body_timeout,
+            provider_rate_per_sec: raw.provider_rate_per_sec,
+            provider_burst: raw.provider_burst,
+            allow_dev_credentials: raw.allow_dev_credentials,
         })
+    }
+}
+
+/// A duration that must be above zero (a zero timeout would close every connection at once).
+fn positive(p: &mut Problems, path: &str, value: &str) -> Duration {
+    match p.duration(path, value) {
+        Some(d) if d.is_zero() => {
+            p.push(path, "must be longer than 0s");
+            d
+        }
+        Some(d) => d,
+        None => Duration::ZERO,
     }
 }

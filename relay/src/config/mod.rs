@@ -20,6 +20,7 @@ mod maintenance;
 mod nats;
 mod notifier;
 mod operators;
+mod ops;
 mod providers;
 mod stream;
 mod subscribers;
@@ -44,6 +45,7 @@ pub use notifier::{
     RawWebhook, SmtpSecurity, WebhookConfig,
 };
 pub use operators::{Operator, RawOperator, Role};
+pub use ops::{OpsConfig, RawOps};
 pub use providers::{Provider, RawCredentials, RawProvider, token_digest, token_in};
 pub use stream::{Quotas, RawStream, Storage, StreamConfig};
 pub use subscribers::{Interface, RawInterface, RawSubscriber, Subscriber};
@@ -64,6 +66,7 @@ const ENV_KEYS: &[&str] = &[
     "nats_auth",
     "maintenance",
     "notifier",
+    "ops",
 ];
 
 /// Keys of earlier releases: each is an error naming its replacement.
@@ -82,6 +85,8 @@ pub struct RawConfig {
     pub municipality_code: Option<String>,
     /// HTTP settings.
     pub http: RawHttp,
+    /// The operator surface (`[ops]`).
+    pub ops: RawOps,
     /// NATS connection settings.
     pub nats: RawNats,
     /// Stream settings.
@@ -119,6 +124,8 @@ pub struct Config {
     pub municipality: MunicipalityCode,
     /// HTTP settings.
     pub http: HttpConfig,
+    /// The operator surface.
+    pub ops: OpsConfig,
     /// NATS connection settings.
     pub nats: NatsConfig,
     /// Stream settings.
@@ -199,6 +206,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>, p: &mut Problems) -> Option
     };
 
     let http = HttpConfig::validate(&raw.http, base_dir, p);
+    let ops = OpsConfig::validate(&raw.ops, http.as_ref().map(|h| h.listen), p);
     let nats = NatsConfig::validate(&raw.nats, raw.http.max_batch_notices, base_dir, p);
     let stream = StreamConfig::validate(&raw.stream, p);
     let relay_nkey = raw.nats_auth.validate(p);
@@ -216,6 +224,7 @@ fn validate(raw: RawConfig, base_dir: Option<&Path>, p: &mut Problems) -> Option
     Some(Config {
         municipality: municipality?,
         http: http?,
+        ops,
         nats,
         stream,
         relay_nkey,

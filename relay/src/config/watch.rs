@@ -203,6 +203,8 @@ impl WatchConfig {
             interfaces: Default::default(),
             municipality: None,
             timeout: self.timeout,
+            provider: format!("provider {}", provider.business_id),
+            ca_file: None,
         }
     }
 

@@ -39,12 +39,18 @@ pub const STATUS_PAGE: &str = include_str!("status.html");
 pub struct OpsState {
     app: Arc<AppState>,
     auth: OperatorAuth,
+    failed_logins: audit::LoginAuditBudget,
 }
 
 /// The operator routes, to merge into the relay's router.
 pub fn router(app: Arc<AppState>) -> Router {
     let auth = OperatorAuth::new(&app.config.operators);
-    let state = Arc::new(OpsState { app, auth });
+    let failed_logins = audit::LoginAuditBudget::new(app.config.ops.failed_login_audit_per_minute);
+    let state = Arc::new(OpsState {
+        app,
+        auth,
+        failed_logins,
+    });
     Router::new()
         .route(
             "/status",
@@ -84,7 +90,7 @@ impl OpsState {
         T: Serialize,
         F: AsyncFnOnce(&Actor) -> Result<T, OpsError>,
     {
-        let actor = self.auth.authenticate(headers)?;
+        let actor = self.login(headers, action).await?;
         let outcome = match actor.require_operator(action) {
             Err(e) => Err((AuditResult::Denied, e)),
             Ok(()) => f(&actor).await.map_err(|e| (AuditResult::Error, e)),
@@ -116,8 +122,36 @@ impl OpsState {
         outcome.map(Json).map_err(|(_, e)| e)
     }
 
-    fn viewer(&self, headers: &HeaderMap) -> Result<Actor, OpsError> {
-        self.auth.authenticate(headers)
+    async fn viewer(&self, headers: &HeaderMap, action: &str) -> Result<Actor, OpsError> {
+        self.login(headers, action).await
+    }
+
+    /// Authenticate; a refused token is counted and audited as action `login` (actor
+    /// `(unknown)`, the action tried and why, never the token), within the audit budget so a
+    /// flood cannot fill SHIRASE_AUDIT.
+    async fn login(&self, headers: &HeaderMap, action: &str) -> Result<Actor, OpsError> {
+        let err = match self.auth.authenticate(headers) {
+            Ok(actor) => return Ok(actor),
+            Err(e) => e,
+        };
+        let m = &self.app.metrics.operator;
+        m.operator_login_failures.inc();
+        if !self.failed_logins.take(std::time::Instant::now()) {
+            m.operator_login_failures_unaudited.inc();
+            return Err(err);
+        }
+        let rec = audit::record(
+            audit::UNKNOWN_ACTOR,
+            "login",
+            serde_json::json!({ "action": action }),
+            AuditResult::Denied,
+            serde_json::json!({ "error": err.message }),
+        );
+        tracing::info!(action, audit_id = %rec.id, "operator login refused");
+        if let Err(e) = audit::write(&self.app.js, &rec).await {
+            tracing::warn!(audit_id = %rec.id, "failed login not audited: {e}");
+        }
+        Err(err)
     }
 }
 
@@ -125,7 +159,8 @@ async fn get_status(
     State(s): State<Arc<OpsState>>,
     headers: HeaderMap,
 ) -> Result<Json<status::Status>, OpsError> {
-    s.viewer(&headers)?;
+    s.viewer(&headers, "status").await?;
+    s.app.metrics.operator.status_collections.inc();
     let st = status::collect(&s.app.js, &s.app.config).await?;
     refresh_gauges(&s.app, &st);
     Ok(Json(st))
@@ -181,7 +216,7 @@ async fn get_dlq(
     headers: HeaderMap,
     q: Result<Query<DlqQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<dlq::DlqEntry>>, OpsError> {
-    s.viewer(&headers)?;
+    s.viewer(&headers, "dlq-list").await?;
     let Query(q) = q.map_err(|e| OpsError::invalid("", format!("query: {e}")))?;
     let f = DlqFilter {
         subscriber: q.subscriber,
@@ -200,7 +235,7 @@ async fn get_dlq_one(
     headers: HeaderMap,
     Path(seq): Path<String>,
 ) -> Result<Json<dlq::DlqEntry>, OpsError> {
-    s.viewer(&headers)?;
+    s.viewer(&headers, "dlq-show").await?;
     let seq: u64 = seq
         .parse()
         .map_err(|_| OpsError::invalid("seq", format!("{seq:?} is not a DLQ sequence number")))?;
@@ -325,8 +360,10 @@ pub fn refresh_gauges(app: &AppState, st: &status::Status) {
     }
 }
 
-/// Refresh the gauges before a scrape (bounded: a slow JetStream must not hang `/metrics`).
+/// Refresh the gauges (the relay's timer calls it every `ops.metrics_refresh`; bounded, so a
+/// slow JetStream delays the next refresh, never a scrape).
 pub async fn refresh_metrics(app: &AppState) {
+    app.metrics.operator.status_collections.inc();
     let collect = status::collect(&app.js, &app.config);
     match tokio::time::timeout(std::time::Duration::from_secs(3), collect).await {
         Ok(Ok(st)) => refresh_gauges(app, &st),

@@ -57,6 +57,48 @@ pub async fn write(js: &jetstream::Context, record: &AuditRecord) -> Result<(), 
     Ok(())
 }
 
+/// The actor of a refused login (no operator could be identified).
+pub const UNKNOWN_ACTOR: &str = "(unknown)";
+
+/// How many refused logins are still written to SHIRASE_AUDIT this minute: a fixed one-minute
+/// window, so a flood of bad tokens writes at most `per_minute` records a minute (the rest are
+/// only counted).
+#[derive(Debug)]
+pub struct LoginAuditBudget {
+    per_minute: u32,
+    // A std mutex: two fields updated together, never held across an await.
+    window: std::sync::Mutex<Option<(std::time::Instant, u32)>>,
+}
+
+impl LoginAuditBudget {
+    /// At most `per_minute` records a minute (0: none).
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            window: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether one more refused login at `now` is written.
+    pub fn take(&self, now: std::time::Instant) -> bool {
+        let mut w = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (start, used) = match *w {
+            Some((start, used))
+                if now.saturating_duration_since(start) < Duration::from_secs(60) =>
+            {
+                (start, used)
+            }
+            _ => (now, 0),
+        };
+        let ok = used < self.per_minute;
+        *w = Some((start, used + u32::from(ok)));
+        ok
+    }
+}
+
 /// A record for `actor` doing `action` now.
 pub fn record(
     actor: &str,
@@ -81,6 +123,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn the_login_audit_budget_is_per_minute() {
+        let b = LoginAuditBudget::new(2);
+        let t0 = std::time::Instant::now();
+        assert!(b.take(t0));
+        assert!(b.take(t0 + Duration::from_secs(1)));
+        assert!(!b.take(t0 + Duration::from_secs(2)));
+        assert!(!b.take(t0 + Duration::from_secs(59)));
+        assert!(b.take(t0 + Duration::from_secs(60)), "a new minute");
+        assert!(!LoginAuditBudget::new(0).take(t0));
+    }
 
     #[test]
     fn a_record_is_what_the_schema_describes() {

@@ -12,7 +12,7 @@ use shirase_proto::{AtenaNo, InterfaceId};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::PullClientConfig;
+use crate::config::{CaFile, PullClientConfig};
 use crate::limiter::Limiter;
 use crate::profile::{Classified, PathValues};
 use crate::wire::{Claims, ErrorBody, TokenResponse};
@@ -51,6 +51,51 @@ pub enum ClientError {
     /// reqwest could not build a client (TLS backend missing).
     #[error("building the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The configured CA file could not be read or holds no usable PEM certificate.
+    #[error("{field} {path}: {message}")]
+    CaFile {
+        /// The configuration field naming the file.
+        field: String,
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The HTTP client the agent and the watcher use towards providers and sinks: a timeout per
+/// request, redirects never followed (a redirected request would carry the token, the query
+/// with addressee numbers or the rows elsewhere; a 3xx is answered as an error instead), and
+/// `ca` trusted besides the system roots.
+pub fn http_client(timeout: Duration, ca: Option<&CaFile>) -> Result<reqwest::Client, ClientError> {
+    ensure_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = ca {
+        let err = |message: String| ClientError::CaFile {
+            field: ca.field.clone(),
+            path: ca.path.display().to_string(),
+            message,
+        };
+        let pem = std::fs::read(&ca.path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| err(format!("is not a PEM certificate bundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(err("holds no PEM certificate".into()));
+        }
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    Ok(builder.build()?)
+}
+
+/// The outcome of a 3xx answer: an error naming the provider, never followed.
+fn redirected(provider: &str, what: &str, status: u16) -> Outcome {
+    Outcome::Connect(format!(
+        "{provider}: the {what} answered {status} (a redirect), which is not followed; configure its final https:// address"
+    ))
 }
 
 #[derive(Debug, Clone)]
@@ -88,8 +133,7 @@ impl PullClient {
         secret: Vec<u8>,
         limiter: Arc<Limiter>,
     ) -> Result<Self, ClientError> {
-        ensure_crypto_provider();
-        let http = reqwest::Client::builder().timeout(cfg.timeout).build()?;
+        let http = http_client(cfg.timeout, cfg.ca_file.as_ref())?;
         Ok(Self {
             http,
             cfg,
@@ -182,6 +226,9 @@ impl PullClient {
             .await
             .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
         let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            return Err(redirected(&self.cfg.provider, "PULL API", status));
+        }
         let retry_after = retry_after(resp.headers());
         let body = resp
             .bytes()
@@ -227,6 +274,9 @@ impl PullClient {
             .await
             .map_err(|e| Outcome::Connect(connect_reason(&e)))?;
         let status = resp.status().as_u16();
+        if (300..400).contains(&status) {
+            return Err(redirected(&self.cfg.provider, "token endpoint", status));
+        }
         let ra = retry_after(resp.headers());
         let body = resp
             .bytes()
@@ -585,6 +635,8 @@ mod tests {
             interfaces: Default::default(),
             municipality: None,
             timeout: Duration::from_secs(35),
+            provider: "provider 001".into(),
+            ca_file: None,
         };
         let e = PullClient::new(cfg, Arc::new(Limiter::new(1, 1.0))).unwrap_err();
         assert!(
@@ -606,6 +658,8 @@ mod tests {
             interfaces: Default::default(),
             municipality: None,
             timeout: Duration::from_secs(35),
+            provider: "provider 001".into(),
+            ca_file: None,
         };
         let c = PullClient::with_secret(cfg, b"s3cret".to_vec(), Arc::new(Limiter::new(1, 1.0)))
             .unwrap();

@@ -34,6 +34,20 @@ pub struct PullClientConfig {
     pub municipality: Option<String>,
     /// Client timeout per request (a little over the provider's 30 s).
     pub timeout: Duration,
+    /// Who this client talks to, in errors (e.g. `provider 001`).
+    pub provider: String,
+    /// A private CA to trust (besides the system roots) for the PULL API and token endpoint.
+    pub ca_file: Option<CaFile>,
+}
+
+/// A CA certificate file (PEM, one or more certificates) to trust, and the configuration field
+/// naming it (for the error when it cannot be used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its configuration field, e.g. `providers[0].ca_file`.
+    pub field: String,
 }
 
 /// What an interface adds to its provider's profile.

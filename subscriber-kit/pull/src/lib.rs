@@ -24,9 +24,10 @@ pub mod profile;
 pub mod wire;
 
 pub use client::{
-    ClientError, Outcome, PullClient, PullRequest, classify, error_without_url, token_answer,
+    ClientError, Outcome, PullClient, PullRequest, classify, error_without_url, http_client,
+    token_answer,
 };
-pub use config::{InterfaceApi, PullClientConfig};
+pub use config::{CaFile, InterfaceApi, PullClientConfig};
 pub use limiter::Limiter;
 pub use profile::{ApiProfile, RawApi, RowsOrder};
 pub use wire::Row;

@@ -157,6 +157,12 @@ impl Agent {
             };
             let guard = Arc::new(Guard::new(calendar, self.clock.clone()));
             let limiter = Arc::new(Limiter::new(p.concurrency, p.rate_per_sec));
+            if p.insecure_http {
+                tracing::warn!(
+                    provider = %p.business_id,
+                    "insecure_http = true: http:// is allowed for this provider's PULL API and token endpoint (token, addressee numbers and rows in clear); dev and tests only"
+                );
+            }
             let mut pc = shirase_pull::PullClientConfig::from(p);
             pc.municipality = Some(self.cfg.municipality.to_string());
             let c = match self.secrets.get(&p.business_id) {

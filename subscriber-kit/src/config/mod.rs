@@ -251,6 +251,7 @@ dir = "/tmp/x"
 business_id = "001"
 pull_api_base_url = "http://127.0.0.1:9001"
 token_url = "http://127.0.0.1:9001/oauth/token"
+insecure_http = true
 client_id = "tax"
 client_secret_file = "/tmp/secret"
 [[providers.interfaces]]

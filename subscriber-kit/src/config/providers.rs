@@ -43,6 +43,12 @@ pub struct RawProvider {
     /// Never send a request inside a maintenance window.
     #[serde(default = "default_true")]
     pub enforce_maintenance: bool,
+    /// Allow `http://` URLs (dev and tests only).
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// A private CA (PEM) to trust for this provider's HTTPS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[[providers.interfaces]]` as written.
@@ -106,6 +112,10 @@ pub struct ProviderConfig {
     /// Never send a request inside a window of `maintenance` (default `true`). `false` only
     /// for tests and drills; E0900 answers are honoured either way.
     pub enforce_maintenance: bool,
+    /// `http://` URLs allowed (`insecure_http = true`: dev and tests only; the agent warns).
+    pub insecure_http: bool,
+    /// A private CA (PEM) trusted for this provider's PULL API and token endpoint.
+    pub ca_file: Option<shirase_pull::CaFile>,
 }
 
 pub use shirase_pull::{ApiProfile, RawApi};
@@ -135,6 +145,8 @@ impl From<&ProviderConfig> for shirase_pull::PullClientConfig {
             // Set by the agent, which knows its municipality.
             municipality: None,
             timeout: p.timeout,
+            provider: format!("provider {}", p.business_id),
+            ca_file: p.ca_file.clone(),
         }
     }
 }
@@ -203,6 +215,12 @@ impl ProviderConfig {
             );
         }
         check_client(pi, rp, p);
+        let ca_file =
+            p.optional_path(&f("ca_file"), &rp.ca_file)
+                .map(|path| shirase_pull::CaFile {
+                    path,
+                    field: f("ca_file"),
+                });
         let timeout = check_limits(pi, rp, p);
         let api = validate_api(rp, pi, p);
         if let Err(e) = shirase_proto::maintenance::Calendar::new(&rp.maintenance) {
@@ -223,6 +241,8 @@ impl ProviderConfig {
             interfaces,
             maintenance: rp.maintenance.clone(),
             enforce_maintenance: rp.enforce_maintenance,
+            insecure_http: rp.insecure_http,
+            ca_file,
         })
     }
 }
@@ -234,11 +254,11 @@ fn check_client(pi: usize, rp: &RawProvider, p: &mut Problems) {
         ("pull_api_base_url", &rp.pull_api_base_url),
         ("token_url", &rp.token_url),
     ] {
-        if reqwest::Url::parse(url)
-            .map(|u| !matches!(u.scheme(), "http" | "https"))
-            .unwrap_or(true)
-        {
-            p.push(f(name), format!("must be an http(s) URL, got {url:?}"));
+        match reqwest::Url::parse(url).as_ref().map(reqwest::Url::scheme) {
+            Ok("https") => {}
+            Ok("http") if rp.insecure_http => {}
+            Ok("http") => p.push(f(name), plaintext_refused(&f("insecure_http"))),
+            _ => p.push(f(name), format!("must be an https URL, got {url:?}")),
         }
     }
     if rp.client_id.is_empty() {
@@ -250,6 +270,13 @@ fn check_client(pi: usize, rp: &RawProvider, p: &mut Problems) {
             "give the file holding the client secret",
         );
     }
+}
+
+/// Why an `http://` URL is refused, naming the switch that allows it.
+pub(super) fn plaintext_refused(switch: &str) -> String {
+    format!(
+        "http:// sends the token, addressee numbers (宛名番号) and rows in clear: use https:// (with ca_file for a private CA), or set {switch} = true for a dev or test setup"
+    )
 }
 
 /// Check the timeout, concurrency and rate of `providers[pi]`; the timeout, if readable.
@@ -364,14 +391,88 @@ kind = "file"
 dir = "/tmp/x"
 [[providers]]
 business_id = "001"
-pull_api_base_url = "http://127.0.0.1:9001"
-token_url = "http://127.0.0.1:9001/oauth/token"
+pull_api_base_url = "https://tax.example.lg.jp"
+token_url = "https://tax.example.lg.jp/oauth/token"
 client_id = "tax"
 client_secret_file = "/tmp/secret"
 [[providers.interfaces]]
 id = "001o05-00"
 version = "1.0"
 "#;
+
+    #[test]
+    fn http_is_refused_unless_insecure_http_and_names_the_switch() {
+        let plain = BASE.replace("https://", "http://");
+        let e = Config::from_toml_str(&plain).unwrap_err();
+        let l: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert!(
+            l[0].starts_with("providers[0].pull_api_base_url: http:// sends"),
+            "{l:?}"
+        );
+        assert!(
+            l[1].starts_with("providers[0].token_url: http:// sends"),
+            "{l:?}"
+        );
+        assert!(l[0].contains("providers[0].insecure_http = true"), "{l:?}");
+        let allowed = plain.replace(
+            "client_id = \"tax\"",
+            "client_id = \"tax\"\ninsecure_http = true",
+        );
+        let c = Config::from_toml_str(&allowed).unwrap();
+        assert!(c.providers[0].insecure_http);
+        let c = Config::from_toml_str(BASE).unwrap();
+        assert!(!c.providers[0].insecure_http);
+        assert_eq!(c.providers[0].ca_file, None);
+    }
+
+    #[test]
+    fn ca_file_is_passed_to_the_client_with_its_field() {
+        let text = BASE.replace(
+            "client_id = \"tax\"",
+            "client_id = \"tax\"\nca_file = \"/etc/shirase/provider-ca.pem\"",
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        let pc = shirase_pull::PullClientConfig::from(&c.providers[0]);
+        assert_eq!(
+            pc.ca_file,
+            Some(shirase_pull::CaFile {
+                path: "/etc/shirase/provider-ca.pem".into(),
+                field: "providers[0].ca_file".into(),
+            })
+        );
+        assert_eq!(pc.provider, "provider 001");
+        let e = Config::from_toml_str(
+            &BASE.replace("client_id = \"tax\"", "client_id = \"tax\"\nca_file = \"\""),
+        )
+        .unwrap_err();
+        assert_eq!(e.problems[0].path, "providers[0].ca_file");
+    }
+
+    #[test]
+    fn an_http_sink_is_refused_unless_insecure_http() {
+        let http_sink = |extra: &str| {
+            BASE.replace(
+                "kind = \"file\"\ndir = \"/tmp/x\"",
+                &format!("kind = \"http\"\nurl = \"http://127.0.0.1:9100/import\"{extra}"),
+            )
+        };
+        let e = Config::from_toml_str(&http_sink("")).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(e.problems[0].path, "sink.url");
+        assert!(
+            e.problems[0].message.contains("sink.insecure_http = true"),
+            "{e}"
+        );
+        let c = Config::from_toml_str(&http_sink("\ninsecure_http = true")).unwrap();
+        assert!(matches!(
+            c.sink,
+            crate::config::SinkConfig::Http {
+                insecure_http: true,
+                ..
+            }
+        ));
+    }
 
     fn lines(extra: &str) -> Vec<String> {
         let e = Config::from_toml_str(&format!("{BASE}{extra}")).unwrap_err();

@@ -23,6 +23,12 @@ pub enum RawSink {
         /// Request timeout.
         #[serde(default = "default_sink_timeout")]
         timeout: String,
+        /// Allow an `http://` URL (dev and tests only).
+        #[serde(default)]
+        insecure_http: bool,
+        /// A private CA (PEM) to trust for the endpoint's HTTPS.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
     },
     /// A program.
     Command {
@@ -55,6 +61,10 @@ pub enum SinkConfig {
         url: String,
         /// Request timeout.
         timeout: Duration,
+        /// `http://` allowed (`insecure_http = true`: dev and tests only; the agent warns).
+        insecure_http: bool,
+        /// A private CA (PEM) trusted for the endpoint's HTTPS.
+        ca_file: Option<shirase_pull::CaFile>,
     },
     /// Runs `program args... <batch file>`; exit status 0 = accepted.
     Command {
@@ -77,10 +87,28 @@ impl SinkConfig {
                 }
                 SinkConfig::File { dir: dir.clone() }
             }
-            RawSink::Http { url, timeout } => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    p.push("sink.url", format!("must be an http(s) URL, got {url:?}"));
+            RawSink::Http {
+                url,
+                timeout,
+                insecure_http,
+                ca_file,
+            } => {
+                if url.starts_with("http://") {
+                    if !insecure_http {
+                        p.push(
+                            "sink.url",
+                            super::providers::plaintext_refused("sink.insecure_http"),
+                        );
+                    }
+                } else if !url.starts_with("https://") {
+                    p.push("sink.url", format!("must be an https URL, got {url:?}"));
                 }
+                let ca_file =
+                    p.optional_path("sink.ca_file", ca_file)
+                        .map(|path| shirase_pull::CaFile {
+                            path,
+                            field: "sink.ca_file".into(),
+                        });
                 let timeout = p.duration("sink.timeout", timeout).unwrap_or_default();
                 if timeout.is_zero() {
                     p.push("sink.timeout", "must be more than \"0s\"");
@@ -88,6 +116,8 @@ impl SinkConfig {
                 SinkConfig::Http {
                     url: url.clone(),
                     timeout,
+                    insecure_http: *insecure_http,
+                    ca_file,
                 }
             }
             RawSink::Command {

@@ -545,6 +545,7 @@ dir = "/nonexistent-daysim"
 business_id = "001"
 pull_api_base_url = "{base}"
 token_url = "{token}"
+insecure_http = true
 client_id = "{CLIENT}"
 client_secret_file = "/nonexistent-daysim-secret"
 enforce_maintenance = false

@@ -48,6 +48,9 @@ fn bench_config(url: &str) -> anyhow::Result<Config> {
     ))?;
     c.nats.urls = vec![url.to_owned()];
     c.nats.publish_timeout = Duration::from_secs(30);
+    // A benchmark measures the relay, not the per-provider rate limit.
+    c.http.provider_rate_per_sec = 1_000_000.0;
+    c.http.provider_burst = 1_000_000;
     Ok(c)
 }
 

@@ -376,6 +376,9 @@ fn relay_toml(
 municipality_code = "131016"
 [http]
 listen = "127.0.0.1:0"
+# A benchmark measures the relay, not the per-provider rate limit.
+provider_rate_per_sec = 1000000.0
+provider_burst = 1000000
 [nats]
 urls = [{urls}]
 publish_timeout = "30s"
@@ -544,6 +547,7 @@ dir = "{sink}"
 business_id = "001"
 pull_api_base_url = "{base}"
 token_url = "{token}"
+insecure_http = true
 client_id = "{CLIENT}"
 client_secret_file = "{secret}"
 enforce_maintenance = false

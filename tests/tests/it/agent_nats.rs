@@ -80,7 +80,7 @@ async fn nkey_identity_connects_and_a_wrong_seed_is_refused_with_a_clear_error()
 
 #[test]
 fn nats_settings_are_validated_naming_the_field() {
-    let base = "subscriber = \"tax\"\nmunicipality = \"131016\"\n[sink]\nkind = \"file\"\ndir = \"/tmp/x\"\n[[providers]]\nbusiness_id = \"001\"\npull_api_base_url = \"http://127.0.0.1:1\"\ntoken_url = \"http://127.0.0.1:1/oauth/token\"\nclient_id = \"c\"\nclient_secret_file = \"/tmp/s\"\n[[providers.interfaces]]\nid = \"001o05-00\"\nversion = \"1.0\"\n";
+    let base = "subscriber = \"tax\"\nmunicipality = \"131016\"\n[sink]\nkind = \"file\"\ndir = \"/tmp/x\"\n[[providers]]\nbusiness_id = \"001\"\npull_api_base_url = \"http://127.0.0.1:1\"\ntoken_url = \"http://127.0.0.1:1/oauth/token\"\ninsecure_http = true\nclient_id = \"c\"\nclient_secret_file = \"/tmp/s\"\n[[providers.interfaces]]\nid = \"001o05-00\"\nversion = \"1.0\"\n";
     let f = tempfile::NamedTempFile::new().unwrap();
     let p = f.path().display();
     let field = |nats: &str| match shirase_subscriber_kit::Config::from_toml_str(&format!(

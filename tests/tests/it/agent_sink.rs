@@ -47,7 +47,7 @@ async fn http_sink_500_is_retried_and_nothing_is_lost() {
         .agent_toml("[retry]\nbase = \"100ms\"\nmax = \"300ms\"\n", "")
         .replace(
             &format!("kind = \"file\"\ndir = \"{}\"", env.sink_dir().display()),
-            &format!("kind = \"http\"\nurl = \"{url}\""),
+            &format!("kind = \"http\"\nurl = \"{url}\"\ninsecure_http = true"),
         );
     let agent = RunningAgent::start(shirase_subscriber_kit::Config::from_toml_str(&toml).unwrap());
     let received = || -> BTreeSet<(String, u64)> {

@@ -713,7 +713,10 @@ fn kustomizations_list_existing_files_and_every_manifest_is_applied_by_one() {
     for dir in ["base", "dev"] {
         let k = yaml_docs(&k8s.join(dir).join("kustomization.yaml")).remove(0);
         assert_eq!(s(&k, "namespace"), Some("shirase"), "{dir}: namespace");
-        for r in seq(&k, "resources") {
+        let patches = seq(&k, "patches")
+            .into_iter()
+            .filter_map(|p| get(p, "path"));
+        for r in seq(&k, "resources").into_iter().chain(patches) {
             let r = r.as_str().expect("resource path");
             let p = k8s.join(dir).join(r);
             assert!(

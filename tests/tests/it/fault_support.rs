@@ -225,6 +225,7 @@ dir = "{sink}"
 business_id = "001"
 pull_api_base_url = "{base}"
 token_url = "{token}"
+insecure_http = true
 client_id = "{CLIENT}"
 client_secret_file = "{secret}"
 rate_per_sec = 200.0

@@ -60,7 +60,7 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[tokio::test]
 async fn alert_rules_and_dashboard_parse_and_use_only_exported_metrics() {
     let (_server, js, relay) = setup().await;
-    // A status call creates the per-consumer gauges' children; the scrape refreshes them too.
+    // A status call creates the per-consumer gauges' children.
     let kv = js.get_key_value("shirase_checkpoints").await.unwrap();
     kv.put(
         "tax.131016.001o05-00",
@@ -91,6 +91,9 @@ async fn alert_rules_and_dashboard_parse_and_use_only_exported_metrics() {
         )
         .await;
     assert_eq!(s, 403);
+    // Scrapes read no JetStream: the status call collects the gauges (as the timer does).
+    let (s, _) = Ops::viewer(&relay.base).get("/v1/ops/status").await;
+    assert_eq!(s, 200);
     let relay_text = relay
         .http
         .get(format!("{}/metrics", relay.base))
