@@ -119,6 +119,7 @@ pull_api_base_url = "http://127.0.0.1:9"
 token_url = "http://127.0.0.1:9/token"
 client_id = "delinquency-agent"
 client_secret_file = "{secret}"
+insecure_http = true
 enforce_maintenance = false
 [[providers.interfaces]]
 id = "{IFACE}"

@@ -601,7 +601,7 @@ dir = "{sink}"
             ""
         };
         s.push_str(&format!(
-            "[[providers]]\nbusiness_id = \"{business}\"\npull_api_base_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{client}\"\nclient_secret_file = \"{}\"\nenforce_maintenance = false\n[[providers.interfaces]]\nid = \"{iface}\"\nversion = \"1.0\"\n{keyed}",
+            "[[providers]]\nbusiness_id = \"{business}\"\npull_api_base_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{client}\"\nclient_secret_file = \"{}\"\ninsecure_http = true\nenforce_maintenance = false\n[[providers.interfaces]]\nid = \"{iface}\"\nversion = \"1.0\"\n{keyed}",
             sim.base_url(),
             sim.token_url(),
             dir.join("secret").display(),
