@@ -250,9 +250,11 @@ impl Site {
                 "https://juki.example.lg.jp/oauth/token".to_owned(),
                 sim.token_url().to_owned(),
             ),
+            // The simulator speaks plain HTTP on loopback: the test's only departure from
+            // the template's transport rules.
             (
-                "https://juki.example.lg.jp/api".to_owned(),
-                sim.base_url().to_owned(),
+                "\"https://juki.example.lg.jp/api\"".to_owned(),
+                format!("\"{}\"\ninsecure_http = true", sim.base_url()),
             ),
             ("0.0.0.0:9464".to_owned(), format!("127.0.0.1:{http_port}")),
             ("[\"24:00-27:00\"]".to_owned(), "[]".to_owned()),
