@@ -376,10 +376,16 @@ impl NatsServer {
         }
     }
 
-    /// Freeze the process (`SIGSTOP`): it keeps its sockets but answers nothing.
+    /// Freeze the process (`SIGSTOP`): it keeps its sockets but answers nothing. Returns once
+    /// the kernel reports every thread stopped (state `T` in `/proc/<pid>/task/*/stat`): a
+    /// signal is delivered asynchronously, and on a loaded machine a thread may still run
+    /// briefly.
     pub fn pause(&self) {
-        if let Some(pid) = self.pid() {
-            let _ = signal::kill(pid, Signal::SIGSTOP);
+        let Some(pid) = self.pid() else { return };
+        let _ = signal::kill(pid, Signal::SIGSTOP);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !all_threads_stopped(pid.as_raw()) {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -550,4 +556,21 @@ impl NatsCluster {
         }
         self.wait_meta_peers_current()
     }
+}
+
+/// Whether every thread of process `pid` is stopped (or the process is gone).
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            // The state follows the command name, which is in parentheses.
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next())
+            })
+            .is_none_or(|c| matches!(c, 'T' | 't'))
+    })
 }

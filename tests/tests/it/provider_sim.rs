@@ -893,7 +893,7 @@ async fn admin_endpoints_drive_faults_and_bursts_and_the_log_holds_counts_not_co
         .unwrap();
     assert_eq!(
         f,
-        json!({"error_rate": 0.0, "latency_ms": 5, "outage": false, "maintenance": false, "replica_lag_ms": 0})
+        json!({"error_rate": 0.0, "latency_ms": 5, "outage": false, "maintenance": false, "replica_lag_ms": 0, "row_threshold": 0, "timeout_above_rows": 0})
     );
     let f: Value = sim
         .http
