@@ -390,9 +390,10 @@ def print_summary(res: dict, data_dir: str, elapsed_catch_up: float | None) -> N
     print("  pulls by outcome: " + ", ".join(f"{k} {v}" for k, v in sorted(pulls.items()) if v))
     print(f"  provider 010 answered {int(c['010'].get('error', 0))} requests with 503 E0503 (outage); "
           f"provider 001 answered {int(c['001'].get('maintenance', 0))} with 503 E0900 (maintenance)")
-    print("  sink lines exceed changes: every pull re-reads from checkpoint - pull.overlap (10m) and")
-    print("  returns the rows whose latest flag (最新フラグ) flipped: at-least-once, the consumer de-duplicates")
-    print("  by (atena_no, history_no).")
+    print("  sink lines exceed changes: an update also re-stamps the previous history row (its latest")
+    print("  flag, 最新フラグ, flips), so one change is two row versions; sweeps after outages and")
+    print("  maintenance re-read pull.overlap (10m): at-least-once, the consumer de-duplicates by")
+    print("  (atena_no, history_no).")
     if elapsed_catch_up is not None:
         print(f"  caught up {elapsed_catch_up:.1f} s after the last change")
     print()
