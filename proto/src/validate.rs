@@ -544,6 +544,22 @@ impl Check<'_> {
         }
     }
 
+    /// The optional `datacontenttype`: `Some(None)` when absent, `Some(Some(..))` when it is the
+    /// one allowed value, `None` (with a violation) otherwise.
+    fn datacontenttype(&mut self, obj: &Map<String, Value>) -> Option<Option<String>> {
+        if !obj.contains_key("datacontenttype") {
+            return Some(None);
+        }
+        self.constant(
+            obj,
+            "datacontenttype",
+            &DATACONTENTTYPE,
+            DATA_CONTENT_TYPE,
+            false,
+        )
+        .map(|()| Some(DATA_CONTENT_TYPE.to_owned()))
+    }
+
     /// A member with one allowed value. `Some(())` when present and right, `None` otherwise.
     fn constant(
         &mut self,
@@ -763,18 +779,7 @@ impl Check<'_> {
         let time = self.parsed::<OffsetTimestamp>(obj, "", "time", &TIME);
         let subject = self.parsed::<InterfaceId>(obj, "", "subject", &SUBJECT);
         let sequence = self.parsed::<Sequence>(obj, "", "sequence", &SEQUENCE);
-        let datacontenttype = match obj.get("datacontenttype") {
-            None => Some(None),
-            Some(_) => self
-                .constant(
-                    obj,
-                    "datacontenttype",
-                    &DATACONTENTTYPE,
-                    DATA_CONTENT_TYPE,
-                    false,
-                )
-                .map(|()| Some(DATA_CONTENT_TYPE.to_owned())),
-        };
+        let datacontenttype = self.datacontenttype(obj);
         let data = match obj.get("data") {
             Some(d) => self.data(d),
             None => {
@@ -1102,7 +1107,8 @@ fn payload_with<N>(
 mod file;
 
 pub use file::{
-    check_file_value, parse_any_notice, parse_any_payload, parse_any_payload_spans, parse_file_notice,
+    check_file_value, parse_any_notice, parse_any_payload, parse_any_payload_spans,
+    parse_file_notice,
 };
 
 #[cfg(test)]

@@ -11,10 +11,9 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Check, DATA_CONTENT_TYPE, DATACONTENTTYPE, Field, ID, INTERFACE_ID, INTERFACE_VERSION,
-    ItemCheck, Limits, MUNICIPALITY_CODE, PROVIDER, Payload, PayloadError, Rule, SEQUENCE, SOURCE,
-    SPECVERSION, SUBJECT, TIME, Violation, check_sized, compact_len, finish, json_type, parse_with,
-    payload_with, too_large,
+    Check, Field, ID, INTERFACE_ID, INTERFACE_VERSION, ItemCheck, Limits, MUNICIPALITY_CODE,
+    PROVIDER, Payload, PayloadError, Rule, SEQUENCE, SOURCE, SPECVERSION, SUBJECT, TIME, Violation,
+    check_sized, compact_len, finish, json_type, parse_with, payload_with, too_large,
 };
 use crate::notice::file::{
     AnyNotice, FILE_EVENT_TYPE, FileData, FileNotice, MAX_PATH_CHARS, Sha256Hex, SharePath,
@@ -171,18 +170,7 @@ impl Check<'_> {
                 .parsed::<Sequence>(obj, "", "sequence", &SEQUENCE)
                 .map(Some),
         };
-        let datacontenttype = match obj.get("datacontenttype") {
-            None => Some(None),
-            Some(_) => self
-                .constant(
-                    obj,
-                    "datacontenttype",
-                    &DATACONTENTTYPE,
-                    DATA_CONTENT_TYPE,
-                    false,
-                )
-                .map(|()| Some(DATA_CONTENT_TYPE.to_owned())),
-        };
+        let datacontenttype = self.datacontenttype(obj);
         let data = match obj.get("data") {
             Some(d) => self.file_data(d),
             None => {
