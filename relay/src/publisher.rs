@@ -266,7 +266,10 @@ impl Publisher {
     /// JetStream refuses a whole atomic batch when any `Nats-Msg-Id` in it is already stored,
     /// so a refused or unanswered batch falls back to per-notice publishing with the same
     /// ids: per-notice de-duplication (`duplicate: true`) is kept either way.
-    pub async fn publish_all<N: Envelope + Sync>(&self, notices: &[&N]) -> Vec<Result<Stored, PublishFailure>> {
+    pub async fn publish_all<N: Envelope + Sync>(
+        &self,
+        notices: &[&N],
+    ) -> Vec<Result<Stored, PublishFailure>> {
         let out: Vec<Outgoing<'_, N>> = notices.iter().map(|n| (*n, n.to_json().into())).collect();
         self.publish_all_raw(&out).await
     }

@@ -106,6 +106,11 @@ pub struct PlanSettings {
     /// More notices are pending on the consumer beyond this batch: TO stops just past the
     /// newest notice in hand instead of reaching now.
     pub more_pending: bool,
+    /// This plan is a sweep, and the previous sweep of the interface (its start and FROM)
+    /// pulled and delivered its whole window: FROM may start at [`sweep_from`] instead of the
+    /// overlap below the checkpoint. `None` for everything else (notices, an operator's replay)
+    /// and after a restart.
+    pub previous_sweep: Option<LastRead>,
 }
 
 /// The request part of a plan.
@@ -172,6 +177,12 @@ pub struct Plan {
     pub pull: Option<PlannedPull>,
     /// The narrow pull for notices at or below the checkpoint that are not already covered.
     pub narrow: Option<NarrowPull>,
+    /// With replayed notices (a sweep, an operator's replay): the FROM of the blind overlap
+    /// re-read, before [`sweep_from`] raised it. A sweep that reads its whole window records
+    /// it as its FROM (`LastRead::from`, the next sweep's `previous_sweep`): every row above
+    /// it that became visible before the sweep started has been read, by this sweep or the
+    /// one before.
+    pub blind_from: Option<Timestamp>,
 }
 
 fn minus(t: Timestamp, d: Duration) -> Timestamp {
@@ -266,11 +277,19 @@ pub fn plan_read(
         Duration::ZERO
     };
     let from = match (checkpoint, oldest_replay) {
-        (Some(c), Some(r)) => minus(c.min(r), overlap),
+        (Some(c), Some(r)) => {
+            let blind = minus(c.min(r), overlap);
+            p.blind_from = Some(blind);
+            sweep_from(blind, s.previous_sweep, overlap)
+        }
         // The pull behind the checkpoint read its instant (see the module's rules).
         (Some(c), None) if last.is_some() => plus_micro(c),
         (Some(c), None) => c,
-        (None, _) => minus(oldest, overlap),
+        (None, _) => {
+            let blind = minus(oldest, overlap);
+            p.blind_from = oldest_replay.map(|_| blind);
+            blind
+        }
     };
     let keys: BTreeSet<AtenaNo> = need
         .iter()
@@ -299,6 +318,23 @@ pub fn plan_read(
     };
     p.pull = Some(PlannedPull { kind, covers: need });
     p
+}
+
+/// FROM of a sweep whose blind FROM is `blind` (the overlap below the checkpoint), given the
+/// previous sweep of the interface. The sweep exists for changes whose notices never came,
+/// on the rule that a row becomes visible at most `overlap` after its update timestamp. The
+/// previous sweep started at `p.at`, and every row above `p.from` that was visible then has
+/// been read (by it, or, below its raised FROM, by the sweep before: [`Plan::blind_from`]).
+/// A row still unread became visible after `p.at`, so it carries a timestamp above
+/// `p.at − overlap`. When `p.from` lies at or below `blind`, this sweep can therefore start at
+/// `max(blind, p.at − overlap)`: while the checkpoint stands still (a quiet night after a
+/// batch), successive sweeps read only what is new instead of the same overlap again. A
+/// checkpoint rewound by an operator (`blind` below `p.from`) gets the whole overlap.
+pub fn sweep_from(blind: Timestamp, previous: Option<LastRead>, overlap: Duration) -> Timestamp {
+    match previous {
+        Some(p) if p.from <= blind => blind.max(minus(p.at, overlap)),
+        _ => blind,
+    }
 }
 
 /// The narrow pull of the notices `idx`: keyed when allowed (`keyed_pull_max_keys`) and every
@@ -501,6 +537,7 @@ mod tests {
         keyed_pull_max_keys: 0,
         gap: false,
         more_pending: false,
+        previous_sweep: None,
     };
 
     #[test]
@@ -798,6 +835,7 @@ mod tests {
             ts(100),
             PlanSettings {
                 more_pending: true,
+                previous_sweep: None,
                 ..S
             },
         );
@@ -862,7 +900,162 @@ mod tests {
         assert_eq!(split_point(ts(0), ts(100), &hints), Some(ts(50)));
     }
 
+    /// A sweep's synthetic notice: replayed, at `now`.
+    fn sweep_notice(now: i64) -> PlanInput {
+        PlanInput {
+            replay: true,
+            ..n(now)
+        }
+    }
+
+    fn window(p: &Plan) -> (Timestamp, Timestamp) {
+        match p.pull.as_ref().map(|p| &p.kind) {
+            Some(PullKind::Window { from, to }) => (*from, *to),
+            k => panic!("expected a window pull, got {k:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sweep_starts_where_the_previous_whole_sweep_left_off() {
+        // Checkpoint still at 10,000 (a quiet night); the previous sweep started at 13,600
+        // and read from 9,400 (the checkpoint − 600).
+        let prev = LastRead {
+            at: ts(13_600),
+            from: ts(9_400),
+        };
+        // TO: just past the synthetic notice at now.
+        let end = us(ts(17_200), 1);
+        let plan = |prev| {
+            let s = PlanSettings {
+                previous_sweep: prev,
+                ..S
+            };
+            plan_read(
+                &[sweep_notice(17_200)],
+                Some(ts(10_000)),
+                None,
+                ts(17_200),
+                s,
+            )
+        };
+        // Without it: the overlap below the checkpoint, again.
+        assert_eq!(window(&plan(None)), (ts(9_400), end));
+        // With it: only the overlap below the previous sweep's start.
+        assert_eq!(window(&plan(Some(prev))), (ts(13_000), end));
+        // The checkpoint moved past the previous sweep: the overlap below the checkpoint.
+        let s = PlanSettings {
+            previous_sweep: Some(prev),
+            ..S
+        };
+        let p = plan_read(
+            &[sweep_notice(17_200)],
+            Some(ts(16_000)),
+            None,
+            ts(17_200),
+            s,
+        );
+        assert_eq!(window(&p), (ts(15_400), end));
+        // An operator rewound the checkpoint below the previous sweep's FROM: the whole
+        // overlap below the rewound checkpoint.
+        let p = plan_read(
+            &[sweep_notice(17_200)],
+            Some(ts(5_000)),
+            None,
+            ts(17_200),
+            s,
+        );
+        assert_eq!(window(&p), (ts(4_400), end));
+    }
+
+    #[test]
+    fn sweeps_over_a_still_checkpoint_chain_on_the_blind_from() {
+        // Hourly sweeps, the checkpoint at 10,000 all along: each records the blind FROM
+        // (9,400), so every sweep after the first reads only the overlap below the previous
+        // sweep's start, not the overlap below the checkpoint every other hour.
+        let mut prev = None;
+        let mut froms = vec![];
+        for now in [12_000, 15_600, 19_200, 22_800] {
+            let s = PlanSettings {
+                previous_sweep: prev,
+                ..S
+            };
+            let p = plan_read(&[sweep_notice(now)], Some(ts(10_000)), None, ts(now), s);
+            assert_eq!(p.blind_from, Some(ts(9_400)));
+            froms.push(window(&p).0);
+            prev = Some(LastRead {
+                at: ts(now),
+                from: p.blind_from.unwrap(),
+            });
+        }
+        assert_eq!(froms, [ts(9_400), ts(11_400), ts(15_000), ts(18_600)]);
+        // A notice-triggered pull has no blind FROM.
+        let p = plan_read(&[n(10_500)], Some(ts(10_000)), None, ts(12_000), S);
+        assert_eq!(p.blind_from, None);
+    }
+
+    #[test]
+    fn sweep_from_keeps_the_blind_from_unless_the_previous_sweep_read_below_it() {
+        let ov = Duration::from_secs(600);
+        let prev = |at, from| {
+            Some(LastRead {
+                at: ts(at),
+                from: ts(from),
+            })
+        };
+        assert_eq!(sweep_from(ts(1_000), None, ov), ts(1_000));
+        assert_eq!(sweep_from(ts(1_000), prev(5_000, 1_000), ov), ts(4_400));
+        assert_eq!(sweep_from(ts(1_000), prev(5_000, 1_001), ov), ts(1_000));
+        // A previous sweep that started within the overlap of the blind FROM adds nothing.
+        assert_eq!(sweep_from(ts(1_000), prev(1_300, 500), ov), ts(1_000));
+    }
+
     proptest! {
+        /// Sweeps alone (every notice lost): each row becomes visible at most the overlap
+        /// after its timestamp, the checkpoint is the newest row a sweep read, and an operator
+        /// may rewind it between sweeps. Starting each sweep where the previous one left off
+        /// finds every row the blind overlap finds, and never reads more rows.
+        #[test]
+        fn sweeps_from_the_previous_sweep_miss_nothing_the_blind_overlap_finds(
+            rows in proptest::collection::vec((0i64..20_000, 0i64..=600), 1..120),
+            gaps in proptest::collection::vec((1i64..4_000, proptest::option::of(0i64..20_000)), 1..12),
+        ) {
+            // (timestamp, commit) with commit − timestamp ≤ the overlap (600 s).
+            let rows: Vec<(i64, i64)> = rows.iter().map(|&(t, lag)| (t, t + lag)).collect();
+            let run = |chained: bool| {
+                let mut read = vec![0u32; rows.len()];
+                let mut cp: Option<i64> = None;
+                let mut prev: Option<LastRead> = None;
+                let mut now = 0i64;
+                for &(gap, rewind) in &gaps {
+                    now += gap;
+                    if let Some(r) = rewind {
+                        cp = cp.map(|c| c.min(r));
+                    }
+                    let s = PlanSettings {
+                        previous_sweep: if chained { prev } else { None },
+                        ..S
+                    };
+                    let p = plan_read(&[sweep_notice(now)], cp.map(ts), None, ts(now), s);
+                    let (from, to) = window(&p);
+                    for (k, &(t, c)) in rows.iter().enumerate() {
+                        if c < now && ts(t) >= from && ts(t) < to {
+                            read[k] += 1;
+                            cp = Some(cp.map_or(t, |x| x.max(t)));
+                        }
+                    }
+                    prev = p.blind_from.map(|from| LastRead { at: ts(now), from });
+                }
+                read
+            };
+            let blind = run(false);
+            let chained = run(true);
+            for k in 0..rows.len() {
+                prop_assert!(blind[k] == 0 || chained[k] > 0,
+                    "row {k} {:?} read by the blind sweeps but not by the chained ones", rows[k]);
+            }
+            prop_assert!(chained.iter().sum::<u32>() <= blind.iter().sum::<u32>());
+        }
+
         #[test]
         fn split_point_is_strictly_inside(a in 0i64..1_000_000, len in 2i64..1_000_000, hs in proptest::collection::vec(0i64..2_000_000, 0..50)) {
             let base = 1_700_000_000_000_000i64;

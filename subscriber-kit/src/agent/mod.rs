@@ -153,6 +153,9 @@ struct Streamed {
     from: Option<Timestamp>,
     /// (DB timestamp, addressee-number hash) of the rows, capped like `times`.
     keys: Vec<(Timestamp, u64)>,
+    /// The window ended before its TO (an instant over the provider's threshold that no
+    /// notice names): it did not read the whole window.
+    stopped: bool,
 }
 
 /// Why a planned pull produced no rows.

@@ -362,6 +362,7 @@ impl Protocol {
             keyed_pull_max_keys: 0,
             gap: false,
             more_pending: false,
+            previous_sweep: None,
         };
         let received: Vec<bool> = items
             .iter()
@@ -415,6 +416,7 @@ impl Protocol {
                 .iter()
                 .map(|&r| (ts(ROW_TS[r]), key_hash(self.keys[r].as_str())))
                 .collect(),
+            stopped: false,
         })))
     }
 

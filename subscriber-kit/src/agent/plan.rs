@@ -253,6 +253,89 @@ pub(super) fn bisect(
     Some([(from, mid, depth + 1), (mid, to, depth + 1)])
 }
 
+/// Rows per piece a density split aims at, as a share of the piece budget: the density of
+/// the last piece is an estimate, and a piece over the provider's threshold costs a refusal.
+const DENSITY_TARGET_PERCENT: u64 = 90;
+
+/// The density of rows a window pull last met: `rows` in a piece `span` long (rows > 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Density {
+    /// Rows the piece returned.
+    pub(super) rows: u64,
+    /// Its length.
+    pub(super) span: jiff::SignedDuration,
+}
+
+impl Density {
+    /// The density of a piece `[from, to)` that returned `rows`; `None` without rows (nothing
+    /// to scale by) or without length.
+    pub(super) fn of(from: Timestamp, to: Timestamp, rows: usize) -> Option<Self> {
+        let span = to.duration_since(from);
+        (rows > 0 && span.is_positive()).then_some(Self {
+            rows: rows as u64,
+            span,
+        })
+    }
+
+    /// Rows a piece `[from, to)` holds at this density.
+    pub(super) fn estimate(&self, from: Timestamp, to: Timestamp) -> u64 {
+        let est = i128::from(self.rows) * to.duration_since(from).as_nanos()
+            / self.span.as_nanos().max(1);
+        u64::try_from(est.max(0)).unwrap_or(u64::MAX)
+    }
+}
+
+/// Split a piece before asking for it when the density of the piece before it (in the same
+/// pull) says it holds more than `budget` rows: the first part is cut to about
+/// [`DENSITY_TARGET_PERCENT`] % of the budget at that density, on the provider's precision
+/// (`whole_seconds`). Bisection halves a refused piece and then asks the upper half, usually
+/// refused again in a dense burst (a refusal for every two answers); cutting by the density
+/// just measured asks pieces that fit. A piece that met fewer rows lowers the density, so a
+/// burst's sparse tail is asked in few large pieces; a piece without rows gives no density
+/// and the next piece is asked whole. Keeps the depth: nothing was refused.
+///
+/// Only pieces that read ahead of the pull's notices (ending past `newest_notice`) or that
+/// come from a refusal (depth > 0) are cut: the pieces [`cut_windows`] planned within the
+/// notices are sized by them, which is better than the density of another stretch of time.
+pub(super) fn density_split(
+    piece: Piece,
+    density: Option<Density>,
+    budget: u64,
+    whole_seconds: bool,
+    newest_notice: Option<Timestamp>,
+) -> Option<[Piece; 2]> {
+    let (from, to, depth) = piece;
+    let past_notices = newest_notice.is_none_or(|n| {
+        to > n
+            .checked_add(jiff::SignedDuration::from_micros(1))
+            .unwrap_or(n)
+    });
+    if depth == 0 && !past_notices {
+        return None;
+    }
+    let d = density?;
+    if d.estimate(from, to) <= budget {
+        return None;
+    }
+    let target = i128::from((budget * DENSITY_TARGET_PERCENT / 100).max(1));
+    let len =
+        jiff::SignedDuration::from_nanos_i128(target * d.span.as_nanos() / i128::from(d.rows));
+    let mut mid = from.checked_add(len).ok()?;
+    if whole_seconds {
+        mid = floor_second(mid);
+        if mid <= floor_second(from) {
+            mid = floor_second(from).checked_add(ONE_SECOND).ok()?;
+        }
+    } else {
+        // The provider's timestamps have microsecond precision.
+        mid = Timestamp::from_microsecond(mid.as_microsecond()).ok()?;
+        if mid <= from {
+            mid = Timestamp::from_microsecond(from.as_microsecond() + 1).ok()?;
+        }
+    }
+    (mid > from && mid < to).then_some([(from, mid, depth), (mid, to, depth)])
+}
+
 fn floor_second(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second() - i64::from(t.subsec_nanosecond() < 0)).unwrap_or(t)
 }
@@ -371,7 +454,68 @@ mod tests {
             keyed_pull_max_keys: 0,
             gap: false,
             more_pending: false,
+            previous_sweep: None,
         }
+    }
+
+    fn us(t: Timestamp, micros: i64) -> Timestamp {
+        Timestamp::from_microsecond(t.as_microsecond() + micros).unwrap()
+    }
+
+    #[test]
+    fn a_piece_denser_than_the_budget_is_cut_to_fit_before_it_is_asked() {
+        // The piece before returned 900 rows in 550 µs; the next spans 1 s: about 1.6M rows.
+        let d = Density::of(ts(0), us(ts(0), 550), 900);
+        let piece = (ts(100), ts(101), 3);
+        let [a, b] = density_split(piece, d, 1000, false, None).unwrap();
+        // 90 % of 1000 rows at 900 rows / 550 µs: 550 µs.
+        assert_eq!(a, (ts(100), us(ts(100), 550), 3));
+        assert_eq!(b, (us(ts(100), 550), ts(101), 3));
+        // A piece that fits by the estimate is asked whole.
+        assert_eq!(
+            density_split((ts(100), us(ts(100), 600), 0), d, 1000, false, None),
+            None
+        );
+        // No density (the first piece, or the last one met no rows): asked whole.
+        assert_eq!(density_split(piece, None, 1000, false, None), None);
+        assert_eq!(Density::of(ts(0), ts(1), 0), None);
+        // A sparse piece before (10 rows a second) leaves a minute-long piece whole.
+        let sparse = Density::of(ts(0), ts(1), 10);
+        assert_eq!(
+            density_split((ts(100), ts(160), 0), sparse, 1000, false, None),
+            None
+        );
+    }
+
+    #[test]
+    fn pieces_within_the_notices_are_asked_as_planned() {
+        let d = Density::of(ts(0), us(ts(0), 550), 900);
+        // A planned piece ending just past the newest notice: the notices sized it.
+        let newest = Some(ts(100));
+        let planned = (ts(99), us(ts(100), 1), 0);
+        assert_eq!(density_split(planned, d, 1000, false, newest), None);
+        // Reading ahead of the notices, or after a refusal: cut by the density.
+        assert!(density_split((ts(99), ts(101), 0), d, 1000, false, newest).is_some());
+        assert!(density_split((ts(99), us(ts(100), 1), 1), d, 1000, false, newest).is_some());
+    }
+
+    #[test]
+    fn a_density_split_stays_on_the_providers_precision() {
+        // Whole seconds: 1000 rows a second, a 10 s piece → cut at the next whole second.
+        let d = Density::of(ts(0), ts(1), 1000);
+        let [a, b] =
+            density_split((us(ts(100), 300_000), ts(110), 0), d, 1000, true, None).unwrap();
+        assert_eq!(a.1, ts(101));
+        assert_eq!(b, (ts(101), ts(110), 0));
+        // Microseconds: never an empty first part, never a cut at or past the end.
+        let dense = Density::of(ts(0), us(ts(0), 1), 5000);
+        let [a, _] =
+            density_split((ts(100), us(ts(100), 10), 0), dense, 1000, false, None).unwrap();
+        assert_eq!(a.1, us(ts(100), 1));
+        assert_eq!(
+            density_split((ts(100), us(ts(100), 1), 0), dense, 1000, false, None),
+            None
+        );
     }
 
     #[test]

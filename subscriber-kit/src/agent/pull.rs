@@ -142,8 +142,20 @@ impl Worker {
             from: windows.first().map(|w| w.0),
             ..Streamed::default()
         };
+        let budget = 2 * self.cfg.pull.max_notices_per_window as u64;
+        // Rows per length of the last piece answered, to cut the next ones to fit; from the
+        // pull before when it was just now.
+        let mut density = self.states.with(iface, |s| s.recent_density(p.now));
         let mut stack: Vec<Piece> = windows.into_iter().rev().map(|(f, t)| (f, t, 0)).collect();
         while let Some(piece) = stack.pop() {
+            let newest = p.hints.last().copied();
+            if let Some([lo, hi]) =
+                plan::density_split(piece, density, budget, whole_seconds, newest)
+            {
+                stack.push(hi);
+                stack.push(lo);
+                continue;
+            }
             let (f, t, _) = piece;
             let req = PullRequest {
                 interface: *iface,
@@ -152,7 +164,14 @@ impl Worker {
                 keys: vec![],
             };
             match self.request(&req).await {
-                Outcome::Data(r) => self.take(iface, r, p.now, &mut got).await?,
+                Outcome::Data(r) => {
+                    density = plan::Density::of(f, t, r.len());
+                    if let Some(d) = density {
+                        self.states
+                            .with(iface, |s| s.density = Some((d, Timestamp::now())));
+                    }
+                    self.take(iface, r, p.now, &mut got).await?;
+                }
                 o @ (Outcome::TooMany | Outcome::TimeoutSplit { .. }) => {
                     if plan::one_instant(f, t, whole_seconds) {
                         let burst = plan::burst(
@@ -220,6 +239,7 @@ impl Worker {
             }
             Burst::Stop => {
                 tracing::info!(interface = %iface, "one instant above the checkpoint holds more rows than the provider answers at once and no notice in hand names it: the window ends before it");
+                got.stopped = true;
                 return Ok(false);
             }
             Burst::NoKeys => {

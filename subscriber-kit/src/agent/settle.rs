@@ -53,6 +53,8 @@ pub(super) struct Received {
     pub(super) window_keys: Vec<(Timestamp, u64)>,
     /// FROM of the window pull, stored with the checkpoint it produces.
     pub(super) read_from: Option<Timestamp>,
+    /// The window pull read its whole window, up to its TO.
+    pub(super) read_whole: bool,
 }
 
 /// What a narrow pull's rows reached (they are already delivered).
@@ -117,6 +119,7 @@ impl Received {
                 window_times: got.times,
                 window_keys: got.keys,
                 read_from: got.from,
+                read_whole: !got.stopped,
             },
             Some(Pulled::Keyed(rows)) => Self {
                 reached: Reached::Keyed(Reach::of(&rows)),
@@ -125,6 +128,7 @@ impl Received {
                 window_times: vec![],
                 window_keys: vec![],
                 read_from: None,
+                read_whole: false,
             },
         }
     }

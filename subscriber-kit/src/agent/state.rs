@@ -13,6 +13,11 @@ use shirase_proto::InterfaceId;
 /// beyond it the oldest are forgotten and bisection handles what they would have told.
 pub(super) const RECENT_ROWS_CAP: usize = 200_000;
 
+/// How long the density of rows a window pull met stays good for the next pull: long enough
+/// to carry across the batches of a burst, short enough that a burst's density does not cut
+/// the sparse pulls after it into pieces.
+pub(super) const DENSITY_MEMORY: Duration = Duration::from_secs(10);
+
 /// One interface's state in this process.
 #[derive(Debug, Default)]
 pub(super) struct IfaceState {
@@ -30,6 +35,14 @@ pub(super) struct IfaceState {
     /// has a row at exactly its timestamp here was received, whenever its notice was stored (a
     /// window read it ahead of its notice).
     pub(super) recent_keys: Vec<(Timestamp, u64)>,
+    /// The last sweep whose whole window was pulled and delivered (its start and FROM): the
+    /// next sweep may start from it (`coalesce::sweep_from`). Kept in memory only: after a
+    /// restart the first sweep reads the whole overlap again.
+    pub(super) last_sweep: Option<crate::coalesce::LastRead>,
+    /// The density of rows the last window pull met in its last piece with rows, and when:
+    /// the next pull, if it starts within [`DENSITY_MEMORY`], cuts its pieces by it from the
+    /// first one (a burst drained batch by batch).
+    pub(super) density: Option<(super::plan::Density, Timestamp)>,
     /// Notice id → first failure time, for a dead letter's `first_failure`.
     pub(super) first_failure: HashMap<String, Timestamp>,
     /// Interface versions (版数) seen in notices other than the configured one, each logged
@@ -38,6 +51,15 @@ pub(super) struct IfaceState {
 }
 
 impl IfaceState {
+    /// The density the last window pull met, if it was measured within [`DENSITY_MEMORY`]
+    /// before `now`.
+    pub(super) fn recent_density(&self, now: Timestamp) -> Option<super::plan::Density> {
+        let memory = SignedDuration::try_from(DENSITY_MEMORY).unwrap_or(SignedDuration::MAX);
+        self.density
+            .filter(|(_, at)| now.duration_since(*at) <= memory)
+            .map(|(d, _)| d)
+    }
+
     /// Note a notice naming `version` other than the configured one; true the first time
     /// (to log it once).
     pub(super) fn first_other_version(&mut self, version: &str) -> bool {

@@ -198,12 +198,20 @@ impl Worker {
                 .get_or_create(&labels)
                 .set(now.duration_since(c).as_secs_f64());
         }
+        // A sweep is one synthetic item; it may start where the previous sweep left off.
+        let sweeping = matches!(items, [it] if it.idx == SWEEP_IDX);
+        let previous_sweep = if sweeping {
+            self.states.with(&iface, |s| s.last_sweep)
+        } else {
+            None
+        };
         let settings = PlanSettings {
             // Applied by the planner to sweeps, replays and a first pull only.
             overlap: self.cfg.overlap(),
             keyed_pull_max_keys,
             gap,
             more_pending,
+            previous_sweep,
         };
         let received: Vec<bool> = self.states.with(&iface, |s| {
             items
@@ -284,9 +292,21 @@ impl Worker {
         }
         if let settle::Reached::Window(_) = got.reached {
             let overlap = self.cfg.overlap();
+            // A sweep's whole window is pulled and in the sink: the next sweep may start
+            // from it (coalesce::sweep_from).
+            let swept = match (items, pulls.plan.blind_from) {
+                ([it], Some(from)) if it.idx == SWEEP_IDX && got.read_whole => Some(LastRead {
+                    at: pulls.now,
+                    from,
+                }),
+                _ => None,
+            };
             self.states.with(iface, |s| {
                 s.remember_rows(got.window_times, max, overlap);
                 s.remember_keys(got.window_keys, max, overlap);
+                if swept.is_some() {
+                    s.last_sweep = swept;
+                }
             });
         }
         Some(got.reached)

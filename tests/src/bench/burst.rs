@@ -7,7 +7,8 @@
 //! the simulator's E0004 threshold of 1,000 rows), so its RSS is its own. Drain = from the
 //! commit until the `tax` consumer has nothing pending or unacked. PULL calls come from the
 //! simulator's counters (data requests; token requests excluded). The reference is one pull per
-//! notice (the calls a naive notice-triggered consumer would make).
+//! notice (the calls a naive notice-triggered consumer would make). The simulator's request
+//! log of each burst goes to `target/bench/burst-<n>-requests.jsonl`.
 //!
 //! **Trickle** (the summary's `trickle_requests`): 10,000 changes committed at once whose
 //! notices the simulator publishes to JetStream one by one while a fresh agent drains them (as
@@ -127,6 +128,7 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
     let mut rows = Vec::new();
     let mut expected = BTreeSet::new();
     for n in [10_000usize, 100_000] {
+        let logged_before = env.sim.requests().len();
         let before = env.sim.counters();
         let pulls_before = agent.metric_sum("shirase_agent_pulls_total").await?;
         let batches_before = agent.metric_sum("shirase_agent_batches_total").await?;
@@ -185,6 +187,15 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
             "  burst {n}: {pulls} pulls, drain {:.1} s, missing {missing}",
             drain.as_secs_f64()
         );
+        // Every request of the burst (query, status, code, rows; no row contents), to see
+        // where refusals fall.
+        let log = super::bench_dir().join(format!("burst-{n}-requests.jsonl"));
+        let mut text = String::new();
+        for e in env.sim.requests().iter().skip(logged_before) {
+            text.push_str(&serde_json::to_string(e)?);
+            text.push('\n');
+        }
+        std::fs::write(&log, text)?;
     }
     let end = rss_mib(agent.pid());
     agent.stop();

@@ -8,8 +8,9 @@
 //! (one change can bring 2 rows: its new row and the previous latest row it demotes, so 500
 //! notices are at most 1,000 rows = T); a batch of 500 is one window, one PULL call. While more notices are pending, the last window stops
 //! just past the newest notice in hand, so no request meets rows the batch knows nothing
-//! about. Between overlap re-reads (every 60 s) a batch chains from the checkpoint, so it does
-//! not re-read the earlier batches' rows. That is ceil(10,000 / 500) = 20 window requests;
+//! about. A batch chains from the checkpoint, so it does not re-read the earlier batches'
+//! rows. That is ceil(10,000 / 500) = 20 window requests (the last batch, with nothing more
+//! pending, reads ahead up to now: at most 2 more);
 //! the fallback (E0004 → bisection, 2 more requests per refusal) should not be needed but a
 //! few are tolerated: asserted ≤ 25 requests and ≤ 2 E0004 answers, against 10,000 requests
 //! without coalescing and ~100 with blind bisection.
@@ -95,8 +96,10 @@ async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
         (20..=25).contains(&batches),
         "10,000 notices in batches of 500: {batches} batches"
     );
+    // The last batch, with nothing more pending, reads ahead of its newest notice up to now;
+    // cut by the density of the rows just read, that empty stretch costs up to two requests.
     assert!(
-        pulls - 2 * agent.pulls_of("too_many") <= batches,
+        pulls - 2 * agent.pulls_of("too_many") <= batches + 2,
         "{pulls} pulls ({} E0004) for {batches} batch windows",
         agent.pulls_of("too_many")
     );
@@ -106,10 +109,12 @@ async fn burst_of_10k_notices_needs_a_handful_of_pulls() {
 /// The same burst while its notices are still being published (the simulator publishes them
 /// one by one, the agent drains them as they come, in batches of a few notices). A window of a
 /// caught-up batch reaches "now", so it also reads the rows whose notices are still on their way,
-/// and the batches that bring those notices find them covered without a request. Measured:
-/// 55–71 requests (27–35 of them E0004 answers for windows that met too many such rows) for 10,000
-/// notices in ~2,500 batches; stopping windows at the newest notice in hand instead (tried)
-/// made it 995 requests.
+/// and the batches that bring those notices find them covered without a request. Pieces that
+/// read ahead are cut by the density of the rows the pull (or the one just before) met, so few
+/// of them draw E0004. Measured: 45–62 requests (18–27 E0004: the simulator's burst is ten
+/// clusters with empty stretches between them, and a piece after an empty one is asked whole)
+/// for 10,000 notices in ~900–1,600 batches; before the density cuts 55–71 (27–35 E0004);
+/// stopping windows at the newest notice in hand instead (tried) made it 995 requests.
 #[tokio::test]
 #[ignore = "slow: publishes 10,000 notices through JetStream while the agent drains (~10 s)"]
 async fn burst_drained_while_published_reads_ahead_of_its_notices() {
@@ -132,7 +137,7 @@ async fn burst_drained_while_published_reads_ahead_of_its_notices() {
     let (pulls, refused) = (agent.pulls(), agent.pulls_of("too_many"));
     println!("burst while published: batches={batches} pulls={pulls} too_many={refused}");
     assert!(
-        pulls <= 150,
+        pulls <= 100,
         "{pulls} requests ({refused} E0004) for 10,000 notices in {batches} batches"
     );
     assert!(

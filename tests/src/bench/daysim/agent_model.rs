@@ -79,6 +79,8 @@ pub struct AgentModel {
     next_sweep: f64,
     checkpoint: Vec<Option<Timestamp>>,
     last: Vec<Option<LastRead>>,
+    /// The last whole sweep of each interface (its start and FROM): `PlanSettings::previous_sweep`.
+    last_sweep: Vec<Option<LastRead>>,
     /// (addressee, timestamp) of rows window pulls received: `PlanInput::received`.
     received: Vec<HashSet<(String, Timestamp)>>,
     /// Timestamps of rows received, sorted: where the rows are, for cutting windows.
@@ -103,6 +105,7 @@ impl AgentModel {
             next_sweep: SWEEP_EVERY,
             checkpoint: vec![None; ifaces],
             last: vec![None; ifaces],
+            last_sweep: vec![None; ifaces],
             received: vec![HashSet::new(); ifaces],
             rows: vec![Vec::new(); ifaces],
             seen: vec![HashMap::new(); ifaces],
@@ -246,7 +249,7 @@ impl AgentModel {
                     }
                 })
                 .collect();
-            self.pull_plan(client, *iface, i, &inputs, more_pending, t, at)
+            self.pull_plan(client, *iface, i, &inputs, more_pending, None, t, at)
                 .await?;
             done.extend(mine);
         }
@@ -276,14 +279,20 @@ impl AgentModel {
             received: false,
         };
         let (r0, n0) = (self.st.requests, self.st.rows);
-        self.pull_plan(client, iface, i, &[input], false, t, at)
-            .await?;
+        let previous = self.last_sweep[i];
+        if let Some(from) = self
+            .pull_plan(client, iface, i, &[input], false, previous, t, at)
+            .await?
+        {
+            self.last_sweep[i] = Some(LastRead { at: at(t), from });
+        }
         self.sweep_requests += self.st.requests - r0;
         self.sweep_rows += self.st.rows - n0;
         Ok(())
     }
 
-    /// Plan with the agent's rules and make the planned requests.
+    /// Plan with the agent's rules and make the planned requests. Returns the plan's blind
+    /// FROM (`Plan::blind_from`: a sweep records it for the next one).
     #[allow(clippy::too_many_arguments)]
     async fn pull_plan(
         &mut self,
@@ -292,15 +301,17 @@ impl AgentModel {
         i: usize,
         inputs: &[PlanInput],
         more_pending: bool,
+        previous_sweep: Option<LastRead>,
         t: f64,
         at: impl Fn(f64) -> Timestamp + Copy,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<Timestamp>> {
         let now = at(t);
         let settings = PlanSettings {
             overlap: OVERLAP,
             keyed_pull_max_keys: 0,
             gap: false,
             more_pending,
+            previous_sweep,
         };
         let plan = coalesce::plan_read(inputs, self.checkpoint[i], self.last[i], now, settings);
         if let Some(n) = &plan.narrow {
@@ -312,8 +323,9 @@ impl AgentModel {
                 self.request(client, iface, i, from, to, t, false).await?;
             }
         }
+        let blind_from = plan.blind_from;
         let Some(p) = plan.pull else {
-            return Ok(());
+            return Ok(blind_from);
         };
         let PullKind::Window { from, to } = p.kind else {
             anyhow::bail!("a keyed pull without keyed pulls configured");
@@ -339,7 +351,7 @@ impl AgentModel {
             self.checkpoint[i] = Some(self.checkpoint[i].map_or(m, |c| c.max(m)));
             self.last[i] = Some(LastRead { at: now, from });
         }
-        Ok(())
+        Ok(blind_from)
     }
 
     /// One request; a window pull's rows are remembered. Returns the newest row's timestamp.
