@@ -2,7 +2,8 @@
 //! on a schedule (`sweep.interval`, hourly by default), so changes whose notices were
 //! never published still arrive; a sequence gap seen in the notices, or a checkpoint rewound by
 //! an operator's resync (the worker watches its checkpoint keys), triggers an immediate sweep
-//! of that interface.
+//! of that interface. A gap counts only where this replica received every delivery of its
+//! consumer since its previous batch: replicas sharing a consumer each see part of the notices.
 //!
 //! A sweep is an ordinary window pull (the agent's worker implements [`Sweeper`]): it goes
 //! through the provider's rate limiter, never runs inside a maintenance window (it is skipped

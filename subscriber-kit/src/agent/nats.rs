@@ -122,6 +122,20 @@ impl Worker {
             .last()
             .and_then(|m| m.info().ok())
             .is_some_and(|i| i.pending > 0);
+        // Replicas sharing the consumer each see part of its deliveries: a notice sequence
+        // missing here may have gone to another one. Gaps count only in a batch that follows
+        // this worker's previous one without a hole in the delivery sequence.
+        let delivery_seqs: Vec<u64> = msgs
+            .iter()
+            .filter_map(|m| m.info().ok().map(|i| i.consumer_sequence))
+            .collect();
+        let whole = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .follow(&delivery_seqs);
+        self.batch_whole
+            .store(whole, std::sync::atomic::Ordering::Relaxed);
         let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
         // File-ready notices (格納完了通知) go their own way (`files`): no pull, no checkpoint.
         let mut files: Vec<FileItem> = Vec::new();

@@ -121,6 +121,8 @@ impl Agent {
                 outage: crate::outage::OutageTracker::new(cfg.outage.alert_after),
                 gap_seen: tokio::sync::Notify::new(),
                 states: Default::default(),
+                deliveries: Default::default(),
+                batch_whole: std::sync::atomic::AtomicBool::new(true),
                 checkpoints: std::sync::Mutex::new(None),
             };
             let stop = shutdown.clone();

@@ -18,6 +18,35 @@ pub(super) const RECENT_ROWS_CAP: usize = 200_000;
 /// the sparse pulls after it into pieces.
 pub(super) const DENSITY_MEMORY: Duration = Duration::from_secs(10);
 
+/// The consumer's delivery sequences this worker received, to tell whether it received every
+/// message of its consumer (one replica) or shares it with others (whose deliveries leave
+/// holes here): only then does a missing notice sequence mean a lost notice.
+#[derive(Debug, Default)]
+pub(super) struct Deliveries {
+    last: Option<u64>,
+}
+
+impl Deliveries {
+    /// Note a batch's delivery sequences (the consumer's, one per delivery, redeliveries
+    /// included); whether they follow the last batch's without a hole (the first batch
+    /// always does).
+    pub(super) fn follow(&mut self, seqs: &[u64]) -> bool {
+        let mut sorted = seqs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut whole = true;
+        let mut prev = self.last;
+        for s in sorted {
+            if prev.is_some_and(|p| s > p + 1) {
+                whole = false;
+            }
+            prev = Some(prev.map_or(s, |p| p.max(s)));
+        }
+        self.last = prev;
+        whole
+    }
+}
+
 /// One interface's state in this process.
 #[derive(Debug, Default)]
 pub(super) struct IfaceState {
@@ -68,7 +97,14 @@ impl IfaceState {
 
     /// Record the sequences of a batch's fresh (not replayed) notices; returns how many
     /// sequences are missing between the highest seen before and these, and among these.
-    pub(super) fn observe_sequences(&mut self, mut seqs: Vec<u64>) -> u64 {
+    /// `whole`: this replica received every message of its consumer since the last batch
+    /// ([`Deliveries::follow`]); otherwise another replica took some, a missing sequence may
+    /// be among them, and nothing is counted (the highest sequence is still noted).
+    pub(super) fn observe_sequences(&mut self, mut seqs: Vec<u64>, whole: bool) -> u64 {
+        if !whole {
+            self.last_seq = seqs.iter().copied().max().max(self.last_seq);
+            return 0;
+        }
         seqs.sort_unstable();
         seqs.dedup();
         let mut missing = 0u64;
@@ -221,14 +257,45 @@ mod tests {
     #[test]
     fn sequences_count_the_missing_ones_across_batches() {
         let mut s = IfaceState::default();
-        assert_eq!(s.observe_sequences(vec![3, 1, 2, 2]), 0);
+        assert_eq!(s.observe_sequences(vec![3, 1, 2, 2], true), 0);
         assert_eq!(s.last_seq, Some(3));
         assert!(!s.gapped);
-        assert_eq!(s.observe_sequences(vec![7, 5]), 2, "4 and 6 are missing");
+        assert_eq!(
+            s.observe_sequences(vec![7, 5], true),
+            2,
+            "4 and 6 are missing"
+        );
         assert_eq!(s.last_seq, Some(7));
         assert!(s.gapped);
-        assert_eq!(s.observe_sequences(vec![2]), 0, "an old sequence is no gap");
+        assert_eq!(
+            s.observe_sequences(vec![2], true),
+            0,
+            "an old sequence is no gap"
+        );
         assert_eq!(s.last_seq, Some(7));
+    }
+
+    #[test]
+    fn a_batch_after_deliveries_to_another_replica_counts_no_gap() {
+        let mut d = Deliveries::default();
+        // The first batch: nothing known before it.
+        assert!(d.follow(&[1, 2, 3]));
+        assert!(d.follow(&[4, 5]));
+        // 6 and 7 went to another replica: whatever sequences they held are not missing.
+        assert!(!d.follow(&[8, 9]));
+        // Holes inside a batch: the same.
+        assert!(!d.follow(&[10, 12]));
+        assert!(d.follow(&[13]));
+        let mut s = IfaceState::default();
+        assert_eq!(s.observe_sequences(vec![1, 2], true), 0);
+        assert_eq!(
+            s.observe_sequences(vec![5, 6], false),
+            0,
+            "3 and 4 may be elsewhere"
+        );
+        assert!(!s.gapped);
+        assert_eq!(s.last_seq, Some(6));
+        assert_eq!(s.observe_sequences(vec![8], true), 1, "7 is missing");
     }
 
     #[test]
@@ -236,8 +303,8 @@ mod tests {
         let states = States::default();
         let a: InterfaceId = "001o05-00".parse().unwrap();
         let b: InterfaceId = "001o06-00".parse().unwrap();
-        states.with(&a, |s| s.observe_sequences(vec![1, 3]));
-        states.with(&b, |s| s.observe_sequences(vec![1, 2]));
+        states.with(&a, |s| s.observe_sequences(vec![1, 3], true));
+        states.with(&b, |s| s.observe_sequences(vec![1, 2], true));
         assert_eq!(states.take_gaps(), vec![a]);
         assert!(states.take_gaps().is_empty());
     }

@@ -44,6 +44,10 @@ pub(crate) struct Worker {
     pub(super) gap_seen: tokio::sync::Notify,
     // Everything remembered per interface between batches.
     pub(super) states: States,
+    // The consumer's delivery sequences received, and whether the batch being decided
+    // followed the one before without a hole (gap detection is exact only then).
+    pub(super) deliveries: std::sync::Mutex<super::state::Deliveries>,
+    pub(super) batch_whole: std::sync::atomic::AtomicBool,
     // The checkpoint bucket's handle, looked up once instead of per batch (a lookup is a
     // stream-info request to the server); dropped after a store error so it is looked up again.
     pub(super) checkpoints: std::sync::Mutex<Option<Checkpoints>>,
@@ -404,7 +408,10 @@ impl Worker {
             .filter(|it| !it.replay)
             .map(|it| it.notice.sequence.0)
             .collect();
-        let missing = self.states.with(iface, |s| s.observe_sequences(seqs));
+        let whole = self.batch_whole.load(std::sync::atomic::Ordering::Relaxed);
+        let missing = self
+            .states
+            .with(iface, |s| s.observe_sequences(seqs, whole));
         if missing > 0 {
             self.metrics
                 .sequence_gaps

@@ -38,6 +38,15 @@ async fn two_replicas_share_a_consumer_without_corrupting_the_checkpoint() {
         two.metrics.iface(&two.metrics.acked, "001", IFACE),
     );
     assert!(a1 + a2 >= 400, "acked {a1} + {a2}");
+    // Each replica sees part of the notices: the sequences the other one took are no gap
+    // (a gap would sweep the overlap at once, on every batch).
+    let gaps = |a: &RunningAgent| a.metrics.iface(&a.metrics.sequence_gaps, "001", IFACE);
+    let sweeps = |a: &RunningAgent| a.metrics.iface(&a.metrics.sweeps, "001", IFACE);
+    assert_eq!(
+        (gaps(&one), gaps(&two), sweeps(&one), sweeps(&two)),
+        (0, 0, 0, 0),
+        "no sequence gap and no sweep with two replicas on one consumer (acked {a1} + {a2})"
+    );
     // The checkpoint's history never goes backwards and ends at the newest change.
     let kv = env
         .js
