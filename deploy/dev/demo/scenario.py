@@ -286,6 +286,13 @@ def all_changes() -> list[dict]:
     return out
 
 
+def row_versions(made: list[dict]) -> int:
+    """Sink lines the changes `made` call for at the least: the row versions each made visible
+    (the simulator's `row_versions`: the new row and the previous row whose latest flag
+    flipped) plus one tombstone per delete."""
+    return sum(c.get("row_versions", 1) + (1 if c["kind"] == "delete" else 0) for c in made)
+
+
 def check(data_dir: str, changes: list[dict] | None = None) -> dict:
     """Compare the changes the providers made (read from the simulators unless given) with what
     each subscriber's sink holds."""
@@ -300,6 +307,10 @@ def check(data_dir: str, changes: list[dict] | None = None) -> dict:
         made = [c for c in changes if c["interface_id"] == iface]
         result["interfaces"][iface] = {
             "changes": len(made),
+            # What a subscriber receives for these changes at the least: each row version a
+            # change made visible (the new row, and the previous row whose latest flag flipped
+            # with it) plus a tombstone per delete.
+            "row_versions": row_versions(made),
             "by_kind": {k: sum(1 for c in made if c["kind"] == k) for k in ("update", "retroactive", "delete")},
             "read_by": [s for s, ifs in READS.items() if iface in ifs],
         }
@@ -322,12 +333,16 @@ def check(data_dir: str, changes: list[dict] | None = None) -> dict:
                     ok = key in rows or (gone is not None and gone in tombs)
                 if not ok:
                     missing.append({"kind": c["kind"], "sequence": c["sequence"], "notice_id": c["notice_id"]})
+            versions = row_versions(made)
             per[iface] = {
                 "changes": len(made),
+                "row_versions": versions,
                 "delivered": len(made) - len(missing),
                 "missing": len(missing),
                 "missing_sequences": [m["sequence"] for m in missing][:20],
                 "sink_lines": len(lines),
+                "sink_lines_per_change": round(len(lines) / len(made), 2) if made else None,
+                "sink_lines_per_row_version": round(len(lines) / versions, 2) if versions else None,
                 "sink_file": os.path.join(data_dir, sub, f"{iface}.jsonl"),
             }
             result["lost"] += len(missing)
@@ -365,7 +380,7 @@ def print_summary(res: dict, data_dir: str, elapsed_catch_up: float | None) -> N
     c = counters()
     print()
     print("Summary: changes the providers made vs what each subscriber's sink received")
-    print(f"  {'interface':<10} {'changes':>7}  {'(upd/retro/del)':<15}  {'subscriber':<12} {'delivered':>9} {'missing':>7} {'sink lines':>10}")
+    print(f"  {'interface':<10} {'changes':>7}  {'(upd/retro/del)':<15}  {'subscriber':<12} {'delivered':>9} {'missing':>7} {'sink lines':>10} {'row versions':>12}")
     for iface, info in res["interfaces"].items():
         k = info["by_kind"]
         kinds = f"{k['update']}/{k['retroactive']}/{k['delete']}"
@@ -374,7 +389,7 @@ def print_summary(res: dict, data_dir: str, elapsed_catch_up: float | None) -> N
             continue
         for sub in info["read_by"]:
             s = res["subscribers"][sub][iface]
-            print(f"  {iface:<10} {info['changes']:>7}  {kinds:<15}  {sub:<12} {s['delivered']:>9} {s['missing']:>7} {s['sink_lines']:>10}")
+            print(f"  {iface:<10} {info['changes']:>7}  {kinds:<15}  {sub:<12} {s['delivered']:>9} {s['missing']:>7} {s['sink_lines']:>10} {s['row_versions']:>12}")
     made = sum(int(x.get("changes_committed", 0)) for x in c.values())
     accepted = int(total(relay, "shirase_relay_notices_accepted_total"))
     dups = int(total(relay, "shirase_relay_notices_duplicate_total"))
@@ -391,9 +406,12 @@ def print_summary(res: dict, data_dir: str, elapsed_catch_up: float | None) -> N
     print(f"  provider 010 answered {int(c['010'].get('error', 0))} requests with 503 E0503 (outage); "
           f"provider 001 answered {int(c['001'].get('maintenance', 0))} with 503 E0900 (maintenance)")
     print("  sink lines exceed changes: an update also re-stamps the previous history row (its latest")
-    print("  flag, 最新フラグ, flips), so one change is two row versions; sweeps after outages and")
-    print("  maintenance re-read pull.overlap (10m): at-least-once, the consumer de-duplicates by")
-    print("  (atena_no, history_no).")
+    print("  flag, 最新フラグ, flips), so one change is two row versions (the 'row versions' column,")
+    print("  plus a tombstone per delete). Lines beyond the row versions are re-reads: delinquency")
+    print("  pulls 001o05-00 by addressee number (keyed_pull_max_keys = 20), which leaves the checkpoint")
+    print("  where the last window pull put it, so its next window pull (the batch after the")
+    print("  maintenance window) reads those rows again. At-least-once: the consumer de-duplicates")
+    print("  by (atena_no, history_no).")
     if elapsed_catch_up is not None:
         print(f"  caught up {elapsed_catch_up:.1f} s after the last change")
     print()

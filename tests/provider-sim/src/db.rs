@@ -60,6 +60,11 @@ pub struct CommittedChange {
     pub sequence: u64,
     /// The notice's id.
     pub notice_id: NoticeId,
+    /// Row versions this change made visible to a differential pull: the new row, and the
+    /// previous row whose latest flag (最新フラグ) flipped with it (update, retroactive: 1 or
+    /// 2; delete: the row that became latest again, 0 or 1). What a subscriber can receive
+    /// for the change at the least, besides a delete's tombstone.
+    pub row_versions: u32,
 }
 
 /// What to commit: `count` changes, each on the given (or a random) interface, kind and addressee.
@@ -506,6 +511,13 @@ impl Db {
             .get_mut(&iface)
             .ok_or_else(|| unknown_interface(&iface))?;
         let live = table.live.get(&atena).cloned().unwrap_or_default();
+        // The new row (not for a delete), and the previous one whose latest flag flips.
+        let row_versions = u32::from(kind != ChangeKind::Delete)
+            + u32::from(if kind == ChangeKind::Delete {
+                live.len() > 1
+            } else {
+                !live.is_empty()
+            });
         let history_no = match kind {
             ChangeKind::Delete => {
                 let Some(&newest) = live.last() else {
@@ -612,6 +624,7 @@ impl Db {
             kind,
             sequence: table.sequence,
             notice_id: notice.id,
+            row_versions,
         };
         self.changes.push(change.clone());
         self.notices.push(notice.clone());
@@ -726,6 +739,10 @@ mod tests {
         let out = d.commit(&spec, now).unwrap();
         let hs: Vec<u32> = out.iter().map(|(c, _)| c.history_no).collect();
         assert_eq!(hs, [before + 1, before + 2, before + 3]);
+        // Each update makes the new row visible and flips its predecessor's latest flag.
+        let versions: Vec<u32> = out.iter().map(|(c, _)| c.row_versions).collect();
+        assert_eq!(versions[1..], [2, 2]);
+        assert_eq!(versions[0], 1 + u32::from(before > 0));
         let seqs: Vec<u64> = out.iter().map(|(c, _)| c.sequence).collect();
         assert_eq!(seqs, [1, 2, 3]);
         // Same clock instant, yet each commit has its own, later, microsecond.
@@ -744,6 +761,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(del[0].0.history_no, before + 3);
+        // The deleted row is gone (a tombstone); its predecessor is latest again.
+        assert_eq!(del[0].0.row_versions, 1);
         let rows = d.rows(&i05()).unwrap();
         let mine: Vec<&Row> = rows.iter().filter(|r| r.atena_no == a).collect();
         assert_eq!(mine.len() as u32, before + 2);

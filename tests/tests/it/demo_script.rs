@@ -245,6 +245,13 @@ fn demo_quick_run_delivers_every_change_and_stops_cleanly() {
             lines >= made,
             "{sub} {iface}: {lines} sink lines for {made} changes"
         );
+        // An update makes up to two row versions visible (its row and the predecessor whose
+        // latest flag flips); a delete one and a tombstone.
+        let versions = s["row_versions"].as_u64().unwrap();
+        assert!(
+            (made..=2 * made).contains(&versions),
+            "{sub} {iface}: {versions} row versions for {made} changes"
+        );
     }
     let kinds = &summary["interfaces"]["001o05-00"]["by_kind"];
     assert!(

@@ -38,8 +38,6 @@ pub const TURNAROUND: f64 = 0.02;
 const BATCH: usize = 500;
 /// Row budget of a window piece: 2 × `pull.max_notices_per_window` (default 500).
 const BUDGET: u64 = 1000;
-/// `pull.overlap` (default), of sweeps and a first pull only.
-const OVERLAP: Duration = Duration::from_secs(600);
 /// `sweep.interval` (default), seconds.
 const SWEEP_EVERY: f64 = 3600.0;
 
@@ -63,6 +61,8 @@ struct Msg {
 pub struct AgentModel {
     /// The interface's `min_interval`.
     pub min_interval: Option<Duration>,
+    /// `pull.overlap`.
+    pub overlap: Duration,
     /// Requests, rows and freshness.
     pub st: Strategy,
     /// Requests and rows of sweeps (part of `st`).
@@ -90,10 +90,17 @@ pub struct AgentModel {
 }
 
 impl AgentModel {
-    /// A model for `ifaces` interfaces with `min_interval` on every one.
-    pub fn new(name: &'static str, ifaces: usize, min_interval: Option<Duration>) -> Self {
+    /// A model for `ifaces` interfaces with `min_interval` on every one and `pull.overlap`
+    /// `overlap`.
+    pub fn new(
+        name: &'static str,
+        ifaces: usize,
+        min_interval: Option<Duration>,
+        overlap: Duration,
+    ) -> Self {
         Self {
             min_interval,
+            overlap,
             st: Strategy::new(name, ifaces),
             sweep_requests: 0,
             sweep_rows: 0,
@@ -307,7 +314,7 @@ impl AgentModel {
     ) -> anyhow::Result<Option<Timestamp>> {
         let now = at(t);
         let settings = PlanSettings {
-            overlap: OVERLAP,
+            overlap: self.overlap,
             keyed_pull_max_keys: 0,
             gap: false,
             more_pending,
