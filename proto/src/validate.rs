@@ -291,6 +291,26 @@ fn string_len(s: &str) -> usize {
 }
 
 /// RFC 6901 escaping of one reference token.
+/// One step of a JSON Pointer.
+#[derive(Debug, Clone, Copy)]
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The JSON Pointer of `path` (`""` for the root).
+fn pointer(path: &[Segment<'_>]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        s.push('/');
+        match seg {
+            Segment::Key(k) => s.push_str(&escape(k)),
+            Segment::Index(i) => s.push_str(&i.to_string()),
+        }
+    }
+    s
+}
+
 fn escape(token: &str) -> Cow<'_, str> {
     if token.contains(['~', '/']) {
         Cow::Owned(token.replace('~', "~0").replace('/', "~1"))
@@ -474,27 +494,29 @@ impl Check<'_> {
         key: &str,
         f: &Field,
     ) -> Option<T> {
-        let path = format!("{parent}/{key}");
+        // Paths are built only for a violation: validation runs on every notice ingested.
+        let path = || format!("{parent}/{key}");
         let Some(value) = obj.get(key) else {
             self.push(
-                path,
+                path(),
                 Rule::Required,
                 format!("{} is required: {}", f.name, f.hint),
             );
             return None;
         };
-        self.parse_value(value, &path, f)
+        self.parse_value(value, path, f)
     }
 
+    /// Parse `value` as `T`; `path` builds the member's path for a violation.
     fn parse_value<T: FromStr<Err = ParseError>>(
         &mut self,
         value: &Value,
-        path: &str,
+        path: impl Fn() -> String,
         f: &Field,
     ) -> Option<T> {
         let Value::String(s) = value else {
             self.push(
-                path,
+                path(),
                 Rule::Type,
                 format!(
                     "{} must be a string ({}), got {}",
@@ -520,7 +542,7 @@ impl Check<'_> {
                 _ => f.hint.to_owned(),
             };
             self.push(
-                path,
+                path(),
                 Rule::Format,
                 format!("{} must be {bounds} long, got {n}: {detail}", f.name),
             );
@@ -538,7 +560,7 @@ impl Check<'_> {
                 } else {
                     format!("{}: {}", f.name, e.message)
                 };
-                self.push(path, Rule::Format, message);
+                self.push(path(), Rule::Format, message);
                 None
             }
         }
@@ -569,11 +591,11 @@ impl Check<'_> {
         want: &str,
         required: bool,
     ) -> Option<()> {
-        let path = format!("/{key}");
+        let path = || format!("/{key}");
         let Some(value) = obj.get(key) else {
             if required {
                 self.push(
-                    path,
+                    path(),
                     Rule::Required,
                     format!("{} is required: {}", f.name, f.hint),
                 );
@@ -582,7 +604,7 @@ impl Check<'_> {
         };
         let Value::String(s) = value else {
             self.push(
-                path,
+                path(),
                 Rule::Type,
                 format!(
                     "{} must be a string ({}), got {}",
@@ -596,7 +618,7 @@ impl Check<'_> {
         if s != want {
             let shown = crate::notice::truncate(s);
             self.push(
-                path,
+                path(),
                 Rule::Constant,
                 format!("{} must be {want:?}, got {shown:?}", f.name),
             );
@@ -713,7 +735,7 @@ impl Check<'_> {
         }
         let mut atena_no = Vec::with_capacity(items.len().min(self.limits.max_keys));
         for (i, item) in items.iter().enumerate() {
-            match self.parse_value::<AtenaNo>(item, &format!("{path}/{i}"), &ATENA_NO) {
+            match self.parse_value::<AtenaNo>(item, || format!("{path}/{i}"), &ATENA_NO) {
                 Some(a) => atena_no.push(a),
                 None => ok = false,
             }
@@ -867,39 +889,56 @@ impl Check<'_> {
     /// 3,000 notices.
     fn personal_data(&mut self, root: &Value, exempt: &[&str]) {
         const WHY: &str = "holds a 12-digit number that passes the individual-number (個人番号) check digit; a notice must never carry personal data (remove it)";
-        let mut stack: Vec<(String, &Value)> = vec![(String::new(), root)];
-        while let Some((path, value)) = stack.pop() {
+        // Iterative (a caller's value may nest deeper than the stack allows). Each entry: a
+        // value, how many segments its path has, and its last segment; the JSON Pointer is
+        // built only for a violation: this walk runs over every notice ingested.
+        let mut path: Vec<Segment<'_>> = Vec::new();
+        let mut stack: Vec<(&Value, usize, Option<Segment<'_>>)> = vec![(root, 0, None)];
+        while let Some((value, depth, seg)) = stack.pop() {
+            path.truncate(depth.saturating_sub(1));
+            if let Some(seg) = seg {
+                path.push(seg);
+            }
             match value {
                 Value::String(s) => {
-                    if !exempt.contains(&path.as_str())
-                        && !check_digit::find_individual_numbers(s).is_empty()
-                    {
-                        self.push(path, Rule::PersonalData, format!("this string {WHY}"));
+                    if !check_digit::find_individual_numbers(s).is_empty() {
+                        let p = pointer(&path);
+                        if !exempt.contains(&p.as_str()) {
+                            self.push(p, Rule::PersonalData, format!("this string {WHY}"));
+                        }
                     }
                 }
                 Value::Number(n) => {
-                    if !exempt.contains(&path.as_str())
-                        && !check_digit::find_individual_numbers(&n.to_string()).is_empty()
-                    {
-                        self.push(path, Rule::PersonalData, format!("this number {WHY}"));
+                    // An integer below 10^11 has fewer than 12 digits.
+                    let short = n
+                        .as_u64()
+                        .map(|u| u < 100_000_000_000)
+                        .or_else(|| n.as_i64().map(|i| i.unsigned_abs() < 100_000_000_000))
+                        .unwrap_or(false);
+                    if !short && !check_digit::find_individual_numbers(&n.to_string()).is_empty() {
+                        let p = pointer(&path);
+                        if !exempt.contains(&p.as_str()) {
+                            self.push(p, Rule::PersonalData, format!("this number {WHY}"));
+                        }
                     }
                 }
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate().rev() {
-                        stack.push((format!("{path}/{i}"), item));
+                        stack.push((item, depth + 1, Some(Segment::Index(i))));
                     }
                 }
                 Value::Object(map) => {
                     for (k, item) in map.iter().rev() {
-                        let child = format!("{path}/{}", escape(k));
                         if !check_digit::find_individual_numbers(k).is_empty() {
+                            path.push(Segment::Key(k));
                             self.push(
-                                child.clone(),
+                                pointer(&path),
                                 Rule::PersonalData,
                                 format!("this member name {WHY}"),
                             );
+                            path.pop();
                         }
-                        stack.push((child, item));
+                        stack.push((item, depth + 1, Some(Segment::Key(k))));
                     }
                 }
                 Value::Null | Value::Bool(_) => {}
