@@ -925,46 +925,29 @@ mod tests {
         };
         // TO: just past the synthetic notice at now.
         let end = us(ts(17_200), 1);
-        let plan = |prev| {
+        // A sweep at 17,200 from checkpoint `cp` after `prev`.
+        let plan = |cp, prev| {
             let s = PlanSettings {
                 previous_sweep: prev,
                 ..S
             };
-            plan_read(
+            window(&plan_read(
                 &[sweep_notice(17_200)],
-                Some(ts(10_000)),
+                Some(ts(cp)),
                 None,
                 ts(17_200),
                 s,
-            )
+            ))
         };
         // Without it: the overlap below the checkpoint, again.
-        assert_eq!(window(&plan(None)), (ts(9_400), end));
+        assert_eq!(plan(10_000, None), (ts(9_400), end));
         // With it: only the overlap below the previous sweep's start.
-        assert_eq!(window(&plan(Some(prev))), (ts(13_000), end));
+        assert_eq!(plan(10_000, Some(prev)), (ts(13_000), end));
         // The checkpoint moved past the previous sweep: the overlap below the checkpoint.
-        let s = PlanSettings {
-            previous_sweep: Some(prev),
-            ..S
-        };
-        let p = plan_read(
-            &[sweep_notice(17_200)],
-            Some(ts(16_000)),
-            None,
-            ts(17_200),
-            s,
-        );
-        assert_eq!(window(&p), (ts(15_400), end));
+        assert_eq!(plan(16_000, Some(prev)), (ts(15_400), end));
         // An operator rewound the checkpoint below the previous sweep's FROM: the whole
         // overlap below the rewound checkpoint.
-        let p = plan_read(
-            &[sweep_notice(17_200)],
-            Some(ts(5_000)),
-            None,
-            ts(17_200),
-            s,
-        );
-        assert_eq!(window(&p), (ts(4_400), end));
+        assert_eq!(plan(5_000, Some(prev)), (ts(4_400), end));
     }
 
     #[test]

@@ -10,16 +10,22 @@ use shirase_tests::provider_sim::{ChangeSpec, NoticeTarget};
 
 use crate::agent_support::{Env, IFACE, RunningAgent, iface, wait_until};
 
-#[tokio::test]
-async fn changes_without_notices_arrive_through_the_scheduled_sweep() {
+/// A simulator that publishes no notice, after `n` updates of the test interface.
+async fn silent_changes(n: usize) -> Env {
     let env = Env::start(|c| c.notice_target = NoticeTarget::None).await;
     env.sim
         .commit_changes(
-            ChangeSpec::new(15)
+            ChangeSpec::new(n)
                 .interface(iface())
                 .kind(ChangeKind::Update),
         )
         .unwrap();
+    env
+}
+
+#[tokio::test]
+async fn changes_without_notices_arrive_through_the_scheduled_sweep() {
+    let env = silent_changes(15).await;
     assert_eq!(
         env.sim.counters().notices_delivered,
         0,
@@ -46,14 +52,7 @@ async fn changes_without_notices_arrive_through_the_scheduled_sweep() {
 
 #[tokio::test]
 async fn a_sequence_gap_triggers_an_immediate_sweep_and_the_missing_changes_arrive() {
-    let env = Env::start(|c| c.notice_target = NoticeTarget::None).await;
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(5)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    let env = silent_changes(5).await;
     let notices = env.sim.notices();
     assert_eq!(
         notices.iter().map(|n| n.sequence.0).collect::<Vec<_>>(),
@@ -82,14 +81,7 @@ async fn a_sequence_gap_triggers_an_immediate_sweep_and_the_missing_changes_arri
 
 #[tokio::test]
 async fn sweeps_over_a_still_checkpoint_do_not_read_the_same_rows_again() {
-    let env = Env::start(|c| c.notice_target = NoticeTarget::None).await;
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(15)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    let env = silent_changes(15).await;
     // Overlap 2 s, a sweep every second; no new change, so the checkpoint stays at the
     // newest of the 15 rows. Re-reading the overlap below the checkpoint would deliver
     // every row at every sweep.
