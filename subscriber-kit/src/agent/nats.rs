@@ -114,17 +114,10 @@ impl Worker {
         }
     }
 
-    /// Decide every message of the batch. Does not ack anything itself.
-    pub(super) async fn process(&self, msgs: &[Message], max_deliver: i64) -> Vec<Decision> {
-        let mut decisions = vec![Decision::Nak(self.backoff(1)); msgs.len()];
-        // `pending` of the last message: notices still waiting on the consumer after this batch.
-        let more_pending = msgs
-            .last()
-            .and_then(|m| m.info().ok())
-            .is_some_and(|i| i.pending > 0);
-        // Replicas sharing the consumer each see part of its deliveries: a notice sequence
-        // missing here may have gone to another one. Gaps count only in a batch that follows
-        // this worker's previous one without a hole in the delivery sequence.
+    /// Replicas sharing the consumer each see part of its deliveries: a notice sequence
+    /// missing here may have gone to another one. Gaps count only in a batch that follows this
+    /// worker's previous one without a hole in the consumer's delivery sequence.
+    fn note_deliveries(&self, msgs: &[Message]) {
         let delivery_seqs: Vec<u64> = msgs
             .iter()
             .filter_map(|m| m.info().ok().map(|i| i.consumer_sequence))
@@ -136,6 +129,17 @@ impl Worker {
             .follow(&delivery_seqs);
         self.batch_whole
             .store(whole, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Decide every message of the batch. Does not ack anything itself.
+    pub(super) async fn process(&self, msgs: &[Message], max_deliver: i64) -> Vec<Decision> {
+        let mut decisions = vec![Decision::Nak(self.backoff(1)); msgs.len()];
+        // `pending` of the last message: notices still waiting on the consumer after this batch.
+        let more_pending = msgs
+            .last()
+            .and_then(|m| m.info().ok())
+            .is_some_and(|i| i.pending > 0);
+        self.note_deliveries(msgs);
         let mut groups: BTreeMap<InterfaceId, Vec<Item>> = BTreeMap::new();
         // File-ready notices (格納完了通知) go their own way (`files`): no pull, no checkpoint.
         let mut files: Vec<FileItem> = Vec::new();
