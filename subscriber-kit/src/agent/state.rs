@@ -29,13 +29,17 @@ pub(super) struct Deliveries {
 impl Deliveries {
     /// Note a batch's delivery sequences (the consumer's, one per delivery, redeliveries
     /// included); whether they follow the last batch's without a hole (the first batch
-    /// always does).
+    /// always does, and so does the first after the consumer was created anew: its delivery
+    /// sequence starts again from 1).
     pub(super) fn follow(&mut self, seqs: &[u64]) -> bool {
         let mut sorted = seqs.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
         let mut whole = true;
-        let mut prev = self.last;
+        let restarted = sorted
+            .first()
+            .is_some_and(|f| self.last.is_some_and(|l| *f <= l));
+        let mut prev = if restarted { None } else { self.last };
         for s in sorted {
             if prev.is_some_and(|p| s > p + 1) {
                 whole = false;
@@ -286,6 +290,10 @@ mod tests {
         // Holes inside a batch: the same.
         assert!(!d.follow(&[10, 12]));
         assert!(d.follow(&[13]));
+        // The consumer was created anew: its deliveries count from 1 again.
+        assert!(d.follow(&[1, 2]));
+        assert!(d.follow(&[3]));
+        assert!(!d.follow(&[5]));
         let mut s = IfaceState::default();
         assert_eq!(s.observe_sequences(vec![1, 2], true), 0);
         assert_eq!(
