@@ -277,6 +277,21 @@ async fn agent_serves_healthz_and_metrics_over_https() {
         }
     })
     .await;
+    // The agent's own registry, with its configured provider (maintenance not enforced here).
+    // /healthz answers as soon as the listener serves; the provider's worker sets its gauges
+    // when it starts, a moment later.
+    let gauge = "shirase_agent_in_maintenance{provider=\"001\"} 0";
+    wait_until(
+        30,
+        "the provider's gauge in /metrics over HTTPS",
+        || async {
+            match https.get(format!("https://{addr}/metrics")).send().await {
+                Ok(r) => r.text().await.unwrap_or_default().contains(gauge),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
     let r = https
         .get(format!("https://{addr}/metrics"))
         .send()
@@ -285,11 +300,7 @@ async fn agent_serves_healthz_and_metrics_over_https() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN offers h2");
     let body = r.text().await.unwrap();
-    // The agent's own registry, with its configured provider (maintenance not enforced here).
-    assert!(
-        body.contains("shirase_agent_in_maintenance{provider=\"001\"} 0"),
-        "{body}"
-    );
+    assert!(body.contains(gauge), "{body}");
     assert!(body.ends_with("# EOF\n"), "{body}");
 
     // Plain HTTP on the HTTPS port gets no metrics.
