@@ -291,6 +291,29 @@ fn string_len(s: &str) -> usize {
 }
 
 /// RFC 6901 escaping of one reference token.
+/// What tells a kind of notice apart in its envelope ([`Check::envelope`]).
+struct Kind<'a> {
+    /// The `type` member's field and its one allowed value.
+    type_field: &'a Field,
+    event_type: &'a str,
+    /// Whether `sequence` must be present.
+    sequence_required: bool,
+    /// The violation message of a missing `data`.
+    data_hint: &'a str,
+}
+
+/// A notice's envelope members, all valid.
+struct Envelope<D> {
+    id: NoticeId,
+    source: Source,
+    time: OffsetTimestamp,
+    subject: InterfaceId,
+    /// `None`: absent (allowed only where `sequence` is optional).
+    sequence: Option<Sequence>,
+    datacontenttype: Option<String>,
+    data: D,
+}
+
 /// One step of a JSON Pointer.
 #[derive(Debug, Clone, Copy)]
 enum Segment<'a> {
@@ -787,6 +810,35 @@ impl Check<'_> {
     }
 
     fn notice(&mut self, value: &Value) -> Option<Notice> {
+        let kind = Kind {
+            type_field: &TYPE,
+            event_type: EVENT_TYPE,
+            sequence_required: true,
+            data_hint: "data is required: an object with interface_id, interface_version, municipality_code, provider, updated_at, change and optionally keys",
+        };
+        let e = self.envelope(value, &kind, Self::data)?;
+        Some(Notice {
+            specversion: SPEC_VERSION.to_owned(),
+            id: e.id,
+            source: e.source,
+            event_type: EVENT_TYPE.to_owned(),
+            time: e.time,
+            subject: e.subject,
+            sequence: e.sequence?,
+            datacontenttype: e.datacontenttype,
+            data: e.data,
+        })
+    }
+
+    /// The envelope both kinds of notice share: the members, each parsed with its own
+    /// violations, then `data` with `read_data`, then the envelope's consistency rules.
+    /// `None` when anything has a violation.
+    fn envelope<D>(
+        &mut self,
+        value: &Value,
+        kind: &Kind<'_>,
+        read_data: impl FnOnce(&mut Self, &Value) -> Option<D>,
+    ) -> Option<Envelope<D>> {
         let obj = self.object(value, "", "a notice")?;
         self.unknown_members(
             obj,
@@ -797,26 +849,29 @@ impl Check<'_> {
         let specversion = self.constant(obj, "specversion", &SPECVERSION, SPEC_VERSION, true);
         let id = self.parsed::<NoticeId>(obj, "", "id", &ID);
         let source = self.parsed::<Source>(obj, "", "source", &SOURCE);
-        let event_type = self.constant(obj, "type", &TYPE, EVENT_TYPE, true);
+        let event_type = self.constant(obj, "type", kind.type_field, kind.event_type, true);
         let time = self.parsed::<OffsetTimestamp>(obj, "", "time", &TIME);
         let subject = self.parsed::<InterfaceId>(obj, "", "subject", &SUBJECT);
-        let sequence = self.parsed::<Sequence>(obj, "", "sequence", &SEQUENCE);
+        let sequence = if kind.sequence_required || obj.contains_key("sequence") {
+            self.parsed::<Sequence>(obj, "", "sequence", &SEQUENCE)
+                .map(Some)
+        } else {
+            Some(None)
+        };
         let datacontenttype = self.datacontenttype(obj);
         let data = match obj.get("data") {
-            Some(d) => self.data(d),
+            Some(d) => read_data(self, d),
             None => {
-                self.push("/data", Rule::Required, "data is required: an object with interface_id, interface_version, municipality_code, provider, updated_at, change and optionally keys");
+                self.push("/data", Rule::Required, kind.data_hint);
                 None
             }
         };
         self.envelope_consistency(obj, &subject, &source);
         specversion?;
         event_type?;
-        Some(Notice {
-            specversion: SPEC_VERSION.to_owned(),
+        Some(Envelope {
             id: id?,
             source: source?,
-            event_type: EVENT_TYPE.to_owned(),
             time: time?,
             subject: subject?,
             sequence: sequence?,
@@ -949,6 +1004,18 @@ impl Check<'_> {
 
 /// Validate `value` as a notice whose size is `size` bytes.
 fn check_sized(value: &Value, size: usize, limits: &Limits) -> Result<Notice, Vec<Violation>> {
+    check_walk(value, size, limits, Check::notice, &["/id"])
+}
+
+/// Validate `value` (`size` bytes) with `walk`, then look for personal data everywhere but
+/// the `exempt` paths.
+fn check_walk<'l, N>(
+    value: &Value,
+    size: usize,
+    limits: &'l Limits,
+    walk: impl FnOnce(&mut Check<'l>, &Value) -> Option<N>,
+    exempt: &[&str],
+) -> Result<N, Vec<Violation>> {
     let mut check = Check {
         limits,
         out: Vec::new(),
@@ -956,8 +1023,8 @@ fn check_sized(value: &Value, size: usize, limits: &Limits) -> Result<Notice, Ve
     if size > limits.max_notice_bytes {
         check.out.push(too_large(size, limits));
     }
-    let notice = check.notice(value);
-    check.personal_data(value, &["/id"]);
+    let notice = walk(&mut check, value);
+    check.personal_data(value, exempt);
     finish(check.out, notice)
 }
 

@@ -11,29 +11,17 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Check, Field, ID, INTERFACE_ID, INTERFACE_VERSION, ItemCheck, Limits, MUNICIPALITY_CODE,
-    PROVIDER, Payload, PayloadError, Rule, SEQUENCE, SOURCE, SPECVERSION, SUBJECT, TIME, Violation,
-    check_sized, compact_len, finish, json_type, parse_with, payload_with, too_large,
+    Check, Field, INTERFACE_ID, INTERFACE_VERSION, ItemCheck, Kind, Limits, MUNICIPALITY_CODE,
+    PROVIDER, Payload, PayloadError, Rule, Violation, check_sized, check_walk, compact_len,
+    json_type, parse_with, payload_with,
 };
 use crate::notice::file::{
     AnyNotice, FILE_EVENT_TYPE, FileData, FileNotice, MAX_PATH_CHARS, Sha256Hex, SharePath,
 };
 use crate::notice::{
-    BusinessId, InterfaceId, InterfaceVersion, MunicipalityCode, NoticeId, OffsetTimestamp,
-    SPEC_VERSION, Sequence, Source,
+    BusinessId, InterfaceId, InterfaceVersion, MunicipalityCode, OffsetTimestamp, SPEC_VERSION,
 };
 
-const TOP_MEMBERS: [&str; 9] = [
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "time",
-    "subject",
-    "sequence",
-    "datacontenttype",
-    "data",
-];
 const DATA_MEMBERS: [&str; 9] = [
     "interface_id",
     "interface_version",
@@ -151,46 +139,23 @@ impl Check<'_> {
     }
 
     fn file_notice(&mut self, value: &Value) -> Option<FileNotice> {
-        let obj = self.object(value, "", "a notice")?;
-        self.unknown_members(
-            obj,
-            "",
-            "the notice (CloudEvents extensions other than sequence are not accepted)",
-            &TOP_MEMBERS,
-        );
-        let specversion = self.constant(obj, "specversion", &SPECVERSION, SPEC_VERSION, true);
-        let id = self.parsed::<NoticeId>(obj, "", "id", &ID);
-        let source = self.parsed::<Source>(obj, "", "source", &SOURCE);
-        let event_type = self.constant(obj, "type", &FILE_TYPE, FILE_EVENT_TYPE, true);
-        let time = self.parsed::<OffsetTimestamp>(obj, "", "time", &TIME);
-        let subject = self.parsed::<InterfaceId>(obj, "", "subject", &SUBJECT);
-        let sequence = match obj.get("sequence") {
-            None => Some(None),
-            Some(_) => self
-                .parsed::<Sequence>(obj, "", "sequence", &SEQUENCE)
-                .map(Some),
+        let kind = Kind {
+            type_field: &FILE_TYPE,
+            event_type: FILE_EVENT_TYPE,
+            sequence_required: false,
+            data_hint: "data is required: an object with interface_id, interface_version, municipality_code, provider, path, size, sha256, completed_at and optionally record_count",
         };
-        let datacontenttype = self.datacontenttype(obj);
-        let data = match obj.get("data") {
-            Some(d) => self.file_data(d),
-            None => {
-                self.push("/data", Rule::Required, "data is required: an object with interface_id, interface_version, municipality_code, provider, path, size, sha256, completed_at and optionally record_count");
-                None
-            }
-        };
-        self.envelope_consistency(obj, &subject, &source);
-        specversion?;
-        event_type?;
+        let e = self.envelope(value, &kind, Self::file_data)?;
         Some(FileNotice {
             specversion: SPEC_VERSION.to_owned(),
-            id: id?,
-            source: source?,
+            id: e.id,
+            source: e.source,
             event_type: FILE_EVENT_TYPE.to_owned(),
-            time: time?,
-            subject: subject?,
-            sequence: sequence?,
-            datacontenttype: datacontenttype?,
-            data: data?,
+            time: e.time,
+            subject: e.subject,
+            sequence: e.sequence,
+            datacontenttype: e.datacontenttype,
+            data: e.data,
         })
     }
 }
@@ -200,16 +165,7 @@ fn check_file_sized(
     size: usize,
     limits: &Limits,
 ) -> Result<FileNotice, Vec<Violation>> {
-    let mut check = Check {
-        limits,
-        out: Vec::new(),
-    };
-    if size > limits.max_notice_bytes {
-        check.out.push(too_large(size, limits));
-    }
-    let notice = check.file_notice(value);
-    check.personal_data(value, &EXEMPT);
-    finish(check.out, notice)
+    check_walk(value, size, limits, Check::file_notice, &EXEMPT)
 }
 
 fn check_any_sized(
