@@ -219,15 +219,7 @@ async fn a_partial_write_is_not_announced_the_completed_file_is_delivered_once()
 
 /// `name{provider="015"} value` from the relay's OpenMetrics text.
 async fn relay_metric(relay: &TestRelay, name: &str) -> u64 {
-    let text = relay
-        .http
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = relay.metrics_text().await;
     text.lines()
         .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("provider=\"015\""))
         .and_then(|l| l.rsplit(' ').next())

@@ -310,15 +310,7 @@ async fn pause_and_resume_show_in_status_with_the_reason() {
     assert_eq!(other["paused"], false);
 
     // The gauges follow on a scrape.
-    let text = relay
-        .http
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = relay.metrics_text().await;
     assert!(
         text.contains(
             "shirase_relay_consumer_paused{subscriber=\"delinquency\",provider=\"010\"} 1"

@@ -94,15 +94,7 @@ async fn alert_rules_and_dashboard_parse_and_use_only_exported_metrics() {
     // Scrapes read no JetStream: the status call collects the gauges (as the timer does).
     let (s, _) = Ops::viewer(&relay.base).get("/v1/ops/status").await;
     assert_eq!(s, 200);
-    let relay_text = relay
-        .http
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let relay_text = relay.metrics_text().await;
     assert!(
         relay_text
             .contains("shirase_relay_consumer_pending{subscriber=\"tax\",provider=\"001\"} 1"),

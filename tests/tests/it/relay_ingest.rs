@@ -365,15 +365,7 @@ async fn shutdown_finishes_in_flight_publishes() {
     // Wait until the relay is holding publishes.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let text = relay
-            .http
-            .get(format!("{}/metrics", relay.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = relay.metrics_text().await;
         if text.contains("shirase_relay_publish_in_flight 20") {
             break;
         }
@@ -470,15 +462,7 @@ async fn a_jetstream_timeout_gives_503_and_the_resend_is_stored_once() {
     assert_eq!(s, 202, "{b}");
     let ids: Vec<String> = read_stream(&js).await.into_iter().map(|m| m.0).collect();
     assert_eq!(ids, vec![format!("001:{}", n.id)]);
-    let text = relay
-        .http
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = relay.metrics_text().await;
     assert!(
         text.contains("shirase_relay_publish_retries_total 1"),
         "{text}"

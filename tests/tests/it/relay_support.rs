@@ -168,6 +168,18 @@ impl TestRelay {
         .await
     }
 
+    /// The relay's `/metrics` text (OpenMetrics).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Stop and wait for the serve task.
     pub async fn stop(self) {
         self.shutdown.cancel();

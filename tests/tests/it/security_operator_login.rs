@@ -66,15 +66,7 @@ async fn failed_operator_logins_are_audited_up_to_the_per_minute_budget() {
             "the token is in the audit: {r}"
         );
     }
-    let text = relay
-        .http
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = relay.metrics_text().await;
     assert_eq!(
         sample(&text, "shirase_relay_operator_login_failures_total"),
         Some(30.0)
