@@ -84,6 +84,26 @@ pub(crate) struct Cluster {
     pub(crate) delinquency: Id,
 }
 
+impl Cluster {
+    /// The relay's identity, on its own inbox, after provisioning the streams and consumers.
+    pub(crate) async fn provisioned_admin(&self) -> async_nats::Client {
+        let (admin_client, _) = connect(
+            &self.server.url(),
+            &self.relay,
+            Some(shirase_proto::subject::relay_inbox_prefix()),
+        )
+        .await;
+        shirase_relay::provision::provision(
+            &js_short(admin_client.clone()),
+            &shirase_relay::topology::desired(&self.config),
+            false,
+        )
+        .await
+        .unwrap();
+        admin_client
+    }
+}
+
 pub(crate) fn cluster() -> Cluster {
     let (relay, p001, p010, tax, delinquency) = (ident(), ident(), ident(), ident(), ident());
     let mut config = dev_config("nats://127.0.0.1:4222");
@@ -136,20 +156,8 @@ async fn fetch_one(js: &jetstream::Context, name: &str) -> jetstream::Message {
 async fn each_identity_receives_replies_only_under_its_own_inbox() {
     let c = cluster();
     let url = c.server.url();
-    let (admin_client, _) = connect(
-        &url,
-        &c.relay,
-        Some(shirase_proto::subject::relay_inbox_prefix()),
-    )
-    .await;
+    let admin_client = c.provisioned_admin().await;
     let admin = js_short(admin_client.clone());
-    shirase_relay::provision::provision(
-        &admin,
-        &shirase_relay::topology::desired(&c.config),
-        false,
-    )
-    .await
-    .unwrap();
 
     // Provider 001 with the publisher helper's options (its own inbox): the PubAck arrives.
     let b001 = "001".parse().unwrap();

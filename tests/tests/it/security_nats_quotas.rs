@@ -33,20 +33,7 @@ async fn stored(js: &jetstream::Context, subject: &str, body: Vec<u8>) -> bool {
 async fn a_subscriber_publishes_only_its_own_alerts_and_dead_letters() {
     let c = cluster();
     let url = c.server.url();
-    let (admin_client, _) = connect(
-        &url,
-        &c.relay,
-        Some(shirase_proto::subject::relay_inbox_prefix()),
-    )
-    .await;
-    let admin = js_short(admin_client);
-    shirase_relay::provision::provision(
-        &admin,
-        &shirase_relay::topology::desired(&c.config),
-        false,
-    )
-    .await
-    .unwrap();
+    let admin = js_short(c.provisioned_admin().await);
     let (tax_client, _) = connect(&url, &c.tax, Some("_INBOX_subscriber_tax".to_owned())).await;
     let tax = js_short(tax_client);
 
