@@ -302,6 +302,14 @@ struct Kind<'a> {
     data_hint: &'a str,
 }
 
+/// Where a notice comes from (`data`'s first members), each `None` when it has a violation.
+struct Origin {
+    interface_id: Option<InterfaceId>,
+    interface_version: Option<InterfaceVersion>,
+    municipality_code: Option<MunicipalityCode>,
+    provider: Option<BusinessId>,
+}
+
 /// A notice's envelope members, all valid.
 struct Envelope<D> {
     id: NoticeId,
@@ -769,28 +777,40 @@ impl Check<'_> {
     fn data(&mut self, value: &Value) -> Option<NoticeData> {
         let obj = self.object(value, "/data", "data")?;
         self.unknown_members(obj, "/data", "data", &DATA_MEMBERS);
-        let interface_id = self.parsed::<InterfaceId>(obj, "/data", "interface_id", &INTERFACE_ID);
-        let interface_version =
-            self.parsed::<InterfaceVersion>(obj, "/data", "interface_version", &INTERFACE_VERSION);
-        let municipality_code =
-            self.parsed::<MunicipalityCode>(obj, "/data", "municipality_code", &MUNICIPALITY_CODE);
-        let provider = self.parsed::<BusinessId>(obj, "/data", "provider", &PROVIDER);
+        let origin = self.origin(obj);
         let updated_at = self.parsed::<OffsetTimestamp>(obj, "/data", "updated_at", &UPDATED_AT);
         let change = self.change(obj);
         let keys = match obj.get("keys") {
             None => Some(None),
             Some(k) => self.keys(k).map(Some),
         };
-        self.provider_consistency(&interface_id, &provider);
         Some(NoticeData {
-            interface_id: interface_id?,
-            interface_version: interface_version?,
-            municipality_code: municipality_code?,
-            provider: provider?,
+            interface_id: origin.interface_id?,
+            interface_version: origin.interface_version?,
+            municipality_code: origin.municipality_code?,
+            provider: origin.provider?,
             updated_at: updated_at?,
             change: change?,
             keys: keys?,
         })
+    }
+
+    /// The members of `data` that say where a notice comes from, shared by both kinds of
+    /// notice, with their consistency rule.
+    fn origin(&mut self, obj: &Map<String, Value>) -> Origin {
+        let interface_id = self.parsed::<InterfaceId>(obj, "/data", "interface_id", &INTERFACE_ID);
+        let interface_version =
+            self.parsed::<InterfaceVersion>(obj, "/data", "interface_version", &INTERFACE_VERSION);
+        let municipality_code =
+            self.parsed::<MunicipalityCode>(obj, "/data", "municipality_code", &MUNICIPALITY_CODE);
+        let provider = self.parsed::<BusinessId>(obj, "/data", "provider", &PROVIDER);
+        self.provider_consistency(&interface_id, &provider);
+        Origin {
+            interface_id,
+            interface_version,
+            municipality_code,
+            provider,
+        }
     }
 
     /// `data.provider` = the interface id's business id.

@@ -11,16 +11,13 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Check, Field, INTERFACE_ID, INTERFACE_VERSION, ItemCheck, Kind, Limits, MUNICIPALITY_CODE,
-    PROVIDER, Payload, PayloadError, Rule, Violation, check_sized, check_walk, compact_len,
-    json_type, parse_with, payload_with,
+    Check, Field, ItemCheck, Kind, Limits, Payload, PayloadError, Rule, Violation, check_sized,
+    check_walk, compact_len, json_type, parse_with, payload_with,
 };
 use crate::notice::file::{
     AnyNotice, FILE_EVENT_TYPE, FileData, FileNotice, MAX_PATH_CHARS, Sha256Hex, SharePath,
 };
-use crate::notice::{
-    BusinessId, InterfaceId, InterfaceVersion, MunicipalityCode, OffsetTimestamp, SPEC_VERSION,
-};
+use crate::notice::{OffsetTimestamp, SPEC_VERSION};
 
 const DATA_MEMBERS: [&str; 9] = [
     "interface_id",
@@ -112,24 +109,18 @@ impl Check<'_> {
     fn file_data(&mut self, value: &Value) -> Option<FileData> {
         let obj = self.object(value, "/data", "data")?;
         self.unknown_members(obj, "/data", "data", &DATA_MEMBERS);
-        let interface_id = self.parsed::<InterfaceId>(obj, "/data", "interface_id", &INTERFACE_ID);
-        let interface_version =
-            self.parsed::<InterfaceVersion>(obj, "/data", "interface_version", &INTERFACE_VERSION);
-        let municipality_code =
-            self.parsed::<MunicipalityCode>(obj, "/data", "municipality_code", &MUNICIPALITY_CODE);
-        let provider = self.parsed::<BusinessId>(obj, "/data", "provider", &PROVIDER);
+        let origin = self.origin(obj);
         let path = self.parsed::<SharePath>(obj, "/data", "path", &PATH);
         let size = self.count(obj, "size", "data.size", true);
         let sha256 = self.parsed::<Sha256Hex>(obj, "/data", "sha256", &SHA256);
         let record_count = self.count(obj, "record_count", "data.record_count", false);
         let completed_at =
             self.parsed::<OffsetTimestamp>(obj, "/data", "completed_at", &COMPLETED_AT);
-        self.provider_consistency(&interface_id, &provider);
         Some(FileData {
-            interface_id: interface_id?,
-            interface_version: interface_version?,
-            municipality_code: municipality_code?,
-            provider: provider?,
+            interface_id: origin.interface_id?,
+            interface_version: origin.interface_version?,
+            municipality_code: origin.municipality_code?,
+            provider: origin.provider?,
             path: path?,
             size: size??,
             sha256: sha256?,
