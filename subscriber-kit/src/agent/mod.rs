@@ -126,6 +126,11 @@ struct Item {
 /// never dead-lettered.
 const SWEEP_IDX: usize = usize::MAX;
 
+/// Whether `items` are a sweep (its one synthetic item).
+fn is_sweep(items: &[Item]) -> bool {
+    matches!(items, [it] if it.idx == SWEEP_IDX)
+}
+
 async fn sleep_or_cancel(d: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => true,

@@ -122,13 +122,10 @@ impl Worker {
             .iter()
             .filter_map(|m| m.info().ok().map(|i| i.consumer_sequence))
             .collect();
-        let whole = self
-            .deliveries
+        self.deliveries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .follow(&delivery_seqs);
-        self.batch_whole
-            .store(whole, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Decide every message of the batch. Does not ack anything itself.

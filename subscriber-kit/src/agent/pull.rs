@@ -146,9 +146,9 @@ impl Worker {
         // Rows per length of the last piece answered, to cut the next ones to fit; from the
         // pull before when it was just now.
         let mut density = self.states.with(iface, |s| s.recent_density(p.now));
+        let newest = p.hints.last().copied();
         let mut stack: Vec<Piece> = windows.into_iter().rev().map(|(f, t)| (f, t, 0)).collect();
         while let Some(piece) = stack.pop() {
-            let newest = p.hints.last().copied();
             if let Some([lo, hi]) =
                 plan::density_split(piece, density, budget, whole_seconds, newest)
             {

@@ -122,7 +122,6 @@ impl Agent {
                 gap_seen: tokio::sync::Notify::new(),
                 states: Default::default(),
                 deliveries: Default::default(),
-                batch_whole: std::sync::atomic::AtomicBool::new(true),
                 checkpoints: std::sync::Mutex::new(None),
             };
             let stop = shutdown.clone();

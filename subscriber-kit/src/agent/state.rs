@@ -24,6 +24,8 @@ pub(super) const DENSITY_MEMORY: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub(super) struct Deliveries {
     last: Option<u64>,
+    /// The batch noted last had a hole ([`Deliveries::whole`]).
+    holed: bool,
 }
 
 impl Deliveries {
@@ -47,7 +49,14 @@ impl Deliveries {
             prev = Some(prev.map_or(s, |p| p.max(s)));
         }
         self.last = prev;
+        self.holed = !whole;
         whole
+    }
+
+    /// Whether the batch noted last followed the one before without a hole (gaps count only
+    /// then).
+    pub(super) fn whole(&self) -> bool {
+        !self.holed
     }
 }
 
@@ -290,10 +299,12 @@ mod tests {
         // Holes inside a batch: the same.
         assert!(!d.follow(&[10, 12]));
         assert!(d.follow(&[13]));
+        assert!(d.whole());
         // The consumer was created anew: its deliveries count from 1 again.
         assert!(d.follow(&[1, 2]));
         assert!(d.follow(&[3]));
         assert!(!d.follow(&[5]));
+        assert!(!d.whole());
         let mut s = IfaceState::default();
         assert_eq!(s.observe_sequences(vec![1, 2], true), 0);
         assert_eq!(

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{self, Admission};
 use super::settle::{self, Received};
 use super::state::States;
-use super::{Decision, Item, SWEEP_IDX, sleep_or_cancel};
+use super::{Decision, Item, SWEEP_IDX, is_sweep, sleep_or_cancel};
 use crate::alert::Alerter;
 use crate::checkpoint::{Checkpoints, Read};
 use crate::coalesce::{LastRead, PlanSettings};
@@ -47,7 +47,6 @@ pub(crate) struct Worker {
     // The consumer's delivery sequences received, and whether the batch being decided
     // followed the one before without a hole (gap detection is exact only then).
     pub(super) deliveries: std::sync::Mutex<super::state::Deliveries>,
-    pub(super) batch_whole: std::sync::atomic::AtomicBool,
     // The checkpoint bucket's handle, looked up once instead of per batch (a lookup is a
     // stream-info request to the server); dropped after a store error so it is looked up again.
     pub(super) checkpoints: std::sync::Mutex<Option<Checkpoints>>,
@@ -203,8 +202,7 @@ impl Worker {
                 .set(now.duration_since(c).as_secs_f64());
         }
         // A sweep is one synthetic item; it may start where the previous sweep left off.
-        let sweeping = matches!(items, [it] if it.idx == SWEEP_IDX);
-        let previous_sweep = if sweeping {
+        let previous_sweep = if is_sweep(items) {
             self.states.with(&iface, |s| s.last_sweep)
         } else {
             None
@@ -298,13 +296,14 @@ impl Worker {
             let overlap = self.cfg.overlap();
             // A sweep's whole window is pulled and in the sink: the next sweep may start
             // from it (coalesce::sweep_from).
-            let swept = match (items, pulls.plan.blind_from) {
-                ([it], Some(from)) if it.idx == SWEEP_IDX && got.read_whole => Some(LastRead {
+            let swept = pulls
+                .plan
+                .blind_from
+                .filter(|_| is_sweep(items) && got.read_whole)
+                .map(|from| LastRead {
                     at: pulls.now,
                     from,
-                }),
-                _ => None,
-            };
+                });
             self.states.with(iface, |s| {
                 s.remember_rows(got.window_times, max, overlap);
                 s.remember_keys(got.window_keys, max, overlap);
@@ -408,7 +407,11 @@ impl Worker {
             .filter(|it| !it.replay)
             .map(|it| it.notice.sequence.0)
             .collect();
-        let whole = self.batch_whole.load(std::sync::atomic::Ordering::Relaxed);
+        let whole = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .whole();
         let missing = self
             .states
             .with(iface, |s| s.observe_sequences(seqs, whole));
