@@ -83,6 +83,30 @@ pub fn find_individual_numbers(s: &str) -> Vec<std::ops::Range<usize>> {
     found
 }
 
+/// Whether [`find_individual_numbers`] finds anything in `s`, without collecting the runs (the
+/// personal-data check of every string of every notice ingested asks only this).
+pub fn contains_individual_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 12 {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start == 12 && is_individual_number(&s[start..i]) {
+                return true;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// `s` with every run [`find_individual_numbers`] reports replaced by twelve `*`, so error
 /// messages that quote input never repeat an individual number back (and into logs).
 pub fn redact_individual_numbers(s: &str) -> std::borrow::Cow<'_, str> {
@@ -127,5 +151,24 @@ mod tests {
             find_individual_numbers("1234567890123").is_empty(),
             "13-digit run is not a 12-digit number"
         );
+    }
+
+    #[test]
+    fn contains_agrees_with_find() {
+        for (s, found) in [
+            ("", false),
+            ("12345678901", false),
+            ("123456789018", true),
+            ("123456789012", false),
+            ("x123456789018y", true),
+            ("1234567890180", false),
+            ("0123456789018", false),
+            ("123456789012 123456789018", true),
+            ("2026-12-06T09:00:00.123456+09:00", false),
+            ("000000000000001", false),
+        ] {
+            assert_eq!(contains_individual_number(s), found, "{s}");
+            assert_eq!(!find_individual_numbers(s).is_empty(), found, "{s}");
+        }
     }
 }

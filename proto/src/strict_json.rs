@@ -8,6 +8,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// Parse `text` into a [`Value`], refusing duplicate members (serde_json's other errors,
@@ -75,14 +76,19 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(k) = map.next_key::<String>()? {
-            if out.contains_key(&k) {
-                let shown: String = k.chars().take(64).collect();
-                return Err(de::Error::custom(format!(
-                    "member {shown:?} appears twice in one object"
-                )));
-            }
             let v = map.next_value_seed(Strict)?;
-            out.insert(k, v);
+            // One lookup per member: this runs for every member of every notice ingested.
+            match out.entry(k) {
+                Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+                Entry::Occupied(e) => {
+                    let shown: String = e.key().chars().take(64).collect();
+                    return Err(de::Error::custom(format!(
+                        "member {shown:?} appears twice in one object"
+                    )));
+                }
+            }
         }
         Ok(Value::Object(out))
     }

@@ -976,7 +976,7 @@ impl Check<'_> {
             }
             match value {
                 Value::String(s) => {
-                    if !check_digit::find_individual_numbers(s).is_empty() {
+                    if check_digit::contains_individual_number(s) {
                         let p = pointer(&path);
                         if !exempt.contains(&p.as_str()) {
                             self.push(p, Rule::PersonalData, format!("this string {WHY}"));
@@ -990,7 +990,7 @@ impl Check<'_> {
                         .map(|u| u < 100_000_000_000)
                         .or_else(|| n.as_i64().map(|i| i.unsigned_abs() < 100_000_000_000))
                         .unwrap_or(false);
-                    if !short && !check_digit::find_individual_numbers(&n.to_string()).is_empty() {
+                    if !short && check_digit::contains_individual_number(&n.to_string()) {
                         let p = pointer(&path);
                         if !exempt.contains(&p.as_str()) {
                             self.push(p, Rule::PersonalData, format!("this number {WHY}"));
@@ -1004,7 +1004,7 @@ impl Check<'_> {
                 }
                 Value::Object(map) => {
                     for (k, item) in map.iter().rev() {
-                        if !check_digit::find_individual_numbers(k).is_empty() {
+                        if check_digit::contains_individual_number(k) {
                             path.push(Segment::Key(k));
                             self.push(
                                 pointer(&path),

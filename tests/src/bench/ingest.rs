@@ -294,6 +294,35 @@ async fn atomic_findings(
     }))
 }
 
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// What each side's CPU did during one phase: "nats-server 0.41 s CPU (66 %), ...".
+fn cpu_note(server_pid: u32, before: (Option<f64>, Option<f64>), wall: Duration) -> String {
+    let after = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
+    let side = |name: &str, b: Option<f64>, a: Option<f64>| match (b, a) {
+        (Some(b), Some(a)) => format!(
+            "{name} {:.2} s CPU ({:.0} %)",
+            a - b,
+            100.0 * (a - b) / wall.as_secs_f64()
+        ),
+        _ => format!("{name} CPU unknown"),
+    };
+    format!(
+        "{}, {}",
+        side("nats-server", before.0, after.0),
+        side("this process", before.1, after.1)
+    )
+}
+
 /// `taskset -a -p -c <cpus> <pid>`: pin every thread of `pid` to `cpus`.
 fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
     let out = std::process::Command::new("taskset")
@@ -328,19 +357,23 @@ async fn pinned(opts: &Options, token: &str, rows: &mut Vec<Row>) -> anyhow::Res
         purge(&js).await?;
         let n = opts.messages;
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
+        let cpu = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
         let raw = raw_publish(&js, &notices).await?;
+        let cpu = cpu_note(server_pid, cpu, raw);
         let got = stored(&js).await?;
         rows.push(row(
             "raw async-nats publish, pinned",
             "default",
             n,
             raw,
-            format!("{IN_FLIGHT} in flight; nats-server on CPU 0, publisher on CPU 1; stored {got}"),
+            format!("{IN_FLIGHT} in flight; nats-server on CPU 0, publisher on CPU 1; {cpu}; stored {got}"),
         ));
         purge(&js).await?;
         let relay = start_relay(config.clone()).await?;
         let notices: Vec<Notice> = (0..n).map(make_notice).collect();
+        let cpu = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
         let http = http_ingest(&relay.base, token, &notices, opts).await?;
+        let cpu = cpu_note(server_pid, cpu, http);
         let got = stored(&js).await?;
         rows.push(row(
             "relay HTTP batch ingest, pinned",
@@ -348,7 +381,7 @@ async fn pinned(opts: &Options, token: &str, rows: &mut Vec<Row>) -> anyhow::Res
             n,
             http,
             format!(
-                "batches of {}, {} concurrent; nats-server on CPU 0, relay and client on CPU 1; stored {got}",
+                "batches of {}, {} concurrent; nats-server on CPU 0, relay and client on CPU 1; {cpu}; stored {got}",
                 opts.http_batch, opts.http_concurrency
             ),
         ));
