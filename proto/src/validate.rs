@@ -2,7 +2,7 @@
 //!
 //! Every violation is reported (not only the first), each with a JSON Pointer (RFC 6901) `path`,
 //! a [`Rule`] callers can branch on, and a message a provider's engineer can act on. The checks
-//! are a field-by-field walk over the parsed [`serde_json::Value`] rather than serde's derive,
+//! are a field-by-field walk over the parsed JSON (a tree borrowing from the text) rather than serde's derive,
 //! because serde stops at the first error and cannot say *where* it was.
 //!
 //! What is checked, in terms of the [`Rule`] reported:
@@ -32,8 +32,8 @@ use std::ops::Range;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::check_digit;
 use crate::notice::{
@@ -41,6 +41,7 @@ use crate::notice::{
     MunicipalityCode, Notice, NoticeData, NoticeId, OffsetTimestamp, ParseError, SPEC_VERSION,
     Sequence, Source,
 };
+use crate::strict_json::{Json, Object};
 
 /// The only accepted `datacontenttype`, when present.
 pub const DATA_CONTENT_TYPE: &str = "application/json";
@@ -212,7 +213,8 @@ fn parse_with<N>(
 /// Validate an already-parsed JSON value as a notice. The size limit applies to its compact
 /// serialization.
 pub fn check_value(value: &Value, limits: &Limits) -> Result<Notice, Vec<Violation>> {
-    check_sized(value, compact_len(value), limits)
+    let tree = Json::from_value(value);
+    check_sized(&tree, compact_len(&tree), limits)
 }
 
 fn too_large(size: usize, limits: &Limits) -> Violation {
@@ -228,7 +230,7 @@ fn too_large(size: usize, limits: &Limits) -> Violation {
 
 /// UTF-8 check, optional byte-order mark (written by some .NET and Java tools; RFC 8259 lets a
 /// parser ignore it), then JSON.
-fn decode(bytes: &[u8]) -> Result<Value, String> {
+fn decode(bytes: &[u8]) -> Result<Json<'_>, String> {
     let text = utf8(bytes)?;
     crate::strict_json::value(text).map_err(|e| json_error(&e))
 }
@@ -258,26 +260,26 @@ fn json_error(e: &serde_json::Error) -> String {
 
 /// Length of `value`'s compact serialization, computed without recursion so that any value a
 /// caller built (however deep) is safe to measure.
-fn compact_len(value: &Value) -> usize {
+fn compact_len(value: &Json<'_>) -> usize {
     let mut total = 0usize;
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {
         total = total.saturating_add(match v {
-            Value::Null => 4,
-            Value::Bool(true) => 4,
-            Value::Bool(false) => 5,
-            Value::Number(n) => n.to_string().len(),
-            Value::String(s) => string_len(s),
-            Value::Array(items) => {
+            Json::Null => 4,
+            Json::Bool(true) => 4,
+            Json::Bool(false) => 5,
+            Json::Number(n) => n.to_string().len(),
+            Json::String(s) => string_len(s),
+            Json::Array(items) => {
                 stack.extend(items.iter());
                 2 + items.len().saturating_sub(1)
             }
-            Value::Object(map) => {
+            Json::Object(map) => {
                 stack.extend(map.values());
                 // Braces, a colon per member, commas between members.
                 2 + map.len()
                     + map.len().saturating_sub(1)
-                    + map.keys().map(|k| string_len(k)).sum::<usize>()
+                    + map.keys().map(string_len).sum::<usize>()
             }
         });
     }
@@ -350,14 +352,14 @@ fn escape(token: &str) -> Cow<'_, str> {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+fn json_type(v: &Json<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }
 
@@ -495,15 +497,9 @@ impl Check<'_> {
     }
 
     /// Report members of `obj` not in `known`.
-    fn unknown_members(
-        &mut self,
-        obj: &Map<String, Value>,
-        parent: &str,
-        where_: &str,
-        known: &[&str],
-    ) {
+    fn unknown_members(&mut self, obj: &Object<'_>, parent: &str, where_: &str, known: &[&str]) {
         for key in obj.keys() {
-            if !known.contains(&key.as_str()) {
+            if !known.contains(&key) {
                 let shown = crate::notice::truncate(key);
                 self.push(
                     format!("{parent}/{}", escape(key)),
@@ -520,7 +516,7 @@ impl Check<'_> {
     /// A required or optional string member parsed with its newtype's [`FromStr`].
     fn parsed<T: FromStr<Err = ParseError>>(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: &Object<'_>,
         parent: &str,
         key: &str,
         f: &Field,
@@ -541,11 +537,11 @@ impl Check<'_> {
     /// Parse `value` as `T`; `path` builds the member's path for a violation.
     fn parse_value<T: FromStr<Err = ParseError>>(
         &mut self,
-        value: &Value,
+        value: &Json<'_>,
         path: impl Fn() -> String,
         f: &Field,
     ) -> Option<T> {
-        let Value::String(s) = value else {
+        let Json::String(s) = value else {
             self.push(
                 path(),
                 Rule::Type,
@@ -599,7 +595,7 @@ impl Check<'_> {
 
     /// The optional `datacontenttype`: `Some(None)` when absent, `Some(Some(..))` when it is the
     /// one allowed value, `None` (with a violation) otherwise.
-    fn datacontenttype(&mut self, obj: &Map<String, Value>) -> Option<Option<String>> {
+    fn datacontenttype(&mut self, obj: &Object<'_>) -> Option<Option<String>> {
         if !obj.contains_key("datacontenttype") {
             return Some(None);
         }
@@ -616,7 +612,7 @@ impl Check<'_> {
     /// A member with one allowed value. `Some(())` when present and right, `None` otherwise.
     fn constant(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: &Object<'_>,
         key: &str,
         f: &Field,
         want: &str,
@@ -633,7 +629,7 @@ impl Check<'_> {
             }
             return None;
         };
-        let Value::String(s) = value else {
+        let Json::String(s) = value else {
             self.push(
                 path(),
                 Rule::Type,
@@ -660,12 +656,12 @@ impl Check<'_> {
 
     fn object<'v>(
         &mut self,
-        value: &'v Value,
+        value: &'v Json<'v>,
         path: &str,
         what: &str,
-    ) -> Option<&'v Map<String, Value>> {
+    ) -> Option<&'v Object<'v>> {
         match value {
-            Value::Object(map) => Some(map),
+            Json::Object(map) => Some(map),
             other => {
                 self.push(
                     path,
@@ -677,7 +673,7 @@ impl Check<'_> {
         }
     }
 
-    fn change(&mut self, obj: &Map<String, Value>) -> Option<ChangeKind> {
+    fn change(&mut self, obj: &Object<'_>) -> Option<ChangeKind> {
         let path = "/data/change";
         let Some(value) = obj.get("change") else {
             self.push(
@@ -687,7 +683,7 @@ impl Check<'_> {
             );
             return None;
         };
-        let Value::String(s) = value else {
+        let Json::String(s) = value else {
             self.push(
                 path,
                 Rule::Type,
@@ -699,7 +695,7 @@ impl Check<'_> {
             );
             return None;
         };
-        match s.as_str() {
+        match s.as_ref() {
             "update" => Some(ChangeKind::Update),
             "retroactive" => Some(ChangeKind::Retroactive),
             "delete" => Some(ChangeKind::Delete),
@@ -717,8 +713,8 @@ impl Check<'_> {
         }
     }
 
-    fn keys(&mut self, value: &Value) -> Option<Keys> {
-        let Value::Object(obj) = value else {
+    fn keys(&mut self, value: &Json<'_>) -> Option<Keys> {
+        let Json::Object(obj) = value else {
             self.push(
                 "/data/keys",
                 Rule::Type,
@@ -740,7 +736,7 @@ impl Check<'_> {
             self.push(path, Rule::Required, "data.keys.atena_no is required when data.keys is present: a list of addressee numbers (宛名番号)");
             return None;
         };
-        let Value::Array(items) = list else {
+        let Json::Array(items) = list else {
             self.push(
                 path,
                 Rule::Type,
@@ -774,7 +770,7 @@ impl Check<'_> {
         ok.then_some(Keys { atena_no })
     }
 
-    fn data(&mut self, value: &Value) -> Option<NoticeData> {
+    fn data(&mut self, value: &Json<'_>) -> Option<NoticeData> {
         let obj = self.object(value, "/data", "data")?;
         self.unknown_members(obj, "/data", "data", &DATA_MEMBERS);
         let origin = self.origin(obj);
@@ -797,7 +793,7 @@ impl Check<'_> {
 
     /// The members of `data` that say where a notice comes from, shared by both kinds of
     /// notice, with their consistency rule.
-    fn origin(&mut self, obj: &Map<String, Value>) -> Origin {
+    fn origin(&mut self, obj: &Object<'_>) -> Origin {
         let interface_id = self.parsed::<InterfaceId>(obj, "/data", "interface_id", &INTERFACE_ID);
         let interface_version =
             self.parsed::<InterfaceVersion>(obj, "/data", "interface_version", &INTERFACE_VERSION);
@@ -829,7 +825,7 @@ impl Check<'_> {
         }
     }
 
-    fn notice(&mut self, value: &Value) -> Option<Notice> {
+    fn notice(&mut self, value: &Json<'_>) -> Option<Notice> {
         let kind = Kind {
             type_field: &TYPE,
             event_type: EVENT_TYPE,
@@ -855,9 +851,9 @@ impl Check<'_> {
     /// `None` when anything has a violation.
     fn envelope<D>(
         &mut self,
-        value: &Value,
+        value: &Json<'_>,
         kind: &Kind<'_>,
-        read_data: impl FnOnce(&mut Self, &Value) -> Option<D>,
+        read_data: impl FnOnce(&mut Self, &Json<'_>) -> Option<D>,
     ) -> Option<Envelope<D>> {
         let obj = self.object(value, "", "a notice")?;
         self.unknown_members(
@@ -905,14 +901,14 @@ impl Check<'_> {
     /// `data.interface_id`, `source` = `data.municipality_code` and `data.provider`.
     fn envelope_consistency(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: &Object<'_>,
         subject: &Option<InterfaceId>,
         source: &Option<Source>,
     ) {
         let data_interface = obj
             .get("data")
             .and_then(|d| d.get("interface_id"))
-            .and_then(Value::as_str);
+            .and_then(Json::as_str);
         if let (Some(s), Some(i)) = (
             subject,
             data_interface.and_then(|i| i.parse::<InterfaceId>().ok()),
@@ -928,11 +924,11 @@ impl Check<'_> {
             let data_obj = obj.get("data");
             let m = data_obj
                 .and_then(|d| d.get("municipality_code"))
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .and_then(|m| m.parse::<MunicipalityCode>().ok());
             let p = data_obj
                 .and_then(|d| d.get("provider"))
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .and_then(|p| p.parse::<BusinessId>().ok());
             if let Some(m) = m
                 && m != src.municipality
@@ -962,20 +958,20 @@ impl Check<'_> {
     /// an explicit stack so that depth cannot overflow ours. `/id` is exempt: it is a UUID,
     /// validated as such, whose random last group would otherwise be refused about once in
     /// 3,000 notices.
-    fn personal_data(&mut self, root: &Value, exempt: &[&str]) {
+    fn personal_data(&mut self, root: &Json<'_>, exempt: &[&str]) {
         const WHY: &str = "holds a 12-digit number that passes the individual-number (個人番号) check digit; a notice must never carry personal data (remove it)";
         // Iterative (a caller's value may nest deeper than the stack allows). Each entry: a
         // value, how many segments its path has, and its last segment; the JSON Pointer is
         // built only for a violation: this walk runs over every notice ingested.
         let mut path: Vec<Segment<'_>> = Vec::new();
-        let mut stack: Vec<(&Value, usize, Option<Segment<'_>>)> = vec![(root, 0, None)];
+        let mut stack: Vec<(&Json<'_>, usize, Option<Segment<'_>>)> = vec![(root, 0, None)];
         while let Some((value, depth, seg)) = stack.pop() {
             path.truncate(depth.saturating_sub(1));
             if let Some(seg) = seg {
                 path.push(seg);
             }
             match value {
-                Value::String(s) => {
+                Json::String(s) => {
                     if check_digit::contains_individual_number(s) {
                         let p = pointer(&path);
                         if !exempt.contains(&p.as_str()) {
@@ -983,7 +979,7 @@ impl Check<'_> {
                         }
                     }
                 }
-                Value::Number(n) => {
+                Json::Number(n) => {
                     // An integer below 10^11 has fewer than 12 digits.
                     let short = n
                         .as_u64()
@@ -997,12 +993,12 @@ impl Check<'_> {
                         }
                     }
                 }
-                Value::Array(items) => {
+                Json::Array(items) => {
                     for (i, item) in items.iter().enumerate().rev() {
                         stack.push((item, depth + 1, Some(Segment::Index(i))));
                     }
                 }
-                Value::Object(map) => {
+                Json::Object(map) => {
                     for (k, item) in map.iter().rev() {
                         if check_digit::contains_individual_number(k) {
                             path.push(Segment::Key(k));
@@ -1016,24 +1012,24 @@ impl Check<'_> {
                         stack.push((item, depth + 1, Some(Segment::Key(k))));
                     }
                 }
-                Value::Null | Value::Bool(_) => {}
+                Json::Null | Json::Bool(_) => {}
             }
         }
     }
 }
 
 /// Validate `value` as a notice whose size is `size` bytes.
-fn check_sized(value: &Value, size: usize, limits: &Limits) -> Result<Notice, Vec<Violation>> {
+fn check_sized(value: &Json<'_>, size: usize, limits: &Limits) -> Result<Notice, Vec<Violation>> {
     check_walk(value, size, limits, Check::notice, &["/id"])
 }
 
 /// Validate `value` (`size` bytes) with `walk`, then look for personal data everywhere but
 /// the `exempt` paths.
 fn check_walk<'l, N>(
-    value: &Value,
+    value: &Json<'_>,
     size: usize,
     limits: &'l Limits,
-    walk: impl FnOnce(&mut Check<'l>, &Value) -> Option<N>,
+    walk: impl FnOnce(&mut Check<'l>, &Json<'_>) -> Option<N>,
     exempt: &[&str],
 ) -> Result<N, Vec<Violation>> {
     let mut check = Check {
@@ -1168,7 +1164,7 @@ pub fn parse_payload_spans(
 }
 
 /// A checker of one item: its parsed JSON and its size as received.
-type ItemCheck<N> = fn(&Value, usize, &Limits) -> Result<N, Vec<Violation>>;
+type ItemCheck<N> = fn(&Json<'_>, usize, &Limits) -> Result<N, Vec<Violation>>;
 
 fn payload_with<N>(
     bytes: &[u8],
@@ -1189,7 +1185,7 @@ fn payload_with<N>(
     };
     match text.trim_start().as_bytes().first() {
         Some(b'{') => {
-            let value: Value = crate::strict_json::value(text)
+            let value = crate::strict_json::value(text)
                 .map_err(|e| PayloadError::Syntax(json_error(&e)))?;
             Ok((
                 Payload::Single(check_sized(&value, bytes.len(), limits)),
@@ -1215,7 +1211,7 @@ fn payload_with<N>(
             for (i, raw) in items.iter().enumerate() {
                 // Capturing a raw item does not apply serde_json's depth limit; parsing it does.
                 // A body that is not JSON we can read is refused as a whole, like any other.
-                let value: Value = crate::strict_json::value(raw.get()).map_err(|e| {
+                let value = crate::strict_json::value(raw.get()).map_err(|e| {
                     PayloadError::Syntax(format!("{} (in batch item {i})", json_error(&e)))
                 })?;
                 results.push(check_sized(&value, raw.get().len(), limits));
@@ -1223,7 +1219,7 @@ fn payload_with<N>(
             }
             Ok((Payload::Batch(results), spans))
         }
-        _ => match serde_json::from_str::<Value>(text) {
+        _ => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
             Ok(_) => Err(PayloadError::Shape),
             Err(e) => Err(PayloadError::Syntax(json_error(&e))),
         },

@@ -8,7 +8,9 @@
 //! number and member name (the file name included) except `/id`, `/data/sha256` and
 //! `/data/size`: a UUID, a digest and a byte count, checked as such.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::strict_json::{Json, Object};
 
 use super::{
     Check, Field, ItemCheck, Kind, Limits, Payload, PayloadError, Rule, Violation, check_sized,
@@ -63,7 +65,7 @@ impl Check<'_> {
     /// A required or optional non-negative integer member.
     fn count(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: &Object<'_>,
         key: &str,
         name: &str,
         required: bool,
@@ -81,7 +83,7 @@ impl Check<'_> {
             return Some(None);
         };
         match value {
-            Value::Number(n) => match n.as_u64() {
+            Json::Number(n) => match n.as_u64() {
                 Some(v) => Some(Some(v)),
                 None => {
                     self.push(
@@ -106,7 +108,7 @@ impl Check<'_> {
         }
     }
 
-    fn file_data(&mut self, value: &Value) -> Option<FileData> {
+    fn file_data(&mut self, value: &Json<'_>) -> Option<FileData> {
         let obj = self.object(value, "/data", "data")?;
         self.unknown_members(obj, "/data", "data", &DATA_MEMBERS);
         let origin = self.origin(obj);
@@ -129,7 +131,7 @@ impl Check<'_> {
         })
     }
 
-    fn file_notice(&mut self, value: &Value) -> Option<FileNotice> {
+    fn file_notice(&mut self, value: &Json<'_>) -> Option<FileNotice> {
         let kind = Kind {
             type_field: &FILE_TYPE,
             event_type: FILE_EVENT_TYPE,
@@ -152,7 +154,7 @@ impl Check<'_> {
 }
 
 fn check_file_sized(
-    value: &Value,
+    value: &Json<'_>,
     size: usize,
     limits: &Limits,
 ) -> Result<FileNotice, Vec<Violation>> {
@@ -160,11 +162,11 @@ fn check_file_sized(
 }
 
 fn check_any_sized(
-    value: &Value,
+    value: &Json<'_>,
     size: usize,
     limits: &Limits,
 ) -> Result<AnyNotice, Vec<Violation>> {
-    if value.get("type").and_then(Value::as_str) == Some(FILE_EVENT_TYPE) {
+    if value.get("type").and_then(Json::as_str) == Some(FILE_EVENT_TYPE) {
         check_file_sized(value, size, limits).map(AnyNotice::File)
     } else {
         check_sized(value, size, limits).map(AnyNotice::Change)
@@ -178,7 +180,8 @@ pub fn parse_file_notice(bytes: &[u8], limits: &Limits) -> Result<FileNotice, Ve
 
 /// Validate an already-parsed JSON value as a file-ready notice (size: its compact form).
 pub fn check_file_value(value: &Value, limits: &Limits) -> Result<FileNotice, Vec<Violation>> {
-    check_file_sized(value, compact_len(value), limits)
+    let tree = Json::from_value(value);
+    check_file_sized(&tree, compact_len(&tree), limits)
 }
 
 /// Parse one notice of either kind, chosen by its `type`.

@@ -294,6 +294,29 @@ async fn atomic_findings(
     }))
 }
 
+/// The relay's validation of the HTTP bodies [`http_ingest`] sends, alone: the part of the
+/// relay's CPU that raw publishing does not have.
+fn validation_only(o: &Options) -> anyhow::Result<Duration> {
+    let notices: Vec<Notice> = (0..o.messages).map(make_notice).collect();
+    let bodies: Vec<Vec<u8>> = notices
+        .chunks(o.http_batch)
+        .map(|c| serde_json::to_vec(&c.iter().collect::<Vec<_>>()))
+        .collect::<Result<_, _>>()?;
+    let limits = shirase_proto::Limits::default();
+    let start = Instant::now();
+    let mut valid = 0;
+    for body in &bodies {
+        let (payload, _) = shirase_proto::parse_any_payload_spans(body, &limits)
+            .map_err(|e| anyhow::anyhow!("a bench body was refused: {e}"))?;
+        valid += payload.results().iter().filter(|r| r.is_ok()).count();
+    }
+    let elapsed = start.elapsed();
+    if valid != o.messages {
+        bail!("{valid} of {} bench notices validated", o.messages);
+    }
+    Ok(elapsed)
+}
+
 /// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -513,6 +536,21 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     if let Some(r) = summary.get("ratio_relay_to_raw_default").cloned() {
         summary.insert("ratio_unpinned".into(), r);
     }
+    let validation = validation_only(&opts)?;
+    summary.insert(
+        "validation_us_per_notice".into(),
+        round(validation.as_secs_f64() * 1e6 / opts.messages as f64).into(),
+    );
+    rows.push(row(
+        "relay validation only (parse_any_payload_spans)",
+        "-",
+        opts.messages,
+        validation,
+        format!(
+            "the relay's parsing and checking of the same bodies (batches of {}), no HTTP, no NATS",
+            opts.http_batch
+        ),
+    ));
     if std::thread::available_parallelism().map_or(0, |n| n.get()) >= 2 {
         let r = pinned(&opts, &token, &mut rows).await?;
         summary.insert("ratio_pinned".into(), r.into());
