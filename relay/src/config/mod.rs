@@ -526,6 +526,7 @@ interfaces = ["001o05-00"]
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closures return its own (large) error
     fn layers_are_defaults_then_file_then_environment() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Env, EnvOptions, Options, Report, commit_updates, notice_of, percentiles_ms};
 
+/// Each notice sent, by (interface, sequence), with when it was sent.
+type SentLog = Arc<Mutex<Vec<((String, u64), Instant)>>>;
+
 /// A sink that only records when each row first arrived.
 #[derive(Debug, Default)]
 pub struct TimingSink {
@@ -73,7 +76,7 @@ async fn shirase_at(
     seconds: u64,
 ) -> anyhow::Result<(Vec<Duration>, usize, usize)> {
     let iface = env.ifaces[0];
-    let sent: Arc<Mutex<Vec<((String, u64), Instant)>>> = Arc::default();
+    let sent: SentLog = Arc::default();
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let ticks = seconds * 100;

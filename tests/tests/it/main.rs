@@ -1,5 +1,8 @@
 //! Integration tests against real nats-server processes. One binary, one module per area.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod agent_burst;
 mod agent_crash;
 mod agent_dialects;
