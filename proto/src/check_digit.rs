@@ -64,47 +64,35 @@ pub fn is_individual_number(s: &str) -> bool {
 /// Every maximal run of exactly twelve ASCII digits in `s` (a run not touching another digit)
 /// that passes the individual-number check digit, as byte ranges.
 pub fn find_individual_numbers(s: &str) -> Vec<std::ops::Range<usize>> {
-    let b = s.as_bytes();
-    let mut found = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i - start == 12 && is_individual_number(&s[start..i]) {
-                found.push(start..i);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    found
+    individual_numbers(s).collect()
 }
 
-/// Whether [`find_individual_numbers`] finds anything in `s`, without collecting the runs (the
+/// Whether [`find_individual_numbers`] finds anything in `s`, stopping at the first (the
 /// personal-data check of every string of every notice ingested asks only this).
 pub fn contains_individual_number(s: &str) -> bool {
+    s.len() >= 12 && individual_numbers(s).next().is_some()
+}
+
+/// The runs [`find_individual_numbers`] reports, found lazily.
+fn individual_numbers(s: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
     let b = s.as_bytes();
-    if b.len() < 12 {
-        return false;
-    }
     let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            if b[i].is_ascii_digit() {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i - start == 12 && is_individual_number(&s[start..i]) {
+                    return Some(start..i);
+                }
+            } else {
                 i += 1;
             }
-            if i - start == 12 && is_individual_number(&s[start..i]) {
-                return true;
-            }
-        } else {
-            i += 1;
         }
-    }
-    false
+        None
+    })
 }
 
 /// `s` with every run [`find_individual_numbers`] reports replaced by twelve `*`, so error
