@@ -280,7 +280,13 @@ pub fn plan_read(
         (Some(c), Some(r)) => {
             let blind = minus(c.min(r), overlap);
             p.blind_from = Some(blind);
-            sweep_from(blind, s.previous_sweep, overlap)
+            // Not above the checkpoint, nor at it unless the pull behind it read its instant.
+            let ceiling = if r >= c && last.is_some() {
+                plus_micro(c)
+            } else {
+                c.min(r)
+            };
+            sweep_from(blind, ceiling, s.previous_sweep, overlap)
         }
         // The pull behind the checkpoint read its instant (see the module's rules).
         (Some(c), None) if last.is_some() => plus_micro(c),
@@ -326,13 +332,24 @@ pub fn plan_read(
 /// previous sweep started at `p.at`, and every row above `p.from` that was visible then has
 /// been read (by it, or, below its raised FROM, by the sweep before: [`Plan::blind_from`]).
 /// A row still unread became visible after `p.at`, so it carries a timestamp above
-/// `p.at − overlap`. When `p.from` lies at or below `blind`, this sweep can therefore start at
-/// `max(blind, p.at − overlap)`: while the checkpoint stands still (a quiet night after a
-/// batch), successive sweeps read only what is new instead of the same overlap again. A
-/// checkpoint rewound by an operator (`blind` below `p.from`) gets the whole overlap.
-pub fn sweep_from(blind: Timestamp, previous: Option<LastRead>, overlap: Duration) -> Timestamp {
+/// `p.at − overlap`. When `p.from` lies at or below `blind`, this sweep can therefore skip
+/// the overlap up to `p.at − overlap`: while the checkpoint stands still (a quiet night after
+/// a batch), successive sweeps no longer read the same overlap again.
+///
+/// It never starts above `ceiling`: the checkpoint (just past it when the pull behind it read
+/// its instant). Rows above the checkpoint may have been read, but an operator who rewound the
+/// checkpoint there (a resync) wants every one of them delivered again, and the previous
+/// sweep's record cannot tell whether a rewind came after it. In the usual case that costs
+/// nothing: the previous sweep moved the checkpoint past what it read. A checkpoint rewound
+/// below the previous blind FROM gets the whole overlap.
+pub fn sweep_from(
+    blind: Timestamp,
+    ceiling: Timestamp,
+    previous: Option<LastRead>,
+    overlap: Duration,
+) -> Timestamp {
     match previous {
-        Some(p) if p.from <= blind => blind.max(minus(p.at, overlap)),
+        Some(p) if p.from <= blind => blind.max(minus(p.at, overlap).min(ceiling)),
         _ => blind,
     }
 }
@@ -941,8 +958,27 @@ mod tests {
         };
         // Without it: the overlap below the checkpoint, again.
         assert_eq!(plan(10_000, None), (ts(9_400), end));
-        // With it: only the overlap below the previous sweep's start.
-        assert_eq!(plan(10_000, Some(prev)), (ts(13_000), end));
+        // With it: from the checkpoint (the previous sweep read the overlap below it; nothing
+        // above it can be skipped, a rewind to it must be delivered again).
+        assert_eq!(plan(10_000, Some(prev)), (ts(10_000), end));
+        // With the record of the pull behind the checkpoint (it read the checkpoint's
+        // instant): just past the checkpoint.
+        let s = PlanSettings {
+            previous_sweep: Some(prev),
+            ..S
+        };
+        let last = Some(LastRead {
+            at: ts(10_050),
+            from: ts(9_000),
+        });
+        let p = plan_read(
+            &[sweep_notice(17_200)],
+            Some(ts(10_000)),
+            last,
+            ts(17_200),
+            s,
+        );
+        assert_eq!(window(&p), (us(ts(10_000), 1), end));
         // The checkpoint moved past the previous sweep: the overlap below the checkpoint.
         assert_eq!(plan(16_000, Some(prev)), (ts(15_400), end));
         // An operator rewound the checkpoint below the previous sweep's FROM: the whole
@@ -953,8 +989,8 @@ mod tests {
     #[test]
     fn sweeps_over_a_still_checkpoint_chain_on_the_blind_from() {
         // Hourly sweeps, the checkpoint at 10,000 all along: each records the blind FROM
-        // (9,400), so every sweep after the first reads only the overlap below the previous
-        // sweep's start, not the overlap below the checkpoint every other hour.
+        // (9,400), so every sweep after the first reads from the checkpoint, not the overlap
+        // below it every hour.
         let mut prev = None;
         let mut froms = vec![];
         for now in [12_000, 15_600, 19_200, 22_800] {
@@ -970,7 +1006,7 @@ mod tests {
                 from: p.blind_from.unwrap(),
             });
         }
-        assert_eq!(froms, [ts(9_400), ts(11_400), ts(15_000), ts(18_600)]);
+        assert_eq!(froms, [ts(9_400), ts(10_000), ts(10_000), ts(10_000)]);
         // A notice-triggered pull has no blind FROM.
         let p = plan_read(&[n(10_500)], Some(ts(10_000)), None, ts(12_000), S);
         assert_eq!(p.blind_from, None);
@@ -985,18 +1021,27 @@ mod tests {
                 from: ts(from),
             })
         };
-        assert_eq!(sweep_from(ts(1_000), None, ov), ts(1_000));
-        assert_eq!(sweep_from(ts(1_000), prev(5_000, 1_000), ov), ts(4_400));
-        assert_eq!(sweep_from(ts(1_000), prev(5_000, 1_001), ov), ts(1_000));
+        // The checkpoint at 1,600: blind FROM 1,000.
+        let sweep = |prev| sweep_from(ts(1_000), ts(1_600), prev, ov);
+        assert_eq!(sweep(None), ts(1_000));
+        // Never above the checkpoint (a rewind to it must be delivered again)...
+        assert_eq!(sweep(prev(5_000, 1_000)), ts(1_600));
+        // ...and otherwise from the previous sweep's start less the overlap.
+        assert_eq!(sweep(prev(2_000, 1_000)), ts(1_400));
+        // A previous sweep that read from above the blind FROM (the checkpoint was rewound
+        // below it since) gives the whole overlap.
+        assert_eq!(sweep(prev(5_000, 1_001)), ts(1_000));
         // A previous sweep that started within the overlap of the blind FROM adds nothing.
-        assert_eq!(sweep_from(ts(1_000), prev(1_300, 500), ov), ts(1_000));
+        assert_eq!(sweep(prev(1_300, 500)), ts(1_000));
     }
 
     proptest! {
         /// Sweeps alone (every notice lost): each row becomes visible at most the overlap
         /// after its timestamp, the checkpoint is the newest row a sweep read, and an operator
         /// may rewind it between sweeps. Starting each sweep where the previous one left off
-        /// finds every row the blind overlap finds, and never reads more rows.
+        /// finds every row the blind overlap finds, never reads more rows, and the sweep after
+        /// a rewind reads again every visible row at or above the rewind point (the consumer
+        /// lost them: a resync).
         #[test]
         fn sweeps_from_the_previous_sweep_miss_nothing_the_blind_overlap_finds(
             rows in proptest::collection::vec((0i64..20_000, 0i64..=600), 1..120),
@@ -1004,15 +1049,20 @@ mod tests {
         ) {
             // (timestamp, commit) with commit − timestamp ≤ the overlap (600 s).
             let rows: Vec<(i64, i64)> = rows.iter().map(|&(t, lag)| (t, t + lag)).collect();
-            let run = |chained: bool| {
+            let run = |chained: bool| -> Result<Vec<u32>, TestCaseError> {
                 let mut read = vec![0u32; rows.len()];
                 let mut cp: Option<i64> = None;
                 let mut prev: Option<LastRead> = None;
                 let mut now = 0i64;
                 for &(gap, rewind) in &gaps {
                     now += gap;
-                    if let Some(r) = rewind {
-                        cp = cp.map(|c| c.min(r));
+                    // Rows the consumer lost at a rewind: visible, at or above the point.
+                    let mut owed = Vec::new();
+                    if let (Some(r), Some(c)) = (rewind, cp)
+                        && r < c
+                    {
+                        cp = Some(r);
+                        owed = (0..rows.len()).filter(|&k| rows[k].0 >= r && rows[k].1 < now).collect();
                     }
                     let s = PlanSettings {
                         previous_sweep: if chained { prev } else { None },
@@ -1020,18 +1070,23 @@ mod tests {
                     };
                     let p = plan_read(&[sweep_notice(now)], cp.map(ts), None, ts(now), s);
                     let (from, to) = window(&p);
+                    let mut this = vec![false; rows.len()];
                     for (k, &(t, c)) in rows.iter().enumerate() {
                         if c < now && ts(t) >= from && ts(t) < to {
                             read[k] += 1;
+                            this[k] = true;
                             cp = Some(cp.map_or(t, |x| x.max(t)));
                         }
                     }
+                    for k in owed {
+                        prop_assert!(this[k], "row {k} {:?} not read again after the rewind (chained: {chained}, FROM {from})", rows[k]);
+                    }
                     prev = p.blind_from.map(|from| LastRead { at: ts(now), from });
                 }
-                read
+                Ok(read)
             };
-            let blind = run(false);
-            let chained = run(true);
+            let blind = run(false)?;
+            let chained = run(true)?;
             for k in 0..rows.len() {
                 prop_assert!(blind[k] == 0 || chained[k] > 0,
                     "row {k} {:?} read by the blind sweeps but not by the chained ones", rows[k]);

@@ -305,3 +305,91 @@ async fn after_a_resync_the_rows_are_back_in_the_sink_within_5_seconds_without_a
     agent.stop().await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_resync_re_reads_a_late_row_the_previous_sweep_could_not_have_seen() {
+    // No scheduled sweep; overlap 2 s. The resync's own sweep is the "previous sweep" of the
+    // second resync's sweep; between them a row commits late (its timestamp lies before that
+    // sweep's start less the overlap, above the rewind point). The second resync must deliver
+    // it again: a sweep never starts above the checkpoint it was rewound to.
+    let env = Env::start(|_| {}).await;
+    let relay = TestRelay::start(dev_config(&env.nats.url())).await;
+    let ops = Ops::operator(&relay.base);
+    let agent =
+        RunningAgent::start(env.agent_config(&format!("{CFG}[pull]\noverlap = \"2s\"\n"), ""));
+    env.sim
+        .commit_changes(
+            ChangeSpec::new(5)
+                .interface(iface())
+                .kind(ChangeKind::Update),
+        )
+        .unwrap();
+    wait_notices_published(&env).await;
+    wait_until(30, "first round acked", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let rewind_to = env
+        .sim
+        .changes()
+        .iter()
+        .map(|c| ts(&c.updated_at))
+        .min()
+        .unwrap()
+        - SignedDuration::from_millis(1);
+    let resync = || async {
+        let (s, r) = ops
+            .post(
+                "/v1/ops/resync",
+                json!({ "subscriber": "tax", "interface": IFACE, "to": rewind_to.to_string() }),
+            )
+            .await;
+        assert_eq!(s, 200, "{r}");
+    };
+    let sweeps = || agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE);
+    // The first resync's sweep starts at least 3 s after the rewind point.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let first_sweep_after = Timestamp::now();
+    resync().await;
+    wait_until(10, "the first resync's sweep", || async { sweeps() >= 1 }).await;
+    wait_until(10, "its checkpoint stored", || async {
+        env.checkpoint().await > Some(rewind_to)
+    })
+    .await;
+
+    // A row committed now whose timestamp lies 1 s above the rewind point: more than the
+    // overlap before the first resync's sweep started.
+    let late_ts = rewind_to + SignedDuration::from_secs(1);
+    assert!(late_ts < first_sweep_after - SignedDuration::from_secs(2));
+    let late_by = Timestamp::now().duration_since(late_ts).unsigned_abs();
+    let late = env
+        .sim
+        .commit_changes(
+            ChangeSpec::new(1)
+                .interface(iface())
+                .kind(ChangeKind::Update)
+                .late_by(late_by),
+        )
+        .unwrap()
+        .remove(0);
+    let key = (late.atena_no.to_string(), u64::from(late.history_no));
+    wait_notices_published(&env).await;
+    wait_until(10, "the late row delivered by its notice", || async {
+        env.sink_rows().contains_key(&key)
+    })
+    .await;
+    wait_until(10, "its notice acked", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let before = env.sink_rows()[&key];
+
+    resync().await;
+    wait_until(10, "the second resync's sweep", || async { sweeps() >= 2 }).await;
+    wait_until(10, "the late row delivered again", || async {
+        env.sink_rows()[&key] > before
+    })
+    .await;
+    agent.stop().await;
+    relay.stop().await;
+}
