@@ -216,6 +216,8 @@ impl Checkpoints {
         let baseline = known
             .as_ref()
             .and_then(|r| r.current.as_ref().map(|c| c.updated_at));
+        // The batch read the key and found no checkpoint (not: it did not read).
+        let found_none = known.as_ref().is_some_and(|r| r.current.is_none());
         for _ in 0..MAX_CAS_ATTEMPTS {
             // A hint is only used to write: "already that far" is confirmed by a fresh read,
             // so the returned value is what is stored now (a reset since the hint reads as none).
@@ -234,6 +236,14 @@ impl Checkpoints {
             // (the re-read it asks for includes this batch's rows) instead of writing over it.
             if let (Some(b), Some(c)) = (baseline, &current)
                 && c.updated_at < b
+            {
+                return Ok(c.updated_at);
+            }
+            // No checkpoint when the batch started, and now one no pull describes: every agent
+            // write describes its pull, so this is an operator's resync (or a record older than
+            // pull records): keep it too. Keeping a lower checkpoint only costs a re-read.
+            if let (true, Some(c)) = (found_none, &current)
+                && c.read.is_none()
             {
                 return Ok(c.updated_at);
             }

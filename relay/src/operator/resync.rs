@@ -3,7 +3,8 @@
 //! the interface at once, from there (minus its overlap), re-reading the provider's own
 //! differential API — a replay that follows the provider's semantics even when the notices
 //! themselves have expired. The record written names no pull (`read_at` absent), so the agent
-//! takes no notice at or below it as read without pulling its rows.
+//! takes no notice at or below it as read without pulling its rows, and an agent batch that
+//! started before any checkpoint was stored keeps it instead of writing over it.
 //!
 //! The write is a compare-and-set on the revision just read: if an agent advanced the
 //! checkpoint in between, the operator gets 409 and retries, instead of silently losing either

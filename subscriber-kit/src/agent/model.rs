@@ -602,11 +602,16 @@ fn advance_read(kv: &mut Kv, hint: Kv, to: u8, read: Option<(u8, i16)>) -> bool 
     let baseline = hint.value;
     let mut known = Some(hint);
     loop {
-        let (current, revision) = match known.take() {
-            Some(h) if h.value.is_none_or(|c| c < to) => (h.value, h.revision),
-            _ => (kv.value, kv.revision),
+        let (current, current_read, revision) = match known.take() {
+            Some(h) if h.value.is_none_or(|c| c < to) => (h.value, h.read, h.revision),
+            _ => (kv.value, kv.read, kv.revision),
         };
         if current.is_some_and(|c| c >= to) {
+            return false;
+        }
+        // None when the batch started, now a value no pull describes: an operator's resync
+        // (every agent write describes its pull), kept.
+        if baseline.is_none() && current.is_some() && current_read.is_none() {
             return false;
         }
         // Moved below what the batch read: an operator's resync, kept.
@@ -973,18 +978,19 @@ mod tests {
     /// row is in the sink, and every row reaches the sink. A checkpoint may pass a row the
     /// sink has not received (a first pull's window starts an overlap below its notice; a
     /// row committed after a pull started): that row's notice is not covered by the record,
-    /// so it brings the row with a narrow pull. Known limit: a resync can be undone by a batch
-    /// or sweep that started while no checkpoint was stored (one that read a checkpoint keeps
-    /// a rewind below it), and the immediate sweep may then read the undone
-    /// checkpoint, so the consumer does not get back every row it lost.
+    /// so it brings the row with a narrow pull. After a resync the consumer gets back every
+    /// row it lost: a batch that started with no checkpoint keeps a checkpoint no pull
+    /// describes (a resync's), one that read a checkpoint keeps a rewind below it. Known
+    /// limit: a batch that read the checkpoint at the rewind point's level may still store one
+    /// over a lost row until the immediate sweep's overlap re-reads it.
     #[test]
     fn model_prompt_commits() {
         let checker = expect(
             "prompt commits",
             Protocol::new,
-            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE],
-            &[CHECKPOINT_OVER_RECEIVED, RESYNC_KEPT, RESTORED],
-            600_000,
+            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE, RESTORED],
+            &[CHECKPOINT_OVER_RECEIVED, RESYNC_KEPT],
+            450_000,
         );
         for p in [SOME_DONE, SOME_SHARED, SOME_CRASH_RESYNC, SOME_NARROW] {
             assert!(checker.discovery(p).is_some(), "never reached: {p}");
@@ -1033,10 +1039,10 @@ mod tests {
     }
 
     /// A late commit and a resync without the scheduled sweep (no ack-wait expiry, to keep
-    /// the state space small): acks stay safe and every row reaches the sink; the resync can
-    /// still be undone by a batch that started while no checkpoint was stored (a batch that
-    /// read one keeps a rewind below it), and then the immediate sweep does not bring back
-    /// every row the consumer lost.
+    /// the state space small): acks stay safe, every row reaches the sink, and the consumer
+    /// gets back every row it lost at the resync. A batch that read the checkpoint just
+    /// before the rewind may still store one over a lost row for a while (the immediate
+    /// sweep's overlap brings that row back).
     #[test]
     fn model_late_commit_resync_without_sweep() {
         expect(
@@ -1047,9 +1053,9 @@ mod tests {
                 max_expiries: 0,
                 ..Protocol::new()
             },
-            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE],
-            &[CHECKPOINT_OVER_RECEIVED, RESYNC_KEPT, RESTORED],
-            180_000,
+            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE, RESTORED],
+            &[CHECKPOINT_OVER_RECEIVED, RESYNC_KEPT],
+            150_000,
         );
     }
 

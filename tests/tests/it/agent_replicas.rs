@@ -91,7 +91,9 @@ async fn two_replicas_share_a_consumer_without_corrupting_the_checkpoint() {
 /// The agent stores a checkpoint naming the revision it read at the start of the batch (one
 /// round trip instead of two). A stale read must never overwrite what changed since: a larger
 /// value another replica stored stays, and after an operator's reset (key deleted) the new
-/// value is written on top of the reset, not refused forever.
+/// value is written on top of the reset, not refused forever; an operator's resync written
+/// meanwhile is kept, whether the batch read a checkpoint (the rewind is below it) or found
+/// none (the resync's record describes no pull).
 #[tokio::test]
 async fn advancing_from_a_stale_read_keeps_a_larger_value_follows_a_reset_and_keeps_a_resync() {
     use async_nats::jetstream;
@@ -176,6 +178,35 @@ async fn advancing_from_a_stale_read_keeps_a_larger_value_follows_a_reset_and_ke
         cps.get(&i).await.unwrap().map(|c| c.updated_at),
         Some(t("2026-11-26T00:10:00Z"))
     );
+
+    // A batch that started with no checkpoint stored keeps one that no pull describes, written
+    // meanwhile: only an operator's resync writes such a record...
+    kv.delete(cps.key(&i)).await.unwrap();
+    let empty = cps.read(&i).await.unwrap();
+    assert!(empty.current.is_none());
+    kv.put(cps.key(&i), serde_json::to_vec(&rewound).unwrap().into())
+        .await
+        .unwrap();
+    let kept = cps
+        .advance_from(&i, t("2026-11-26T04:00:00Z"), Some(empty))
+        .await
+        .unwrap();
+    assert_eq!(kept, t("2026-11-26T00:10:00Z"));
+    // ...while another replica's checkpoint, which describes its pull, is passed as usual.
+    kv.delete(cps.key(&i)).await.unwrap();
+    let empty = cps.read(&i).await.unwrap();
+    let pull = shirase_subscriber_kit::coalesce::LastRead {
+        at: t("2026-11-26T00:30:00Z"),
+        from: t("2026-11-26T00:00:00Z"),
+    };
+    cps.advance_read(&i, t("2026-11-26T00:20:00Z"), Some(pull), None)
+        .await
+        .unwrap();
+    let passed = cps
+        .advance_from(&i, t("2026-11-26T04:00:00Z"), Some(empty))
+        .await
+        .unwrap();
+    assert_eq!(passed, t("2026-11-26T04:00:00Z"));
 }
 
 /// The same compare-and-set race on a 3-node cluster with an R3 bucket, as in production: a
