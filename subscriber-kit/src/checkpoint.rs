@@ -57,6 +57,8 @@ pub struct Checkpoint {
     /// The window pull that stored it, if the record says (none for records written before
     /// it was recorded, and for an operator's resync).
     pub read: Option<LastRead>,
+    /// How many resyncs rewound the key (`Stored::resyncs`).
+    pub resyncs: u64,
 }
 
 /// What one read of a checkpoint key found: the checkpoint (none when the key is absent,
@@ -156,6 +158,7 @@ impl Checkpoints {
                 updated_at: s.updated_at.instant(),
                 revision: e.revision,
                 read,
+                resyncs: s.resyncs,
             }),
             Some(e.revision),
         ))
@@ -218,6 +221,10 @@ impl Checkpoints {
             .and_then(|r| r.current.as_ref().map(|c| c.updated_at));
         // The batch read the key and found no checkpoint (not: it did not read).
         let found_none = known.as_ref().is_some_and(|r| r.current.is_none());
+        // How many resyncs the key had seen when the batch read it.
+        let resyncs_read = known
+            .as_ref()
+            .map(|r| r.current.as_ref().map_or(0, |c| c.resyncs));
         for _ in 0..MAX_CAS_ATTEMPTS {
             // A hint is only used to write: "already that far" is confirmed by a fresh read,
             // so the returned value is what is stored now (a reset since the hint reads as none).
@@ -239,6 +246,13 @@ impl Checkpoints {
             {
                 return Ok(c.updated_at);
             }
+            // A resync came after the batch read the key (however far agents have moved the
+            // rewound value since): keep the key, the re-read it asks for is under way.
+            if let (Some(k), Some(c)) = (resyncs_read, &current)
+                && c.resyncs > k
+            {
+                return Ok(c.updated_at);
+            }
             // No checkpoint when the batch started, and now one no pull describes: every agent
             // write describes its pull, so this is an operator's resync (or a record older than
             // pull records): keep it too. Keeping a lower checkpoint only costs a re-read.
@@ -247,7 +261,9 @@ impl Checkpoints {
             {
                 return Ok(c.updated_at);
             }
-            let mut stored = Stored::jst(to, Timestamp::now());
+            // The count of the checkpoint this write replaces (the compare-and-set names it).
+            let mut stored = Stored::jst(to, Timestamp::now())
+                .with_resyncs(current.as_ref().map_or(0, |c| c.resyncs));
             if let Some(r) = read {
                 stored = stored.read_by(r.at, r.from);
             }

@@ -32,6 +32,17 @@ pub struct Checkpoint {
     /// FROM (inclusive) of that window pull.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_from: Option<OffsetTimestamp>,
+    /// How many times an operator's resync has rewound this key: a resync writes one more than
+    /// it found, an agent copies the count of the checkpoint its compare-and-set replaces. A
+    /// batch that read a smaller count than the key holds when it stores was overtaken by a
+    /// resync (whatever value the key holds now), and keeps the key as it is. Absent (0) in
+    /// records written before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resyncs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Checkpoint {
@@ -43,7 +54,14 @@ impl Checkpoint {
             stored_at: OffsetTimestamp::from_instant_jst(stored_at),
             read_at: None,
             read_from: None,
+            resyncs: 0,
         }
+    }
+
+    /// The same checkpoint with the resync count `resyncs`.
+    pub fn with_resyncs(mut self, resyncs: u64) -> Self {
+        self.resyncs = resyncs;
+        self
     }
 
     /// The same checkpoint, produced by a window pull that started at `read_at` (wall clock)

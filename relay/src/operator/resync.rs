@@ -3,8 +3,10 @@
 //! the interface at once, from there (minus its overlap), re-reading the provider's own
 //! differential API — a replay that follows the provider's semantics even when the notices
 //! themselves have expired. The record written names no pull (`read_at` absent), so the agent
-//! takes no notice at or below it as read without pulling its rows, and an agent batch that
-//! started before any checkpoint was stored keeps it instead of writing over it.
+//! takes no notice at or below it as read without pulling its rows. It counts the key's
+//! resyncs (`resyncs`, one more than it found): an agent batch that read the key before the
+//! resync keeps the key instead of writing over it, even after other batches have moved the
+//! rewound value past what that batch read.
 //!
 //! The write is a compare-and-set on the revision just read: if an agent advanced the
 //! checkpoint in between, the operator gets 409 and retries, instead of silently losing either
@@ -94,8 +96,13 @@ pub async fn run(
             ),
         ));
     }
-    let value = serde_json::to_vec(&StoredCheckpoint::jst(to, jiff::Timestamp::now()))
-        .map_err(|e| OpsError::nats("encoding the checkpoint", e))?;
+    // One more resync than the key has seen: a batch that read the key before this write keeps
+    // it, however far agents move the rewound value before that batch stores.
+    let resyncs = current.as_ref().map_or(0, |c| c.resyncs) + 1;
+    let value = serde_json::to_vec(
+        &StoredCheckpoint::jst(to, jiff::Timestamp::now()).with_resyncs(resyncs),
+    )
+    .map_err(|e| OpsError::nats("encoding the checkpoint", e))?;
     let revision = match &entry {
         Some(e) => kv.update(&key, value.into(), e.revision).await.map_err(|x| match x {
             x if shirase_service::kv::update_conflict(&x) => {

@@ -10,8 +10,8 @@
 //! revision a compare-and-set names, as `Checkpoints::advance_read` does it), the sink, two
 //! agent replicas that may crash at any step (losing what they remember in memory: the rows
 //! their window pulls received, a pending rewind sweep), the scheduled sweep and an operator
-//! resync (the checkpoint rewound to tick 0 without a pull record; every replica watching the
-//! key starts an immediate sweep).
+//! resync (the checkpoint rewound to tick 0 without a pull record, its resync count one
+//! higher; every replica watching the key starts an immediate sweep).
 //!
 //! The replicas' decisions are the agent's own pure functions: [`plan::admit`],
 //! [`plan::plan_pulls_read`] (with `coalesce::plan_read`: already covered, narrow pull,
@@ -118,6 +118,8 @@ pub(super) struct Kv {
     value: Option<u8>,
     read: Option<(u8, i16)>,
     revision: u8,
+    /// Resyncs of the key (`Stored::resyncs`): a resync adds one, agents copy it.
+    resyncs: u8,
 }
 
 impl Kv {
@@ -600,13 +602,18 @@ impl Protocol {
 /// The pull's record is written only together with a larger value. Returns whether it wrote.
 fn advance_read(kv: &mut Kv, hint: Kv, to: u8, read: Option<(u8, i16)>) -> bool {
     let baseline = hint.value;
+    let resyncs_read = hint.resyncs;
     let mut known = Some(hint);
     loop {
-        let (current, current_read, revision) = match known.take() {
-            Some(h) if h.value.is_none_or(|c| c < to) => (h.value, h.read, h.revision),
-            _ => (kv.value, kv.read, kv.revision),
+        let (current, current_read, revision, resyncs) = match known.take() {
+            Some(h) if h.value.is_none_or(|c| c < to) => (h.value, h.read, h.revision, h.resyncs),
+            _ => (kv.value, kv.read, kv.revision, kv.resyncs),
         };
         if current.is_some_and(|c| c >= to) {
+            return false;
+        }
+        // A resync came after the batch read the key: kept.
+        if resyncs > resyncs_read {
             return false;
         }
         // None when the batch started, now a value no pull describes: an operator's resync
@@ -625,6 +632,7 @@ fn advance_read(kv: &mut Kv, hint: Kv, to: u8, read: Option<(u8, i16)>) -> bool 
                 value: Some(to),
                 read,
                 revision: kv.revision + 1,
+                resyncs,
             };
             return true;
         }
@@ -645,6 +653,7 @@ impl Model for Protocol {
                 value: None,
                 read: None,
                 revision: 0,
+                resyncs: 0,
             },
             received: 0,
             sink: 0,
@@ -782,6 +791,7 @@ impl Model for Protocol {
                     value: Some(0),
                     read: None,
                     revision: s.kv.revision + 1,
+                    resyncs: s.kv.resyncs + 1,
                 };
                 for rep in &mut s.replicas {
                     rep.rewound = true;
@@ -978,18 +988,17 @@ mod tests {
     /// row is in the sink, and every row reaches the sink. A checkpoint may pass a row the
     /// sink has not received (a first pull's window starts an overlap below its notice; a
     /// row committed after a pull started): that row's notice is not covered by the record,
-    /// so it brings the row with a narrow pull. After a resync the consumer gets back every
-    /// row it lost: a batch that started with no checkpoint keeps a checkpoint no pull
-    /// describes (a resync's), one that read a checkpoint keeps a rewind below it. Known
-    /// limit: a batch that read the checkpoint at the rewind point's level may still store one
-    /// over a lost row until the immediate sweep's overlap re-reads it.
+    /// so it brings the row with a narrow pull. After a resync no checkpoint passes a row the
+    /// consumer lost before it is delivered again, and the consumer gets back every row it
+    /// lost: a batch that read the key before the resync (a smaller resync count) keeps the
+    /// key, however far other batches have moved the rewound value since.
     #[test]
     fn model_prompt_commits() {
         let checker = expect(
             "prompt commits",
             Protocol::new,
-            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE, RESTORED],
-            &[CHECKPOINT_OVER_RECEIVED, RESYNC_KEPT],
+            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE, RESYNC_KEPT, RESTORED],
+            &[CHECKPOINT_OVER_RECEIVED],
             450_000,
         );
         for p in [SOME_DONE, SOME_SHARED, SOME_CRASH_RESYNC, SOME_NARROW] {
@@ -1039,10 +1048,9 @@ mod tests {
     }
 
     /// A late commit and a resync without the scheduled sweep (no ack-wait expiry, to keep
-    /// the state space small): acks stay safe, every row reaches the sink, and the consumer
-    /// gets back every row it lost at the resync. A batch that read the checkpoint just
-    /// before the rewind may still store one over a lost row for a while (the immediate
-    /// sweep's overlap brings that row back).
+    /// the state space small): acks stay safe, every row reaches the sink, no checkpoint
+    /// passes a row lost at the resync before it is delivered again, and the consumer gets
+    /// back every row it lost.
     #[test]
     fn model_late_commit_resync_without_sweep() {
         expect(
@@ -1053,8 +1061,8 @@ mod tests {
                 max_expiries: 0,
                 ..Protocol::new()
             },
-            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE, RESTORED],
-            &[CHECKPOINT_OVER_RECEIVED, RESYNC_KEPT],
+            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE, RESYNC_KEPT, RESTORED],
+            &[CHECKPOINT_OVER_RECEIVED],
             150_000,
         );
     }

@@ -207,6 +207,34 @@ async fn advancing_from_a_stale_read_keeps_a_larger_value_follows_a_reset_and_ke
         .await
         .unwrap();
     assert_eq!(passed, t("2026-11-26T04:00:00Z"));
+
+    // A batch read the key; a resync (its count one higher) rewound it; another replica then
+    // moved the rewound value past what the batch read. The batch keeps the key: the rows the
+    // consumer lost between the rewind point and the other replica's value are being re-read.
+    let stale = cps.read(&i).await.unwrap();
+    assert_eq!(stale.current.as_ref().map(|c| c.resyncs), Some(0));
+    let resync = shirase_subscriber_kit::checkpoint::Stored::jst(
+        t("2026-11-26T00:10:00Z"),
+        jiff::Timestamp::now(),
+    )
+    .with_resyncs(1);
+    kv.put(cps.key(&i), serde_json::to_vec(&resync).unwrap().into())
+        .await
+        .unwrap();
+    cps.advance_read(&i, t("2026-11-26T05:00:00Z"), Some(pull), None)
+        .await
+        .unwrap();
+    let after = cps.get(&i).await.unwrap().unwrap();
+    assert_eq!(
+        (after.updated_at, after.resyncs),
+        (t("2026-11-26T05:00:00Z"), 1),
+        "agents copy the count"
+    );
+    let kept = cps
+        .advance_from(&i, t("2026-11-26T06:00:00Z"), Some(stale))
+        .await
+        .unwrap();
+    assert_eq!(kept, t("2026-11-26T05:00:00Z"));
 }
 
 /// The same compare-and-set race on a 3-node cluster with an R3 bucket, as in production: a

@@ -246,6 +246,15 @@ async fn resync_rewinds_with_compare_and_set_and_never_forward() {
     assert_eq!(r["to"], "2026-11-19T00:00:00+09:00");
     let v: Value = serde_json::from_slice(&kv.get(key).await.unwrap().unwrap()).unwrap();
     assert_eq!(v["updated_at"], "2026-11-19T00:00:00+09:00");
+    // The key's resyncs counted: the first one (a record without the count reads as 0).
+    assert_eq!(v["resyncs"], 1, "{v}");
+    let (s, r) = ops.post("/v1/ops/resync", json!({ "subscriber": "tax", "interface": "001o05-00", "to": "2026-11-18T12:00:00+09:00" })).await;
+    assert_eq!(s, 200, "{r}");
+    let v: Value = serde_json::from_slice(&kv.get(key).await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (&v["updated_at"], &v["resyncs"]),
+        (&json!("2026-11-18T12:00:00+09:00"), &json!(2))
+    );
 
     let (s, e) = ops.post("/v1/ops/resync", json!({ "subscriber": "tax", "interface": "001o05-00", "to": "2026-11-21T00:00:00+09:00" })).await;
     assert_eq!(s, 422, "{e}");
@@ -264,7 +273,7 @@ async fn resync_rewinds_with_compare_and_set_and_never_forward() {
         .iter()
         .filter(|a| a["action"] == "resync" && a["result"] == "ok")
         .collect();
-    assert_eq!(ok.len(), 2);
+    assert_eq!(ok.len(), 3);
     assert_eq!(
         ok[0]["detail"]["from"], "2026-11-20T10:00:00+09:00",
         "who, when, from, to: {:?}",
