@@ -15,7 +15,8 @@
 //!
 //! The replicas' decisions are the agent's own pure functions: [`plan::admit`],
 //! [`plan::plan_pulls_read`] (with `coalesce::plan_read`: already covered, narrow pull,
-//! window), [`plan::cut_windows`], `IfaceState::received` / `remember_keys` (rows a window
+//! window; a sweep starting after the replica's previous whole sweep, `coalesce::sweep_from`),
+//! [`plan::cut_windows`], `IfaceState::received` / `remember_keys` (rows a window
 //! already received), [`settle::Received::of`], `Reached::checkpoint` and
 //! [`settle::settle_pulled_narrow`] (with `coverage`). Only the I/O between them is modelled,
 //! one atomic step each, in the worker's order: fetch → read the checkpoint and plan (its
@@ -179,6 +180,8 @@ pub(super) struct Work {
     visible_at_plan: u8,
     /// Settled already (only in the ack-before-sink variant).
     settled: bool,
+    /// A sweep's `previous_sweep` (the replica's last whole sweep when it started).
+    prev: Option<(u8, i16)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -189,6 +192,9 @@ pub(super) struct Replica {
     remembered: u8,
     /// In memory only: its watch saw the checkpoint rewound; an immediate sweep is due.
     rewound: bool,
+    /// In memory only: its last sweep that read its whole window (`IfaceState::last_sweep`:
+    /// its start tick and blind FROM in seconds), where its next sweep may start.
+    last_sweep: Option<(u8, i16)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -364,7 +370,10 @@ impl Protocol {
             keyed_pull_max_keys: 0,
             gap: false,
             more_pending: false,
-            previous_sweep: None,
+            previous_sweep: w.prev.map(|(at, from)| LastRead {
+                at: ts(at),
+                from: from_secs(from),
+            }),
         };
         let received: Vec<bool> = items
             .iter()
@@ -458,6 +467,11 @@ impl Protocol {
             narrow_got: 0,
             visible_at_plan: s.committed,
             settled: false,
+            prev: if sweep {
+                s.replicas[r].last_sweep
+            } else {
+                None
+            },
         };
         if Self::pieces(&self.pulls(&w, &items)).0.is_empty() {
             w.stage = Stage::Settle;
@@ -531,6 +545,13 @@ impl Protocol {
                     let mut memory = self.memory(s.replicas[r].remembered);
                     memory.remember_keys(got.window_keys, max, OVERLAP);
                     s.replicas[r].remembered = self.remembered(&memory);
+                    // As the worker records a whole sweep (coalesce::sweep_from).
+                    if w.sweep
+                        && got.read_whole
+                        && let Some(from) = pulls.plan.blind_from
+                    {
+                        s.replicas[r].last_sweep = Some((w.now, secs(from)));
+                    }
                 }
                 next(&mut w)
             }
@@ -661,6 +682,7 @@ impl Model for Protocol {
                 phase: Phase::Idle,
                 remembered: 0,
                 rewound: false,
+                last_sweep: None,
             }; 2],
             crashes: 0,
             expiries: 0,
@@ -778,6 +800,7 @@ impl Model for Protocol {
                     phase: Phase::Idle,
                     remembered: 0,
                     rewound: false,
+                    last_sweep: None,
                 };
             }
             Action::Expire(n) => {
@@ -827,6 +850,18 @@ impl Model for Protocol {
                     matches!(r.phase, Phase::Working(w) if w.narrow_got != 0 && w.stage == Stage::Settle)
                 })
             }),
+            Property::sometimes(SOME_CHAINED, |m: &Protocol, s: &State| {
+                s.replicas.iter().any(|r| match r.phase {
+                    Phase::Working(w) if w.sweep && w.prev.is_some() => {
+                        let p = m.pulls(&w, &m.items(s, w.batch, w.sweep, w.now)).plan;
+                        matches!(
+                            (p.pull.as_ref().map(|p| &p.kind), p.blind_from),
+                            (Some(PullKind::Window { from, .. }), Some(b)) if *from > b
+                        )
+                    }
+                    _ => false,
+                })
+            }),
         ]
     }
 }
@@ -845,6 +880,7 @@ const SOME_DONE: &str = "sometimes every notice is acked and every row is in the
 const SOME_SHARED: &str = "sometimes both replicas hold the same notice";
 const SOME_CRASH_RESYNC: &str = "sometimes a crash and a resync and still every row in the sink";
 const SOME_NARROW: &str = "sometimes a narrow pull receives a row";
+const SOME_CHAINED: &str = "sometimes a sweep starts above its blind FROM (after a whole sweep)";
 
 /// The replicas are interchangeable: a state and the one with the replicas swapped are
 /// explored once (symmetry reduction).
@@ -1064,6 +1100,31 @@ mod tests {
             &[CHECKPOINT_SAFE, ACK_SAFE, LIVE, RESYNC_KEPT, RESTORED],
             &[CHECKPOINT_OVER_RECEIVED],
             150_000,
+        );
+    }
+
+    /// Two resyncs, so that the second resync's immediate sweep follows the first one's, which
+    /// read its whole window (`previous_sweep`): a sweep never starts above the checkpoint it
+    /// was rewound to, so no checkpoint passes a lost row and every row comes back (no
+    /// ack-wait expiry and no scheduled sweep, to keep the state space small).
+    #[test]
+    fn model_two_resyncs_with_chained_sweeps() {
+        let checker = expect(
+            "two resyncs, chained sweeps",
+            || Protocol {
+                late_commit: true,
+                sweep: false,
+                max_expiries: 0,
+                max_resyncs: 2,
+                ..Protocol::new()
+            },
+            &[CHECKPOINT_SAFE, ACK_SAFE, LIVE, RESYNC_KEPT, RESTORED],
+            &[CHECKPOINT_OVER_RECEIVED],
+            100_000,
+        );
+        assert!(
+            checker.discovery(SOME_CHAINED).is_some(),
+            "never reached: {SOME_CHAINED}"
         );
     }
 
