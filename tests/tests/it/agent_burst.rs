@@ -15,21 +15,12 @@
 //! few are tolerated: asserted ≤ 25 requests and ≤ 2 E0004 answers, against 10,000 requests
 //! without coalescing and ~100 with blind bisection.
 
-use shirase_proto::ChangeKind;
-use shirase_tests::provider_sim::ChangeSpec;
-
 use crate::agent_support::*;
 
 /// The burst both tests use: 10,000 updates for one interface, committed in 10 transactions.
 fn commit_10k_updates(env: &Env) {
     for _ in 0..10 {
-        env.sim
-            .commit_changes(
-                ChangeSpec::new(1_000)
-                    .interface(iface())
-                    .kind(ChangeKind::Update),
-            )
-            .unwrap();
+        env.commit_updates(1_000);
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use shirase_proto::{ChangeKind, OffsetTimestamp};
+use shirase_proto::OffsetTimestamp;
 use shirase_subscriber_kit::Agent;
-use shirase_tests::provider_sim::{ChangeSpec, FaultsUpdate};
+use shirase_tests::provider_sim::FaultsUpdate;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_support::*;
@@ -48,21 +48,9 @@ fn start_killable(
 async fn killed_agent_loses_nothing_and_duplicates_only_inside_the_overlap() {
     let env = Env::start(|_| {}).await;
     // Round A, then (more than the 1 s overlap later) round B.
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(100)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(100);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(100)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(100);
     wait_notices_published(&env).await;
     let (kill, thread) = start_killable(env.agent_config(CFG, ""));
     wait_until(30, "rounds A and B acked", || async {
@@ -77,13 +65,7 @@ async fn killed_agent_loses_nothing_and_duplicates_only_inside_the_overlap() {
             ..Default::default()
         })
         .unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(200)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(200);
     wait_notices_published(&env).await;
     // The agent fetches within batch.max_wait (200 ms) and its pull then takes 2 s: 700 ms
     // after the notices are in the stream it is inside that pull, mid-batch.

@@ -59,20 +59,10 @@ fn has(lines: &[String], prefix: &str) -> bool {
     lines.iter().any(|l| l.starts_with(prefix))
 }
 
-fn commit(env: &Env, n: usize) {
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(n)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_accepts_the_standard_dialect_with_the_default_profile() {
     let env = Env::start(|_| {}).await;
-    commit(&env, 5);
+    env.commit_updates(5);
     let (code, lines) = probe(&env, "");
     assert_eq!(code, 0, "{lines:#?}");
     for want in [
@@ -90,7 +80,7 @@ async fn probe_accepts_the_standard_dialect_with_the_default_profile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_accepts_the_romaji_dialect_with_its_profile() {
     let env = romaji_env(3).await;
-    commit(&env, 10);
+    env.commit_updates(10);
     let (code, lines) = probe(&env, &romaji_api());
     assert_eq!(code, 0, "{lines:#?}");
     for want in [
@@ -109,7 +99,7 @@ async fn probe_accepts_the_romaji_dialect_with_its_profile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_names_the_keys_of_a_wrong_profile() {
     let env = romaji_env(1000).await;
-    commit(&env, 3);
+    env.commit_updates(3);
     // The default profile: wrong path.
     let (code, lines) = probe(&env, "");
     assert_eq!(code, 1, "{lines:#?}");
@@ -166,7 +156,7 @@ async fn the_agent_drains_the_romaji_dialect_through_capped_answers() {
     let env = romaji_env(7).await;
     let agent = RunningAgent::start(env.agent_config("", &romaji_api()));
     for _ in 0..8 {
-        commit(&env, 3);
+        env.commit_updates(3);
         tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
     }
     wait_notices_published(&env).await;
@@ -225,7 +215,7 @@ async fn drain_capped(order: AnswerOrder, rows_order: &str, per_second: &[usize]
     })
     .await;
     for n in per_second {
-        commit(&env, *n);
+        env.commit_updates(*n);
         env.sim.advance_clock(std::time::Duration::from_secs(1));
     }
     wait_notices_published(&env).await;
@@ -354,7 +344,7 @@ async fn a_continuation_stuck_in_a_second_over_the_cap_falls_back_to_splitting()
 #[tokio::test]
 async fn a_profile_mismatch_is_retried_never_acked_or_dead_lettered() {
     let env = romaji_env(1000).await;
-    commit(&env, 4);
+    env.commit_updates(4);
     wait_notices_published(&env).await;
     let wrong_rows = romaji_api().replace("/kekka/meisai", "/rows");
     let agent = RunningAgent::start(
@@ -403,7 +393,7 @@ async fn burst_of_one_second(extra: &str) {
         c.clock = ClockMode::Manual(second);
     })
     .await;
-    commit(&env, 120);
+    env.commit_updates(120);
     wait_notices_published(&env).await;
     let in_second = env
         .sim
@@ -480,7 +470,7 @@ async fn burst_of_one_second(extra: &str) {
     // Three changes: six rows in their second, within the cap of 7.
     env.sim.advance_clock(std::time::Duration::from_secs(3));
     let before = data_requests(&env).len();
-    commit(&env, 3);
+    env.commit_updates(3);
     wait_notices_published(&env).await;
     wait_until(30, "the later changes delivered", || async {
         env.unfinished().await == 0

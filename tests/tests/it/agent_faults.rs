@@ -31,13 +31,7 @@ async fn transient_503_is_retried_until_it_succeeds() {
             ..Default::default()
         })
         .unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(20)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(20);
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(env.agent_config(FAST_RETRY, ""));
     wait_until(20, "two 503 answers", || async {
@@ -72,13 +66,7 @@ async fn transient_503_is_retried_until_it_succeeds() {
 #[tokio::test]
 async fn too_many_rows_bisects_the_window() {
     let env = Env::start(|c| c.row_threshold = 30).await;
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(200)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(200);
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(env.agent_config(FAST_RETRY, ""));
     wait_until(30, "delivered", || all_delivered(&env)).await;
@@ -112,13 +100,7 @@ async fn bare_503_timeout_splits_the_window_then_dead_letters_at_max_depth() {
             ..Default::default()
         })
         .unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(3)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(3);
     wait_notices_published(&env).await;
     let client = async_nats::connect(env.nats.url()).await.unwrap();
     let mut alerts = client.subscribe("shirase.alert.>").await.unwrap();
@@ -202,13 +184,7 @@ async fn bare_503_timeout_splits_the_window_then_dead_letters_at_max_depth() {
 async fn expired_token_is_refreshed_once_and_the_pull_succeeds() {
     let env = Env::start(|_| {}).await;
     let agent = RunningAgent::start(env.agent_config(FAST_RETRY, ""));
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(5)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(5);
     wait_notices_published(&env).await;
     wait_until(20, "first round", || all_delivered(&env)).await;
     assert_eq!(
@@ -217,13 +193,7 @@ async fn expired_token_is_refreshed_once_and_the_pull_succeeds() {
         "the token is cached between pulls"
     );
     env.sim.expire_tokens();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(5)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(5);
     wait_notices_published(&env).await;
     wait_until(20, "second round", || all_delivered(&env)).await;
     let c = env.sim.counters();
@@ -240,13 +210,7 @@ async fn expired_token_is_refreshed_once_and_the_pull_succeeds() {
 #[tokio::test]
 async fn permanent_400_goes_to_the_dlq_with_the_response() {
     let env = Env::start(|_| {}).await;
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(2)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(2);
     wait_notices_published(&env).await;
     // A parameter name this provider does not know: 400 E0001 naming it.
     let agent = RunningAgent::start(
@@ -297,13 +261,7 @@ async fn maintenance_answer_pauses_the_provider_then_delivers() {
             ..Default::default()
         })
         .unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(5)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(5);
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(env.agent_config(FAST_RETRY, ""));
     wait_until(20, "a maintenance answer", || async {

@@ -76,6 +76,38 @@ fn ordinary_traffic(env: &Env, spare: Vec<AtenaNo>, stop: CancellationToken) {
     });
 }
 
+/// A millisecond before the oldest change the simulator made.
+fn before_first_change(env: &Env) -> Timestamp {
+    env.sim
+        .changes()
+        .iter()
+        .map(|c| ts(&c.updated_at))
+        .min()
+        .unwrap()
+        - SignedDuration::from_millis(1)
+}
+
+/// `shirase-relay resync` of subscriber tax's test interface to `to`, through the operator API.
+async fn resync_tax(ops: &Ops, to: Timestamp) {
+    let (s, r) = ops
+        .post(
+            "/v1/ops/resync",
+            json!({ "subscriber": "tax", "interface": IFACE, "to": to.to_string() }),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+}
+
+/// `n` updates of the test interface, their notices published and every one acked.
+async fn first_round(env: &Env, n: usize) {
+    env.commit_updates(n);
+    wait_notices_published(env).await;
+    wait_until(30, "first round acked", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+}
+
 async fn in_sink_within(env: &Env, key: &(String, u64), limit: Duration) -> Option<Duration> {
     let t0 = Instant::now();
     while t0.elapsed() < limit {
@@ -93,18 +125,7 @@ async fn late_commits_of_5_and_30_minutes_reach_the_sink_at_once_without_blind_r
     let agent = RunningAgent::start(env.agent_config(CFG, ""));
     // A first round: the first pull (no checkpoint yet) reads the overlap below its oldest
     // notice; from then on windows chain from the checkpoint.
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(20)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
-    wait_notices_published(&env).await;
-    wait_until(30, "first round acked", || async {
-        env.unfinished().await == 0
-    })
-    .await;
+    first_round(&env, 20).await;
     let baseline = env.checkpoint().await.expect("a checkpoint");
     let since = env.sim.requests().len();
 
@@ -192,13 +213,7 @@ async fn a_late_commit_is_pulled_by_its_keys_when_the_interface_allows_keyed_pul
     );
     // A first round of more keys than keyed_pull_max_keys, all in the agent's first batch: a
     // window pull, which stores a checkpoint (keyed pulls never do).
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(20)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(20);
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(shirase_subscriber_kit::Config::from_toml_str(&toml).unwrap());
     wait_until(30, "first round acked", || async {
@@ -248,39 +263,14 @@ async fn after_a_resync_the_rows_are_back_in_the_sink_within_5_seconds_without_a
     let relay = TestRelay::start(dev_config(&env.nats.url())).await;
     let ops = Ops::operator(&relay.base);
     let agent = RunningAgent::start(env.agent_config(CFG, ""));
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(10)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
-    wait_notices_published(&env).await;
-    wait_until(30, "first round acked", || async {
-        env.unfinished().await == 0
-    })
-    .await;
+    first_round(&env, 10).await;
     let cp = env.checkpoint().await.expect("a checkpoint");
     let before = env.sink_rows();
     let changed = env.expected_rows();
     assert!(changed.iter().all(|k| before.contains_key(k)));
 
     // Rewind to before the round; no change and no notice follows.
-    let to = env
-        .sim
-        .changes()
-        .iter()
-        .map(|c| ts(&c.updated_at))
-        .min()
-        .unwrap()
-        - SignedDuration::from_millis(1);
-    let (s, r) = ops
-        .post(
-            "/v1/ops/resync",
-            json!({ "subscriber": "tax", "interface": IFACE, "to": to.to_string() }),
-        )
-        .await;
-    assert_eq!(s, 200, "{r}");
+    resync_tax(&ops, before_first_change(&env)).await;
     let rewound = Instant::now();
     let mut back = None;
     while rewound.elapsed() < Duration::from_secs(10) {
@@ -317,35 +307,9 @@ async fn a_second_resync_re_reads_a_late_row_the_previous_sweep_could_not_have_s
     let ops = Ops::operator(&relay.base);
     let agent =
         RunningAgent::start(env.agent_config(&format!("{CFG}[pull]\noverlap = \"2s\"\n"), ""));
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(5)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
-    wait_notices_published(&env).await;
-    wait_until(30, "first round acked", || async {
-        env.unfinished().await == 0
-    })
-    .await;
-    let rewind_to = env
-        .sim
-        .changes()
-        .iter()
-        .map(|c| ts(&c.updated_at))
-        .min()
-        .unwrap()
-        - SignedDuration::from_millis(1);
-    let resync = || async {
-        let (s, r) = ops
-            .post(
-                "/v1/ops/resync",
-                json!({ "subscriber": "tax", "interface": IFACE, "to": rewind_to.to_string() }),
-            )
-            .await;
-        assert_eq!(s, 200, "{r}");
-    };
+    first_round(&env, 5).await;
+    let rewind_to = before_first_change(&env);
+    let resync = || resync_tax(&ops, rewind_to);
     let sweeps = || agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE);
     // The first resync's sweep starts at least 3 s after the rewind point.
     tokio::time::sleep(Duration::from_secs(3)).await;

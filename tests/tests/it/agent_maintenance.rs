@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use shirase_proto::ChangeKind;
 use shirase_subscriber_kit::Agent;
 use shirase_subscriber_kit::maintenance::{Clock, OffsetClock};
-use shirase_tests::provider_sim::ChangeSpec;
 
 use crate::agent_support::*;
 
@@ -19,13 +17,7 @@ const FAST_RETRY: &str = "[retry]\nbase = \"100ms\"\nmax = \"500ms\"\n";
 #[tokio::test]
 async fn no_request_inside_the_calendar_window_and_everything_after_it() {
     let env = Env::start(|_| {}).await;
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(30)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(30);
     wait_notices_published(&env).await;
     // Tuesday 2026-05-12 02:59:57 JST: inside Monday's baseline window 24:00-27:00, which ends
     // 3 s from now (real time, the clock runs at real speed from there).

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use shirase_proto::ChangeKind;
-use shirase_tests::provider_sim::ChangeSpec;
 use tokio::time::Instant;
 
 use crate::agent_support::*;
@@ -26,13 +24,7 @@ async fn notices_within_min_interval_share_one_pull() {
     let agent = RunningAgent::start(cfg);
     let t0 = Instant::now();
     for _ in 0..5 {
-        env.sim
-            .commit_changes(
-                ChangeSpec::new(1)
-                    .interface(iface())
-                    .kind(ChangeKind::Update),
-            )
-            .unwrap();
+        env.commit_updates(1);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let expected = env.expected_rows();

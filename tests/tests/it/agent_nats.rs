@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use shirase_proto::ChangeKind;
 use shirase_subscriber_kit::{Agent, AgentErrorKind};
 use shirase_tests::harness::{Config as NatsConfig, NatsServer};
-use shirase_tests::provider_sim::ChangeSpec;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_support::*;
@@ -65,13 +63,7 @@ async fn nkey_identity_connects_and_a_wrong_seed_is_refused_with_a_clear_error()
     );
 
     // The right seed: connected and delivering.
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(10)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(10);
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(with_seed(&good));
     wait_until(30, "delivered with the nkey identity", || delivered(&env)).await;
@@ -115,23 +107,11 @@ async fn keeps_delivering_after_the_nats_server_restarts() {
     let mut env = Env::start(|_| {}).await;
     let agent =
         RunningAgent::start(env.agent_config("[retry]\nbase = \"100ms\"\nmax = \"1s\"\n", ""));
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(10)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(10);
     wait_notices_published(&env).await;
     wait_until(30, "first round", || delivered(&env)).await;
     env.nats.restart().unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(10)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(10);
     wait_notices_published(&env).await;
     wait_until(60, "second round after the restart", || delivered(&env)).await;
     assert_eq!(agent.metrics.iface(&agent.metrics.acked, "001", IFACE), 20);
@@ -143,13 +123,7 @@ async fn waits_for_a_deleted_consumer_without_creating_it_then_delivers() {
     let env = Env::start(|_| {}).await;
     let agent =
         RunningAgent::start(env.agent_config("[retry]\nbase = \"100ms\"\nmax = \"400ms\"\n", ""));
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(5)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(5);
     wait_notices_published(&env).await;
     wait_until(30, "first round", || delivered(&env)).await;
 
@@ -192,13 +166,7 @@ async fn waits_for_a_deleted_consumer_without_creating_it_then_delivers() {
 
     // Provisioned again (deliver policy new: the next notices), the agent re-binds.
     provision(&env.nats.url()).await;
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(5)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(5);
     wait_notices_published(&env).await;
     wait_until(30, "delivered after re-provisioning", || delivered(&env)).await;
     let rebinds = agent

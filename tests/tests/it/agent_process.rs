@@ -16,9 +16,9 @@ use async_nats::jetstream::consumer::PullConsumer;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use shirase_proto::OffsetTimestamp;
 use shirase_proto::subject::NOTICE_STREAM;
-use shirase_proto::{ChangeKind, OffsetTimestamp};
-use shirase_tests::provider_sim::{ChangeSpec, FaultsUpdate};
+use shirase_tests::provider_sim::FaultsUpdate;
 
 use crate::agent_support::*;
 
@@ -129,13 +129,7 @@ async fn kill_9_of_the_agent_process_loses_nothing_and_duplicates_only_inside_th
     let env = Env::start(|c| c.population = 2_000).await;
     // Rounds further apart than the overlap, so an overlap re-read cannot reach the older ones.
     for _ in 0..6 {
-        env.sim
-            .commit_changes(
-                ChangeSpec::new(500)
-                    .interface(iface())
-                    .kind(ChangeKind::Update),
-            )
-            .unwrap();
+        env.commit_updates(500);
         tokio::time::sleep(Duration::from_millis(1_200)).await;
     }
     wait_notices_published(&env).await;
@@ -307,13 +301,7 @@ async fn sigterm_exits_0_within_the_grace_period_and_hands_back_what_it_holds() 
         .update_consumer_on_stream(cc, NOTICE_STREAM)
         .await
         .unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(200)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(200);
     wait_notices_published(&env).await;
     // Every pull takes 6 s: the SIGTERM arrives while one is in flight and the 1 s grace runs
     // out before it answers, so the agent must hand the notices back itself.

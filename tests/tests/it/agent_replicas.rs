@@ -2,8 +2,7 @@
 //! ever moves forward (compare-and-set conflicts resolved by keeping the larger value).
 
 use futures::StreamExt;
-use shirase_proto::{ChangeKind, OffsetTimestamp};
-use shirase_tests::provider_sim::ChangeSpec;
+use shirase_proto::OffsetTimestamp;
 
 use crate::agent_support::*;
 
@@ -15,13 +14,7 @@ async fn two_replicas_share_a_consumer_without_corrupting_the_checkpoint() {
     let one = RunningAgent::start(env.agent_config(CFG, ""));
     let two = RunningAgent::start(env.agent_config(CFG, ""));
     for _ in 0..10 {
-        env.sim
-            .commit_changes(
-                ChangeSpec::new(40)
-                    .interface(iface())
-                    .kind(ChangeKind::Update),
-            )
-            .unwrap();
+        env.commit_updates(40);
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
     wait_notices_published(&env).await;

@@ -4,9 +4,6 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use shirase_proto::ChangeKind;
-use shirase_tests::provider_sim::ChangeSpec;
-
 use crate::agent_support::*;
 
 #[tokio::test]
@@ -35,13 +32,7 @@ async fn http_sink_500_is_retried_and_nothing_is_lost() {
     let url = format!("http://{}/import", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await });
 
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(40)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(40);
     wait_notices_published(&env).await;
     let toml = env
         .agent_toml("[retry]\nbase = \"100ms\"\nmax = \"300ms\"\n", "")

@@ -53,6 +53,18 @@ pub async fn provision(url: &str) -> jetstream::Context {
 }
 
 impl Env {
+    /// The simulator commits `n` updates of the test interface (and publishes their notices
+    /// as configured).
+    pub fn commit_updates(&self, n: usize) {
+        self.sim
+            .commit_changes(
+                provider_sim::ChangeSpec::new(n)
+                    .interface(iface())
+                    .kind(shirase_proto::ChangeKind::Update),
+            )
+            .unwrap();
+    }
+
     /// Start everything; `tune` adjusts the simulator's config (threshold, timeout...).
     pub async fn start(tune: impl FnOnce(&mut provider_sim::Config)) -> Env {
         Self::start_on(NatsServer::start().unwrap(), tune).await

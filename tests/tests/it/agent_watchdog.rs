@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt;
-use shirase_proto::ChangeKind;
 use shirase_subscriber_kit::alert::Alert;
 use shirase_subscriber_kit::metrics::{CodeLabels, ProviderLabels};
 use shirase_tests::harness::NatsServer;
-use shirase_tests::provider_sim::{ChangeSpec, FaultsUpdate};
+use shirase_tests::provider_sim::FaultsUpdate;
 
 use crate::agent_support::*;
 
@@ -114,13 +113,7 @@ async fn an_outage_fires_the_watchdog_and_recovery_clears_it() {
             ..Default::default()
         })
         .unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(20)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(20);
     wait_notices_published(&env).await;
     let client = async_nats::connect(env.nats.url()).await.unwrap();
     let mut alerts = client.subscribe("shirase.alert.>").await.unwrap();
@@ -212,13 +205,7 @@ async fn a_notice_parked_until_it_is_covered_is_no_stall() {
         .unwrap();
     let cfg = "[batch]\nmax_wait = \"200ms\"\n[coverage]\nuncovered_retry_delay = \"4s\"\n[watchdog]\nstalled_after = \"1s\"\n";
     let agent = RunningAgent::start(env.agent_config(cfg, ""));
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(3)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(3);
     wait_notices_published(&env).await;
     let parked_at = tokio::time::Instant::now();
     let mut unfinished_for = Duration::ZERO;

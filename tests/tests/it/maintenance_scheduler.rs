@@ -10,15 +10,13 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::Stream;
 use jiff::{SignedDuration, Timestamp};
-use shirase_proto::ChangeKind;
 use shirase_proto::subject::NOTICE_STREAM;
 use shirase_relay::metrics::{Metrics, ProviderLabel};
 use shirase_relay::scheduler::{Clock, OffsetClock, Scheduler, TickOutcome};
 use shirase_tests::harness::NatsServer;
-use shirase_tests::provider_sim::ChangeSpec;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_support::{Env, IFACE, RunningAgent, iface, wait_notices_published, wait_until};
+use crate::agent_support::{Env, IFACE, RunningAgent, wait_notices_published, wait_until};
 use crate::relay_support::{dev_config, provision};
 
 /// Monday 2026-05-11's baseline window 24:00-27:00 ends at Tuesday 03:00 JST.
@@ -250,13 +248,7 @@ async fn agent_sends_no_pull_while_paused_and_delivers_everything_after_the_wind
     let mut config = dev_config(&env.nats.url());
     config.maintenance.resume_jitter_max = Duration::from_secs(1);
     // Notices committed before the window.
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(20)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(20);
     wait_notices_published(&env).await;
 
     let (clock, end_real) = clock_before_end(6);
@@ -273,13 +265,7 @@ async fn agent_sends_no_pull_while_paused_and_delivers_everything_after_the_wind
 
     let agent = RunningAgent::start(env.agent_config("", ""));
     // Notices published during the window.
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(20)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(20);
     wait_notices_published(&env).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(Timestamp::now() < end_real, "checked inside the window");

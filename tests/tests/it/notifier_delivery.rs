@@ -11,15 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shirase_proto::ChangeKind;
 use shirase_relay::notifier::{
     CommandConfig, EmailConfig, Notifier, NotifierConfig, SmtpSecurity, WebhookConfig,
 };
 use shirase_tests::harness::{NatsServer, free_port, workspace_root};
-use shirase_tests::provider_sim::{ChangeSpec, FaultsUpdate};
+use shirase_tests::provider_sim::FaultsUpdate;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_support::{Env, IFACE, RunningAgent, iface, wait_notices_published, wait_until};
+use crate::agent_support::{Env, IFACE, RunningAgent, wait_notices_published, wait_until};
 use crate::relay_support::{dev_config, provision};
 
 fn base_config() -> NotifierConfig {
@@ -287,13 +286,7 @@ async fn an_outage_sends_one_operating_status_email_and_one_recovery_email_and_l
             ..Default::default()
         })
         .unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(20)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(20);
     wait_notices_published(&env).await;
     let agent = RunningAgent::start(env.agent_config(
         "[retry]\nbase = \"100ms\"\nmax = \"400ms\"\n[outage]\nalert_after = \"2s\"\n",

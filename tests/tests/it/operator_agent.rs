@@ -4,8 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use serde_json::{Value, json};
-use shirase_proto::ChangeKind;
-use shirase_tests::provider_sim::ChangeSpec;
 
 use crate::agent_support::*;
 use crate::operator_support::*;
@@ -32,13 +30,7 @@ async fn resync_makes_the_agent_re_pull_from_the_given_time() {
     let relay = TestRelay::start(dev_config(&env.nats.url())).await;
     let ops = Ops::operator(&relay.base);
     let agent = RunningAgent::start(env.agent_config("", ""));
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(5)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(5);
     wait_notices_published(&env).await;
     wait_until(30, "first round delivered", || all_delivered(&env)).await;
     let cp = env.checkpoint().await.expect("a checkpoint after delivery");
@@ -72,13 +64,7 @@ async fn resync_makes_the_agent_re_pull_from_the_given_time() {
         to
     );
 
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(1)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(1);
     wait_notices_published(&env).await;
     wait_until(30, "second round delivered", || all_delivered(&env)).await;
     let froms: Vec<jiff::Timestamp> = env.sim.requests()[seen..]
@@ -112,13 +98,7 @@ async fn a_dead_letter_is_redriven_and_delivered_after_its_cause_is_fixed() {
     let env = Env::start(|_| {}).await;
     let relay = TestRelay::start(dev_config(&env.nats.url())).await;
     let ops = Ops::operator(&relay.base);
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(2)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(2);
     wait_notices_published(&env).await;
     // The cause: a parameter name this provider does not know → 400 E0001 → dead letter.
     let bad =

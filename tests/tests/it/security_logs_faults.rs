@@ -7,8 +7,7 @@
 
 use std::process::{Command, Stdio};
 
-use shirase_proto::ChangeKind;
-use shirase_tests::provider_sim::{ChangeSpec, FaultsUpdate};
+use shirase_tests::provider_sim::FaultsUpdate;
 
 use crate::agent_support::*;
 use crate::fault_support::built_binary;
@@ -34,13 +33,7 @@ async fn trace_logs_of_the_agent_through_provider_faults_hold_no_addressee_numbe
             ..Default::default()
         })
         .unwrap();
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(80)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(80);
     wait_notices_published(&env).await;
 
     let toml = env

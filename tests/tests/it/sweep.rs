@@ -5,21 +5,14 @@
 //! re-reading the same overlap.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use shirase_proto::ChangeKind;
-use shirase_tests::provider_sim::{ChangeSpec, NoticeTarget};
+use shirase_tests::provider_sim::NoticeTarget;
 
-use crate::agent_support::{Env, IFACE, RunningAgent, iface, wait_until};
+use crate::agent_support::{Env, IFACE, RunningAgent, wait_until};
 
 /// A simulator that publishes no notice, after `n` updates of the test interface.
 async fn silent_changes(n: usize) -> Env {
     let env = Env::start(|c| c.notice_target = NoticeTarget::None).await;
-    env.sim
-        .commit_changes(
-            ChangeSpec::new(n)
-                .interface(iface())
-                .kind(ChangeKind::Update),
-        )
-        .unwrap();
+    env.commit_updates(n);
     env
 }
 
