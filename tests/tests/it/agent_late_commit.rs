@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::json;
 use shirase_proto::{AtenaNo, ChangeKind, OffsetTimestamp};
 use shirase_tests::provider_sim::ChangeSpec;
 use tokio::time::Instant;
@@ -85,17 +84,6 @@ fn before_first_change(env: &Env) -> Timestamp {
         .min()
         .unwrap()
         - SignedDuration::from_millis(1)
-}
-
-/// `shirase-relay resync` of subscriber tax's test interface to `to`, through the operator API.
-async fn resync_tax(ops: &Ops, to: Timestamp) {
-    let (s, r) = ops
-        .post(
-            "/v1/ops/resync",
-            json!({ "subscriber": "tax", "interface": IFACE, "to": to.to_string() }),
-        )
-        .await;
-    assert_eq!(s, 200, "{r}");
 }
 
 /// `n` updates of the test interface, their notices published and every one acked.
@@ -270,7 +258,7 @@ async fn after_a_resync_the_rows_are_back_in_the_sink_within_5_seconds_without_a
     assert!(changed.iter().all(|k| before.contains_key(k)));
 
     // Rewind to before the round; no change and no notice follows.
-    resync_tax(&ops, before_first_change(&env)).await;
+    ops.resync("tax", IFACE, before_first_change(&env)).await;
     let rewound = Instant::now();
     let mut back = None;
     while rewound.elapsed() < Duration::from_secs(10) {
@@ -309,7 +297,7 @@ async fn a_second_resync_re_reads_a_late_row_the_previous_sweep_could_not_have_s
         RunningAgent::start(env.agent_config(&format!("{CFG}[pull]\noverlap = \"2s\"\n"), ""));
     first_round(&env, 5).await;
     let rewind_to = before_first_change(&env);
-    let resync = || resync_tax(&ops, rewind_to);
+    let resync = || ops.resync("tax", IFACE, rewind_to);
     let sweeps = || agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE);
     // The first resync's sweep starts at least 3 s after the rewind point.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -38,13 +38,7 @@ async fn resync_makes_the_agent_re_pull_from_the_given_time() {
     let to = cp - jiff::SignedDuration::from_hours(6);
     // Before the resync: the agent re-reads at once after it (an immediate sweep).
     let seen = env.sim.requests().len();
-    let (s, r) = ops
-        .post(
-            "/v1/ops/resync",
-            json!({ "subscriber": "tax", "interface": IFACE, "to": to.to_string() }),
-        )
-        .await;
-    assert_eq!(s, 200, "{r}");
+    let r = ops.resync("tax", IFACE, to).await;
     assert_eq!(
         r["from"]
             .as_str()

@@ -57,6 +57,19 @@ impl Ops {
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
+    /// `shirase-relay resync` of `subscriber`'s `interface` to `to`: asserts 200, returns the
+    /// answer (`from`, `to`, `revision`).
+    pub async fn resync(&self, subscriber: &str, interface: &str, to: jiff::Timestamp) -> Value {
+        let (s, r) = self
+            .post(
+                "/v1/ops/resync",
+                serde_json::json!({ "subscriber": subscriber, "interface": interface, "to": to.to_string() }),
+            )
+            .await;
+        assert_eq!(s, 200, "{r}");
+        r
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
