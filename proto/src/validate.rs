@@ -2,8 +2,8 @@
 //!
 //! Every violation is reported (not only the first), each with a JSON Pointer (RFC 6901) `path`,
 //! a [`Rule`] callers can branch on, and a message a provider's engineer can act on. The checks
-//! are a field-by-field walk over the parsed JSON (a tree borrowing from the text) rather than serde's derive,
-//! because serde stops at the first error and cannot say *where* it was.
+//! are a field-by-field walk over the parsed JSON (a tree borrowing from the text) rather than
+//! serde's derive, because serde stops at the first error and cannot say *where* it was.
 //!
 //! What is checked, in terms of the [`Rule`] reported:
 //!

@@ -169,6 +169,14 @@ async fn raw_atomic(
     Ok(start.elapsed())
 }
 
+/// The request bodies of `notices` in batches of `http_batch` (JSON arrays).
+fn http_bodies(notices: &[Notice], o: &Options) -> anyhow::Result<Vec<Vec<u8>>> {
+    Ok(notices
+        .chunks(o.http_batch)
+        .map(|c| serde_json::to_vec(&c.iter().collect::<Vec<_>>()))
+        .collect::<Result<_, _>>()?)
+}
+
 /// HTTP batches of `http_batch` through the relay, `http_concurrency` requests concurrently.
 async fn http_ingest(
     base: &str,
@@ -176,10 +184,7 @@ async fn http_ingest(
     notices: &[Notice],
     o: &Options,
 ) -> anyhow::Result<Duration> {
-    let bodies: Vec<Vec<u8>> = notices
-        .chunks(o.http_batch)
-        .map(|c| serde_json::to_vec(&c.iter().collect::<Vec<_>>()))
-        .collect::<Result<_, _>>()?;
+    let bodies = http_bodies(notices, o)?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()?;
@@ -298,10 +303,7 @@ async fn atomic_findings(
 /// relay's CPU that raw publishing does not have.
 fn validation_only(o: &Options) -> anyhow::Result<Duration> {
     let notices: Vec<Notice> = (0..o.messages).map(make_notice).collect();
-    let bodies: Vec<Vec<u8>> = notices
-        .chunks(o.http_batch)
-        .map(|c| serde_json::to_vec(&c.iter().collect::<Vec<_>>()))
-        .collect::<Result<_, _>>()?;
+    let bodies = http_bodies(&notices, o)?;
     let limits = shirase_proto::Limits::default();
     let start = Instant::now();
     let mut valid = 0;
