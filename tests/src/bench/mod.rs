@@ -385,6 +385,10 @@ publish_timeout = "30s"
 atomic_batches = {sync_always}
 [stream]
 replicas = {replicas}
+# The maintenance scheduler would pause every consumer 00:00-03:00 JST (the tests' wall
+# clock): off, as in deploy/dev/relay.toml; its own tests drive it with a clock.
+[maintenance]
+scheduler = false
 [[providers]]
 business_id = "001"
 name = "resident registry"

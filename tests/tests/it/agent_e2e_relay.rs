@@ -38,6 +38,10 @@ urls = ["{nats}"]
 publish_timeout = "2s"
 [stream]
 replicas = 1
+# The maintenance scheduler would pause every consumer 00:00-03:00 JST (the tests' wall
+# clock): off, as in deploy/dev/relay.toml; its own tests drive it with a clock.
+[maintenance]
+scheduler = false
 [[providers]]
 business_id = "001"
 name = "resident registry"

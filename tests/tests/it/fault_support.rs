@@ -187,6 +187,10 @@ publish_timeout = "2s"
 publish_attempts = 3
 [stream]
 replicas = {replicas}
+# The maintenance scheduler would pause every consumer 00:00-03:00 JST (the tests' wall
+# clock): off, as in deploy/dev/relay.toml; its own tests drive it with a clock.
+[maintenance]
+scheduler = false
 [[providers]]
 business_id = "001"
 name = "resident registry"
