@@ -473,15 +473,15 @@ async fn apply(
                 let Some(cfg) = desired.streams.iter().find(|s| &s.name == name) else {
                     continue;
                 };
-                if create {
-                    js.create_stream(cfg.clone())
-                        .await
-                        .map_err(|e| server(format!("creating stream {name}"))(e.into()))?;
-                } else {
-                    js.update_stream(cfg.clone())
-                        .await
-                        .map_err(|e| server(format!("updating stream {name}"))(e.into()))?;
-                }
+                let verb = if create { "creating" } else { "updating" };
+                patiently(format!("{verb} stream {name}"), || async {
+                    if create {
+                        js.create_stream(cfg.clone()).await.map(drop)
+                    } else {
+                        js.update_stream(cfg.clone()).await.map(drop)
+                    }
+                })
+                .await?;
                 tracing::info!(stream = %name, created = create, "stream provisioned");
             }
             Resource::Consumer { stream, name } => {
@@ -497,13 +497,15 @@ async fn apply(
                     .await
                     .map_err(|e| server(format!("reading stream {stream}"))(e.into()))?;
                 if create {
-                    s.create_consumer(spec.config.clone())
-                        .await
-                        .map_err(|e| server(format!("creating consumer {name}"))(e.into()))?;
+                    patiently(format!("creating consumer {name}"), || async {
+                        s.create_consumer(spec.config.clone()).await.map(drop)
+                    })
+                    .await?;
                 } else {
-                    s.update_consumer(spec.config.clone())
-                        .await
-                        .map_err(|e| server(format!("updating consumer {name}"))(e.into()))?;
+                    patiently(format!("updating consumer {name}"), || async {
+                        s.update_consumer(spec.config.clone()).await.map(drop)
+                    })
+                    .await?;
                 }
                 tracing::info!(consumer = %name, created = create, "consumer provisioned");
             }
@@ -512,17 +514,140 @@ async fn apply(
                     continue;
                 };
                 if create {
-                    js.create_key_value(cfg.clone())
-                        .await
-                        .map_err(|e| server(format!("creating bucket {name}"))(e.into()))?;
+                    patiently(format!("creating bucket {name}"), || async {
+                        js.create_key_value(cfg.clone()).await.map(drop)
+                    })
+                    .await?;
                 } else {
-                    js.update_key_value(cfg.clone())
-                        .await
-                        .map_err(|e| server(format!("updating bucket {name}"))(e.into()))?;
+                    patiently(format!("updating bucket {name}"), || async {
+                        js.update_key_value(cfg.clone()).await.map(drop)
+                    })
+                    .await?;
                 }
                 tracing::info!(bucket = %name, created = create, "bucket provisioned");
             }
         }
     }
     Ok(())
+}
+
+/// How many times one create or update is sent when JetStream does not answer in time.
+const ATTEMPTS: u32 = 3;
+
+/// Send one create or update, again when JetStream did not answer in time: a clustered
+/// JetStream drops API requests while its meta group elects a leader, and a request that timed
+/// out may still have been applied. Sending it again is safe: JetStream answers a create with
+/// the configuration the resource already has as a success, and an update is idempotent.
+async fn patiently<E, Fut>(what: String, mut op: impl FnMut() -> Fut) -> Result<(), ProvisionError>
+where
+    E: Unanswered + Into<async_nats::Error>,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.unanswered() && attempt < ATTEMPTS => {
+                tracing::warn!(%what, attempt, error = %e, "JetStream did not answer; sending again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(server(what)(e.into())),
+        }
+    }
+}
+
+/// An error that means "JetStream did not answer (yet)", not "JetStream refused".
+trait Unanswered: fmt::Display {
+    fn unanswered(&self) -> bool;
+}
+
+impl Unanswered for jetstream::context::CreateStreamError {
+    fn unanswered(&self) -> bool {
+        use jetstream::context::CreateStreamErrorKind as K;
+        matches!(self.kind(), K::TimedOut | K::JetStreamUnavailable)
+    }
+}
+
+impl Unanswered for jetstream::stream::ConsumerError {
+    fn unanswered(&self) -> bool {
+        matches!(self.kind(), jetstream::stream::ConsumerErrorKind::TimedOut)
+    }
+}
+
+impl Unanswered for jetstream::stream::ConsumerUpdateError {
+    fn unanswered(&self) -> bool {
+        matches!(
+            self.kind(),
+            jetstream::stream::ConsumerUpdateErrorKind::TimedOut
+        )
+    }
+}
+
+impl Unanswered for jetstream::context::CreateKeyValueError {
+    fn unanswered(&self) -> bool {
+        matches!(
+            self.kind(),
+            jetstream::context::CreateKeyValueErrorKind::TimedOut
+        )
+    }
+}
+
+impl Unanswered for jetstream::context::UpdateKeyValueError {
+    fn unanswered(&self) -> bool {
+        matches!(
+            self.kind(),
+            jetstream::context::UpdateKeyValueErrorKind::TimedOut
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jetstream::context::{CreateStreamError, CreateStreamErrorKind};
+    use std::cell::Cell;
+
+    async fn run(answers: &[CreateStreamErrorKind]) -> (Result<(), ProvisionError>, usize) {
+        let sent = Cell::new(0);
+        let result = patiently("creating stream S".into(), || {
+            let n = sent.get();
+            sent.set(n + 1);
+            let answer = answers.get(n).cloned();
+            async move {
+                match answer {
+                    None => Ok(()),
+                    Some(kind) => Err(CreateStreamError::new(kind)),
+                }
+            }
+        })
+        .await;
+        (result, sent.get())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_request_is_sent_again_until_answered() {
+        let (result, sent) = run(&[
+            CreateStreamErrorKind::TimedOut,
+            CreateStreamErrorKind::JetStreamUnavailable,
+        ])
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(sent, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_unanswered_every_time_fails_naming_what_was_sent() {
+        let (result, sent) = run(&[const { CreateStreamErrorKind::TimedOut }; 5]).await;
+        assert_eq!(sent, ATTEMPTS as usize);
+        let message = result.unwrap_err().to_string();
+        assert!(message.starts_with("creating stream S: "), "{message}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_not_sent_again() {
+        let (result, sent) = run(&[CreateStreamErrorKind::InvalidStreamName]).await;
+        assert_eq!(sent, 1);
+        assert_eq!(result.unwrap_err().kind(), ProvisionErrorKind::Server);
+    }
 }

@@ -289,16 +289,22 @@ impl ClusterEnv {
             String::from_utf8_lossy(&out.stderr)
         );
         let js = cluster_js(&urls).await;
-        let info = js
-            .get_stream(shirase_proto::subject::NOTICE_STREAM)
-            .await
-            .unwrap()
-            .info()
-            .await
-            .unwrap()
-            .clone();
+        // Asked until answered: a busy cluster can leave one request unanswered.
+        let replicas = Mutex::new(0);
+        wait_until(30, "the notice stream's configuration", || async {
+            let Ok(mut s) = js.get_stream(shirase_proto::subject::NOTICE_STREAM).await else {
+                return false;
+            };
+            let Ok(info) = s.info().await else {
+                return false;
+            };
+            *replicas.lock().unwrap() = info.config.num_replicas;
+            true
+        })
+        .await;
         assert_eq!(
-            info.config.num_replicas, nodes,
+            replicas.into_inner().unwrap(),
+            nodes,
             "the notice stream is R{nodes}"
         );
 
