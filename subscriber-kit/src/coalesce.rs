@@ -106,11 +106,36 @@ pub struct PlanSettings {
     /// More notices are pending on the consumer beyond this batch: TO stops just past the
     /// newest notice in hand instead of reaching now.
     pub more_pending: bool,
-    /// This plan is a sweep, and the previous sweep of the interface (its start and FROM)
-    /// pulled and delivered its whole window: FROM may start at [`sweep_from`] instead of the
-    /// overlap below the checkpoint. `None` for everything else (notices, an operator's replay)
-    /// and after a restart.
-    pub previous_sweep: Option<LastRead>,
+    /// This plan is a sweep, and the rows of this span are known read (by the previous sweep,
+    /// or by pulls that ran long after their rows: [`crate::read_log::ReadLog`]): FROM may
+    /// start at [`sweep_from`] instead of the overlap below the checkpoint. `None` for
+    /// everything else (notices, an operator's replay) and when nothing is known.
+    pub read_through: Option<ReadThrough>,
+}
+
+/// Every row with an update timestamp in `[from, through]` (both inclusive) has been read and
+/// delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadThrough {
+    /// Lowest timestamp.
+    pub from: Timestamp,
+    /// Highest timestamp.
+    pub through: Timestamp,
+}
+
+impl ReadThrough {
+    /// What a sweep that started at `at` with FROM `from` and delivered its whole window proves
+    /// read: every row above `from` visible at `at`, which under the overlap rule is every row
+    /// before `at − overlap`.
+    pub fn swept(from: Timestamp, at: Timestamp, overlap: Duration) -> ReadThrough {
+        let through = minus(at, overlap);
+        ReadThrough {
+            from,
+            through: through
+                .checked_sub(SignedDuration::from_micros(1))
+                .unwrap_or(through),
+        }
+    }
 }
 
 /// The request part of a plan.
@@ -185,12 +210,14 @@ pub struct Plan {
     pub blind_from: Option<Timestamp>,
 }
 
-fn minus(t: Timestamp, d: Duration) -> Timestamp {
+/// `t − d`, saturating at the earliest timestamp.
+pub(crate) fn minus(t: Timestamp, d: Duration) -> Timestamp {
     let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
     t.checked_sub(d).unwrap_or(Timestamp::MIN)
 }
 
-fn plus_micro(t: Timestamp) -> Timestamp {
+/// `t + 1 µs` (the provider's precision), saturating.
+pub(crate) fn plus_micro(t: Timestamp) -> Timestamp {
     t.checked_add(SignedDuration::from_micros(1)).unwrap_or(t)
 }
 
@@ -286,7 +313,7 @@ pub fn plan_read(
             } else {
                 c.min(r)
             };
-            sweep_from(blind, ceiling, s.previous_sweep, overlap)
+            sweep_from(blind, ceiling, s.read_through)
         }
         // The pull behind the checkpoint read its instant (see the module's rules).
         (Some(c), None) if last.is_some() => plus_micro(c),
@@ -326,30 +353,22 @@ pub fn plan_read(
     p
 }
 
-/// FROM of a sweep whose blind FROM is `blind` (the overlap below the checkpoint), given the
-/// previous sweep of the interface. The sweep exists for changes whose notices never came,
-/// on the rule that a row becomes visible at most `overlap` after its update timestamp. The
-/// previous sweep started at `p.at`, and every row above `p.from` that was visible then has
-/// been read (by it, or, below its raised FROM, by the sweep before: [`Plan::blind_from`]).
-/// A row still unread became visible after `p.at`, so it carries a timestamp above
-/// `p.at − overlap`. When `p.from` lies at or below `blind`, this sweep can therefore skip
-/// the overlap up to `p.at − overlap`: while the checkpoint stands still (a quiet night after
-/// a batch), successive sweeps no longer read the same overlap again.
+/// FROM of a sweep whose blind FROM is `blind` (the overlap below the checkpoint), given a
+/// span of rows known read (`read`). The sweep exists for changes whose notices never came,
+/// on the rule that a row becomes visible at most `overlap` after its update timestamp. When
+/// the span reaches down to `blind`, the sweep can skip it: while the checkpoint stands still
+/// (a quiet night after a batch), successive sweeps no longer read the same overlap again
+/// ([`ReadThrough::swept`]), and after pulls that ran long after their rows (the backlog of the
+/// maintenance window) the first sweep does not read them again either.
 ///
 /// It never starts above `ceiling`: the checkpoint (just past it when the pull behind it read
 /// its instant). Rows above the checkpoint may have been read, but an operator who rewound the
-/// checkpoint there (a resync) wants every one of them delivered again, and the previous
-/// sweep's record cannot tell whether a rewind came after it. In the usual case that costs
-/// nothing: the previous sweep moved the checkpoint past what it read. A checkpoint rewound
-/// below the previous blind FROM gets the whole overlap.
-pub fn sweep_from(
-    blind: Timestamp,
-    ceiling: Timestamp,
-    previous: Option<LastRead>,
-    overlap: Duration,
-) -> Timestamp {
-    match previous {
-        Some(p) if p.from <= blind => blind.max(minus(p.at, overlap).min(ceiling)),
+/// checkpoint there (a resync) wants every one of them delivered again, and a span cannot tell
+/// whether a rewind came after it. In the usual case that costs nothing: the pulls moved the
+/// checkpoint past what they read. A checkpoint rewound below the span gets the whole overlap.
+pub fn sweep_from(blind: Timestamp, ceiling: Timestamp, read: Option<ReadThrough>) -> Timestamp {
+    match read {
+        Some(r) if r.from <= blind => blind.max(plus_micro(r.through).min(ceiling)),
         _ => blind,
     }
 }
@@ -554,7 +573,7 @@ mod tests {
         keyed_pull_max_keys: 0,
         gap: false,
         more_pending: false,
-        previous_sweep: None,
+        read_through: None,
     };
 
     #[test]
@@ -852,7 +871,7 @@ mod tests {
             ts(100),
             PlanSettings {
                 more_pending: true,
-                previous_sweep: None,
+                read_through: None,
                 ..S
             },
         );
@@ -936,16 +955,13 @@ mod tests {
     fn a_sweep_starts_where_the_previous_whole_sweep_left_off() {
         // Checkpoint still at 10,000 (a quiet night); the previous sweep started at 13,600
         // and read from 9,400 (the checkpoint − 600).
-        let prev = LastRead {
-            at: ts(13_600),
-            from: ts(9_400),
-        };
+        let prev = ReadThrough::swept(ts(9_400), ts(13_600), Duration::from_secs(600));
         // TO: just past the synthetic notice at now.
         let end = us(ts(17_200), 1);
         // A sweep at 17,200 from checkpoint `cp` after `prev`.
         let plan = |cp, prev| {
             let s = PlanSettings {
-                previous_sweep: prev,
+                read_through: prev,
                 ..S
             };
             window(&plan_read(
@@ -964,7 +980,7 @@ mod tests {
         // With the record of the pull behind the checkpoint (it read the checkpoint's
         // instant): just past the checkpoint.
         let s = PlanSettings {
-            previous_sweep: Some(prev),
+            read_through: Some(prev),
             ..S
         };
         let last = Some(LastRead {
@@ -995,16 +1011,17 @@ mod tests {
         let mut froms = vec![];
         for now in [12_000, 15_600, 19_200, 22_800] {
             let s = PlanSettings {
-                previous_sweep: prev,
+                read_through: prev,
                 ..S
             };
             let p = plan_read(&[sweep_notice(now)], Some(ts(10_000)), None, ts(now), s);
             assert_eq!(p.blind_from, Some(ts(9_400)));
             froms.push(window(&p).0);
-            prev = Some(LastRead {
-                at: ts(now),
-                from: p.blind_from.unwrap(),
-            });
+            prev = Some(ReadThrough::swept(
+                p.blind_from.unwrap(),
+                ts(now),
+                S.overlap,
+            ));
         }
         assert_eq!(froms, [ts(9_400), ts(10_000), ts(10_000), ts(10_000)]);
         // A notice-triggered pull has no blind FROM.
@@ -1015,14 +1032,9 @@ mod tests {
     #[test]
     fn sweep_from_keeps_the_blind_from_unless_the_previous_sweep_read_below_it() {
         let ov = Duration::from_secs(600);
-        let prev = |at, from| {
-            Some(LastRead {
-                at: ts(at),
-                from: ts(from),
-            })
-        };
+        let prev = |at, from| Some(ReadThrough::swept(ts(from), ts(at), ov));
         // The checkpoint at 1,600: blind FROM 1,000.
-        let sweep = |prev| sweep_from(ts(1_000), ts(1_600), prev, ov);
+        let sweep = |prev| sweep_from(ts(1_000), ts(1_600), prev);
         assert_eq!(sweep(None), ts(1_000));
         // Never above the checkpoint (a rewind to it must be delivered again)...
         assert_eq!(sweep(prev(5_000, 1_000)), ts(1_600));
@@ -1039,6 +1051,8 @@ mod tests {
         /// Sweeps alone (every notice lost): each row becomes visible at most the overlap
         /// after its timestamp, the checkpoint is the newest row a sweep read, and an operator
         /// may rewind it between sweeps. Starting each sweep where the previous one left off
+        /// (`swept`), or above what the records of the stored checkpoints prove read as the
+        /// agent does (`logged`: [`crate::read_log::ReadLog`], the previous sweep included),
         /// finds every row the blind overlap finds, never reads more rows, and the sweep after
         /// a rewind reads again every visible row at or above the rewind point (the consumer
         /// lost them: a resync).
@@ -1047,12 +1061,15 @@ mod tests {
             rows in proptest::collection::vec((0i64..20_000, 0i64..=600), 1..120),
             gaps in proptest::collection::vec((1i64..4_000, proptest::option::of(0i64..20_000)), 1..12),
         ) {
+            #[derive(Debug, Clone, Copy, PartialEq)]
+            enum Mode { Blind, Swept, Logged }
             // (timestamp, commit) with commit − timestamp ≤ the overlap (600 s).
             let rows: Vec<(i64, i64)> = rows.iter().map(|&(t, lag)| (t, t + lag)).collect();
-            let run = |chained: bool| -> Result<Vec<u32>, TestCaseError> {
+            let run = |mode: Mode| -> Result<Vec<u32>, TestCaseError> {
                 let mut read = vec![0u32; rows.len()];
                 let mut cp: Option<i64> = None;
-                let mut prev: Option<LastRead> = None;
+                let mut prev: Option<ReadThrough> = None;
+                let mut log = crate::read_log::ReadLog::default();
                 let mut now = 0i64;
                 for &(gap, rewind) in &gaps {
                     now += gap;
@@ -1064,10 +1081,12 @@ mod tests {
                         cp = Some(r);
                         owed = (0..rows.len()).filter(|&k| rows[k].0 >= r && rows[k].1 < now).collect();
                     }
-                    let s = PlanSettings {
-                        previous_sweep: if chained { prev } else { None },
-                        ..S
+                    let read_through = match mode {
+                        Mode::Blind => None,
+                        Mode::Swept => prev,
+                        Mode::Logged => cp.and_then(|c| log.around(minus(ts(c), S.overlap))),
                     };
+                    let s = PlanSettings { read_through, ..S };
                     let p = plan_read(&[sweep_notice(now)], cp.map(ts), None, ts(now), s);
                     let (from, to) = window(&p);
                     let mut this = vec![false; rows.len()];
@@ -1079,19 +1098,28 @@ mod tests {
                         }
                     }
                     for k in owed {
-                        prop_assert!(this[k], "row {k} {:?} not read again after the rewind (chained: {chained}, FROM {from})", rows[k]);
+                        prop_assert!(this[k], "row {k} {:?} not read again after the rewind ({mode:?}, FROM {from})", rows[k]);
                     }
-                    prev = p.blind_from.map(|from| LastRead { at: ts(now), from });
+                    prev = p.blind_from.map(|from| ReadThrough::swept(from, ts(now), S.overlap));
+                    // The record stored with the checkpoint: [FROM, checkpoint] read at now.
+                    if let Some(c) = cp.map(ts).filter(|&c| c >= from) {
+                        log.record(from, c, ts(now), S.overlap);
+                    }
+                    if let Some(swept) = prev {
+                        log.insert(swept);
+                    }
                 }
                 Ok(read)
             };
-            let blind = run(false)?;
-            let chained = run(true)?;
-            for k in 0..rows.len() {
-                prop_assert!(blind[k] == 0 || chained[k] > 0,
-                    "row {k} {:?} read by the blind sweeps but not by the chained ones", rows[k]);
+            let blind = run(Mode::Blind)?;
+            for mode in [Mode::Swept, Mode::Logged] {
+                let fewer = run(mode)?;
+                for k in 0..rows.len() {
+                    prop_assert!(blind[k] == 0 || fewer[k] > 0,
+                        "row {k} {:?} read by the blind sweeps but not by {mode:?}", rows[k]);
+                }
+                prop_assert!(fewer.iter().sum::<u32>() <= blind.iter().sum::<u32>());
             }
-            prop_assert!(chained.iter().sum::<u32>() <= blind.iter().sum::<u32>());
         }
 
         #[test]

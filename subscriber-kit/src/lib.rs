@@ -40,6 +40,7 @@ pub mod files;
 pub mod maintenance;
 pub mod metrics;
 pub mod probe;
+pub mod read_log;
 pub mod sink;
 pub mod watchdog;
 

@@ -47,7 +47,8 @@ use super::plan::{self, Admission, Pulls};
 use super::settle::{self, NarrowReached, Received};
 use super::state::{IfaceState, key_hash};
 use super::{Decision, Item, Pulled, SWEEP_IDX, Streamed};
-use crate::coalesce::{LastRead, NarrowKind, PlanSettings, PullKind};
+use crate::coalesce::{LastRead, NarrowKind, PlanSettings, PullKind, ReadThrough};
+use crate::read_log::ReadLog;
 
 /// Row versions (and notices: notice `i` announces row `i`).
 const ROWS: usize = 2;
@@ -363,6 +364,24 @@ impl Protocol {
             .fold(0, |acc, i| acc | mask(i))
     }
 
+    /// What a sweep may skip, as the worker derives it: the replica's last whole sweep and the
+    /// record of the checkpoint it read, in a [`ReadLog`], around the overlap below the
+    /// checkpoint.
+    fn read_through(w: &Work) -> Option<ReadThrough> {
+        if !w.sweep {
+            return None;
+        }
+        let c = ts(w.read.value?);
+        let mut log = ReadLog::default();
+        if let Some((at, from)) = w.prev {
+            log.insert(ReadThrough::swept(from_secs(from), ts(at), OVERLAP));
+        }
+        if let Some(last) = w.read.last() {
+            log.record(last.from, c, last.at, OVERLAP);
+        }
+        log.around(c.checked_sub(OVERLAP).expect("valid"))
+    }
+
     /// The plan of `w` (recomputed: the agent's planning is deterministic).
     fn pulls(&self, w: &Work, items: &[Item]) -> Pulls {
         let settings = PlanSettings {
@@ -370,10 +389,7 @@ impl Protocol {
             keyed_pull_max_keys: 0,
             gap: false,
             more_pending: false,
-            previous_sweep: w.prev.map(|(at, from)| LastRead {
-                at: ts(at),
-                from: from_secs(from),
-            }),
+            read_through: Self::read_through(w),
         };
         let received: Vec<bool> = items
             .iter()

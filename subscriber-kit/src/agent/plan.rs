@@ -454,7 +454,7 @@ mod tests {
             keyed_pull_max_keys: 0,
             gap: false,
             more_pending: false,
-            previous_sweep: None,
+            read_through: None,
         }
     }
 

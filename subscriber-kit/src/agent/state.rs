@@ -77,10 +77,11 @@ pub(super) struct IfaceState {
     /// has a row at exactly its timestamp here was received, whenever its notice was stored (a
     /// window read it ahead of its notice).
     pub(super) recent_keys: Vec<(Timestamp, u64)>,
-    /// The last sweep whose whole window was pulled and delivered (its start and FROM): the
-    /// next sweep may start from it (`coalesce::sweep_from`). Kept in memory only: after a
-    /// restart the first sweep reads the whole overlap again.
-    pub(super) last_sweep: Option<crate::coalesce::LastRead>,
+    /// Rows known read: the records of the checkpoints read and stored, and the whole sweeps
+    /// (`ReadThrough::swept`). A sweep starts above the span that reaches down to the overlap
+    /// below the checkpoint (`coalesce::sweep_from`). Kept in memory only: after a restart the
+    /// first sweep reads the whole overlap unless the stored record proves it read.
+    pub(super) read_log: crate::read_log::ReadLog,
     /// The density of rows the last window pull met in its last piece with rows, and when:
     /// the next pull, if it starts within [`DENSITY_MEMORY`], cuts its pieces by it from the
     /// first one (a burst drained batch by batch).

@@ -19,7 +19,7 @@ use super::state::States;
 use super::{Decision, Item, SWEEP_IDX, is_sweep, sleep_or_cancel};
 use crate::alert::Alerter;
 use crate::checkpoint::{Checkpoints, Read};
-use crate::coalesce::{LastRead, PlanSettings};
+use crate::coalesce::{LastRead, PlanSettings, ReadThrough, minus};
 use crate::config::{Config, ProviderConfig};
 use crate::maintenance::Guard;
 use crate::metrics::{IfaceLabels, Metrics};
@@ -201,19 +201,24 @@ impl Worker {
                 .get_or_create(&labels)
                 .set(now.duration_since(c).as_secs_f64());
         }
-        // A sweep is one synthetic item; it may start where the previous sweep left off.
-        let previous_sweep = if is_sweep(items) {
-            self.states.with(&iface, |s| s.last_sweep)
-        } else {
-            None
-        };
+        let overlap = self.cfg.overlap();
+        // A sweep is one synthetic item; it may start above the rows known read (the record
+        // of this checkpoint, other checkpoints this replica read or stored, its last sweep).
+        let read_through = self.states.with(&iface, |s| {
+            if let (Some(c), Some(l)) = (checkpoint, last) {
+                s.read_log.record(l.from, c, l.at, overlap);
+            }
+            checkpoint
+                .filter(|_| is_sweep(items))
+                .and_then(|c| s.read_log.around(minus(c, overlap)))
+        });
         let settings = PlanSettings {
             // Applied by the planner to sweeps, replays and a first pull only.
-            overlap: self.cfg.overlap(),
+            overlap,
             keyed_pull_max_keys,
             gap,
             more_pending,
-            previous_sweep,
+            read_through,
         };
         let received: Vec<bool> = self.states.with(&iface, |s| {
             items
@@ -300,15 +305,18 @@ impl Worker {
                 .plan
                 .blind_from
                 .filter(|_| is_sweep(items) && got.read_whole)
-                .map(|from| LastRead {
-                    at: pulls.now,
-                    from,
-                });
+                .map(|from| ReadThrough::swept(from, pulls.now, overlap));
             self.states.with(iface, |s| {
                 s.remember_rows(got.window_times, max, overlap);
                 s.remember_keys(got.window_keys, max, overlap);
-                if swept.is_some() {
-                    s.last_sweep = swept;
+                if let (Some(c), Some(l)) = (max, last) {
+                    s.read_log.record(l.from, c, l.at, overlap);
+                }
+                if let Some(span) = swept {
+                    s.read_log.insert(span);
+                }
+                if let Some(c) = max {
+                    s.read_log.forget_below(minus(c, overlap));
                 }
             });
         }

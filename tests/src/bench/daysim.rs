@@ -313,12 +313,13 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
     ];
     let mut agents: Vec<AgentModel> = AGENT_ROWS
         .iter()
-        .map(|(name, mi, overlap)| {
+        .map(|(name, mi, overlap, maintenance)| {
             AgentModel::new(
                 name,
                 ifaces.len(),
                 mi.map(Duration::from_secs),
                 Duration::from_secs(*overlap),
+                maintenance.then_some(WatchModel::WINDOW_END),
             )
         })
         .collect();
@@ -435,16 +436,49 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
     Ok(Report::new("daysim", rows, summary))
 }
 
-/// Shirase's rows: the agent's defaults (no `min_interval`, `pull.overlap` 10 min),
-/// `min_interval` 1, 10, 60 s, and the defaults with `pull.overlap` 5 min (what the sweep's
-/// blind re-read costs). (name, `min_interval` s, `pull.overlap` s)
-const AGENT_ROWS: [(&str, Option<u64>, u64); 5] = [
-    ("shirase agent (modelled), defaults", None, 600),
-    ("shirase agent (modelled), min_interval 1 s", Some(1), 600),
-    ("shirase agent (modelled), min_interval 10 s", Some(10), 600),
-    ("shirase agent (modelled), min_interval 60 s", Some(60), 600),
-    ("shirase agent (modelled), pull.overlap 5 min", None, 300),
+/// Shirase's rows: the agent's defaults (no `min_interval`, `pull.overlap` 10 min), pulling
+/// through the maintenance window like the pollers; `min_interval` 1, 10, 60 s; the defaults
+/// with `pull.overlap` 5 min (what the sweep's blind re-read costs); and the defaults keeping
+/// the provider's maintenance window as the agent does unless `enforce_maintenance = false`
+/// (the night batch is read after 03:00). (name, `min_interval` s, `pull.overlap` s, window
+/// kept)
+const AGENT_ROWS: [(&str, Option<u64>, u64, bool); 6] = [
+    ("shirase agent (modelled), defaults", None, 600, false),
+    (
+        "shirase agent (modelled), min_interval 1 s",
+        Some(1),
+        600,
+        false,
+    ),
+    (
+        "shirase agent (modelled), min_interval 10 s",
+        Some(10),
+        600,
+        false,
+    ),
+    (
+        "shirase agent (modelled), min_interval 60 s",
+        Some(60),
+        600,
+        false,
+    ),
+    (
+        "shirase agent (modelled), pull.overlap 5 min",
+        None,
+        300,
+        false,
+    ),
+    (
+        "shirase agent (modelled), defaults, maintenance 00:00-03:00 kept",
+        None,
+        600,
+        true,
+    ),
 ];
+/// Index in [`AGENT_ROWS`] of the `pull.overlap` 5 min row.
+const OVERLAP_5MIN: usize = 4;
+/// Index in [`AGENT_ROWS`] of the row keeping the maintenance window.
+const MAINTENANCE_KEPT: usize = 5;
 
 /// One table row.
 fn strategy_row(
@@ -514,7 +548,9 @@ fn summary(
         "shirase_defaults_sweep_rows": d.sweep_rows,
         "shirase_defaults_narrow_requests": d.narrow_requests,
         "rows_per_version_without_sweeps": round((d.st.rows - d.sweep_rows) as f64 / versions.max(1) as f64),
-        "rows_per_version_overlap_5min": agents.last().map(|a| round(a.st.rows as f64 / versions.max(1) as f64)),
+        "rows_per_version_overlap_5min": round(agents[OVERLAP_5MIN].st.rows as f64 / versions.max(1) as f64),
+        "rows_per_version_day_maintenance_kept": round(agents[MAINTENANCE_KEPT].st.rows as f64 / versions.max(1) as f64),
+        "shirase_maintenance_kept_sweep_rows": agents[MAINTENANCE_KEPT].sweep_rows,
         "requests_vs_optimum": vs_optimum,
         "optimum": "per interface, pull exactly when the oldest unread change reaches the bound (every change committed until then in one pull), cut into requests of at most 500 notices like the agent's windows; computed offline from the change instants",
         "requests_ratio_1min_poll_to_shirase_defaults": round(req(1) / req(base)),

@@ -12,8 +12,9 @@ use serde_json::{Map, Value, json};
 use super::Report;
 
 /// The figures, in the order of the goals they measure.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 14] = [
     "rows_per_version_day",
+    "rows_per_version_day_maintenance_kept",
     "sink_lines_per_change_demo",
     "pulls_per_window_burst",
     "trickle_requests",
@@ -35,6 +36,10 @@ pub fn figures(r: &Report) -> Vec<(&'static str, Value)> {
     let mut out: Vec<(&'static str, Value)> = match r.scenario.as_str() {
         "daysim" => vec![
             ("rows_per_version_day", s["rows_per_version_day"].clone()),
+            (
+                "rows_per_version_day_maintenance_kept",
+                s["rows_per_version_day_maintenance_kept"].clone(),
+            ),
             (
                 "requests_vs_optimum_1s",
                 s["requests_vs_optimum"]["1s"]["ratio"].clone(),

@@ -2,12 +2,13 @@
 //! provider committed without publishing any notice arrive through the scheduled sweep; a
 //! sequence gap in the notices (1, 2, 5) is counted and triggers an immediate sweep; while the
 //! checkpoint stands still, each sweep starts where the previous one left off instead of
-//! re-reading the same overlap.
+//! re-reading the same overlap; after a backlog read long after its rows (the maintenance
+//! window's), no sweep reads those rows again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use shirase_tests::provider_sim::NoticeTarget;
 
-use crate::agent_support::{Env, IFACE, RunningAgent, wait_until};
+use crate::agent_support::{Env, IFACE, RunningAgent, iface, wait_notices_published, wait_until};
 
 /// A simulator that publishes no notice, after `n` updates of the test interface.
 async fn silent_changes(n: usize) -> Env {
@@ -104,5 +105,42 @@ async fn sweeps_over_a_still_checkpoint_do_not_read_the_same_rows_again() {
         most <= 2,
         "a row was delivered {most} times by {sweeps} sweeps: {rows:?}"
     );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_backlog_read_long_after_its_rows_is_not_read_again_by_the_sweeps() {
+    // 20 updates whose rows carry a timestamp 30 s old (a night's backlog, read after the
+    // window), their notices waiting on the consumer.
+    let env = Env::start(|_| {}).await;
+    env.sim
+        .commit_changes(
+            shirase_tests::provider_sim::ChangeSpec::new(20)
+                .interface(iface())
+                .kind(shirase_proto::ChangeKind::Update)
+                .late_by(std::time::Duration::from_secs(30)),
+        )
+        .unwrap();
+    wait_notices_published(&env).await;
+    // Overlap 2 s, a sweep every second. The backlog pull started more than the overlap after
+    // every row's timestamp, so its record proves them all read: the sweeps start above them.
+    // Without that, the first sweep re-reads the overlap below the checkpoint: every row.
+    let agent = RunningAgent::start(
+        env.agent_config("[sweep]\ninterval = \"1s\"\n[pull]\noverlap = \"2s\"\n", ""),
+    );
+    wait_until(30, "every change delivered and four sweeps", || async {
+        let rows = env.sink_rows();
+        env.expected_rows().iter().all(|k| rows.contains_key(k))
+            && agent.metrics.iface(&agent.metrics.sweeps, "001", IFACE) >= 4
+    })
+    .await;
+    let rows = env.sink_rows();
+    let twice: Vec<_> = rows.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "rows delivered more than once: {twice:?} (of {})",
+        rows.len()
+    );
+    assert_eq!(rows.len(), 40, "20 updates, two row versions each");
     agent.stop().await;
 }

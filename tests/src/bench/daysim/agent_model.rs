@@ -25,9 +25,10 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use shirase_proto::{ChangeKind, InterfaceId};
 use shirase_subscriber_kit::coalesce::{
-    self, LastRead, NarrowKind, PlanInput, PlanSettings, PullKind,
+    self, LastRead, NarrowKind, PlanInput, PlanSettings, PullKind, ReadThrough,
 };
 use shirase_subscriber_kit::pull_client::PullClient;
+use shirase_subscriber_kit::read_log::ReadLog;
 
 use super::{Strategy, advance_to, pull};
 use crate::provider_sim::SimHandle;
@@ -63,6 +64,10 @@ pub struct AgentModel {
     pub min_interval: Option<Duration>,
     /// `pull.overlap`.
     pub overlap: Duration,
+    /// The provider's maintenance window ends this many seconds into the day (it starts at
+    /// 00:00): no request before (`enforce_maintenance`, the agent's default). `None`: the
+    /// agent pulls through it, as the pollers do here.
+    pub maintenance_end: Option<f64>,
     /// Requests, rows and freshness.
     pub st: Strategy,
     /// Requests and rows of sweeps (part of `st`).
@@ -79,8 +84,9 @@ pub struct AgentModel {
     next_sweep: f64,
     checkpoint: Vec<Option<Timestamp>>,
     last: Vec<Option<LastRead>>,
-    /// The last whole sweep of each interface (its start and FROM): `PlanSettings::previous_sweep`.
-    last_sweep: Vec<Option<LastRead>>,
+    /// Rows known read per interface, kept as the agent keeps them: the records of its
+    /// checkpoints and its whole sweeps (`PlanSettings::read_through`).
+    read_log: Vec<ReadLog>,
     /// (addressee, timestamp) of rows window pulls received: `PlanInput::received`.
     received: Vec<HashSet<(String, Timestamp)>>,
     /// Timestamps of rows received, sorted: where the rows are, for cutting windows.
@@ -97,10 +103,12 @@ impl AgentModel {
         ifaces: usize,
         min_interval: Option<Duration>,
         overlap: Duration,
+        maintenance_end: Option<f64>,
     ) -> Self {
         Self {
             min_interval,
             overlap,
+            maintenance_end,
             st: Strategy::new(name, ifaces),
             sweep_requests: 0,
             sweep_rows: 0,
@@ -112,7 +120,7 @@ impl AgentModel {
             next_sweep: SWEEP_EVERY,
             checkpoint: vec![None; ifaces],
             last: vec![None; ifaces],
-            last_sweep: vec![None; ifaces],
+            read_log: vec![ReadLog::default(); ifaces],
             received: vec![HashSet::new(); ifaces],
             rows: vec![Vec::new(); ifaces],
             seen: vec![HashMap::new(); ifaces],
@@ -170,6 +178,15 @@ impl AgentModel {
             };
             if t >= s {
                 return Ok(());
+            }
+            if let Some(end) = self.maintenance_end.filter(|&end| t < end) {
+                // Inside the window the agent sends nothing: a sweep is skipped, notices wait.
+                if sweep_first {
+                    self.next_sweep += SWEEP_EVERY;
+                } else {
+                    self.free_at = self.free_at.max(end);
+                }
+                continue;
             }
             advance_to(sim, at(t));
             if sweep_first {
@@ -286,12 +303,13 @@ impl AgentModel {
             received: false,
         };
         let (r0, n0) = (self.st.requests, self.st.rows);
-        let previous = self.last_sweep[i];
+        let read_through =
+            self.checkpoint[i].and_then(|c| self.read_log[i].around(minus(c, self.overlap)));
         if let Some(from) = self
-            .pull_plan(client, iface, i, &[input], false, previous, t, at)
+            .pull_plan(client, iface, i, &[input], false, read_through, t, at)
             .await?
         {
-            self.last_sweep[i] = Some(LastRead { at: at(t), from });
+            self.read_log[i].insert(ReadThrough::swept(from, at(t), self.overlap));
         }
         self.sweep_requests += self.st.requests - r0;
         self.sweep_rows += self.st.rows - n0;
@@ -308,7 +326,7 @@ impl AgentModel {
         i: usize,
         inputs: &[PlanInput],
         more_pending: bool,
-        previous_sweep: Option<LastRead>,
+        read_through: Option<ReadThrough>,
         t: f64,
         at: impl Fn(f64) -> Timestamp + Copy,
     ) -> anyhow::Result<Option<Timestamp>> {
@@ -318,7 +336,7 @@ impl AgentModel {
             keyed_pull_max_keys: 0,
             gap: false,
             more_pending,
-            previous_sweep,
+            read_through,
         };
         let plan = coalesce::plan_read(inputs, self.checkpoint[i], self.last[i], now, settings);
         if let Some(n) = &plan.narrow {
@@ -357,6 +375,9 @@ impl AgentModel {
         if let Some(m) = newest {
             self.checkpoint[i] = Some(self.checkpoint[i].map_or(m, |c| c.max(m)));
             self.last[i] = Some(LastRead { at: now, from });
+            // The agent's record of this pull: every row in [FROM, its newest] visible now.
+            self.read_log[i].record(from, m, now, self.overlap);
+            self.read_log[i].forget_below(minus(m, self.overlap));
         }
         Ok(blind_from)
     }
@@ -425,6 +446,11 @@ pub fn optimum_requests(changes: &[Vec<f64>], bound: f64) -> u64 {
         }
     }
     requests
+}
+
+fn minus(t: Timestamp, d: Duration) -> Timestamp {
+    let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+    t.checked_sub(d).unwrap_or(Timestamp::MIN)
 }
 
 #[cfg(test)]
