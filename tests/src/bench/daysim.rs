@@ -28,6 +28,9 @@
 //! (its batch wait). Requests = the watcher's polls + every subscriber's pulls, all real.
 //! The pollers above are single consumers and poll through the maintenance window (the
 //! simulator does not enforce it here); the summary multiplies them by the subscriber count.
+//! So do the agent rows, except the last: the defaults keeping the window as the agent does
+//! unless `enforce_maintenance = false` (nothing sent 00:00–03:00; the night batch's notices
+//! wait on the consumer and are read after it).
 //!
 //! The day (JST): counter hours 08:30–17:15 with morning (09:30–11:00) and afternoon
 //! (13:30–15:30) peaks, 1,400 changes; a night batch at 02:00–02:20 of 6,000 changes; a
