@@ -358,11 +358,14 @@ async fn stream_config(
     js: &jetstream::Context,
     name: &str,
 ) -> Result<Option<stream::Stream>, ProvisionError> {
-    match js.get_stream(name).await {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if is_stream_not_found(&e) => Ok(None),
-        Err(e) => Err(server(format!("reading stream {name}"))(e.into())),
-    }
+    patiently(format!("reading stream {name}"), || async {
+        match js.get_stream(name).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if is_stream_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await
 }
 
 /// Read the server's state and compute what provisioning `desired` would change.
@@ -395,13 +398,22 @@ pub async fn plan(js: &jetstream::Context, desired: &Desired) -> Result<Plan, Pr
         };
         let change = match &notice_stream {
             None => Change::Create,
-            Some(s) => match s.consumer_info(&name).await {
-                Ok(info) => {
-                    diff_consumer(&info.config, &spec.config.clone().into_consumer_config())
+            Some(s) => {
+                let info = patiently(format!("reading consumer {name}"), || async {
+                    match s.consumer_info(&name).await {
+                        Ok(info) => Ok(Some(info.config.clone())),
+                        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+                match info {
+                    Some(config) => {
+                        diff_consumer(&config, &spec.config.clone().into_consumer_config())
+                    }
+                    None => Change::Create,
                 }
-                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Change::Create,
-                Err(e) => return Err(server(format!("reading consumer {name}"))(e.into())),
-            },
+            }
         };
         items.push(PlanItem { resource, change });
     }
@@ -534,19 +546,23 @@ async fn apply(
 /// How many times one create or update is sent when JetStream does not answer in time.
 const ATTEMPTS: u32 = 3;
 
-/// Send one create or update, again when JetStream did not answer in time: a clustered
-/// JetStream drops API requests while its meta group elects a leader, and a request that timed
-/// out may still have been applied. Sending it again is safe: JetStream answers a create with
-/// the configuration the resource already has as a success, and an update is idempotent.
-async fn patiently<E, Fut>(what: String, mut op: impl FnMut() -> Fut) -> Result<(), ProvisionError>
+/// Send one request, again when JetStream did not answer in time: a clustered JetStream drops
+/// API requests while its meta group elects a leader, and a request that timed out may still
+/// have been applied. Sending it again is safe: a read changes nothing, JetStream answers a
+/// create with the configuration the resource already has as a success, and an update is
+/// idempotent.
+async fn patiently<T, E, Fut>(
+    what: String,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T, ProvisionError>
 where
     E: Unanswered + Into<async_nats::Error>,
-    Fut: std::future::Future<Output = Result<(), E>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut attempt = 1;
     loop {
         match op().await {
-            Ok(()) => return Ok(()),
+            Ok(v) => return Ok(v),
             Err(e) if e.unanswered() && attempt < ATTEMPTS => {
                 tracing::warn!(%what, attempt, error = %e, "JetStream did not answer; sending again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -566,6 +582,24 @@ impl Unanswered for jetstream::context::CreateStreamError {
     fn unanswered(&self) -> bool {
         use jetstream::context::CreateStreamErrorKind as K;
         matches!(self.kind(), K::TimedOut | K::JetStreamUnavailable)
+    }
+}
+
+impl Unanswered for jetstream::context::GetStreamError {
+    fn unanswered(&self) -> bool {
+        // Its request kind covers a timeout and no responders.
+        matches!(self.kind(), GetStreamErrorKind::Request)
+    }
+}
+
+impl Unanswered for jetstream::context::ConsumerInfoError {
+    fn unanswered(&self) -> bool {
+        matches!(
+            self.kind(),
+            ConsumerInfoErrorKind::TimedOut
+                | ConsumerInfoErrorKind::NoResponders
+                | ConsumerInfoErrorKind::Request
+        )
     }
 }
 
