@@ -134,6 +134,28 @@ async fn shirase_at(
     Ok((lat, sent.len(), missing))
 }
 
+/// Wait until a new clustered stream and its consumer have leaders: before that a publish or a
+/// pull request finds no responders.
+async fn wait_leaders(
+    mut stream: jetstream::stream::Stream,
+    consumer: &mut jetstream::consumer::PullConsumer,
+    name: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let led = |c: Option<&jetstream::stream::ClusterInfo>| c.is_some_and(|c| c.leader.is_some());
+    loop {
+        let stream_led = stream.info().await.is_ok_and(|i| led(i.cluster.as_ref()));
+        let consumer_led = consumer.info().await.is_ok_and(|i| led(i.cluster.as_ref()));
+        if stream_led && consumer_led {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{name} or its consumer got no leader in 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Raw JetStream at the same pace: publish start → pull-consumer receipt.
 async fn raw_at(
     env: &Env,
@@ -153,12 +175,15 @@ async fn raw_at(
             ..Default::default()
         })
         .await?;
-    let consumer: jetstream::consumer::PullConsumer = stream
+    let mut consumer: jetstream::consumer::PullConsumer = stream
         .create_consumer(jetstream::consumer::pull::Config {
             durable_name: Some("raw".into()),
             ..Default::default()
         })
         .await?;
+    if replicas > 1 {
+        wait_leaders(stream, &mut consumer, &stream_name).await?;
+    }
     let total = (rate * seconds) as usize;
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total]));
     let recv: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total]));
