@@ -204,9 +204,9 @@ pub struct Plan {
     pub narrow: Option<NarrowPull>,
     /// With replayed notices (a sweep, an operator's replay): the FROM of the blind overlap
     /// re-read, before [`sweep_from`] raised it. A sweep that reads its whole window records
-    /// it as its FROM (`LastRead::from`, the next sweep's `previous_sweep`): every row above
-    /// it that became visible before the sweep started has been read, by this sweep or the
-    /// one before.
+    /// it as the FROM of its span ([`ReadThrough::swept`]): every row above it that became
+    /// visible before the sweep started has been read, by this sweep or by the pulls whose
+    /// span raised its FROM.
     pub blind_from: Option<Timestamp>,
 }
 

@@ -181,7 +181,8 @@ pub(super) struct Work {
     visible_at_plan: u8,
     /// Settled already (only in the ack-before-sink variant).
     settled: bool,
-    /// A sweep's `previous_sweep` (the replica's last whole sweep when it started).
+    /// A sweep's previous whole sweep (the replica's, when it started), one of the spans of
+    /// its `read_through`.
     prev: Option<(u8, i16)>,
 }
 
@@ -193,8 +194,8 @@ pub(super) struct Replica {
     remembered: u8,
     /// In memory only: its watch saw the checkpoint rewound; an immediate sweep is due.
     rewound: bool,
-    /// In memory only: its last sweep that read its whole window (`IfaceState::last_sweep`:
-    /// its start tick and blind FROM in seconds), where its next sweep may start.
+    /// In memory only: its last sweep that read its whole window (a span of
+    /// `IfaceState::read_log`: its start tick and blind FROM in seconds).
     last_sweep: Option<(u8, i16)>,
 }
 
