@@ -446,7 +446,12 @@ pub async fn run(_o: Options) -> anyhow::Result<Report> {
 /// (the night batch is read after 03:00). (name, `min_interval` s, `pull.overlap` s, window
 /// kept)
 const AGENT_ROWS: [(&str, Option<u64>, u64, bool); 6] = [
-    ("shirase agent (modelled), defaults", None, 600, false),
+    (
+        "shirase agent (modelled), defaults but pulling through 00:00-03:00",
+        None,
+        600,
+        false,
+    ),
     (
         "shirase agent (modelled), min_interval 1 s",
         Some(1),
