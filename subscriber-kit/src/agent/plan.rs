@@ -75,6 +75,18 @@ pub(super) fn other_versions(
     out.into_iter().collect()
 }
 
+/// The notice sequences that say whether a notice went missing: those of first deliveries.
+/// A replayed notice (an operator's replay, a sweep) is old on purpose, and a redelivered one
+/// was first delivered before, maybe before notices this replica never saw (another replica
+/// took them); neither says anything of what came after it.
+pub(super) fn gap_sequences(items: &[Item]) -> Vec<u64> {
+    items
+        .iter()
+        .filter(|it| !it.replay && it.delivered == 1)
+        .map(|it| it.notice.sequence.0)
+        .collect()
+}
+
 /// Which of one interface's notices to hand back under its `min_interval`, and for how long
 /// ([`coalesce::hold_for`], from the oldest one's store time): the fresh first deliveries.
 /// `None`: pull now. A replay or a sweep is never held, and a notice delivered again (after a
@@ -793,6 +805,14 @@ mod tests {
             Some([vec![k(1)], vec![k(2), k(3)]])
         );
         assert_eq!(halve_keys(&[k(1)]), None);
+    }
+
+    #[test]
+    fn only_first_deliveries_say_whether_a_notice_went_missing() {
+        let mut items = [item(0, 100), item(1, 101), item(2, 102), item(3, 103)];
+        items[1].delivered = 3;
+        items[2].replay = true;
+        assert_eq!(gap_sequences(&items), [1, 4]);
     }
 
     #[test]

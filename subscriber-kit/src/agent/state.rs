@@ -109,14 +109,17 @@ impl IfaceState {
         self.other_versions.insert(version.to_owned())
     }
 
-    /// Record the sequences of a batch's fresh (not replayed) notices; returns how many
-    /// sequences are missing between the highest seen before and these, and among these.
-    /// `whole`: this replica received every message of its consumer since the last batch
-    /// ([`Deliveries::follow`]); otherwise another replica took some, a missing sequence may
-    /// be among them, and nothing is counted (the highest sequence is still noted).
+    /// Record the sequences of a batch's first deliveries (not replayed, not redelivered);
+    /// returns how many sequences are missing between the highest seen before and these, and
+    /// among these. JetStream delivers new messages in stream order, so while this replica
+    /// receives every delivery of its consumer, the first deliveries' sequences follow each
+    /// other. `whole`: it did since the last batch ([`Deliveries::follow`]); otherwise another
+    /// replica took some, maybe of higher sequences than any seen here, so nothing is counted
+    /// and the next batch compares with this one's highest only (none: nothing to compare).
+    /// A redelivered notice says nothing of what came after it: it was first delivered before.
     pub(super) fn observe_sequences(&mut self, mut seqs: Vec<u64>, whole: bool) -> u64 {
         if !whole {
-            self.last_seq = seqs.iter().copied().max().max(self.last_seq);
+            self.last_seq = seqs.iter().copied().max();
             return 0;
         }
         seqs.sort_unstable();
@@ -316,6 +319,17 @@ mod tests {
         assert!(!s.gapped);
         assert_eq!(s.last_seq, Some(6));
         assert_eq!(s.observe_sequences(vec![8], true), 1, "7 is missing");
+        // A batch after a hole with no first delivery (only redeliveries, or none of this
+        // interface): the other replica may have taken any sequence, so the next whole batch
+        // has nothing to compare with (seen in a fault soak: 9 → 13 counted 3 missing that
+        // the other replica had).
+        assert_eq!(s.observe_sequences(vec![], false), 0);
+        assert_eq!(s.last_seq, None);
+        assert_eq!(s.observe_sequences(vec![13], true), 0);
+        assert_eq!(s.observe_sequences(vec![14, 16], true), 1, "15 is missing");
+        // After a hole, the batch's own highest is the base, not an older higher one.
+        assert_eq!(s.observe_sequences(vec![20], false), 0);
+        assert_eq!(s.last_seq, Some(20));
     }
 
     #[test]

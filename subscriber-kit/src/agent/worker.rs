@@ -410,11 +410,7 @@ impl Worker {
     /// Record the fresh notices' sequences; on a gap, count it and wake the sweeper. Returns
     /// whether there was a gap (it forces a window pull).
     fn note_sequences(&self, iface: &InterfaceId, items: &[Item]) -> bool {
-        let seqs: Vec<u64> = items
-            .iter()
-            .filter(|it| !it.replay)
-            .map(|it| it.notice.sequence.0)
-            .collect();
+        let seqs = plan::gap_sequences(items);
         let whole = self
             .deliveries
             .lock()
