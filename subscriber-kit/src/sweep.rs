@@ -1,8 +1,9 @@
 //! The sweep: each provider worker pulls every interface differentially from its checkpoint
 //! on a schedule (`sweep.interval`, hourly by default), so changes whose notices were
-//! never published still arrive; a sequence gap seen in the notices, or a checkpoint rewound by
-//! an operator's resync (the worker watches its checkpoint keys), triggers an immediate sweep
-//! of that interface. A gap counts only where this replica received every delivery of its
+//! never published still arrive; a sequence gap seen in the notices (still missing after
+//! `sweep.gap_grace`: a provider may re-send a notice after later ones), or a checkpoint
+//! rewound by an operator's resync (the worker watches its checkpoint keys), triggers an
+//! immediate sweep of that interface. A gap counts only where this replica received every delivery of its
 //! consumer since its previous batch: replicas sharing a consumer each see part of the notices.
 //!
 //! A sweep is an ordinary window pull (the agent's worker implements [`Sweeper`]): it goes
@@ -24,8 +25,11 @@ pub(crate) trait Sweeper: Send + Sync {
     fn sweep_interval(&self) -> Duration;
     /// The interfaces the worker's provider serves.
     fn interfaces(&self) -> Vec<InterfaceId>;
-    /// Interfaces whose notices showed a sequence gap, or whose checkpoint was rewound, since
-    /// the last call.
+    /// Confirm the sequence gaps missing for `sweep.gap_grace` (they are then among
+    /// [`Sweeper::take_gaps`]); how long until the next suspected one is due.
+    fn confirm_gaps(&self) -> Option<Duration>;
+    /// Interfaces whose notices showed a confirmed sequence gap, or whose checkpoint was
+    /// rewound, since the last call.
     fn take_gaps(&self) -> Vec<InterfaceId>;
     /// Notified when a sequence gap or a rewound checkpoint is seen.
     fn gap_seen(&self) -> &tokio::sync::Notify;
@@ -44,9 +48,19 @@ pub(crate) async fn run<W: Sweeper>(w: Arc<W>, stop: CancellationToken) {
         interval
     };
     let mut next = tokio::time::Instant::now() + every;
+    // When the oldest suspected gap is due for confirmation.
+    let mut gap_check: Option<tokio::time::Instant> = None;
     loop {
+        let check = gap_check.unwrap_or(next);
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(check), if gap_check.is_some() => {
+                gap_check = w.confirm_gaps().map(|d| tokio::time::Instant::now() + d);
+                for iface in w.take_gaps() {
+                    tracing::info!(interface = %iface, "sweeping at once (sequence gap)");
+                    w.sweep(iface).await;
+                }
+            }
             _ = tokio::time::sleep_until(next) => {
                 for iface in w.interfaces() {
                     if stop.is_cancelled() {
@@ -59,6 +73,7 @@ pub(crate) async fn run<W: Sweeper>(w: Arc<W>, stop: CancellationToken) {
                 next = tokio::time::Instant::now() + every;
             }
             _ = w.gap_seen().notified() => {
+                gap_check = w.confirm_gaps().map(|d| tokio::time::Instant::now() + d);
                 for iface in w.take_gaps() {
                     tracing::info!(interface = %iface, "sweeping at once (sequence gap or rewound checkpoint)");
                     w.sweep(iface).await;

@@ -65,8 +65,11 @@ impl Deliveries {
 pub(super) struct IfaceState {
     /// Highest notice sequence seen, for gap detection.
     pub(super) last_seq: Option<u64>,
-    /// A sequence gap was seen, or the checkpoint was rewound by an operator, and the sweeper
-    /// has not taken it yet (either asks for an immediate sweep).
+    /// Sequences found missing and not arrived since (a suspected gap: a provider's re-sent
+    /// notice arrives after later ones), oldest first; confirmed once `sweep.gap_grace` old.
+    pub(super) suspects: Vec<Suspect>,
+    /// A sequence gap was confirmed, or the checkpoint was rewound by an operator, and the
+    /// sweeper has not taken it yet (either asks for an immediate sweep).
     pub(super) gapped: bool,
     /// DB timestamps of rows received by recent window pulls (sorted, pruned to the overlap
     /// below the newest). They say how many rows an overlap re-read will meet, so the window
@@ -109,21 +112,31 @@ impl IfaceState {
         self.other_versions.insert(version.to_owned())
     }
 
-    /// Record the sequences of a batch's first deliveries (not replayed, not redelivered);
-    /// returns how many sequences are missing between the highest seen before and these, and
-    /// among these. JetStream delivers new messages in stream order, so while this replica
+    /// Record the sequences of a batch's first deliveries (not replayed, not redelivered) seen
+    /// at `now`; returns how many sequences are newly missing between the highest seen before
+    /// and these, and among these (each becomes a [`Suspect`]; one that arrives later is no
+    /// longer missing). JetStream delivers new messages in stream order, so while this replica
     /// receives every delivery of its consumer, the first deliveries' sequences follow each
-    /// other. `whole`: it did since the last batch ([`Deliveries::follow`]); otherwise another
-    /// replica took some, maybe of higher sequences than any seen here, so nothing is counted
-    /// and the next batch compares with this one's highest only (none: nothing to compare).
-    /// A redelivered notice says nothing of what came after it: it was first delivered before.
-    pub(super) fn observe_sequences(&mut self, mut seqs: Vec<u64>, whole: bool) -> u64 {
-        if !whole {
-            self.last_seq = seqs.iter().copied().max();
-            return 0;
-        }
+    /// other, unless the provider re-sent one after later ones. `whole`: it received every
+    /// delivery since the last batch ([`Deliveries::follow`]); otherwise another replica took
+    /// some, maybe of higher sequences than any seen here, so nothing is counted and the next
+    /// batch compares with this one's highest only (none: nothing to compare). A redelivered
+    /// notice says nothing of what came after it: it was first delivered before.
+    pub(super) fn observe_sequences(
+        &mut self,
+        mut seqs: Vec<u64>,
+        whole: bool,
+        now: Timestamp,
+    ) -> u64 {
         seqs.sort_unstable();
         seqs.dedup();
+        for &s in &seqs {
+            self.arrived(s);
+        }
+        if !whole {
+            self.last_seq = seqs.last().copied();
+            return 0;
+        }
         let mut missing = 0u64;
         let mut prev = self.last_seq;
         for s in seqs {
@@ -131,14 +144,66 @@ impl IfaceState {
                 && s > p + 1
             {
                 missing += s - p - 1;
+                self.suspects.push(Suspect {
+                    lo: p + 1,
+                    hi: s - 1,
+                    since: now,
+                });
             }
             prev = Some(prev.map_or(s, |p| p.max(s)));
         }
         self.last_seq = prev;
-        if missing > 0 {
-            self.gapped = true;
+        if self.suspects.len() > MAX_SUSPECTS {
+            // Beyond the cap one range holds them all, dated by the oldest: it may count
+            // sequences that arrived meanwhile, never fewer than are missing.
+            let lo = self.suspects.iter().map(|s| s.lo).min().unwrap_or(0);
+            let hi = self.suspects.iter().map(|s| s.hi).max().unwrap_or(0);
+            let since = self.suspects.iter().map(|s| s.since).min().unwrap_or(now);
+            self.suspects = vec![Suspect { lo, hi, since }];
         }
         missing
+    }
+
+    /// Sequence `s` arrived: it is no longer missing.
+    fn arrived(&mut self, s: u64) {
+        let Some(k) = self.suspects.iter().position(|r| r.lo <= s && s <= r.hi) else {
+            return;
+        };
+        let r = self.suspects.remove(k);
+        if s > r.lo {
+            self.suspects.insert(k, Suspect { hi: s - 1, ..r });
+        }
+        if s < r.hi {
+            let at = if s > r.lo { k + 1 } else { k };
+            self.suspects.insert(at, Suspect { lo: s + 1, ..r });
+        }
+    }
+
+    /// Confirm the suspects missing for `grace` at `now`: how many sequences they hold (a
+    /// confirmed gap asks for an immediate sweep).
+    pub(super) fn confirm_gaps(&mut self, now: Timestamp, grace: Duration) -> u64 {
+        let grace = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
+        let mut confirmed = 0;
+        self.suspects.retain(|r| {
+            let due = now.duration_since(r.since) >= grace;
+            if due {
+                confirmed += r.hi - r.lo + 1;
+            }
+            !due
+        });
+        if confirmed > 0 {
+            self.gapped = true;
+        }
+        confirmed
+    }
+
+    /// When the oldest suspect will have been missing for `grace`.
+    pub(super) fn next_gap_due(&self, grace: Duration) -> Option<Timestamp> {
+        let grace = SignedDuration::try_from(grace).unwrap_or(SignedDuration::MAX);
+        self.suspects
+            .iter()
+            .map(|r| r.since.checked_add(grace).unwrap_or(Timestamp::MAX))
+            .min()
     }
 
     /// Remember the DB timestamps of rows a window pull received, pruned to `overlap` below
@@ -231,6 +296,17 @@ pub(super) fn keep_newest<T: Ord>(times: &mut Vec<T>, cap: usize) {
     }
 }
 
+/// Sequences `lo..=hi` of an interface's notices, missing since `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Suspect {
+    pub(super) lo: u64,
+    pub(super) hi: u64,
+    pub(super) since: Timestamp,
+}
+
+/// Suspected gaps kept per interface; beyond it they merge into one.
+pub(super) const MAX_SUSPECTS: usize = 64;
+
 /// Every interface's state of one worker.
 #[derive(Debug, Default)]
 pub(super) struct States(Mutex<BTreeMap<InterfaceId, IfaceState>>);
@@ -240,6 +316,22 @@ impl States {
     pub(super) fn with<R>(&self, iface: &InterfaceId, f: impl FnOnce(&mut IfaceState) -> R) -> R {
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         f(all.entry(*iface).or_default())
+    }
+
+    /// Confirm every interface's suspects missing for `grace` at `now`: the interfaces with
+    /// a confirmed gap and how many sequences it holds, and when the next suspect is due.
+    pub(super) fn confirm_gaps(
+        &self,
+        now: Timestamp,
+        grace: Duration,
+    ) -> (Vec<(InterfaceId, u64)>, Option<Timestamp>) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let confirmed = all
+            .iter_mut()
+            .filter_map(|(i, s)| Some((*i, s.confirm_gaps(now, grace))).filter(|(_, n)| *n > 0))
+            .collect();
+        let next = all.values().filter_map(|s| s.next_gap_due(grace)).min();
+        (confirmed, next)
     }
 
     /// Interfaces whose notices showed a sequence gap since the last call.
@@ -271,25 +363,79 @@ mod tests {
         assert!(s.first_other_version("2.1"));
     }
 
+    const GRACE: Duration = Duration::from_secs(10);
+
     #[test]
     fn sequences_count_the_missing_ones_across_batches() {
         let mut s = IfaceState::default();
-        assert_eq!(s.observe_sequences(vec![3, 1, 2, 2], true), 0);
+        assert_eq!(s.observe_sequences(vec![3, 1, 2, 2], true, ts(0)), 0);
         assert_eq!(s.last_seq, Some(3));
-        assert!(!s.gapped);
         assert_eq!(
-            s.observe_sequences(vec![7, 5], true),
+            s.observe_sequences(vec![7, 5], true, ts(0)),
             2,
             "4 and 6 are missing"
         );
         assert_eq!(s.last_seq, Some(7));
-        assert!(s.gapped);
+        assert!(!s.gapped, "suspected, not confirmed");
         assert_eq!(
-            s.observe_sequences(vec![2], true),
+            s.observe_sequences(vec![2], true, ts(1)),
             0,
             "an old sequence is no gap"
         );
         assert_eq!(s.last_seq, Some(7));
+        assert_eq!(s.next_gap_due(GRACE), Some(ts(10)));
+        assert_eq!(s.confirm_gaps(ts(9), GRACE), 0);
+        assert!(!s.gapped);
+        assert_eq!(s.confirm_gaps(ts(10), GRACE), 2);
+        assert!(s.gapped);
+        assert_eq!(s.next_gap_due(GRACE), None);
+    }
+
+    #[test]
+    fn a_sequence_arriving_within_the_grace_is_no_gap() {
+        let mut s = IfaceState::default();
+        // The provider re-sent 3 and 4 after 5.
+        assert_eq!(s.observe_sequences(vec![1, 2, 5], true, ts(0)), 2);
+        assert_eq!(s.observe_sequences(vec![4], true, ts(3)), 0);
+        assert_eq!(
+            s.suspects,
+            [Suspect {
+                lo: 3,
+                hi: 3,
+                since: ts(0)
+            }]
+        );
+        assert_eq!(s.observe_sequences(vec![3], true, ts(4)), 0);
+        assert!(s.suspects.is_empty());
+        assert_eq!(s.confirm_gaps(ts(60), GRACE), 0);
+        assert!(!s.gapped);
+        // One arriving inside a range splits it; the rest is confirmed once due.
+        assert_eq!(s.observe_sequences(vec![10], true, ts(30)), 4, "6 to 9");
+        assert_eq!(s.observe_sequences(vec![7], true, ts(31)), 0);
+        assert_eq!(
+            s.suspects.iter().map(|r| (r.lo, r.hi)).collect::<Vec<_>>(),
+            [(6, 6), (8, 9)]
+        );
+        assert_eq!(s.confirm_gaps(ts(39), GRACE), 0);
+        assert_eq!(s.confirm_gaps(ts(40), GRACE), 3);
+        assert!(s.gapped);
+    }
+
+    #[test]
+    fn beyond_the_cap_suspects_merge_into_one_dated_by_the_oldest() {
+        let mut s = IfaceState::default();
+        s.observe_sequences(vec![1], true, ts(0));
+        for k in 0..=MAX_SUSPECTS as u64 {
+            s.observe_sequences(vec![3 + 2 * k], true, ts(k as i64));
+        }
+        assert_eq!(
+            s.suspects,
+            [Suspect {
+                lo: 2,
+                hi: 2 + 2 * MAX_SUSPECTS as u64,
+                since: ts(0)
+            }]
+        );
     }
 
     #[test]
@@ -310,25 +456,29 @@ mod tests {
         assert!(!d.follow(&[5]));
         assert!(!d.whole());
         let mut s = IfaceState::default();
-        assert_eq!(s.observe_sequences(vec![1, 2], true), 0);
+        assert_eq!(s.observe_sequences(vec![1, 2], true, ts(0)), 0);
         assert_eq!(
-            s.observe_sequences(vec![5, 6], false),
+            s.observe_sequences(vec![5, 6], false, ts(0)),
             0,
             "3 and 4 may be elsewhere"
         );
         assert!(!s.gapped);
         assert_eq!(s.last_seq, Some(6));
-        assert_eq!(s.observe_sequences(vec![8], true), 1, "7 is missing");
+        assert_eq!(s.observe_sequences(vec![8], true, ts(0)), 1, "7 is missing");
         // A batch after a hole with no first delivery (only redeliveries, or none of this
         // interface): the other replica may have taken any sequence, so the next whole batch
         // has nothing to compare with (seen in a fault soak: 9 → 13 counted 3 missing that
         // the other replica had).
-        assert_eq!(s.observe_sequences(vec![], false), 0);
+        assert_eq!(s.observe_sequences(vec![], false, ts(0)), 0);
         assert_eq!(s.last_seq, None);
-        assert_eq!(s.observe_sequences(vec![13], true), 0);
-        assert_eq!(s.observe_sequences(vec![14, 16], true), 1, "15 is missing");
+        assert_eq!(s.observe_sequences(vec![13], true, ts(0)), 0);
+        assert_eq!(
+            s.observe_sequences(vec![14, 16], true, ts(0)),
+            1,
+            "15 is missing"
+        );
         // After a hole, the batch's own highest is the base, not an older higher one.
-        assert_eq!(s.observe_sequences(vec![20], false), 0);
+        assert_eq!(s.observe_sequences(vec![20], false, ts(0)), 0);
         assert_eq!(s.last_seq, Some(20));
     }
 
@@ -337,8 +487,11 @@ mod tests {
         let states = States::default();
         let a: InterfaceId = "001o05-00".parse().unwrap();
         let b: InterfaceId = "001o06-00".parse().unwrap();
-        states.with(&a, |s| s.observe_sequences(vec![1, 3], true));
-        states.with(&b, |s| s.observe_sequences(vec![1, 2], true));
+        states.with(&a, |s| s.observe_sequences(vec![1, 3], true, ts(0)));
+        states.with(&b, |s| s.observe_sequences(vec![1, 2], true, ts(0)));
+        assert!(states.take_gaps().is_empty(), "suspected only");
+        assert_eq!(states.confirm_gaps(ts(5), GRACE), (vec![], Some(ts(10))));
+        assert_eq!(states.confirm_gaps(ts(10), GRACE), (vec![(a, 1)], None));
         assert_eq!(states.take_gaps(), vec![a]);
         assert!(states.take_gaps().is_empty());
     }

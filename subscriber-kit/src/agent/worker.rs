@@ -407,8 +407,9 @@ impl Worker {
         }
     }
 
-    /// Record the fresh notices' sequences; on a gap, count it and wake the sweeper. Returns
-    /// whether there was a gap (it forces a window pull).
+    /// Record the fresh notices' sequences; on a suspected gap, wake the sweeper (it confirms
+    /// the gap if the notices are still missing after `sweep.gap_grace`). Returns whether
+    /// sequences went missing (it forces a window pull).
     fn note_sequences(&self, iface: &InterfaceId, items: &[Item]) -> bool {
         let seqs = plan::gap_sequences(items);
         let whole = self
@@ -416,15 +417,12 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .whole();
+        let now = Timestamp::now();
         let missing = self
             .states
-            .with(iface, |s| s.observe_sequences(seqs, whole));
+            .with(iface, |s| s.observe_sequences(seqs, whole, now));
         if missing > 0 {
-            self.metrics
-                .sequence_gaps
-                .get_or_create(&self.labels(iface))
-                .inc_by(missing);
-            tracing::info!(interface = %iface, missing, "sequence gap: forcing a differential pull and a sweep");
+            tracing::debug!(interface = %iface, missing, "notice sequences missing: forcing a differential pull; a sweep unless they arrive within sweep.gap_grace");
             self.gap_seen.notify_one();
         }
         missing > 0
@@ -551,6 +549,19 @@ impl crate::sweep::Sweeper for Worker {
 
     fn interfaces(&self) -> Vec<InterfaceId> {
         self.provider().interfaces.iter().map(|i| i.id).collect()
+    }
+
+    fn confirm_gaps(&self) -> Option<Duration> {
+        let now = Timestamp::now();
+        let (confirmed, next) = self.states.confirm_gaps(now, self.cfg.sweep.gap_grace);
+        for (iface, missing) in confirmed {
+            self.metrics
+                .sequence_gaps
+                .get_or_create(&self.labels(&iface))
+                .inc_by(missing);
+            tracing::info!(interface = %iface, missing, "sequence gap: notices still missing after sweep.gap_grace; sweeping");
+        }
+        next.map(|t| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO))
     }
 
     fn take_gaps(&self) -> Vec<InterfaceId> {

@@ -53,6 +53,8 @@ pub struct RawOutage {
 pub struct RawSweep {
     /// Time between two sweeps; `"0s"` = none.
     pub interval: String,
+    /// How long missing notice sequences may stay missing before they count as a gap.
+    pub gap_grace: String,
 }
 
 /// `[coverage]` as written.
@@ -124,6 +126,9 @@ pub struct SweepConfig {
     /// Time between two sweeps of every interface; zero = no scheduled sweep (gaps still
     /// trigger one).
     pub interval: Duration,
+    /// How long missing notice sequences may stay missing (a provider's re-sent notice arrives
+    /// after later ones) before they count as a gap and sweep the interface; zero = at once.
+    pub gap_grace: Duration,
 }
 
 /// Coverage settings.
@@ -183,6 +188,7 @@ impl Processing {
         let max = d("retry.max", &raw.retry.max);
         let alert_after = d("outage.alert_after", &raw.outage.alert_after);
         let interval = d("sweep.interval", &raw.sweep.interval);
+        let gap_grace = d("sweep.gap_grace", &raw.sweep.gap_grace);
         let uncovered_retry_delay = d(
             "coverage.uncovered_retry_delay",
             &raw.coverage.uncovered_retry_delay,
@@ -237,6 +243,7 @@ impl Processing {
             },
             sweep: SweepConfig {
                 interval: interval.unwrap_or_default(),
+                gap_grace: gap_grace.unwrap_or_default(),
             },
             coverage: CoverageConfig {
                 uncovered_retry_delay: uncovered_retry_delay.unwrap_or_default(),

@@ -1,6 +1,8 @@
 //! The agent's sweep with a real nats-server and provider-sim: changes the
 //! provider committed without publishing any notice arrive through the scheduled sweep; a
-//! sequence gap in the notices (1, 2, 5) is counted and triggers an immediate sweep; while the
+//! sequence gap in the notices (1, 2, 5) is counted and triggers an immediate sweep once the
+//! missing ones stay missing for `sweep.gap_grace`, and a notice re-sent after later ones
+//! within it is no gap; while the
 //! checkpoint stands still, each sweep starts where the previous one left off instead of
 //! re-reading the same overlap; after a backlog read long after its rows (the maintenance
 //! window's), no sweep reads those rows again.
@@ -52,8 +54,10 @@ async fn a_sequence_gap_triggers_an_immediate_sweep_and_the_missing_changes_arri
         notices.iter().map(|n| n.sequence.0).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
     );
-    // No scheduled sweep: only the gap can start one.
-    let agent = RunningAgent::start(env.agent_config("[sweep]\ninterval = \"0s\"\n", ""));
+    // No scheduled sweep: only the gap can start one, once 3 and 4 are missing for 1 s.
+    let agent = RunningAgent::start(
+        env.agent_config("[sweep]\ninterval = \"0s\"\ngap_grace = \"1s\"\n", ""),
+    );
     for n in notices.iter().filter(|n| [1, 2, 5].contains(&n.sequence.0)) {
         shirase_proto::publish::publish(&env.js, n).await.unwrap();
     }
@@ -70,6 +74,41 @@ async fn a_sequence_gap_triggers_an_immediate_sweep_and_the_missing_changes_arri
         2,
         "3 and 4 are missing"
     );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_notice_re_sent_after_later_ones_within_the_grace_is_no_gap() {
+    let env = silent_changes(5).await;
+    let notices = env.sim.notices();
+    let agent = RunningAgent::start(
+        env.agent_config("[sweep]\ninterval = \"0s\"\ngap_grace = \"4s\"\n", ""),
+    );
+    // The provider's POST of 3 was refused and re-sent after 4 and 5.
+    for n in notices.iter().filter(|n| n.sequence.0 != 3) {
+        shirase_proto::publish::publish(&env.js, n).await.unwrap();
+    }
+    wait_until(20, "1, 2, 4 and 5 acked (3 found missing)", || async {
+        env.unfinished().await == 0
+    })
+    .await;
+    let found_missing = std::time::Instant::now();
+    let three = notices.iter().find(|n| n.sequence.0 == 3).unwrap();
+    shirase_proto::publish::publish(&env.js, three)
+        .await
+        .unwrap();
+    wait_until(20, "3 acked", || async { env.unfinished().await == 0 }).await;
+    assert!(
+        found_missing.elapsed() < std::time::Duration::from_secs(4),
+        "3 arrived within the grace"
+    );
+    // Past the grace (it runs from before `found_missing`): nothing is due any more.
+    tokio::time::sleep_until((found_missing + std::time::Duration::from_secs(5)).into()).await;
+    let m = &agent.metrics;
+    assert_eq!(m.iface(&m.sequence_gaps, "001", IFACE), 0, "no gap counted");
+    assert_eq!(m.iface(&m.sweeps, "001", IFACE), 0, "no sweep");
+    let rows = env.sink_rows();
+    assert!(env.expected_rows().iter().all(|k| rows.contains_key(k)));
     agent.stop().await;
 }
 
