@@ -447,6 +447,11 @@ async fn report(f: Figures<'_>) -> Report {
     let stored = stream_messages(&f.stack.js, shirase_proto::subject::NOTICE_STREAM).await;
     let dead = stream_messages(&f.stack.js, shirase_proto::subject::DLQ_STREAM).await;
     let versions: usize = f.outcome.expected.values().map(BTreeSet::len).sum();
+    // The agents' own words (their metrics restart with each kill): confirmed gaps, and the
+    // immediate sweeps of gaps and rewound checkpoints.
+    let said = f
+        .stack
+        .agent_log_counts(&["sequence gap:", "sweeping at once"]);
     let lost: usize = f.outcome.missing.iter().map(|m| m.versions.len()).sum();
     let figures: Vec<(&str, Value)> = vec![
         ("faults injected", json!(f.injected.values().sum::<u64>())),
@@ -470,6 +475,8 @@ async fn report(f: Figures<'_>) -> Report {
         ("wait p50 (s)", json!(at(0.50))),
         ("wait p99 (s)", json!(at(0.99))),
         ("longest wait (s)", json!(at(1.0))),
+        ("sequence gaps confirmed (agent logs)", json!(said[0])),
+        ("immediate sweeps (agent logs)", json!(said[1])),
         ("dead letters", json!(dead)),
         ("drain (s)", json!(round(f.drained.as_secs_f64()))),
         ("row versions lost", json!(lost)),

@@ -37,6 +37,10 @@ pub const REPLICAS: usize = 2;
 /// The consumers' ack wait: how long a killed agent's notices wait before redelivery.
 pub const ACK_WAIT: &str = "10s";
 
+/// The agents' log filter (see [`Stack::agent_log_counts`]).
+const AGENT_LOG_FILTER: &str =
+    "warn,shirase_subscriber_kit::agent::worker=info,shirase_subscriber_kit::sweep=info";
+
 /// A child process killed (SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct Proc {
@@ -272,7 +276,9 @@ impl Stack {
                         "--config".into(),
                         conf.display().to_string(),
                     ],
-                    &[("SHIRASE_LOG", "warn")],
+                    // Warnings, and the sweeper's and worker's info lines: the report counts
+                    // the confirmed sequence gaps and the sweeps they started.
+                    &[("SHIRASE_LOG", AGENT_LOG_FILTER)],
                     dir.path().join(format!("agent-{name}.log")),
                 )?;
                 agents.push(AgentProc {
@@ -293,6 +299,20 @@ impl Stack {
             posts,
             posters,
         })
+    }
+
+    /// How many lines of every agent's log (all its runs) contain each of `needles`.
+    pub fn agent_log_counts(&self, needles: &[&str]) -> Vec<u64> {
+        let mut counts = vec![0u64; needles.len()];
+        for a in &self.agents {
+            let text = std::fs::read_to_string(&a.proc.log).unwrap_or_default();
+            for line in text.lines() {
+                for (c, n) in counts.iter_mut().zip(needles) {
+                    *c += u64::from(line.contains(n));
+                }
+            }
+        }
+        counts
     }
 
     /// Apply a fault (`undo` = false) or end it.
