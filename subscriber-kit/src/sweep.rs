@@ -55,11 +55,7 @@ pub(crate) async fn run<W: Sweeper>(w: Arc<W>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(check), if gap_check.is_some() => {
-                gap_check = w.confirm_gaps().map(|d| tokio::time::Instant::now() + d);
-                for iface in w.take_gaps() {
-                    tracing::info!(interface = %iface, "sweeping at once (sequence gap)");
-                    w.sweep(iface).await;
-                }
+                gap_check = sweep_gaps(&*w).await;
             }
             _ = tokio::time::sleep_until(next) => {
                 for iface in w.interfaces() {
@@ -73,12 +69,19 @@ pub(crate) async fn run<W: Sweeper>(w: Arc<W>, stop: CancellationToken) {
                 next = tokio::time::Instant::now() + every;
             }
             _ = w.gap_seen().notified() => {
-                gap_check = w.confirm_gaps().map(|d| tokio::time::Instant::now() + d);
-                for iface in w.take_gaps() {
-                    tracing::info!(interface = %iface, "sweeping at once (sequence gap or rewound checkpoint)");
-                    w.sweep(iface).await;
-                }
+                gap_check = sweep_gaps(&*w).await;
             }
         }
     }
+}
+
+/// Confirm the gaps due, sweep every interface with a confirmed gap or a rewound checkpoint,
+/// and return when the next suspected gap is due.
+async fn sweep_gaps<W: Sweeper>(w: &W) -> Option<tokio::time::Instant> {
+    let next = w.confirm_gaps().map(|d| tokio::time::Instant::now() + d);
+    for iface in w.take_gaps() {
+        tracing::info!(interface = %iface, "sweeping at once (sequence gap or rewound checkpoint)");
+        w.sweep(iface).await;
+    }
+    next
 }

@@ -448,10 +448,11 @@ async fn report(f: Figures<'_>) -> Report {
     let dead = stream_messages(&f.stack.js, shirase_proto::subject::DLQ_STREAM).await;
     let versions: usize = f.outcome.expected.values().map(BTreeSet::len).sum();
     // The agents' own words (their metrics restart with each kill): confirmed gaps, and the
-    // immediate sweeps of gaps and rewound checkpoints.
+    // sweeper's immediate sweeps of gaps and rewound checkpoints (its line only, not the
+    // rewind watch's).
     let said = f
         .stack
-        .agent_log_counts(&["sequence gap:", "sweeping at once"]);
+        .agent_log_counts(&["sequence gap:", "sweeping at once ("]);
     let lost: usize = f.outcome.missing.iter().map(|m| m.versions.len()).sum();
     let figures: Vec<(&str, Value)> = vec![
         ("faults injected", json!(f.injected.values().sum::<u64>())),
