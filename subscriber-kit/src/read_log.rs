@@ -13,8 +13,8 @@
 //!
 //! [`ReadLog`] keeps the union of those intervals per interface, in memory (after a restart a
 //! sweep reads the whole overlap until pulls prove more). It learns from the records it reads
-//! from the checkpoint store as well as from its own pulls, so the records of other replicas
-//! count too. A record only ever claims what its pull delivered, so an operator's rewind of
+//! from the checkpoint store (every batch reads the key: its own pulls' records and other
+//! replicas' alike) and from its whole sweeps. A record only ever claims what its pull delivered, so an operator's rewind of
 //! the checkpoint does not make a span untrue; the sweep still never starts above the
 //! checkpoint, which keeps a resync's re-delivery.
 //!

@@ -80,7 +80,8 @@ pub(super) struct IfaceState {
     /// has a row at exactly its timestamp here was received, whenever its notice was stored (a
     /// window read it ahead of its notice).
     pub(super) recent_keys: Vec<(Timestamp, u64)>,
-    /// Rows known read: the records of the checkpoints read and stored, and the whole sweeps
+    /// Rows known read: the records of the checkpoints read (every batch reads the key, so
+    /// its own stores too), and the whole sweeps
     /// (`ReadThrough::swept`). A sweep starts above the span that reaches down to the overlap
     /// below the checkpoint (`coalesce::sweep_from`). Kept in memory only: after a restart the
     /// first sweep reads the whole overlap unless the stored record proves it read.

@@ -203,14 +203,17 @@ impl Worker {
         }
         let overlap = self.cfg.overlap();
         // A sweep is one synthetic item; it may start above the rows known read (the record
-        // of this checkpoint, other checkpoints this replica read or stored, its last sweep).
+        // of this checkpoint and of every one this replica read before, its whole sweeps).
+        // Every batch reads the key, so the records of its own stores are learnt here too.
         let read_through = self.states.with(&iface, |s| {
-            if let (Some(c), Some(l)) = (checkpoint, last) {
+            let c = checkpoint?;
+            if let Some(l) = last {
                 s.read_log.record(l.from, c, l.at, overlap);
             }
-            checkpoint
+            s.read_log.forget_below(minus(c, overlap));
+            s.read_log
+                .around(minus(c, overlap))
                 .filter(|_| is_sweep(items))
-                .and_then(|c| s.read_log.around(minus(c, overlap)))
         });
         let settings = PlanSettings {
             // Applied by the planner to sweeps, replays and a first pull only.
@@ -309,14 +312,8 @@ impl Worker {
             self.states.with(iface, |s| {
                 s.remember_rows(got.window_times, max, overlap);
                 s.remember_keys(got.window_keys, max, overlap);
-                if let (Some(c), Some(l)) = (max, last) {
-                    s.read_log.record(l.from, c, l.at, overlap);
-                }
                 if let Some(span) = swept {
                     s.read_log.insert(span);
-                }
-                if let Some(c) = max {
-                    s.read_log.forget_below(minus(c, overlap));
                 }
             });
         }
