@@ -211,7 +211,7 @@ pub struct Plan {
 }
 
 /// `t − d`, saturating at the earliest timestamp.
-pub(crate) fn minus(t: Timestamp, d: Duration) -> Timestamp {
+pub fn minus(t: Timestamp, d: Duration) -> Timestamp {
     let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
     t.checked_sub(d).unwrap_or(Timestamp::MIN)
 }

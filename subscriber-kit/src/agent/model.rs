@@ -15,7 +15,8 @@
 //!
 //! The replicas' decisions are the agent's own pure functions: [`plan::admit`],
 //! [`plan::plan_pulls_read`] (with `coalesce::plan_read`: already covered, narrow pull,
-//! window; a sweep starting after the replica's previous whole sweep, `coalesce::sweep_from`),
+//! window; a sweep starting above the rows its previous whole sweep and the checkpoint's
+//! record prove read, `coalesce::sweep_from`),
 //! [`plan::cut_windows`], `IfaceState::received` / `remember_keys` (rows a window
 //! already received), [`settle::Received::of`], `Reached::checkpoint` and
 //! [`settle::settle_pulled_narrow`] (with `coverage`). Only the I/O between them is modelled,
@@ -1121,7 +1122,7 @@ mod tests {
     }
 
     /// Two resyncs, so that the second resync's immediate sweep follows the first one's, which
-    /// read its whole window (`previous_sweep`): a sweep never starts above the checkpoint it
+    /// read its whole window (a span of its `read_through`): a sweep never starts above the checkpoint it
     /// was rewound to, so no checkpoint passes a lost row and every row comes back (no
     /// ack-wait expiry and no scheduled sweep, to keep the state space small).
     #[test]

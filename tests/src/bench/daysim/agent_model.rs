@@ -25,7 +25,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use shirase_proto::{ChangeKind, InterfaceId};
 use shirase_subscriber_kit::coalesce::{
-    self, LastRead, NarrowKind, PlanInput, PlanSettings, PullKind, ReadThrough,
+    self, LastRead, NarrowKind, PlanInput, PlanSettings, PullKind, ReadThrough, minus,
 };
 use shirase_subscriber_kit::pull_client::PullClient;
 use shirase_subscriber_kit::read_log::ReadLog;
@@ -446,11 +446,6 @@ pub fn optimum_requests(changes: &[Vec<f64>], bound: f64) -> u64 {
         }
     }
     requests
-}
-
-fn minus(t: Timestamp, d: Duration) -> Timestamp {
-    let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
-    t.checked_sub(d).unwrap_or(Timestamp::MIN)
 }
 
 #[cfg(test)]
